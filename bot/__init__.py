@@ -1,0 +1,1 @@
+"""partnerbot: the application (app factory, config, channels, router, jobs, CLI, simulator)."""

@@ -1,0 +1,101 @@
+"""The aiohttp application: typed state (AppKey) and one cleanup context per resource."""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+import aiohttp
+from aiohttp import web
+from sqlalchemy import text
+
+from bot.channels import wecom
+from bot.channels.wecom_api import WeComClient
+from bot.config import Config
+from bot.inbox import InboxProcessor
+from bot.messages import Incoming
+from bot.outbox import OutboxSender
+from bot.router import CommandTable, Router
+from handlers import command_table
+from store.db import Database
+from store.redis import SharedKeys, create_redis
+
+log = logging.getLogger(__name__)
+
+CONFIG = web.AppKey("config", Config)
+DB = web.AppKey("db", Database)
+SHARED = web.AppKey("shared", SharedKeys)
+WECOM = web.AppKey("wecom", WeComClient)
+OUTBOX = web.AppKey("outbox", OutboxSender)
+INBOX = web.AppKey("inbox", InboxProcessor)
+
+
+def create_app(config: Config, commands: CommandTable | None = None) -> web.Application:
+    app = web.Application(client_max_size=config.server.max_body_bytes)
+    app[CONFIG] = config
+    commands = commands or command_table()
+
+    async def resources(app: web.Application) -> AsyncIterator[None]:
+        db = Database(config.database.url)
+        redis = create_redis(config.redis.url)
+        shared = SharedKeys(redis, config.redis.key_prefix)
+        http = aiohttp.ClientSession()
+        client = WeComClient(config.wecom, http, shared)
+        outbox = OutboxSender(db, {wecom.CHANNEL: wecom.WeComSender(client)}, config.outbox)
+        inbox = InboxProcessor(db, shared, Router(commands, config), outbox, config)
+        app[DB], app[SHARED], app[WECOM], app[OUTBOX], app[INBOX] = db, shared, client, outbox, inbox
+        sweeper = asyncio.create_task(_sweep_forever(inbox, outbox, config.inbox.sweep_interval_seconds))
+        try:
+            yield
+        finally:
+            sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
+            # Let work in progress finish, so a graceful stop leaves nothing half-done.
+            await inbox.drain()
+            await outbox.drain()
+            await http.close()
+            if redis is not None:
+                await redis.aclose()
+            await db.dispose()
+
+    app.cleanup_ctx.append(resources)
+
+    async def receive(dedupe_key: str, message: Incoming) -> bool:
+        return await app[INBOX].receive(wecom.CHANNEL, dedupe_key, message)
+
+    app.add_routes(wecom.callback_routes(wecom.WeComCodec(config.wecom), receive, config.server.max_body_bytes))
+    app.add_routes([web.get("/healthz", healthz)])
+    return app
+
+
+async def _sweep_forever(inbox: InboxProcessor, outbox: OutboxSender, interval: float) -> None:
+    while True:
+        for sweep in (inbox.sweep, outbox.sweep):
+            try:
+                await sweep()
+            except Exception as err:
+                log.warning("sweep failed (%s); will try again", type(err).__name__)
+        await asyncio.sleep(interval)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    checks: dict[str, str] = {}
+    try:
+        async with request.app[DB].session() as session:
+            await session.execute(text("SELECT 1"))
+        checks["database"] = "ok"
+    except Exception as err:
+        checks["database"] = f"error: {type(err).__name__}"
+    shared = request.app[SHARED]
+    if shared.redis is None:
+        checks["redis"] = "not configured"
+    else:
+        try:
+            await shared.redis.ping()
+            checks["redis"] = "ok"
+        except Exception as err:
+            checks["redis"] = f"error: {type(err).__name__}"
+    healthy = all(v in ("ok", "not configured") for v in checks.values())
+    return web.json_response({"ok": healthy, **checks}, status=200 if healthy else 503)

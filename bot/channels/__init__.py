@@ -1,0 +1,1 @@
+"""Channels: adapters between a chat platform and the normalized Incoming / Reply types."""

@@ -1,0 +1,225 @@
+"""The WeCom channel: callback verification, decryption and parsing (wechatpy), and replies.
+
+Inbound: GET /wecom/callback answers URL verification; POST verifies msg_signature and the
+timestamp, decrypts, parses, and hands one Incoming to the inbox, which stores it before we
+answer 200. Outbound: Reply payloads become message/send bodies.
+"""
+from __future__ import annotations
+
+import logging
+import mimetypes
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import xmltodict
+from aiohttp import web
+from wechatpy.enterprise import parse_message
+from wechatpy.enterprise.crypto import WeChatCrypto
+from wechatpy.exceptions import InvalidSignatureException
+from wechatpy.messages import UnknownMessage
+
+from bot.channels.wecom_api import WeComClient
+from bot.config import WeComConfig
+from bot.messages import Incoming, Reply, reply_from_payload
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "wecom"
+# message/send rejects text and markdown content over 2,048 bytes.
+MAX_CONTENT_BYTES = 2048
+_MEDIA_TYPES = {"image", "voice", "video", "file", "location", "link"}
+# Event fields that tell two events of one second apart (DESIGN §10).
+_EVENT_KEY_FIELDS = ("Event", "EventKey", "TaskId", "ResponseCode", "ChangeType", "CardType")
+
+
+class CallbackRejected(Exception):
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Received:
+    dedupe_key: str
+    message: Incoming | None  # None: valid but nothing to act on (e.g. enter_agent)
+
+
+class WeComCodec:
+    """Signature, replay window and AES via wechatpy; everything else about the envelope."""
+
+    def __init__(self, config: WeComConfig) -> None:
+        self.config = config
+        self.crypto = WeChatCrypto(config.token, config.encoding_aes_key, config.corp_id)
+
+    def _check_params(self, query: Any, *names: str, now: float | None) -> list[str]:
+        values = [query.get(name, "") for name in names]
+        if not all(values):
+            raise CallbackRejected(400, f"missing {', '.join(n for n, v in zip(names, values) if not v)}")
+        timestamp = query.get("timestamp", "")
+        if not timestamp.isdigit():
+            raise CallbackRejected(400, "timestamp is not a number")
+        skew = abs((time.time() if now is None else now) - int(timestamp))
+        if skew > self.config.max_clock_skew_seconds:
+            raise CallbackRejected(403, f"timestamp {skew:.0f} s away from our clock (replay?)")
+        return values
+
+    def verify_url(self, query: Any, now: float | None = None) -> str:
+        signature, timestamp, nonce, echostr = self._check_params(
+            query, "msg_signature", "timestamp", "nonce", "echostr", now=now)
+        try:
+            return str(self.crypto.check_signature(signature, timestamp, nonce, echostr))
+        except InvalidSignatureException:
+            raise CallbackRejected(403, "bad signature") from None
+        except Exception as err:  # corrupt echostr: base64, padding or receive id
+            raise CallbackRejected(400, f"undecryptable echostr ({type(err).__name__})") from None
+
+    def decrypt(self, query: Any, body: bytes, now: float | None = None) -> str:
+        signature, timestamp, nonce = self._check_params(query, "msg_signature", "timestamp", "nonce", now=now)
+        envelope = parse_xml(body)
+        encrypted = envelope.get("Encrypt")
+        if not isinstance(encrypted, str) or not encrypted:
+            raise CallbackRejected(400, "no Encrypt element")
+        try:
+            return str(self.crypto.decrypt_message({"Encrypt": encrypted}, signature, timestamp, nonce))
+        except InvalidSignatureException:
+            raise CallbackRejected(403, "bad signature") from None
+        except Exception as err:
+            raise CallbackRejected(400, f"undecryptable message ({type(err).__name__})") from None
+
+
+def parse_xml(data: bytes | str) -> dict[str, Any]:
+    """Parse a WeCom XML document; no DTDs or entities, ever (they are how XML bombs work)."""
+    text = data.decode("utf-8") if isinstance(data, bytes) else data
+    if "<!DOCTYPE" in text.upper() or "<!ENTITY" in text.upper():
+        raise CallbackRejected(400, "XML with a DTD")
+    try:
+        root = xmltodict.parse(text, disable_entities=True)
+    except Exception as err:  # ExpatError and friends: malformed input
+        raise CallbackRejected(400, f"malformed XML ({type(err).__name__})") from None
+    xml = root.get("xml") if isinstance(root, dict) else None
+    if not isinstance(xml, dict):
+        raise CallbackRejected(400, "no <xml> root element")
+    return xml
+
+
+def read_message(plaintext: str) -> Received:
+    """Decrypted callback XML → de-duplication key and the normalized message."""
+    raw = parse_xml(plaintext)
+    user_id = raw.get("FromUserName")
+    msg_type = str(raw.get("MsgType") or "").lower()
+    if not isinstance(user_id, str) or not user_id or not msg_type:
+        raise CallbackRejected(400, "message without FromUserName or MsgType")
+    create_time = int(raw["CreateTime"]) if str(raw.get("CreateTime", "")).isdigit() else 0
+    if msg_type == "event":
+        key = ":".join(["event", user_id, str(create_time)] + [str(raw.get(f) or "") for f in _EVENT_KEY_FIELDS])
+    else:
+        msg_id = str(raw.get("MsgId") or "")
+        key = f"msg:{msg_id}" if msg_id else f"msg:{user_id}:{create_time}:{msg_type}"
+    dedupe_key = f"{CHANNEL}:{key}"[:255]
+
+    parsed = parse_message(plaintext)
+    if msg_type == "text":
+        message = Incoming(CHANNEL, user_id, "text", text=str(parsed.content or ""), create_time=create_time)
+    elif msg_type == "event" and str(raw.get("Event") or "").lower() == "template_card_event":
+        # wechatpy has no class for this event (UnknownMessage), so read the raw fields.
+        assert isinstance(parsed, UnknownMessage)
+        message = Incoming(CHANNEL, user_id, "card_event", event_key=str(raw.get("EventKey") or ""),
+                           card_task_id=str(raw.get("TaskId") or ""),
+                           response_code=str(raw.get("ResponseCode") or ""), create_time=create_time)
+    elif msg_type in _MEDIA_TYPES:
+        message = Incoming(CHANNEL, user_id, "unsupported", create_time=create_time)
+    else:
+        message = None
+    return Received(dedupe_key, message)
+
+
+def callback_routes(codec: WeComCodec, receive: Any, max_body_bytes: int) -> list[web.RouteDef]:
+    """`receive(dedupe_key, message) -> bool` stores the message durably (False: a retry)."""
+
+    async def verify(request: web.Request) -> web.Response:
+        try:
+            echo = codec.verify_url(request.query)
+        except CallbackRejected as err:
+            log.warning("wecom URL verification refused: %s", err.reason)
+            return web.Response(status=err.status, text=err.reason)
+        return web.Response(text=echo)
+
+    async def callback(request: web.Request) -> web.Response:
+        if request.content_length is not None and request.content_length > max_body_bytes:
+            log.warning("wecom callback refused: body of %d bytes", request.content_length)
+            return web.Response(status=413, text="too large")
+        try:
+            body = await request.content.read(max_body_bytes + 1)
+            if len(body) > max_body_bytes:
+                raise CallbackRejected(413, "too large")
+            received = read_message(codec.decrypt(request.query, body))
+        except CallbackRejected as err:
+            log.warning("wecom callback refused: %s", err.reason)
+            return web.Response(status=err.status, text=err.reason)
+        except UnicodeDecodeError:
+            log.warning("wecom callback refused: body is not UTF-8")
+            return web.Response(status=400, text="not UTF-8")
+        if received.message is None:
+            return web.Response(text="")
+        try:
+            stored = await receive(received.dedupe_key, received.message)
+        except Exception as err:
+            # Not stored, so not acknowledged: WeCom will retry.
+            log.error("wecom callback not stored (%s); answering 503", type(err).__name__)
+            return web.Response(status=503, text="try again")
+        if not stored:
+            log.info("wecom retry de-duplicated: %s", received.dedupe_key.split(":", 2)[1])
+        # An empty 200 is WeCom's "received": the answer goes out later through message/send.
+        return web.Response(text="")
+
+    return [web.get("/wecom/callback", verify), web.post("/wecom/callback", callback)]
+
+
+def _fit(content: str) -> str:
+    data = content.encode("utf-8")
+    if len(data) <= MAX_CONTENT_BYTES:
+        return content
+    return data[: MAX_CONTENT_BYTES - 3].decode("utf-8", errors="ignore") + "…"
+
+
+class WeComSender:
+    """Sends one outbox payload to one member through message/send."""
+
+    def __init__(self, client: WeComClient) -> None:
+        self.client = client
+
+    async def send(self, recipient: str, payload: dict[str, Any], *, resend: bool, duplicate_window: int) -> None:
+        reply = reply_from_payload(payload)
+        body = await self._body(reply)
+        body["touser"] = recipient
+        if resend:
+            # A resend after a crash may repeat a delivered message: let WeCom drop the copy.
+            body["enable_duplicate_check"] = 1
+            body["duplicate_check_interval"] = duplicate_window
+        await self.client.send_message(body)
+
+    async def _body(self, reply: Reply) -> dict[str, Any]:
+        if reply.kind == "text":
+            return {"msgtype": "text", "text": {"content": _fit(reply.content)}}
+        if reply.kind == "markdown":
+            return {"msgtype": "markdown", "markdown": {"content": _fit(reply.content)}}
+        if reply.kind == "image":
+            path = Path(reply.path)
+            content_type = mimetypes.guess_type(path.name)[0] or "image/png"
+            media_id = await self.client.upload_media("image", path.name, path.read_bytes(), content_type)
+            return {"msgtype": "image", "image": {"media_id": media_id}}
+        card: dict[str, Any] = {
+            "card_type": "button_interaction" if reply.buttons else "text_notice",
+            "main_title": {"title": reply.title[:36], "desc": reply.description[:44]},
+            "task_id": f"card-{time.time_ns()}",
+        }
+        if reply.url:
+            card["card_action"] = {"type": 1, "url": reply.url}
+        else:
+            card["card_action"] = {"type": 0}
+        if reply.buttons:
+            card["button_list"] = [{"text": b.text[:10], "key": b.command[:1024]} for b in reply.buttons[:6]]
+        return {"msgtype": "template_card", "template_card": card}

@@ -1,0 +1,219 @@
+"""The `partnerbot` command line (DESIGN §8). Operator mistakes are one line and exit code 2."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from aiohttp import web
+from sqlalchemy.engine import make_url
+
+from bot.config import Config, ConfigError, load_config
+
+EXIT_OK, EXIT_BAD_DATA, EXIT_USAGE = 0, 1, 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "run", None):
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        config = load_config(args.config)
+        logging.basicConfig(level=config.log.level.upper(),
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        logging.getLogger("alembic").setLevel(logging.WARNING)
+        return int(args.run(config, args))
+    except ConfigError as err:
+        print(f"partnerbot: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", metavar="PATH",
+                        help="configuration file (default: $PARTNERBOT_CONFIG, else ./config.toml)")
+    parser = argparse.ArgumentParser(prog="partnerbot", description="WeCom bot for partner co-marketing")
+    sub = parser.add_subparsers(metavar="COMMAND")
+    sub.add_parser("demo", parents=[common], help="run bot + WeCom simulator + sandbox on SQLite").set_defaults(run=cmd_demo)
+    sub.add_parser("serve", parents=[common], help="run the production server").set_defaults(run=cmd_serve)
+    sub.add_parser("migrate", parents=[common], help="apply database migrations").set_defaults(run=cmd_migrate)
+    simulator = sub.add_parser("simulator", parents=[common], help="run the WeCom simulator alone")
+    simulator.add_argument("--members", metavar="FILE.csv", help="members CSV to fill the simulated directory")
+    simulator.set_defaults(run=cmd_simulator)
+    members = sub.add_parser("members", help="manage members").add_subparsers(metavar="ACTION")
+    member_import = members.add_parser("import", parents=[common], help="import members from CSV (upsert)")
+    member_import.add_argument("file", metavar="FILE.csv")
+    member_import.set_defaults(run=cmd_members_import)
+    return parser
+
+
+def _safe_url(url: str) -> str:
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def cmd_migrate(config: Config, _args: argparse.Namespace) -> int:
+    from store.db import head_revision, migrate
+
+    migrate(config.database.url)
+    print(f"database {_safe_url(config.database.url)} is at migration {head_revision()}")
+    return EXIT_OK
+
+
+async def _require_current_schema(config: Config) -> None:
+    from store.db import Database, current_revision, head_revision
+
+    db = Database(config.database.url)
+    try:
+        current = await current_revision(db)
+    except Exception as err:
+        raise ConfigError(f"{config.source}: [database] url: cannot connect ({type(err).__name__}: {err})") from None
+    finally:
+        await db.dispose()
+    if current != head_revision():
+        raise ConfigError(f"database {_safe_url(config.database.url)} is at migration {current or 'none'}, "
+                          f"not {head_revision()}: run `partnerbot migrate` first")
+
+
+def _read_csv(path: str) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{path}: cannot read it as UTF-8 text ({type(err).__name__})") from None
+
+
+def cmd_members_import(config: Config, args: argparse.Namespace) -> int:
+    from store.members import CsvRejected, import_members, parse_members_csv
+
+    try:
+        rows = parse_members_csv(_read_csv(args.file))
+    except CsvRejected as rejected:
+        for error in rejected.errors:
+            print(f"{args.file}: {error}", file=sys.stderr)
+        print(f"{args.file}: nothing imported ({len(rejected.errors)} bad row(s)); fix them and run again",
+              file=sys.stderr)
+        return EXIT_BAD_DATA
+
+    async def run() -> str:
+        from store.db import Database
+
+        await _require_current_schema(config)
+        db = Database(config.database.url)
+        try:
+            async with db.session() as session:
+                result = await import_members(session, rows)
+        finally:
+            await db.dispose()
+        partners = f", new partners: {', '.join(result.partners_created)}" if result.partners_created else ""
+        return f"imported {len(rows)} members ({result.created} new, {result.updated} updated){partners}"
+
+    print(asyncio.run(run()))
+    return EXIT_OK
+
+
+def cmd_serve(config: Config, _args: argparse.Namespace) -> int:
+    from bot.app import create_app
+
+    config.require_wecom()
+    asyncio.run(_require_current_schema(config))
+    app = create_app(config)
+    return _run([(app, config.server.host, config.server.port)],
+                lambda: print(f"partnerbot serving on http://{config.server.host}:{config.server.port} "
+                              f"(callback path /wecom/callback)", flush=True))
+
+
+def _simulator_for(config: Config, directory: dict[str, str]):  # type: ignore[no-untyped-def]
+    from bot.simulator import WeComSimulator
+
+    w, s = config.wecom, config.simulator
+    return WeComSimulator(corp_id=w.corp_id, agent_id=w.agent_id, secret=w.secret, token=w.token,
+                          encoding_aes_key=w.encoding_aes_key, callback_url=s.callback_url,
+                          callback_timeout=s.callback_timeout_seconds, callback_retries=s.callback_retries,
+                          directory=directory)
+
+
+def cmd_simulator(config: Config, args: argparse.Namespace) -> int:
+    from store.members import CsvRejected, parse_members_csv
+
+    config.require_wecom()
+    directory: dict[str, str] = {}
+    if args.members:
+        try:
+            directory = {row.userid: row.name for row in parse_members_csv(_read_csv(args.members))}
+        except CsvRejected as rejected:
+            raise ConfigError(f"{args.members}: {rejected.errors[0]}") from None
+    simulator = _simulator_for(config, directory)
+    s = config.simulator
+    return _run([(simulator.create_app(), s.host, s.port)],
+                lambda: print(f"WeCom simulator on http://{s.host}:{s.port}/ → callbacks to {s.callback_url}",
+                              flush=True))
+
+
+def cmd_demo(config: Config, _args: argparse.Namespace) -> int:
+    from bot.app import create_app
+    from bot.demo import DEMO_MEMBERS, demo_config, demo_directory
+    from store.db import Database, migrate
+    from store.members import import_members
+
+    config = demo_config(config)
+    migrate(config.database.url)
+
+    async def seed() -> None:
+        db = Database(config.database.url)
+        try:
+            async with db.session() as session:
+                await import_members(session, DEMO_MEMBERS)
+        finally:
+            await db.dispose()
+
+    asyncio.run(seed())
+    simulator = _simulator_for(config, demo_directory())
+    s = config.simulator
+
+    def banner() -> None:
+        print(f"partnerbot demo is running on {_safe_url(config.database.url)}\n"
+              f"  open the sandbox: http://{s.host}:{s.port}/\n"
+              f"  pick a member and type  help  or  帮助  (Ctrl+C stops)", flush=True)
+
+    return _run([(create_app(config), config.server.host, config.server.port),
+                 (simulator.create_app(), s.host, s.port)], banner)
+
+
+def _run(apps: list[tuple[web.Application, str, int]], banner: Callable[[], None]) -> int:
+    async def serve() -> None:
+        runners: list[web.AppRunner] = []
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            for app, host, port in apps:
+                runner = web.AppRunner(app, handle_signals=False, access_log=None)
+                await runner.setup()
+                runners.append(runner)
+                try:
+                    await web.TCPSite(runner, host, port).start()
+                except OSError as err:
+                    raise ConfigError(f"cannot listen on {host}:{port} ({err.strerror}): "
+                                      "choose another port in the config or its environment variable") from None
+            banner()
+            await stop.wait()
+        finally:
+            for runner in reversed(runners):
+                await runner.cleanup()
+
+    asyncio.run(serve())
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

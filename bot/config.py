@@ -1,0 +1,301 @@
+"""Configuration: config.toml, then PARTNERBOT_<SECTION>_<KEY> environment overrides.
+
+Every problem is reported as one ConfigError line naming the key and where its value came from,
+so the CLI can print it and exit 2 instead of showing a traceback.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+from urllib.parse import urlsplit
+
+ENV_PREFIX = "PARTNERBOT_"
+CONFIG_ENV = "PARTNERBOT_CONFIG"
+
+
+class ConfigError(Exception):
+    """A wrong or missing configuration value; str(err) is one line for the operator."""
+
+
+@dataclass
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    public_base_url: str = "http://127.0.0.1:8080"
+    # Largest request body accepted anywhere (callbacks are a few KB; this stops memory abuse).
+    max_body_bytes: int = 262144
+
+
+@dataclass
+class DatabaseConfig:
+    url: str = "sqlite+aiosqlite:///partnerbot.db"
+
+
+@dataclass
+class RedisConfig:
+    url: str = ""
+    key_prefix: str = "partnerbot:"
+
+
+@dataclass
+class WeComConfig:
+    corp_id: str = ""
+    agent_id: int = 0
+    secret: str = ""
+    token: str = ""
+    encoding_aes_key: str = ""
+    api_base_url: str = "https://qyapi.weixin.qq.com"
+    # Callbacks whose timestamp is further than this from our clock are refused as replays.
+    max_clock_skew_seconds: int = 300
+    # How long a callback key is remembered for retry de-duplication.
+    dedupe_ttl_seconds: int = 86400
+    api_timeout_seconds: float = 10.0
+
+
+@dataclass
+class WeChatConfig:
+    app_id: str = ""
+    secret: str = ""
+    token: str = ""
+    encoding_aes_key: str = ""
+    api_base_url: str = "https://api.weixin.qq.com"
+
+
+@dataclass
+class AdminConfig:
+    api_token: str = ""
+
+
+@dataclass
+class PoolConfig:
+    daily_claim_limit: int = 10
+    max_held: int = 30
+    idle_days: int = 7
+    cooldown_days: int = 30
+    protect_days: int = 14
+    return_reason_required: bool = True
+    embargo_hours: int = 0
+
+
+@dataclass
+class InboxConfig:
+    # A message claimed by an instance that died is taken over after this lease.
+    lease_seconds: int = 30
+    # A message that failed (or crashed its worker) this many times gets an apology, not another try.
+    max_attempts: int = 3
+    # How often each instance looks for inbox and outbox rows left over by others (or by a crash).
+    sweep_interval_seconds: float = 2.0
+
+
+@dataclass
+class OutboxConfig:
+    lease_seconds: int = 30
+    max_attempts: int = 8
+    backoff_base_seconds: float = 1.0
+    backoff_max_seconds: float = 300.0
+    # WeCom drops an identical resend to one member within this window when we ask it to.
+    duplicate_check_interval_seconds: int = 1800
+
+
+@dataclass
+class SimulatorConfig:
+    host: str = "127.0.0.1"
+    port: int = 8081
+    # Where the simulator delivers callbacks, like the URL set in the WeCom admin console.
+    callback_url: str = "http://127.0.0.1:8080/wecom/callback"
+    # WeCom waits this long for an HTTP 200 before it retries a callback.
+    callback_timeout_seconds: float = 5.0
+    callback_retries: int = 3
+
+
+@dataclass
+class LogConfig:
+    level: str = "INFO"
+
+
+@dataclass
+class Config:
+    server: ServerConfig = field(default_factory=ServerConfig)
+    database: DatabaseConfig = field(default_factory=DatabaseConfig)
+    redis: RedisConfig = field(default_factory=RedisConfig)
+    wecom: WeComConfig = field(default_factory=WeComConfig)
+    wechat: WeChatConfig = field(default_factory=WeChatConfig)
+    admin: AdminConfig = field(default_factory=AdminConfig)
+    pool: PoolConfig = field(default_factory=PoolConfig)
+    inbox: InboxConfig = field(default_factory=InboxConfig)
+    outbox: OutboxConfig = field(default_factory=OutboxConfig)
+    simulator: SimulatorConfig = field(default_factory=SimulatorConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+    source: str = "defaults"
+
+    def require_wecom(self) -> None:
+        """What `serve` needs to talk to a real WeCom app; `demo` fills these in itself."""
+        for key in ("corp_id", "secret", "token", "encoding_aes_key"):
+            if not getattr(self.wecom, key):
+                raise ConfigError(
+                    f"{self.source}: [wecom] {key} is missing: set it in the file or in "
+                    f"{ENV_PREFIX}WECOM_{key.upper()}"
+                )
+        if self.wecom.agent_id <= 0:
+            raise ConfigError(
+                f"{self.source}: [wecom] agent_id is missing: set it to the app's AgentId "
+                f"(or {ENV_PREFIX}WECOM_AGENT_ID)"
+            )
+
+
+_SECTION_TYPES = {
+    "server": ServerConfig, "database": DatabaseConfig, "redis": RedisConfig, "wecom": WeComConfig,
+    "wechat": WeChatConfig, "admin": AdminConfig, "pool": PoolConfig, "inbox": InboxConfig,
+    "outbox": OutboxConfig, "simulator": SimulatorConfig, "log": LogConfig,
+}
+
+
+def default_config_path() -> Path:
+    return Path(os.environ.get(CONFIG_ENV) or "config.toml")
+
+
+def load_config(path: str | Path | None = None, environ: Mapping[str, str] | None = None) -> Config:
+    """Read the TOML file (the default path may be absent), apply env overrides, validate."""
+    environ = os.environ if environ is None else environ
+    explicit = path is not None or bool(environ.get(CONFIG_ENV))
+    path = Path(path) if path is not None else Path(environ.get(CONFIG_ENV) or "config.toml")
+    raw: dict[str, Any] = {}
+    if path.exists():
+        try:
+            raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as err:
+            raise ConfigError(f"{path}: not valid TOML: {err}") from None
+        except (OSError, UnicodeDecodeError) as err:
+            raise ConfigError(f"{path}: cannot read the file: {err}") from None
+    elif explicit:
+        raise ConfigError(f"{path}: configuration file not found")
+
+    config = Config(source=str(path))
+    for section_name, section_values in raw.items():
+        section_type = _SECTION_TYPES.get(section_name)
+        if section_type is None:
+            raise ConfigError(
+                f"{path}: unknown section [{section_name}]; known: {', '.join(_SECTION_TYPES)}"
+            )
+        if not isinstance(section_values, dict):
+            raise ConfigError(f"{path}: [{section_name}] must be a table")
+        section = getattr(config, section_name)
+        known = {f.name: f for f in dataclasses.fields(section_type)}
+        for key, value in section_values.items():
+            if key not in known:
+                raise ConfigError(
+                    f"{path}: [{section_name}] {key} is not a known key; known: {', '.join(known)}"
+                )
+            setattr(section, key, _coerce(value, known[key].type, f"{path}: [{section_name}] {key}"))
+
+    for section_name, section_type in _SECTION_TYPES.items():
+        section = getattr(config, section_name)
+        for f in dataclasses.fields(section_type):
+            env_name = f"{ENV_PREFIX}{section_name.upper()}_{f.name.upper()}"
+            if env_name in environ:
+                setattr(section, f.name, _coerce(environ[env_name], f.type, f"{env_name} (environment)"))
+
+    validate(config)
+    return config
+
+
+def _coerce(value: Any, type_name: Any, where: str) -> Any:
+    type_name = type_name if isinstance(type_name, str) else type_name.__name__
+    if type_name == "bool":
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in {"1", "true", "yes", "on"}:
+            return True
+        if isinstance(value, str) and value.strip().lower() in {"0", "false", "no", "off"}:
+            return False
+        raise ConfigError(f"{where}: must be true or false, got {value!r}")
+    if type_name == "int":
+        if isinstance(value, bool):
+            raise ConfigError(f"{where}: must be a whole number, got {value!r}")
+        try:
+            return int(str(value).strip()) if isinstance(value, str) else _exact_int(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where}: must be a whole number, got {value!r}") from None
+    if type_name == "float":
+        if isinstance(value, bool):
+            raise ConfigError(f"{where}: must be a number, got {value!r}")
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where}: must be a number, got {value!r}") from None
+    if not isinstance(value, str):
+        raise ConfigError(f"{where}: must be a string, got {value!r}")
+    return value
+
+
+def _exact_int(value: Any) -> int:
+    if isinstance(value, float) and not value.is_integer():
+        raise ValueError(value)
+    return int(value)
+
+
+def _is_aes_key(key: str) -> bool:
+    try:
+        return len(base64.b64decode(key + "=", validate=True)) == 32
+    except binascii.Error:
+        return False
+
+
+def validate(config: Config) -> None:
+    where = config.source
+
+    def fail(key: str, problem: str) -> None:
+        raise ConfigError(f"{where}: {key} {problem}")
+
+    for key, port in (("[server] port", config.server.port), ("[simulator] port", config.simulator.port)):
+        if not 0 <= port <= 65535:
+            fail(key, f"must be a port number 0-65535, got {port}")
+    for key, url in (
+        ("[server] public_base_url", config.server.public_base_url),
+        ("[wecom] api_base_url", config.wecom.api_base_url),
+        ("[wechat] api_base_url", config.wechat.api_base_url),
+        ("[simulator] callback_url", config.simulator.callback_url),
+    ):
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            fail(key, f"must be an http(s) URL, got {url!r}")
+    db_scheme = config.database.url.split(":", 1)[0]
+    if db_scheme not in ("sqlite+aiosqlite", "postgresql+asyncpg"):
+        fail("[database] url", "must start with sqlite+aiosqlite:// or postgresql+asyncpg://, "
+             f"got {config.database.url.split('://', 1)[0]!r}")
+    if config.redis.url and urlsplit(config.redis.url).scheme not in ("redis", "rediss", "unix"):
+        fail("[redis] url", "must be empty (no Redis) or a redis:// URL")
+    key = config.wecom.encoding_aes_key
+    if key and (len(key) != 43 or not _is_aes_key(key)):
+        fail("[wecom] encoding_aes_key", f"must be the 43-character EncodingAESKey from the WeCom console "
+             f"(letters and digits), got {len(key)} characters")
+    if config.server.max_body_bytes < 1024:
+        fail("[server] max_body_bytes", "must be at least 1024")
+    if config.log.level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        fail("[log] level", f"must be DEBUG, INFO, WARNING or ERROR, got {config.log.level!r}")
+    for key, value in (
+        ("[inbox] lease_seconds", config.inbox.lease_seconds),
+        ("[inbox] max_attempts", config.inbox.max_attempts),
+        ("[outbox] lease_seconds", config.outbox.lease_seconds),
+        ("[outbox] max_attempts", config.outbox.max_attempts),
+        ("[wecom] dedupe_ttl_seconds", config.wecom.dedupe_ttl_seconds),
+        ("[wecom] max_clock_skew_seconds", config.wecom.max_clock_skew_seconds),
+    ):
+        if value < 1:
+            fail(key, f"must be at least 1, got {value}")
+    for key, value in (
+        ("[pool] daily_claim_limit", config.pool.daily_claim_limit),
+        ("[pool] max_held", config.pool.max_held),
+        ("[pool] idle_days", config.pool.idle_days),
+        ("[pool] cooldown_days", config.pool.cooldown_days),
+        ("[pool] protect_days", config.pool.protect_days),
+        ("[pool] embargo_hours", config.pool.embargo_hours),
+    ):
+        if value < 0:
+            fail(key, f"must not be negative, got {value}")

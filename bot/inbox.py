@@ -1,0 +1,135 @@
+"""The inbox: store a received message before it is acknowledged, then process it exactly once.
+
+Processing runs the router and writes the replies to the outbox in one transaction that also
+marks the inbox row done, so a crash at any point either redoes everything or nothing.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import timedelta
+
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from bot.config import Config
+from bot.messages import Incoming, Reply, Text, reply_to_payload
+from bot.outbox import OutboxSender
+from bot.router import Router
+from store import inbox as inbox_store
+from store import outbox as outbox_store
+from store.db import Database
+from store.redis import SharedKeys
+
+log = logging.getLogger(__name__)
+
+APOLOGY = Text("抱歉，处理您的消息时出错了，请稍后再试。\nSorry, something went wrong with your message. Please try again later.")
+_TRANSIENT_DB_ERRORS = (OperationalError, DBAPIError, ConnectionError, TimeoutError, OSError)
+
+
+class LostClaim(Exception):
+    """Another worker took the message over (our lease ran out); our work is rolled back."""
+
+
+class InboxProcessor:
+    def __init__(self, db: Database, shared: SharedKeys, router: Router, outbox: OutboxSender,
+                 config: Config) -> None:
+        self.db = db
+        self.shared = shared
+        self.router = router
+        self.outbox = outbox
+        self.config = config
+        self.lease = timedelta(seconds=config.inbox.lease_seconds)
+        self._in_flight: set[int] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._concurrency = asyncio.Semaphore(32)
+
+    async def receive(self, channel: str, dedupe_key: str, message: Incoming) -> bool:
+        """Durably store a received message; False when it is a platform retry of one we have."""
+        redis_key = f"dedupe:{dedupe_key}"
+        first = await self.shared.add_once(redis_key, self.config.wecom.dedupe_ttl_seconds)
+        if first is False:
+            return False
+        try:
+            async with self.db.session() as session:
+                inbox_id = await inbox_store.add(session, channel=channel, dedupe_key=dedupe_key,
+                                                 user_id=message.user_id, payload=message.to_payload())
+        except BaseException:
+            if first:  # not stored: let the platform's retry through
+                await self.shared.delete(redis_key)
+            raise
+        if inbox_id is None:
+            return False
+        self.submit(inbox_id)
+        return True
+
+    def submit(self, inbox_id: int) -> None:
+        if inbox_id in self._in_flight:
+            return
+        self._in_flight.add(inbox_id)
+        task = asyncio.create_task(self._process_guarded(inbox_id))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def sweep(self) -> None:
+        """Finish messages nobody is working on: left by a crash, a restart or a failed attempt."""
+        async with self.db.session() as session:
+            ids = await inbox_store.claimable_ids(session, self.lease)
+        for inbox_id in ids:
+            self.submit(inbox_id)
+
+    async def drain(self) -> None:
+        if self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    async def _process_guarded(self, inbox_id: int) -> None:
+        try:
+            async with self._concurrency:
+                await self.process(inbox_id)
+        except Exception:
+            log.exception("inbox row %d: could not be processed now; the sweeper will retry", inbox_id)
+        finally:
+            self._in_flight.discard(inbox_id)
+
+    async def process(self, inbox_id: int) -> None:
+        async with self.db.session() as session:
+            claim = await inbox_store.claim(session, inbox_id, self.lease)
+        if claim is None:
+            return
+        message = Incoming.from_payload(claim.payload)
+        if claim.attempts > self.config.inbox.max_attempts:
+            await self._give_up(claim, message, "too many attempts")
+            return
+        try:
+            async with self.db.session() as session:
+                replies = await self.router.dispatch(session, message)
+                outbox_ids = await self._enqueue(session, message, replies, claim.id)
+                if not await inbox_store.finish(session, claim, "done"):
+                    raise LostClaim()
+        except LostClaim:
+            log.warning("inbox row %d was taken over by another worker", inbox_id)
+            return
+        except _TRANSIENT_DB_ERRORS as err:
+            log.warning("inbox row %d: database trouble (%s); will retry", inbox_id, type(err).__name__)
+            async with self.db.session() as session:
+                await inbox_store.release(session, claim, type(err).__name__)
+            return
+        except Exception as err:
+            log.exception("inbox row %d: handler failed", inbox_id)
+            await self._give_up(claim, message, f"{type(err).__name__}: {err}")
+            return
+        self.outbox.submit(outbox_ids)
+
+    async def _give_up(self, claim: inbox_store.Claim, message: Incoming, error: str) -> None:
+        async with self.db.session() as session:
+            if not await inbox_store.finish(session, claim, "failed", error[:1000]):
+                return
+            outbox_ids = await self._enqueue(session, message, [APOLOGY], claim.id)
+        self.outbox.submit(outbox_ids)
+
+    @staticmethod
+    async def _enqueue(session, message: Incoming, replies: list[Reply], inbox_id: int) -> list[int]:  # type: ignore[no-untyped-def]
+        return [
+            await outbox_store.add(session, channel=message.channel, recipient=message.user_id,
+                                   payload=reply_to_payload(reply), inbox_id=inbox_id)
+            for reply in replies
+        ]

@@ -1,0 +1,86 @@
+"""The one incoming-message type every channel produces, and the replies handlers return.
+
+Channels translate between these and their platform (XML callbacks, message/send bodies);
+handlers and the router see nothing else.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Literal, Union
+
+IncomingKind = Literal["text", "card_event", "unsupported"]
+
+
+@dataclass(frozen=True)
+class Incoming:
+    channel: str
+    user_id: str
+    kind: IncomingKind
+    text: str = ""
+    # For card button clicks: the button's key (a command line such as "poster 12") and the card.
+    event_key: str = ""
+    card_task_id: str = ""
+    response_code: str = ""
+    create_time: int = 0
+
+    def to_payload(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_payload(cls, payload: dict[str, Any]) -> Incoming:
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in payload.items() if k in names})
+
+
+@dataclass(frozen=True)
+class Text:
+    content: str
+    kind: Literal["text"] = "text"
+
+
+@dataclass(frozen=True)
+class Markdown:
+    content: str
+    kind: Literal["markdown"] = "markdown"
+
+
+@dataclass(frozen=True)
+class Image:
+    """A picture to send; `path` is a file the sender uploads as temporary media."""
+
+    path: str
+    kind: Literal["image"] = "image"
+
+
+@dataclass(frozen=True)
+class Button:
+    text: str
+    # The command line the button runs, exactly as if the member had typed it.
+    command: str
+
+
+@dataclass(frozen=True)
+class Card:
+    title: str
+    description: str = ""
+    url: str = ""
+    buttons: tuple[Button, ...] = field(default_factory=tuple)
+    kind: Literal["card"] = "card"
+
+
+Reply = Union[Text, Markdown, Image, Card]
+_REPLY_TYPES: dict[str, type] = {"text": Text, "markdown": Markdown, "image": Image, "card": Card}
+
+
+def reply_to_payload(reply: Reply) -> dict[str, Any]:
+    return dataclasses.asdict(reply)
+
+
+def reply_from_payload(payload: dict[str, Any]) -> Reply:
+    kind = payload["kind"]
+    cls = _REPLY_TYPES[kind]
+    values = dict(payload)
+    if kind == "card":
+        values["buttons"] = tuple(Button(**b) for b in payload.get("buttons", ()))
+    return cls(**values)  # type: ignore[no-any-return]

@@ -1,0 +1,84 @@
+"""The inbox: received messages, stored before acknowledgement, claimed by one worker at a time.
+
+A claim is a conditional UPDATE, so it works the same across processes on SQLite and PostgreSQL;
+`attempts` doubles as the claim token: only the holder of the latest claim can finish a message.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from store.models import InboxMessage, utcnow
+
+
+@dataclass(frozen=True)
+class Claim:
+    id: int
+    attempts: int
+    payload: dict[str, Any]
+
+
+async def add(session: AsyncSession, *, channel: str, dedupe_key: str, user_id: str,
+              payload: dict[str, Any]) -> int | None:
+    """Store a received message; None when the same key was stored before (a platform retry)."""
+    row = InboxMessage(channel=channel, dedupe_key=dedupe_key, user_id=user_id, payload=payload,
+                       status="pending", attempts=0, received_at=utcnow())
+    try:
+        async with session.begin_nested():
+            session.add(row)
+            await session.flush()
+    except IntegrityError:
+        return None
+    return row.id
+
+
+def _claimable(now: datetime, lease: timedelta):  # type: ignore[no-untyped-def]
+    return or_(
+        InboxMessage.status == "pending",
+        and_(InboxMessage.status == "processing", InboxMessage.claimed_at < now - lease),
+    )
+
+
+async def claim(session: AsyncSession, inbox_id: int, lease: timedelta) -> Claim | None:
+    now = utcnow()
+    result = await session.execute(
+        update(InboxMessage)
+        .where(InboxMessage.id == inbox_id, _claimable(now, lease))
+        .values(status="processing", claimed_at=now, attempts=InboxMessage.attempts + 1)
+        .returning(InboxMessage.attempts, InboxMessage.payload)
+    )
+    row = result.first()
+    return Claim(inbox_id, row.attempts, row.payload) if row else None
+
+
+async def finish(session: AsyncSession, claim: Claim, status: str, error: str | None = None) -> bool:
+    """Mark done/failed if this claim is still the latest; False means someone took it over."""
+    result = await session.execute(
+        update(InboxMessage)
+        .where(InboxMessage.id == claim.id, InboxMessage.status == "processing",
+               InboxMessage.attempts == claim.attempts)
+        .values(status=status, processed_at=utcnow(), error=error)
+    )
+    return result.rowcount == 1
+
+
+async def release(session: AsyncSession, claim: Claim, error: str) -> None:
+    """Give a claimed message back for another try (after a transient failure)."""
+    await session.execute(
+        update(InboxMessage)
+        .where(InboxMessage.id == claim.id, InboxMessage.attempts == claim.attempts)
+        .values(status="pending", error=error)
+    )
+
+
+async def claimable_ids(session: AsyncSession, lease: timedelta, limit: int = 100) -> list[int]:
+    now = utcnow()
+    rows = await session.scalars(
+        select(InboxMessage.id).where(_claimable(now, lease)).order_by(InboxMessage.id).limit(limit)
+    )
+    return list(rows)

@@ -1,0 +1,134 @@
+"""Members and partners: lookups and the all-or-nothing CSV import (DESIGN §8)."""
+from __future__ import annotations
+
+import csv
+import io
+import re
+from dataclasses import dataclass, field
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from store.models import ROLES, Member, Partner
+
+MEMBER_CSV_COLUMNS = ("userid", "name", "role", "partner", "region", "industries")
+# WeCom userids: 1-64 letters, digits and _ - . @ (what the admin console accepts).
+USERID_PATTERN = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
+
+
+@dataclass(frozen=True)
+class MemberRow:
+    line: int
+    userid: str
+    name: str
+    role: str
+    partner: str
+    region: str
+    industries: tuple[str, ...]
+
+
+@dataclass
+class ImportResult:
+    created: int = 0
+    updated: int = 0
+    partners_created: list[str] = field(default_factory=list)
+
+
+class CsvRejected(Exception):
+    """The file has bad rows; nothing was imported. `errors` lists every one by line number."""
+
+    def __init__(self, errors: list[str]) -> None:
+        super().__init__(f"{len(errors)} problem(s)")
+        self.errors = errors
+
+
+async def get_member(session: AsyncSession, userid: str) -> Member | None:
+    return await session.scalar(select(Member).where(Member.userid == userid, Member.active.is_(True)))
+
+
+def parse_members_csv(text: str) -> list[MemberRow]:
+    """Validate every row before anything is written; raise CsvRejected listing all bad rows."""
+    text = text.removeprefix("\ufeff")  # files saved by Excel start with a byte-order mark
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    header = [name.strip().lower() for name in (reader.fieldnames or [])]
+    if sorted(header) != sorted(MEMBER_CSV_COLUMNS):
+        raise CsvRejected([
+            f"line 1: the header must be {','.join(MEMBER_CSV_COLUMNS)}; got {','.join(header) or '(empty file)'}"
+        ])
+    reader.fieldnames = header
+    errors: list[str] = []
+    rows: list[MemberRow] = []
+    seen: dict[str, int] = {}
+    try:
+        for raw in reader:
+            line = reader.line_num
+            row_errors = []
+            if None in raw or any(value is None for value in raw.values()):
+                errors.append(f"line {line}: expected {len(MEMBER_CSV_COLUMNS)} fields separated by commas")
+                continue
+            values = {key: value.strip() for key, value in raw.items()}
+            userid, name, role = values["userid"], values["name"], values["role"].lower()
+            partner, region = values["partner"], values["region"]
+            industries = tuple(part.strip() for part in values["industries"].split(";") if part.strip())
+            if not USERID_PATTERN.match(userid):
+                row_errors.append(f"userid {userid!r} must be 1-64 letters, digits or _-.@")
+            elif userid.lower() in seen:
+                row_errors.append(f"userid {userid!r} is already on line {seen[userid.lower()]}")
+            if not name or len(name) > 64:
+                row_errors.append("name must be 1-64 characters")
+            if role not in ROLES:
+                row_errors.append(f"role {values['role']!r} must be one of {', '.join(ROLES)}")
+            if role == "partner" and not partner:
+                row_errors.append("partner is required for role partner")
+            if len(partner) > 100:
+                row_errors.append("partner must be at most 100 characters")
+            if len(region) > 64:
+                row_errors.append("region must be at most 64 characters")
+            if any(len(industry) > 32 for industry in industries):
+                row_errors.append("each industry must be at most 32 characters")
+            if row_errors:
+                errors.append(f"line {line}: " + "; ".join(row_errors))
+                continue
+            seen[userid.lower()] = line
+            rows.append(MemberRow(line, userid, name, role, partner, region, industries))
+    except csv.Error as err:
+        errors.append(f"line {reader.line_num}: not valid CSV ({err})")
+    if not errors and not rows:
+        errors.append("line 2: the file has a header but no members")
+    if errors:
+        raise CsvRejected(errors)
+    return rows
+
+
+async def import_members(session: AsyncSession, rows: list[MemberRow]) -> ImportResult:
+    """Upsert by userid inside the caller's transaction (so a failure imports nothing)."""
+    result = ImportResult()
+    partners = {p.name: p for p in await session.scalars(select(Partner))}
+    existing = {
+        m.userid: m
+        for m in await session.scalars(select(Member).where(Member.userid.in_([r.userid for r in rows])))
+    }
+    for row in rows:
+        partner = None
+        if row.partner:
+            partner = partners.get(row.partner)
+            if partner is None:
+                partner = Partner(name=row.partner, region=row.region)
+                session.add(partner)
+                partners[row.partner] = partner
+                result.partners_created.append(row.partner)
+        member = existing.get(row.userid)
+        if member is None:
+            member = Member(userid=row.userid)
+            session.add(member)
+            result.created += 1
+        else:
+            result.updated += 1
+        member.name = row.name
+        member.role = row.role
+        member.partner = partner
+        member.region = row.region
+        member.industries = list(row.industries)
+        member.active = True
+    await session.flush()
+    return result

@@ -1,0 +1,60 @@
+"""Redis helpers. Redis is optional for one instance: every caller has an in-process or database
+fallback, and a Redis outage degrades to that fallback (logged) instead of failing requests."""
+from __future__ import annotations
+
+import logging
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+log = logging.getLogger(__name__)
+
+
+def create_redis(url: str) -> Redis | None:
+    if not url:
+        return None
+    return Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2, health_check_interval=30)
+
+
+class SharedKeys:
+    """Namespaced Redis operations that never raise: None means "Redis did not answer"."""
+
+    def __init__(self, redis: Redis | None, prefix: str) -> None:
+        self.redis = redis
+        self.prefix = prefix
+
+    async def add_once(self, key: str, ttl_seconds: int) -> bool | None:
+        """True if the key was new (and is now remembered), False if it was already there."""
+        if self.redis is None:
+            return None
+        try:
+            return bool(await self.redis.set(self.prefix + key, b"1", nx=True, ex=ttl_seconds))
+        except RedisError as err:
+            log.warning("redis unavailable, falling back to the database: %s", type(err).__name__)
+            return None
+
+    async def get(self, key: str) -> str | None:
+        if self.redis is None:
+            return None
+        try:
+            value = await self.redis.get(self.prefix + key)
+        except RedisError as err:
+            log.warning("redis unavailable for a read: %s", type(err).__name__)
+            return None
+        return value.decode() if isinstance(value, bytes) else value
+
+    async def set(self, key: str, value: str, ttl_seconds: int) -> None:
+        if self.redis is None:
+            return
+        try:
+            await self.redis.set(self.prefix + key, value, ex=ttl_seconds)
+        except RedisError as err:
+            log.warning("redis unavailable for a write: %s", type(err).__name__)
+
+    async def delete(self, key: str) -> None:
+        if self.redis is None:
+            return
+        try:
+            await self.redis.delete(self.prefix + key)
+        except RedisError as err:
+            log.warning("redis unavailable for a delete: %s", type(err).__name__)

@@ -172,3 +172,15 @@ async def stack(sqlite_url: str) -> AsyncIterator[Stack]:
     yield running
     for runner in reversed(running.runners):
         await runner.cleanup()
+
+
+async def eventually(check, timeout: float = 10.0, interval: float = 0.05):  # type: ignore[no-untyped-def]
+    """Await `check()` until it returns something truthy (and return that), or fail after timeout."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        result = await check()
+        if result:
+            return result
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s (last: {result!r})")
+        await asyncio.sleep(interval)

@@ -86,13 +86,14 @@ class WeComSimulator:
         self._sends: defaultdict[str, deque[float]] = defaultdict(deque)
         self._recent: dict[tuple[str, str], float] = {}
         self._forced_errors: deque[int] = deque()
+        self.api_available = True
         self._changed = asyncio.Event()
         self._http: aiohttp.ClientSession | None = None
         self._deliveries: set[asyncio.Task[Delivery]] = set()
 
     # ----- the aiohttp application -------------------------------------------------------------
     def create_app(self) -> web.Application:
-        app = web.Application(client_max_size=20 * 1024 * 1024)
+        app = web.Application(client_max_size=20 * 1024 * 1024, middlewares=[self._outage])
         app.cleanup_ctx.append(self._http_session)
         app.add_routes([
             web.get("/cgi-bin/gettoken", self.api_gettoken),
@@ -109,6 +110,12 @@ class WeComSimulator:
             web.get("/sandbox/media/{media_id}", self.sandbox_media),
         ])
         return app
+
+    @web.middleware
+    async def _outage(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        if not self.api_available and request.path.startswith("/cgi-bin/"):
+            return web.Response(status=503, text="WeCom API unavailable (simulated outage)")
+        return await handler(request)
 
     async def _http_session(self, _app: web.Application):  # type: ignore[no-untyped-def]
         self._http = aiohttp.ClientSession()

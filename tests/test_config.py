@@ -1,0 +1,79 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bot.config import ConfigError, load_config
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_repo_config_toml_loads_with_safe_defaults() -> None:
+    config = load_config(REPO / "config.toml", environ={})
+    assert config.database.url == "sqlite+aiosqlite:///partnerbot.db"
+    assert config.redis.url == ""
+    assert config.wecom.secret == "" and config.admin.api_token == ""  # secrets never in the file
+
+
+def test_environment_overrides_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text('[server]\nport = 9000\n[pool]\nreturn_reason_required = true\n')
+    config = load_config(path, environ={"PARTNERBOT_SERVER_PORT": "9100", "PARTNERBOT_WECOM_SECRET": "s3",
+                                        "PARTNERBOT_POOL_RETURN_REASON_REQUIRED": "false"})
+    assert config.server.port == 9100
+    assert config.wecom.secret == "s3"
+    assert config.pool.return_reason_required is False
+
+
+def test_config_env_variable_names_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "other.toml"
+    path.write_text('[server]\nport = 9200\n')
+    assert load_config(environ={"PARTNERBOT_CONFIG": str(path)}).server.port == 9200
+
+
+@pytest.mark.parametrize("content, env, expected", [
+    ('[server]\nport = "abc"\n', {}, "[server] port: must be a whole number"),
+    ('[server]\nport = 70000\n', {}, "[server] port must be a port number"),
+    ('[server]\nprot = 1\n', {}, "[server] prot is not a known key"),
+    ('[srever]\nport = 1\n', {}, "unknown section [srever]"),
+    ('[server\nport = 1\n', {}, "not valid TOML"),
+    ('', {"PARTNERBOT_SERVER_PORT": "eighty"}, "PARTNERBOT_SERVER_PORT (environment): must be a whole number"),
+    ('', {"PARTNERBOT_POOL_RETURN_REASON_REQUIRED": "maybe"}, "must be true or false"),
+    ('[database]\nurl = "mysql://x"\n', {}, "[database] url must start with"),
+    ('[wecom]\nencoding_aes_key = "short"\n', {}, "[wecom] encoding_aes_key must be the 43-character"),
+    ('[server]\npublic_base_url = "javascript:alert(1)"\n', {}, "[server] public_base_url must be an http(s) URL"),
+])
+def test_bad_values_name_the_key_and_the_file(tmp_path: Path, content: str, env: dict, expected: str) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(content)
+    with pytest.raises(ConfigError) as err:
+        load_config(path, environ=env)
+    message = str(err.value)
+    assert expected in message
+    assert "\n" not in message
+
+
+def test_an_explicit_missing_file_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "nope.toml", environ={})
+
+
+def test_serve_without_wecom_credentials_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(f'[database]\nurl = "sqlite+aiosqlite:///{tmp_path}/x.db"\n')
+    result = subprocess.run([sys.executable, "-m", "bot", "serve", "--config", str(path)],
+                            capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"}, timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0, result.stderr
+    assert "[wecom] corp_id is missing" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_cli_bad_value_exit_2_without_traceback(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text('[server]\nport = "x"\n')
+    result = subprocess.run([sys.executable, "-m", "bot", "migrate", "--config", str(path)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"partnerbot: {path}: [server] port: must be a whole number, got 'x'"

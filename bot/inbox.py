@@ -10,6 +10,7 @@ import logging
 from datetime import timedelta
 
 from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.config import Config
 from bot.messages import Incoming, Reply, Text, reply_to_payload
@@ -102,7 +103,7 @@ class InboxProcessor:
         try:
             async with self.db.session() as session:
                 replies = await self.router.dispatch(session, message)
-                outbox_ids = await self._enqueue(session, message, replies, claim.id)
+                outbox_claims = await self._enqueue(session, message, replies, claim.id)
                 if not await inbox_store.finish(session, claim, "done"):
                     raise LostClaim()
         except LostClaim:
@@ -117,19 +118,20 @@ class InboxProcessor:
             log.exception("inbox row %d: handler failed", inbox_id)
             await self._give_up(claim, message, f"{type(err).__name__}: {err}")
             return
-        self.outbox.submit(outbox_ids)
+        self.outbox.submit_claimed(outbox_claims)
 
     async def _give_up(self, claim: inbox_store.Claim, message: Incoming, error: str) -> None:
         async with self.db.session() as session:
             if not await inbox_store.finish(session, claim, "failed", error[:1000]):
                 return
-            outbox_ids = await self._enqueue(session, message, [APOLOGY], claim.id)
-        self.outbox.submit(outbox_ids)
+            outbox_claims = await self._enqueue(session, message, [APOLOGY], claim.id)
+        self.outbox.submit_claimed(outbox_claims)
 
     @staticmethod
-    async def _enqueue(session, message: Incoming, replies: list[Reply], inbox_id: int) -> list[int]:  # type: ignore[no-untyped-def]
+    async def _enqueue(session: AsyncSession, message: Incoming, replies: list[Reply],
+                       inbox_id: int) -> list[outbox_store.Claim]:
         return [
             await outbox_store.add(session, channel=message.channel, recipient=message.user_id,
-                                   payload=reply_to_payload(reply), inbox_id=inbox_id)
+                                   payload=reply_to_payload(reply), inbox_id=inbox_id, claimed=True)
             for reply in replies
         ]

@@ -36,27 +36,38 @@ class OutboxSender:
 
     def submit(self, outbox_ids: list[int]) -> None:
         for outbox_id in outbox_ids:
-            if outbox_id in self._in_flight:
-                continue
-            self._in_flight.add(outbox_id)
-            task = asyncio.create_task(self._send_guarded(outbox_id))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._spawn(outbox_id, None)
+
+    def submit_claimed(self, claims: list[outbox_store.Claim]) -> None:
+        """Send rows this instance queued already claimed (see store.outbox.add)."""
+        for claim in claims:
+            self._spawn(claim.id, claim)
+
+    def _spawn(self, outbox_id: int, claim: outbox_store.Claim | None) -> None:
+        if outbox_id in self._in_flight:
+            return
+        self._in_flight.add(outbox_id)
+        task = asyncio.create_task(self._send_guarded(outbox_id, claim))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def sweep(self) -> None:
         """Pick up rows that are due: retries, and rows left by a crashed or busy instance."""
         async with self.db.session() as session:
             ids = await outbox_store.claimable_ids(session, self.lease)
-        self.submit([i for i in ids if i not in self._in_flight])
+        self.submit(ids)
 
     async def drain(self) -> None:
         if self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
-    async def _send_guarded(self, outbox_id: int) -> None:
+    async def _send_guarded(self, outbox_id: int, claim: outbox_store.Claim | None = None) -> None:
         try:
             async with self._concurrency:
-                await self.send_one(outbox_id)
+                if claim is None:
+                    await self.send_one(outbox_id)
+                else:
+                    await self.deliver(claim)
         except Exception:
             # Database trouble while claiming or marking: the row stays claimable for the sweeper.
             log.exception("outbox row %d: could not be processed now", outbox_id)
@@ -66,8 +77,11 @@ class OutboxSender:
     async def send_one(self, outbox_id: int) -> None:
         async with self.db.session() as session:
             claim = await outbox_store.claim(session, outbox_id, self.lease)
-        if claim is None:
-            return
+        if claim is not None:
+            await self.deliver(claim)
+
+    async def deliver(self, claim: outbox_store.Claim) -> None:
+        outbox_id = claim.id
         sender = self.senders.get(claim.channel)
         try:
             if sender is None:

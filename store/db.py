@@ -30,7 +30,10 @@ def create_engine(url: str) -> AsyncEngine:
             cursor.close()
 
         return engine
-    return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True, pool_timeout=10)
+    # No pre-ping: it costs a round trip per unit of work. A connection broken by a database restart
+    # fails its unit of work, which is retried (callbacks answer 503 and WeCom resends; inbox and
+    # outbox rows stay claimable), and the pool then replaces it.
+    return create_async_engine(url, pool_size=10, max_overflow=10, pool_timeout=10, pool_recycle=1800)
 
 
 class Database:

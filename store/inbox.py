@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, or_, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from store.models import InboxMessage, utcnow
@@ -26,15 +26,16 @@ class Claim:
 async def add(session: AsyncSession, *, channel: str, dedupe_key: str, user_id: str,
               payload: dict[str, Any]) -> int | None:
     """Store a received message; None when the same key was stored before (a platform retry)."""
-    row = InboxMessage(channel=channel, dedupe_key=dedupe_key, user_id=user_id, payload=payload,
-                       status="pending", attempts=0, received_at=utcnow())
-    try:
-        async with session.begin_nested():
-            session.add(row)
-            await session.flush()
-    except IntegrityError:
-        return None
-    return row.id
+    # One statement, no savepoint: this runs on every callback before it is acknowledged.
+    insert = postgresql.insert if session.bind.dialect.name == "postgresql" else sqlite.insert
+    statement = (
+        insert(InboxMessage)
+        .values(channel=channel, dedupe_key=dedupe_key, user_id=user_id, payload=payload, status="pending",
+                attempts=0, received_at=utcnow())
+        .on_conflict_do_nothing(index_elements=["dedupe_key"])
+        .returning(InboxMessage.id)
+    )
+    return await session.scalar(statement)
 
 
 def _claimable(now: datetime, lease: timedelta):  # type: ignore[no-untyped-def]

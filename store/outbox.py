@@ -26,13 +26,17 @@ class Claim:
 
 
 async def add(session: AsyncSession, *, channel: str, recipient: str, payload: dict[str, Any],
-              inbox_id: int | None = None, dedupe_key: str | None = None) -> int:
+              inbox_id: int | None = None, dedupe_key: str | None = None, claimed: bool = False) -> Claim:
+    """Queue a message. `claimed` queues it already claimed by the caller, who sends it right after
+    the commit (saving a claim round trip); should the caller die, the lease hands it to others."""
+    now = utcnow()
     row = OutboxMessage(channel=channel, recipient=recipient, kind=payload["kind"], payload=payload,
-                        inbox_id=inbox_id, dedupe_key=dedupe_key, status="pending", attempts=0,
-                        next_attempt_at=utcnow(), created_at=utcnow())
+                        inbox_id=inbox_id, dedupe_key=dedupe_key, status="sending" if claimed else "pending",
+                        attempts=1 if claimed else 0, claimed_at=now if claimed else None,
+                        next_attempt_at=now, created_at=now)
     session.add(row)
     await session.flush()
-    return row.id
+    return Claim(row.id, row.attempts, channel, recipient, payload)
 
 
 def _claimable(now: datetime, lease: timedelta):  # type: ignore[no-untyped-def]

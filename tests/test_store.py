@@ -64,7 +64,7 @@ async def test_outbox_claims_are_exclusive_and_retries_wait(database_url: str) -
     db = Database(database_url)
     try:
         async with db.session() as s:
-            row_id = await outbox.add(s, channel="wecom", recipient="u", payload={"kind": "text", "content": "x"})
+            row_id = (await outbox.add(s, channel="wecom", recipient="u", payload={"kind": "text", "content": "x"})).id
 
         async def try_claim() -> outbox.Claim | None:
             async with db.session() as s:

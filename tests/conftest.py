@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from bot.app import create_app
 from bot.config import Config
+from bot.router import CommandTable
 from bot.simulator import WeComSimulator
 from store.db import Database, migrate
 from store.members import MemberRow, import_members
@@ -147,7 +148,7 @@ class Stack:
         await self.runners[1].cleanup()
 
 
-async def start_stack(config: Config) -> Stack:
+async def start_stack(config: Config, commands: CommandTable | None = None) -> Stack:
     sim_port, bot_port = free_port(), free_port()
     config.wecom.api_base_url = f"http://127.0.0.1:{sim_port}"
     sim = WeComSimulator(corp_id=config.wecom.corp_id, agent_id=config.wecom.agent_id, secret=config.wecom.secret,
@@ -155,7 +156,7 @@ async def start_stack(config: Config) -> Stack:
                          callback_url=f"http://127.0.0.1:{bot_port}/wecom/callback",
                          directory={m.userid: m.name for m in MEMBERS} | {"stranger": "Stranger"})
     runners = []
-    for app, port in ((sim.create_app(), sim_port), (create_app(config), bot_port)):
+    for app, port in ((sim.create_app(), sim_port), (create_app(config, commands), bot_port)):
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", port).start()

@@ -142,3 +142,28 @@ async def test_a_permanent_wecom_error_is_recorded_not_retried(stack: Stack) -> 
     assert "40056" in row.last_error
     await asyncio.sleep(0.5)
     assert stack.sim.api_calls["message/send"] == 1
+
+
+async def test_slow_handling_does_not_delay_the_acknowledgement(sqlite_url: str) -> None:
+    """WeCom retries after 5 s without a 200: a slow command must not hold the answer to the callback."""
+    from bot.messages import Text
+    from bot.router import EVERY_ROLE, Command, CommandTable
+    from tests.conftest import make_config, seed, start_stack
+
+    async def slow(ctx, _args):  # type: ignore[no-untyped-def]
+        await asyncio.sleep(6)
+        return Text("done at last")
+
+    await seed(sqlite_url)
+    stack = await start_stack(make_config(sqlite_url),
+                              CommandTable([Command("slow", "慢", EVERY_ROLE, slow, "slow — x", "慢 — x")]))
+    try:
+        started = time.monotonic()
+        delivery = await stack.sim.send_text("p2", "slow")
+        assert delivery.attempts == ["200"]
+        assert time.monotonic() - started < 1.0
+        [reply] = await stack.sim.wait_for_bot_messages("p2", 1, timeout=15)
+        assert reply.body["content"] == "done at last"
+    finally:
+        for runner in reversed(stack.runners):
+            await runner.cleanup()

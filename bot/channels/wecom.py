@@ -185,6 +185,13 @@ def _fit(content: str) -> str:
     return data[: MAX_CONTENT_BYTES - 3].decode("utf-8", errors="ignore") + "…"
 
 
+def _button_key(command: str) -> str:
+    # Cutting a command short could make the button run a different one: refuse instead.
+    if len(command.encode("utf-8")) > 1024:
+        raise ValueError(f"button command over WeCom's 1,024-byte key limit: {command[:40]!r}…")
+    return command
+
+
 class WeComSender:
     """Sends one outbox payload to one member through message/send."""
 
@@ -211,6 +218,9 @@ class WeComSender:
             content_type = mimetypes.guess_type(path.name)[0] or "image/png"
             media_id = await self.client.upload_media("image", path.name, path.read_bytes(), content_type)
             return {"msgtype": "image", "image": {"media_id": media_id}}
+        if not reply.buttons and not reply.url:
+            # A text_notice card must have a click action; without one, plain text says the same.
+            return {"msgtype": "text", "text": {"content": _fit(f"{reply.title}\n{reply.description}".strip())}}
         card: dict[str, Any] = {
             "card_type": "button_interaction" if reply.buttons else "text_notice",
             "main_title": {"title": reply.title[:36], "desc": reply.description[:44]},
@@ -218,8 +228,6 @@ class WeComSender:
         }
         if reply.url:
             card["card_action"] = {"type": 1, "url": reply.url}
-        else:
-            card["card_action"] = {"type": 0}
         if reply.buttons:
-            card["button_list"] = [{"text": b.text[:10], "key": b.command[:1024]} for b in reply.buttons[:6]]
+            card["button_list"] = [{"text": b.text[:10], "key": _button_key(b.command)} for b in reply.buttons[:6]]
         return {"msgtype": "template_card", "template_card": card}

@@ -197,7 +197,7 @@ class WeComSimulator:
     async def send_text(self, userid: str, text: str) -> Delivery:
         """A member types `text` in WeCom; returns once the bot acknowledged (or WeCom gave up)."""
         self.directory.setdefault(userid, userid)
-        entry = self._record(userid, "user", "text", {"content": text}, status="delivering")
+        entry = self.record(userid, "user", "text", {"content": text}, status="delivering")
         msg_id = str(next(self._msg_ids))
         delivery = await self.deliver(self.text_xml(userid, text, msg_id, int(time.time())), msg_id)
         entry.status = "delivered" if delivery.acknowledged else "failed"
@@ -205,15 +205,18 @@ class WeComSimulator:
         return delivery
 
     async def click(self, userid: str, key: str, task_id: str) -> Delivery:
-        self._record(userid, "user", "click", {"key": key, "task_id": task_id}, status="delivered")
-        return await self.deliver(self.card_event_xml(userid, key, task_id, int(time.time())), f"click:{task_id}")
+        entry = self.record(userid, "user", "click", {"key": key, "task_id": task_id}, status="delivering")
+        delivery = await self.deliver(self.card_event_xml(userid, key, task_id, int(time.time())), f"click:{task_id}")
+        entry.status = "delivered" if delivery.acknowledged else "failed"
+        self._changed.set()
+        return delivery
 
     def _start(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
         self._deliveries.add(task)
         task.add_done_callback(self._deliveries.discard)
 
-    def _record(self, userid: str, direction: str, msgtype: str, body: dict[str, Any], status: str = "ok") -> ChatEntry:
+    def record(self, userid: str, direction: str, msgtype: str, body: dict[str, Any], status: str = "ok") -> ChatEntry:
         entry = ChatEntry(next(self._ids), userid, direction, msgtype, body, time.time(), status)
         self.entries.append(entry)
         self._changed.set()
@@ -286,7 +289,7 @@ class WeComSimulator:
                 continue
             sends.append(now)
             self._recent[(user, content)] = now
-            self._record(user, "bot", msgtype, body.get(msgtype) or {})
+            self.record(user, "bot", msgtype, body.get(msgtype) or {})
         return web.json_response({"errcode": 0, "errmsg": "ok", "invaliduser": "|".join(invalid),
                                   "msgid": secrets.token_hex(12)})
 
@@ -359,6 +362,9 @@ class WeComSimulator:
         return web.json_response({"messages": entries})
 
     async def _sandbox_body(self, request: web.Request, *fields: str) -> dict[str, str] | web.Response:
+        # JSON only: a cross-site form or text/plain POST cannot chat as someone else.
+        if request.content_type != "application/json":
+            return web.json_response({"error": "send JSON (Content-Type: application/json)"}, status=415)
         try:
             body = await request.json()
         except (ValueError, UnicodeDecodeError):

@@ -1,0 +1,203 @@
+"""The sandbox page in a real headless Chromium, against the real bot and simulator (DESIGN §9).
+
+Needs Debian's Chromium at /usr/bin/chromium (`apt-get install chromium`): skipped without it on a
+newcomer's machine, a failure in CI.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from playwright.async_api import Locator, Page, async_playwright, expect
+
+from tests.conftest import Stack
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+SCREENSHOT = Path("/tmp/sandbox.png")
+REPLY_TIMEOUT_MS = 10_000
+HELP_EN = "help — what you can do here"
+HELP_ZH = "帮助 — 查看可用命令"
+
+
+@dataclass
+class Sandbox:
+    page: Page
+    stack: Stack
+    # Uncaught exceptions and console errors (CSP violations show up here too).
+    errors: list[str] = field(default_factory=list)
+
+    async def choose(self, userid: str) -> None:
+        await self.page.select_option("#member", userid)
+        await expect(self.page.locator("#member")).to_have_value(userid)
+
+    async def type_and_enter(self, text: str) -> None:
+        await self.page.locator("#text").fill(text)
+        await self.page.locator("#text").press("Enter")
+
+    def bot(self, text: str = "") -> Locator:
+        messages = self.page.locator(".msg.from-bot")
+        return messages.filter(has_text=text) if text else messages
+
+    def assert_clean(self) -> None:
+        assert self.errors == [], f"the page logged errors: {self.errors}"
+
+
+@pytest.fixture
+async def sandbox(stack: Stack) -> AsyncIterator[Sandbox]:
+    if not CHROMIUM.exists():
+        message = f"{CHROMIUM} not installed (apt-get install chromium)"
+        if IN_CI:
+            pytest.fail(message + " (CI must run the browser tests, not skip them)")
+        pytest.skip(message)
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            context = await browser.new_context(viewport={"width": 1100, "height": 760}, locale="zh-CN")
+            page = await context.new_page()
+            page.set_default_timeout(REPLY_TIMEOUT_MS)
+            box = Sandbox(page, stack)
+            page.on("pageerror", lambda err: box.errors.append(f"pageerror: {err}"))
+            page.on("console", lambda msg: box.errors.append(f"console: {msg.text}") if msg.type == "error" else None)
+            await page.goto(stack.sim_url + "/")
+            # The member list is loaded from the simulator's directory.
+            await expect(page.locator("#member option[value='p1']")).to_have_text("张伟 (p1)")
+            yield box
+        finally:
+            await browser.close()
+
+
+async def test_chat_as_member_gets_help(sandbox: Sandbox) -> None:
+    page = sandbox.page
+    await sandbox.choose("p1")
+    await sandbox.type_and_enter("help")
+    await expect(sandbox.bot(HELP_EN)).to_have_count(1, timeout=REPLY_TIMEOUT_MS)
+    await expect(page.locator("#text")).to_have_value("")
+    await expect(page.locator("#text")).to_be_focused()
+    # The member's own line is shown, and its status settles once the bot acknowledged the callback.
+    mine = page.locator(".msg.from-user[data-msgtype='text']").filter(has_text="help")
+    await expect(mine).to_have_count(1)
+    await expect(mine).to_contain_text("delivered")
+
+    await sandbox.type_and_enter("帮助")
+    await expect(sandbox.bot(HELP_ZH)).to_have_count(1, timeout=REPLY_TIMEOUT_MS)
+    await expect(sandbox.bot(HELP_ZH)).to_contain_text("张伟")
+    # Empty input sends nothing.
+    await sandbox.type_and_enter("   ")
+    await page.wait_for_timeout(800)
+    await expect(page.locator(".msg.from-user")).to_have_count(2)
+    assert len(sandbox.stack.sim.bot_messages("p1")) == 2
+
+    await page.screenshot(path=str(SCREENSHOT))
+    sandbox.assert_clean()
+
+
+async def test_switching_member_reloads_conversation(sandbox: Sandbox) -> None:
+    page = sandbox.page
+    await sandbox.choose("p1")
+    await sandbox.type_and_enter("help")
+    await expect(sandbox.bot(HELP_EN)).to_have_count(1, timeout=REPLY_TIMEOUT_MS)
+    await sandbox.choose("p2")
+    await expect(page.locator(".msg")).to_have_count(0)
+    await sandbox.choose("p1")
+    await expect(sandbox.bot(HELP_EN)).to_have_count(1)
+    await expect(page.locator(".msg.from-user")).to_have_count(1)
+    sandbox.assert_clean()
+
+
+async def test_custom_userid_and_errors(sandbox: Sandbox) -> None:
+    page = sandbox.page
+    # Client-side validation: nothing is added for a malformed userid.
+    await page.locator("#custom-userid").fill("no spaces!")
+    await page.locator("#custom-add").click()
+    await expect(page.locator("#custom-userid")).to_have_class("invalid")
+    await expect(page.locator("#error")).to_contain_text("userid")
+    await expect(page.locator("#member option[value='no spaces!']")).to_have_count(0)
+
+    await page.locator("#custom-userid").fill("stranger")
+    await page.locator("#custom-add").click()
+    await expect(page.locator("#member")).to_have_value("stranger")
+    await sandbox.type_and_enter("hi")
+    await expect(sandbox.bot("stranger")).to_have_count(1, timeout=REPLY_TIMEOUT_MS)
+    await expect(sandbox.bot("stranger")).to_contain_text("not registered")
+
+    # A userid the directory has never seen is added to the picker and can chat too.
+    await page.locator("#custom-userid").fill("new.person@x")
+    await page.locator("#custom-userid").press("Enter")
+    await expect(page.locator("#member")).to_have_value("new.person@x")
+    await expect(page.locator("#member option[value='new.person@x']")).to_have_count(1)
+    await sandbox.type_and_enter("你好")
+    await expect(sandbox.bot("new.person@x")).to_have_count(1, timeout=REPLY_TIMEOUT_MS)
+
+    # A 400 from the simulator is shown to the person, and the text is kept to retry.
+    await page.route("**/sandbox/api/send", lambda route: route.fulfill(
+        status=400, content_type="application/json", json={"error": "text must be 1-2048 characters"}))
+    await sandbox.type_and_enter("will fail")
+    await expect(page.locator("#error")).to_contain_text("text must be 1-2048 characters")
+    await expect(page.locator("#text")).to_have_value("will fail")
+    # The browser logs the 400 response itself as a console error; that one is expected.
+    sandbox.errors = [e for e in sandbox.errors if "400" not in e]
+    sandbox.assert_clean()
+
+
+async def test_bot_content_is_never_html(sandbox: Sandbox) -> None:
+    page, sim = sandbox.page, sandbox.stack.sim
+    await sandbox.choose("p1")
+    sim.record("p1", "bot", "text", {"content": "<img src=x onerror=window.__xss=1>"})
+    sim.record("p1", "bot", "markdown", {"content": "[x](javascript:alert(1)) **bold**"})
+    sim.record("p1", "bot", "markdown", {"content": (
+        "# Title <script>window.__xss=2</script>\n> quoted\n`code` and [docs](https://example.com/a)\n"
+        '<font color="warning">warn</font> <font color="red" onclick="x()">raw</font>')})
+    sim.record("p1", "bot", "template_card", {
+        "card_type": "text_notice", "main_title": {"title": "<b>T</b>", "desc": "<i>D</i>"},
+        "card_action": {"type": 1, "url": "javascript:alert(3)"}, "task_id": "t0"})
+    sim.record("p1", "bot", "news", {"articles": [{"title": "<svg onload=window.__xss=4>"}]})
+
+    text = page.locator(".msg.from-bot[data-msgtype='text'] .bubble")
+    await expect(text).to_have_text("<img src=x onerror=window.__xss=1>")
+    markdown = page.locator(".msg.from-bot[data-msgtype='markdown']")
+    await expect(markdown).to_have_count(2)
+    await expect(markdown.first).to_contain_text("[x](javascript:alert(1)) bold")
+    await expect(markdown.first.locator("strong, b")).to_have_text("bold")
+    second = markdown.nth(1)
+    await expect(second).to_contain_text("Title <script>window.__xss=2</script>")
+    await expect(second.locator("[role='heading']")).to_have_count(1)
+    await expect(second.locator(".md-quote")).to_have_text("quoted")
+    await expect(second.locator("code")).to_have_text("code")
+    await expect(second.locator("a")).to_have_attribute("href", "https://example.com/a")
+    await expect(second.locator("a")).to_have_attribute("rel", "noopener noreferrer")
+    await expect(second.locator("a")).to_have_attribute("target", "_blank")
+    await expect(second.locator(".c-warning")).to_have_text("warn")
+    await expect(second).to_contain_text('<font color="red" onclick="x()">raw</font>')
+    card = page.locator(".msg.from-bot[data-msgtype='template_card']")
+    await expect(card).to_contain_text("<b>T</b>")
+    await expect(card).to_contain_text("<i>D</i>")
+    await expect(card.locator("a")).to_have_count(0)
+    await expect(page.locator(".msg.from-bot[data-msgtype='news'] pre")).to_contain_text("<svg onload=window.__xss=4>")
+
+    assert await page.evaluate("typeof window.__xss") == "undefined"
+    assert await page.locator("a[href^='javascript' i]").count() == 0
+    assert await page.locator("#messages img, #messages script, #messages svg, #messages font, #messages b").count() == 0
+    sandbox.assert_clean()
+
+
+async def test_card_button_runs_its_command(sandbox: Sandbox) -> None:
+    page, sim = sandbox.page, sandbox.stack.sim
+    await sandbox.choose("p1")
+    sim.record("p1", "bot", "template_card", {
+        "card_type": "button_interaction", "main_title": {"title": "T", "desc": "D"}, "task_id": "t1",
+        "button_list": [{"text": "帮助", "key": "help"}]})
+    button = page.locator(".msg.from-bot[data-msgtype='template_card'] .card-button")
+    await expect(button).to_have_text("帮助")
+    await expect(sandbox.bot()).to_have_count(1)
+    await button.click()
+    # Through the real callback path: simulator -> template_card_event -> bot runs "help" -> message/send.
+    await expect(page.locator(".msg.from-user[data-msgtype='click']")).to_contain_text("clicked: help")
+    await expect(sandbox.bot(HELP_EN)).to_have_count(1, timeout=REPLY_TIMEOUT_MS)
+    await expect(sandbox.bot()).to_have_count(2)
+    sandbox.assert_clean()

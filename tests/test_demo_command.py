@@ -1,0 +1,44 @@
+"""`partnerbot demo` itself: starts on a fresh SQLite file, prints the sandbox URL, answers help."""
+import asyncio
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import aiohttp
+
+from tests.conftest import eventually, free_port
+
+
+async def test_demo_answers_help_through_the_sandbox(tmp_path: Path) -> None:
+    bot_port, sim_port = free_port(), free_port()
+    env = {**os.environ, "PARTNERBOT_SERVER_PORT": str(bot_port), "PARTNERBOT_SIMULATOR_PORT": str(sim_port),
+           "PARTNERBOT_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/demo.db"}
+    env.pop("PARTNERBOT_CONFIG", None)
+    demo = subprocess.Popen([sys.executable, "-m", "bot", "demo"], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        lines: list[str] = []
+
+        async def printed_url() -> str | None:
+            line = await asyncio.to_thread(demo.stdout.readline)
+            lines.append(line)
+            return line.split("open the sandbox: ")[1].strip() if "open the sandbox: " in line else None
+
+        url = await eventually(printed_url, timeout=60)
+        assert url == f"http://127.0.0.1:{sim_port}/"
+        async with aiohttp.ClientSession() as http:
+            async with http.get(url) as page:
+                assert page.status == 200 and "<html" in (await page.text()).lower()
+            async with http.post(f"{url}sandbox/api/send", json={"userid": "zhangwei", "text": "帮助"}) as sent:
+                assert sent.status == 200
+
+            async def reply() -> str | None:
+                async with http.get(f"{url}sandbox/api/messages", params={"userid": "zhangwei"}) as r:
+                    bot = [m for m in (await r.json())["messages"] if m["direction"] == "bot"]
+                return bot[0]["body"]["content"] if bot else None
+
+            assert "张伟，您好" in await eventually(reply, timeout=15)
+    finally:
+        demo.terminate()
+        assert demo.wait(30) == 0

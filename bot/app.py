@@ -16,6 +16,7 @@ from bot.config import Config
 from bot.inbox import InboxProcessor
 from bot.messages import Incoming
 from bot.outbox import OutboxSender
+from bot.ratelimit import MemberRateLimiter
 from bot.router import CommandTable, Router
 from handlers import command_table
 from store.db import Database
@@ -42,16 +43,20 @@ def create_app(config: Config, commands: CommandTable | None = None) -> web.Appl
         shared = SharedKeys(redis, config.redis.key_prefix)
         http = aiohttp.ClientSession()
         client = WeComClient(config.wecom, http, shared)
-        outbox = OutboxSender(db, {wecom.CHANNEL: wecom.WeComSender(client)}, config.outbox)
+        limiter = MemberRateLimiter(redis, config.redis.key_prefix, config.wecom.member_messages_per_minute,
+                                    config.wecom.member_messages_per_hour)
+        outbox = OutboxSender(db, {wecom.CHANNEL: wecom.WeComSender(client)}, config.outbox, limiter)
         inbox = InboxProcessor(db, shared, Router(commands, config), outbox, config)
         app[DB], app[SHARED], app[WECOM], app[OUTBOX], app[INBOX] = db, shared, client, outbox, inbox
-        sweeper = asyncio.create_task(_sweep_forever(inbox, outbox, config.inbox.sweep_interval_seconds))
+        interval = config.inbox.sweep_interval_seconds
+        loops = [asyncio.create_task(_sweep_forever(inbox, interval)), asyncio.create_task(outbox.run(interval))]
         try:
             yield
         finally:
-            sweeper.cancel()
+            for loop in loops:
+                loop.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await sweeper
+                await asyncio.gather(*loops)
             # Let work in progress finish, so a graceful stop leaves nothing half-done.
             await inbox.drain()
             await outbox.drain()
@@ -70,13 +75,12 @@ def create_app(config: Config, commands: CommandTable | None = None) -> web.Appl
     return app
 
 
-async def _sweep_forever(inbox: InboxProcessor, outbox: OutboxSender, interval: float) -> None:
+async def _sweep_forever(inbox: InboxProcessor, interval: float) -> None:
     while True:
-        for sweep in (inbox.sweep, outbox.sweep):
-            try:
-                await sweep()
-            except Exception as err:
-                log.warning("sweep failed (%s); will try again", type(err).__name__)
+        try:
+            await inbox.sweep()
+        except Exception as err:
+            log.warning("inbox sweep failed (%s); will try again", type(err).__name__)
         await asyncio.sleep(interval)
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 ENV_PREFIX = "PARTNERBOT_"
 CONFIG_ENV = "PARTNERBOT_CONFIG"
@@ -30,6 +31,8 @@ class ServerConfig:
     public_base_url: str = "http://127.0.0.1:8080"
     # Largest request body accepted anywhere (callbacks are a few KB; this stops memory abuse).
     max_body_bytes: int = 262144
+    # Dates people type and read (task deadlines) are in this zone.
+    timezone: str = "Asia/Shanghai"
 
 
 @dataclass
@@ -56,6 +59,9 @@ class WeComConfig:
     # How long a callback key is remembered for retry de-duplication.
     dedupe_ttl_seconds: int = 86400
     api_timeout_seconds: float = 10.0
+    # WeCom's per-app, per-member limits for message/send; over them messages vanish silently.
+    member_messages_per_minute: int = 30
+    member_messages_per_hour: int = 1000
 
 
 @dataclass
@@ -95,6 +101,8 @@ class InboxConfig:
 
 @dataclass
 class OutboxConfig:
+    # How many message/send calls one instance has in flight at once.
+    concurrency: int = 16
     lease_seconds: int = 30
     max_attempts: int = 8
     backoff_base_seconds: float = 1.0
@@ -275,6 +283,10 @@ def validate(config: Config) -> None:
     if key and (len(key) != 43 or not _is_aes_key(key)):
         fail("[wecom] encoding_aes_key", f"must be the 43-character EncodingAESKey from the WeCom console "
              f"(letters and digits), got {len(key)} characters")
+    try:
+        ZoneInfo(config.server.timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        fail("[server] timezone", f"must be an IANA time zone such as Asia/Shanghai, got {config.server.timezone!r}")
     if config.server.max_body_bytes < 1024:
         fail("[server] max_body_bytes", "must be at least 1024")
     if config.log.level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
@@ -284,6 +296,9 @@ def validate(config: Config) -> None:
         ("[inbox] max_attempts", config.inbox.max_attempts),
         ("[outbox] lease_seconds", config.outbox.lease_seconds),
         ("[outbox] max_attempts", config.outbox.max_attempts),
+        ("[outbox] concurrency", config.outbox.concurrency),
+        ("[wecom] member_messages_per_minute", config.wecom.member_messages_per_minute),
+        ("[wecom] member_messages_per_hour", config.wecom.member_messages_per_hour),
         ("[wecom] dedupe_ttl_seconds", config.wecom.dedupe_ttl_seconds),
         ("[wecom] max_clock_skew_seconds", config.wecom.max_clock_skew_seconds),
     ):

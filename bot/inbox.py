@@ -119,6 +119,7 @@ class InboxProcessor:
             await self._give_up(claim, message, f"{type(err).__name__}: {err}")
             return
         self.outbox.submit_claimed(outbox_claims)
+        self.outbox.kick()  # the handler may have queued more (a broadcast)
 
     async def _give_up(self, claim: inbox_store.Claim, message: Incoming, error: str) -> None:
         async with self.db.session() as session:

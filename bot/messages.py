@@ -66,6 +66,9 @@ class Card:
     description: str = ""
     url: str = ""
     buttons: tuple[Button, ...] = field(default_factory=tuple)
+    # Stable id for WeCom's card task_id: a resend of the same card must be identical for WeCom's
+    # duplicate check to recognise it.
+    card_id: str = ""
     kind: Literal["card"] = "card"
 
 
@@ -80,7 +83,8 @@ def reply_to_payload(reply: Reply) -> dict[str, Any]:
 def reply_from_payload(payload: dict[str, Any]) -> Reply:
     kind = payload["kind"]
     cls = _REPLY_TYPES[kind]
-    values = dict(payload)
+    names = {f.name for f in dataclasses.fields(cls)}
+    values = {k: v for k, v in payload.items() if k in names}
     if kind == "card":
         values["buttons"] = tuple(Button(**b) for b in payload.get("buttons", ()))
     return cls(**values)  # type: ignore[no-any-return]

@@ -1,13 +1,20 @@
-"""Sends outbox rows through their channel: claim, send, mark; transient errors back off and retry."""
+"""Sends outbox rows through their channel: claim, respect the per-member limit, send, mark.
+
+Broadcast rows are claimed in batches no larger than the free sending capacity (so nothing sits
+claimed long enough for its lease to run out); replies to chat arrive already claimed and go out at
+once. Transient errors back off and retry; other errors are recorded on the row.
+"""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 from datetime import timedelta
 from typing import Any, Protocol
 
 from bot.config import OutboxConfig
+from bot.ratelimit import MemberRateLimiter
 from store import outbox as outbox_store
 from store.db import Database
 from store.models import utcnow
@@ -16,7 +23,7 @@ log = logging.getLogger(__name__)
 
 
 class ChannelSender(Protocol):
-    async def send(self, recipient: str, payload: dict[str, Any], *, resend: bool,
+    async def send(self, recipient: str, payload: dict[str, Any], *, duplicate_check: bool,
                    duplicate_window: int) -> None: ...
 
 
@@ -25,76 +32,91 @@ def is_transient(err: BaseException) -> bool:
 
 
 class OutboxSender:
-    def __init__(self, db: Database, senders: dict[str, ChannelSender], config: OutboxConfig) -> None:
+    def __init__(self, db: Database, senders: dict[str, ChannelSender], config: OutboxConfig,
+                 limiter: MemberRateLimiter) -> None:
         self.db = db
         self.senders = senders
         self.config = config
+        self.limiter = limiter
         self.lease = timedelta(seconds=config.lease_seconds)
         self._in_flight: set[int] = set()
         self._tasks: set[asyncio.Task[None]] = set()
-        self._concurrency = asyncio.Semaphore(16)
+        self._wake = asyncio.Event()
 
-    def submit(self, outbox_ids: list[int]) -> None:
-        for outbox_id in outbox_ids:
-            self._spawn(outbox_id, None)
+    def kick(self) -> None:
+        """New rows are queued: look now rather than at the next interval."""
+        self._wake.set()
 
     def submit_claimed(self, claims: list[outbox_store.Claim]) -> None:
         """Send rows this instance queued already claimed (see store.outbox.add)."""
         for claim in claims:
-            self._spawn(claim.id, claim)
+            self._spawn(claim)
 
-    def _spawn(self, outbox_id: int, claim: outbox_store.Claim | None) -> None:
-        if outbox_id in self._in_flight:
-            return
-        self._in_flight.add(outbox_id)
-        task = asyncio.create_task(self._send_guarded(outbox_id, claim))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def sweep(self) -> None:
-        """Pick up rows that are due: retries, and rows left by a crashed or busy instance."""
-        async with self.db.session() as session:
-            ids = await outbox_store.claimable_ids(session, self.lease)
-        self.submit(ids)
+    async def run(self, interval: float) -> None:
+        """Claim due rows while there is capacity; sleep until kicked, a send ends, or the interval."""
+        while True:
+            capacity = self.config.concurrency - len(self._in_flight)
+            claims: list[outbox_store.Claim] = []
+            if capacity > 0:
+                try:
+                    async with self.db.session() as session:
+                        claims = await outbox_store.claim_due(session, self.lease, capacity)
+                except Exception as err:
+                    log.warning("outbox: cannot claim rows now (%s)", type(err).__name__)
+            for claim in claims:
+                self._spawn(claim)
+            if claims and len(claims) == capacity:
+                continue_soon = self._wake.wait()  # woken when a send finishes
+            else:
+                continue_soon = asyncio.wait_for(self._wake.wait(), interval)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await continue_soon
+            self._wake.clear()
 
     async def drain(self) -> None:
         if self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
-    async def _send_guarded(self, outbox_id: int, claim: outbox_store.Claim | None = None) -> None:
-        try:
-            async with self._concurrency:
-                if claim is None:
-                    await self.send_one(outbox_id)
-                else:
-                    await self.deliver(claim)
-        except Exception:
-            # Database trouble while claiming or marking: the row stays claimable for the sweeper.
-            log.exception("outbox row %d: could not be processed now", outbox_id)
-        finally:
-            self._in_flight.discard(outbox_id)
+    def _spawn(self, claim: outbox_store.Claim) -> None:
+        if claim.id in self._in_flight:
+            return
+        self._in_flight.add(claim.id)
+        task = asyncio.create_task(self._deliver_guarded(claim))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
-    async def send_one(self, outbox_id: int) -> None:
-        async with self.db.session() as session:
-            claim = await outbox_store.claim(session, outbox_id, self.lease)
-        if claim is not None:
+    async def _deliver_guarded(self, claim: outbox_store.Claim) -> None:
+        try:
             await self.deliver(claim)
+        except Exception:
+            # Database trouble while marking: the row's lease runs out and it is sent again, with
+            # WeCom's duplicate check on, so the member still sees it once.
+            log.exception("outbox row %d: could not be recorded", claim.id)
+        finally:
+            self._in_flight.discard(claim.id)
+            self._wake.set()
 
     async def deliver(self, claim: outbox_store.Claim) -> None:
-        outbox_id = claim.id
+        wait = await self.limiter.reserve(claim.recipient)
+        if wait > 0:
+            async with self.db.session() as session:
+                await outbox_store.defer(session, claim, utcnow() + timedelta(seconds=wait + 0.05))
+            return
         sender = self.senders.get(claim.channel)
         try:
             if sender is None:
                 raise LookupError(f"no sender for channel {claim.channel!r}")
-            await sender.send(claim.recipient, claim.payload, resend=claim.attempts > 1,
+            # A second attempt may follow a send that reached WeCom before we crashed or timed out.
+            await sender.send(claim.recipient, claim.payload,
+                              duplicate_check=claim.attempts > 1 or bool(claim.payload.get("duplicate_check")),
                               duplicate_window=self.config.duplicate_check_interval_seconds)
         except Exception as err:
             retry = is_transient(err) and claim.attempts < self.config.max_attempts
             retry_at = utcnow() + timedelta(seconds=self._backoff(claim.attempts)) if retry else None
-            if not is_transient(err) and not hasattr(err, "errcode"):
-                log.exception("outbox row %d failed", outbox_id)
+            if is_transient(err) or hasattr(err, "errcode"):
+                log.warning("outbox row %d: %s (%s)", claim.id, err, "will retry" if retry else "giving up")
             else:
-                log.warning("outbox row %d: %s (%s)", outbox_id, err, "will retry" if retry else "giving up")
+                log.exception("outbox row %d failed", claim.id)
             async with self.db.session() as session:
                 await outbox_store.mark_failed(session, claim, str(err), retry_at)
             return

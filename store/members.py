@@ -9,9 +9,11 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from store.models import ROLES, Member, Partner
+from store.models import ROLES, Member, MemberTag, Partner
 
 MEMBER_CSV_COLUMNS = ("userid", "name", "role", "partner", "region", "industries")
+# Optional extra column: tags for broadcast targeting (`tag:NAME`), separated by ";".
+OPTIONAL_CSV_COLUMNS = ("tags",)
 # WeCom userids: 1-64 letters, digits and _ - . @ (what the admin console accepts).
 USERID_PATTERN = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
 
@@ -25,6 +27,7 @@ class MemberRow:
     partner: str
     region: str
     industries: tuple[str, ...]
+    tags: tuple[str, ...] | None = None  # None: the file has no tags column, keep what is stored
 
 
 @dataclass
@@ -51,9 +54,12 @@ def parse_members_csv(text: str) -> list[MemberRow]:
     text = text.removeprefix("\ufeff")  # files saved by Excel start with a byte-order mark
     reader = csv.DictReader(io.StringIO(text, newline=""))
     header = [name.strip().lower() for name in (reader.fieldnames or [])]
-    if sorted(header) != sorted(MEMBER_CSV_COLUMNS):
+    required = set(MEMBER_CSV_COLUMNS)
+    if not required <= set(header) or not set(header) <= required | set(OPTIONAL_CSV_COLUMNS) \
+            or len(set(header)) != len(header):
         raise CsvRejected([
-            f"line 1: the header must be {','.join(MEMBER_CSV_COLUMNS)}; got {','.join(header) or '(empty file)'}"
+            f"line 1: the header must be {','.join(MEMBER_CSV_COLUMNS)} (optionally also tags); "
+            f"got {','.join(header) or '(empty file)'}"
         ])
     reader.fieldnames = header
     errors: list[str] = []
@@ -64,12 +70,13 @@ def parse_members_csv(text: str) -> list[MemberRow]:
             line = reader.line_num
             row_errors = []
             if None in raw or any(value is None for value in raw.values()):
-                errors.append(f"line {line}: expected {len(MEMBER_CSV_COLUMNS)} fields separated by commas")
+                errors.append(f"line {line}: expected {len(header)} fields separated by commas")
                 continue
             values = {key: value.strip() for key, value in raw.items()}
             userid, name, role = values["userid"], values["name"], values["role"].lower()
             partner, region = values["partner"], values["region"]
-            industries = tuple(part.strip() for part in values["industries"].split(";") if part.strip())
+            industries = _split(values["industries"])
+            tags = _split(values["tags"]) if "tags" in values else None
             if not USERID_PATTERN.match(userid):
                 row_errors.append(f"userid {userid!r} must be 1-64 letters, digits or _-.@")
             elif userid.lower() in seen:
@@ -86,11 +93,13 @@ def parse_members_csv(text: str) -> list[MemberRow]:
                 row_errors.append("region must be at most 64 characters")
             if any(len(industry) > 32 for industry in industries):
                 row_errors.append("each industry must be at most 32 characters")
+            if any(len(tag) > 32 or ":" in tag for tag in tags or ()):
+                row_errors.append("each tag must be at most 32 characters, without ':'")
             if row_errors:
                 errors.append(f"line {line}: " + "; ".join(row_errors))
                 continue
             seen[userid.lower()] = line
-            rows.append(MemberRow(line, userid, name, role, partner, region, industries))
+            rows.append(MemberRow(line, userid, name, role, partner, region, industries, tags))
     except csv.Error as err:
         errors.append(f"line {reader.line_num}: not valid CSV ({err})")
     if not errors and not rows:
@@ -98,6 +107,17 @@ def parse_members_csv(text: str) -> list[MemberRow]:
     if errors:
         raise CsvRejected(errors)
     return rows
+
+
+def _set_tags(member: Member, tags: tuple[str, ...]) -> None:
+    # Change only the difference: deleting and re-adding one (member, tag) key in a flush collides.
+    member.tags = [t for t in member.tags if t.tag in tags] + [
+        MemberTag(tag=tag) for tag in tags if tag not in member.tag_names
+    ]
+
+
+def _split(value: str) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(part.strip() for part in value.split(";") if part.strip()))
 
 
 async def import_members(session: AsyncSession, rows: list[MemberRow]) -> ImportResult:
@@ -130,5 +150,7 @@ async def import_members(session: AsyncSession, rows: list[MemberRow]) -> Import
         member.region = row.region
         member.industries = list(row.industries)
         member.active = True
+        if row.tags is not None:
+            _set_tags(member, row.tags)
     await session.flush()
     return result

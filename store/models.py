@@ -73,6 +73,70 @@ class Member(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
     partner: Mapped[Partner | None] = relationship(back_populates="members", lazy="joined")
+    tags: Mapped[list[MemberTag]] = relationship(cascade="all, delete-orphan", lazy="selectin",
+                                                 order_by="MemberTag.tag")
+
+    @property
+    def tag_names(self) -> list[str]:
+        return [t.tag for t in self.tags]
+
+
+class MemberTag(Base):
+    """Free-form groups for targeting broadcasts (`tag:NAME`), from import or WeCom tags."""
+
+    __tablename__ = "member_tags"
+
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id", ondelete="CASCADE"), primary_key=True)
+    tag: Mapped[str] = mapped_column(String(32), primary_key=True, index=True)
+
+
+TASK_STATUSES = ("draft", "active", "ended")
+
+
+class Task(Base):
+    """A co-marketing task: content partners share, with a target URL their tracked links lead to."""
+
+    __tablename__ = "tasks"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    title: Mapped[str] = mapped_column(String(64))
+    description: Mapped[str] = mapped_column(Text, default="")
+    target_url: Mapped[str] = mapped_column(String(2000))
+    poster_template: Mapped[str] = mapped_column(String(32), default="classic")
+    status: Mapped[str] = mapped_column(String(16), default="draft", index=True)
+    starts_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    deadline: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    creator_id: Mapped[int | None] = mapped_column(ForeignKey("members.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    # Set by the one instance that sent the automatic pre-deadline reminder.
+    auto_reminded_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Broadcast(Base):
+    """One `broadcast` command: who asked, for which targets, and how many new recipients it queued."""
+
+    __tablename__ = "broadcasts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    task_id: Mapped[int] = mapped_column(ForeignKey("tasks.id"), index=True)
+    targets: Mapped[str] = mapped_column(String(500))
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("members.id"))
+    recipients: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Share(Base):
+    """A poster or link handed out to a member for a task: what `tasks` and `remind` call "shared"."""
+
+    __tablename__ = "shares"
+    __table_args__ = (Index("ix_shares_task_member", "task_id", "member_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    task_id: Mapped[int] = mapped_column(ForeignKey("tasks.id"))
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id"), index=True)
+    channel: Mapped[str] = mapped_column(String(16))  # poster / link / other
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class InboxMessage(Base):
@@ -99,7 +163,11 @@ class OutboxMessage(Base):
     """A message to send through a channel's API; rows are claimed, sent and marked, never lost."""
 
     __tablename__ = "outbox"
-    __table_args__ = (Index("ix_outbox_status_next", "status", "next_attempt_at"),)
+    __table_args__ = (
+        Index("ix_outbox_status_next", "status", "next_attempt_at"),
+        Index("ix_outbox_task_purpose", "task_id", "purpose", "status"),
+        Index("ix_outbox_recipient_purpose", "recipient", "purpose"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     channel: Mapped[str] = mapped_column(String(16))
@@ -109,6 +177,9 @@ class OutboxMessage(Base):
     # Set where sending the same thing twice must be impossible (e.g. one task card per member).
     dedupe_key: Mapped[str | None] = mapped_column(String(255), unique=True)
     inbox_id: Mapped[int | None] = mapped_column(ForeignKey("inbox.id"), index=True)
+    # What the message is for: a chat reply, a task card from a broadcast, or a reminder.
+    purpose: Mapped[str] = mapped_column(String(16), default="reply", server_default="reply")
+    task_id: Mapped[int | None] = mapped_column(ForeignKey("tasks.id"))
     status: Mapped[str] = mapped_column(String(16), default="pending")  # pending/sending/sent/failed
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

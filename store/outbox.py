@@ -46,17 +46,31 @@ def _claimable(now: datetime, lease: timedelta):  # type: ignore[no-untyped-def]
     )
 
 
-async def claim(session: AsyncSession, outbox_id: int, lease: timedelta) -> Claim | None:
+async def claim_due(session: AsyncSession, lease: timedelta, limit: int) -> list[Claim]:
+    """Claim up to `limit` due rows in one statement (on PostgreSQL, skipping rows another instance
+    is claiming right now instead of waiting for them)."""
     now = utcnow()
+    due = select(OutboxMessage.id).where(_claimable(now, lease)).order_by(OutboxMessage.id).limit(limit)
+    if session.bind.dialect.name == "postgresql":
+        due = due.with_for_update(skip_locked=True)
     result = await session.execute(
         update(OutboxMessage)
-        .where(OutboxMessage.id == outbox_id, _claimable(now, lease))
+        .where(OutboxMessage.id.in_(due.scalar_subquery()), _claimable(now, lease))
         .values(status="sending", claimed_at=now, attempts=OutboxMessage.attempts + 1)
-        .returning(OutboxMessage.attempts, OutboxMessage.channel, OutboxMessage.recipient,
+        .returning(OutboxMessage.id, OutboxMessage.attempts, OutboxMessage.channel, OutboxMessage.recipient,
                    OutboxMessage.payload)
+        .execution_options(synchronize_session=False)
     )
-    row = result.first()
-    return Claim(outbox_id, row.attempts, row.channel, row.recipient, row.payload) if row else None
+    return [Claim(row.id, row.attempts, row.channel, row.recipient, row.payload) for row in result.all()]
+
+
+async def defer(session: AsyncSession, claim: Claim, until: datetime) -> None:
+    """Put a claimed row back untried (the member's send limit is reached until `until`)."""
+    await session.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.id == claim.id, OutboxMessage.attempts == claim.attempts)
+        .values(status="pending", next_attempt_at=until, attempts=OutboxMessage.attempts - 1)
+    )
 
 
 async def mark_sent(session: AsyncSession, claim: Claim) -> None:
@@ -75,11 +89,3 @@ async def mark_failed(session: AsyncSession, claim: Claim, error: str, retry_at:
         .values(status="pending" if retry_at else "failed", last_error=error[:1000],
                 next_attempt_at=retry_at or utcnow())
     )
-
-
-async def claimable_ids(session: AsyncSession, lease: timedelta, limit: int = 200) -> list[int]:
-    now = utcnow()
-    rows = await session.scalars(
-        select(OutboxMessage.id).where(_claimable(now, lease)).order_by(OutboxMessage.id).limit(limit)
-    )
-    return list(rows)

@@ -60,24 +60,30 @@ async def test_inbox_deduplicates_and_only_one_worker_claims(database_url: str) 
         await db.dispose()
 
 
-async def test_outbox_claims_are_exclusive_and_retries_wait(database_url: str) -> None:
+async def test_outbox_batch_claims_never_overlap_and_retries_wait(database_url: str) -> None:
     db = Database(database_url)
     try:
         async with db.session() as s:
-            row_id = (await outbox.add(s, channel="wecom", recipient="u", payload={"kind": "text", "content": "x"})).id
+            for i in range(60):
+                await outbox.add(s, channel="wecom", recipient=f"u{i}", payload={"kind": "text", "content": "x"})
 
-        async def try_claim() -> outbox.Claim | None:
+        async def claim_some() -> list[outbox.Claim]:
             async with db.session() as s:
-                return await outbox.claim(s, row_id, timedelta(seconds=30))
+                return await outbox.claim_due(s, timedelta(seconds=30), 10)
 
-        claims = [c for c in await asyncio.gather(*(try_claim() for _ in range(8))) if c]
-        assert len(claims) == 1
+        batches = await asyncio.gather(*(claim_some() for _ in range(8)))
+        claimed = [c for batch in batches for c in batch]
+        ids = [c.id for c in claimed]
+        assert len(ids) == len(set(ids)) == 60  # every row claimed, none twice
+        first, second = claimed[0], claimed[1]
         from store.models import utcnow
         async with db.session() as s:
-            await outbox.mark_failed(s, claims[0], "busy", utcnow() + timedelta(hours=1))
-        assert await try_claim() is None  # not due yet
+            await outbox.mark_failed(s, first, "busy", utcnow() + timedelta(hours=1))
+        assert await claim_some() == []  # the retry is not due yet; the rest are claimed
         async with db.session() as s:
-            assert await outbox.claimable_ids(s, timedelta(seconds=30)) == []
+            await outbox.defer(s, second, utcnow() - timedelta(seconds=1))
+        [again] = await claim_some()
+        assert (again.id, again.attempts) == (second.id, 1)  # a deferral is not an attempt
     finally:
         await db.dispose()
 

@@ -198,12 +198,13 @@ class WeComSender:
     def __init__(self, client: WeComClient) -> None:
         self.client = client
 
-    async def send(self, recipient: str, payload: dict[str, Any], *, resend: bool, duplicate_window: int) -> None:
+    async def send(self, recipient: str, payload: dict[str, Any], *, duplicate_check: bool,
+                   duplicate_window: int) -> None:
         reply = reply_from_payload(payload)
         body = await self._body(reply)
         body["touser"] = recipient
-        if resend:
-            # A resend after a crash may repeat a delivered message: let WeCom drop the copy.
+        if duplicate_check:
+            # WeCom drops a message identical to one this member got within the window.
             body["enable_duplicate_check"] = 1
             body["duplicate_check_interval"] = duplicate_window
         await self.client.send_message(body)
@@ -224,7 +225,7 @@ class WeComSender:
         card: dict[str, Any] = {
             "card_type": "button_interaction" if reply.buttons else "text_notice",
             "main_title": {"title": reply.title[:36], "desc": reply.description[:44]},
-            "task_id": f"card-{time.time_ns()}",
+            "task_id": reply.card_id or f"card-{time.time_ns()}",
         }
         if reply.url:
             card["card_action"] = {"type": 1, "url": reply.url}

@@ -1,0 +1,234 @@
+"""Tasks, broadcast targeting and delivery progress."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+from sqlalchemy import and_, exists, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from store.models import Member, MemberTag, OutboxMessage, Partner, Share, Task, utcnow
+
+TITLE_MAX, DESCRIPTION_MAX, URL_MAX = 64, 1000, 2000
+TEMPLATE_PATTERN = re.compile(r"^[a-z0-9_-]{1,32}$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+TASK_CARD, REMINDER = "task_card", "reminder"
+
+
+class InvalidTask(Exception):
+    """A field that cannot be stored; the messages say why, for chat (en/zh) and the API."""
+
+    def __init__(self, field: str, en: str, zh: str) -> None:
+        super().__init__(f"{field}: {en}")
+        self.field, self.en, self.zh = field, en, zh
+
+
+def check_title(title: str) -> str:
+    title = title.strip()
+    if not title:
+        raise InvalidTask("title", "the title is empty", "标题不能为空")
+    if len(title) > TITLE_MAX:
+        raise InvalidTask("title", f"the title is {len(title)} characters; at most {TITLE_MAX}",
+                          f"标题有 {len(title)} 个字，最多 {TITLE_MAX} 个")
+    if _CONTROL.search(title):
+        raise InvalidTask("title", "the title has control characters", "标题含有控制字符")
+    return title
+
+
+def check_url(url: str) -> str:
+    url = url.strip()
+    if not url:
+        raise InvalidTask("url", "the link is empty", "链接不能为空")
+    if len(url) > URL_MAX:
+        raise InvalidTask("url", f"the link is longer than {URL_MAX} characters", f"链接超过 {URL_MAX} 个字符")
+    parts = urlsplit(url)
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname or re.search(r"\s", url) \
+            or _CONTROL.search(url):
+        raise InvalidTask("url", "the link must be a web address starting with http:// or https://",
+                          "链接必须是以 http:// 或 https:// 开头的网址")
+    if parts.username or parts.password:
+        raise InvalidTask("url", "the link must not contain a user name or password", "链接不能包含用户名或密码")
+    return url
+
+
+def check_description(description: str) -> str:
+    description = description.strip()
+    if len(description) > DESCRIPTION_MAX:
+        raise InvalidTask("description", f"the description is longer than {DESCRIPTION_MAX} characters",
+                          f"文案超过 {DESCRIPTION_MAX} 个字")
+    return description
+
+
+def check_template(template: str) -> str:
+    template = template.strip().lower()
+    if not TEMPLATE_PATTERN.match(template):
+        raise InvalidTask("template", "the template name must be 1-32 letters, digits, - or _",
+                          "模板名只能包含字母、数字、- 或 _（1-32 个字符）")
+    return template
+
+
+def check_deadline(deadline: datetime | None, now: datetime) -> datetime | None:
+    if deadline is not None and deadline <= now:
+        raise InvalidTask("deadline", "the deadline is in the past", "截止时间已经过去")
+    return deadline
+
+
+async def create_task(session: AsyncSession, *, title: str, url: str, creator: Member | None,
+                      description: str = "", template: str = "classic", deadline: datetime | None = None,
+                      status: str = "draft") -> Task:
+    task = Task(title=check_title(title), target_url=check_url(url), description=check_description(description),
+                poster_template=check_template(template), deadline=check_deadline(deadline, utcnow()),
+                status=status, creator_id=creator.id if creator else None)
+    session.add(task)
+    await session.flush()
+    return task
+
+
+async def get_task(session: AsyncSession, task_id: int) -> Task | None:
+    return await session.get(Task, task_id)
+
+
+# ----- targets -------------------------------------------------------------------------------------
+TARGET_KINDS = {"partner": "partner", "伙伴": "partner", "region": "region", "区域": "region", "tag": "tag",
+                "标签": "tag", "user": "user", "用户": "user"}
+ALL_WORDS = ("all", "全部")
+
+
+@dataclass
+class TargetError(Exception):
+    en: str
+    zh: str
+
+
+async def resolve_targets(session: AsyncSession, tokens: list[str]) -> list[Member]:
+    """Members matched by any target; raise TargetError naming an unknown or empty one."""
+    conditions = []
+    for token in tokens:
+        token = token.replace("：", ":")
+        if token.lower() in ALL_WORDS:
+            conditions.append(Member.role == "partner")
+            continue
+        kind_word, _, value = token.partition(":")
+        kind = TARGET_KINDS.get(kind_word.lower())
+        if kind is None or not value:
+            raise TargetError(
+                f"“{token[:30]}” is not a target. Use all, partner:NAME, region:NAME, tag:NAME or user:ID",
+                f"“{token[:30]}”不是有效目标。可用：全部、伙伴:名称、区域:名称、标签:名称、用户:ID")
+        condition = await _target_condition(session, kind, value)
+        conditions.append(condition)
+    members = list(await session.scalars(
+        select(Member).where(Member.active.is_(True), or_(*conditions)).order_by(Member.id)))
+    return members
+
+
+async def _target_condition(session: AsyncSession, kind: str, value: str) -> Any:
+    if kind == "user":
+        if not await session.scalar(select(exists().where(Member.userid == value, Member.active.is_(True)))):
+            raise TargetError(f"no member has user id “{value[:64]}”", f"没有用户ID为“{value[:64]}”的成员")
+        return Member.userid == value
+    if kind == "partner":
+        partner_id = await session.scalar(select(Partner.id).where(Partner.name == value))
+        if partner_id is None:
+            names = list(await session.scalars(select(Partner.name).order_by(Partner.name).limit(20)))
+            raise TargetError(f"no partner is called “{value[:40]}”; partners: {', '.join(names) or 'none yet'}",
+                              f"没有名为“{value[:40]}”的伙伴；现有伙伴：{'、'.join(names) or '暂无'}")
+        return and_(Member.partner_id == partner_id, Member.role == "partner")
+    if kind == "region":
+        regions = list(await session.scalars(
+            select(Member.region).where(Member.role == "partner", Member.region != "").distinct().order_by(Member.region)))
+        if value not in regions:
+            raise TargetError(f"no partner staff in region “{value[:40]}”; regions: {', '.join(regions[:20]) or 'none'}",
+                              f"区域“{value[:40]}”没有伙伴成员；现有区域：{'、'.join(regions[:20]) or '暂无'}")
+        return and_(Member.region == value, Member.role == "partner")
+    tags = list(await session.scalars(select(MemberTag.tag).distinct().order_by(MemberTag.tag)))
+    if value not in tags:
+        raise TargetError(f"no member has tag “{value[:40]}”; tags: {', '.join(tags[:20]) or 'none'}",
+                          f"没有成员带有标签“{value[:40]}”；现有标签：{'、'.join(tags[:20]) or '暂无'}")
+    return Member.id.in_(select(MemberTag.member_id).where(MemberTag.tag == value))
+
+
+# ----- deliveries ----------------------------------------------------------------------------------
+def card_dedupe_key(task_id: int, member_id: int) -> str:
+    return f"task:{task_id}:member:{member_id}"
+
+
+async def already_delivered(session: AsyncSession, task_id: int) -> set[str]:
+    rows = await session.scalars(select(OutboxMessage.recipient).where(
+        OutboxMessage.task_id == task_id, OutboxMessage.purpose == TASK_CARD))
+    return set(rows)
+
+
+async def queue_messages(session: AsyncSession, *, task_id: int, purpose: str,
+                         rows: list[tuple[str, str, dict[str, Any]]], chunk: int = 1000) -> int:
+    """Queue (recipient, dedupe_key, payload) rows; a key that was ever queued is skipped, so a
+    member can never get the same thing twice, however often or concurrently this runs."""
+    insert = postgresql.insert if session.bind.dialect.name == "postgresql" else sqlite.insert
+    now, queued = utcnow(), 0
+    for start in range(0, len(rows), chunk):
+        values = [{"channel": "wecom", "recipient": recipient, "kind": payload["kind"], "payload": payload,
+                   "dedupe_key": key, "purpose": purpose, "task_id": task_id, "status": "pending",
+                   "attempts": 0, "next_attempt_at": now, "created_at": now}
+                  for recipient, key, payload in rows[start:start + chunk]]
+        result = await session.execute(
+            insert(OutboxMessage).values(values).on_conflict_do_nothing(index_elements=["dedupe_key"])
+            .returning(OutboxMessage.id))
+        queued += len(result.all())
+    return queued
+
+
+async def delivery_progress(session: AsyncSession, task_id: int, purpose: str = TASK_CARD) -> dict[str, int]:
+    rows = await session.execute(
+        select(OutboxMessage.status, func.count()).where(OutboxMessage.task_id == task_id,
+                                                         OutboxMessage.purpose == purpose)
+        .group_by(OutboxMessage.status))
+    counts = {"pending": 0, "sending": 0, "sent": 0, "failed": 0}
+    counts.update({status: n for status, n in rows.all()})
+    return counts
+
+
+async def tasks_for_member(session: AsyncSession, member: Member, *, open_only: bool = True) -> list[tuple[Task, bool]]:
+    """Tasks delivered to this member (newest first) and whether they have shared each."""
+    delivered = select(OutboxMessage.task_id).where(OutboxMessage.recipient == member.userid,
+                                                     OutboxMessage.purpose == TASK_CARD)
+    shared = exists().where(Share.task_id == Task.id, Share.member_id == member.id)
+    query = select(Task, shared).where(Task.id.in_(delivered)).order_by(Task.id.desc())
+    if open_only:
+        query = query.where(Task.status != "ended")
+    return [(task, bool(has_shared)) for task, has_shared in (await session.execute(query)).all()]
+
+
+async def was_delivered_to(session: AsyncSession, task_id: int, member: Member) -> bool:
+    return bool(await session.scalar(select(exists().where(
+        OutboxMessage.task_id == task_id, OutboxMessage.purpose == TASK_CARD,
+        OutboxMessage.recipient == member.userid))))
+
+
+async def unshared_recipients(session: AsyncSession, task_id: int) -> list[Member]:
+    """Members the task card went to (not failed) who have not shared it yet."""
+    recipients = select(OutboxMessage.recipient).where(
+        OutboxMessage.task_id == task_id, OutboxMessage.purpose == TASK_CARD, OutboxMessage.status != "failed")
+    shared = exists().where(Share.task_id == task_id, Share.member_id == Member.id)
+    return list(await session.scalars(
+        select(Member).where(Member.userid.in_(recipients), Member.active.is_(True), ~shared).order_by(Member.id)))
+
+
+async def share_count(session: AsyncSession, task_id: int) -> int:
+    return int(await session.scalar(select(func.count(func.distinct(Share.member_id))).where(Share.task_id == task_id)) or 0)
+
+
+async def claim_auto_reminder(session: AsyncSession, task_id: int) -> bool:
+    """True for exactly one caller across instances: the one that sends the automatic reminder."""
+    result = await session.execute(update(Task).where(Task.id == task_id, Task.auto_reminded_at.is_(None))
+                                   .values(auto_reminded_at=utcnow()))
+    return result.rowcount == 1
+
+
+async def tasks_due_for_auto_reminder(session: AsyncSession, before: datetime) -> list[Task]:
+    now = utcnow()
+    return list(await session.scalars(select(Task).where(
+        Task.status == "active", Task.auto_reminded_at.is_(None), Task.deadline.is_not(None),
+        Task.deadline > now, Task.deadline <= before)))

@@ -10,10 +10,12 @@ import aiohttp
 from aiohttp import web
 from sqlalchemy import text
 
+from bot.admin_api import admin_routes
 from bot.channels import wecom
 from bot.channels.wecom_api import WeComClient
 from bot.config import Config
 from bot.inbox import InboxProcessor
+from bot.jobs import run_periodically, send_due_reminders
 from bot.messages import Incoming
 from bot.outbox import OutboxSender
 from bot.ratelimit import MemberRateLimiter
@@ -33,7 +35,8 @@ INBOX = web.AppKey("inbox", InboxProcessor)
 
 
 def create_app(config: Config, commands: CommandTable | None = None) -> web.Application:
-    app = web.Application(client_max_size=config.server.max_body_bytes)
+    admin, require_token = admin_routes(config, lambda request: request.app[DB])
+    app = web.Application(client_max_size=config.server.max_body_bytes, middlewares=[require_token])
     app[CONFIG] = config
     commands = commands or command_table()
 
@@ -49,7 +52,15 @@ def create_app(config: Config, commands: CommandTable | None = None) -> web.Appl
         inbox = InboxProcessor(db, shared, Router(commands, config), outbox, config)
         app[DB], app[SHARED], app[WECOM], app[OUTBOX], app[INBOX] = db, shared, client, outbox, inbox
         interval = config.inbox.sweep_interval_seconds
-        loops = [asyncio.create_task(_sweep_forever(inbox, interval)), asyncio.create_task(outbox.run(interval))]
+        async def reminders() -> None:
+            if await send_due_reminders(db, commands, config):
+                outbox.kick()
+
+        loops = [
+            asyncio.create_task(run_periodically("inbox sweep", inbox.sweep, interval)),
+            asyncio.create_task(outbox.run(interval)),
+            asyncio.create_task(run_periodically("reminders", reminders, config.tasks.reminder_check_seconds)),
+        ]
         try:
             yield
         finally:
@@ -71,17 +82,8 @@ def create_app(config: Config, commands: CommandTable | None = None) -> web.Appl
         return await app[INBOX].receive(wecom.CHANNEL, dedupe_key, message)
 
     app.add_routes(wecom.callback_routes(wecom.WeComCodec(config.wecom), receive, config.server.max_body_bytes))
-    app.add_routes([web.get("/healthz", healthz)])
+    app.add_routes([web.get("/healthz", healthz), *admin])
     return app
-
-
-async def _sweep_forever(inbox: InboxProcessor, interval: float) -> None:
-    while True:
-        try:
-            await inbox.sweep()
-        except Exception as err:
-            log.warning("inbox sweep failed (%s); will try again", type(err).__name__)
-        await asyncio.sleep(interval)
 
 
 async def healthz(request: web.Request) -> web.Response:

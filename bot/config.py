@@ -90,6 +90,14 @@ class PoolConfig:
 
 
 @dataclass
+class TasksConfig:
+    # The automatic reminder to members who have not shared goes out this long before the deadline.
+    remind_before_hours: float = 24.0
+    # How often each instance looks for tasks due a reminder (exactly one instance sends each).
+    reminder_check_seconds: float = 60.0
+
+
+@dataclass
 class InboxConfig:
     # A message claimed by an instance that died is taken over after this lease.
     lease_seconds: int = 30
@@ -136,6 +144,7 @@ class Config:
     wechat: WeChatConfig = field(default_factory=WeChatConfig)
     admin: AdminConfig = field(default_factory=AdminConfig)
     pool: PoolConfig = field(default_factory=PoolConfig)
+    tasks: TasksConfig = field(default_factory=TasksConfig)
     inbox: InboxConfig = field(default_factory=InboxConfig)
     outbox: OutboxConfig = field(default_factory=OutboxConfig)
     simulator: SimulatorConfig = field(default_factory=SimulatorConfig)
@@ -159,7 +168,7 @@ class Config:
 
 _SECTION_TYPES = {
     "server": ServerConfig, "database": DatabaseConfig, "redis": RedisConfig, "wecom": WeComConfig,
-    "wechat": WeChatConfig, "admin": AdminConfig, "pool": PoolConfig, "inbox": InboxConfig,
+    "wechat": WeChatConfig, "admin": AdminConfig, "pool": PoolConfig, "tasks": TasksConfig, "inbox": InboxConfig,
     "outbox": OutboxConfig, "simulator": SimulatorConfig, "log": LogConfig,
 }
 

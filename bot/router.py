@@ -73,6 +73,10 @@ def parse_id(text: str) -> int:
     return int(token)
 
 
+def optional_id(text: str) -> int | None:
+    return parse_id(text) if text.strip() else None
+
+
 @dataclass(frozen=True)
 class Command:
     name: str
@@ -162,13 +166,13 @@ class Router:
             return [Text(self._unknown(ctx, word))]
         if member.role not in command.roles:
             return [Text(_refused(ctx, command))]
+        log.info("command %s from member %s", command.name, member.id)
         try:
-            args = command.parse(rest)
+            # Handlers raise ArgError only before they write anything (they validate first).
+            result = await command.handler(ctx, command.parse(rest))
         except ArgError as err:
             usage = command.help_zh if lang == "zh" else command.help_en
             return [Text(ctx.say(f"{err.en}.\nUsage: {usage}", f"{err.zh}。\n用法：{usage}"))]
-        log.info("command %s from member %s", command.name, member.id)
-        result = await command.handler(ctx, args)
         return [result] if not isinstance(result, (list, tuple)) else list(result)
 
     def _unknown(self, ctx: Context, word: str) -> str:

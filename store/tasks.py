@@ -11,7 +11,7 @@ from sqlalchemy import and_, exists, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from store.models import Member, MemberTag, OutboxMessage, Partner, Share, Task, utcnow
+from store.models import Broadcast, Member, MemberTag, OutboxMessage, Partner, Share, Task, utcnow
 
 TITLE_MAX, DESCRIPTION_MAX, URL_MAX = 64, 1000, 2000
 TEMPLATE_PATTERN = re.compile(r"^[a-z0-9_-]{1,32}$")
@@ -232,3 +232,15 @@ async def tasks_due_for_auto_reminder(session: AsyncSession, before: datetime) -
     return list(await session.scalars(select(Task).where(
         Task.status == "active", Task.auto_reminded_at.is_(None), Task.deadline.is_not(None),
         Task.deadline > now, Task.deadline <= before)))
+
+
+async def recent_tasks(session: AsyncSession, limit: int) -> list[Task]:
+    return list(await session.scalars(select(Task).order_by(Task.id.desc()).limit(limit)))
+
+
+async def record_broadcast(session: AsyncSession, task: Task, targets: str, by: Member, recipients: int) -> None:
+    if task.status == "draft":
+        task.status = "active"
+        task.starts_at = task.starts_at or utcnow()
+    session.add(Broadcast(task_id=task.id, targets=targets[:500], created_by=by.id, recipients=recipients))
+    await session.flush()

@@ -144,8 +144,17 @@ class Stack:
     sim_url: str
     runners: list[web.AppRunner]
 
-    async def stop_bot(self) -> None:
-        await self.runners[1].cleanup()
+    async def ask(self, userid: str, text: str, expect: int = 1) -> list[str]:
+        """Type `text` as `userid` and return the text of the next `expect` bot messages."""
+        before = len(self.sim.bot_messages(userid))
+        delivery = await self.sim.send_text(userid, text)
+        assert delivery.attempts == ["200"], delivery.attempts
+        messages = await self.sim.wait_for_bot_messages(userid, before + expect)
+        return [m.body.get("content", "") for m in messages[before:]]
+
+    async def stop(self) -> None:
+        for runner in reversed(self.runners):
+            await runner.cleanup()
 
 
 async def start_stack(config: Config, commands: CommandTable | None = None) -> Stack:
@@ -171,8 +180,7 @@ async def stack(sqlite_url: str) -> AsyncIterator[Stack]:
     await seed(sqlite_url)
     running = await start_stack(make_config(sqlite_url))
     yield running
-    for runner in reversed(running.runners):
-        await runner.cleanup()
+    await running.stop()
 
 
 async def eventually(check, timeout: float = 10.0, interval: float = 0.05):  # type: ignore[no-untyped-def]

@@ -12,11 +12,7 @@ from tests.conftest import Stack, eventually
 
 
 async def ask(stack: Stack, userid: str, text: str, expect: int = 1) -> list[str]:
-    before = len(stack.sim.bot_messages(userid))
-    delivery = await stack.sim.send_text(userid, text)
-    assert delivery.attempts == ["200"], delivery.attempts
-    messages = await stack.sim.wait_for_bot_messages(userid, before + expect)
-    return [m.body.get("content", "") for m in messages[before:]]
+    return await stack.ask(userid, text, expect)
 
 
 async def counts(stack: Stack) -> tuple[int, int]:

@@ -67,7 +67,8 @@ class Delivery:
 class WeComSimulator:
     def __init__(self, *, corp_id: str, agent_id: int, secret: str, token: str, encoding_aes_key: str,
                  callback_url: str, callback_timeout: float = 5.0, callback_retries: int = 3,
-                 directory: dict[str, str] | None = None) -> None:
+                 directory: dict[str, str] | None = None, per_member_per_minute: int = PER_MEMBER_PER_MINUTE,
+                 per_member_per_hour: int = PER_MEMBER_PER_HOUR) -> None:
         self.corp_id = corp_id
         self.agent_id = agent_id
         self.secret = secret
@@ -76,6 +77,8 @@ class WeComSimulator:
         self.callback_timeout = callback_timeout
         self.callback_retries = callback_retries
         self.directory: dict[str, str] = dict(directory or {})
+        self.per_member_per_minute = per_member_per_minute
+        self.per_member_per_hour = per_member_per_hour
         self.entries: list[ChatEntry] = []
         self.dropped: list[dict[str, Any]] = []  # sends WeCom would accept but silently not deliver
         self.api_calls: defaultdict[str, int] = defaultdict(int)
@@ -284,7 +287,8 @@ class WeComSimulator:
             sends = self._sends[user]
             while sends and sends[0] < now - 3600:
                 sends.popleft()
-            if len(sends) >= PER_MEMBER_PER_HOUR or sum(1 for t in sends if t >= now - 60) >= PER_MEMBER_PER_MINUTE:
+            if len(sends) >= self.per_member_per_hour or \
+                    sum(1 for t in sends if t >= now - 60) >= self.per_member_per_minute:
                 self.dropped.append({"touser": user, "reason": "frequency", "body": body})
                 continue
             sends.append(now)

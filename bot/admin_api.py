@@ -1,0 +1,174 @@
+"""Admin HTTP API (bearer token from [admin] api_token): tasks today; more domains join here."""
+from __future__ import annotations
+
+import hmac
+import logging
+from datetime import datetime, timezone
+from typing import Any
+
+from aiohttp import web
+
+from bot.config import Config
+from store import tasks as task_store
+from store.models import TASK_STATUSES, Task, utcnow
+
+log = logging.getLogger(__name__)
+
+EDITABLE = ("title", "url", "description", "template", "deadline", "status")
+# A task only moves forward: draft → active → ended.
+_STATUS_ORDER = {status: i for i, status in enumerate(TASK_STATUSES)}
+
+
+class _Refused(Exception):
+    """Leave the unit of work without committing anything, answering with `response`."""
+
+    def __init__(self, response: web.Response) -> None:
+        super().__init__(response.status)
+        self.response = response
+
+
+def _error(status: int, message: str, field: str | None = None) -> web.Response:
+    body: dict[str, Any] = {"error": message}
+    if field:
+        body["field"] = field
+    return web.json_response(body, status=status)
+
+
+def admin_routes(config: Config, db_of: Any) -> tuple[list[web.RouteDef], Any]:
+    """The routes and the middleware that guards them. `db_of(request)` gives the Database."""
+    token = config.admin.api_token
+
+    @web.middleware
+    async def require_token(request: web.Request, handler: Any) -> web.StreamResponse:
+        if not request.path.startswith("/api/"):
+            return await handler(request)
+        if not token:
+            return _error(503, "the admin API is disabled: set PARTNERBOT_ADMIN_API_TOKEN")
+        given = request.headers.get("Authorization", "")
+        scheme, _, value = given.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip().encode(), token.encode()):
+            log.warning("admin API: refused a request without a valid token from %s", request.remote)
+            return web.json_response({"error": "a valid bearer token is required"}, status=401,
+                                     headers={"WWW-Authenticate": 'Bearer realm="partnerbot"'})
+        return await handler(request)
+
+    async def body_of(request: web.Request) -> dict[str, Any] | web.Response:
+        try:
+            body = await request.json()
+        except (ValueError, UnicodeDecodeError):
+            return _error(400, "the body must be JSON")
+        if not isinstance(body, dict):
+            return _error(400, "the body must be a JSON object")
+        unknown = sorted(set(body) - set(EDITABLE))
+        if unknown:
+            return _error(400, f"unknown field(s): {', '.join(unknown)}; known: {', '.join(EDITABLE)}", unknown[0])
+        if any(not isinstance(body[k], str) for k in body if k != "deadline") or \
+                not isinstance(body.get("deadline", ""), (str, type(None))):
+            return _error(400, "fields must be strings (deadline: ISO 8601 or null)")
+        return body
+
+    def deadline_of(value: str | None) -> datetime | None:
+        if not value:
+            return None
+        parsed = datetime.fromisoformat(value)
+        if parsed.tzinfo is None:
+            raise task_store.InvalidTask("deadline", "give the deadline with its time zone, e.g. 2026-12-31T18:00:00+08:00",
+                                         "截止时间需带时区")
+        return parsed
+
+    async def task_json(session: Any, task: Task) -> dict[str, Any]:
+        return {"id": task.id, "title": task.title, "url": task.target_url, "description": task.description,
+                "template": task.poster_template, "status": task.status,
+                "deadline": task.deadline.astimezone(timezone.utc).isoformat() if task.deadline else None,
+                "created_at": task.created_at.astimezone(timezone.utc).isoformat(),
+                "deliveries": await task_store.delivery_progress(session, task.id),
+                "shared_by": await task_store.share_count(session, task.id)}
+
+    async def create(request: web.Request) -> web.Response:
+        body = await body_of(request)
+        if isinstance(body, web.Response):
+            return body
+        status = body.get("status", "draft")
+        if status not in ("draft", "active"):
+            return _error(422, "a new task is draft or active", "status")
+        try:
+            async with db_of(request).session() as session:
+                task = await task_store.create_task(
+                    session, title=body.get("title", ""), url=body.get("url", ""), creator=None,
+                    description=body.get("description", ""), template=body.get("template", "classic"),
+                    deadline=deadline_of(body.get("deadline")), status=status)
+                return web.json_response(await task_json(session, task), status=201)
+        except task_store.InvalidTask as problem:
+            return _error(422, problem.en, problem.field)
+        except ValueError:
+            return _error(422, "deadline must be ISO 8601, e.g. 2026-12-31T18:00:00+08:00", "deadline")
+
+    async def list_(request: web.Request) -> web.Response:
+        async with db_of(request).session() as session:
+            tasks = await task_store.recent_tasks(session, 200)
+            return web.json_response({"tasks": [await task_json(session, t) for t in tasks]})
+
+    def task_id_of(request: web.Request) -> int | None:
+        raw = request.match_info["task_id"]
+        return int(raw) if raw.isdigit() and len(raw) < 10 else None
+
+    async def get(request: web.Request) -> web.Response:
+        task_id = task_id_of(request)
+        async with db_of(request).session() as session:
+            task = await task_store.get_task(session, task_id) if task_id else None
+            if task is None:
+                return _error(404, "no such task")
+            return web.json_response(await task_json(session, task))
+
+    async def edit(request: web.Request) -> web.Response:
+        body = await body_of(request)
+        if isinstance(body, web.Response):
+            return body
+        return await _change(request, body)
+
+    async def end(request: web.Request) -> web.Response:
+        return await _change(request, {"status": "ended"})
+
+    async def _change(request: web.Request, body: dict[str, Any]) -> web.Response:
+        task_id = task_id_of(request)
+        try:
+            async with db_of(request).session() as session:
+                task = await task_store.get_task(session, task_id) if task_id else None
+                if task is None:
+                    raise _Refused(_error(404, "no such task"))
+                if task.status == "ended" and set(body) - {"status"}:
+                    raise _Refused(_error(422, "an ended task cannot be edited", "status"))
+                if "status" in body:
+                    new = body["status"]
+                    if new not in _STATUS_ORDER:
+                        raise _Refused(_error(422, f"status must be one of {', '.join(TASK_STATUSES)}", "status"))
+                    if _STATUS_ORDER[new] < _STATUS_ORDER[task.status]:
+                        raise _Refused(_error(422, f"a task cannot go from {task.status} back to {new}", "status"))
+                    task.status = new
+                if "title" in body:
+                    task.title = task_store.check_title(body["title"])
+                if "url" in body:
+                    task.target_url = task_store.check_url(body["url"])
+                if "description" in body:
+                    task.description = task_store.check_description(body["description"])
+                if "template" in body:
+                    task.poster_template = task_store.check_template(body["template"])
+                if "deadline" in body:
+                    task.deadline = task_store.check_deadline(deadline_of(body["deadline"]), utcnow())
+                await session.flush()
+                return web.json_response(await task_json(session, task))
+        except _Refused as refused:
+            return refused.response
+        except task_store.InvalidTask as problem:
+            return _error(422, problem.en, problem.field)
+        except ValueError:
+            return _error(422, "deadline must be ISO 8601, e.g. 2026-12-31T18:00:00+08:00", "deadline")
+
+    routes = [
+        web.post("/api/tasks", create),
+        web.get("/api/tasks", list_),
+        web.get("/api/tasks/{task_id}", get),
+        web.patch("/api/tasks/{task_id}", edit),
+        web.post("/api/tasks/{task_id}/end", end),
+    ]
+    return routes, require_token

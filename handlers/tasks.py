@@ -1,0 +1,277 @@
+"""Co-marketing tasks: newtask, task N, tasks, broadcast, remind (DESIGN §2, §3 Broadcast)."""
+from __future__ import annotations
+
+import re
+import shlex
+from dataclasses import dataclass
+from datetime import datetime, time
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from bot.messages import Button, Card, Text, reply_to_payload
+from bot.router import MARKETER, ADMIN, ArgError, CommandTable, Context, parse_id, shorten
+from store import tasks as task_store
+from store.models import Member, Task
+
+STAFF = frozenset({MARKETER, ADMIN})
+CONFIRM_WORDS = ("confirm", "确认")
+_PIPE = re.compile(r"[|｜]")
+
+
+# ----- argument parsers ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class NewTaskArgs:
+    title: str
+    url: str
+    template: str
+    deadline_text: str
+
+
+def parse_newtask(text: str) -> NewTaskArgs:
+    parts = [p.strip() for p in _PIPE.split(text)]
+    if len(parts) < 2 or len(parts) > 4:
+        raise ArgError("give a title and a link separated by |", "请用 | 分隔标题和链接")
+    template = parts[2] if len(parts) > 2 and parts[2] else "classic"
+    return NewTaskArgs(parts[0], parts[1], template, parts[3] if len(parts) > 3 else "")
+
+
+@dataclass(frozen=True)
+class BroadcastArgs:
+    task_id: int
+    targets: list[str]
+    confirmed: bool
+
+
+def parse_broadcast(text: str) -> BroadcastArgs:
+    # Names with spaces are quoted: partner:"Blue Ocean" (Chinese quotes work too).
+    try:
+        words = shlex.split(text.replace("“", '"').replace("”", '"'))
+    except ValueError:
+        raise ArgError("a quote is not closed", "引号没有闭合") from None
+    if not words:
+        raise ArgError("give the task number and a target", "请给出任务编号和下发目标")
+    confirmed = bool(words) and words[-1].lower() in CONFIRM_WORDS
+    targets = words[1:-1] if confirmed else words[1:]
+    if not targets:
+        raise ArgError("say who gets it: all, partner:NAME, region:NAME, tag:NAME or user:ID",
+                       "请给出下发目标：全部、伙伴:名称、区域:名称、标签:名称 或 用户:ID")
+    return BroadcastArgs(parse_id(words[0]), targets, confirmed)
+
+
+def _quoted(target: str) -> str:
+    kind, sep, value = target.partition(":")
+    return f'{kind}:"{value}"' if sep and re.search(r"\s", value) else target
+
+
+def parse_deadline(text: str, zone: str, now: datetime) -> datetime | None:
+    text = text.strip()
+    if not text:
+        return None
+    tz = ZoneInfo(zone)
+    for fmt in ("%Y-%m-%d %H:%M", "%Y-%m-%d", "%Y/%m/%d %H:%M", "%Y/%m/%d", "%m-%d", "%m/%d"):
+        try:
+            parsed = datetime.strptime(text, fmt)
+        except ValueError:
+            continue
+        if fmt in ("%m-%d", "%m/%d"):
+            parsed = parsed.replace(year=now.astimezone(tz).year)
+        if "%H" not in fmt:
+            parsed = datetime.combine(parsed.date(), time(23, 59))
+        return parsed.replace(tzinfo=tz)
+    raise ArgError(f"“{shorten(text)}” is not a date like 2026-12-31 or 2026-12-31 18:00",
+                   f"“{shorten(text)}”不是日期，例如 2026-12-31 或 2026-12-31 18:00")
+
+
+def format_time(value: datetime | None, zone: str, lang: str) -> str:
+    if value is None:
+        return "no deadline" if lang == "en" else "无截止时间"
+    return value.astimezone(ZoneInfo(zone)).strftime("%Y-%m-%d %H:%M")
+
+
+# ----- cards ---------------------------------------------------------------------------------------
+def task_buttons(task_id: int, commands: CommandTable) -> tuple[Button, ...]:
+    """Buttons run commands as if typed; only commands that exist get a button."""
+    wanted = (("poster", "我的海报"), ("link", "我的链接"), ("task", "任务详情"))
+    return tuple(Button(label, f"{cmd.name_zh} {task_id}")
+                 for name, label in wanted if (cmd := commands.lookup(name)) is not None)
+
+
+def task_card(task: Task, commands: CommandTable, zone: str, *, reminder: bool, card_id: str) -> dict[str, Any]:
+    deadline = format_time(task.deadline, zone, "zh")
+    if reminder:
+        title, description = f"⏰ 提醒：{task.title}", f"截止 {deadline}，您还没有分享"
+    else:
+        title, description = f"新任务 #{task.id}：{task.title}", f"截止 {deadline}，点下方按钮获取您的专属物料"
+    card = Card(title=title, description=description, buttons=task_buttons(task.id, commands), card_id=card_id)
+    return reply_to_payload(card) | {"duplicate_check": True}
+
+
+def _task_line(task: Task, ctx: Context) -> str:
+    return f"#{task.id} {task.title} — {format_time(task.deadline, ctx.config.server.timezone, ctx.lang)}"
+
+
+# ----- handlers ------------------------------------------------------------------------------------
+async def new_task(ctx: Context, args: NewTaskArgs) -> Text:
+    try:
+        deadline = parse_deadline(args.deadline_text, ctx.config.server.timezone, ctx.now)
+        task = await task_store.create_task(ctx.session, title=args.title, url=args.url, template=args.template,
+                                            deadline=deadline, creator=ctx.member)
+    except task_store.InvalidTask as problem:
+        return Text(ctx.say(f"Task not created: {problem.en}.", f"未创建任务：{problem.zh}。"))
+    return Text(ctx.say(
+        f"Task #{task.id} created: {task.title}\nNext: broadcast {task.id} all (or partner:NAME, region:NAME, "
+        f"tag:NAME, user:ID)",
+        f"已创建任务 #{task.id}：{task.title}\n下一步：下发 {task.id} 全部（或 伙伴:名称、区域:名称、标签:名称、用户:ID）"))
+
+
+async def _visible_task(ctx: Context, task_id: int) -> Task | None:
+    """Staff see every task; partner staff only tasks sent to them (others' tasks stay private)."""
+    task = await task_store.get_task(ctx.session, task_id)
+    if task is None:
+        return None
+    if ctx.member.role == "partner" and not await task_store.was_delivered_to(ctx.session, task_id, ctx.member):
+        return None
+    return task
+
+
+def _no_task(ctx: Context, task_id: int) -> Text:
+    return Text(ctx.say(f"There is no task #{task_id} for you. Send tasks to see yours.",
+                        f"没有属于您的任务 #{task_id}。发送“任务”查看您的任务。"))
+
+
+async def show_task(ctx: Context, task_id: int) -> Text:
+    task = await _visible_task(ctx, task_id)
+    if task is None:
+        return _no_task(ctx, task_id)
+    zone = ctx.config.server.timezone
+    lines = [f"#{task.id} {task.title}",
+             ctx.say(f"Deadline: {format_time(task.deadline, zone, 'en')}", f"截止：{format_time(task.deadline, zone, 'zh')}")]
+    if task.description:
+        lines.append(task.description)
+    if ctx.member.role == "partner":
+        shared = any(t.id == task.id and s for t, s in await task_store.tasks_for_member(ctx.session, ctx.member,
+                                                                                          open_only=False))
+        lines.append(ctx.say("You have shared it." if shared else "You have not shared it yet.",
+                             "您已分享。" if shared else "您还没有分享。"))
+        if task.status == "ended":
+            lines.append(ctx.say("This task has ended.", "该任务已结束。"))
+        actions = [f"{c.name if ctx.lang == 'en' else c.name_zh} {task.id}"
+                   for c in (ctx.commands.lookup("poster"), ctx.commands.lookup("link")) if c is not None]
+        if actions and task.status != "ended":
+            lines.append(ctx.say("Next: ", "下一步：") + ctx.say(", ", "、").join(actions))
+        return Text("\n".join(lines))
+    progress = await task_store.delivery_progress(ctx.session, task.id)
+    shared = await task_store.share_count(ctx.session, task.id)
+    lines.append(ctx.say(f"Link: {task.target_url}", f"链接：{task.target_url}"))
+    lines.append(ctx.say(
+        f"Status: {task.status}. Cards: {progress['pending'] + progress['sending']} queued, {progress['sent']} sent, "
+        f"{progress['failed']} failed. {shared} member(s) have shared.",
+        f"状态：{task.status}。卡片：排队 {progress['pending'] + progress['sending']}，已发送 {progress['sent']}，"
+        f"失败 {progress['failed']}。已分享 {shared} 人。"))
+    return Text("\n".join(lines))
+
+
+async def tasks_or_task(ctx: Context, task_id: int | None) -> Text:
+    return await list_tasks(ctx) if task_id is None else await show_task(ctx, task_id)
+
+
+async def list_tasks(ctx: Context) -> Text:
+    if ctx.member.role == "partner":
+        mine = await task_store.tasks_for_member(ctx.session, ctx.member)
+        if not mine:
+            return Text(ctx.say("You have no open tasks right now.", "您目前没有进行中的任务。"))
+        lines = [ctx.say("Your open tasks:", "您的任务：")]
+        for task, shared in mine[:20]:
+            mark = ctx.say("shared" if shared else "not shared yet", "已分享" if shared else "未分享")
+            lines.append(f"• {_task_line(task, ctx)} — {mark}")
+        lines.append(ctx.say("Details: task N", "详情：任务 N"))
+        return Text("\n".join(lines))
+    recent = await task_store.recent_tasks(ctx.session, 10)
+    if not recent:
+        return Text(ctx.say("No tasks yet. Create one: newtask Title | https://…",
+                            "还没有任务。创建：新任务 标题 | https://…"))
+    lines = [ctx.say("Recent tasks:", "最近的任务：")]
+    for task in recent:
+        lines.append(f"• {_task_line(task, ctx)} — {task.status}")
+    lines.append(ctx.say("Details and progress: task N", "详情与进度：任务 N"))
+    return Text("\n".join(lines))
+
+
+async def broadcast(ctx: Context, args: BroadcastArgs) -> Text:
+    task = await task_store.get_task(ctx.session, args.task_id)
+    if task is None:
+        return Text(ctx.say(f"There is no task #{args.task_id}.", f"没有任务 #{args.task_id}。"))
+    if task.status == "ended":
+        return Text(ctx.say(f"Task #{task.id} has ended; it cannot be sent again.",
+                            f"任务 #{task.id} 已结束，不能再下发。"))
+    try:
+        members = await task_store.resolve_targets(ctx.session, args.targets)
+    except task_store.TargetError as err:
+        return Text(ctx.say(err.en, err.zh))
+    if not members:
+        return Text(ctx.say("No members match that target.", "没有成员符合这个目标。"))
+    have_it = await task_store.already_delivered(ctx.session, task.id)
+    new = [m for m in members if m.userid not in have_it]
+    target_text = " ".join(_quoted(t) for t in args.targets)
+    if not new:
+        return Text(ctx.say(f"All {len(members)} matching members already have task #{task.id}.",
+                            f"符合条件的 {len(members)} 人都已收到任务 #{task.id}。"))
+    if not args.confirmed:
+        confirm = ctx.say(f"broadcast {task.id} {target_text} confirm", f"下发 {task.id} {target_text} 确认")
+        return Text(ctx.say(
+            f"Task #{task.id} “{task.title}” will go to {len(new)} member(s)"
+            f"{f' ({len(members) - len(new)} already have it)' if len(new) < len(members) else ''}.\n"
+            f"To send it, reply: {confirm}",
+            f"任务 #{task.id}“{task.title}”将发给 {len(new)} 人"
+            f"{f'（另有 {len(members) - len(new)} 人已收到）' if len(new) < len(members) else ''}。\n"
+            f"确认下发请回复：{confirm}"))
+    queued = await queue_task_cards(ctx, task, new, reminder=False)
+    await task_store.record_broadcast(ctx.session, task, target_text, ctx.member, queued)
+    return Text(ctx.say(f"Task #{task.id} is on its way to {queued} member(s). Progress: task {task.id}",
+                        f"任务 #{task.id} 正在发给 {queued} 人。查看进度：任务 {task.id}"))
+
+
+async def remind(ctx: Context, task_id: int) -> Text:
+    task = await task_store.get_task(ctx.session, task_id)
+    if task is None:
+        return Text(ctx.say(f"There is no task #{task_id}.", f"没有任务 #{task_id}。"))
+    if task.status == "ended":
+        return Text(ctx.say(f"Task #{task.id} has ended.", f"任务 #{task.id} 已结束。"))
+    members = await task_store.unshared_recipients(ctx.session, task.id)
+    if not members:
+        return Text(ctx.say(f"Everyone who got task #{task.id} has shared it (or it was not sent yet).",
+                            f"收到任务 #{task.id} 的人都已分享（或任务还未下发）。"))
+    queued = await queue_task_cards(ctx, task, members, reminder=True)
+    skipped = len(members) - queued
+    if not queued:
+        return Text(ctx.say(f"All {skipped} member(s) who have not shared task #{task.id} were already reminded today.",
+                            f"尚未分享任务 #{task.id} 的 {skipped} 人今天都已提醒过。"))
+    return Text(ctx.say(
+        f"Reminding {queued} member(s) who have not shared task #{task.id}"
+        f"{f'; {skipped} were already reminded today' if skipped else ''}.",
+        f"已提醒 {queued} 位尚未分享任务 #{task.id} 的成员{f'；{skipped} 人今天已提醒过' if skipped else ''}。"))
+
+
+async def queue_task_cards(ctx: Context, task: Task, members: list[Member], *, reminder: bool,
+                           automatic: bool = False) -> int:
+    return await queue_cards(ctx.session, task, members, ctx.commands, ctx.config.server.timezone,
+                             reminder=reminder, automatic=automatic, now=ctx.now)
+
+
+async def queue_cards(session: Any, task: Task, members: list[Member], commands: CommandTable, zone: str, *,
+                      reminder: bool, automatic: bool, now: datetime) -> int:
+    """One card per member; a key per (task, member) — and per day for reminders — means nobody
+    gets the same card twice, even if the command or job runs twice."""
+    if reminder:
+        day = now.astimezone(ZoneInfo(zone)).strftime("%Y%m%d")
+        kind = "autoremind" if automatic else f"remind{day}"
+        rows = [(m.userid, f"task:{task.id}:{kind}:member:{m.id}",
+                 task_card(task, commands, zone, reminder=True, card_id=f"t{task.id}-{kind}-m{m.id}"))
+                for m in members]
+        purpose = task_store.REMINDER
+    else:
+        rows = [(m.userid, task_store.card_dedupe_key(task.id, m.id),
+                 task_card(task, commands, zone, reminder=False, card_id=f"t{task.id}-m{m.id}")) for m in members]
+        purpose = task_store.TASK_CARD
+    return await task_store.queue_messages(session, task_id=task.id, purpose=purpose, rows=rows)
+

@@ -1,0 +1,95 @@
+"""The admin HTTP API: bearer token, task create/edit/end, validation, nothing half-written."""
+from collections.abc import AsyncIterator
+
+import aiohttp
+import pytest
+from sqlalchemy import func, select
+
+from bot.app import DB
+from store.models import Task
+from tests.conftest import Stack, make_config, seed, start_stack
+
+TOKEN = "s3cret-admin-token-0123456789"
+
+
+@pytest.fixture
+async def api(sqlite_url: str) -> AsyncIterator[tuple[Stack, aiohttp.ClientSession]]:
+    await seed(sqlite_url)
+    config = make_config(sqlite_url)
+    config.admin.api_token = TOKEN
+    stack = await start_stack(config)
+    async with aiohttp.ClientSession(base_url=stack.bot_url, headers={"Authorization": f"Bearer {TOKEN}"}) as http:
+        yield stack, http
+    await stack.stop()
+
+
+async def test_requests_without_the_right_token_are_refused(api) -> None:  # type: ignore[no-untyped-def]
+    stack, _ = api
+    async with aiohttp.ClientSession(base_url=stack.bot_url) as anonymous:
+        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN},
+                        {"Authorization": f"Basic {TOKEN}"}):
+            async with anonymous.post("/api/tasks", json={"title": "T", "url": "https://x.example"},
+                                      headers=headers) as response:
+                assert response.status == 401
+                assert response.headers["WWW-Authenticate"].startswith("Bearer")
+    async with stack.bot[DB].session() as session:
+        assert await session.scalar(select(func.count()).select_from(Task)) == 0
+
+
+async def test_disabled_without_a_configured_token(stack: Stack) -> None:
+    async with aiohttp.ClientSession(base_url=stack.bot_url) as http:
+        async with http.get("/api/tasks", headers={"Authorization": "Bearer "}) as response:
+            assert response.status == 503 and "disabled" in (await response.json())["error"]
+
+
+async def test_create_edit_and_end_a_task(api) -> None:  # type: ignore[no-untyped-def]
+    _, http = api
+    async with http.post("/api/tasks", json={"title": "双十二", "url": "https://brand.example/d12",
+                                             "description": "分享文案", "deadline": "2030-12-12T18:00:00+08:00"}) as r:
+        assert r.status == 201
+        task = await r.json()
+    assert (task["title"], task["status"], task["deadline"]) == ("双十二", "draft", "2030-12-12T10:00:00+00:00")
+    assert task["deliveries"] == {"pending": 0, "sending": 0, "sent": 0, "failed": 0}
+    async with http.patch(f"/api/tasks/{task['id']}", json={"title": "双十二 大促", "status": "active"}) as r:
+        assert r.status == 200 and (await r.json())["title"] == "双十二 大促"
+    async with http.post(f"/api/tasks/{task['id']}/end") as r:
+        assert (await r.json())["status"] == "ended"
+    async with http.patch(f"/api/tasks/{task['id']}", json={"status": "active"}) as r:
+        assert r.status == 422 and "cannot go from ended back to active" in (await r.json())["error"]
+    async with http.get("/api/tasks") as r:
+        assert [t["id"] for t in (await r.json())["tasks"]] == [task["id"]]
+
+
+@pytest.mark.parametrize("body, status, field", [
+    ({"title": "", "url": "https://x.example"}, 422, "title"),
+    ({"title": "T", "url": "javascript:alert(1)"}, 422, "url"),
+    ({"title": "T", "url": "https://x.example", "deadline": "tomorrow"}, 422, "deadline"),
+    ({"title": "T", "url": "https://x.example", "deadline": "2030-01-01T00:00:00"}, 422, "deadline"),
+    ({"title": "T", "url": "https://x.example", "deadline": "2001-01-01T00:00:00+00:00"}, 422, "deadline"),
+    ({"title": "T", "url": "https://x.example", "status": "ended"}, 422, "status"),
+    ({"title": "T", "url": "https://x.example", "owner": "me"}, 400, "owner"),
+    ({"title": 5, "url": "https://x.example"}, 400, None),
+])
+async def test_bad_task_bodies(api, body: dict, status: int, field: str | None) -> None:  # type: ignore[no-untyped-def]
+    stack, http = api
+    async with http.post("/api/tasks", json=body) as r:
+        assert r.status == status
+        assert (await r.json()).get("field") == field
+    async with stack.bot[DB].session() as session:
+        assert await session.scalar(select(func.count()).select_from(Task)) == 0
+
+
+async def test_a_failed_edit_changes_nothing(api) -> None:  # type: ignore[no-untyped-def]
+    _, http = api
+    async with http.post("/api/tasks", json={"title": "Keep", "url": "https://x.example"}) as r:
+        task_id = (await r.json())["id"]
+    async with http.patch(f"/api/tasks/{task_id}", json={"status": "active", "url": "ftp://nope"}) as r:
+        assert r.status == 422
+    async with http.get(f"/api/tasks/{task_id}") as r:
+        task = await r.json()
+    assert (task["status"], task["url"]) == ("draft", "https://x.example")
+    for path in ("/api/tasks/999", "/api/tasks/abc", "/api/tasks/99999999999"):
+        async with http.get(path) as r:
+            assert r.status == 404
+    async with http.post("/api/tasks", data=b"{not json", headers={"Content-Type": "application/json"}) as r:
+        assert r.status == 400

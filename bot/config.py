@@ -117,6 +117,10 @@ class OutboxConfig:
     backoff_max_seconds: float = 300.0
     # WeCom drops an identical resend to one member within this window when we ask it to.
     duplicate_check_interval_seconds: int = 1800
+    # After 45009 (a frequency limit) WeCom blocks for the limit's window; after 45033 (too many
+    # concurrent calls) a short pause is enough.
+    throttle_pause_seconds: float = 60.0
+    concurrency_pause_seconds: float = 1.0
 
 
 @dataclass

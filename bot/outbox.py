@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import time
 from datetime import timedelta
 from typing import Any, Protocol
 
@@ -27,6 +28,10 @@ class ChannelSender(Protocol):
                    duplicate_window: int) -> None: ...
 
 
+# WeCom errors that mean "slow down" rather than "this message failed": the row waits, untried.
+THROTTLE_PAUSES = {45009: "throttle_pause_seconds", 45033: "concurrency_pause_seconds"}
+
+
 def is_transient(err: BaseException) -> bool:
     return bool(getattr(err, "transient", False))
 
@@ -42,6 +47,9 @@ class OutboxSender:
         self._in_flight: set[int] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
+        # WeCom said the app is over a frequency limit (45009) or too concurrent (45033): nobody
+        # on this instance sends until then; WeCom blocks a minute limit for 60 s (DESIGN §10).
+        self._paused_until = 0.0
 
     def kick(self) -> None:
         """New rows are queued: look now rather than at the next interval."""
@@ -55,6 +63,9 @@ class OutboxSender:
     async def run(self, interval: float) -> None:
         """Claim due rows while there is capacity; sleep until kicked, a send ends, or the interval."""
         while True:
+            pause = self._paused_until - time.monotonic()
+            if pause > 0:
+                await asyncio.sleep(pause)
             capacity = self.config.concurrency - len(self._in_flight)
             claims: list[outbox_store.Claim] = []
             if capacity > 0:
@@ -97,10 +108,10 @@ class OutboxSender:
             self._wake.set()
 
     async def deliver(self, claim: outbox_store.Claim) -> None:
-        wait = await self.limiter.reserve(claim.recipient)
+        pause = self._paused_until - time.monotonic()
+        wait = pause if pause > 0 else await self.limiter.reserve(claim.recipient)
         if wait > 0:
-            async with self.db.session() as session:
-                await outbox_store.defer(session, claim, utcnow() + timedelta(seconds=wait + 0.05))
+            await self._defer(claim, wait)
             return
         sender = self.senders.get(claim.channel)
         try:
@@ -111,6 +122,14 @@ class OutboxSender:
                               duplicate_check=claim.attempts > 1 or bool(claim.payload.get("duplicate_check")),
                               duplicate_window=self.config.duplicate_check_interval_seconds)
         except Exception as err:
+            throttle = THROTTLE_PAUSES.get(getattr(err, "errcode", None))
+            if throttle is not None:
+                seconds = getattr(self.config, throttle)
+                if self._paused_until <= time.monotonic():
+                    log.warning("WeCom says %s: pausing sends for %.1f s", err, seconds)
+                self._paused_until = max(self._paused_until, time.monotonic() + seconds)
+                await self._defer(claim, seconds)
+                return
             retry = is_transient(err) and claim.attempts < self.config.max_attempts
             retry_at = utcnow() + timedelta(seconds=self._backoff(claim.attempts)) if retry else None
             if is_transient(err) or hasattr(err, "errcode"):
@@ -122,6 +141,10 @@ class OutboxSender:
             return
         async with self.db.session() as session:
             await outbox_store.mark_sent(session, claim)
+
+    async def _defer(self, claim: outbox_store.Claim, seconds: float) -> None:
+        async with self.db.session() as session:
+            await outbox_store.defer(session, claim, utcnow() + timedelta(seconds=seconds + 0.05))
 
     def _backoff(self, attempts: int) -> float:
         delay = min(self.config.backoff_base_seconds * 2 ** (attempts - 1), self.config.backoff_max_seconds)

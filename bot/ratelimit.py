@@ -42,9 +42,9 @@ class MemberRateLimiter:
         self._local: defaultdict[str, deque[float]] = defaultdict(deque)
         self._script = redis.register_script(_RESERVE) if redis is not None else None
 
-    async def reserve(self, recipient: str) -> float:
+    async def reserve(self, recipient: str, now: float | None = None) -> float:
         """Take a send slot for this member: 0.0 if taken, else the seconds until one frees up."""
-        now = time.time()
+        now = time.time() if now is None else now
         if self._script is not None:
             try:
                 wait = await self._script(keys=[f"{self.prefix}sends:{recipient}"],

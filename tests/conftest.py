@@ -10,6 +10,7 @@ import string
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiohttp import web
@@ -65,6 +66,8 @@ def make_config(database_url: str, redis_url: str = "") -> Config:
     w.token, w.encoding_aes_key = secrets.token_urlsafe(12), aes_key()
     config.inbox.sweep_interval_seconds = 0.2
     config.outbox.backoff_base_seconds = 0.05
+    config.outbox.throttle_pause_seconds = 0.1
+    config.outbox.concurrency_pause_seconds = 0.05
     return config
 
 
@@ -157,13 +160,20 @@ class Stack:
             await runner.cleanup()
 
 
-async def start_stack(config: Config, commands: CommandTable | None = None) -> Stack:
+def simulator_for(config: Config, bot_port: int, directory: dict[str, str] | None = None,
+                  **options: Any) -> WeComSimulator:
+    w = config.wecom
+    return WeComSimulator(corp_id=w.corp_id, agent_id=w.agent_id, secret=w.secret, token=w.token,
+                          encoding_aes_key=w.encoding_aes_key, callback_url=f"http://127.0.0.1:{bot_port}/wecom/callback",
+                          directory=directory or {m.userid: m.name for m in MEMBERS} | {"stranger": "Stranger"},
+                          **options)
+
+
+async def start_stack(config: Config, commands: CommandTable | None = None, directory: dict[str, str] | None = None,
+                      **simulator_options: Any) -> Stack:
     sim_port, bot_port = free_port(), free_port()
     config.wecom.api_base_url = f"http://127.0.0.1:{sim_port}"
-    sim = WeComSimulator(corp_id=config.wecom.corp_id, agent_id=config.wecom.agent_id, secret=config.wecom.secret,
-                         token=config.wecom.token, encoding_aes_key=config.wecom.encoding_aes_key,
-                         callback_url=f"http://127.0.0.1:{bot_port}/wecom/callback",
-                         directory={m.userid: m.name for m in MEMBERS} | {"stranger": "Stranger"})
+    sim = simulator_for(config, bot_port, directory, **simulator_options)
     runners = []
     for app, port in ((sim.create_app(), sim_port), (create_app(config, commands), bot_port)):
         runner = web.AppRunner(app, access_log=None)

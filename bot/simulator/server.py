@@ -68,7 +68,7 @@ class WeComSimulator:
     def __init__(self, *, corp_id: str, agent_id: int, secret: str, token: str, encoding_aes_key: str,
                  callback_url: str, callback_timeout: float = 5.0, callback_retries: int = 3,
                  directory: dict[str, str] | None = None, per_member_per_minute: int = PER_MEMBER_PER_MINUTE,
-                 per_member_per_hour: int = PER_MEMBER_PER_HOUR) -> None:
+                 per_member_per_hour: int = PER_MEMBER_PER_HOUR, send_latency: float = 0.0) -> None:
         self.corp_id = corp_id
         self.agent_id = agent_id
         self.secret = secret
@@ -79,6 +79,8 @@ class WeComSimulator:
         self.directory: dict[str, str] = dict(directory or {})
         self.per_member_per_minute = per_member_per_minute
         self.per_member_per_hour = per_member_per_hour
+        # Seconds each message/send takes, like a real API round trip.
+        self.send_latency = send_latency
         self.entries: list[ChatEntry] = []
         self.dropped: list[dict[str, Any]] = []  # sends WeCom would accept but silently not deliver
         self.api_calls: defaultdict[str, int] = defaultdict(int)
@@ -90,6 +92,7 @@ class WeComSimulator:
         self._recent: dict[tuple[str, str], float] = {}
         self._forced_errors: deque[int] = deque()
         self.api_available = True
+        self._failing: tuple[int, float] | None = None
         self._changed = asyncio.Event()
         self._http: aiohttp.ClientSession | None = None
         self._deliveries: set[asyncio.Task[Delivery]] = set()
@@ -132,6 +135,10 @@ class WeComSimulator:
     def fail_next_sends(self, errcode: int, count: int = 1) -> None:
         """Make the next `count` message/send calls answer with this WeCom error code."""
         self._forced_errors.extend([errcode] * count)
+
+    def fail_sends_for(self, errcode: int, seconds: float) -> None:
+        """Answer every message/send with this error code for a while (WeCom blocking the app)."""
+        self._failing = (errcode, time.monotonic() + seconds)
 
     def bot_messages(self, userid: str | None = None) -> list[ChatEntry]:
         return [e for e in self.entries if e.direction == "bot" and (userid is None or e.userid == userid)]
@@ -254,10 +261,16 @@ class WeComSimulator:
 
     async def api_message_send(self, request: web.Request) -> web.Response:
         self.api_calls["message/send"] += 1
+        if self.send_latency:
+            await asyncio.sleep(self.send_latency)
         if (problem := self._check_token(request)) is not None:
             return problem
+        code = None
         if self._forced_errors:
             code = self._forced_errors.popleft()
+        elif self._failing and self._failing[1] > time.monotonic():
+            code = self._failing[0]
+        if code is not None:
             return _error(code, {-1: "system busy", 45009: "api freq out of limit",
                                  45033: "api concurrent out of limit"}.get(code, "forced error"))
         try:

@@ -56,15 +56,20 @@ def create_app(config: Config, commands: CommandTable | None = None) -> web.Appl
             if await send_due_reminders(db, commands, config):
                 outbox.kick()
 
+        stop = asyncio.Event()
         loops = [
-            asyncio.create_task(run_periodically("inbox sweep", inbox.sweep, interval)),
-            asyncio.create_task(outbox.run(interval)),
-            asyncio.create_task(run_periodically("reminders", reminders, config.tasks.reminder_check_seconds)),
+            asyncio.create_task(run_periodically("inbox sweep", inbox.sweep, interval, stop)),
+            asyncio.create_task(outbox.run(interval, stop)),
+            asyncio.create_task(run_periodically("reminders", reminders, config.tasks.reminder_check_seconds, stop)),
         ]
         try:
             yield
         finally:
-            for loop in loops:
+            # Ask the loops to stop between steps (cancelling one inside a query can leave a
+            # database connection half-closed); cancel only what does not stop in time.
+            stop.set()
+            _, stuck = await asyncio.wait(loops, timeout=10)
+            for loop in stuck:
                 loop.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.gather(*loops)

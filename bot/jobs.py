@@ -3,6 +3,7 @@ instance does a given piece of work, so it happens once however many instances r
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from datetime import timedelta
@@ -36,10 +37,12 @@ async def send_due_reminders(db: Database, commands: CommandTable, config: Confi
     return reminded
 
 
-async def run_periodically(name: str, job: Callable[[], object], interval: float) -> None:
-    while True:
+async def run_periodically(name: str, job: Callable[[], object], interval: float, stop: asyncio.Event) -> None:
+    """Run `job` every `interval` until `stop` is set; a stop never interrupts a run half-way."""
+    while not stop.is_set():
         try:
             await job()  # type: ignore[misc]
         except Exception:
             log.exception("job %s failed; it runs again in %.0f s", name, interval)
-        await asyncio.sleep(interval)
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(stop.wait(), interval)

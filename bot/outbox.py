@@ -60,9 +60,12 @@ class OutboxSender:
         for claim in claims:
             self._spawn(claim)
 
-    async def run(self, interval: float) -> None:
-        """Claim due rows while there is capacity; sleep until kicked, a send ends, or the interval."""
-        while True:
+    async def run(self, interval: float, stop: asyncio.Event) -> None:
+        """Claim due rows while there is capacity; sleep until kicked, a send ends, or the interval.
+        Ends (between claims, never half-way through one) when `stop` is set."""
+        stop_task = asyncio.ensure_future(stop.wait())
+        stop_task.add_done_callback(lambda _: self._wake.set())
+        while not stop.is_set():
             pause = self._paused_until - time.monotonic()
             if pause > 0:
                 await asyncio.sleep(pause)
@@ -83,6 +86,7 @@ class OutboxSender:
             with contextlib.suppress(asyncio.TimeoutError):
                 await continue_soon
             self._wake.clear()
+        stop_task.cancel()
 
     async def drain(self) -> None:
         if self._tasks:

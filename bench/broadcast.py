@@ -1,0 +1,107 @@
+"""Benchmark: one task broadcast to 10,000 members through a real `partnerbot serve` and the simulator,
+with WeCom's per-member limits in force (the simulator drops excess silently, as WeCom does).
+
+Prints the wall time from the confirmed `broadcast` to the last card received, the minimum time
+WeCom's limits allow, a bare aiohttp loop sending the same bodies to the same simulator at the same
+concurrency (the baseline that means something, DESIGN §10), ratios, duplicates and failures.
+
+    python bench/broadcast.py --database postgresql+asyncpg://root@127.0.0.1:5432/test \\
+                              --redis redis://127.0.0.1:6379/0
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+from collections import Counter
+
+import aiohttp
+from sqlalchemy import func, select
+
+from common import BenchDatabase, BotAndSimulator, MemberRow
+
+from store.db import Database
+from store.models import OutboxMessage
+
+
+async def run(args: argparse.Namespace) -> None:
+    db = await BenchDatabase.create(args.database)
+    members = [MemberRow(0, f"m{i:05d}", f"成员{i}", "partner", f"伙伴{i % 50}", "华东", ())
+               for i in range(args.members)] + [MemberRow(0, "marketer", "市场", "marketer", "", "", ())]
+    await db.seed(members)
+    directory = {m.userid: m.name for m in members}
+    try:
+        async with BotAndSimulator(db.url, args.redis, directory,
+                                   PARTNERBOT_OUTBOX_CONCURRENCY=str(args.concurrency)) as stack:
+            sim = stack.sim
+            sim.send_latency = args.latency_ms / 1000
+            await sim.send_text("marketer", "newtask 双十二大促 | https://brand.example/d12")
+            await sim.wait_for_bot_messages("marketer", 1, timeout=30)
+            started = time.perf_counter()
+            delivery = await sim.send_text("marketer", "broadcast 1 all confirm")
+            assert delivery.acknowledged
+            while sum(1 for e in sim.bot_messages() if e.msgtype == "template_card") < args.members:
+                if time.perf_counter() - started > args.timeout:
+                    break
+                await asyncio.sleep(0.05)
+            wall = time.perf_counter() - started
+            cards = Counter(e.userid for e in sim.bot_messages() if e.msgtype == "template_card")
+            bodies = [dict(e.body) for e in sim.bot_messages() if e.msgtype == "template_card"]
+            check = Database(db.url)
+            async with check.session() as session:
+                failed = await session.scalar(select(func.count()).select_from(OutboxMessage)
+                                              .where(OutboxMessage.status == "failed"))
+            await check.dispose()
+
+            # Baseline: the same bodies, a bare aiohttp loop, the same simulator and concurrency.
+            async with aiohttp.ClientSession() as http:
+                async with http.get(f"{stack.sim_url}/cgi-bin/gettoken",
+                                    params={"corpid": stack.corp, "corpsecret": stack.secret}) as r:
+                    token = (await r.json())["access_token"]
+                sim.entries.clear()
+                queue = [(user, body) for user, body in zip(list(cards), bodies)]
+
+                async def worker() -> None:
+                    while queue:
+                        user, card = queue.pop()
+                        async with http.post(f"{stack.sim_url}/cgi-bin/message/send",
+                                             params={"access_token": token},
+                                             json={"touser": user, "agentid": stack.agent, "msgtype": "template_card",
+                                                   "template_card": card}) as response:
+                            await response.read()
+
+                base_started = time.perf_counter()
+                await asyncio.gather(*(worker() for _ in range(args.concurrency)))
+                baseline = time.perf_counter() - base_started
+    finally:
+        await db.drop()
+
+    received = len(cards)
+    duplicates = sum(n - 1 for n in cards.values())
+    # One card per member: WeCom's per-member limits (30/min, 1,000/h) never bind, and message/send
+    # is outside the per-company API limits; the day quota (licences × 200 recipients) is far above.
+    minimum = 0.0
+    print(f"broadcast benchmark: {args.members} members, sender concurrency {args.concurrency}, "
+          f"simulated API latency {args.latency_ms} ms, database {'postgresql' if db.name else 'sqlite'}, "
+          f"redis {'yes' if args.redis else 'no'}")
+    print(f"  cards received            {received} of {args.members}")
+    print(f"  wall time                 {wall:10.2f} s   ({received / wall:.0f} cards/s)")
+    print(f"  minimum by WeCom limits   {minimum:10.2f} s   (no limit binds at one card per member; ratio n/a)")
+    print(f"  baseline bare aiohttp     {baseline:10.2f} s   ({len(bodies) / baseline:.0f} sends/s)")
+    print(f"  ratio wall/baseline       {wall / baseline:10.2f}")
+    print(f"  duplicates {duplicates}, failures {failed}, dropped by simulated WeCom limits {len(sim.dropped)}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--database", default="sqlite", help="PostgreSQL server URL (a fresh database is made) or sqlite")
+    parser.add_argument("--redis", default="")
+    parser.add_argument("--members", type=int, default=10_000)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--latency-ms", type=float, default=0.0, help="simulated message/send round trip")
+    parser.add_argument("--timeout", type=float, default=600)
+    asyncio.run(run(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()

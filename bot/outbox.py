@@ -50,6 +50,8 @@ class OutboxSender:
         # WeCom said the app is over a frequency limit (45009) or too concurrent (45033): nobody
         # on this instance sends until then; WeCom blocks a minute limit for 60 s (DESIGN §10).
         self._paused_until = 0.0
+        # Sent rows are marked in batches by the run loop: one statement instead of one per row.
+        self._sent: list[outbox_store.Claim] = []
 
     def kick(self) -> None:
         """New rows are queued: look now rather than at the next interval."""
@@ -66,6 +68,7 @@ class OutboxSender:
         stop_task = asyncio.ensure_future(stop.wait())
         stop_task.add_done_callback(lambda _: self._wake.set())
         while not stop.is_set():
+            await self._mark_sent()
             pause = self._paused_until - time.monotonic()
             if pause > 0:
                 await asyncio.sleep(pause)
@@ -91,6 +94,20 @@ class OutboxSender:
     async def drain(self) -> None:
         if self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        await self._mark_sent()
+
+    async def _mark_sent(self) -> None:
+        sent, self._sent = self._sent, []
+        if not sent:
+            return
+        try:
+            async with self.db.session() as session:
+                await outbox_store.mark_sent(session, sent)
+        except Exception as err:
+            # Keep them for the next round; were we to die first, the lease expires and they are
+            # resent with WeCom's duplicate check on, so members still see each message once.
+            log.warning("outbox: cannot mark %d sent rows now (%s)", len(sent), type(err).__name__)
+            self._sent = sent + self._sent
 
     def _spawn(self, claim: outbox_store.Claim) -> None:
         if claim.id in self._in_flight:
@@ -143,8 +160,7 @@ class OutboxSender:
             async with self.db.session() as session:
                 await outbox_store.mark_failed(session, claim, str(err), retry_at)
             return
-        async with self.db.session() as session:
-            await outbox_store.mark_sent(session, claim)
+        self._sent.append(claim)
 
     async def _defer(self, claim: outbox_store.Claim, seconds: float) -> None:
         async with self.db.session() as session:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from store.models import OutboxMessage, utcnow
@@ -73,11 +73,15 @@ async def defer(session: AsyncSession, claim: Claim, until: datetime) -> None:
     )
 
 
-async def mark_sent(session: AsyncSession, claim: Claim) -> None:
+async def mark_sent(session: AsyncSession, claims: list[Claim]) -> None:
+    """Mark many rows sent in one statement (each only if its claim is still the latest)."""
+    if not claims:
+        return
     await session.execute(
         update(OutboxMessage)
-        .where(OutboxMessage.id == claim.id, OutboxMessage.attempts == claim.attempts)
+        .where(tuple_(OutboxMessage.id, OutboxMessage.attempts).in_([(c.id, c.attempts) for c in claims]))
         .values(status="sent", sent_at=utcnow(), last_error=None)
+        .execution_options(synchronize_session=False)
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -14,8 +15,10 @@ from bot.admin_api import admin_routes
 from bot.channels import wecom
 from bot.channels.wecom_api import WeComClient
 from bot.config import Config
+from bot.clicks import ClickRecorder
 from bot.inbox import InboxProcessor
 from bot.jobs import run_periodically, send_due_reminders
+from bot.links import redirect_routes
 from bot.messages import Incoming
 from bot.outbox import OutboxSender
 from bot.ratelimit import MemberRateLimiter
@@ -32,6 +35,7 @@ SHARED = web.AppKey("shared", SharedKeys)
 WECOM = web.AppKey("wecom", WeComClient)
 OUTBOX = web.AppKey("outbox", OutboxSender)
 INBOX = web.AppKey("inbox", InboxProcessor)
+CLICKS = web.AppKey("clicks", ClickRecorder)
 
 
 def create_app(config: Config, commands: CommandTable | None = None) -> web.Application:
@@ -50,7 +54,9 @@ def create_app(config: Config, commands: CommandTable | None = None) -> web.Appl
                                     config.wecom.member_messages_per_hour)
         outbox = OutboxSender(db, {wecom.CHANNEL: wecom.WeComSender(client)}, config.outbox, limiter)
         inbox = InboxProcessor(db, shared, Router(commands, config), outbox, config)
+        clicks = ClickRecorder(db, redis, config.redis.key_prefix, config.links.flood_window_seconds)
         app[DB], app[SHARED], app[WECOM], app[OUTBOX], app[INBOX] = db, shared, client, outbox, inbox
+        app[CLICKS] = clicks
         interval = config.inbox.sweep_interval_seconds
         async def reminders() -> None:
             if await send_due_reminders(db, commands, config):
@@ -61,6 +67,7 @@ def create_app(config: Config, commands: CommandTable | None = None) -> web.Appl
             asyncio.create_task(run_periodically("inbox sweep", inbox.sweep, interval, stop)),
             asyncio.create_task(outbox.run(interval, stop)),
             asyncio.create_task(run_periodically("reminders", reminders, config.tasks.reminder_check_seconds, stop)),
+            asyncio.create_task(clicks.run(stop)),  # writes what is buffered before it ends
         ]
         try:
             yield
@@ -87,6 +94,12 @@ def create_app(config: Config, commands: CommandTable | None = None) -> web.Appl
         return await app[INBOX].receive(wecom.CHANNEL, dedupe_key, message)
 
     app.add_routes(wecom.callback_routes(wecom.WeComCodec(config.wecom), receive, config.server.max_body_bytes))
+    salt = config.server.ip_hash_salt.encode()
+    if not salt:
+        log.warning("[server] ip_hash_salt is not set: visitor IP hashes will differ between instances and restarts")
+        salt = secrets.token_bytes(32)
+    app.add_routes(redirect_routes(lambda request: request.app[DB], lambda request: request.app[CLICKS], salt,
+                                   config.server.trusted_proxies))
     app.add_routes([web.get("/healthz", healthz), *admin])
     return app
 

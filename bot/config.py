@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
+import ipaddress
 import os
 import tomllib
 from dataclasses import dataclass, field
@@ -33,6 +34,11 @@ class ServerConfig:
     max_body_bytes: int = 262144
     # Dates people type and read (task deadlines) are in this zone.
     timezone: str = "Asia/Shanghai"
+    # Secret salt for hashing visitor IPs (environment only); empty = random per process, so the
+    # hashes of one visitor differ between instances and restarts.
+    ip_hash_salt: str = ""
+    # Comma-separated IPs/networks of reverse proxies whose X-Forwarded-For is believed.
+    trusted_proxies: str = ""
 
 
 @dataclass
@@ -87,6 +93,12 @@ class PoolConfig:
     protect_days: int = 14
     return_reason_required: bool = True
     embargo_hours: int = 0
+
+
+@dataclass
+class LinksConfig:
+    # Repeated clicks of one visitor on one link within this window count once.
+    flood_window_seconds: float = 10.0
 
 
 @dataclass
@@ -149,6 +161,7 @@ class Config:
     admin: AdminConfig = field(default_factory=AdminConfig)
     pool: PoolConfig = field(default_factory=PoolConfig)
     tasks: TasksConfig = field(default_factory=TasksConfig)
+    links: LinksConfig = field(default_factory=LinksConfig)
     inbox: InboxConfig = field(default_factory=InboxConfig)
     outbox: OutboxConfig = field(default_factory=OutboxConfig)
     simulator: SimulatorConfig = field(default_factory=SimulatorConfig)
@@ -172,7 +185,7 @@ class Config:
 
 _SECTION_TYPES = {
     "server": ServerConfig, "database": DatabaseConfig, "redis": RedisConfig, "wecom": WeComConfig,
-    "wechat": WeChatConfig, "admin": AdminConfig, "pool": PoolConfig, "tasks": TasksConfig, "inbox": InboxConfig,
+    "wechat": WeChatConfig, "admin": AdminConfig, "pool": PoolConfig, "tasks": TasksConfig, "links": LinksConfig, "inbox": InboxConfig,
     "outbox": OutboxConfig, "simulator": SimulatorConfig, "log": LogConfig,
 }
 
@@ -296,6 +309,11 @@ def validate(config: Config) -> None:
     if key and (len(key) != 43 or not _is_aes_key(key)):
         fail("[wecom] encoding_aes_key", f"must be the 43-character EncodingAESKey from the WeCom console "
              f"(letters and digits), got {len(key)} characters")
+    for proxy in filter(None, (p.strip() for p in config.server.trusted_proxies.split(","))):
+        try:
+            ipaddress.ip_network(proxy, strict=False)
+        except ValueError:
+            fail("[server] trusted_proxies", f"has {proxy!r}, which is not an IP address or network")
     try:
         ZoneInfo(config.server.timezone)
     except (ZoneInfoNotFoundError, ValueError):

@@ -97,11 +97,11 @@ def task_buttons(task_id: int, commands: CommandTable) -> tuple[Button, ...]:
 
 
 def task_card(task: Task, commands: CommandTable, zone: str, *, reminder: bool, card_id: str) -> dict[str, Any]:
-    deadline = format_time(task.deadline, zone, "zh")
+    deadline = f"截止 {format_time(task.deadline, zone, 'zh')}" if task.deadline else "长期有效"
     if reminder:
-        title, description = f"⏰ 提醒：{task.title}", f"截止 {deadline}，您还没有分享"
+        title, description = f"⏰ 提醒：{task.title}", f"{deadline}，您还没有分享"
     else:
-        title, description = f"新任务 #{task.id}：{task.title}", f"截止 {deadline}，点下方按钮获取您的专属物料"
+        title, description = f"新任务 #{task.id}：{task.title}", f"{deadline}，点下方按钮获取您的专属物料"
     card = Card(title=title, description=description, buttons=task_buttons(task.id, commands), card_id=card_id)
     return reply_to_payload(card) | {"duplicate_check": True}
 
@@ -124,7 +124,7 @@ async def new_task(ctx: Context, args: NewTaskArgs) -> Text:
         f"已创建任务 #{task.id}：{task.title}\n下一步：下发 {task.id} 全部（或 伙伴:名称、区域:名称、标签:名称、用户:ID）"))
 
 
-async def _visible_task(ctx: Context, task_id: int) -> Task | None:
+async def visible_task(ctx: Context, task_id: int) -> Task | None:
     """Staff see every task; partner staff only tasks sent to them (others' tasks stay private)."""
     task = await task_store.get_task(ctx.session, task_id)
     if task is None:
@@ -134,15 +134,15 @@ async def _visible_task(ctx: Context, task_id: int) -> Task | None:
     return task
 
 
-def _no_task(ctx: Context, task_id: int) -> Text:
+def no_task(ctx: Context, task_id: int) -> Text:
     return Text(ctx.say(f"There is no task #{task_id} for you. Send tasks to see yours.",
                         f"没有属于您的任务 #{task_id}。发送“任务”查看您的任务。"))
 
 
 async def show_task(ctx: Context, task_id: int) -> Text:
-    task = await _visible_task(ctx, task_id)
+    task = await visible_task(ctx, task_id)
     if task is None:
-        return _no_task(ctx, task_id)
+        return no_task(ctx, task_id)
     zone = ctx.config.server.timezone
     lines = [f"#{task.id} {task.title}",
              ctx.say(f"Deadline: {format_time(task.deadline, zone, 'en')}", f"截止：{format_time(task.deadline, zone, 'zh')}")]

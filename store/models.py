@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Index, Integer, MetaData, String, Text
+from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Index, Integer, MetaData, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
@@ -187,3 +187,37 @@ class OutboxMessage(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class TrackedLink(Base):
+    """A member's own link for a task and channel; its short code is what posters and links carry."""
+
+    __tablename__ = "tracked_links"
+    __table_args__ = (UniqueConstraint("task_id", "member_id", "channel"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    code: Mapped[str] = mapped_column(String(16), unique=True)
+    task_id: Mapped[int] = mapped_column(ForeignKey("tasks.id"), index=True)
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id"), index=True)
+    channel: Mapped[str] = mapped_column(String(16))  # poster / link / other
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Click(Base):
+    """One visit of a tracked link. Never the raw IP: a salted hash, enough to tell visitors apart."""
+
+    __tablename__ = "clicks"
+    __table_args__ = (Index("ix_clicks_link_at", "link_id", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    link_id: Mapped[int] = mapped_column(ForeignKey("tracked_links.id"))
+    at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    visitor_id: Mapped[str] = mapped_column(String(40))
+    ip_hash: Mapped[str] = mapped_column(String(64))
+    user_agent: Mapped[str] = mapped_column(String(512), default="")
+    referrer: Mapped[str] = mapped_column(String(1024), default="")
+    is_bot: Mapped[bool] = mapped_column(Boolean, default=False)
+    # First visit of this visitor to this link within 24 hours.
+    is_unique: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The click's id in the buffer it came through, so a batch written twice is stored once.
+    event_id: Mapped[str] = mapped_column(String(40), unique=True)

@@ -6,6 +6,7 @@ newcomer's machine, a failure in CI.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -200,4 +201,60 @@ async def test_card_button_runs_its_command(sandbox: Sandbox) -> None:
     await expect(page.locator(".msg.from-user[data-msgtype='click']")).to_contain_text("clicked: help")
     await expect(sandbox.bot(HELP_EN)).to_have_count(1, timeout=REPLY_TIMEOUT_MS)
     await expect(sandbox.bot()).to_have_count(2)
+    sandbox.assert_clean()
+
+
+TASK_SCREENSHOT = Path("/tmp/sandbox-task.png")
+STEP_TIMEOUT_MS = 15_000
+
+
+async def test_marketer_broadcasts_task_partner_opens_card(sandbox: Sandbox) -> None:
+    """The whole marketer → partner loop through the page: create, preview, confirm, card, button, list."""
+    page, sim = sandbox.page, sandbox.stack.sim
+    await sandbox.choose("mkt1")
+    await sandbox.type_and_enter("newtask Spring launch | https://brand.example/spring")
+    await expect(sandbox.bot("Task #1 created")).to_have_count(1, timeout=STEP_TIMEOUT_MS)
+
+    await sandbox.type_and_enter("broadcast 1 partner:星河科技")
+    preview = sandbox.bot("will go to 1 member(s)")
+    await expect(preview).to_have_count(1, timeout=STEP_TIMEOUT_MS)
+    await expect(preview).to_contain_text("broadcast 1 partner:星河科技 confirm")
+    # Nothing is sent before the confirm step.
+    assert not [m for m in sim.bot_messages("p1") if m.msgtype == "template_card"]
+    await sandbox.type_and_enter("broadcast 1 partner:星河科技 confirm")
+    await expect(sandbox.bot("on its way to 1 member(s)")).to_have_count(1, timeout=STEP_TIMEOUT_MS)
+
+    # The partner of 星河科技 finds the task card in their conversation.
+    await sandbox.choose("p1")
+    card = page.locator(".msg.from-bot[data-msgtype='template_card']")
+    await expect(card).to_have_count(1, timeout=STEP_TIMEOUT_MS)
+    await expect(card.locator(".card-title")).to_contain_text("新任务 #1：Spring launch")
+    await expect(card.locator(".card-desc")).to_contain_text("点下方按钮获取您的专属物料")
+    # Other buttons (poster, link) appear as those commands exist; this one runs "任务 1".
+    button = card.locator(".card-button").filter(has_text="任务详情")
+    await expect(button).to_have_count(1)
+    await expect(button).to_have_text("任务详情")
+    await button.click()
+    await expect(page.locator(".msg.from-user[data-msgtype='click']")).to_have_count(1, timeout=STEP_TIMEOUT_MS)
+    details = sandbox.bot("您还没有分享")
+    await expect(details).to_have_count(1, timeout=STEP_TIMEOUT_MS)
+    await expect(details).to_contain_text("#1 Spring launch")
+    # The button comes back after its brief "clicked" state; the screenshot shows the settled page.
+    await expect(button).to_be_enabled()
+    await expect(button).not_to_have_class(re.compile(r"\bclicked\b"))
+    await page.screenshot(path=str(TASK_SCREENSHOT), animations="disabled")
+
+    await sandbox.type_and_enter("任务")
+    listing = sandbox.bot("未分享")
+    await expect(listing).to_have_count(1, timeout=STEP_TIMEOUT_MS)
+    await expect(listing).to_contain_text("#1 Spring launch")
+    await expect(card).to_have_count(1)  # still exactly one card: the broadcast went out once
+
+    # Another partner (Blue Ocean) got nothing: their conversation loads, and holds no card.
+    await sandbox.choose("p2")
+    await sandbox.type_and_enter("任务")
+    await expect(sandbox.bot("您目前没有进行中的任务")).to_have_count(1, timeout=STEP_TIMEOUT_MS)
+    await expect(page.locator(".msg.from-bot[data-msgtype='template_card']")).to_have_count(0)
+    await expect(page.locator(".card-button")).to_have_count(0)
+    assert not [m for m in sim.bot_messages("p2") if m.msgtype == "template_card"]
     sandbox.assert_clean()

@@ -36,10 +36,10 @@ async def test_marketer_creates_and_broadcasts_and_partner_gets_a_working_card(s
     [card] = await stack.sim.wait_for_bot_messages("p1", 1)
     assert card.msgtype == "template_card"
     assert card.body["main_title"]["title"] == f"新任务 #{task_id}：Spring launch"
-    assert [b["key"] for b in card.body["button_list"]] == [f"任务 {task_id}"]
+    assert [b["key"] for b in card.body["button_list"]] == [f"链接 {task_id}", f"任务 {task_id}"]
     assert stack.sim.bot_messages("p2") == []  # another partner's staff
 
-    await stack.sim.click("p1", card.body["button_list"][0]["key"], card.body["task_id"])
+    await stack.sim.click("p1", card.body["button_list"][-1]["key"], card.body["task_id"])
     messages = await stack.sim.wait_for_bot_messages("p1", 2)
     assert messages[1].body["content"].startswith(f"#{task_id} Spring launch")
     assert "您还没有分享" in messages[1].body["content"]

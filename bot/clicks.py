@@ -1,0 +1,184 @@
+"""Click recording that never slows a redirect and never loses a click.
+
+The redirect only classifies the click (unique? part of a flood?) and appends it to a buffer: a
+Redis stream when Redis is configured — it outlives this process and any instance can write it
+to the database — or an in-process list otherwise. A flusher writes batches; a graceful stop
+flushes what is left. Each click carries an event id, so a batch written twice is stored once.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import secrets
+import socket
+import time
+from collections import OrderedDict
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError, ResponseError
+
+from store import links as link_store
+from store.db import Database
+
+log = logging.getLogger(__name__)
+
+UNIQUE_WINDOW_SECONDS = 86400
+GROUP = "writers"
+
+
+@dataclass(frozen=True)
+class ClickEvent:
+    event_id: str
+    link_id: int
+    at: float
+    visitor_id: str
+    ip_hash: str
+    user_agent: str
+    referrer: str
+    is_bot: bool
+    is_unique: bool
+
+    def row(self) -> dict[str, Any]:
+        values = asdict(self)
+        values["at"] = datetime.fromtimestamp(self.at, timezone.utc)
+        return values
+
+
+class _TtlSet:
+    """Bounded in-process "seen recently" set: the fallback for Redis SET NX EX."""
+
+    def __init__(self, max_items: int = 200_000) -> None:
+        self.items: OrderedDict[str, float] = OrderedDict()
+        self.max_items = max_items
+
+    def add_once(self, key: str, ttl: float, now: float) -> bool:
+        expires = self.items.get(key)
+        if expires is not None and expires > now:
+            return False
+        self.items[key] = now + ttl
+        self.items.move_to_end(key)
+        while len(self.items) > self.max_items:
+            self.items.popitem(last=False)
+        return True
+
+
+class ClickRecorder:
+    def __init__(self, db: Database, redis: Redis | None, prefix: str, flood_window: float,
+                 batch_size: int = 500, flush_interval: float = 0.5) -> None:
+        self.db = db
+        self.redis = redis
+        self.stream = f"{prefix}clicks"
+        self.prefix = prefix
+        self.flood_window = flood_window
+        self.batch_size = batch_size
+        self.flush_interval = flush_interval
+        self.consumer = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+        self._local: list[ClickEvent] = []
+        self._seen = _TtlSet()
+        self._group_ready = False
+        # Stream entries a dead writer read but never acknowledged are taken over after this.
+        self.claim_idle_ms = 30_000
+
+    async def record(self, link_id: int, visitor_id: str, ip_hash: str, user_agent: str, referrer: str,
+                     is_bot: bool) -> ClickEvent | None:
+        """Classify and buffer one click; None when it is part of a flood from one visitor."""
+        now = time.time()
+        visitor_key = f"{link_id}:{visitor_id}"
+        if not await self._first(f"clk:flood:{visitor_key}", self.flood_window, now):
+            return None
+        unique = await self._first(f"clk:uniq:{visitor_key}", UNIQUE_WINDOW_SECONDS, now)
+        event = ClickEvent(secrets.token_hex(16), link_id, now, visitor_id, ip_hash, user_agent[:512],
+                           referrer[:1024], is_bot, unique)
+        if self.redis is not None:
+            try:
+                await self.redis.xadd(self.stream, {"e": json.dumps(asdict(event))})
+                return event
+            except RedisError as err:
+                log.warning("redis unavailable, buffering clicks in this process: %s", type(err).__name__)
+        self._local.append(event)
+        return event
+
+    async def _first(self, key: str, ttl: float, now: float) -> bool:
+        if self.redis is not None:
+            try:
+                return bool(await self.redis.set(self.prefix + key, b"1", nx=True, px=int(ttl * 1000)))
+            except RedisError:
+                pass
+        return self._seen.add_once(key, ttl, now)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                written = await self.flush()
+            except Exception as err:
+                log.warning("clicks: cannot write now (%s); they stay buffered", type(err).__name__)
+                written = 0
+            if written < self.batch_size:
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(stop.wait(), self.flush_interval)
+        await self.flush_all()
+
+    async def flush_all(self) -> None:
+        """On a graceful stop: write everything this process holds."""
+        while await self.flush():
+            pass
+
+    async def flush(self) -> int:
+        written = await self._flush_local()
+        if self.redis is not None:
+            with contextlib.suppress(RedisError):
+                written += await self._flush_stream()
+        return written
+
+    async def _flush_local(self) -> int:
+        batch, self._local = self._local[: self.batch_size], self._local[self.batch_size:]
+        if not batch:
+            return 0
+        try:
+            async with self.db.session() as session:
+                await link_store.insert_clicks(session, [e.row() for e in batch])
+        except Exception:
+            self._local = batch + self._local
+            raise
+        return len(batch)
+
+    async def _flush_stream(self) -> int:
+        assert self.redis is not None
+        if not self._group_ready:
+            try:
+                await self.redis.xgroup_create(self.stream, GROUP, id="0", mkstream=True)
+            except ResponseError as err:
+                if "BUSYGROUP" not in str(err):
+                    raise
+            self._group_ready = True
+        # Entries another writer read but never acknowledged (it died) come back after 30 s.
+        _, stale, *_ = await self.redis.xautoclaim(self.stream, GROUP, self.consumer, min_idle_time=self.claim_idle_ms,
+                                                   start_id="0-0", count=self.batch_size)
+        entries = list(stale)
+        if len(entries) < self.batch_size:
+            fresh = await self.redis.xreadgroup(GROUP, self.consumer, {self.stream: ">"},
+                                                count=self.batch_size - len(entries))
+            entries += [entry for _, stream_entries in fresh for entry in stream_entries]
+        if not entries:
+            return 0
+        rows = [ClickEvent(**json.loads(fields[b"e"])).row() for _, fields in entries]
+        async with self.db.session() as session:
+            await link_store.insert_clicks(session, rows)
+        ids = [entry_id for entry_id, _ in entries]
+        await self.redis.xack(self.stream, GROUP, *ids)
+        await self.redis.xdel(self.stream, *ids)
+        return len(rows)
+
+    async def lag(self) -> int:
+        """Clicks recorded but not yet in the database."""
+        pending = len(self._local)
+        if self.redis is not None:
+            with contextlib.suppress(RedisError):
+                pending += int(await self.redis.xlen(self.stream))
+        return pending

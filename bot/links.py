@@ -1,0 +1,126 @@
+"""GET /t/<code>: the tracked redirect (DESIGN §3 Click). Answers first, records the click after.
+
+Destinations come only from stored tasks, never from the request: no open redirect.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import logging
+import re
+import time
+from html import escape
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from aiohttp import web
+from crawlerdetect import CrawlerDetect
+
+from bot.clicks import ClickRecorder
+from store import links as link_store
+from store.db import Database
+
+log = logging.getLogger(__name__)
+
+CODE_PATTERN = re.compile(r"^[A-Za-z0-9_-]{8,16}$")
+VISITOR_COOKIE = "pb_vid"
+VISITOR_PATTERN = re.compile(r"^[A-Za-z0-9]{16,40}$")
+LINK_CACHE_SECONDS = 30.0
+_crawlers = CrawlerDetect()
+
+_PAGE = """<!doctype html><html lang="zh"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width,initial-scale=1"><title>{title}</title>
+<style>body{{font-family:system-ui,-apple-system,"PingFang SC","Microsoft YaHei",sans-serif;display:flex;
+min-height:90vh;align-items:center;justify-content:center;background:#f4f6fb;color:#1f2937;margin:0}}
+main{{background:#fff;border-radius:16px;padding:32px 28px;max-width:360px;text-align:center;
+box-shadow:0 8px 30px rgba(0,0,0,.08)}}h1{{font-size:20px;margin:0 0 12px}}p{{color:#6b7280;line-height:1.6}}</style>
+</head><body><main><h1>{title}</h1><p>{text}</p></main></body></html>"""
+
+
+def page(status: int, title: str, text: str) -> web.Response:
+    return web.Response(status=status, text=_PAGE.format(title=escape(title), text=escape(text)),
+                        content_type="text/html", headers={"Cache-Control": "no-store"})
+
+
+def with_utm(target: str, channel: str, task_id: int) -> str:
+    parts = urlsplit(target)
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True)
+             if k not in ("utm_source", "utm_medium", "utm_campaign")]
+    query += [("utm_source", "partnerbot"), ("utm_medium", channel), ("utm_campaign", f"task-{task_id}")]
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query), parts.fragment))
+
+
+def is_bot(user_agent: str, method: str) -> bool:
+    # HEAD requests come from link checkers and preview fetchers, never from a person tapping a link.
+    return method == "HEAD" or not user_agent.strip() or _crawlers.isCrawler(user_agent)
+
+
+class ClientAddress:
+    """The visitor's IP: from X-Forwarded-For only when the direct peer is a trusted proxy."""
+
+    def __init__(self, trusted_proxies: str) -> None:
+        self.trusted = [ipaddress.ip_network(p.strip(), strict=False) for p in trusted_proxies.split(",") if p.strip()]
+
+    def _is_trusted(self, address: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        return any(ip in network for network in self.trusted)
+
+    def of(self, request: web.Request) -> str:
+        peer = request.remote or ""
+        if not self._is_trusted(peer):
+            return peer
+        hops = [h.strip() for h in request.headers.get("X-Forwarded-For", "").split(",") if h.strip()]
+        for hop in reversed(hops):  # the nearest untrusted hop is the client
+            if not self._is_trusted(hop):
+                return hop
+        return peer
+
+
+def redirect_routes(db_of: Any, recorder_of: Any, salt: bytes, trusted_proxies: str) -> list[web.RouteDef]:
+    addresses = ClientAddress(trusted_proxies)
+    cache: dict[str, tuple[float, link_store.LinkTarget]] = {}
+
+    async def lookup(request: web.Request, code: str) -> link_store.LinkTarget | None:
+        hit = cache.get(code)
+        if hit and hit[0] > time.monotonic():
+            return hit[1]
+        async with db_of(request).session() as session:
+            target = await link_store.resolve(session, code)
+        if target is not None:
+            if len(cache) > 50_000:
+                cache.clear()
+            cache[code] = (time.monotonic() + LINK_CACHE_SECONDS, target)
+        return target
+
+    async def follow(request: web.Request) -> web.StreamResponse:
+        code = request.match_info["code"]
+        target = await lookup(request, code) if CODE_PATTERN.match(code) else None
+        if target is None:
+            return page(404, "链接不存在 / Link not found", "这个链接无效，请向分享给您的人确认。This link does not exist.")
+        if target.ended:
+            return page(410, "活动已结束 / This campaign has ended", "感谢关注，本次活动已经结束。Thank you for your interest.")
+        response = web.Response(status=302, headers={
+            "Location": with_utm(target.target_url, target.channel, target.task_id),
+            "Cache-Control": "no-store", "Referrer-Policy": "no-referrer-when-downgrade"})
+        ip = addresses.of(request)
+        ip_hash = hmac.new(salt, ip.encode(), hashlib.sha256).hexdigest()
+        user_agent = request.headers.get("User-Agent", "")
+        visitor = request.cookies.get(VISITOR_COOKIE, "")
+        if not VISITOR_PATTERN.match(visitor):
+            # No cookie yet: derive one from the IP hash and agent, so a cookie-less flood is one visitor.
+            visitor = hashlib.sha256(f"{ip_hash}|{user_agent}".encode()).hexdigest()[:32]
+        response.set_cookie(VISITOR_COOKIE, visitor, max_age=365 * 86400, httponly=True, samesite="Lax", path="/")
+        try:
+            await recorder_of(request).record(target.link_id, visitor, ip_hash, user_agent,
+                                              request.headers.get("Referer", ""), is_bot(user_agent, request.method))
+        except Exception as err:
+            # A click we cannot buffer must not cost the visitor their page.
+            log.error("click on link %d not recorded: %s", target.link_id, type(err).__name__)
+        return response
+
+    # Any path under /t/ lands here (a malformed one gets the friendly 404); HEAD is answered too.
+    return [web.get("/t/{code:.*}", follow)]

@@ -1,0 +1,37 @@
+"""link N / 链接 N and me / 我的: a member's own tracked link for a task, and their figures."""
+from __future__ import annotations
+
+from bot.messages import Text
+from bot.router import Context
+from handlers.tasks import visible_task, no_task
+from store import links as link_store
+
+
+def tracked_url(ctx: Context, code: str) -> str:
+    return f"{ctx.config.server.public_base_url.rstrip('/')}/t/{code}"
+
+
+async def my_link(ctx: Context, task_id: int) -> Text:
+    task = await visible_task(ctx, task_id)
+    if task is None:
+        return no_task(ctx, task_id)
+    if task.status == "ended":
+        return Text(ctx.say(f"Task #{task.id} has ended.", f"任务 #{task.id} 已结束。"))
+    link = await link_store.get_or_create_link(ctx.session, task, ctx.member, "link")
+    await link_store.record_share(ctx.session, task, ctx.member, "link")
+    copy = task.description or task.title
+    return Text(ctx.say(
+        f"Your link for task #{task.id} — every click on it counts for you:\n{copy}\n{tracked_url(ctx, link.code)}",
+        f"您在任务 #{task.id} 的专属链接（点击都会记在您名下）：\n{copy}\n{tracked_url(ctx, link.code)}"))
+
+
+async def my_figures(ctx: Context, _args: None) -> Text:
+    figures = await link_store.member_figures(ctx.session, ctx.member)
+    rank_partner = (ctx.say(f", #{figures.rank_in_partner} of {figures.partner_size} in your company",
+                            f"，公司内第 {figures.rank_in_partner}/{figures.partner_size} 名")
+                    if figures.rank_in_partner else "")
+    return Text(ctx.say(
+        f"Your figures: {figures.shares} share(s), {figures.clicks} unique click(s) (bots excluded).\n"
+        f"Rank by clicks: #{figures.rank_overall} of {figures.members_overall}{rank_partner}.",
+        f"您的数据：分享 {figures.shares} 次，独立点击 {figures.clicks} 次（不含机器访问）。\n"
+        f"点击排名：第 {figures.rank_overall}/{figures.members_overall} 名{rank_partner}。"))

@@ -16,7 +16,7 @@ import secrets
 import socket
 import time
 from collections import OrderedDict
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from typing import Any
 
@@ -30,6 +30,13 @@ log = logging.getLogger(__name__)
 
 UNIQUE_WINDOW_SECONDS = 86400
 GROUP = "writers"
+# Flood check, unique check and buffering in one round trip: this runs on every redirect.
+_RECORD = """
+if not redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[1]) then return -1 end
+local unique = redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[2]) and 1 or 0
+redis.call('XADD', KEYS[3], '*', 'e', ARGV[3], 'u', unique)
+return unique
+"""
 
 
 @dataclass(frozen=True)
@@ -82,6 +89,7 @@ class ClickRecorder:
         self._local: list[ClickEvent] = []
         self._seen = _TtlSet()
         self._group_ready = False
+        self._record_script = redis.register_script(_RECORD) if redis is not None else None
         # Stream entries a dead writer read but never acknowledged are taken over after this.
         self.claim_idle_ms = 30_000
 
@@ -90,26 +98,24 @@ class ClickRecorder:
         """Classify and buffer one click; None when it is part of a flood from one visitor."""
         now = time.time()
         visitor_key = f"{link_id}:{visitor_id}"
-        if not await self._first(f"clk:flood:{visitor_key}", self.flood_window, now):
-            return None
-        unique = await self._first(f"clk:uniq:{visitor_key}", UNIQUE_WINDOW_SECONDS, now)
         event = ClickEvent(secrets.token_hex(16), link_id, now, visitor_id, ip_hash, user_agent[:512],
-                           referrer[:1024], is_bot, unique)
-        if self.redis is not None:
+                           referrer[:1024], is_bot, False)
+        if self._record_script is not None:
             try:
-                await self.redis.xadd(self.stream, {"e": json.dumps(asdict(event))})
-                return event
+                unique = await self._record_script(
+                    keys=[f"{self.prefix}clk:flood:{visitor_key}", f"{self.prefix}clk:uniq:{visitor_key}", self.stream],
+                    args=[int(self.flood_window * 1000) or 1, UNIQUE_WINDOW_SECONDS * 1000, json.dumps(asdict(event))])
+                return None if int(unique) < 0 else replace(event, is_unique=bool(int(unique)))
             except RedisError as err:
                 log.warning("redis unavailable, buffering clicks in this process: %s", type(err).__name__)
+        if not await self._first(f"clk:flood:{visitor_key}", self.flood_window, now):
+            return None
+        event = replace(event, is_unique=await self._first(f"clk:uniq:{visitor_key}", UNIQUE_WINDOW_SECONDS, now))
         self._local.append(event)
         return event
 
     async def _first(self, key: str, ttl: float, now: float) -> bool:
-        if self.redis is not None:
-            try:
-                return bool(await self.redis.set(self.prefix + key, b"1", nx=True, px=int(ttl * 1000)))
-            except RedisError:
-                pass
+        # Without Redis (or while it is down), one process's memory decides.
         return self._seen.add_once(key, ttl, now)
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -167,7 +173,8 @@ class ClickRecorder:
             entries += [entry for _, stream_entries in fresh for entry in stream_entries]
         if not entries:
             return 0
-        rows = [ClickEvent(**json.loads(fields[b"e"])).row() for _, fields in entries]
+        rows = [replace(ClickEvent(**json.loads(fields[b"e"])), is_unique=fields.get(b"u") == b"1").row()
+                for _, fields in entries]
         async with self.db.session() as session:
             await link_store.insert_clicks(session, rows)
         ids = [entry_id for entry_id, _ in entries]

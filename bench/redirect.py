@@ -1,0 +1,121 @@
+"""Benchmark: tracked redirects through a real `partnerbot serve` with click recording on, against a
+bare aiohttp 302 handler (also its own process) in the same run; then clicks stored vs. sent.
+
+    python bench/redirect.py --database postgresql+asyncpg://root@127.0.0.1:5432/test \\
+                             --redis redis://127.0.0.1:6379/0
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import subprocess
+import sys
+import time
+
+import aiohttp
+from sqlalchemy import func, select
+
+from common import BenchDatabase, BotAndSimulator, MemberRow, free_port
+
+from store import links as link_store
+from store import tasks as task_store
+from store.db import Database
+from store.members import get_member
+from store.models import Click
+
+BARE_SERVER = """
+import sys
+from aiohttp import web
+async def follow(request):
+    return web.Response(status=302, headers={"Location": "https://brand.example/landing?utm_source=x"})
+app = web.Application()
+app.add_routes([web.get("/t/{code}", follow)])
+web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log=None)
+"""
+BROWSER = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 Mobile/15E148 MicroMessenger/8.0"
+
+
+async def hammer(url: str, requests: int, concurrency: int) -> tuple[float, list[float], dict[int, int]]:
+    latencies: list[float] = []
+    statuses: dict[int, int] = {}
+    counter = iter(range(requests))
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar(),
+                                     connector=aiohttp.TCPConnector(limit=concurrency)) as http:
+        async def worker() -> None:
+            for i in counter:
+                started = time.perf_counter()
+                # A distinct visitor per request, so flood protection keeps every click.
+                async with http.get(url, allow_redirects=False,
+                                    headers={"Cookie": f"pb_vid=bench{i:016d}", "User-Agent": BROWSER}) as r:
+                    await r.read()
+                    statuses[r.status] = statuses.get(r.status, 0) + 1
+                latencies.append(time.perf_counter() - started)
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return time.perf_counter() - started, latencies, statuses
+
+
+def p99(values: list[float]) -> float:
+    return sorted(values)[int(0.99 * (len(values) - 1))]
+
+
+async def run(args: argparse.Namespace) -> None:
+    db = await BenchDatabase.create(args.database)
+    await db.seed([MemberRow(0, "sharer", "分享者", "partner", "星河科技", "华东", ())])
+    setup = Database(db.url)
+    async with setup.session() as session:
+        task = await task_store.create_task(session, title="Bench", url="https://brand.example/landing?x=1",
+                                            creator=None, status="active")
+        link = await link_store.get_or_create_link(session, task, await get_member(session, "sharer"), "link")
+    try:
+        bare_port = free_port()
+        bare = subprocess.Popen([sys.executable, "-c", BARE_SERVER, str(bare_port)])
+        try:
+            await asyncio.sleep(1.0)
+            await hammer(f"http://127.0.0.1:{bare_port}/t/{link.code}", 500, args.concurrency)  # warm up
+            bare_time, bare_latencies, _ = await hammer(f"http://127.0.0.1:{bare_port}/t/{link.code}",
+                                                        args.requests, args.concurrency)
+        finally:
+            bare.terminate()
+            bare.wait(10)
+
+        async with BotAndSimulator(db.url, args.redis, {"sharer": "分享者"}) as stack:
+            url = f"{stack.bot_url}/t/{link.code}"
+            wall, latencies, statuses = await hammer(url, args.requests, args.concurrency)
+            sent = args.requests
+            deadline = time.monotonic() + 120
+            while True:  # wait until the buffer is written
+                async with setup.session() as session:
+                    stored = int(await session.scalar(select(func.count()).select_from(Click)))
+                if stored >= sent or time.monotonic() > deadline:
+                    break
+                await asyncio.sleep(0.2)
+    finally:
+        await setup.dispose()
+        await db.drop()
+
+    rate, bare_rate = sent / wall, args.requests / bare_time
+    print(f"redirect benchmark: {sent} requests, concurrency {args.concurrency}, "
+          f"database {'postgresql' if db.name else 'sqlite'}, redis {'yes' if args.redis else 'no'}")
+    print(f"  HTTP statuses            {statuses}")
+    print(f"  tracked redirects        {rate:10.0f} /s   p50 {statistics.median(latencies) * 1000:6.1f} ms   "
+          f"p99 {p99(latencies) * 1000:6.1f} ms")
+    print(f"  bare aiohttp 302         {bare_rate:10.0f} /s   p50 {statistics.median(bare_latencies) * 1000:6.1f} ms   "
+          f"p99 {p99(bare_latencies) * 1000:6.1f} ms")
+    print(f"  ratio tracked/bare       {rate / bare_rate:10.2f}")
+    print(f"  clicks stored            {stored} of {sent} sent ({'equal' if stored == sent else 'NOT EQUAL'})")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--database", default="sqlite")
+    parser.add_argument("--redis", default="")
+    parser.add_argument("--requests", type=int, default=10_000)
+    parser.add_argument("--concurrency", type=int, default=50)
+    asyncio.run(run(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()

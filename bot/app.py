@@ -18,7 +18,8 @@ from bot.config import Config
 from bot.clicks import ClickRecorder
 from bot.inbox import InboxProcessor
 from bot.jobs import run_periodically, send_due_reminders
-from bot.links import redirect_routes
+from bot.landing import landing_routes
+from bot.links import LinkCache, Visitors, redirect_routes
 from bot.messages import Incoming
 from bot.outbox import OutboxSender
 from bot.ratelimit import MemberRateLimiter
@@ -98,8 +99,11 @@ def create_app(config: Config, commands: CommandTable | None = None) -> web.Appl
     if not salt:
         log.warning("[server] ip_hash_salt is not set: visitor IP hashes will differ between instances and restarts")
         salt = secrets.token_bytes(32)
-    app.add_routes(redirect_routes(lambda request: request.app[DB], lambda request: request.app[CLICKS], salt,
-                                   config.server.trusted_proxies))
+    links = LinkCache(lambda request: request.app[DB])
+    visitors = Visitors(salt, config.server.trusted_proxies)
+    app.add_routes(redirect_routes(links, lambda request: request.app[CLICKS], visitors))
+    app.add_routes(landing_routes(links, visitors, config, lambda request: request.app[DB],
+                                  lambda request: request.app[OUTBOX], lambda request: request.app[SHARED]))
     app.add_routes([web.get("/healthz", healthz), *admin])
     return app
 

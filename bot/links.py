@@ -80,40 +80,68 @@ class ClientAddress:
         return peer
 
 
-def redirect_routes(db_of: Any, recorder_of: Any, salt: bytes, trusted_proxies: str) -> list[web.RouteDef]:
-    addresses = ClientAddress(trusted_proxies)
-    cache: dict[str, tuple[float, link_store.LinkTarget]] = {}
+class Visitors:
+    """Who is visiting, without keeping who they are: a salted IP hash and a first-party cookie."""
 
-    async def lookup(request: web.Request, code: str) -> link_store.LinkTarget | None:
-        hit = cache.get(code)
+    def __init__(self, salt: bytes, trusted_proxies: str) -> None:
+        self.salt = salt
+        self.addresses = ClientAddress(trusted_proxies)
+
+    def ip_hash(self, request: web.Request) -> str:
+        return hmac.new(self.salt, self.addresses.of(request).encode(), hashlib.sha256).hexdigest()
+
+    def visitor_id(self, request: web.Request, ip_hash: str) -> str:
+        visitor = request.cookies.get(VISITOR_COOKIE, "")
+        if VISITOR_PATTERN.match(visitor):
+            return visitor
+        # No cookie yet: derive one from the IP hash and agent, so a cookie-less flood is one visitor.
+        return hashlib.sha256(f"{ip_hash}|{request.headers.get('User-Agent', '')}".encode()).hexdigest()[:32]
+
+    @staticmethod
+    def remember(response: web.StreamResponse, visitor: str) -> None:
+        response.set_cookie(VISITOR_COOKIE, visitor, max_age=365 * 86400, httponly=True, samesite="Lax", path="/")
+
+
+class LinkCache:
+    """Code → destination, cached briefly per process: the redirect's only database read."""
+
+    def __init__(self, db_of: Any) -> None:
+        self.db_of = db_of
+        self.entries: dict[str, tuple[float, link_store.LinkTarget]] = {}
+
+    async def lookup(self, request: web.Request, code: str) -> link_store.LinkTarget | None:
+        if not CODE_PATTERN.match(code):
+            return None
+        hit = self.entries.get(code)
         if hit and hit[0] > time.monotonic():
             return hit[1]
-        async with db_of(request).session() as session:
+        async with self.db_of(request).session() as session:
             target = await link_store.resolve(session, code)
         if target is not None:
-            if len(cache) > 50_000:
-                cache.clear()
-            cache[code] = (time.monotonic() + LINK_CACHE_SECONDS, target)
+            if len(self.entries) > 50_000:
+                self.entries.clear()
+            self.entries[code] = (time.monotonic() + LINK_CACHE_SECONDS, target)
         return target
 
+
+NOT_FOUND = ("链接不存在 / Link not found", "这个链接无效，请向分享给您的人确认。This link does not exist.")
+ENDED = ("活动已结束 / This campaign has ended", "感谢关注，本次活动已经结束。Thank you for your interest.")
+
+
+def redirect_routes(links: LinkCache, recorder_of: Any, visitors: Visitors) -> list[web.RouteDef]:
     async def follow(request: web.Request) -> web.StreamResponse:
-        code = request.match_info["code"]
-        target = await lookup(request, code) if CODE_PATTERN.match(code) else None
+        target = await links.lookup(request, request.match_info["code"])
         if target is None:
-            return page(404, "链接不存在 / Link not found", "这个链接无效，请向分享给您的人确认。This link does not exist.")
+            return page(404, *NOT_FOUND)
         if target.ended:
-            return page(410, "活动已结束 / This campaign has ended", "感谢关注，本次活动已经结束。Thank you for your interest.")
+            return page(410, *ENDED)
         response = web.Response(status=302, headers={
             "Location": with_utm(target.target_url, target.channel, target.task_id),
             "Cache-Control": "no-store", "Referrer-Policy": "no-referrer-when-downgrade"})
-        ip = addresses.of(request)
-        ip_hash = hmac.new(salt, ip.encode(), hashlib.sha256).hexdigest()
+        ip_hash = visitors.ip_hash(request)
+        visitor = visitors.visitor_id(request, ip_hash)
+        visitors.remember(response, visitor)
         user_agent = request.headers.get("User-Agent", "")
-        visitor = request.cookies.get(VISITOR_COOKIE, "")
-        if not VISITOR_PATTERN.match(visitor):
-            # No cookie yet: derive one from the IP hash and agent, so a cookie-less flood is one visitor.
-            visitor = hashlib.sha256(f"{ip_hash}|{user_agent}".encode()).hexdigest()[:32]
-        response.set_cookie(VISITOR_COOKIE, visitor, max_age=365 * 86400, httponly=True, samesite="Lax", path="/")
         try:
             await recorder_of(request).record(target.link_id, visitor, ip_hash, user_agent,
                                               request.headers.get("Referer", ""), is_bot(user_agent, request.method))

@@ -20,9 +20,12 @@ async def my_link(ctx: Context, task_id: int) -> Text:
     link = await link_store.get_or_create_link(ctx.session, task, ctx.member, "link")
     await link_store.record_share(ctx.session, task, ctx.member, "link")
     copy = task.description or task.title
+    form = tracked_url(ctx, link.code).replace("/t/", "/l/")
     return Text(ctx.say(
-        f"Your link for task #{task.id} — every click on it counts for you:\n{copy}\n{tracked_url(ctx, link.code)}",
-        f"您在任务 #{task.id} 的专属链接（点击都会记在您名下）：\n{copy}\n{tracked_url(ctx, link.code)}"))
+        f"Your link for task #{task.id} — every click on it counts for you:\n{copy}\n{tracked_url(ctx, link.code)}\n"
+        f"Sign-up form (leads come to you): {form}",
+        f"您在任务 #{task.id} 的专属链接（点击都会记在您名下）：\n{copy}\n{tracked_url(ctx, link.code)}\n"
+        f"报名表（留资线索直接归您）：{form}"))
 
 
 async def my_figures(ctx: Context, _args: None) -> Text:

@@ -48,18 +48,22 @@ async def record_share(session: AsyncSession, task: Task, member: Member, channe
 class LinkTarget:
     link_id: int
     task_id: int
+    member_id: int
     channel: str
     target_url: str
     ended: bool
+    task_title: str
 
 
 async def resolve(session: AsyncSession, code: str) -> LinkTarget | None:
     row = (await session.execute(
-        select(TrackedLink.id, TrackedLink.task_id, TrackedLink.channel, Task.target_url, Task.status)
+        select(TrackedLink.id, TrackedLink.task_id, TrackedLink.member_id, TrackedLink.channel, Task.target_url,
+               Task.status, Task.title)
         .join(Task, Task.id == TrackedLink.task_id).where(TrackedLink.code == code))).first()
     if row is None:
         return None
-    return LinkTarget(row.id, row.task_id, row.channel, row.target_url, row.status == "ended")
+    return LinkTarget(row.id, row.task_id, row.member_id, row.channel, row.target_url, row.status == "ended",
+                      row.title)
 
 
 async def insert_clicks(session: AsyncSession, clicks: list[dict[str, Any]]) -> None:

@@ -207,7 +207,7 @@ class Click(Base):
     """One visit of a tracked link. Never the raw IP: a salted hash, enough to tell visitors apart."""
 
     __tablename__ = "clicks"
-    __table_args__ = (Index("ix_clicks_link_at", "link_id", "at"),)
+    __table_args__ = (Index("ix_clicks_link_at", "link_id", "at"), Index("ix_clicks_visitor", "visitor_id"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     link_id: Mapped[int] = mapped_column(ForeignKey("tracked_links.id"))
@@ -221,3 +221,59 @@ class Click(Base):
     is_unique: Mapped[bool] = mapped_column(Boolean, default=False)
     # The click's id in the buffer it came through, so a batch written twice is stored once.
     event_id: Mapped[str] = mapped_column(String(40), unique=True)
+
+
+LEAD_STATUSES = ("new", "claimed", "following", "won", "lost")
+
+
+class Lead(Base):
+    """A prospective customer. The phone is stored in full (its holder calls it) and masked
+    everywhere else: chat replies to others, logs."""
+
+    __tablename__ = "leads"
+    __table_args__ = (Index("ix_leads_phone_task", "phone", "task_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(32))
+    company: Mapped[str] = mapped_column(String(64), default="")
+    phone: Mapped[str] = mapped_column(String(20))
+    region: Mapped[str] = mapped_column(String(32), default="")
+    industry: Mapped[str] = mapped_column(String(32), default="")
+    source: Mapped[str] = mapped_column(String(32))  # form:poster / form:link / import / api
+    status: Mapped[str] = mapped_column(String(16), default="new", index=True)
+    owner_id: Mapped[int | None] = mapped_column(ForeignKey("members.id"), index=True)
+    # The partner whose member brought the lead in (attribution), and what it came through.
+    partner_id: Mapped[int | None] = mapped_column(ForeignKey("partners.id"), index=True)
+    task_id: Mapped[int | None] = mapped_column(ForeignKey("tasks.id"), index=True)
+    link_id: Mapped[int | None] = mapped_column(ForeignKey("tracked_links.id"))
+    visitor_id: Mapped[str] = mapped_column(String(40), default="")
+    consent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    protected_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class LeadEvent(Base):
+    """Append-only audit trail: every change of hands or state of a lead."""
+
+    __tablename__ = "lead_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    lead_id: Mapped[int] = mapped_column(ForeignKey("leads.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # created/assigned/claimed/returned/followed/won/lost/recycled
+    member_id: Mapped[int | None] = mapped_column(ForeignKey("members.id"))
+    note: Mapped[str] = mapped_column(Text, default="")
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class LeadTouch(Base):
+    """A tracked interaction that led to a lead, in time order: what attribution credits."""
+
+    __tablename__ = "lead_touches"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    lead_id: Mapped[int] = mapped_column(ForeignKey("leads.id"), index=True)
+    link_id: Mapped[int] = mapped_column(ForeignKey("tracked_links.id"))
+    click_id: Mapped[int | None] = mapped_column(ForeignKey("clicks.id"))
+    kind: Mapped[str] = mapped_column(String(8))  # click / form
+    at: Mapped[datetime] = mapped_column(UTCDateTime)

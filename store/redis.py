@@ -58,3 +58,17 @@ class SharedKeys:
             await self.redis.delete(self.prefix + key)
         except RedisError as err:
             log.warning("redis unavailable for a delete: %s", type(err).__name__)
+
+    async def count_in_window(self, key: str, window_seconds: int) -> int | None:
+        """Count one more hit in a fixed window shared by all instances; None without Redis."""
+        if self.redis is None:
+            return None
+        try:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.incr(self.prefix + key)
+                pipe.expire(self.prefix + key, window_seconds, nx=True)
+                count, _ = await pipe.execute()
+            return int(count)
+        except RedisError as err:
+            log.warning("redis unavailable for a rate limit: %s", type(err).__name__)
+            return None

@@ -27,7 +27,7 @@ async def task_for_p1(stack: Stack, url: str = "https://brand.example/spring?ref
 
 async def link_code(stack: Stack, userid: str = "p1", task_id: int = 1) -> str:
     [reply] = await stack.ask(userid, f"link {task_id}")
-    match = re.search(r"/t/([A-Za-z0-9_-]+)$", reply)
+    match = re.search(r"/t/([A-Za-z0-9_-]+)\n", reply)
     assert match, reply
     return match.group(1)
 

@@ -1,0 +1,120 @@
+"""GET/POST /l/<code>: the task's landing form. A lead is attributed to the member whose link it is,
+the visitor's earlier clicks become its touches, and the sharer is told in chat."""
+from __future__ import annotations
+
+import hmac
+import logging
+import secrets
+import time
+from datetime import timedelta
+from html import escape
+from pathlib import Path
+from string import Template
+from typing import Any
+
+from aiohttp import web
+
+from bot.config import Config
+from bot.links import ENDED, NOT_FOUND, LinkCache, Visitors, page
+from bot.messages import Text, reply_to_payload
+from store import leads as lead_store
+from store import outbox as outbox_store
+from store.models import Member
+
+log = logging.getLogger(__name__)
+
+PAGE = Path(__file__).resolve().parents[1] / "assets" / "pages" / "landing.html"
+CSRF_COOKIE = "pb_csrf"
+FORM_FIELDS = ("name", "company", "phone", "region", "industry")
+SUBMITS_PER_WINDOW, SUBMIT_WINDOW_SECONDS = 5, 600
+DUPLICATE_WINDOW = 86400
+MAX_FORM_BYTES = 8192
+
+
+def landing_routes(links: LinkCache, visitors: Visitors, config: Config, db_of: Any, outbox_of: Any,
+                   shared_of: Any) -> list[web.RouteDef]:
+    template = Template(PAGE.read_text(encoding="utf-8"))
+    local_hits: dict[str, tuple[float, int]] = {}
+
+    def render(status: int, title: str, token: str, values: dict[str, str], problems: dict[str, str],
+               done: bool = False) -> web.Response:
+        fields = {f"v_{k}": escape(values.get(k, "")) for k in FORM_FIELDS}
+        errors = {f"e_{k}": escape(problems.get(k, "")) for k in (*FORM_FIELDS, "consent")}
+        body = template.substitute(title=escape(title), csrf=escape(token), form_hidden="hidden" if done else "",
+                                   done_hidden="" if done else "hidden", **fields, **errors)
+        response = web.Response(status=status, text=body, content_type="text/html",
+                                headers={"Cache-Control": "no-store", "X-Frame-Options": "DENY",
+                                         "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
+                                                                    "form-action 'self'; base-uri 'none'"})
+        return response
+
+    async def too_many(request: web.Request, ip_hash: str) -> bool:
+        key = f"landing:{ip_hash}"
+        count = await shared_of(request).count_in_window(key, SUBMIT_WINDOW_SECONDS)
+        if count is None:  # no Redis: this process counts
+            start, hits = local_hits.get(key, (time.monotonic(), 0))
+            if time.monotonic() - start > SUBMIT_WINDOW_SECONDS:
+                start, hits = time.monotonic(), 0
+            local_hits[key] = (start, hits + 1)
+            count = hits + 1
+        return count > SUBMITS_PER_WINDOW
+
+    async def show(request: web.Request) -> web.StreamResponse:
+        target = await links.lookup(request, request.match_info["code"])
+        if target is None:
+            return page(404, *NOT_FOUND)
+        if target.ended:
+            return page(410, *ENDED)
+        token = secrets.token_urlsafe(24)
+        response = render(200, target.task_title, token, {}, {})
+        response.set_cookie(CSRF_COOKIE, token, httponly=True, samesite="Strict", path="/l/", max_age=3600)
+        visitors.remember(response, visitors.visitor_id(request, visitors.ip_hash(request)))
+        return response
+
+    async def submit(request: web.Request) -> web.StreamResponse:
+        target = await links.lookup(request, request.match_info["code"])
+        if target is None:
+            return page(404, *NOT_FOUND)
+        if target.ended:
+            return page(410, *ENDED)
+        if request.content_length is not None and request.content_length > MAX_FORM_BYTES:
+            return page(413, "内容太长 / Too much data", "请精简后再提交。Please shorten your entries.")
+        try:
+            form = await request.post()
+        except ValueError:
+            return page(400, "无法读取表单 / Cannot read the form", "请返回重试。Please go back and try again.")
+        cookie_token = request.cookies.get(CSRF_COOKIE, "")
+        form_token = str(form.get("csrf", ""))
+        if not cookie_token or not hmac.compare_digest(cookie_token.encode(), form_token.encode()):
+            log.warning("landing form refused: CSRF token missing or wrong (link %d)", target.link_id)
+            return page(403, "页面已过期 / This page has expired", "请刷新页面后重新提交。Please reload the page and submit again.")
+        ip_hash = visitors.ip_hash(request)
+        if await too_many(request, ip_hash):
+            return page(429, "提交太频繁 / Too many submissions", "请稍后再试。Please try again later.")
+        values = {k: str(form.get(k, ""))[:200] for k in FORM_FIELDS}
+        lead_form, problems = lead_store.validate_form(values, consent=form.get("consent") == "yes")
+        if lead_form is None:
+            return render(422, target.task_title, cookie_token, values, problems)
+        visitor = visitors.visitor_id(request, ip_hash)
+        claims: list[outbox_store.Claim] = []
+        async with db_of(request).session() as session:
+            if not await lead_store.recent_duplicate(session, lead_form.phone, target.task_id,
+                                                     timedelta(seconds=DUPLICATE_WINDOW)):
+                sharer = await session.get(Member, target.member_id)
+                lead = await lead_store.create_from_form(
+                    session, lead_form, sharer=sharer, task_id=target.task_id, link_id=target.link_id,
+                    channel=target.channel, visitor_id=visitor, protect_days=config.pool.protect_days)
+                via = "海报" if target.channel == "poster" else "链接"
+                note = Text(f"🎉 新线索！{lead.name}（{lead.company or '未填公司'}，{lead_store.mask_phone(lead.phone)}）"
+                            f"通过您在任务 #{target.task_id} 的{via}留下了信息，已归属于您。\n"
+                            f"New lead from your {target.channel} for task #{target.task_id}: {lead.name}.")
+                claims.append(await outbox_store.add(session, channel="wecom", recipient=sharer.userid,
+                                                     payload=reply_to_payload(note), claimed=True))
+                log.info("lead %d from link %d (phone %s)", lead.id, target.link_id, lead_store.mask_phone(lead.phone))
+        if claims:
+            outbox_of(request).submit_claimed(claims)
+        response = render(200, target.task_title, cookie_token, {}, {}, done=True)
+        visitors.remember(response, visitor)
+        return response
+
+    return [web.get("/l/{code:.*}", show), web.post("/l/{code:.*}", submit)]

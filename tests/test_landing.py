@@ -1,0 +1,115 @@
+"""The landing form /l/<code>: validation, CSRF, rate limit, attribution, touches, the sharer told."""
+import re
+from collections.abc import AsyncIterator
+
+import aiohttp
+import pytest
+from sqlalchemy import func, select
+
+from bot.app import CLICKS, DB
+from store.leads import mask_phone, normalize_phone
+from store.models import Lead, LeadEvent, LeadTouch
+from tests.conftest import Stack
+from tests.test_links import BROWSER, link_code, task_for_p1
+
+GOOD = {"name": "王女士", "company": "华星制造", "phone": "138 0013 8000", "region": "上海", "industry": "制造",
+        "consent": "yes"}
+
+
+@pytest.fixture
+async def visitor() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession(headers={"User-Agent": BROWSER}, cookie_jar=aiohttp.CookieJar(unsafe=True)) as session:
+        yield session
+
+
+async def open_form(stack: Stack, http: aiohttp.ClientSession, code: str) -> str:
+    async with http.get(f"{stack.bot_url}/l/{code}") as response:
+        assert response.status == 200
+        page = await response.text()
+    return re.search(r'name="csrf" value="([^"]+)"', page).group(1)
+
+
+async def leads(stack: Stack) -> list[Lead]:
+    async with stack.bot[DB].session() as session:
+        return list(await session.scalars(select(Lead)))
+
+
+@pytest.mark.parametrize("raw, expected", [("13800138000", "13800138000"), ("+86 138-0013-8000", "13800138000"),
+                                           ("8613800138000", "13800138000"), ("12800138000", None),
+                                           ("1380013800", None), ("phone", None)])
+def test_mainland_mobile_numbers(raw: str, expected: str | None) -> None:
+    assert normalize_phone(raw) == expected
+
+
+def test_masking() -> None:
+    assert mask_phone("13812345678") == "138****5678"
+
+
+async def test_a_visitor_becomes_the_sharers_lead_with_touches(stack: Stack, visitor: aiohttp.ClientSession) -> None:
+    await task_for_p1(stack)
+    code = await link_code(stack)
+    async with visitor.get(f"{stack.bot_url}/t/{code}", allow_redirects=False) as r:  # an earlier click
+        assert r.status == 302
+    await stack.bot[CLICKS].flush_all()
+    token = await open_form(stack, visitor, code)
+    async with visitor.post(f"{stack.bot_url}/l/{code}", data={**GOOD, "csrf": token}) as response:
+        assert response.status == 200
+        assert "提交成功" in await response.text()
+    [lead] = await leads(stack)
+    assert (lead.name, lead.phone, lead.status, lead.source, lead.task_id) == \
+        ("王女士", "13800138000", "claimed", "form:link", 1)
+    async with stack.bot[DB].session() as session:
+        from store.members import get_member
+        p1 = await get_member(session, "p1")
+        assert (lead.owner_id, lead.partner_id) == (p1.id, p1.partner_id)
+        kinds = [t.kind for t in await session.scalars(select(LeadTouch).order_by(LeadTouch.at))]
+        events = [e.kind for e in await session.scalars(select(LeadEvent).order_by(LeadEvent.id))]
+    assert kinds == ["click", "form"] and events == ["created", "assigned"]
+    [note] = (await stack.sim.wait_for_bot_messages("p1", 3))[2:]
+    assert note.body["content"].startswith("🎉 新线索！王女士（华星制造，138****8000）")
+
+
+@pytest.mark.parametrize("change, field, message", [
+    ({"name": ""}, "name", "请填写姓名"),
+    ({"phone": "12345"}, "phone", "11 位手机号"),
+    ({"consent": ""}, "consent", "请勾选同意"),
+    ({"company": "x" * 65}, "company", "最多 64 个字"),
+    ({"name": "<script>"}, "name", "不允许的字符"),
+])
+async def test_bad_input_is_explained_and_nothing_stored(stack: Stack, visitor: aiohttp.ClientSession,
+                                                         change: dict, field: str, message: str) -> None:
+    await task_for_p1(stack)
+    code = await link_code(stack)
+    token = await open_form(stack, visitor, code)
+    async with visitor.post(f"{stack.bot_url}/l/{code}", data={**GOOD, **change, "csrf": token}) as response:
+        assert response.status == 422
+        page = await response.text()
+    assert re.search(rf'id="error-{field}">[^<]*{message}', page)
+    assert "<script>" not in page.split('id="name"')[1].split(">")[0]  # values are escaped
+    assert await leads(stack) == []
+
+
+async def test_csrf_and_rate_limit_and_duplicates(stack: Stack, visitor: aiohttp.ClientSession) -> None:
+    await task_for_p1(stack)
+    code = await link_code(stack)
+    async with aiohttp.ClientSession() as stranger:  # a cross-site post has no CSRF cookie
+        async with stranger.post(f"{stack.bot_url}/l/{code}", data={**GOOD, "csrf": "guess"}) as response:
+            assert response.status == 403
+    token = await open_form(stack, visitor, code)
+    async with visitor.post(f"{stack.bot_url}/l/{code}", data={**GOOD, "csrf": "wrong"}) as response:
+        assert response.status == 403
+    statuses = []
+    for i in range(6):  # the same phone twice within a day is one lead; the 6th post in 10 min is refused
+        async with visitor.post(f"{stack.bot_url}/l/{code}", data={**GOOD, "csrf": token}) as response:
+            statuses.append(response.status)
+    assert statuses == [200, 200, 200, 200, 200, 429]
+    assert len(await leads(stack)) == 1
+
+
+async def test_unknown_and_ended_links(stack: Stack, visitor: aiohttp.ClientSession) -> None:
+    async with visitor.get(f"{stack.bot_url}/l/AAAAAAAAAAA") as response:
+        assert response.status == 404
+    async with visitor.post(f"{stack.bot_url}/l/nope", data=GOOD) as response:
+        assert response.status == 404
+    async with stack.bot[DB].session() as session:
+        assert await session.scalar(select(func.count()).select_from(Lead)) == 0

@@ -5,6 +5,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
+from pathlib import Path
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -22,6 +23,7 @@ from bot.landing import landing_routes
 from bot.links import LinkCache, Visitors, redirect_routes
 from bot.messages import Incoming
 from bot.outbox import OutboxSender
+from bot.posters import PosterRenderer
 from bot.ratelimit import MemberRateLimiter
 from bot.router import CommandTable, Router
 from handlers import command_table
@@ -53,7 +55,8 @@ def create_app(config: Config, commands: CommandTable | None = None) -> web.Appl
         client = WeComClient(config.wecom, http, shared)
         limiter = MemberRateLimiter(redis, config.redis.key_prefix, config.wecom.member_messages_per_minute,
                                     config.wecom.member_messages_per_hour)
-        outbox = OutboxSender(db, {wecom.CHANNEL: wecom.WeComSender(client)}, config.outbox, limiter)
+        posters = PosterRenderer(Path(config.posters.templates_dir), Path(config.posters.cache_dir))
+        outbox = OutboxSender(db, {wecom.CHANNEL: wecom.WeComSender(client, posters, shared)}, config.outbox, limiter)
         inbox = InboxProcessor(db, shared, Router(commands, config), outbox, config)
         clicks = ClickRecorder(db, redis, config.redis.key_prefix, config.links.flood_window_seconds)
         app[DB], app[SHARED], app[WECOM], app[OUTBOX], app[INBOX] = db, shared, client, outbox, inbox

@@ -102,6 +102,13 @@ class LinksConfig:
 
 
 @dataclass
+class PostersConfig:
+    templates_dir: str = str(Path(__file__).resolve().parents[1] / "assets" / "posters")
+    # Rendered posters are kept here (keyed by template and content; safe to delete).
+    cache_dir: str = "var/posters"
+
+
+@dataclass
 class TasksConfig:
     # The automatic reminder to members who have not shared goes out this long before the deadline.
     remind_before_hours: float = 24.0
@@ -162,6 +169,7 @@ class Config:
     pool: PoolConfig = field(default_factory=PoolConfig)
     tasks: TasksConfig = field(default_factory=TasksConfig)
     links: LinksConfig = field(default_factory=LinksConfig)
+    posters: PostersConfig = field(default_factory=PostersConfig)
     inbox: InboxConfig = field(default_factory=InboxConfig)
     outbox: OutboxConfig = field(default_factory=OutboxConfig)
     simulator: SimulatorConfig = field(default_factory=SimulatorConfig)
@@ -185,7 +193,7 @@ class Config:
 
 _SECTION_TYPES = {
     "server": ServerConfig, "database": DatabaseConfig, "redis": RedisConfig, "wecom": WeComConfig,
-    "wechat": WeChatConfig, "admin": AdminConfig, "pool": PoolConfig, "tasks": TasksConfig, "links": LinksConfig, "inbox": InboxConfig,
+    "wechat": WeChatConfig, "admin": AdminConfig, "pool": PoolConfig, "tasks": TasksConfig, "links": LinksConfig, "posters": PostersConfig, "inbox": InboxConfig,
     "outbox": OutboxConfig, "simulator": SimulatorConfig, "log": LogConfig,
 }
 
@@ -309,6 +317,8 @@ def validate(config: Config) -> None:
     if key and (len(key) != 43 or not _is_aes_key(key)):
         fail("[wecom] encoding_aes_key", f"must be the 43-character EncodingAESKey from the WeCom console "
              f"(letters and digits), got {len(key)} characters")
+    if not Path(config.posters.templates_dir).is_dir():
+        fail("[posters] templates_dir", f"is not a folder: {config.posters.templates_dir!r}")
     for proxy in filter(None, (p.strip() for p in config.server.trusted_proxies.split(","))):
         try:
             ipaddress.ip_network(proxy, strict=False)

@@ -54,6 +54,18 @@ class Image:
 
 
 @dataclass(frozen=True)
+class Poster:
+    """A member's personal poster, rendered (and cached) by the sender: any instance can send it."""
+
+    template: str
+    qr_url: str
+    member_name: str
+    partner_name: str
+    task_title: str
+    kind: Literal["poster"] = "poster"
+
+
+@dataclass(frozen=True)
 class Button:
     text: str
     # The command line the button runs, exactly as if the member had typed it.
@@ -72,8 +84,8 @@ class Card:
     kind: Literal["card"] = "card"
 
 
-Reply = Union[Text, Markdown, Image, Card]
-_REPLY_TYPES: dict[str, type] = {"text": Text, "markdown": Markdown, "image": Image, "card": Card}
+Reply = Union[Text, Markdown, Image, Poster, Card]
+_REPLY_TYPES: dict[str, type] = {"text": Text, "markdown": Markdown, "image": Image, "poster": Poster, "card": Card}
 
 
 def reply_to_payload(reply: Reply) -> dict[str, Any]:

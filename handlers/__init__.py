@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from bot.router import EVERY_ROLE, Command, CommandTable, optional_id, parse_id
 from handlers import help as help_
-from handlers import links, tasks
+from handlers import links, posters, tasks
 
 COMMANDS: list[Command] = [
     Command("help", "帮助", roles=EVERY_ROLE, handler=help_.show_help, aliases=("?",),
@@ -16,6 +16,8 @@ COMMANDS: list[Command] = [
     Command("tasks", "任务", roles=EVERY_ROLE, handler=tasks.tasks_or_task, parse=optional_id, aliases=("task",),
             help_en="tasks — your open tasks · task 12 — details of task #12",
             help_zh="任务 — 我的任务 · 任务 12 — 查看任务 #12"),
+    Command("poster", "海报", roles=frozenset({"partner"}), handler=posters.my_poster, parse=parse_id,
+            help_en="poster 12 — your own poster for task #12", help_zh="海报 12 — 获取任务 #12 的专属海报"),
     Command("link", "链接", roles=frozenset({"partner"}), handler=links.my_link, parse=parse_id,
             help_en="link 12 — your own tracked link for task #12", help_zh="链接 12 — 获取任务 #12 的专属链接"),
     Command("me", "我的", roles=frozenset({"partner"}), handler=links.my_figures,

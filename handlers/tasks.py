@@ -5,6 +5,7 @@ import re
 import shlex
 from dataclasses import dataclass
 from datetime import datetime, time
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -111,7 +112,17 @@ def _task_line(task: Task, ctx: Context) -> str:
 
 
 # ----- handlers ------------------------------------------------------------------------------------
+def poster_templates(config: Any) -> list[str]:
+    folder = Path(config.posters.templates_dir)
+    return sorted(p.name for p in folder.iterdir() if (p / "layout.json").is_file())
+
+
 async def new_task(ctx: Context, args: NewTaskArgs) -> Text:
+    templates = poster_templates(ctx.config)
+    if args.template.strip().lower() not in templates:
+        return Text(ctx.say(f"Task not created: there is no poster template “{shorten(args.template)}”; "
+                            f"templates: {', '.join(templates)}.",
+                            f"未创建任务：没有名为“{shorten(args.template)}”的海报模板；可用模板：{'、'.join(templates)}。"))
     try:
         deadline = parse_deadline(args.deadline_text, ctx.config.server.timezone, ctx.now)
         task = await task_store.create_task(ctx.session, title=args.title, url=args.url, template=args.template,

@@ -36,7 +36,7 @@ async def test_marketer_creates_and_broadcasts_and_partner_gets_a_working_card(s
     [card] = await stack.sim.wait_for_bot_messages("p1", 1)
     assert card.msgtype == "template_card"
     assert card.body["main_title"]["title"] == f"新任务 #{task_id}：Spring launch"
-    assert [b["key"] for b in card.body["button_list"]] == [f"链接 {task_id}", f"任务 {task_id}"]
+    assert [b["key"] for b in card.body["button_list"]] == [f"海报 {task_id}", f"链接 {task_id}", f"任务 {task_id}"]
     assert stack.sim.bot_messages("p2") == []  # another partner's staff
 
     await stack.sim.click("p1", card.body["button_list"][-1]["key"], card.body["task_id"])
@@ -71,7 +71,7 @@ async def test_broadcasting_again_sends_nobody_a_second_card(stack: Stack) -> No
     ("newtask T | https://user:pw@evil.example/", "must not contain a user name or password"),
     ("newtask T | https:// spaced.example", "the link must be a web address"),
     ("newtask " + "x" * 65 + " | https://x.example", "the title is 65 characters; at most 64"),
-    ("newtask T | https://x.example | Bad Template!", "the template name must be"),
+    ("newtask T | https://x.example | Bad Template!", "there is no poster template “Bad Template!”; templates: classic"),
     ("newtask T | https://x.example | classic | 2020-01-01", "the deadline is in the past"),
     ("newtask T | https://x.example | classic | someday", "“someday” is not a date"),
     ("新任务 标题 | javascript:alert(1)", "未创建任务：链接必须是以 http:// 或 https:// 开头的网址。"),

@@ -6,6 +6,7 @@ answer 200. Outbound: Reply payloads become message/send bodies.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import mimetypes
 import time
@@ -23,6 +24,8 @@ from wechatpy.messages import UnknownMessage
 from bot.channels.wecom_api import WeComClient
 from bot.config import WeComConfig
 from bot.messages import Incoming, Reply, reply_from_payload
+from bot.posters import PosterRenderer, PosterRequest
+from store.redis import SharedKeys
 
 log = logging.getLogger(__name__)
 
@@ -192,11 +195,19 @@ def _button_key(command: str) -> str:
     return command
 
 
+# Temporary media live 3 days on WeCom's side; reuse an upload for a bit less than that.
+MEDIA_REUSE_SECONDS = int(2.5 * 86400)
+
+
 class WeComSender:
     """Sends one outbox payload to one member through message/send."""
 
-    def __init__(self, client: WeComClient) -> None:
+    def __init__(self, client: WeComClient, posters: PosterRenderer, shared: SharedKeys) -> None:
         self.client = client
+        self.posters = posters
+        self.shared = shared
+        # Without Redis, uploads are reused within this process (the TTL is checked by WeCom).
+        self._media: dict[str, str] = {}
 
     async def send(self, recipient: str, payload: dict[str, Any], *, duplicate_check: bool,
                    duplicate_window: int) -> None:
@@ -209,15 +220,28 @@ class WeComSender:
             body["duplicate_check_interval"] = duplicate_window
         await self.client.send_message(body)
 
+    async def _upload(self, path: Path) -> str:
+        content_type = mimetypes.guess_type(path.name)[0] or "image/png"
+        content = await asyncio.to_thread(path.read_bytes)
+        return await self.client.upload_media("image", path.name, content, content_type)
+
     async def _body(self, reply: Reply) -> dict[str, Any]:
         if reply.kind == "text":
             return {"msgtype": "text", "text": {"content": _fit(reply.content)}}
         if reply.kind == "markdown":
             return {"msgtype": "markdown", "markdown": {"content": _fit(reply.content)}}
         if reply.kind == "image":
-            path = Path(reply.path)
-            content_type = mimetypes.guess_type(path.name)[0] or "image/png"
-            media_id = await self.client.upload_media("image", path.name, path.read_bytes(), content_type)
+            return {"msgtype": "image", "image": {"media_id": await self._upload(Path(reply.path))}}
+        if reply.kind == "poster":
+            request = PosterRequest(reply.template, reply.qr_url, reply.member_name, reply.partner_name,
+                                    reply.task_title)
+            path = await asyncio.to_thread(self.posters.render, request)  # CPU-bound; cached on disk
+            key = f"media:poster:{path.stem}"  # the file name is its content key
+            media_id = await self.shared.get(key) or self._media.get(key)
+            if media_id is None:
+                media_id = await self._upload(path)
+                self._media[key] = media_id
+                await self.shared.set(key, media_id, MEDIA_REUSE_SECONDS)
             return {"msgtype": "image", "image": {"media_id": media_id}}
         if not reply.buttons and not reply.url:
             # A text_notice card must have a click action; without one, plain text says the same.

@@ -4,11 +4,13 @@ from __future__ import annotations
 import hmac
 import logging
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
 from bot.config import Config
+from bot.posters import template_names
 from store import tasks as task_store
 from store.models import TASK_STATUSES, Task, utcnow
 
@@ -84,6 +86,14 @@ def admin_routes(config: Config, db_of: Any) -> tuple[list[web.RouteDef], Any]:
                 "deliveries": await task_store.delivery_progress(session, task.id),
                 "shared_by": await task_store.share_count(session, task.id)}
 
+    def check_template(name: str) -> str:
+        name = task_store.check_template(name)
+        available = template_names(Path(config.posters.templates_dir))
+        if name not in available:
+            raise task_store.InvalidTask("template", f"no poster template {name!r}; available: {', '.join(available)}",
+                                         "没有这个海报模板")
+        return name
+
     async def create(request: web.Request) -> web.Response:
         body = await body_of(request)
         if isinstance(body, web.Response):
@@ -95,7 +105,7 @@ def admin_routes(config: Config, db_of: Any) -> tuple[list[web.RouteDef], Any]:
             async with db_of(request).session() as session:
                 task = await task_store.create_task(
                     session, title=body.get("title", ""), url=body.get("url", ""), creator=None,
-                    description=body.get("description", ""), template=body.get("template", "classic"),
+                    description=body.get("description", ""), template=check_template(body.get("template", "classic")),
                     deadline=deadline_of(body.get("deadline")), status=status)
                 return web.json_response(await task_json(session, task), status=201)
         except task_store.InvalidTask as problem:
@@ -152,7 +162,7 @@ def admin_routes(config: Config, db_of: Any) -> tuple[list[web.RouteDef], Any]:
                 if "description" in body:
                     task.description = task_store.check_description(body["description"])
                 if "template" in body:
-                    task.poster_template = task_store.check_template(body["template"])
+                    task.poster_template = check_template(body["template"])
                 if "deadline" in body:
                     task.deadline = task_store.check_deadline(deadline_of(body["deadline"]), utcnow())
                 await session.flush()

@@ -58,9 +58,19 @@ class OutboxSender:
         self._wake.set()
 
     def submit_claimed(self, claims: list[outbox_store.Claim]) -> None:
-        """Send rows this instance queued already claimed (see store.outbox.add)."""
+        """Send rows this instance queued already claimed (see store.outbox.add), one after the
+        other: the replies to one message arrive in the order the handler gave them."""
+        claims = [c for c in claims if c.id not in self._in_flight]
+        if not claims:
+            return
+        self._in_flight.update(c.id for c in claims)
+        task = asyncio.create_task(self._deliver_in_order(claims))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _deliver_in_order(self, claims: list[outbox_store.Claim]) -> None:
         for claim in claims:
-            self._spawn(claim)
+            await self._deliver_guarded(claim)
 
     async def run(self, interval: float, stop: asyncio.Event) -> None:
         """Claim due rows while there is capacity; sleep until kicked, a send ends, or the interval.

@@ -251,6 +251,11 @@ def load_template(folder: Path, files: tuple[tuple[str, int, int], ...]) -> tupl
     return digest.hexdigest(), layout, Image.open(folder / "background.png").convert("RGB"), logo
 
 
+def template_names(templates_dir: Path) -> list[str]:
+    """The available template names: folders with a layout.json and a background.png."""
+    return sorted(p.parent.name for p in templates_dir.glob("*/layout.json") if (p.parent / "background.png").is_file())
+
+
 class PosterRenderer:
     def __init__(self, templates_dir: Path, cache_dir: Path) -> None:
         self.templates_dir, self.cache_dir = Path(templates_dir), Path(cache_dir)
@@ -258,9 +263,7 @@ class PosterRenderer:
                        for p, _ in (*BUNDLED.values(), *SYSTEM.values())]
 
     def templates(self) -> list[str]:
-        """The available template names: folders with a layout.json and a background.png."""
-        return sorted(p.parent.name for p in self.templates_dir.glob("*/layout.json")
-                      if (p.parent / "background.png").is_file())
+        return template_names(self.templates_dir)
 
     def render(self, request: PosterRequest) -> Path:
         """The poster as a PNG file in the cache, drawn now unless it is already there."""

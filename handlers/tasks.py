@@ -10,6 +10,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from bot.messages import Button, Card, Text, reply_to_payload
+from bot.posters import template_names
 from bot.router import MARKETER, ADMIN, ArgError, CommandTable, Context, parse_id, shorten
 from store import tasks as task_store
 from store.models import Member, Task
@@ -112,13 +113,8 @@ def _task_line(task: Task, ctx: Context) -> str:
 
 
 # ----- handlers ------------------------------------------------------------------------------------
-def poster_templates(config: Any) -> list[str]:
-    folder = Path(config.posters.templates_dir)
-    return sorted(p.name for p in folder.iterdir() if (p / "layout.json").is_file())
-
-
 async def new_task(ctx: Context, args: NewTaskArgs) -> Text:
-    templates = poster_templates(ctx.config)
+    templates = template_names(Path(ctx.config.posters.templates_dir))
     if args.template.strip().lower() not in templates:
         return Text(ctx.say(f"Task not created: there is no poster template “{shorten(args.template)}”; "
                             f"templates: {', '.join(templates)}.",

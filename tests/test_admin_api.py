@@ -67,6 +67,7 @@ async def test_create_edit_and_end_a_task(api) -> None:  # type: ignore[no-untyp
     ({"title": "T", "url": "https://x.example", "deadline": "2030-01-01T00:00:00"}, 422, "deadline"),
     ({"title": "T", "url": "https://x.example", "deadline": "2001-01-01T00:00:00+00:00"}, 422, "deadline"),
     ({"title": "T", "url": "https://x.example", "status": "ended"}, 422, "status"),
+    ({"title": "T", "url": "https://x.example", "template": "nope"}, 422, "template"),
     ({"title": "T", "url": "https://x.example", "owner": "me"}, 400, "owner"),
     ({"title": 5, "url": "https://x.example"}, 400, None),
 ])

@@ -34,7 +34,8 @@ async def my_figures(ctx: Context, _args: None) -> Text:
                             f"，公司内第 {figures.rank_in_partner}/{figures.partner_size} 名")
                     if figures.rank_in_partner else "")
     return Text(ctx.say(
-        f"Your figures: {figures.shares} share(s), {figures.clicks} unique click(s) (bots excluded).\n"
+        f"Your figures: {figures.shares} share(s), {figures.clicks} unique click(s) (bots excluded), "
+        f"{figures.leads} lead(s).\n"
         f"Rank by clicks: #{figures.rank_overall} of {figures.members_overall}{rank_partner}.",
-        f"您的数据：分享 {figures.shares} 次，独立点击 {figures.clicks} 次（不含机器访问）。\n"
+        f"您的数据：分享 {figures.shares} 次，独立点击 {figures.clicks} 次（不含机器访问），线索 {figures.leads} 条。\n"
         f"点击排名：第 {figures.rank_overall}/{figures.members_overall} 名{rank_partner}。"))

@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from store.models import Click, Member, Share, Task, TrackedLink, utcnow
+from store.models import Click, Lead, Member, Share, Task, TrackedLink, utcnow
 
 CHANNELS = ("poster", "link", "other")
 
@@ -76,6 +76,7 @@ async def insert_clicks(session: AsyncSession, clicks: list[dict[str, Any]]) -> 
 class MemberFigures:
     shares: int
     clicks: int  # unique, bots excluded
+    leads: int  # leads that came in through this member's links
     rank_in_partner: int | None
     partner_size: int
     rank_overall: int
@@ -97,8 +98,10 @@ async def member_figures(session: AsyncSession, member: Member, since: datetime 
     mine = next((r.clicks for r in rows if r.id == member.id), 0)
     same_partner = [r for r in rows if r.partner_id == member.partner_id]
     shares = await session.scalar(select(func.count()).select_from(Share).where(Share.member_id == member.id))
+    leads = await session.scalar(select(func.count()).select_from(Lead).join(TrackedLink, TrackedLink.id == Lead.link_id)
+                                 .where(TrackedLink.member_id == member.id))
     return MemberFigures(
-        shares=int(shares or 0), clicks=int(mine),
+        shares=int(shares or 0), clicks=int(mine), leads=int(leads or 0),
         rank_in_partner=1 + sum(1 for r in same_partner if r.clicks > mine) if member.partner_id else None,
         partner_size=len(same_partner),
         rank_overall=1 + sum(1 for r in rows if r.clicks > mine), members_overall=len(rows))

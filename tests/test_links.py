@@ -130,7 +130,7 @@ async def test_clicks_are_classified_and_never_hold_raw_ips(stack: Stack, http: 
     assert (last.visitor_id, last.is_unique) == ("aaaaaaaaaaaaaaaaaaaa", False)
 
     [me] = await stack.ask("p1", "me")
-    assert me.startswith("Your figures: 1 share(s), 1 unique click(s) (bots excluded).")
+    assert me.startswith("Your figures: 1 share(s), 1 unique click(s) (bots excluded), 0 lead(s).")
     assert "Rank by clicks: #1 of 2, #1 of 1 in your company." in me
 
 

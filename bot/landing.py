@@ -15,7 +15,7 @@ from typing import Any
 from aiohttp import web
 
 from bot.config import Config
-from bot.links import ENDED, NOT_FOUND, LinkCache, Visitors, page
+from bot.links import LinkCache, Visitors, live_target, page
 from bot.messages import Text, reply_to_payload
 from store import leads as lead_store
 from store import outbox as outbox_store
@@ -60,11 +60,9 @@ def landing_routes(links: LinkCache, visitors: Visitors, config: Config, db_of: 
         return count > SUBMITS_PER_WINDOW
 
     async def show(request: web.Request) -> web.StreamResponse:
-        target = await links.lookup(request, request.match_info["code"])
-        if target is None:
-            return page(404, *NOT_FOUND)
-        if target.ended:
-            return page(410, *ENDED)
+        target = await live_target(links, request)
+        if isinstance(target, web.Response):
+            return target
         token = secrets.token_urlsafe(24)
         response = render(200, target.task_title, token, {}, {})
         response.set_cookie(CSRF_COOKIE, token, httponly=True, samesite="Strict", path="/l/", max_age=3600)
@@ -72,11 +70,9 @@ def landing_routes(links: LinkCache, visitors: Visitors, config: Config, db_of: 
         return response
 
     async def submit(request: web.Request) -> web.StreamResponse:
-        target = await links.lookup(request, request.match_info["code"])
-        if target is None:
-            return page(404, *NOT_FOUND)
-        if target.ended:
-            return page(410, *ENDED)
+        target = await live_target(links, request)
+        if isinstance(target, web.Response):
+            return target
         if request.content_length is not None and request.content_length > MAX_FORM_BYTES:
             return page(413, "内容太长 / Too much data", "请精简后再提交。Please shorten your entries.")
         try:

@@ -128,13 +128,21 @@ NOT_FOUND = ("链接不存在 / Link not found", "这个链接无效，请向分
 ENDED = ("活动已结束 / This campaign has ended", "感谢关注，本次活动已经结束。Thank you for your interest.")
 
 
+async def live_target(links: LinkCache, request: web.Request) -> link_store.LinkTarget | web.Response:
+    """The link in the path, or the friendly page to answer instead (unknown: 404, ended: 410)."""
+    target = await links.lookup(request, request.match_info["code"])
+    if target is None:
+        return page(404, *NOT_FOUND)
+    if target.ended:
+        return page(410, *ENDED)
+    return target
+
+
 def redirect_routes(links: LinkCache, recorder_of: Any, visitors: Visitors) -> list[web.RouteDef]:
     async def follow(request: web.Request) -> web.StreamResponse:
-        target = await links.lookup(request, request.match_info["code"])
-        if target is None:
-            return page(404, *NOT_FOUND)
-        if target.ended:
-            return page(410, *ENDED)
+        target = await live_target(links, request)
+        if isinstance(target, web.Response):
+            return target
         response = web.Response(status=302, headers={
             "Location": with_utm(target.target_url, target.channel, target.task_id),
             "Cache-Control": "no-store", "Referrer-Policy": "no-referrer-when-downgrade"})

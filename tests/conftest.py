@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
+import subprocess
+import sys
 import secrets
 import socket
 import string
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp import web
 from sqlalchemy import text
@@ -88,14 +93,9 @@ async def _drop_postgres_database(name: str) -> None:
     await admin.dispose()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
-    """A freshly migrated, empty database on each backend."""
-    if request.param == "sqlite":
-        url = f"sqlite+aiosqlite:///{tmp_path / 'test.db'}"
-        await asyncio.to_thread(migrate, url)
-        yield url
-        return
+@asynccontextmanager
+async def migrated_postgres() -> AsyncIterator[str]:
+    """A new, migrated PostgreSQL database, dropped afterwards."""
     need(POSTGRES_URL, "postgres")
     name, url = await _new_postgres_database()
     try:
@@ -105,22 +105,31 @@ async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncI
         await _drop_postgres_database(name)
 
 
-@pytest.fixture
-async def sqlite_url(tmp_path: Path) -> str:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'test.db'}"
+async def migrated_sqlite(folder: Path) -> str:
+    url = f"sqlite+aiosqlite:///{folder / 'test.db'}"
     await asyncio.to_thread(migrate, url)
     return url
 
 
 @pytest.fixture
+async def sqlite_url(tmp_path: Path) -> str:
+    return await migrated_sqlite(tmp_path)
+
+
+@pytest.fixture
 async def postgres_url() -> AsyncIterator[str]:
-    need(POSTGRES_URL, "postgres")
-    name, url = await _new_postgres_database()
-    try:
-        await asyncio.to_thread(migrate, url)
+    async with migrated_postgres() as url:
         yield url
-    finally:
-        await _drop_postgres_database(name)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """A freshly migrated, empty database on each backend."""
+    if request.param == "sqlite":
+        yield await migrated_sqlite(tmp_path)
+        return
+    async with migrated_postgres() as url:
+        yield url
 
 
 @pytest.fixture
@@ -203,3 +212,41 @@ async def eventually(check, timeout: float = 10.0, interval: float = 0.05):  # t
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"condition not met within {timeout} s (last: {result!r})")
         await asyncio.sleep(interval)
+
+
+def serve_env(config: Config, bot_port: int, **extra: str) -> dict[str, str]:
+    """The environment for a `partnerbot serve` subprocess with this config's settings."""
+    w = config.wecom
+    env = {**os.environ, "PARTNERBOT_SERVER_PORT": str(bot_port), "PARTNERBOT_DATABASE_URL": config.database.url,
+           "PARTNERBOT_REDIS_URL": config.redis.url, "PARTNERBOT_REDIS_KEY_PREFIX": config.redis.key_prefix,
+           "PARTNERBOT_WECOM_CORP_ID": w.corp_id, "PARTNERBOT_WECOM_AGENT_ID": str(w.agent_id),
+           "PARTNERBOT_WECOM_SECRET": w.secret, "PARTNERBOT_WECOM_TOKEN": w.token,
+           "PARTNERBOT_WECOM_ENCODING_AES_KEY": w.encoding_aes_key, "PARTNERBOT_WECOM_API_BASE_URL": w.api_base_url,
+           **extra}
+    env.pop("PARTNERBOT_CONFIG", None)
+    return env
+
+
+class ServeProcess:
+    """A real `partnerbot serve` in its own process, to be killed with SIGKILL and started again."""
+
+    def __init__(self, env: dict[str, str], cwd: Path, port: int) -> None:
+        self.env, self.cwd, self.port = env, cwd, port
+        self.process: subprocess.Popen[bytes] | None = None
+
+    async def start(self) -> None:
+        self.process = subprocess.Popen([sys.executable, "-m", "bot", "serve"], env=self.env, cwd=self.cwd,
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        await eventually(self.healthy, timeout=30)
+
+    async def healthy(self) -> bool:
+        try:
+            async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{self.port}/healthz") as r:
+                return r.status == 200
+        except aiohttp.ClientError:
+            return False
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(10)

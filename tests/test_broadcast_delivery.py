@@ -1,22 +1,18 @@
 """A broadcast reaches every member exactly once: under WeCom throttling, across a kill -9 of the
 sending process, and with two instances sending from one PostgreSQL + Redis."""
 import asyncio
-import os
-import signal
-import subprocess
-import sys
 from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import aiohttp
 import pytest
 from aiohttp import web
 from redis.asyncio import Redis
 
 from bot.app import create_app
 from store.members import MemberRow
-from tests.conftest import MEMBERS, Stack, eventually, free_port, make_config, seed, simulator_for, start_stack
+from tests.conftest import (MEMBERS, ServeProcess, Stack, eventually, free_port, make_config, seed, serve_env,
+                            simulator_for, start_stack)
 
 CROWD = [MemberRow(0, f"m{i:04d}", f"成员{i}", "partner", f"伙伴{i % 7}", "华东", ()) for i in range(500)]
 DIRECTORY = {m.userid: m.name for m in [*MEMBERS, *CROWD]}
@@ -95,51 +91,29 @@ async def test_two_instances_sending_together_still_exactly_once(crowd_stack: St
 async def test_kill_9_of_the_sender_mid_broadcast_then_restart(crowd_db: str, redis_url: str, tmp_path: Path) -> None:
     config = make_config(crowd_db, redis_url)
     bot_port, sim_port = free_port(), free_port()
+    config.wecom.api_base_url = f"http://127.0.0.1:{sim_port}"
     sim = simulator_for(config, bot_port, DIRECTORY, send_latency=0.01)
     runner = web.AppRunner(sim.create_app(), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", sim_port).start()
-    w = config.wecom
-    env = {**os.environ, "PARTNERBOT_SERVER_PORT": str(bot_port), "PARTNERBOT_DATABASE_URL": crowd_db,
-           "PARTNERBOT_REDIS_URL": redis_url, "PARTNERBOT_REDIS_KEY_PREFIX": config.redis.key_prefix,
-           "PARTNERBOT_WECOM_CORP_ID": w.corp_id, "PARTNERBOT_WECOM_AGENT_ID": str(w.agent_id),
-           "PARTNERBOT_WECOM_SECRET": w.secret, "PARTNERBOT_WECOM_TOKEN": w.token,
-           "PARTNERBOT_WECOM_ENCODING_AES_KEY": w.encoding_aes_key,
-           "PARTNERBOT_WECOM_API_BASE_URL": f"http://127.0.0.1:{sim_port}",
-           "PARTNERBOT_INBOX_LEASE_SECONDS": "2", "PARTNERBOT_OUTBOX_LEASE_SECONDS": "2",
-           "PARTNERBOT_INBOX_SWEEP_INTERVAL_SECONDS": "0.2", "PARTNERBOT_OUTBOX_CONCURRENCY": "4"}
-    env.pop("PARTNERBOT_CONFIG", None)
-
-    def start() -> subprocess.Popen:
-        return subprocess.Popen([sys.executable, "-m", "bot", "serve"], env=env, cwd=tmp_path,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-    async def healthy() -> bool:
-        try:
-            async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{bot_port}/healthz") as r:
-                return r.status == 200
-        except aiohttp.ClientError:
-            return False
-
-    bot = start()
+    bot = ServeProcess(serve_env(config, bot_port, PARTNERBOT_INBOX_LEASE_SECONDS="2",
+                                 PARTNERBOT_OUTBOX_LEASE_SECONDS="2", PARTNERBOT_INBOX_SWEEP_INTERVAL_SECONDS="0.2",
+                                 PARTNERBOT_OUTBOX_CONCURRENCY="4"), tmp_path, bot_port)
     try:
-        await eventually(healthy, timeout=30)
+        await bot.start()
         await broadcast_all(sim)
 
         async def some_sent() -> bool:
             return len(cards_per_member(sim)) >= 100
 
         await eventually(some_sent, timeout=30)
-        bot.send_signal(signal.SIGKILL)
-        bot.wait(10)
-        delivered_before_kill = len(cards_per_member(sim))
-        assert delivered_before_kill < 502
-        bot = start()
+        bot.kill()
+        assert len(cards_per_member(sim)) < 502
+        await bot.start()
         await eventually(lambda: all_delivered_once(sim), timeout=90)
         await asyncio.sleep(2.5)  # past the lease: anything taken over would show up now
         assert await all_delivered_once(sim)
     finally:
         bot.kill()
-        bot.wait(10)
         await runner.cleanup()
         await _flush_redis(redis_url, config.redis.key_prefix)

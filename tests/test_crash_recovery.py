@@ -1,23 +1,18 @@
 """An acknowledged message is never lost: a crash anywhere after the 200 still ends in one reply."""
 import asyncio
-import os
-import signal
-import subprocess
-import sys
 from datetime import timedelta
 from pathlib import Path
 
-import aiohttp
 import pytest
 from aiohttp import web
 from sqlalchemy import select
 
 from bot.messages import Incoming
-from bot.simulator import WeComSimulator
 from store import inbox
 from store.db import Database
 from store.models import InboxMessage, OutboxMessage, utcnow
-from tests.conftest import MEMBERS, eventually, free_port, make_config, seed, start_stack
+from tests.conftest import (ServeProcess, eventually, free_port, make_config, migrated_sqlite, seed, serve_env,
+                            simulator_for, start_stack)
 
 
 async def _stop(stack) -> None:  # type: ignore[no-untyped-def]
@@ -78,57 +73,34 @@ async def _outbox(db: Database, status: str) -> OutboxMessage | None:
 async def test_kill_9_between_acknowledgement_and_reply(tmp_path: Path) -> None:
     """A real `partnerbot serve` process acknowledges a message while the WeCom API is down, is
     killed with SIGKILL, and restarted: the member gets the reply exactly once."""
-    url = f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}"
-    from store.db import migrate
-    await asyncio.to_thread(migrate, url)
+    url = await migrated_sqlite(tmp_path)
     await seed(url)
     config = make_config(url)
     sim_port, bot_port = free_port(), free_port()
-    w = config.wecom
-    config_file = tmp_path / "bot.toml"
-    config_file.write_text(
-        f'[server]\nport = {bot_port}\n[database]\nurl = "{url}"\n'
-        f'[wecom]\ncorp_id = "{w.corp_id}"\nagent_id = {w.agent_id}\napi_base_url = "http://127.0.0.1:{sim_port}"\n'
-        f'[inbox]\nlease_seconds = 2\nsweep_interval_seconds = 0.2\n'
-        f'[outbox]\nlease_seconds = 2\nbackoff_base_seconds = 0.2\nbackoff_max_seconds = 0.5\n')
-    env = {**os.environ, "PARTNERBOT_WECOM_SECRET": w.secret, "PARTNERBOT_WECOM_TOKEN": w.token,
-           "PARTNERBOT_WECOM_ENCODING_AES_KEY": w.encoding_aes_key}
-    sim = WeComSimulator(corp_id=w.corp_id, agent_id=w.agent_id, secret=w.secret, token=w.token,
-                         encoding_aes_key=w.encoding_aes_key, callback_url=f"http://127.0.0.1:{bot_port}/wecom/callback",
-                         directory={m.userid: m.name for m in MEMBERS})
+    config.wecom.api_base_url = f"http://127.0.0.1:{sim_port}"
+    sim = simulator_for(config, bot_port)
     runner = web.AppRunner(sim.create_app(), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", sim_port).start()
-
-    def start_bot() -> subprocess.Popen:
-        return subprocess.Popen([sys.executable, "-m", "bot", "serve", "--config", str(config_file)], env=env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-    async def healthy() -> bool:
-        try:
-            async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{bot_port}/healthz") as r:
-                return r.status == 200
-        except aiohttp.ClientError:
-            return False
-
-    bot = start_bot()
+    bot = ServeProcess(serve_env(config, bot_port, PARTNERBOT_INBOX_LEASE_SECONDS="2",
+                                 PARTNERBOT_INBOX_SWEEP_INTERVAL_SECONDS="0.2", PARTNERBOT_OUTBOX_LEASE_SECONDS="2",
+                                 PARTNERBOT_OUTBOX_BACKOFF_BASE_SECONDS="0.2",
+                                 PARTNERBOT_OUTBOX_BACKOFF_MAX_SECONDS="0.5"), tmp_path, bot_port)
     try:
-        await eventually(healthy, timeout=30)
+        await bot.start()
         sim.api_available = False  # WeCom's API fails: the reply cannot go out yet
         delivery = await sim.send_text("p2", "help")
         assert delivery.acknowledged
         await asyncio.sleep(0.5)
-        bot.send_signal(signal.SIGKILL)
-        bot.wait(10)
+        bot.kill()
         assert sim.bot_messages("p2") == []
 
         sim.api_available = True
-        bot = start_bot()
+        await bot.start()
         [reply] = await sim.wait_for_bot_messages("p2", 1, timeout=30)
         assert reply.body["content"].startswith("Hi Li Na")
         await asyncio.sleep(1.5)
         assert len(sim.bot_messages("p2")) == 1
     finally:
         bot.kill()
-        bot.wait(10)
         await runner.cleanup()

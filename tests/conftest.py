@@ -10,6 +10,7 @@ import sys
 import secrets
 import socket
 import string
+import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -69,6 +70,7 @@ def make_config(database_url: str, redis_url: str = "") -> Config:
     w = config.wecom
     w.corp_id, w.agent_id, w.secret = "wwtestcorp0000001", 1000002, secrets.token_urlsafe(24)
     w.token, w.encoding_aes_key = secrets.token_urlsafe(12), aes_key()
+    config.posters.cache_dir = tempfile.mkdtemp(prefix="pbtest-posters-")
     config.inbox.sweep_interval_seconds = 0.2
     config.outbox.backoff_base_seconds = 0.05
     config.outbox.throttle_pause_seconds = 0.1

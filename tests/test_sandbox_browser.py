@@ -5,6 +5,7 @@ newcomer's machine, a failure in CI.
 """
 from __future__ import annotations
 
+import io
 import os
 import re
 from collections.abc import AsyncIterator
@@ -12,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+import zxingcpp
+from PIL import Image
 from playwright.async_api import Locator, Page, async_playwright, expect
 
 from tests.conftest import Stack
@@ -257,4 +260,67 @@ async def test_marketer_broadcasts_task_partner_opens_card(sandbox: Sandbox) -> 
     await expect(page.locator(".msg.from-bot[data-msgtype='template_card']")).to_have_count(0)
     await expect(page.locator(".card-button")).to_have_count(0)
     assert not [m for m in sim.bot_messages("p2") if m.msgtype == "template_card"]
+    sandbox.assert_clean()
+
+
+POSTER_SCREENSHOT = Path("/tmp/sandbox-poster.png")
+POSTER_TIMEOUT_MS = 20_000
+
+
+async def test_partner_gets_poster_from_card_button(sandbox: Sandbox, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """The issue's acceptance flow: 我的海报 on the task card → a 1080×1920 poster shown in the chat whose
+    QR code is the partner's own tracked link, plus the note that goes with it."""
+    # The stack's renderer caches posters under the relative "var/posters": keep them out of the checkout.
+    monkeypatch.chdir(tmp_path)
+    page, stack = sandbox.page, sandbox.stack
+    await sandbox.choose("mkt1")
+    await sandbox.type_and_enter("newtask Spring launch | https://brand.example/spring")
+    await expect(sandbox.bot("Task #1 created")).to_have_count(1, timeout=STEP_TIMEOUT_MS)
+    await sandbox.type_and_enter("broadcast 1 partner:星河科技 confirm")
+    await expect(sandbox.bot("on its way to 1 member(s)")).to_have_count(1, timeout=STEP_TIMEOUT_MS)
+
+    await sandbox.choose("p1")
+    card = page.locator(".msg.from-bot[data-msgtype='template_card']")
+    await expect(card).to_have_count(1, timeout=STEP_TIMEOUT_MS)
+    button = card.locator(".card-button").filter(has_text="我的海报")
+    await expect(button).to_have_count(1)
+    await button.click()
+    await expect(page.locator(".msg.from-user[data-msgtype='click']")).to_have_count(1, timeout=STEP_TIMEOUT_MS)
+
+    image = page.locator(".msg.from-bot[data-msgtype='image'] img")
+    await expect(image).to_have_count(1, timeout=POSTER_TIMEOUT_MS)
+    await expect(image).to_have_attribute("src", re.compile(r"^/sandbox/media/[^/?#]+$"))
+    note = page.locator(".msg.from-bot[data-msgtype='text']").filter(has_text="专属海报")
+    await expect(note).to_have_count(1, timeout=POSTER_TIMEOUT_MS)
+    [sent] = [m for m in stack.sim.bot_messages("p1") if m.msgtype == "image"]
+    assert await image.get_attribute("src") == f"/sandbox/media/{sent.body['media_id']}"
+
+    # The browser really fetched and decoded the picture (not just an <img> pointing somewhere).
+    handle = await image.element_handle()
+    await page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=handle,
+                                 timeout=POSTER_TIMEOUT_MS)
+    size = await page.evaluate("img => [img.naturalWidth, img.naturalHeight]", handle)
+    assert size == [1080, 1920]
+
+    # The same bytes, through the page's own request context, carry the partner's tracked link.
+    response = await page.request.get(await image.evaluate("img => img.src"))
+    assert response.ok, response.status
+    assert response.headers["content-type"] == "image/png"
+    [qr] = zxingcpp.read_barcodes(Image.open(io.BytesIO(await response.body())))
+    prefix = f"{stack.config.server.public_base_url}/t/"
+    assert qr.text.startswith(prefix), qr.text
+    assert re.fullmatch(r"[A-Za-z0-9_-]{11}", qr.text.removeprefix(prefix)), qr.text
+
+    # The poster sits inside its bubble at a chat-friendly size, and the conversation ends in view.
+    box = await image.bounding_box()
+    assert box is not None and box["width"] <= 280, box
+    bubble = await page.locator(".msg.from-bot[data-msgtype='image'] .bubble").bounding_box()
+    messages = await page.locator("#messages").bounding_box()
+    assert bubble is not None and messages is not None
+    assert bubble["width"] <= box["width"] + 12, (bubble, box)  # the bubble hugs the picture
+    assert bubble["x"] + bubble["width"] <= messages["x"] + messages["width"], (bubble, messages)
+    assert bubble["height"] < messages["height"], (bubble, messages)  # the whole poster fits on screen
+    await expect(note).to_be_in_viewport()
+    await page.screenshot(path=str(POSTER_SCREENSHOT), animations="disabled")
     sandbox.assert_clean()

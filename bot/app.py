@@ -82,8 +82,9 @@ def create_app(config: Config, commands: CommandTable | None = None) -> web.Appl
             _, stuck = await asyncio.wait(loops, timeout=10)
             for loop in stuck:
                 loop.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.gather(*loops)
+            for failure in await asyncio.gather(*loops, return_exceptions=True):
+                if isinstance(failure, Exception):
+                    log.error("a background loop ended with %s during shutdown", type(failure).__name__)
             # Let work in progress finish, so a graceful stop leaves nothing half-done.
             await inbox.drain()
             await outbox.drain()

@@ -90,8 +90,21 @@ class ClickRecorder:
         self._seen = _TtlSet()
         self._group_ready = False
         self._record_script = redis.register_script(_RECORD) if redis is not None else None
+        self._pending: set[asyncio.Task[ClickEvent | None]] = set()
         # Stream entries a dead writer read but never acknowledged are taken over after this.
         self.claim_idle_ms = 30_000
+
+    def record_soon(self, link_id: int, visitor_id: str, ip_hash: str, user_agent: str, referrer: str,
+                    is_bot: bool) -> None:
+        """Record after the response has gone: a slow Redis must not slow the redirect."""
+        task = asyncio.create_task(self.record(link_id, visitor_id, ip_hash, user_agent, referrer, is_bot))
+        self._pending.add(task)
+        task.add_done_callback(self._recorded)
+
+    def _recorded(self, task: asyncio.Task[ClickEvent | None]) -> None:
+        self._pending.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("a click was not recorded: %s", type(task.exception()).__name__)
 
     async def record(self, link_id: int, visitor_id: str, ip_hash: str, user_agent: str, referrer: str,
                      is_bot: bool) -> ClickEvent | None:
@@ -130,10 +143,18 @@ class ClickRecorder:
                     await asyncio.wait_for(stop.wait(), self.flush_interval)
         await self.flush_all()
 
-    async def flush_all(self) -> None:
-        """On a graceful stop: write everything this process holds."""
-        while await self.flush():
+    async def flush_all(self, max_stream_batches: int = 20) -> None:
+        """On a graceful stop: write everything this process holds, and a bounded share of the
+        Redis stream (other instances keep adding to it; they or the next start write the rest)."""
+        if self._pending:
+            await asyncio.gather(*list(self._pending), return_exceptions=True)
+        while await self._flush_local():
             pass
+        if self.redis is not None:
+            for _ in range(max_stream_batches):
+                with contextlib.suppress(RedisError):
+                    if not await self._flush_stream():
+                        break
 
     async def flush(self) -> int:
         written = await self._flush_local()

@@ -42,22 +42,21 @@ class InboxProcessor:
         self.lease = timedelta(seconds=config.inbox.lease_seconds)
         self._in_flight: set[int] = set()
         self._tasks: set[asyncio.Task[None]] = set()
-        self._concurrency = asyncio.Semaphore(32)
+        # Fewer workers than pooled connections, so callbacks always find a connection to store with.
+        self._concurrency = asyncio.Semaphore(8)
 
     async def receive(self, channel: str, dedupe_key: str, message: Incoming) -> bool:
-        """Durably store a received message; False when it is a platform retry of one we have."""
+        """Durably store a received message; False when it is a platform retry of one we have.
+
+        Redis only ever remembers keys the database has committed, so "seen" can never
+        acknowledge a message that was not stored; the database's unique key decides races."""
         redis_key = f"dedupe:{dedupe_key}"
-        first = await self.shared.add_once(redis_key, self.config.wecom.dedupe_ttl_seconds)
-        if first is False:
+        if await self.shared.exists(redis_key):
             return False
-        try:
-            async with self.db.session() as session:
-                inbox_id = await inbox_store.add(session, channel=channel, dedupe_key=dedupe_key,
-                                                 user_id=message.user_id, payload=message.to_payload())
-        except BaseException:
-            if first:  # not stored: let the platform's retry through
-                await self.shared.delete(redis_key)
-            raise
+        async with self.db.session() as session:
+            inbox_id = await inbox_store.add(session, channel=channel, dedupe_key=dedupe_key,
+                                             user_id=message.user_id, payload=message.to_payload())
+        await self.shared.set(redis_key, "1", self.config.wecom.dedupe_ttl_seconds)
         if inbox_id is None:
             return False
         self.submit(inbox_id)

@@ -12,7 +12,7 @@ import re
 import time
 from html import escape
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from aiohttp import web
 from crawlerdetect import CrawlerDetect
@@ -43,12 +43,16 @@ def page(status: int, title: str, text: str) -> web.Response:
                         content_type="text/html", headers={"Cache-Control": "no-store"})
 
 
+UTM_KEYS = ("utm_source", "utm_medium", "utm_campaign")
+
+
 def with_utm(target: str, channel: str, task_id: int) -> str:
+    """Add our utm parameters; the target's own query is kept byte for byte (it may be GBK-encoded
+    or signed), only its utm parameters of the same names are replaced."""
     parts = urlsplit(target)
-    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True)
-             if k not in ("utm_source", "utm_medium", "utm_campaign")]
-    query += [("utm_source", "partnerbot"), ("utm_medium", channel), ("utm_campaign", f"task-{task_id}")]
-    return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query), parts.fragment))
+    kept = [p for p in parts.query.split("&") if p and p.split("=", 1)[0] not in UTM_KEYS]
+    utm = urlencode({"utm_source": "partnerbot", "utm_medium": channel, "utm_campaign": f"task-{task_id}"})
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, "&".join([*kept, utm]), parts.fragment))
 
 
 def is_bot(user_agent: str, method: str) -> bool:
@@ -150,12 +154,8 @@ def redirect_routes(links: LinkCache, recorder_of: Any, visitors: Visitors) -> l
         visitor = visitors.visitor_id(request, ip_hash)
         visitors.remember(response, visitor)
         user_agent = request.headers.get("User-Agent", "")
-        try:
-            await recorder_of(request).record(target.link_id, visitor, ip_hash, user_agent,
-                                              request.headers.get("Referer", ""), is_bot(user_agent, request.method))
-        except Exception as err:
-            # A click we cannot buffer must not cost the visitor their page.
-            log.error("click on link %d not recorded: %s", target.link_id, type(err).__name__)
+        recorder_of(request).record_soon(target.link_id, visitor, ip_hash, user_agent,
+                                         request.headers.get("Referer", ""), is_bot(user_agent, request.method))
         return response
 
     # Any path under /t/ lands here (a malformed one gets the friendly 404); HEAD is answered too.

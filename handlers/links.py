@@ -7,8 +7,9 @@ from handlers.tasks import visible_task, no_task
 from store import links as link_store
 
 
-def tracked_url(ctx: Context, code: str) -> str:
-    return f"{ctx.config.server.public_base_url.rstrip('/')}/t/{code}"
+def tracked_url(ctx: Context, code: str, path: str = "t") -> str:
+    """/t/<code> redirects to the task's page; /l/<code> is the sign-up form."""
+    return f"{ctx.config.server.public_base_url.rstrip('/')}/{path}/{code}"
 
 
 async def my_link(ctx: Context, task_id: int) -> Text:
@@ -20,7 +21,7 @@ async def my_link(ctx: Context, task_id: int) -> Text:
     link = await link_store.get_or_create_link(ctx.session, task, ctx.member, "link")
     await link_store.record_share(ctx.session, task, ctx.member, "link")
     copy = task.description or task.title
-    form = tracked_url(ctx, link.code).replace("/t/", "/l/")
+    form = tracked_url(ctx, link.code, "l")
     return Text(ctx.say(
         f"Your link for task #{task.id} — every click on it counts for you:\n{copy}\n{tracked_url(ctx, link.code)}\n"
         f"Sign-up form (leads come to you): {form}",

@@ -17,7 +17,7 @@ def create_engine(url: str) -> AsyncEngine:
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(url, connect_args={"timeout": 30})
+        engine = create_async_engine(url, connect_args={"timeout": 30}, hide_parameters=True)
 
         @event.listens_for(engine.sync_engine, "connect")
         def _sqlite_pragmas(dbapi_connection, _record):  # type: ignore[no-untyped-def]
@@ -33,7 +33,10 @@ def create_engine(url: str) -> AsyncEngine:
     # No pre-ping: it costs a round trip per unit of work. A connection broken by a database restart
     # fails its unit of work, which is retried (callbacks answer 503 and WeCom resends; inbox and
     # outbox rows stay claimable), and the pool then replaces it.
-    return create_async_engine(url, pool_size=10, max_overflow=10, pool_timeout=10, pool_recycle=1800)
+    # hide_parameters: error messages (and so logs) never carry values such as phone numbers.
+    # A short pool timeout makes a starved callback answer 503 (WeCom retries) rather than hang.
+    return create_async_engine(url, pool_size=10, max_overflow=10, pool_timeout=3, pool_recycle=1800,
+                               hide_parameters=True)
 
 
 class Database:

@@ -23,15 +23,14 @@ class SharedKeys:
         self.redis = redis
         self.prefix = prefix
 
-    async def add_once(self, key: str, ttl_seconds: int) -> bool | None:
-        """True if the key was new (and is now remembered), False if it was already there."""
+    async def exists(self, key: str) -> bool:
         if self.redis is None:
-            return None
+            return False
         try:
-            return bool(await self.redis.set(self.prefix + key, b"1", nx=True, ex=ttl_seconds))
+            return bool(await self.redis.exists(self.prefix + key))
         except RedisError as err:
             log.warning("redis unavailable, falling back to the database: %s", type(err).__name__)
-            return None
+            return False
 
     async def get(self, key: str) -> str | None:
         if self.redis is None:

@@ -186,3 +186,13 @@ async def test_clicks_buffered_in_redis_survive_their_instance(sqlite_url: str, 
         await redis.delete(*keys)
     await redis.aclose()
     await db.dispose()
+
+
+@pytest.mark.parametrize("target, expected_query", [
+    ("https://x.example/p?kw=%D6%D0%CE%C4&x&ref=a;b", "kw=%D6%D0%CE%C4&x&ref=a;b&utm_source=partnerbot&utm_medium=poster&utm_campaign=task-3"),
+    ("https://x.example/p?utm_source=old&a=1", "a=1&utm_source=partnerbot&utm_medium=poster&utm_campaign=task-3"),
+    ("https://x.example/p", "utm_source=partnerbot&utm_medium=poster&utm_campaign=task-3"),
+])
+def test_the_targets_own_query_is_kept_byte_for_byte(target: str, expected_query: str) -> None:
+    from bot.links import with_utm
+    assert urlsplit(with_utm(target, "poster", 3)).query == expected_query

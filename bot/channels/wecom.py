@@ -155,9 +155,7 @@ def callback_routes(codec: WeComCodec, receive: Any, max_body_bytes: int) -> lis
             log.warning("wecom callback refused: body of %d bytes", request.content_length)
             return web.Response(status=413, text="too large")
         try:
-            body = await request.content.read(max_body_bytes + 1)
-            if len(body) > max_body_bytes:
-                raise CallbackRejected(413, "too large")
+            body = await request.read()  # the whole body; the app's client_max_size answers 413
             received = read_message(codec.decrypt(request.query, body))
         except CallbackRejected as err:
             log.warning("wecom callback refused: %s", err.reason)
@@ -206,8 +204,12 @@ class WeComSender:
         self.client = client
         self.posters = posters
         self.shared = shared
-        # Without Redis, uploads are reused within this process (the TTL is checked by WeCom).
-        self._media: dict[str, str] = {}
+        # Uploads are also remembered in this process (needed without Redis), for as long as in Redis.
+        self._media: dict[str, tuple[str, float]] = {}
+
+    def _local_media(self, key: str) -> str | None:
+        media_id, expires = self._media.get(key, ("", 0.0))
+        return media_id if expires > time.monotonic() else None
 
     async def send(self, recipient: str, payload: dict[str, Any], *, duplicate_check: bool,
                    duplicate_window: int) -> None:
@@ -237,10 +239,12 @@ class WeComSender:
                                     reply.task_title)
             path = await asyncio.to_thread(self.posters.render, request)  # CPU-bound; cached on disk
             key = f"media:poster:{path.stem}"  # the file name is its content key
-            media_id = await self.shared.get(key) or self._media.get(key)
+            media_id = await self.shared.get(key) or self._local_media(key)
             if media_id is None:
                 media_id = await self._upload(path)
-                self._media[key] = media_id
+                if len(self._media) > 10_000:
+                    self._media.clear()
+                self._media[key] = (media_id, time.monotonic() + MEDIA_REUSE_SECONDS)
                 await self.shared.set(key, media_id, MEDIA_REUSE_SECONDS)
             return {"msgtype": "image", "image": {"media_id": media_id}}
         if not reply.buttons and not reply.url:

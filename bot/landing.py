@@ -6,7 +6,6 @@ import hmac
 import logging
 import secrets
 import time
-from datetime import timedelta
 from html import escape
 from pathlib import Path
 from string import Template
@@ -27,7 +26,6 @@ PAGE = Path(__file__).resolve().parents[1] / "assets" / "pages" / "landing.html"
 CSRF_COOKIE = "pb_csrf"
 FORM_FIELDS = ("name", "company", "phone", "region", "industry")
 SUBMITS_PER_WINDOW, SUBMIT_WINDOW_SECONDS = 5, 600
-DUPLICATE_WINDOW = 86400
 MAX_FORM_BYTES = 8192
 
 
@@ -48,13 +46,15 @@ def landing_routes(links: LinkCache, visitors: Visitors, config: Config, db_of: 
                                                                     "form-action 'self'; base-uri 'none'"})
         return response
 
-    async def too_many(request: web.Request, ip_hash: str) -> bool:
-        key = f"landing:{ip_hash}"
+    async def too_many(request: web.Request, who: str) -> bool:
+        key = f"landing:{who}"
         count = await shared_of(request).count_in_window(key, SUBMIT_WINDOW_SECONDS)
         if count is None:  # no Redis: this process counts
             start, hits = local_hits.get(key, (time.monotonic(), 0))
             if time.monotonic() - start > SUBMIT_WINDOW_SECONDS:
                 start, hits = time.monotonic(), 0
+            if len(local_hits) > 100_000:
+                local_hits.clear()
             local_hits[key] = (start, hits + 1)
             count = hits + 1
         return count > SUBMITS_PER_WINDOW
@@ -84,29 +84,33 @@ def landing_routes(links: LinkCache, visitors: Visitors, config: Config, db_of: 
         if not cookie_token or not hmac.compare_digest(cookie_token.encode(), form_token.encode()):
             log.warning("landing form refused: CSRF token missing or wrong (link %d)", target.link_id)
             return page(403, "页面已过期 / This page has expired", "请刷新页面后重新提交。Please reload the page and submit again.")
-        ip_hash = visitors.ip_hash(request)
-        if await too_many(request, ip_hash):
-            return page(429, "提交太频繁 / Too many submissions", "请稍后再试。Please try again later.")
         values = {k: str(form.get(k, ""))[:200] for k in FORM_FIELDS}
         lead_form, problems = lead_store.validate_form(values, consent=form.get("consent") == "yes")
         if lead_form is None:
             return render(422, target.task_title, cookie_token, values, problems)
+        # Only accepted submissions count, per address and link: typos and shared carrier IPs
+        # (common on mobile networks) must not lock real people out.
+        ip_hash = visitors.ip_hash(request)
+        if await too_many(request, f"{ip_hash}:{target.link_id}"):
+            return page(429, "提交太频繁 / Too many submissions", "请稍后再试。Please try again later.")
         visitor = visitors.visitor_id(request, ip_hash)
         claims: list[outbox_store.Claim] = []
         async with db_of(request).session() as session:
-            if not await lead_store.recent_duplicate(session, lead_form.phone, target.task_id,
-                                                     timedelta(seconds=DUPLICATE_WINDOW)):
-                sharer = await session.get(Member, target.member_id)
-                lead = await lead_store.create_from_form(
-                    session, lead_form, sharer=sharer, task_id=target.task_id, link_id=target.link_id,
-                    channel=target.channel, visitor_id=visitor, protect_days=config.pool.protect_days)
+            sharer = await session.get(Member, target.member_id)
+            owner = sharer if sharer is not None and sharer.active else None  # one who left: to the pool
+            lead = await lead_store.create_from_form(
+                session, lead_form, sharer=owner, task_id=target.task_id, link_id=target.link_id,
+                channel=target.channel, visitor_id=visitor, protect_days=config.pool.protect_days)
+            # None: the same person for the same task today, already stored (a double tap, a re-send).
+            if lead is not None:
+                log.info("lead %d from link %d (phone %s)", lead.id, target.link_id, lead_store.mask_phone(lead.phone))
+            if lead is not None and owner is not None:
                 via = "海报" if target.channel == "poster" else "链接"
                 note = Text(f"🎉 新线索！{lead.name}（{lead.company or '未填公司'}，{lead_store.mask_phone(lead.phone)}）"
                             f"通过您在任务 #{target.task_id} 的{via}留下了信息，已归属于您。\n"
                             f"New lead from your {target.channel} for task #{target.task_id}: {lead.name}.")
-                claims.append(await outbox_store.add(session, channel="wecom", recipient=sharer.userid,
+                claims.append(await outbox_store.add(session, channel="wecom", recipient=owner.userid,
                                                      payload=reply_to_payload(note), claimed=True))
-                log.info("lead %d from link %d (phone %s)", lead.id, target.link_id, lead_store.mask_phone(lead.phone))
         if claims:
             outbox_of(request).submit_claimed(claims)
         response = render(200, target.task_title, cookie_token, {}, {}, done=True)

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
-from sqlalchemy import exists, select
+from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from store.models import Click, Lead, LeadEvent, LeadTouch, Member, utcnow
@@ -62,24 +63,34 @@ def validate_form(values: dict[str, str], consent: bool) -> tuple[LeadForm | Non
     return LeadForm(cleaned["name"], cleaned["company"], phone or "", cleaned["region"], cleaned["industry"]), {}
 
 
-async def recent_duplicate(session: AsyncSession, phone: str, task_id: int, window: timedelta) -> bool:
-    return bool(await session.scalar(select(exists().where(
-        Lead.phone == phone, Lead.task_id == task_id, Lead.created_at > utcnow() - window))))
+def form_dedupe_key(phone: str, task_id: int, now: datetime) -> str:
+    """One lead per phone, task and day: a double tap or a re-send the same day is the same lead."""
+    return f"form:{task_id}:{phone}:{now.strftime('%Y%m%d')}"
 
 
-async def create_from_form(session: AsyncSession, form: LeadForm, *, sharer: Member, task_id: int, link_id: int,
-                           channel: str, visitor_id: str, protect_days: int) -> Lead:
+async def create_from_form(session: AsyncSession, form: LeadForm, *, sharer: Member | None, task_id: int,
+                           link_id: int, channel: str, visitor_id: str, protect_days: int) -> Lead | None:
     """A partner-sourced lead: it goes to the member who shared, protected for `protect_days`,
-    with the visitor's earlier clicks (any tracked link) and this form fill as its touches."""
+    with the visitor's earlier clicks (any tracked link) and this form fill as its touches.
+    Without a sharer (they left) it waits in the pool. None: this phone already signed up for
+    this task today (the unique key decides, also for two submissions at the same instant)."""
     now = utcnow()
-    lead = Lead(name=form.name, company=form.company, phone=form.phone, region=form.region, industry=form.industry,
-                source=f"form:{channel}", status="claimed", owner_id=sharer.id, partner_id=sharer.partner_id,
-                task_id=task_id, link_id=link_id, visitor_id=visitor_id, consent_at=now,
-                protected_until=now + timedelta(days=protect_days), created_at=now, updated_at=now)
-    session.add(lead)
-    await session.flush()
-    session.add_all([LeadEvent(lead_id=lead.id, kind="created", member_id=None, note=f"form via {channel}", at=now),
-                     LeadEvent(lead_id=lead.id, kind="assigned", member_id=sharer.id, note="sharer", at=now)])
+    insert = postgresql.insert if session.bind.dialect.name == "postgresql" else sqlite.insert
+    lead_id = await session.scalar(
+        insert(Lead).values(
+            name=form.name, company=form.company, phone=form.phone, region=form.region, industry=form.industry,
+            source=f"form:{channel}", status="claimed" if sharer else "new", owner_id=sharer.id if sharer else None,
+            partner_id=sharer.partner_id if sharer else None, task_id=task_id, link_id=link_id,
+            visitor_id=visitor_id, consent_at=now, dedupe_key=form_dedupe_key(form.phone, task_id, now),
+            protected_until=now + timedelta(days=protect_days) if sharer else None, created_at=now, updated_at=now)
+        .on_conflict_do_nothing(index_elements=["dedupe_key"]).returning(Lead.id))
+    if lead_id is None:
+        return None
+    lead = await session.get(Lead, lead_id)
+    assert lead is not None
+    session.add(LeadEvent(lead_id=lead.id, kind="created", member_id=None, note=f"form via {channel}", at=now))
+    if sharer is not None:
+        session.add(LeadEvent(lead_id=lead.id, kind="assigned", member_id=sharer.id, note="sharer", at=now))
     clicks = (await session.execute(select(Click.id, Click.link_id, Click.at).where(
         Click.visitor_id == visitor_id, Click.is_bot.is_(False), Click.at <= now).order_by(Click.at))).all()
     session.add_all([LeadTouch(lead_id=lead.id, link_id=c.link_id, click_id=c.id, kind="click", at=c.at)

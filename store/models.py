@@ -248,6 +248,8 @@ class Lead(Base):
     link_id: Mapped[int | None] = mapped_column(ForeignKey("tracked_links.id"))
     visitor_id: Mapped[str] = mapped_column(String(40), default="")
     consent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Set where one source may bring a lead in only once (e.g. a phone's form per task and day).
+    dedupe_key: Mapped[str | None] = mapped_column(String(96), unique=True)
     protected_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)

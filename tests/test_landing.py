@@ -115,3 +115,49 @@ async def test_unknown_and_ended_links(stack: Stack, visitor: aiohttp.ClientSess
         assert response.status == 404
     async with stack.bot[DB].session() as session:
         assert await session.scalar(select(func.count()).select_from(Lead)) == 0
+
+
+async def test_two_submissions_at_the_same_instant_make_one_lead(database_url: str) -> None:
+    import asyncio
+    from store import leads as lead_store, links as link_store, tasks as task_store
+    from store.db import Database
+    from store.members import get_member
+    from tests.conftest import seed
+    await seed(database_url)
+    db = Database(database_url)
+    try:
+        async with db.session() as session:
+            p1 = await get_member(session, "p1")
+            task = await task_store.create_task(session, title="T", url="https://x.example", creator=None)
+            link = await link_store.get_or_create_link(session, task, p1, "link")
+        form, _ = lead_store.validate_form(GOOD, consent=True)
+
+        async def submit() -> object:
+            async with db.session() as session:
+                sharer = await get_member(session, "p1")
+                return await lead_store.create_from_form(session, form, sharer=sharer, task_id=task.id, link_id=link.id,
+                                                         channel="link", visitor_id="v" * 20, protect_days=14)
+
+        results = await asyncio.gather(*(submit() for _ in range(4)))
+        assert sum(r is not None for r in results) == 1
+        async with db.session() as session:
+            assert await session.scalar(select(func.count()).select_from(Lead)) == 1
+            assert await session.scalar(select(func.count()).select_from(LeadEvent)) == 2
+    finally:
+        await db.dispose()
+
+
+async def test_a_lead_from_someone_who_left_waits_in_the_pool(stack: Stack, visitor: aiohttp.ClientSession) -> None:
+    await task_for_p1(stack)
+    code = await link_code(stack)
+    async with stack.bot[DB].session() as session:
+        from store.members import get_member
+        (await get_member(session, "p1")).active = False
+    token = await open_form(stack, visitor, code)
+    async with visitor.post(f"{stack.bot_url}/l/{code}", data={**GOOD, "csrf": token}) as response:
+        assert response.status == 200
+    [lead] = await leads(stack)
+    assert (lead.status, lead.owner_id, lead.protected_until) == ("new", None, None)
+    import asyncio
+    await asyncio.sleep(0.3)
+    assert len(stack.sim.bot_messages("p1")) == 2  # the card and the link reply; no notice

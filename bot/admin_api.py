@@ -165,6 +165,7 @@ def admin_routes(config: Config, db_of: Any) -> tuple[list[web.RouteDef], Any]:
                     task.poster_template = check_template(body["template"])
                 if "deadline" in body:
                     task.deadline = task_store.check_deadline(deadline_of(body["deadline"]), utcnow())
+                    task.auto_reminded_at = None  # a new deadline earns a new automatic reminder
                 await session.flush()
                 return web.json_response(await task_json(session, task))
         except _Refused as refused:

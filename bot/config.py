@@ -112,6 +112,8 @@ class PostersConfig:
 class TasksConfig:
     # The automatic reminder to members who have not shared goes out this long before the deadline.
     remind_before_hours: float = 24.0
+    # Members whose card arrived less than this long ago are not reminded yet.
+    reminder_min_age_hours: float = 2.0
     # How often each instance looks for tasks due a reminder (exactly one instance sends each).
     reminder_check_seconds: float = 60.0
 

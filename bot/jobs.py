@@ -26,10 +26,12 @@ async def send_due_reminders(db: Database, commands: CommandTable, config: Confi
         due = [task.id for task in await task_store.tasks_due_for_auto_reminder(session, horizon)]
     for task_id in due:
         async with db.session() as session:
-            if not await task_store.claim_auto_reminder(session, task_id):
-                continue  # another instance took it
+            # A card that arrived minutes ago needs no reminder yet: wait (the next tick looks again).
+            members = await task_store.unshared_recipients(
+                session, task_id, sent_before=utcnow() - timedelta(hours=config.tasks.reminder_min_age_hours))
+            if not members or not await task_store.claim_auto_reminder(session, task_id):
+                continue  # nobody to remind yet, or another instance took it
             task = await task_store.get_task(session, task_id)
-            members = await task_store.unshared_recipients(session, task_id)
             queued = await queue_cards(session, task, members, commands, config.server.timezone,
                                        reminder=True, automatic=True, now=utcnow())
         log.info("automatic reminder for task %d queued for %d member(s)", task_id, queued)

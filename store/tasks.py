@@ -207,10 +207,11 @@ async def was_delivered_to(session: AsyncSession, task_id: int, member: Member) 
         OutboxMessage.recipient == member.userid))))
 
 
-async def unshared_recipients(session: AsyncSession, task_id: int) -> list[Member]:
-    """Members the task card went to (not failed) who have not shared it yet."""
+async def unshared_recipients(session: AsyncSession, task_id: int, sent_before: datetime | None = None) -> list[Member]:
+    """Members the task card reached (sent, and before `sent_before` if given) who have not shared it."""
     recipients = select(OutboxMessage.recipient).where(
-        OutboxMessage.task_id == task_id, OutboxMessage.purpose == TASK_CARD, OutboxMessage.status != "failed")
+        OutboxMessage.task_id == task_id, OutboxMessage.purpose == TASK_CARD, OutboxMessage.status == "sent",
+        *([OutboxMessage.sent_at <= sent_before] if sent_before else []))
     shared = exists().where(Share.task_id == task_id, Share.member_id == Member.id)
     return list(await session.scalars(
         select(Member).where(Member.userid.in_(recipients), Member.active.is_(True), ~shared).order_by(Member.id)))

@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 
 
 class ChannelSender(Protocol):
-    async def send(self, recipient: str, payload: dict[str, Any], *, duplicate_check: bool,
+    async def send(self, recipient: str, payload: dict[str, Any], *, message_id: int, duplicate_check: bool,
                    duplicate_window: int) -> None: ...
 
 
@@ -69,7 +69,18 @@ class OutboxSender:
         task.add_done_callback(self._tasks.discard)
 
     async def _deliver_in_order(self, claims: list[outbox_store.Claim]) -> None:
+        started = time.monotonic()
         for claim in claims:
+            if time.monotonic() - started > self.lease.total_seconds() / 3:
+                # It waited behind a slow one (a poster upload): keep it ours, or leave it to the taker.
+                try:
+                    async with self.db.session() as session:
+                        still_ours = await outbox_store.renew(session, claim)
+                except Exception:
+                    still_ours = False
+                if not still_ours:
+                    self._in_flight.discard(claim.id)
+                    continue
             await self._deliver_guarded(claim)
 
     async def run(self, interval: float, stop: asyncio.Event) -> None:
@@ -87,7 +98,7 @@ class OutboxSender:
             if capacity > 0:
                 try:
                     async with self.db.session() as session:
-                        claims = await outbox_store.claim_due(session, self.lease, capacity)
+                        claims = await outbox_store.claim_due(session, self.lease, capacity, self._in_flight)
                 except Exception as err:
                     log.warning("outbox: cannot claim rows now (%s)", type(err).__name__)
             for claim in claims:
@@ -149,7 +160,7 @@ class OutboxSender:
             if sender is None:
                 raise LookupError(f"no sender for channel {claim.channel!r}")
             # A second attempt may follow a send that reached WeCom before we crashed or timed out.
-            await sender.send(claim.recipient, claim.payload,
+            await sender.send(claim.recipient, claim.payload, message_id=claim.id,
                               duplicate_check=claim.attempts > 1 or bool(claim.payload.get("duplicate_check")),
                               duplicate_window=self.config.duplicate_check_interval_seconds)
         except Exception as err:

@@ -6,6 +6,7 @@ check on, so a crash between sending and marking does not show the member the me
 """
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -46,11 +47,13 @@ def _claimable(now: datetime, lease: timedelta):  # type: ignore[no-untyped-def]
     )
 
 
-async def claim_due(session: AsyncSession, lease: timedelta, limit: int) -> list[Claim]:
+async def claim_due(session: AsyncSession, lease: timedelta, limit: int, busy: Collection[int] = ()) -> list[Claim]:
     """Claim up to `limit` due rows in one statement (on PostgreSQL, skipping rows another instance
-    is claiming right now instead of waiting for them)."""
+    is claiming right now instead of waiting for them). `busy`: rows this instance is sending."""
     now = utcnow()
     due = select(OutboxMessage.id).where(_claimable(now, lease)).order_by(OutboxMessage.id).limit(limit)
+    if busy:
+        due = due.where(OutboxMessage.id.not_in(list(busy)))
     if session.bind.dialect.name == "postgresql":
         due = due.with_for_update(skip_locked=True)
     result = await session.execute(
@@ -62,6 +65,17 @@ async def claim_due(session: AsyncSession, lease: timedelta, limit: int) -> list
         .execution_options(synchronize_session=False)
     )
     return [Claim(row.id, row.attempts, row.channel, row.recipient, row.payload) for row in result.all()]
+
+
+async def renew(session: AsyncSession, claim: Claim) -> bool:
+    """Extend a claim's lease (it waited its turn); False if another sender has taken it over."""
+    result = await session.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.id == claim.id, OutboxMessage.attempts == claim.attempts,
+               OutboxMessage.status == "sending")
+        .values(claimed_at=utcnow())
+    )
+    return result.rowcount == 1
 
 
 async def defer(session: AsyncSession, claim: Claim, until: datetime) -> None:

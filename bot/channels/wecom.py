@@ -211,10 +211,10 @@ class WeComSender:
         media_id, expires = self._media.get(key, ("", 0.0))
         return media_id if expires > time.monotonic() else None
 
-    async def send(self, recipient: str, payload: dict[str, Any], *, duplicate_check: bool,
+    async def send(self, recipient: str, payload: dict[str, Any], *, message_id: int, duplicate_check: bool,
                    duplicate_window: int) -> None:
         reply = reply_from_payload(payload)
-        body = await self._body(reply)
+        body = await self._body(reply, message_id)
         body["touser"] = recipient
         if duplicate_check:
             # WeCom drops a message identical to one this member got within the window.
@@ -227,7 +227,7 @@ class WeComSender:
         content = await asyncio.to_thread(path.read_bytes)
         return await self.client.upload_media("image", path.name, content, content_type)
 
-    async def _body(self, reply: Reply) -> dict[str, Any]:
+    async def _body(self, reply: Reply, message_id: int) -> dict[str, Any]:
         if reply.kind == "text":
             return {"msgtype": "text", "text": {"content": _fit(reply.content)}}
         if reply.kind == "markdown":
@@ -253,7 +253,8 @@ class WeComSender:
         card: dict[str, Any] = {
             "card_type": "button_interaction" if reply.buttons else "text_notice",
             "main_title": {"title": reply.title[:36], "desc": reply.description[:44]},
-            "task_id": reply.card_id or f"card-{time.time_ns()}",
+            # Stable across resends, so WeCom's duplicate check recognises a repeat.
+            "task_id": reply.card_id or f"pb-{message_id}",
         }
         if reply.url:
             card["card_action"] = {"type": 1, "url": reply.url}

@@ -156,8 +156,7 @@ async def show_task(ctx: Context, task_id: int) -> Text:
     if task.description:
         lines.append(task.description)
     if ctx.member.role == "partner":
-        shared = any(t.id == task.id and s for t, s in await task_store.tasks_for_member(ctx.session, ctx.member,
-                                                                                          open_only=False))
+        shared = await task_store.has_shared(ctx.session, task.id, ctx.member)
         lines.append(ctx.say("You have shared it." if shared else "You have not shared it yet.",
                              "您已分享。" if shared else "您还没有分享。"))
         if task.status == "ended":

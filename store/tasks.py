@@ -217,6 +217,10 @@ async def unshared_recipients(session: AsyncSession, task_id: int, sent_before: 
         select(Member).where(Member.userid.in_(recipients), Member.active.is_(True), ~shared).order_by(Member.id)))
 
 
+async def has_shared(session: AsyncSession, task_id: int, member: Member) -> bool:
+    return bool(await session.scalar(select(exists().where(Share.task_id == task_id, Share.member_id == member.id))))
+
+
 async def share_count(session: AsyncSession, task_id: int) -> int:
     return int(await session.scalar(select(func.count(func.distinct(Share.member_id))).where(Share.task_id == task_id)) or 0)
 

@@ -91,15 +91,21 @@ class ClickRecorder:
         self._group_ready = False
         self._record_script = redis.register_script(_RECORD) if redis is not None else None
         self._pending: set[asyncio.Task[ClickEvent | None]] = set()
+        # Recording runs after the response; this keeps a burst from opening a Redis connection each.
+        self._slots = asyncio.Semaphore(32)
         # Stream entries a dead writer read but never acknowledged are taken over after this.
         self.claim_idle_ms = 30_000
 
     def record_soon(self, link_id: int, visitor_id: str, ip_hash: str, user_agent: str, referrer: str,
                     is_bot: bool) -> None:
         """Record after the response has gone: a slow Redis must not slow the redirect."""
-        task = asyncio.create_task(self.record(link_id, visitor_id, ip_hash, user_agent, referrer, is_bot))
+        task = asyncio.create_task(self._record_in_turn(link_id, visitor_id, ip_hash, user_agent, referrer, is_bot))
         self._pending.add(task)
         task.add_done_callback(self._recorded)
+
+    async def _record_in_turn(self, *args: Any) -> ClickEvent | None:
+        async with self._slots:
+            return await self.record(*args)
 
     def _recorded(self, task: asyncio.Task[ClickEvent | None]) -> None:
         self._pending.discard(task)

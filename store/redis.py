@@ -13,7 +13,8 @@ log = logging.getLogger(__name__)
 def create_redis(url: str) -> Redis | None:
     if not url:
         return None
-    return Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2, health_check_interval=30)
+    return Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2, health_check_interval=30,
+                          max_connections=200)
 
 
 class SharedKeys:

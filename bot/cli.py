@@ -160,9 +160,8 @@ def cmd_simulator(config: Config, args: argparse.Namespace) -> int:
 
 def cmd_demo(config: Config, _args: argparse.Namespace) -> int:
     from bot.app import create_app
-    from bot.demo import DEMO_MEMBERS, demo_config, demo_directory
+    from bot.demo import demo_config, demo_directory, seed_demo
     from store.db import Database, migrate
-    from store.members import import_members
 
     config = demo_config(config)
     migrate(config.database.url)
@@ -171,7 +170,7 @@ def cmd_demo(config: Config, _args: argparse.Namespace) -> int:
         db = Database(config.database.url)
         try:
             async with db.session() as session:
-                await import_members(session, DEMO_MEMBERS)
+                await seed_demo(session)
         finally:
             await db.dispose()
 

@@ -14,6 +14,14 @@ DEMO_MEMBERS = [
     MemberRow(0, "lina", "李娜", "partner", "星河科技", "华东", ("零售",)),
     MemberRow(0, "chenjie", "陈杰", "partner", "蓝海渠道", "华南", ("金融",)),
 ]
+# (name, company, phone, region, industry, partner pool or "" for the public pool)
+DEMO_LEADS = [
+    ("赵总", "华星制造", "13800000001", "上海", "制造", ""),
+    ("钱经理", "远航物流", "13800000002", "广州", "物流", ""),
+    ("周女士", "优品零售", "13800000005", "杭州", "零售", ""),
+    ("孙女士", "星河老客户", "13800000003", "上海", "零售", "星河科技"),
+    ("李先生", "蓝海金融", "13800000004", "深圳", "金融", "蓝海渠道"),
+]
 # In the WeCom directory but not registered with the bot: shows what a newcomer sees.
 DEMO_GUESTS = {"guest01": "访客（未开通）"}
 
@@ -35,3 +43,19 @@ def demo_config(config: Config) -> Config:
 
 def demo_directory() -> dict[str, str]:
     return {**{m.userid: m.name for m in DEMO_MEMBERS}, **DEMO_GUESTS}
+
+
+async def seed_demo(session) -> None:  # type: ignore[no-untyped-def]
+    """Demo members (upserted) and, on a fresh database, a few leads in the public and partner pools."""
+    from sqlalchemy import func, select
+
+    from store.members import import_members
+    from store.models import Lead, Partner
+
+    await import_members(session, DEMO_MEMBERS)
+    if await session.scalar(select(func.count()).select_from(Lead)):
+        return
+    partners = {p.name: p.id for p in await session.scalars(select(Partner))}
+    session.add_all([Lead(name=name, company=company, phone=phone, region=region, industry=industry, source="demo",
+                          pool_partner_id=partners.get(pool_name)) for name, company, phone, region, industry, pool_name
+                     in DEMO_LEADS])

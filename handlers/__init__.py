@@ -7,7 +7,9 @@ from __future__ import annotations
 
 from bot.router import EVERY_ROLE, Command, CommandTable, optional_id, parse_id
 from handlers import help as help_
-from handlers import links, posters, tasks
+from handlers import leads, links, posters, tasks
+
+PARTNER_ONLY = frozenset({"partner"})
 
 COMMANDS: list[Command] = [
     Command("help", "帮助", roles=EVERY_ROLE, handler=help_.show_help, aliases=("?",),
@@ -16,12 +18,29 @@ COMMANDS: list[Command] = [
     Command("tasks", "任务", roles=EVERY_ROLE, handler=tasks.tasks_or_task, parse=optional_id, aliases=("task",),
             help_en="tasks — your open tasks · task 12 — details of task #12",
             help_zh="任务 — 我的任务 · 任务 12 — 查看任务 #12"),
-    Command("poster", "海报", roles=frozenset({"partner"}), handler=posters.my_poster, parse=parse_id,
+    Command("poster", "海报", roles=PARTNER_ONLY, handler=posters.my_poster, parse=parse_id,
             help_en="poster 12 — your own poster for task #12", help_zh="海报 12 — 获取任务 #12 的专属海报"),
-    Command("link", "链接", roles=frozenset({"partner"}), handler=links.my_link, parse=parse_id,
+    Command("link", "链接", roles=PARTNER_ONLY, handler=links.my_link, parse=parse_id,
             help_en="link 12 — your own tracked link for task #12", help_zh="链接 12 — 获取任务 #12 的专属链接"),
-    Command("me", "我的", roles=frozenset({"partner"}), handler=links.my_figures,
+    Command("me", "我的", roles=PARTNER_ONLY, handler=links.my_figures,
             help_en="me — your shares, clicks and rank", help_zh="我的 — 我的分享、点击和排名"),
+    Command("pool", "线索池", roles=PARTNER_ONLY, handler=leads.show_pool, parse=leads.parse_words,
+            help_en="pool [region or industry words] — leads you can claim (phones masked)",
+            help_zh="线索池 [地区/行业词] — 可领取的线索（手机号隐藏）"),
+    Command("claim", "领取", roles=PARTNER_ONLY, handler=leads.claim_lead, parse=parse_id,
+            help_en="claim 12 — take lead #12 from the pool", help_zh="领取 12 — 从线索池领取 #12"),
+    Command("return", "退回", roles=PARTNER_ONLY, handler=leads.return_lead, parse=leads.parse_lead_and_text,
+            help_en="return 12 reason — give lead #12 back to the pool", help_zh="退回 12 原因 — 把线索 #12 退回线索池"),
+    Command("leads", "我的线索", roles=PARTNER_ONLY, handler=leads.my_leads,
+            help_en="leads — the leads you hold, with full contact", help_zh="我的线索 — 我持有的线索（完整联系方式）"),
+    Command("follow", "跟进", roles=PARTNER_ONLY, handler=leads.follow_lead, parse=leads.parse_lead_and_text,
+            help_en="follow 12 note — log a follow-up on lead #12", help_zh="跟进 12 内容 — 记录线索 #12 的跟进"),
+    Command("won", "成交", roles=PARTNER_ONLY, handler=leads.won_lead, parse=leads.parse_won,
+            help_en="won 12 50000 — lead #12 won with an order of 50,000", help_zh="成交 12 50000 — 线索 #12 成交 5 万元"),
+    Command("lost", "丢单", roles=PARTNER_ONLY, handler=leads.lost_lead, parse=leads.parse_lead_and_text,
+            help_en="lost 12 reason — lead #12 lost", help_zh="丢单 12 原因 — 线索 #12 丢单"),
+    Command("lead", "线索", roles=frozenset({"admin"}), handler=leads.lead_history, parse=parse_id,
+            help_en="lead 12 — lead #12 with its full history", help_zh="线索 12 — 线索 #12 的完整记录"),
     Command("newtask", "新任务", roles=tasks.STAFF, handler=tasks.new_task, parse=tasks.parse_newtask,
             help_en="newtask Title | https://… [| template] [| 2026-12-31] — create a task",
             help_zh="新任务 标题 | https://… [| 模板] [| 2026-12-31] — 创建任务"),

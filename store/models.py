@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Index, Integer, MetaData, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Index, Integer, MetaData, Numeric, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
@@ -251,6 +252,12 @@ class Lead(Base):
     # Set where one source may bring a lead in only once (e.g. a phone's form per task and day).
     dedupe_key: Mapped[str | None] = mapped_column(String(96), unique=True)
     protected_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Which pool an unowned lead waits in: a partner's own pool, or the public pool (None).
+    pool_partner_id: Mapped[int | None] = mapped_column(ForeignKey("partners.id"), index=True)
+    value: Mapped[Decimal | None] = mapped_column(Numeric(14, 2))  # estimated deal size
+    won_amount: Mapped[Decimal | None] = mapped_column(Numeric(14, 2))
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_follow_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
@@ -259,6 +266,7 @@ class LeadEvent(Base):
     """Append-only audit trail: every change of hands or state of a lead."""
 
     __tablename__ = "lead_events"
+    __table_args__ = (Index("ix_lead_events_member_kind_at", "member_id", "kind", "at"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     lead_id: Mapped[int] = mapped_column(ForeignKey("leads.id"), index=True)

@@ -39,6 +39,16 @@ async def test_demo_answers_help_through_the_sandbox(tmp_path: Path) -> None:
                 return bot[0]["body"]["content"] if bot else None
 
             assert "张伟，您好" in await eventually(reply, timeout=15)
+            async with http.post(f"{url}sandbox/api/send", json={"userid": "zhangwei", "text": "线索池"}) as sent:
+                assert sent.status == 200
+
+            async def pool_reply() -> str | None:
+                async with http.get(f"{url}sandbox/api/messages", params={"userid": "zhangwei"}) as r:
+                    bot = [m for m in (await r.json())["messages"] if m["direction"] == "bot"]
+                return bot[1]["body"]["content"] if len(bot) > 1 else None
+
+            listed = await eventually(pool_reply, timeout=15)
+            assert "赵总" in listed and "孙女士" in listed and "李先生" not in listed and "138****0001" in listed
     finally:
         demo.terminate()
         assert demo.wait(30) == 0

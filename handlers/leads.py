@@ -1,0 +1,137 @@
+"""The lead pool in chat: pool, claim, return, leads, follow, won, lost (DESIGN §2, §5)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+from bot.messages import Text
+from bot.router import ArgError, Context, parse_id
+from store import pool
+from store.leads import mask_phone
+from store.models import Lead, utcnow
+
+# Replies list at most this many leads; the pool is browsed with filter words.
+PAGE = 10
+
+
+@dataclass(frozen=True)
+class LeadText:
+    lead_id: int
+    text: str
+
+
+def parse_lead_and_text(text: str) -> LeadText:
+    """`12 some words` → (12, "some words"); the words may be empty (the handler decides)."""
+    first, _, rest = text.strip().partition(" ")
+    if not first:
+        raise ArgError("give the lead number", "请给出线索编号")
+    return LeadText(parse_id(first), rest.strip())
+
+
+def parse_words(text: str) -> list[str]:
+    return [w[:20] for w in text.split()[:5]]
+
+
+def _line(lead: Lead, *, full_phone: bool) -> str:
+    phone = lead.phone if full_phone else mask_phone(lead.phone)
+    where = " · ".join(p for p in (lead.region, lead.industry) if p)
+    return f"#{lead.id} {lead.name}（{lead.company or '—'}）{phone}" + (f" · {where}" if where else "")
+
+
+def refused(ctx: Context, refusal: pool.Refusal) -> Text:
+    return Text(ctx.say(f"Sorry: {refusal.en}.", f"抱歉：{refusal.zh}。"))
+
+
+async def show_pool(ctx: Context, words: list[str]) -> Text:
+    leads = await pool.visible_pool(ctx.session, ctx.member, pool.rules_from(ctx.config), words, PAGE)
+    if not leads:
+        return Text(ctx.say("No leads to claim right now" + (" for those words." if words else "."),
+                            "目前没有可领取的线索" + ("（按这些条件）。" if words else "。")))
+    lines = [ctx.say("Leads you can claim:", "可领取的线索：")]
+    lines += [f"• {_line(lead, full_phone=False)}" for lead in leads]
+    lines.append(ctx.say(f"Claim one: claim {leads[0].id}", f"领取：领取 {leads[0].id}"))
+    return Text("\n".join(lines))
+
+
+async def claim_lead(ctx: Context, lead_id: int) -> Text:
+    try:
+        lead = await pool.claim(ctx.session, ctx.member, lead_id, pool.rules_from(ctx.config))
+    except pool.Refusal as refusal:
+        return refused(ctx, refusal)
+    return Text(ctx.say(
+        f"Lead #{lead.id} is yours: {_line(lead, full_phone=True)}\nLog what happens: follow {lead.id} called, sends quote",
+        f"线索 #{lead.id} 已归您：{_line(lead, full_phone=True)}\n记录跟进：跟进 {lead.id} 已电话沟通，发报价"))
+
+
+async def return_lead(ctx: Context, args: LeadText) -> Text:
+    try:
+        await pool.give_back(ctx.session, ctx.member, args.lead_id, args.text, pool.rules_from(ctx.config))
+    except pool.Refusal as refusal:
+        return refused(ctx, refusal)
+    return Text(ctx.say(f"Lead #{args.lead_id} is back in the pool.", f"线索 #{args.lead_id} 已退回线索池。"))
+
+
+async def my_leads(ctx: Context, _args: None) -> Text:
+    leads = await pool.held_by(ctx.session, ctx.member)
+    if not leads:
+        return Text(ctx.say("You hold no open leads. Browse: pool", "您没有未结束的线索。浏览：线索池"))
+    now = utcnow()
+    lines = [ctx.say("Your leads:", "我的线索：")]
+    for lead in leads[:30]:
+        since = lead.last_follow_at or lead.claimed_at or lead.created_at
+        days = (now - since).days
+        lines.append(f"• {_line(lead, full_phone=True)} — " + ctx.say(f"{days} day(s) since last follow-up",
+                                                                      f"{days} 天未跟进"))
+    return Text("\n".join(lines))
+
+
+async def follow_lead(ctx: Context, args: LeadText) -> Text:
+    try:
+        await pool.follow_up(ctx.session, ctx.member, args.lead_id, args.text)
+    except pool.Refusal as refusal:
+        return refused(ctx, refusal)
+    return Text(ctx.say(f"Noted on lead #{args.lead_id}.", f"已记录线索 #{args.lead_id} 的跟进。"))
+
+
+@dataclass(frozen=True)
+class WonArgs:
+    lead_id: int
+    amount: Decimal
+
+
+def parse_won(text: str) -> WonArgs:
+    args = parse_lead_and_text(text)
+    if not args.text:
+        raise ArgError("give the order amount", "请给出成交金额")
+    try:
+        return WonArgs(args.lead_id, pool.parse_amount(args.text))
+    except pool.Refusal as refusal:
+        raise ArgError(refusal.en, refusal.zh) from None
+
+
+async def won_lead(ctx: Context, args: WonArgs) -> Text:
+    try:
+        await pool.win(ctx.session, ctx.member, args.lead_id, args.amount)
+    except pool.Refusal as refusal:
+        return refused(ctx, refusal)
+    return Text(ctx.say(f"🎉 Lead #{args.lead_id} won: {args.amount:,.2f}.", f"🎉 线索 #{args.lead_id} 成交：{args.amount:,.2f} 元。"))
+
+
+async def lost_lead(ctx: Context, args: LeadText) -> Text:
+    try:
+        await pool.lose(ctx.session, ctx.member, args.lead_id, args.text)
+    except pool.Refusal as refusal:
+        return refused(ctx, refusal)
+    return Text(ctx.say(f"Lead #{args.lead_id} marked lost.", f"线索 #{args.lead_id} 已标记丢单。"))
+
+
+async def lead_history(ctx: Context, lead_id: int) -> Text:
+    lead = await ctx.session.get(Lead, lead_id)
+    if lead is None:
+        return Text(ctx.say(f"There is no lead #{lead_id}.", f"没有线索 #{lead_id}。"))
+    lines = [f"{_line(lead, full_phone=True)} — {lead.status}"]
+    for event in await pool.history(ctx.session, lead_id):
+        when = event.at.strftime("%Y-%m-%d %H:%M")
+        who = f" by member {event.member_id}" if event.member_id else ""
+        lines.append(f"• {when} {event.kind}{who}" + (f": {event.note}" if event.note else ""))
+    return Text("\n".join(lines))

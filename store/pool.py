@@ -1,0 +1,214 @@
+"""The lead pool's rules (DESIGN §5), enforced in the database so they hold across instances.
+
+A member's claims are serialised by first writing their own member row (a row lock on PostgreSQL,
+the write lock on SQLite); the claim itself is a conditional UPDATE, so of two members claiming
+one lead at once exactly one wins.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, time, timedelta
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from store.models import Lead, LeadEvent, Member, utcnow
+
+OPEN = ("claimed", "following")
+CLOSED_ZH = {"won": "成交", "lost": "丢单"}
+REASON_MAX = 500
+
+
+@dataclass(frozen=True)
+class PoolRules:
+    daily_claim_limit: int
+    max_held: int
+    cooldown_days: int
+    return_reason_required: bool
+    embargo_hours: int
+    timezone: str
+
+
+class Refusal(Exception):
+    """Why something cannot be done, for the member, in both languages."""
+
+    def __init__(self, en: str, zh: str) -> None:
+        super().__init__(en)
+        self.en, self.zh = en, zh
+
+
+def _in_my_pools(member: Member):  # type: ignore[no-untyped-def]
+    return or_(Lead.pool_partner_id.is_(None), Lead.pool_partner_id == member.partner_id)
+
+
+def _cooled_down(member: Member, rules: PoolRules, now: datetime):  # type: ignore[no-untyped-def]
+    recent_give_backs = select(LeadEvent.lead_id).where(
+        LeadEvent.member_id == member.id, LeadEvent.kind.in_(("returned", "recycled")),
+        LeadEvent.at > now - timedelta(days=rules.cooldown_days))
+    return Lead.id.not_in(recent_give_backs)
+
+
+async def visible_pool(session: AsyncSession, member: Member, rules: PoolRules, words: list[str],
+                       limit: int = 10) -> list[Lead]:
+    """Leads this member may claim now: their pools, past the embargo, not in their cooldown."""
+    now = utcnow()
+    query = select(Lead).where(Lead.status == "new", Lead.owner_id.is_(None), _in_my_pools(member),
+                               Lead.created_at <= now - timedelta(hours=rules.embargo_hours),
+                               _cooled_down(member, rules, now))
+    for word in words:
+        pattern = f"%{word.replace('%', '').replace('_', '')}%"
+        query = query.where(or_(Lead.region.like(pattern), Lead.industry.like(pattern), Lead.company.like(pattern)))
+    return list(await session.scalars(query.order_by(Lead.created_at.desc()).limit(limit)))
+
+
+def _start_of_day(now: datetime, zone: str) -> datetime:
+    local = now.astimezone(ZoneInfo(zone))
+    return datetime.combine(local.date(), time(0), tzinfo=ZoneInfo(zone))
+
+
+async def claim(session: AsyncSession, member: Member, lead_id: int, rules: PoolRules) -> Lead:
+    now = utcnow()
+    # Serialise this member's own claims, so two at once cannot both slip under a limit.
+    await session.execute(update(Member).where(Member.id == member.id).values(updated_at=now))
+    held = await session.scalar(select(func.count()).select_from(Lead).where(
+        Lead.owner_id == member.id, Lead.status.in_(OPEN)))
+    if held >= rules.max_held:
+        raise Refusal(f"you already hold {held} open leads, the most allowed ({rules.max_held}); "
+                      "win, lose or return one first",
+                      f"您已持有 {held} 条未结束线索，已达上限 {rules.max_held}；请先成交、丢单或退回")
+    today = await session.scalar(select(func.count()).select_from(LeadEvent).where(
+        LeadEvent.member_id == member.id, LeadEvent.kind == "claimed",
+        LeadEvent.at >= _start_of_day(now, rules.timezone)))
+    if today >= rules.daily_claim_limit:
+        raise Refusal(f"you have claimed {today} leads today, the daily limit; try again tomorrow",
+                      f"您今天已领取 {today} 条线索，达到每日上限，请明天再来")
+    result = await session.execute(
+        update(Lead)
+        .where(Lead.id == lead_id, Lead.status == "new", Lead.owner_id.is_(None), _in_my_pools(member),
+               Lead.created_at <= now - timedelta(hours=rules.embargo_hours), _cooled_down(member, rules, now))
+        .values(owner_id=member.id, status="claimed", claimed_at=now, updated_at=now)
+        .execution_options(synchronize_session=False))
+    if result.rowcount != 1:
+        raise await _why_not_claimable(session, member, lead_id, rules, now)
+    session.add(LeadEvent(lead_id=lead_id, kind="claimed", member_id=member.id, note="", at=now))
+    lead = await session.get(Lead, lead_id, populate_existing=True)
+    assert lead is not None
+    return lead
+
+
+async def _why_not_claimable(session: AsyncSession, member: Member, lead_id: int, rules: PoolRules,
+                             now: datetime) -> Refusal:
+    lead = await session.get(Lead, lead_id, populate_existing=True)
+    if lead is None or (lead.pool_partner_id not in (None, member.partner_id) and lead.owner_id != member.id):
+        return Refusal(f"there is no lead #{lead_id} in your pools", f"您的线索池里没有线索 #{lead_id}")
+    if lead.owner_id == member.id:
+        return Refusal(f"lead #{lead_id} is already yours", f"线索 #{lead_id} 已经是您的")
+    if lead.owner_id is not None or lead.status != "new":
+        return Refusal(f"lead #{lead_id} is held by someone else", f"线索 #{lead_id} 已被他人领取")
+    opens = lead.created_at + timedelta(hours=rules.embargo_hours)
+    if opens > now:
+        when = opens.astimezone(ZoneInfo(rules.timezone)).strftime("%Y-%m-%d %H:%M")
+        return Refusal(f"lead #{lead_id} can be claimed from {when}", f"线索 #{lead_id} 自 {when} 起可领取")
+    last = await session.scalar(select(func.max(LeadEvent.at)).where(
+        LeadEvent.lead_id == lead_id, LeadEvent.member_id == member.id, LeadEvent.kind.in_(("returned", "recycled"))))
+    if last is not None:
+        until = (last + timedelta(days=rules.cooldown_days)).astimezone(ZoneInfo(rules.timezone)).strftime("%Y-%m-%d")
+        return Refusal(f"you gave lead #{lead_id} back recently; you may claim it again after {until}",
+                       f"您近期退回过线索 #{lead_id}，{until} 之后才能再次领取")
+    return Refusal(f"lead #{lead_id} cannot be claimed now", f"线索 #{lead_id} 暂时不能领取")
+
+
+async def _held(session: AsyncSession, member: Member, lead_id: int) -> Lead:
+    lead = await session.get(Lead, lead_id, with_for_update=session.bind.dialect.name == "postgresql")
+    if lead is None or lead.owner_id != member.id:
+        raise Refusal(f"lead #{lead_id} is not one of yours; send leads to see them",
+                      f"线索 #{lead_id} 不是您的；发送“我的线索”查看")
+    if lead.status not in OPEN:
+        raise Refusal(f"lead #{lead_id} is already {lead.status}", f"线索 #{lead_id} 已{CLOSED_ZH.get(lead.status, '结束')}")
+    return lead
+
+
+def check_text(text: str, what_en: str, what_zh: str, required: bool = True) -> str:
+    text = text.strip()
+    if required and not text:
+        raise Refusal(f"give a {what_en}", f"请写明{what_zh}")
+    if len(text) > REASON_MAX:
+        raise Refusal(f"the {what_en} is {len(text)} characters; at most {REASON_MAX}",
+                      f"{what_zh}有 {len(text)} 个字，最多 {REASON_MAX} 个")
+    return text
+
+
+async def give_back(session: AsyncSession, member: Member, lead_id: int, reason: str, rules: PoolRules) -> Lead:
+    reason = check_text(reason, "reason", "退回原因", required=rules.return_reason_required)
+    lead = await _held(session, member, lead_id)
+    now = utcnow()
+    lead.owner_id, lead.status, lead.claimed_at, lead.updated_at = None, "new", None, now
+    lead.protected_until = None
+    lead.pool_partner_id = lead.pool_partner_id or lead.partner_id  # a partner's own lead stays with the partner
+    session.add(LeadEvent(lead_id=lead.id, kind="returned", member_id=member.id, note=reason, at=now))
+    await session.flush()
+    return lead
+
+
+async def follow_up(session: AsyncSession, member: Member, lead_id: int, note: str) -> Lead:
+    note = check_text(note, "note of what happened", "跟进内容")
+    lead = await _held(session, member, lead_id)
+    now = utcnow()
+    lead.status, lead.last_follow_at, lead.updated_at = "following", now, now
+    session.add(LeadEvent(lead_id=lead.id, kind="followed", member_id=member.id, note=note, at=now))
+    await session.flush()
+    return lead
+
+
+MAX_AMOUNT = Decimal("10000000000")
+
+
+def parse_amount(text: str) -> Decimal:
+    raw = text.strip().replace(",", "").replace("，", "").replace("元", "").replace("¥", "").replace("￥", "")
+    factor = Decimal(10000) if raw.endswith("万") else Decimal(1)
+    raw = raw.removesuffix("万")
+    try:
+        amount = (Decimal(raw) * factor).quantize(Decimal("0.01"))
+    except Exception:
+        raise Refusal(f"“{text[:20]}” is not an amount like 12000 or 1.2万", f"“{text[:20]}”不是金额，例如 12000 或 1.2万") from None
+    if not amount.is_finite() or amount <= 0 or amount >= MAX_AMOUNT:
+        raise Refusal("the amount must be more than 0 and less than 10,000,000,000",
+                      "金额必须大于 0 且小于 100 亿")
+    return amount
+
+
+async def win(session: AsyncSession, member: Member, lead_id: int, amount: Decimal) -> Lead:
+    lead = await _held(session, member, lead_id)
+    now = utcnow()
+    lead.status, lead.won_amount, lead.updated_at = "won", amount, now
+    session.add(LeadEvent(lead_id=lead.id, kind="won", member_id=member.id, note=str(amount), at=now))
+    await session.flush()
+    return lead
+
+
+async def lose(session: AsyncSession, member: Member, lead_id: int, reason: str) -> Lead:
+    reason = check_text(reason, "reason", "丢单原因")
+    lead = await _held(session, member, lead_id)
+    now = utcnow()
+    lead.status, lead.updated_at = "lost", now
+    session.add(LeadEvent(lead_id=lead.id, kind="lost", member_id=member.id, note=reason, at=now))
+    await session.flush()
+    return lead
+
+
+async def held_by(session: AsyncSession, member: Member) -> list[Lead]:
+    return list(await session.scalars(select(Lead).where(Lead.owner_id == member.id, Lead.status.in_(OPEN))
+                                      .order_by(Lead.claimed_at)))
+
+
+async def history(session: AsyncSession, lead_id: int) -> list[LeadEvent]:
+    return list(await session.scalars(select(LeadEvent).where(LeadEvent.lead_id == lead_id).order_by(LeadEvent.id)))
+
+
+def rules_from(config) -> PoolRules:  # type: ignore[no-untyped-def]
+    p = config.pool
+    return PoolRules(p.daily_claim_limit, p.max_held, p.cooldown_days, p.return_reason_required, p.embargo_hours,
+                     config.server.timezone)
+

@@ -1,0 +1,175 @@
+"""The lead pool: visibility, masking, atomic claims, the §5 rules, follow-ups, wins, the audit trail."""
+import asyncio
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import func, select
+
+from bot.app import DB
+from store import pool
+from store.db import Database
+from store.members import MemberRow, get_member
+from store.models import Lead, LeadEvent, Partner, utcnow
+from tests.conftest import MEMBERS, Stack, seed
+
+PHONES = ["13800000001", "13800000002", "13800000003", "13800000004"]
+
+
+async def add_leads(url: str) -> list[int]:
+    """Two public leads, one in 星河科技's pool (p1's partner), one in Blue Ocean's (p2's)."""
+    db = Database(url)
+    try:
+        async with db.session() as session:
+            partners = {p.name: p.id for p in await session.scalars(select(Partner))}
+            leads = [Lead(name="赵总", company="华星制造", phone=PHONES[0], region="上海", industry="制造", source="import"),
+                     Lead(name="钱经理", company="远航物流", phone=PHONES[1], region="广州", industry="物流", source="import"),
+                     Lead(name="孙女士", company="星河客户", phone=PHONES[2], region="上海", industry="零售", source="import",
+                          pool_partner_id=partners["星河科技"]),
+                     Lead(name="李先生", company="蓝海客户", phone=PHONES[3], region="深圳", industry="金融", source="import",
+                          pool_partner_id=partners["Blue Ocean"])]
+            session.add_all(leads)
+            await session.flush()
+            return [lead.id for lead in leads]
+    finally:
+        await db.dispose()
+
+
+@pytest.fixture
+async def pool_stack(stack: Stack) -> Stack:
+    await add_leads(stack.config.database.url)
+    return stack
+
+
+def full_phones_in(text: str) -> list[str]:
+    return [p for p in PHONES if p in text]
+
+
+async def test_pool_shows_my_pools_masked_and_filters(pool_stack: Stack) -> None:
+    [reply] = await pool_stack.ask("p1", "线索池")
+    assert "#1 赵总" in reply and "#2 钱经理" in reply and "#3 孙女士" in reply and "#4" not in reply
+    assert "138****0001" in reply and full_phones_in(reply) == []
+    [reply] = await pool_stack.ask("p1", "pool 上海")
+    assert "#1" in reply and "#3" in reply and "#2" not in reply
+    [reply] = await pool_stack.ask("p2", "pool")
+    assert "#4 李先生" in reply and "#3" not in reply
+
+
+async def test_claim_follow_return_win_and_the_audit_trail(pool_stack: Stack) -> None:
+    s = pool_stack
+    [reply] = await s.ask("p1", "领取 1")
+    assert reply.startswith("线索 #1 已归您：#1 赵总（华星制造）13800000001")
+    [reply] = await s.ask("p2", "claim 1")
+    assert reply == "Sorry: lead #1 is held by someone else." and full_phones_in(reply) == []
+    [reply] = await s.ask("p2", "claim 3")
+    assert reply == "Sorry: there is no lead #3 in your pools."
+    [reply] = await s.ask("p1", "跟进 1 已电话沟通，下周报价")
+    assert reply == "已记录线索 #1 的跟进。"
+    [reply] = await s.ask("p1", "我的线索")
+    assert "13800000001" in reply and "0 天未跟进" in reply
+    [reply] = await s.ask("p1", "退回 1")
+    assert reply == "抱歉：请写明退回原因。"
+    [reply] = await s.ask("p1", "退回 1 客户暂无预算")
+    assert reply == "线索 #1 已退回线索池。"
+    [reply] = await s.ask("p1", "claim 1")
+    assert reply.startswith("Sorry: you gave lead #1 back recently; you may claim it again after ")
+    [reply] = await s.ask("p2", "claim 1")
+    assert reply.startswith("Lead #1 is yours")
+    [reply] = await s.ask("p2", "won 1 1.2万")
+    assert reply == "🎉 Lead #1 won: 12,000.00."
+    [reply] = await s.ask("p2", "lost 1 changed mind")
+    assert reply == "Sorry: lead #1 is already won."
+    [history] = await s.ask("admin1", "lead 1")
+    kinds = [line.split(" ")[3] for line in history.splitlines()[1:]]
+    assert kinds == ["claimed", "followed", "returned", "claimed", "won"]
+    assert "客户暂无预算" in history
+    [reply] = await s.ask("p1", "lead 1")
+    assert reply.startswith("“lead” is for admins only")
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("claim abc", "“abc” is not a number"),
+    ("claim 999", "Sorry: there is no lead #999 in your pools."),
+    ("follow 2 called", "Sorry: lead #2 is not one of yours"),
+    ("won 2 100", "Sorry: lead #2 is not one of yours"),
+    ("won 1", "give the order amount"),
+    ("won 1 -5", "the amount must be more than 0"),
+    ("won 1 0", "the amount must be more than 0"),
+    ("won 1 1e20", "the amount must be more than 0 and less than 10,000,000,000"),
+    ("won 1 lots", "“lots” is not an amount"),
+    ("lost 1", "Sorry: give a reason."),
+    ("follow 1 " + "很" * 1000, "Sorry: the note of what happened is 1000 characters; at most 500."),
+    ("return", "give the lead number"),
+])
+async def test_bad_pool_input(pool_stack: Stack, text: str, expected: str) -> None:
+    await pool_stack.ask("p1", "claim 1")
+    [reply] = await pool_stack.ask("p1", text)
+    assert expected in reply
+    async with pool_stack.bot[DB].session() as session:
+        lead = await session.get(Lead, 1)
+        assert (lead.status, lead.won_amount) == ("claimed", None)
+
+
+async def test_limits_are_enforced(pool_stack: Stack) -> None:
+    pool_stack.config.pool.max_held = 1
+    await pool_stack.ask("p1", "claim 1")
+    [reply] = await pool_stack.ask("p1", "claim 2")
+    assert reply == "Sorry: you already hold 1 open leads, the most allowed (1); win, lose or return one first."
+    pool_stack.config.pool.max_held = 10
+    pool_stack.config.pool.daily_claim_limit = 2
+    await pool_stack.ask("p1", "claim 2")
+    [reply] = await pool_stack.ask("p1", "claim 3")
+    assert reply == "Sorry: you have claimed 2 leads today, the daily limit; try again tomorrow."
+
+
+async def test_embargo(pool_stack: Stack) -> None:
+    pool_stack.config.pool.embargo_hours = 2
+    [reply] = await pool_stack.ask("p1", "pool")
+    assert reply == "No leads to claim right now."
+    [reply] = await pool_stack.ask("p1", "claim 1")
+    assert reply.startswith("Sorry: lead #1 can be claimed from ")
+
+
+async def test_concurrent_claims_of_one_lead_have_one_winner(database_url: str) -> None:
+    crowd = [MemberRow(0, f"c{i:02d}", f"C{i}", "partner", "星河科技", "", ()) for i in range(20)]
+    await seed(database_url, [*MEMBERS, *crowd])
+    [lead_id, *_] = await add_leads(database_url)
+    db = Database(database_url)
+    rules = pool.PoolRules(10, 30, 30, True, 0, "Asia/Shanghai")
+
+    async def try_claim(userid: str) -> str:
+        async with db.session() as session:
+            member = await get_member(session, userid)
+            try:
+                await pool.claim(session, member, lead_id, rules)
+                return "won"
+            except pool.Refusal as refusal:
+                return refusal.en
+
+    try:
+        results = await asyncio.gather(*(try_claim(m.userid) for m in crowd))
+        assert results.count("won") == 1
+        assert set(results) - {"won"} == {f"lead #{lead_id} is held by someone else"}
+        async with db.session() as session:
+            assert await session.scalar(select(func.count()).select_from(LeadEvent).where(LeadEvent.kind == "claimed")) == 1
+    finally:
+        await db.dispose()
+
+
+async def test_one_members_parallel_claims_respect_max_held(database_url: str) -> None:
+    await seed(database_url)
+    await add_leads(database_url)
+    db = Database(database_url)
+    rules = pool.PoolRules(10, 1, 30, True, 0, "Asia/Shanghai")
+
+    async def try_claim(lead_id: int) -> bool:
+        async with db.session() as session:
+            try:
+                await pool.claim(session, await get_member(session, "p1"), lead_id, rules)
+                return True
+            except pool.Refusal:
+                return False
+
+    try:
+        assert sum(await asyncio.gather(*(try_claim(i) for i in (1, 2, 3)))) == 1
+    finally:
+        await db.dispose()

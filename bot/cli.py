@@ -52,6 +52,10 @@ def _parser() -> argparse.ArgumentParser:
     member_import = members.add_parser("import", parents=[common], help="import members from CSV (upsert)")
     member_import.add_argument("file", metavar="FILE.csv")
     member_import.set_defaults(run=cmd_members_import)
+    leads = sub.add_parser("leads", help="manage leads").add_subparsers(metavar="ACTION")
+    lead_import = leads.add_parser("import", parents=[common], help="import leads from CSV into their pools")
+    lead_import.add_argument("file", metavar="FILE.csv")
+    lead_import.set_defaults(run=cmd_leads_import)
     return parser
 
 
@@ -118,6 +122,42 @@ def cmd_members_import(config: Config, args: argparse.Namespace) -> int:
 
     print(asyncio.run(run()))
     return EXIT_OK
+
+
+def cmd_leads_import(config: Config, args: argparse.Namespace) -> int:
+    from sqlalchemy import select
+
+    from store.db import Database
+    from store.leads import import_leads, parse_leads_csv
+    from store.members import CsvRejected
+    from store.models import Partner
+
+    text = _read_csv(args.file)
+
+    async def run() -> int:
+        await _require_current_schema(config)
+        db = Database(config.database.url)
+        try:
+            async with db.session() as session:
+                partner_names = set(await session.scalars(select(Partner.name)))
+            try:
+                rows = parse_leads_csv(text, partner_names)
+            except CsvRejected as rejected:
+                for error in rejected.errors:
+                    print(f"{args.file}: {error}", file=sys.stderr)
+                print(f"{args.file}: nothing imported ({len(rejected.errors)} bad row(s)); fix them and run again",
+                      file=sys.stderr)
+                return EXIT_BAD_DATA
+            async with db.session() as session:
+                created, skipped = await import_leads(session, rows)
+        finally:
+            await db.dispose()
+        for line in skipped:
+            print(f"{args.file}: skipped {line}")
+        print(f"imported {created} leads ({len(skipped)} duplicate(s) skipped)")
+        return EXIT_OK
+
+    return asyncio.run(run())
 
 
 def cmd_serve(config: Config, _args: argparse.Namespace) -> int:

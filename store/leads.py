@@ -102,3 +102,85 @@ async def create_from_form(session: AsyncSession, form: LeadForm, *, sharer: Mem
 
 async def touches(session: AsyncSession, lead_id: int) -> list[LeadTouch]:
     return list(await session.scalars(select(LeadTouch).where(LeadTouch.lead_id == lead_id).order_by(LeadTouch.at)))
+
+
+LEAD_CSV_COLUMNS = ("name", "company", "phone", "region", "industry", "source", "pool")
+PUBLIC_POOL_WORDS = ("", "public", "公共")
+
+
+@dataclass(frozen=True)
+class LeadRow:
+    line: int
+    form: LeadForm
+    source: str
+    pool: str  # "" = public, else a partner's name
+
+
+def parse_leads_csv(text: str, partner_names: set[str]) -> list[LeadRow]:
+    """Validate every row first; raise CsvRejected listing all bad rows by line number."""
+    import csv
+    import io
+
+    from store.members import CsvRejected
+
+    reader = csv.DictReader(io.StringIO(text.removeprefix("\ufeff"), newline=""))
+    header = [name.strip().lower() for name in (reader.fieldnames or [])]
+    if sorted(header) != sorted(LEAD_CSV_COLUMNS):
+        raise CsvRejected([f"line 1: the header must be {','.join(LEAD_CSV_COLUMNS)}; got {','.join(header) or '(empty file)'}"])
+    reader.fieldnames = header
+    rows: list[LeadRow] = []
+    errors: list[str] = []
+    seen: dict[tuple[str, str], int] = {}
+    try:
+        for raw in reader:
+            line = reader.line_num
+            if None in raw or any(v is None for v in raw.values()):
+                errors.append(f"line {line}: expected {len(LEAD_CSV_COLUMNS)} fields separated by commas")
+                continue
+            values = {k: v.strip() for k, v in raw.items()}
+            form, problems = validate_form(values, consent=True)
+            messages = [f"{field}: {message.split(' / ')[-1]}" for field, message in problems.items()]
+            source, pool = values["source"] or "import", values["pool"]
+            if len(source) > 32:
+                messages.append("source: At most 32 characters")
+            if pool.lower() not in PUBLIC_POOL_WORDS and pool not in partner_names:
+                messages.append(f"pool: no partner called {pool!r} (leave empty for the public pool)")
+            if form is not None:
+                key = (form.phone, form.company)
+                if key in seen:
+                    messages.append(f"the same phone and company are already on line {seen[key]}")
+                seen.setdefault(key, line)
+            if messages or form is None:
+                errors.append(f"line {line}: " + "; ".join(messages))
+                continue
+            rows.append(LeadRow(line, form, source, "" if pool.lower() in PUBLIC_POOL_WORDS else pool))
+    except csv.Error as err:
+        errors.append(f"line {reader.line_num}: not valid CSV ({err})")
+    if not errors and not rows:
+        errors.append("line 2: the file has a header but no leads")
+    if errors:
+        raise CsvRejected(errors)
+    return rows
+
+
+async def import_leads(session: AsyncSession, rows: list[LeadRow]) -> tuple[int, list[str]]:
+    """Add the rows to their pools; a phone+company already stored is skipped and reported."""
+    from store.models import Partner
+
+    partners = {p.name: p.id for p in await session.scalars(select(Partner))}
+    existing = set((await session.execute(select(Lead.phone, Lead.company).where(
+        Lead.phone.in_([r.form.phone for r in rows])))).all())
+    skipped: list[str] = []
+    now = utcnow()
+    for row in rows:
+        if (row.form.phone, row.form.company) in existing:
+            skipped.append(f"line {row.line}: {mask_phone(row.form.phone)} at {row.form.company or '—'} is already stored")
+            continue
+        lead = Lead(name=row.form.name, company=row.form.company, phone=row.form.phone, region=row.form.region,
+                    industry=row.form.industry, source=row.source, status="new",
+                    pool_partner_id=partners.get(row.pool), created_at=now, updated_at=now)
+        session.add(lead)
+        await session.flush()
+        session.add(LeadEvent(lead_id=lead.id, kind="created", member_id=None, note=f"import line {row.line}", at=now))
+    await session.flush()
+    return len(rows) - len(skipped), skipped

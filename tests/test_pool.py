@@ -173,3 +173,47 @@ async def test_one_members_parallel_claims_respect_max_held(database_url: str) -
         assert sum(await asyncio.gather(*(try_claim(i) for i in (1, 2, 3)))) == 1
     finally:
         await db.dispose()
+
+
+LEAD_HEADER = "name,company,phone,region,industry,source,pool\n"
+
+
+async def test_leads_import_is_all_or_nothing_and_reports_duplicates(database_url: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import subprocess
+    import sys
+    await seed(database_url)
+    config = tmp_path / "c.toml"
+    config.write_text(f'[database]\nurl = "{database_url}"\n')
+    bad = tmp_path / "bad.csv"
+    bad.write_text(LEAD_HEADER + "王总,甲公司,13900000001,上海,制造,expo,\n"
+                   ",乙公司,13900000002,,,,\n"
+                   "陈总,丙公司,12345,,,,星河科技\n"
+                   "刘总,丁公司,13900000004,,,,Nobody\n"
+                   "王总,甲公司,139-0000-0001,,,,\n", encoding="utf-8")
+    good = tmp_path / "good.csv"
+    good.write_text(LEAD_HEADER + "王总,甲公司,13900000001,上海,制造,expo,\n周总,戊公司,13900000005,,,,星河科技\n",
+                    encoding="utf-8")
+
+    def cli(path) -> subprocess.CompletedProcess:  # type: ignore[no-untyped-def]
+        return subprocess.run([sys.executable, "-m", "bot", "leads", "import", str(path), "--config", str(config)],
+                              capture_output=True, text=True, timeout=120)
+
+    result = cli(bad)
+    assert result.returncode == 1, result.stderr
+    lines = [line.split(": ", 1)[1] for line in result.stderr.strip().splitlines()[:-1]]
+    assert [line.split(":")[0] for line in lines] == ["line 3", "line 4", "line 5", "line 6"]
+    assert "name: Please enter your name" in lines[0] and "phone:" in lines[1]
+    assert "no partner called 'Nobody'" in lines[2] and "already on line 2" in lines[3]
+    assert "13900000001" not in result.stderr  # no full phone in output
+    result = cli(good)
+    assert result.returncode == 0 and "imported 2 leads (0 duplicate(s) skipped)" in result.stdout
+    result = cli(good)
+    assert "imported 0 leads (2 duplicate(s) skipped)" in result.stdout and "139****0001" in result.stdout
+    db = Database(database_url)
+    try:
+        async with db.session() as session:
+            leads = list(await session.scalars(select(Lead).order_by(Lead.id)))
+            partner = await session.scalar(select(Partner).where(Partner.name == "星河科技"))
+        assert [(l.name, l.pool_partner_id, l.source) for l in leads] == [("王总", None, "expo"), ("周总", partner.id, "import")]
+    finally:
+        await db.dispose()

@@ -18,7 +18,7 @@ from bot.channels.wecom_api import WeComClient
 from bot.config import Config
 from bot.clicks import ClickRecorder
 from bot.inbox import InboxProcessor
-from bot.jobs import run_periodically, send_due_reminders
+from bot.jobs import recycle_idle_leads, run_periodically, send_due_reminders
 from bot.landing import landing_routes
 from bot.links import LinkCache, Visitors, redirect_routes
 from bot.messages import Incoming
@@ -66,11 +66,16 @@ def create_app(config: Config, commands: CommandTable | None = None) -> web.Appl
             if await send_due_reminders(db, commands, config):
                 outbox.kick()
 
+        async def recycle_then_kick() -> None:
+            await recycle_idle_leads(db, config)
+            outbox.kick()
+
         stop = asyncio.Event()
         loops = [
             asyncio.create_task(run_periodically("inbox sweep", inbox.sweep, interval, stop)),
             asyncio.create_task(outbox.run(interval, stop)),
             asyncio.create_task(run_periodically("reminders", reminders, config.tasks.reminder_check_seconds, stop)),
+            asyncio.create_task(run_periodically("recycling", recycle_then_kick, config.pool.recycle_check_seconds, stop)),
             asyncio.create_task(clicks.run(stop)),  # writes what is buffered before it ends
         ]
         try:

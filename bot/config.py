@@ -93,6 +93,8 @@ class PoolConfig:
     protect_days: int = 14
     return_reason_required: bool = True
     embargo_hours: int = 0
+    # How often each instance looks for idle leads to recycle (each lead is recycled once).
+    recycle_check_seconds: float = 300.0
 
 
 @dataclass

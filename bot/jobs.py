@@ -10,8 +10,12 @@ from datetime import timedelta
 
 from bot.config import Config
 from bot.router import CommandTable
+from bot.messages import Text, reply_to_payload
 from handlers.tasks import queue_cards
+from sqlalchemy import select
+from store import pool
 from store import tasks as task_store
+from store.models import Member
 from store.db import Database
 from store.models import utcnow
 
@@ -37,6 +41,43 @@ async def send_due_reminders(db: Database, commands: CommandTable, config: Confi
         log.info("automatic reminder for task %d queued for %d member(s)", task_id, queued)
         reminded += queued
     return reminded
+
+
+async def recycle_idle_leads(db: Database, config: Config) -> int:
+    """Leads without a follow-up for `idle_days` go back to their pool (holder told); a warning
+    goes out a day before. Conditional updates and unique message keys make each happen once."""
+    now, idle = utcnow(), timedelta(days=config.pool.idle_days)
+    recycled = 0
+    async with db.session() as session:
+        due = await pool.idle_leads(session, now - idle)
+        holders = {m.id: m for m in await session.scalars(select(Member).where(Member.id.in_([l.owner_id for l in due])))}
+    for lead in due:
+        async with db.session() as session:
+            if not await pool.recycle(session, lead, now - idle):
+                continue
+            holder = holders.get(lead.owner_id)
+            if holder is not None:
+                text = Text(f"线索 #{lead.id}（{lead.name}）{config.pool.idle_days} 天未跟进，已收回线索池。\n"
+                            f"Lead #{lead.id} had no follow-up for {config.pool.idle_days} days and went back to the pool.")
+                await task_store.queue_messages(session, task_id=None, purpose="notice", rows=[
+                    (holder.userid, f"recycled:{lead.id}:{now.isoformat()}", reply_to_payload(text))])
+            recycled += 1
+    async with db.session() as session:
+        soon = await pool.idle_leads(session, now - idle + timedelta(days=1))
+        warn_holders = {m.id: m for m in await session.scalars(select(Member).where(Member.id.in_([l.owner_id for l in soon])))}
+        rows = []
+        for lead in soon:
+            holder = warn_holders.get(lead.owner_id)
+            last = lead.last_follow_at or lead.claimed_at or lead.created_at
+            if holder is None:
+                continue
+            text = Text(f"⚠️ 线索 #{lead.id}（{lead.name}）明天将因未跟进被收回。发送“跟进 {lead.id} 内容”保留它。\n"
+                        f"Lead #{lead.id} goes back to the pool tomorrow without a follow-up: follow {lead.id} note")
+            # One warning per idle stretch: the key names the last activity it warns about.
+            rows.append((holder.userid, f"idlewarn:{lead.id}:{last.isoformat()}", reply_to_payload(text)))
+        if rows:
+            await task_store.queue_messages(session, task_id=None, purpose="notice", rows=rows)
+    return recycled
 
 
 async def run_periodically(name: str, job: Callable[[], object], interval: float, stop: asyncio.Event) -> None:

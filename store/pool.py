@@ -212,3 +212,28 @@ def rules_from(config) -> PoolRules:  # type: ignore[no-untyped-def]
     return PoolRules(p.daily_claim_limit, p.max_held, p.cooldown_days, p.return_reason_required, p.embargo_hours,
                      config.server.timezone)
 
+
+
+def _last_activity():  # type: ignore[no-untyped-def]
+    return func.coalesce(Lead.last_follow_at, Lead.claimed_at, Lead.created_at)
+
+
+async def idle_leads(session: AsyncSession, idle_before: datetime, limit: int = 500) -> list[Lead]:
+    return list(await session.scalars(select(Lead).where(
+        Lead.status.in_(OPEN), Lead.owner_id.is_not(None), _last_activity() <= idle_before).limit(limit)))
+
+
+async def recycle(session: AsyncSession, lead: Lead, idle_before: datetime) -> bool:
+    """Put an idle lead back in its pool; False if it moved meanwhile (followed up, or another
+    instance recycled it first)."""
+    now = utcnow()
+    result = await session.execute(
+        update(Lead).where(Lead.id == lead.id, Lead.owner_id == lead.owner_id, Lead.status.in_(OPEN),
+                           _last_activity() <= idle_before)
+        .values(owner_id=None, status="new", claimed_at=None, protected_until=None, updated_at=now,
+                pool_partner_id=func.coalesce(Lead.pool_partner_id, Lead.partner_id))
+        .execution_options(synchronize_session=False))
+    if result.rowcount != 1:
+        return False
+    session.add(LeadEvent(lead_id=lead.id, kind="recycled", member_id=lead.owner_id, note="no follow-up", at=now))
+    return True

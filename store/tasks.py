@@ -162,7 +162,7 @@ async def already_delivered(session: AsyncSession, task_id: int) -> set[str]:
     return set(rows)
 
 
-async def queue_messages(session: AsyncSession, *, task_id: int, purpose: str,
+async def queue_messages(session: AsyncSession, *, task_id: int | None, purpose: str,
                          rows: list[tuple[str, str, dict[str, Any]]], chunk: int = 1000) -> int:
     """Queue (recipient, dedupe_key, payload) rows; a key that was ever queued is skipped, so a
     member can never get the same thing twice, however often or concurrently this runs."""

@@ -217,3 +217,36 @@ async def test_leads_import_is_all_or_nothing_and_reports_duplicates(database_ur
         assert [(l.name, l.pool_partner_id, l.source) for l in leads] == [("王总", None, "expo"), ("周总", partner.id, "import")]
     finally:
         await db.dispose()
+
+
+async def test_idle_leads_are_recycled_once_with_a_warning_the_day_before(pool_stack: Stack) -> None:
+    from bot.jobs import recycle_idle_leads
+    from tests.conftest import eventually
+    s = pool_stack
+    await s.ask("p1", "claim 1")
+    await s.ask("p1", "claim 2")
+    async with s.bot[DB].session() as session:
+        (await session.get(Lead, 1)).claimed_at = utcnow() - timedelta(days=8)  # past idle_days (7)
+        (await session.get(Lead, 2)).claimed_at = utcnow() - timedelta(days=6, hours=12)  # recycled tomorrow
+    results = await asyncio.gather(*(recycle_idle_leads(s.bot[DB], s.config) for _ in range(3)))
+    assert sorted(results) == [0, 0, 1]
+
+    async def notices() -> list[str]:
+        texts = [m.body.get("content", "") for m in s.sim.bot_messages("p1")]
+        found = [t for t in texts if "已收回线索池" in t or "明天将因未跟进被收回" in t]
+        return found if len(found) == 2 else []
+
+    recycled, warning = sorted(await eventually(notices), key=lambda t: "明天" in t)
+    assert recycled.startswith("线索 #1（赵总）7 天未跟进，已收回线索池。")
+    assert warning.startswith("⚠️ 线索 #2（钱经理）明天将因未跟进被收回。")
+    async with s.bot[DB].session() as session:
+        lead = await session.get(Lead, 1)
+        assert (lead.owner_id, lead.status) == (None, "new")
+        kinds = [e.kind for e in await session.scalars(select(LeadEvent).where(LeadEvent.lead_id == 1).order_by(LeadEvent.id))]
+    assert kinds == ["claimed", "recycled"]
+    [reply] = await s.ask("p1", "claim 1")
+    assert reply.startswith("Sorry: you gave lead #1 back recently")
+    await s.ask("p1", "follow 2 called back")  # a follow-up resets the clock: no second warning, no recycling
+    assert await recycle_idle_leads(s.bot[DB], s.config) == 0
+    await asyncio.sleep(0.3)
+    assert len([m for m in s.sim.bot_messages("p1") if "明天将因未跟进被收回" in m.body.get("content", "")]) == 1

@@ -12,7 +12,11 @@ from aiohttp import web
 from bot.config import Config
 from bot.posters import template_names
 from store import tasks as task_store
-from store.models import TASK_STATUSES, Task, utcnow
+from sqlalchemy import select
+
+from store import leads as lead_store
+from store import pool
+from store.models import TASK_STATUSES, Lead, Partner, Task, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -175,7 +179,57 @@ def admin_routes(config: Config, db_of: Any) -> tuple[list[web.RouteDef], Any]:
         except ValueError:
             return _error(422, "deadline must be ISO 8601, e.g. 2026-12-31T18:00:00+08:00", "deadline")
 
+    async def create_lead(request: web.Request) -> web.Response:
+        try:
+            body = await request.json()
+        except (ValueError, UnicodeDecodeError):
+            return _error(400, "the body must be JSON")
+        fields = ("name", "company", "phone", "region", "industry", "source", "pool")
+        if not isinstance(body, dict) or any(not isinstance(body.get(k, ""), str) for k in fields):
+            return _error(400, f"the body must be a JSON object of strings: {', '.join(fields)}")
+        unknown = sorted(set(body) - set(fields))
+        if unknown:
+            return _error(400, f"unknown field(s): {', '.join(unknown)}", unknown[0])
+        form, problems = lead_store.validate_form(body, consent=True)
+        if form is None:
+            field, message = next(iter(problems.items()))
+            return _error(422, message.split(" / ")[-1], field)
+        try:
+            async with db_of(request).session() as session:
+                partner_id = None
+                if body.get("pool", "").lower() not in lead_store.PUBLIC_POOL_WORDS:
+                    partner_id = await session.scalar(select(Partner.id).where(Partner.name == body["pool"]))
+                    if partner_id is None:
+                        raise _Refused(_error(422, f"no partner called {body['pool']!r}", "pool"))
+                row = lead_store.LeadRow(0, form, (body.get("source") or "api")[:32], body.get("pool", ""))
+                created, _ = await lead_store.import_leads(session, [row])
+                if not created:
+                    raise _Refused(_error(409, "a lead with this phone and company already exists", "phone"))
+                lead = await session.get(Lead, created[0])
+                return web.json_response(lead_json(lead, []), status=201)
+        except _Refused as refused:
+            return refused.response
+
+    def lead_json(lead: Lead, events: list[Any]) -> dict[str, Any]:
+        # The admin API is the admins' view: full phone, as in chat for admins.
+        return {"id": lead.id, "name": lead.name, "company": lead.company, "phone": lead.phone,
+                "region": lead.region, "industry": lead.industry, "source": lead.source, "status": lead.status,
+                "owner_id": lead.owner_id, "pool_partner_id": lead.pool_partner_id,
+                "won_amount": str(lead.won_amount) if lead.won_amount is not None else None,
+                "history": [{"kind": e.kind, "member_id": e.member_id, "note": e.note,
+                             "at": e.at.astimezone(timezone.utc).isoformat()} for e in events]}
+
+    async def get_lead(request: web.Request) -> web.Response:
+        raw = request.match_info["lead_id"]
+        async with db_of(request).session() as session:
+            lead = await session.get(Lead, int(raw)) if raw.isdigit() and len(raw) < 10 else None
+            if lead is None:
+                return _error(404, "no such lead")
+            return web.json_response(lead_json(lead, await pool.history(session, lead.id)))
+
     routes = [
+        web.post("/api/leads", create_lead),
+        web.get("/api/leads/{lead_id}", get_lead),
         web.post("/api/tasks", create),
         web.get("/api/tasks", list_),
         web.get("/api/tasks/{task_id}", get),

@@ -154,7 +154,7 @@ def cmd_leads_import(config: Config, args: argparse.Namespace) -> int:
             await db.dispose()
         for line in skipped:
             print(f"{args.file}: skipped {line}")
-        print(f"imported {created} leads ({len(skipped)} duplicate(s) skipped)")
+        print(f"imported {len(created)} leads ({len(skipped)} duplicate(s) skipped)")
         return EXIT_OK
 
     return asyncio.run(run())

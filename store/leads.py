@@ -163,14 +163,16 @@ def parse_leads_csv(text: str, partner_names: set[str]) -> list[LeadRow]:
     return rows
 
 
-async def import_leads(session: AsyncSession, rows: list[LeadRow]) -> tuple[int, list[str]]:
-    """Add the rows to their pools; a phone+company already stored is skipped and reported."""
+async def import_leads(session: AsyncSession, rows: list[LeadRow]) -> tuple[list[int], list[str]]:
+    """Add the rows to their pools (ids of the new leads); a phone+company already stored is
+    skipped and reported."""
     from store.models import Partner
 
     partners = {p.name: p.id for p in await session.scalars(select(Partner))}
     existing = set((await session.execute(select(Lead.phone, Lead.company).where(
         Lead.phone.in_([r.form.phone for r in rows])))).all())
     skipped: list[str] = []
+    created: list[int] = []
     now = utcnow()
     for row in rows:
         if (row.form.phone, row.form.company) in existing:
@@ -182,5 +184,6 @@ async def import_leads(session: AsyncSession, rows: list[LeadRow]) -> tuple[int,
         session.add(lead)
         await session.flush()
         session.add(LeadEvent(lead_id=lead.id, kind="created", member_id=None, note=f"import line {row.line}", at=now))
+        created.append(lead.id)
     await session.flush()
-    return len(rows) - len(skipped), skipped
+    return created, skipped

@@ -94,3 +94,24 @@ async def test_a_failed_edit_changes_nothing(api) -> None:  # type: ignore[no-un
             assert r.status == 404
     async with http.post("/api/tasks", data=b"{not json", headers={"Content-Type": "application/json"}) as r:
         assert r.status == 400
+
+
+async def test_leads_through_the_api(api) -> None:  # type: ignore[no-untyped-def]
+    stack, http = api
+    body = {"name": "王总", "company": "甲公司", "phone": "+86 139 0000 0009", "pool": "星河科技", "source": "expo"}
+    async with http.post("/api/leads", json=body) as r:
+        assert r.status == 201
+        lead = await r.json()
+    assert (lead["phone"], lead["status"], lead["source"], lead["history"]) == ("13900000009", "new", "expo", [])
+    async with http.post("/api/leads", json=body) as r:
+        assert r.status == 409
+    for bad, status, field in (({**body, "phone": "123"}, 422, "phone"), ({**body, "pool": "Nobody"}, 422, "pool"),
+                               ({**body, "owner": "x"}, 400, "owner"), ({**body, "name": ""}, 422, "name")):
+        async with http.post("/api/leads", json=bad) as r:
+            assert (r.status, (await r.json()).get("field")) == (status, field)
+    await stack.ask("p1", f"claim {lead['id']}")
+    async with http.get(f"/api/leads/{lead['id']}") as r:
+        history = (await r.json())["history"]
+    assert [e["kind"] for e in history] == ["created", "claimed"]
+    async with http.get("/api/leads/999") as r:
+        assert r.status == 404

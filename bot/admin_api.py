@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from store import leads as lead_store
 from store import pool
-from store.models import TASK_STATUSES, Lead, Partner, Task, utcnow
+from store.models import TASK_STATUSES, AssignmentRule, Lead, Partner, Task, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -202,7 +202,7 @@ def admin_routes(config: Config, db_of: Any) -> tuple[list[web.RouteDef], Any]:
                     if partner_id is None:
                         raise _Refused(_error(422, f"no partner called {body['pool']!r}", "pool"))
                 row = lead_store.LeadRow(0, form, (body.get("source") or "api")[:32], body.get("pool", ""))
-                created, _ = await lead_store.import_leads(session, [row])
+                created, _ = await lead_store.import_leads(session, [row], max_held=config.pool.max_held)
                 if not created:
                     raise _Refused(_error(409, "a lead with this phone and company already exists", "phone"))
                 lead = await session.get(Lead, created[0])
@@ -227,7 +227,48 @@ def admin_routes(config: Config, db_of: Any) -> tuple[list[web.RouteDef], Any]:
                 return _error(404, "no such lead")
             return web.json_response(lead_json(lead, await pool.history(session, lead.id)))
 
+    async def list_rules(request: web.Request) -> web.Response:
+        async with db_of(request).session() as session:
+            rules = await session.scalars(select(AssignmentRule).where(AssignmentRule.active.is_(True))
+                                          .order_by(AssignmentRule.priority, AssignmentRule.id))
+            return web.json_response({"rules": [rule_json(r) for r in rules]})
+
+    def rule_json(rule: AssignmentRule) -> dict[str, Any]:
+        return {"id": rule.id, "priority": rule.priority, "region": rule.region, "industry": rule.industry,
+                "partner_id": rule.partner_id}
+
+    async def add_rule(request: web.Request) -> web.Response:
+        try:
+            body = await request.json()
+        except (ValueError, UnicodeDecodeError):
+            return _error(400, "the body must be JSON")
+        if not isinstance(body, dict) or not isinstance(body.get("partner"), str) \
+                or not all(isinstance(body.get(k, ""), str) and len(body.get(k, "")) <= 32 for k in ("region", "industry")) \
+                or not isinstance(body.get("priority", 100), int) or isinstance(body.get("priority", 100), bool):
+            return _error(400, "give partner (name), and optionally region, industry (≤ 32 characters), priority (integer)")
+        async with db_of(request).session() as session:
+            partner_id = await session.scalar(select(Partner.id).where(Partner.name == body["partner"]))
+            if partner_id is None:
+                return _error(422, f"no partner called {body['partner']!r}", "partner")
+            rule = AssignmentRule(priority=body.get("priority", 100), region=body.get("region", "").strip(),
+                                  industry=body.get("industry", "").strip(), partner_id=partner_id, active=True)
+            session.add(rule)
+            await session.flush()
+            return web.json_response(rule_json(rule), status=201)
+
+    async def remove_rule(request: web.Request) -> web.Response:
+        raw = request.match_info["rule_id"]
+        async with db_of(request).session() as session:
+            rule = await session.get(AssignmentRule, int(raw)) if raw.isdigit() and len(raw) < 10 else None
+            if rule is None or not rule.active:
+                return _error(404, "no such rule")
+            rule.active = False
+            return web.json_response({"id": rule.id, "active": False})
+
     routes = [
+        web.get("/api/assignment-rules", list_rules),
+        web.post("/api/assignment-rules", add_rule),
+        web.delete("/api/assignment-rules/{rule_id}", remove_rule),
         web.post("/api/leads", create_lead),
         web.get("/api/leads/{lead_id}", get_lead),
         web.post("/api/tasks", create),

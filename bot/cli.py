@@ -149,7 +149,7 @@ def cmd_leads_import(config: Config, args: argparse.Namespace) -> int:
                       file=sys.stderr)
                 return EXIT_BAD_DATA
             async with db.session() as session:
-                created, skipped = await import_leads(session, rows)
+                created, skipped = await import_leads(session, rows, max_held=config.pool.max_held)
         finally:
             await db.dispose()
         for line in skipped:

@@ -9,6 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from store.assignment import auto_assign
 from store.models import Click, Lead, LeadEvent, LeadTouch, Member, utcnow
 
 # Mainland mobile numbers: 11 digits starting 13-19, optionally written with +86 / 86 and separators.
@@ -69,7 +70,8 @@ def form_dedupe_key(phone: str, task_id: int, now: datetime) -> str:
 
 
 async def create_from_form(session: AsyncSession, form: LeadForm, *, sharer: Member | None, task_id: int,
-                           link_id: int, channel: str, visitor_id: str, protect_days: int) -> Lead | None:
+                           link_id: int, channel: str, visitor_id: str, protect_days: int,
+                           max_held: int = 10**6) -> Lead | None:
     """A partner-sourced lead: it goes to the member who shared, protected for `protect_days`,
     with the visitor's earlier clicks (any tracked link) and this form fill as its touches.
     Without a sharer (they left) it waits in the pool. None: this phone already signed up for
@@ -91,6 +93,8 @@ async def create_from_form(session: AsyncSession, form: LeadForm, *, sharer: Mem
     session.add(LeadEvent(lead_id=lead.id, kind="created", member_id=None, note=f"form via {channel}", at=now))
     if sharer is not None:
         session.add(LeadEvent(lead_id=lead.id, kind="assigned", member_id=sharer.id, note="sharer", at=now))
+    else:
+        await auto_assign(session, lead, max_held)
     clicks = (await session.execute(select(Click.id, Click.link_id, Click.at).where(
         Click.visitor_id == visitor_id, Click.is_bot.is_(False), Click.at <= now).order_by(Click.at))).all()
     session.add_all([LeadTouch(lead_id=lead.id, link_id=c.link_id, click_id=c.id, kind="click", at=c.at)
@@ -163,7 +167,8 @@ def parse_leads_csv(text: str, partner_names: set[str]) -> list[LeadRow]:
     return rows
 
 
-async def import_leads(session: AsyncSession, rows: list[LeadRow]) -> tuple[list[int], list[str]]:
+async def import_leads(session: AsyncSession, rows: list[LeadRow],
+                       max_held: int | None = None) -> tuple[list[int], list[str]]:
     """Add the rows to their pools (ids of the new leads); a phone+company already stored is
     skipped and reported."""
     from store.models import Partner
@@ -184,6 +189,8 @@ async def import_leads(session: AsyncSession, rows: list[LeadRow]) -> tuple[list
         session.add(lead)
         await session.flush()
         session.add(LeadEvent(lead_id=lead.id, kind="created", member_id=None, note=f"import line {row.line}", at=now))
+        if max_held is not None:  # assignment rules may give it to a member straight away
+            await auto_assign(session, lead, max_held)
         created.append(lead.id)
     await session.flush()
     return created, skipped

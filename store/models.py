@@ -287,3 +287,18 @@ class LeadTouch(Base):
     click_id: Mapped[int | None] = mapped_column(ForeignKey("clicks.id"))
     kind: Mapped[str] = mapped_column(String(8))  # click / form
     at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class AssignmentRule(Base):
+    """Data, not code: a new pool lead matching region/industry ("" = any) is given to one of the
+    partner's members in turn (the one assigned longest ago), if anyone has room under max_held."""
+
+    __tablename__ = "assignment_rules"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    priority: Mapped[int] = mapped_column(Integer, default=100)  # lower first
+    region: Mapped[str] = mapped_column(String(32), default="")
+    industry: Mapped[str] = mapped_column(String(32), default="")
+    partner_id: Mapped[int] = mapped_column(ForeignKey("partners.id"))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -115,3 +115,31 @@ async def test_leads_through_the_api(api) -> None:  # type: ignore[no-untyped-de
     assert [e["kind"] for e in history] == ["created", "claimed"]
     async with http.get("/api/leads/999") as r:
         assert r.status == 404
+
+
+async def test_assignment_rules_give_new_pool_leads_out_in_turn(api) -> None:  # type: ignore[no-untyped-def]
+    stack, http = api
+    from tests.conftest import seed
+    from store.members import MemberRow
+    await seed(stack.config.database.url, [MemberRow(0, "p3", "Wu", "partner", "星河科技", "华东", ())])
+    async with http.post("/api/assignment-rules", json={"partner": "星河科技", "region": "上海"}) as r:
+        assert r.status == 201
+        rule = await r.json()
+    async with http.post("/api/assignment-rules", json={"partner": "Nobody"}) as r:
+        assert r.status == 422
+    owners = []
+    for i in range(3):
+        async with http.post("/api/leads", json={"name": f"客户{i}", "phone": f"1390000010{i}", "region": "上海"}) as r:
+            owners.append((await r.json())["owner_id"])
+    async with http.post("/api/leads", json={"name": "外地", "phone": "13900000199", "region": "北京"}) as r:
+        assert (await r.json())["owner_id"] is None  # no rule matches: waits in the pool
+    async with stack.bot[DB].session() as session:
+        from store.members import get_member
+        p1, p3 = (await get_member(session, "p1")).id, (await get_member(session, "p3")).id
+    assert owners == [p1, p3, p1]  # round robin among 星河科技's members
+    async with http.get(f"/api/leads/{1}") as r:
+        assert [e["kind"] for e in (await r.json())["history"]] == ["created", "assigned"]
+    async with http.delete(f"/api/assignment-rules/{rule['id']}") as r:
+        assert r.status == 200
+    async with http.post("/api/leads", json={"name": "晚到", "phone": "13900000198", "region": "上海"}) as r:
+        assert (await r.json())["owner_id"] is None

@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from store import leads as lead_store
 from store import pool
-from store.models import TASK_STATUSES, AssignmentRule, Lead, Partner, Task, utcnow
+from store.models import TASK_STATUSES, AssignmentRule, Lead, Member, Partner, Task, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -265,7 +265,42 @@ def admin_routes(config: Config, db_of: Any) -> tuple[list[web.RouteDef], Any]:
             rule.active = False
             return web.json_response({"id": rule.id, "active": False})
 
+    async def assign_lead(request: web.Request) -> web.Response:
+        """Move a lead: {"pool": ""} public, {"pool": "PARTNER"} that partner's pool, {"member": "USERID"}."""
+        raw = request.match_info["lead_id"]
+        try:
+            body = await request.json()
+        except (ValueError, UnicodeDecodeError):
+            return _error(400, "the body must be JSON")
+        if not isinstance(body, dict) or len(body) != 1 or not isinstance(next(iter(body.values()), None), str) \
+                or next(iter(body)) not in ("pool", "member"):
+            return _error(400, 'give exactly one of {"pool": "PARTNER or empty"} or {"member": "USERID"}')
+        try:
+            async with db_of(request).session() as session:
+                lead = await session.get(Lead, int(raw)) if raw.isdigit() and len(raw) < 10 else None
+                if lead is None:
+                    raise _Refused(_error(404, "no such lead"))
+                if lead.status in ("won", "lost"):
+                    raise _Refused(_error(422, f"lead is {lead.status}", "status"))
+                if "member" in body:
+                    member = await session.scalar(select(Member).where(Member.userid == body["member"],
+                                                                       Member.active.is_(True), Member.role == "partner"))
+                    if member is None:
+                        raise _Refused(_error(422, f"no active partner member {body['member']!r}", "member"))
+                    await pool.move(session, lead, member=member)
+                else:
+                    partner_id = None
+                    if body["pool"].lower() not in lead_store.PUBLIC_POOL_WORDS:
+                        partner_id = await session.scalar(select(Partner.id).where(Partner.name == body["pool"]))
+                        if partner_id is None:
+                            raise _Refused(_error(422, f"no partner called {body['pool']!r}", "pool"))
+                    await pool.move(session, lead, partner_id=partner_id)
+                return web.json_response(lead_json(lead, await pool.history(session, lead.id)))
+        except _Refused as refused:
+            return refused.response
+
     routes = [
+        web.post("/api/leads/{lead_id}/assign", assign_lead),
         web.get("/api/assignment-rules", list_rules),
         web.post("/api/assignment-rules", add_rule),
         web.delete("/api/assignment-rules/{rule_id}", remove_rule),

@@ -237,3 +237,21 @@ async def recycle(session: AsyncSession, lead: Lead, idle_before: datetime) -> b
         return False
     session.add(LeadEvent(lead_id=lead.id, kind="recycled", member_id=lead.owner_id, note="no follow-up", at=now))
     return True
+
+
+async def move(session: AsyncSession, lead: Lead, *, partner_id: int | None = None, member: Member | None = None,
+               by: str = "admin") -> None:
+    """Move a lead between levels: to the public pool, a partner's pool, or straight to a member."""
+    now = utcnow()
+    if member is not None:
+        lead.owner_id, lead.status, lead.claimed_at = member.id, "claimed", now
+        lead.pool_partner_id = member.partner_id
+        session.add(LeadEvent(lead_id=lead.id, kind="assigned", member_id=member.id, note=f"by {by}", at=now))
+    else:
+        if lead.owner_id is not None:
+            session.add(LeadEvent(lead_id=lead.id, kind="returned", member_id=lead.owner_id, note=f"moved by {by}", at=now))
+        lead.owner_id, lead.status, lead.claimed_at, lead.pool_partner_id = None, "new", None, partner_id
+        session.add(LeadEvent(lead_id=lead.id, kind="assigned", member_id=None,
+                              note=f"to {'partner pool ' + str(partner_id) if partner_id else 'public pool'} by {by}", at=now))
+    lead.updated_at = now
+    await session.flush()

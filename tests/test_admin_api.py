@@ -143,3 +143,25 @@ async def test_assignment_rules_give_new_pool_leads_out_in_turn(api) -> None:  #
         assert r.status == 200
     async with http.post("/api/leads", json={"name": "晚到", "phone": "13900000198", "region": "上海"}) as r:
         assert (await r.json())["owner_id"] is None
+
+
+async def test_moving_a_lead_between_levels(api) -> None:  # type: ignore[no-untyped-def]
+    stack, http = api
+    async with http.post("/api/leads", json={"name": "王总", "phone": "13900000301"}) as r:
+        lead_id = (await r.json())["id"]
+    async with http.post(f"/api/leads/{lead_id}/assign", json={"pool": "星河科技"}) as r:
+        assert (await r.json())["pool_partner_id"] is not None
+    [reply] = await stack.ask("p2", f"claim {lead_id}")  # Blue Ocean cannot see 星河科技's pool
+    assert reply == f"Sorry: there is no lead #{lead_id} in your pools."
+    async with http.post(f"/api/leads/{lead_id}/assign", json={"member": "p2"}) as r:
+        moved = await r.json()
+    [mine] = await stack.ask("p2", "leads")
+    assert f"#{lead_id} 王总" in mine and "13900000301" in mine
+    assert [e["kind"] for e in moved["history"]] == ["created", "assigned", "assigned"]
+    for body, status in (({"member": "admin1"}, 422), ({"pool": "Nobody"}, 422), ({"x": "y"}, 400),
+                         ({"pool": "", "member": "p1"}, 400)):
+        async with http.post(f"/api/leads/{lead_id}/assign", json=body) as r:
+            assert r.status == status
+    async with http.post(f"/api/leads/{lead_id}/assign", json={"pool": ""}) as r:
+        back = await r.json()
+    assert (back["owner_id"], back["pool_partner_id"], back["status"]) == (None, None, "new")

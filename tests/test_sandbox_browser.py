@@ -324,3 +324,55 @@ async def test_partner_gets_poster_from_card_button(sandbox: Sandbox, tmp_path: 
     await expect(note).to_be_in_viewport()
     await page.screenshot(path=str(POSTER_SCREENSHOT), animations="disabled")
     sandbox.assert_clean()
+
+
+@pytest.fixture
+async def pool_leads(stack: Stack) -> list[int]:
+    from tests.test_pool import add_leads
+    return await add_leads(stack.config.database.url)
+
+
+async def test_lead_pool_claim_follow_return_win_and_audit(pool_leads: list[int], sandbox: Sandbox) -> None:
+    """The lead pool through the page: a masked listing, claim, follow-up, return, another partner's
+    claim and win, and the admin's audit trail. `pool_leads` is listed first so the leads exist before
+    the page opens."""
+    page = sandbox.page
+    await sandbox.choose("p1")
+    await sandbox.type_and_enter("线索池")
+    listing = sandbox.bot("#1 赵总")
+    await expect(listing).to_have_count(1, timeout=STEP_TIMEOUT_MS)
+    await expect(listing).to_contain_text("138****0001")
+    await expect(listing).not_to_contain_text("13800000001")
+
+    await sandbox.type_and_enter("领取 1")
+    claimed = sandbox.bot("线索 #1 已归您")
+    await expect(claimed).to_have_count(1, timeout=STEP_TIMEOUT_MS)
+    await expect(claimed.locator(".bubble")).to_have_text(re.compile(r"^\s*线索 #1 已归您"))
+    await expect(claimed).to_contain_text("13800000001")
+
+    await sandbox.type_and_enter("跟进 1 已电话沟通")
+    await expect(sandbox.bot("已记录线索 #1 的跟进。")).to_have_count(1, timeout=STEP_TIMEOUT_MS)
+    await sandbox.type_and_enter("退回 1 客户暂无预算")
+    await expect(sandbox.bot("线索 #1 已退回线索池。")).to_have_count(1, timeout=STEP_TIMEOUT_MS)
+
+    await sandbox.choose("p2")
+    await expect(page.locator(".msg")).to_have_count(0)
+    await sandbox.type_and_enter("领取 3")
+    await expect(sandbox.bot("抱歉：您的线索池里没有线索 #3。")).to_have_count(1, timeout=STEP_TIMEOUT_MS)
+    await sandbox.type_and_enter("领取 1")
+    await expect(sandbox.bot("线索 #1 已归您")).to_have_count(1, timeout=STEP_TIMEOUT_MS)
+    await sandbox.type_and_enter("成交 1 5万")
+    await expect(sandbox.bot("成交：50,000.00")).to_have_count(1, timeout=STEP_TIMEOUT_MS)
+
+    await sandbox.choose("admin1")
+    await sandbox.type_and_enter("线索 1")
+    history = sandbox.bot("客户暂无预算")
+    await expect(history).to_have_count(1, timeout=STEP_TIMEOUT_MS)
+    text = await history.inner_text()
+    positions, start = [], 0
+    for kind in ["claimed", "followed", "returned", "claimed", "won"]:
+        start = text.index(kind, start)
+        positions.append(start)
+        start += len(kind)
+    assert positions == sorted(positions), text
+    sandbox.assert_clean()

@@ -18,7 +18,7 @@ from bot.channels.wecom_api import WeComClient
 from bot.config import Config
 from bot.clicks import ClickRecorder
 from bot.inbox import InboxProcessor
-from bot.jobs import recycle_idle_leads, run_periodically, send_due_reminders
+from bot.jobs import recycle_idle_leads, remind_nurturing, run_periodically, send_due_reminders
 from bot.landing import landing_routes
 from bot.links import LinkCache, Visitors, redirect_routes
 from bot.messages import Incoming
@@ -68,6 +68,7 @@ def create_app(config: Config, commands: CommandTable | None = None) -> web.Appl
 
         async def recycle_then_kick() -> None:
             await recycle_idle_leads(db, config)
+            await remind_nurturing(db, config)
             outbox.kick()
 
         stop = asyncio.Event()

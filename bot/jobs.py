@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from zoneinfo import ZoneInfo
 import logging
 from collections.abc import Callable
 from datetime import timedelta
@@ -78,6 +79,31 @@ async def recycle_idle_leads(db: Database, config: Config) -> int:
         if rows:
             await task_store.queue_messages(session, task_id=None, purpose="notice", rows=rows)
     return recycled
+
+
+async def remind_nurturing(db: Database, config: Config) -> int:
+    """On a nurturing lead's next-contact date, tell its holder, with its recent history and the
+    open tasks whose content they could send (once per date: the message key names it)."""
+    now = utcnow()
+    rows = []
+    async with db.session() as session:
+        for lead in await pool.due_for_contact(session, now):
+            holder = await session.get(Member, lead.owner_id)
+            if holder is None or lead.next_contact_at is None:
+                continue
+            recent = (await pool.history(session, lead.id))[-3:]
+            tasks = [task for task, _ in await task_store.tasks_for_member(session, holder)][:3]
+            lines = [f"⏰ 今天该联系线索 #{lead.id}：{lead.name}（{lead.company or '—'}）{lead.phone}",
+                     *[f"• {e.at.astimezone(ZoneInfo(config.server.timezone)).strftime('%m-%d')} {e.kind}"
+                       + (f"：{e.note}" if e.note else "") for e in recent]]
+            if tasks:
+                lines.append("可发送的内容：" + "；".join(f"#{t.id} {t.title}（链接 {t.id}）" for t in tasks))
+            lines.append(f"联系后记录：跟进 {lead.id} 内容 / It is time to contact lead #{lead.id}.")
+            rows.append((holder.userid, f"nurture:{lead.id}:{lead.next_contact_at.isoformat()}",
+                         reply_to_payload(Text("\n".join(lines)))))
+        if rows:
+            await task_store.queue_messages(session, task_id=None, purpose="notice", rows=rows)
+    return len(rows)
 
 
 async def run_periodically(name: str, job: Callable[[], object], interval: float, stop: asyncio.Event) -> None:

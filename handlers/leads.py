@@ -135,3 +135,34 @@ async def lead_history(ctx: Context, lead_id: int) -> Text:
         who = f" by member {event.member_id}" if event.member_id else ""
         lines.append(f"• {when} {event.kind}{who}" + (f": {event.note}" if event.note else ""))
     return Text("\n".join(lines))
+
+
+@dataclass(frozen=True)
+class NurtureArgs:
+    lead_id: int
+    date_text: str
+    note: str
+
+
+def parse_nurture(text: str) -> NurtureArgs:
+    args = parse_lead_and_text(text)
+    date_text, _, note = args.text.partition(" ")
+    if not date_text:
+        raise ArgError("give the next-contact date, e.g. 2026-12-20", "请给出下次联系日期，例如 2026-12-20")
+    return NurtureArgs(args.lead_id, date_text, note.strip())
+
+
+async def nurture_lead(ctx: Context, args: NurtureArgs) -> Text:
+    from datetime import time as clock
+    from handlers.tasks import parse_deadline
+
+    until = parse_deadline(args.date_text, ctx.config.server.timezone, ctx.now)
+    assert until is not None
+    until = until.replace(hour=9, minute=0) if until.time() == clock(23, 59) else until  # a date alone: 9:00
+    try:
+        await pool.nurture(ctx.session, ctx.member, args.lead_id, until, args.note)
+    except pool.Refusal as refusal:
+        return refused(ctx, refusal)
+    when = until.strftime("%Y-%m-%d %H:%M")
+    return Text(ctx.say(f"Lead #{args.lead_id} is nurturing; I will remind you on {when}.",
+                        f"线索 #{args.lead_id} 已转为孵化，{when} 提醒您联系。"))

@@ -224,7 +224,7 @@ class Click(Base):
     event_id: Mapped[str] = mapped_column(String(40), unique=True)
 
 
-LEAD_STATUSES = ("new", "claimed", "following", "won", "lost")
+LEAD_STATUSES = ("new", "claimed", "following", "nurturing", "won", "lost")
 
 
 class Lead(Base):
@@ -258,6 +258,8 @@ class Lead(Base):
     won_amount: Mapped[Decimal | None] = mapped_column(Numeric(14, 2))
     claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_follow_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # A nurturing (孵化) lead is not ready to buy: its holder is reminded on this date.
+    next_contact_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 

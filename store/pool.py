@@ -16,7 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from store.models import Lead, LeadEvent, Member, utcnow
 
-OPEN = ("claimed", "following")
+OPEN = ("claimed", "following", "nurturing")  # held by someone, not finished
+WORKING = ("claimed", "following")  # what goes idle; a nurturing lead waits for its date instead
 CLOSED_ZH = {"won": "成交", "lost": "丢单"}
 REASON_MAX = 500
 
@@ -156,7 +157,7 @@ async def follow_up(session: AsyncSession, member: Member, lead_id: int, note: s
     note = check_text(note, "note of what happened", "跟进内容")
     lead = await _held(session, member, lead_id)
     now = utcnow()
-    lead.status, lead.last_follow_at, lead.updated_at = "following", now, now
+    lead.status, lead.last_follow_at, lead.next_contact_at, lead.updated_at = "following", now, None, now
     session.add(LeadEvent(lead_id=lead.id, kind="followed", member_id=member.id, note=note, at=now))
     await session.flush()
     return lead
@@ -220,7 +221,7 @@ def _last_activity():  # type: ignore[no-untyped-def]
 
 async def idle_leads(session: AsyncSession, idle_before: datetime, limit: int = 500) -> list[Lead]:
     return list(await session.scalars(select(Lead).where(
-        Lead.status.in_(OPEN), Lead.owner_id.is_not(None), _last_activity() <= idle_before).limit(limit)))
+        Lead.status.in_(WORKING), Lead.owner_id.is_not(None), _last_activity() <= idle_before).limit(limit)))
 
 
 async def recycle(session: AsyncSession, lead: Lead, idle_before: datetime) -> bool:
@@ -228,7 +229,7 @@ async def recycle(session: AsyncSession, lead: Lead, idle_before: datetime) -> b
     instance recycled it first)."""
     now = utcnow()
     result = await session.execute(
-        update(Lead).where(Lead.id == lead.id, Lead.owner_id == lead.owner_id, Lead.status.in_(OPEN),
+        update(Lead).where(Lead.id == lead.id, Lead.owner_id == lead.owner_id, Lead.status.in_(WORKING),
                            _last_activity() <= idle_before)
         .values(owner_id=None, status="new", claimed_at=None, protected_until=None, updated_at=now,
                 pool_partner_id=func.coalesce(Lead.pool_partner_id, Lead.partner_id))
@@ -255,3 +256,22 @@ async def move(session: AsyncSession, lead: Lead, *, partner_id: int | None = No
                               note=f"to {'partner pool ' + str(partner_id) if partner_id else 'public pool'} by {by}", at=now))
     lead.updated_at = now
     await session.flush()
+
+
+async def nurture(session: AsyncSession, member: Member, lead_id: int, until: datetime, note: str) -> Lead:
+    """Not ready to buy: keep it, stop the idle clock, and remind the holder on `until`."""
+    note = check_text(note, "note", "备注", required=False)
+    if until <= utcnow():
+        raise Refusal("the next-contact date must be in the future", "下次联系日期必须在未来")
+    lead = await _held(session, member, lead_id)
+    now = utcnow()
+    lead.status, lead.next_contact_at, lead.last_follow_at, lead.updated_at = "nurturing", until, now, now
+    session.add(LeadEvent(lead_id=lead.id, kind="nurturing", member_id=member.id,
+                          note=f"next contact {until.date().isoformat()}" + (f": {note}" if note else ""), at=now))
+    await session.flush()
+    return lead
+
+
+async def due_for_contact(session: AsyncSession, now: datetime, limit: int = 500) -> list[Lead]:
+    return list(await session.scalars(select(Lead).where(
+        Lead.status == "nurturing", Lead.owner_id.is_not(None), Lead.next_contact_at <= now).limit(limit)))

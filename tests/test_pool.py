@@ -250,3 +250,38 @@ async def test_idle_leads_are_recycled_once_with_a_warning_the_day_before(pool_s
     assert await recycle_idle_leads(s.bot[DB], s.config) == 0
     await asyncio.sleep(0.3)
     assert len([m for m in s.sim.bot_messages("p1") if "明天将因未跟进被收回" in m.body.get("content", "")]) == 1
+
+
+async def test_nurturing_lead_waits_for_its_date_then_the_holder_is_reminded(pool_stack: Stack) -> None:
+    from bot.jobs import recycle_idle_leads, remind_nurturing
+    from tests.conftest import eventually
+    s = pool_stack
+    await s.ask("p1", "claim 1")
+    [reply] = await s.ask("p1", "孵化 1 2020-01-01")
+    assert reply == "抱歉：下次联系日期必须在未来。"
+    [reply] = await s.ask("p1", "nurture 1 2099-03-01 budget next year")
+    assert reply == "Lead #1 is nurturing; I will remind you on 2099-03-01 09:00."
+    [reply] = await s.ask("p1", "nurture 1")
+    assert "give the next-contact date" in reply
+    async with s.bot[DB].session() as session:
+        lead = await session.get(Lead, 1)
+        assert lead.status == "nurturing"
+        lead.last_follow_at = utcnow() - timedelta(days=30)  # long quiet: nurturing does not go idle
+    assert await recycle_idle_leads(s.bot[DB], s.config) == 0
+    assert await remind_nurturing(s.bot[DB], s.config) == 0  # not its date yet
+    async with s.bot[DB].session() as session:
+        (await session.get(Lead, 1)).next_contact_at = utcnow() - timedelta(minutes=1)
+    assert await remind_nurturing(s.bot[DB], s.config) == 1
+    await remind_nurturing(s.bot[DB], s.config)  # the same date again: queued once only
+
+    async def reminder() -> list[str]:
+        return [m.body.get("content", "") for m in s.sim.bot_messages("p1") if "今天该联系线索" in m.body.get("content", "")]
+
+    [text] = await eventually(reminder)
+    assert text.startswith("⏰ 今天该联系线索 #1：赵总（华星制造）13800000001") and "nurturing：next contact 2099-03-01" in text
+    await asyncio.sleep(0.3)
+    assert len(await reminder()) == 1
+    [reply] = await s.ask("p1", "follow 1 called, meeting booked")
+    async with s.bot[DB].session() as session:
+        lead = await session.get(Lead, 1)
+        assert (lead.status, lead.next_contact_at) == ("following", None)

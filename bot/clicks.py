@@ -25,6 +25,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from store import links as link_store
 from store.db import Database
+from store.redis import warn_degraded
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +127,7 @@ class ClickRecorder:
                     args=[int(self.flood_window * 1000) or 1, UNIQUE_WINDOW_SECONDS * 1000, json.dumps(asdict(event))])
                 return None if int(unique) < 0 else replace(event, is_unique=bool(int(unique)))
             except RedisError as err:
-                log.warning("redis unavailable, buffering clicks in this process: %s", type(err).__name__)
+                warn_degraded("clicks buffered in this process", err)
         if not await self._first(f"clk:flood:{visitor_key}", self.flood_window, now):
             return None
         event = replace(event, is_unique=await self._first(f"clk:uniq:{visitor_key}", UNIQUE_WINDOW_SECONDS, now))

@@ -14,6 +14,8 @@ from collections import defaultdict, deque
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from store.redis import warn_degraded
+
 log = logging.getLogger(__name__)
 
 _RESERVE = """
@@ -51,7 +53,7 @@ class MemberRateLimiter:
                                           args=[now, self.per_minute, self.per_hour, f"{now}:{secrets.token_hex(4)}"])
                 return max(0.0, float(wait))
             except RedisError as err:
-                log.warning("redis unavailable for rate limits, counting in this process: %s", type(err).__name__)
+                warn_degraded("per-member send limits counted in this process", err)
         return self._reserve_locally(recipient, now)
 
     def _reserve_locally(self, recipient: str, now: float) -> float:

@@ -3,11 +3,23 @@ fallback, and a Redis outage degrades to that fallback (logged) instead of faili
 from __future__ import annotations
 
 import logging
+import time
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 log = logging.getLogger(__name__)
+_last_warned: dict[str, float] = {}
+DEGRADED_LOG_INTERVAL_SECONDS = 30.0
+
+
+def warn_degraded(what: str, err: Exception) -> None:
+    """Say that Redis is unavailable and what falls back, once per 30 s per kind: an outage under
+    load would otherwise write one line per request."""
+    now = time.monotonic()
+    if now - _last_warned.get(what, float("-inf")) >= DEGRADED_LOG_INTERVAL_SECONDS:
+        _last_warned[what] = now
+        log.warning("redis unavailable (%s): %s; running degraded", type(err).__name__, what)
 
 
 def create_redis(url: str) -> Redis | None:
@@ -30,7 +42,7 @@ class SharedKeys:
         try:
             return bool(await self.redis.exists(self.prefix + key))
         except RedisError as err:
-            log.warning("redis unavailable, falling back to the database: %s", type(err).__name__)
+            warn_degraded("de-duplication falls back to the database", err)
             return False
 
     async def get(self, key: str) -> str | None:
@@ -39,7 +51,7 @@ class SharedKeys:
         try:
             value = await self.redis.get(self.prefix + key)
         except RedisError as err:
-            log.warning("redis unavailable for a read: %s", type(err).__name__)
+            warn_degraded("shared reads fall back to this process", err)
             return None
         return value.decode() if isinstance(value, bytes) else value
 
@@ -49,7 +61,7 @@ class SharedKeys:
         try:
             await self.redis.set(self.prefix + key, value, ex=ttl_seconds)
         except RedisError as err:
-            log.warning("redis unavailable for a write: %s", type(err).__name__)
+            warn_degraded("shared writes skipped", err)
 
     async def delete(self, key: str) -> None:
         if self.redis is None:
@@ -57,7 +69,7 @@ class SharedKeys:
         try:
             await self.redis.delete(self.prefix + key)
         except RedisError as err:
-            log.warning("redis unavailable for a delete: %s", type(err).__name__)
+            warn_degraded("shared deletes skipped", err)
 
     async def count_in_window(self, key: str, window_seconds: int) -> int | None:
         """Count one more hit in a fixed window shared by all instances; None without Redis."""
@@ -70,5 +82,5 @@ class SharedKeys:
                 count, _ = await pipe.execute()
             return int(count)
         except RedisError as err:
-            log.warning("redis unavailable for a rate limit: %s", type(err).__name__)
+            warn_degraded("rate limits counted in this process", err)
             return None

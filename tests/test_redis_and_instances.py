@@ -92,6 +92,8 @@ async def test_access_token_is_shared_between_instances(pg_redis_stack: Stack, r
 async def test_redis_outage_degrades_to_the_database(postgres_url: str, caplog: pytest.LogCaptureFixture) -> None:
     """Redis unreachable: callbacks are still acknowledged, de-duplicated (by the database) and answered."""
     await seed(postgres_url)
+    import store.redis
+    store.redis._last_warned.clear()  # the degraded warning is rate-limited per process
     dead_redis = f"redis://127.0.0.1:{free_port()}/0"
     stack = await start_stack(make_config(postgres_url, dead_redis))
     try:

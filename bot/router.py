@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.config import Config
 from bot.messages import Incoming, Reply, Text
+from store.errors import Refusal
 from store.members import get_member
 from store.models import Member, utcnow
 
@@ -173,6 +174,8 @@ class Router:
         except ArgError as err:
             usage = command.help_zh if lang == "zh" else command.help_en
             return [Text(ctx.say(f"{err.en}.\nUsage: {usage}", f"{err.zh}。\n用法：{usage}"))]
+        except Refusal as refusal:
+            return [Text(ctx.say(f"Sorry: {refusal.en}.", f"抱歉：{refusal.zh}。"))]
         return [result] if not isinstance(result, (list, tuple)) else list(result)
 
     def _unknown(self, ctx: Context, word: str) -> str:

@@ -38,10 +38,6 @@ def _line(lead: Lead, *, full_phone: bool) -> str:
     return f"#{lead.id} {lead.name}（{lead.company or '—'}）{phone}" + (f" · {where}" if where else "")
 
 
-def refused(ctx: Context, refusal: pool.Refusal) -> Text:
-    return Text(ctx.say(f"Sorry: {refusal.en}.", f"抱歉：{refusal.zh}。"))
-
-
 async def show_pool(ctx: Context, words: list[str]) -> Text:
     leads = await pool.visible_pool(ctx.session, ctx.member, pool.rules_from(ctx.config), words, PAGE)
     if not leads:
@@ -54,20 +50,14 @@ async def show_pool(ctx: Context, words: list[str]) -> Text:
 
 
 async def claim_lead(ctx: Context, lead_id: int) -> Text:
-    try:
-        lead = await pool.claim(ctx.session, ctx.member, lead_id, pool.rules_from(ctx.config))
-    except pool.Refusal as refusal:
-        return refused(ctx, refusal)
+    lead = await pool.claim(ctx.session, ctx.member, lead_id, pool.rules_from(ctx.config))
     return Text(ctx.say(
         f"Lead #{lead.id} is yours: {_line(lead, full_phone=True)}\nLog what happens: follow {lead.id} called, sends quote",
         f"线索 #{lead.id} 已归您：{_line(lead, full_phone=True)}\n记录跟进：跟进 {lead.id} 已电话沟通，发报价"))
 
 
 async def return_lead(ctx: Context, args: LeadText) -> Text:
-    try:
-        await pool.give_back(ctx.session, ctx.member, args.lead_id, args.text, pool.rules_from(ctx.config))
-    except pool.Refusal as refusal:
-        return refused(ctx, refusal)
+    await pool.give_back(ctx.session, ctx.member, args.lead_id, args.text, pool.rules_from(ctx.config))
     return Text(ctx.say(f"Lead #{args.lead_id} is back in the pool.", f"线索 #{args.lead_id} 已退回线索池。"))
 
 
@@ -86,10 +76,7 @@ async def my_leads(ctx: Context, _args: None) -> Text:
 
 
 async def follow_lead(ctx: Context, args: LeadText) -> Text:
-    try:
-        await pool.follow_up(ctx.session, ctx.member, args.lead_id, args.text)
-    except pool.Refusal as refusal:
-        return refused(ctx, refusal)
+    await pool.follow_up(ctx.session, ctx.member, args.lead_id, args.text)
     return Text(ctx.say(f"Noted on lead #{args.lead_id}.", f"已记录线索 #{args.lead_id} 的跟进。"))
 
 
@@ -110,18 +97,12 @@ def parse_won(text: str) -> WonArgs:
 
 
 async def won_lead(ctx: Context, args: WonArgs) -> Text:
-    try:
-        await pool.win(ctx.session, ctx.member, args.lead_id, args.amount)
-    except pool.Refusal as refusal:
-        return refused(ctx, refusal)
+    await pool.win(ctx.session, ctx.member, args.lead_id, args.amount)
     return Text(ctx.say(f"🎉 Lead #{args.lead_id} won: {args.amount:,.2f}.", f"🎉 线索 #{args.lead_id} 成交：{args.amount:,.2f} 元。"))
 
 
 async def lost_lead(ctx: Context, args: LeadText) -> Text:
-    try:
-        await pool.lose(ctx.session, ctx.member, args.lead_id, args.text)
-    except pool.Refusal as refusal:
-        return refused(ctx, refusal)
+    await pool.lose(ctx.session, ctx.member, args.lead_id, args.text)
     return Text(ctx.say(f"Lead #{args.lead_id} marked lost.", f"线索 #{args.lead_id} 已标记丢单。"))
 
 
@@ -159,10 +140,7 @@ async def nurture_lead(ctx: Context, args: NurtureArgs) -> Text:
     until = parse_deadline(args.date_text, ctx.config.server.timezone, ctx.now)
     assert until is not None
     until = until.replace(hour=9, minute=0) if until.time() == clock(23, 59) else until  # a date alone: 9:00
-    try:
-        await pool.nurture(ctx.session, ctx.member, args.lead_id, until, args.note)
-    except pool.Refusal as refusal:
-        return refused(ctx, refusal)
+    await pool.nurture(ctx.session, ctx.member, args.lead_id, until, args.note)
     when = until.strftime("%Y-%m-%d %H:%M")
     return Text(ctx.say(f"Lead #{args.lead_id} is nurturing; I will remind you on {when}.",
                         f"线索 #{args.lead_id} 已转为孵化，{when} 提醒您联系。"))

@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from store.errors import Refusal
 from store.models import Lead, LeadEvent, Member, utcnow
 
 OPEN = ("claimed", "following", "nurturing")  # held by someone, not finished
@@ -30,14 +31,6 @@ class PoolRules:
     return_reason_required: bool
     embargo_hours: int
     timezone: str
-
-
-class Refusal(Exception):
-    """Why something cannot be done, for the member, in both languages."""
-
-    def __init__(self, en: str, zh: str) -> None:
-        super().__init__(en)
-        self.en, self.zh = en, zh
 
 
 def _in_my_pools(member: Member):  # type: ignore[no-untyped-def]

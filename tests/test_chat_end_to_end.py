@@ -11,10 +11,6 @@ from store.models import InboxMessage, OutboxMessage
 from tests.conftest import Stack, eventually
 
 
-async def ask(stack: Stack, userid: str, text: str, expect: int = 1) -> list[str]:
-    return await stack.ask(userid, text, expect)
-
-
 async def counts(stack: Stack) -> tuple[int, int]:
     async with stack.bot[DB].session() as session:
         inbox = await session.scalar(select(func.count()).select_from(InboxMessage))
@@ -23,27 +19,27 @@ async def counts(stack: Stack) -> tuple[int, int]:
 
 
 async def test_help_in_english_and_chinese(stack: Stack) -> None:
-    [reply] = await ask(stack, "p2", "help")
+    [reply] = await stack.ask("p2", "help")
     assert reply.startswith("Hi Li Na (partner staff)") and "help — what you can do here" in reply
-    [reply] = await ask(stack, "p1", "帮助")
+    [reply] = await stack.ask("p1", "帮助")
     assert "张伟" in reply and "帮助 — 查看可用命令" in reply
-    [reply] = await ask(stack, "admin1", "?")
+    [reply] = await stack.ask("admin1", "?")
     assert "Ada Admin (admins)" in reply
 
 
 async def test_unknown_command_suggests_the_closest(stack: Stack) -> None:
-    [reply] = await ask(stack, "p2", "hepl")
+    [reply] = await stack.ask("p2", "hepl")
     assert "I don't know “hepl”" in reply and "Did you mean: help" in reply
-    [reply] = await ask(stack, "p1", "帮主")
+    [reply] = await stack.ask("p1", "帮主")
     assert "没有“帮主”这个命令" in reply and "您是想用：帮助" in reply
-    [reply] = await ask(stack, "p1", "xyzzy")
+    [reply] = await stack.ask("p1", "xyzzy")
     assert "Send help to see what you can do" in reply
 
 
 async def test_unregistered_user_gets_their_user_id_and_nothing_else(stack: Stack) -> None:
-    [reply] = await ask(stack, "stranger", "help")
+    [reply] = await stack.ask("stranger", "help")
     assert "stranger" in reply and "ask your admin" in reply
-    [reply] = await ask(stack, "stranger", "帮助")
+    [reply] = await stack.ask("stranger", "帮助")
     assert "stranger" in reply and "管理员" in reply
     assert "help —" not in reply
 
@@ -57,10 +53,10 @@ async def test_unregistered_user_gets_their_user_id_and_nothing_else(stack: Stac
     ("<script>alert(1)</script>", "I don't know"),
 ])
 async def test_odd_input_gets_a_friendly_reply(stack: Stack, text: str, expected: str) -> None:
-    [reply] = await ask(stack, "p2", text)
+    [reply] = await stack.ask("p2", text)
     assert expected in reply
     assert len(reply) < 400
-    [reply] = await ask(stack, "p2", "help")  # and nothing broke
+    [reply] = await stack.ask("p2", "help")  # and nothing broke
     assert reply.startswith("Hi Li Na")
 
 
@@ -124,7 +120,7 @@ async def test_url_verification_get(stack: Stack) -> None:
 
 async def test_transient_wecom_errors_are_retried_once_delivered(stack: Stack) -> None:
     stack.sim.fail_next_sends(-1, 2)  # system busy twice, then fine
-    [reply] = await ask(stack, "p2", "help")
+    [reply] = await stack.ask("p2", "help")
     assert reply.startswith("Hi Li Na")
     assert stack.sim.api_calls["message/send"] == 3
     row = await eventually(lambda: outbox_row(stack, "sent"))

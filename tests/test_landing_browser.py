@@ -12,14 +12,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from playwright.async_api import BrowserContext, Page, Response, async_playwright, expect
+from playwright.async_api import BrowserContext, Page, Response, expect
 from sqlalchemy import select
 
 from bot.app import CLICKS, DB
 from store.models import Click, Lead, LeadTouch, Member, TrackedLink
 from tests.conftest import Stack
 from tests.test_links import BROWSER, link_code, task_for_p1
-from tests.test_sandbox_browser import CHROMIUM, CHROMIUM_ARGS, IN_CI
+from tests.test_sandbox_browser import chromium_page
 
 SCREENSHOT = Path("/tmp/landing.png")
 ERROR_SCREENSHOT = Path("/tmp/landing-error.png")
@@ -44,23 +44,10 @@ class Phone:
 
 @pytest.fixture
 async def phone() -> AsyncIterator[Phone]:
-    if not CHROMIUM.exists():
-        message = f"{CHROMIUM} not installed (apt-get install chromium)"
-        if IN_CI:
-            pytest.fail(message + " (CI must run the browser tests, not skip them)")
-        pytest.skip(message)
-    async with async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            context = await browser.new_context(**PHONE)
-            page = await context.new_page()
-            page.set_default_timeout(STEP_TIMEOUT_MS)
-            box = Phone(context, page)
-            page.on("pageerror", lambda err: box.errors.append(f"pageerror: {err}"))
-            page.on("console", lambda msg: box.errors.append(f"console: {msg.text}") if msg.type == "error" else None)
-            yield box
-        finally:
-            await browser.close()
+    async with chromium_page(STEP_TIMEOUT_MS, **PHONE) as (context, page, errors):
+        box = Phone(context, page)
+        box.errors = errors
+        yield box
 
 
 async def submit(page: Page) -> Response:

@@ -9,13 +9,15 @@ import io
 import os
 import re
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 import zxingcpp
 from PIL import Image
-from playwright.async_api import Locator, Page, async_playwright, expect
+from playwright.async_api import BrowserContext, Locator, Page, async_playwright, expect
 
 from tests.conftest import Stack
 
@@ -52,8 +54,10 @@ class Sandbox:
         assert self.errors == [], f"the page logged errors: {self.errors}"
 
 
-@pytest.fixture
-async def sandbox(stack: Stack) -> AsyncIterator[Sandbox]:
+@asynccontextmanager
+async def chromium_page(timeout_ms: int, **context_options: Any) -> AsyncIterator[tuple[BrowserContext, Page, list[str]]]:
+    """A page in Debian's headless Chromium, and the list its JS and console errors go to. Without
+    Chromium the test is skipped on a newcomer's machine and fails in CI."""
     if not CHROMIUM.exists():
         message = f"{CHROMIUM} not installed (apt-get install chromium)"
         if IN_CI:
@@ -62,18 +66,27 @@ async def sandbox(stack: Stack) -> AsyncIterator[Sandbox]:
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
-            context = await browser.new_context(viewport={"width": 1100, "height": 760}, locale="zh-CN")
+            context = await browser.new_context(**context_options)
             page = await context.new_page()
-            page.set_default_timeout(REPLY_TIMEOUT_MS)
-            box = Sandbox(page, stack)
-            page.on("pageerror", lambda err: box.errors.append(f"pageerror: {err}"))
-            page.on("console", lambda msg: box.errors.append(f"console: {msg.text}") if msg.type == "error" else None)
-            await page.goto(stack.sim_url + "/")
-            # The member list is loaded from the simulator's directory.
-            await expect(page.locator("#member option[value='p1']")).to_have_text("张伟 (p1)")
-            yield box
+            page.set_default_timeout(timeout_ms)
+            errors: list[str] = []
+            page.on("pageerror", lambda err: errors.append(f"pageerror: {err}"))
+            page.on("console", lambda msg: errors.append(f"console: {msg.text}") if msg.type == "error" else None)
+            yield context, page, errors
         finally:
             await browser.close()
+
+
+@pytest.fixture
+async def sandbox(stack: Stack) -> AsyncIterator[Sandbox]:
+    async with chromium_page(REPLY_TIMEOUT_MS, viewport={"width": 1100, "height": 760}, locale="zh-CN") as opened:
+        _, page, errors = opened
+        box = Sandbox(page, stack)
+        box.errors = errors
+        await page.goto(stack.sim_url + "/")
+        # The member list is loaded from the simulator's directory.
+        await expect(page.locator("#member option[value='p1']")).to_have_text("张伟 (p1)")
+        yield box
 
 
 async def test_chat_as_member_gets_help(sandbox: Sandbox) -> None:

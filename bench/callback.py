@@ -17,15 +17,10 @@ from urllib.parse import parse_qsl
 
 import aiohttp
 
-from common import BenchDatabase, BotAndSimulator, MemberRow
+from common import BenchDatabase, BotAndSimulator, MemberRow, percentile
 
 from bot.channels.wecom import WeComCodec, read_message
 from bot.config import WeComConfig
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 async def wait_for_replies(sim, count: int, timeout: float = 300) -> None:  # type: ignore[no-untyped-def]

@@ -15,7 +15,7 @@ import time
 
 from sqlalchemy import func, select
 
-from common import BenchDatabase, MemberRow
+from common import BenchDatabase, MemberRow, percentile
 
 from store import pool
 from store.db import Database
@@ -75,7 +75,7 @@ async def run(args: argparse.Namespace) -> None:
     print(f"  attempts/s                {attempts / wall:10.0f}")
     print(f"  successful claims         {outcomes['claimed']:10d}   refused (taken already) {outcomes['refused']}")
     print(f"  latency p50 / p99         {statistics.median(latencies) * 1000:8.1f} ms / "
-          f"{sorted(latencies)[int(0.99 * (attempts - 1))] * 1000:.1f} ms")
+          f"{percentile(latencies, 0.99) * 1000:.1f} ms")
     print(f"  leads owned               {owned} (must equal successful claims)")
     print(f"  double claims             {doubles} (must be 0)")
 

@@ -25,6 +25,11 @@ from store.db import Database, migrate  # noqa: E402
 from store.members import MemberRow, import_members  # noqa: E402
 
 
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[int(q * (len(ordered) - 1))]
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

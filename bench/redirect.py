@@ -16,7 +16,7 @@ import time
 import aiohttp
 from sqlalchemy import func, select
 
-from common import BenchDatabase, BotAndSimulator, MemberRow, free_port
+from common import BenchDatabase, BotAndSimulator, MemberRow, free_port, percentile
 
 from store import links as link_store
 from store import tasks as task_store
@@ -55,10 +55,6 @@ async def hammer(url: str, requests: int, concurrency: int) -> tuple[float, list
         started = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         return time.perf_counter() - started, latencies, statuses
-
-
-def p99(values: list[float]) -> float:
-    return sorted(values)[int(0.99 * (len(values) - 1))]
 
 
 async def run(args: argparse.Namespace) -> None:
@@ -101,9 +97,9 @@ async def run(args: argparse.Namespace) -> None:
           f"database {'postgresql' if db.name else 'sqlite'}, redis {'yes' if args.redis else 'no'}")
     print(f"  HTTP statuses            {statuses}")
     print(f"  tracked redirects        {rate:10.0f} /s   p50 {statistics.median(latencies) * 1000:6.1f} ms   "
-          f"p99 {p99(latencies) * 1000:6.1f} ms")
+          f"p99 {percentile(latencies, 0.99) * 1000:6.1f} ms")
     print(f"  bare aiohttp 302         {bare_rate:10.0f} /s   p50 {statistics.median(bare_latencies) * 1000:6.1f} ms   "
-          f"p99 {p99(bare_latencies) * 1000:6.1f} ms")
+          f"p99 {percentile(bare_latencies, 0.99) * 1000:6.1f} ms")
     print(f"  ratio tracked/bare       {rate / bare_rate:10.2f}")
     print(f"  clicks stored            {stored} of {sent} sent ({'equal' if stored == sent else 'NOT EQUAL'})")
 

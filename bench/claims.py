@@ -32,8 +32,8 @@ async def run(args: argparse.Namespace) -> None:
         async with store.session() as session:
             session.add_all([Lead(name=f"客户{i}", company=f"公司{i}", phone=f"139{i:08d}", source="bench")
                              for i in range(args.leads)])
-        rules = pool.PoolRules(daily_claim_limit=10**6, max_held=10**6, cooldown_days=30,
-                               return_reason_required=True, embargo_hours=0, timezone="Asia/Shanghai")
+        rules = pool.RuleBook(pool.PoolRules(daily_claim_limit=10**6, max_held=10**6, cooldown_days=30,
+                                             return_reason_required=True, embargo_hours=0, timezone="Asia/Shanghai"))
         latencies: list[float] = []
         outcomes = {"claimed": 0, "refused": 0}
 

@@ -15,8 +15,8 @@ from store import tasks as task_store
 from sqlalchemy import select
 
 from store import leads as lead_store
-from store import pool
-from store.models import TASK_STATUSES, AssignmentRule, Lead, Member, Partner, Task, utcnow
+from store import pool, pool_rules
+from store.models import TASK_STATUSES, AssignmentRule, Lead, Member, Partner, PoolSettings, Task, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -202,7 +202,7 @@ def admin_routes(config: Config, db_of: Any) -> tuple[list[web.RouteDef], Any]:
                     if partner_id is None:
                         raise _Refused(_error(422, f"no partner called {body['pool']!r}", "pool"))
                 row = lead_store.LeadRow(0, form, (body.get("source") or "api")[:32], body.get("pool", ""))
-                created, _ = await lead_store.import_leads(session, [row], max_held=config.pool.max_held)
+                created, _ = await lead_store.import_leads(session, [row], book=await pool.rule_book(session, config))
                 if not created:
                     raise _Refused(_error(409, "a lead with this phone and company already exists", "phone"))
                 lead = await session.get(Lead, created[0])
@@ -299,7 +299,46 @@ def admin_routes(config: Config, db_of: Any) -> tuple[list[web.RouteDef], Any]:
         except _Refused as refused:
             return refused.response
 
+    def pool_json(name: str, partner_id: int | None, book: pool.RuleBook, settings: PoolSettings | None) -> dict[str, Any]:
+        rules = book.of(partner_id)
+        return {"pool": name, "rules": {key: getattr(rules, key) for key in pool_rules.EDITABLE},
+                "overrides": {key: getattr(settings, key) for key in pool_rules.EDITABLE
+                              if settings is not None and getattr(settings, key) is not None}}
+
+    async def list_pools(request: web.Request) -> web.Response:
+        """Every pool with the rules in force and which of them an admin set (the rest: [pool] config)."""
+        async with db_of(request).session() as session:
+            book = await pool.rule_book(session, config)
+            settings = {s.partner_id: s for s in await session.scalars(select(PoolSettings))}
+            partners = (await session.execute(select(Partner.id, Partner.name).order_by(Partner.name))).all()
+            return web.json_response({"pools": [pool_json("public", None, book, settings.get(None))] + [
+                pool_json(name, partner_id, book, settings.get(partner_id)) for partner_id, name in partners]})
+
+    async def set_pool_rules(request: web.Request) -> web.Response:
+        """PATCH {"max_held": 50, "idle_days": null}: set some of one pool's rules (null = back to config)."""
+        name = request.match_info["pool"]
+        try:
+            body = await request.json()
+        except (ValueError, UnicodeDecodeError):
+            return _error(400, "the body must be JSON")
+        if not isinstance(body, dict) or not body:
+            return _error(400, f"give an object of rules to set: {', '.join(pool_rules.EDITABLE)}")
+        async with db_of(request).session() as session:
+            partner_id = None
+            if name.lower() not in lead_store.PUBLIC_POOL_WORDS:
+                partner_id = await session.scalar(select(Partner.id).where(Partner.name == name))
+                if partner_id is None:
+                    return _error(404, f"no pool {name!r}: use public or a partner's name")
+            try:
+                settings = await pool_rules.set_overrides(session, partner_id, body)
+            except pool_rules.BadRules as bad:
+                return _error(422, str(bad), bad.field)
+            log.info("pool %s rules changed: %s", name, body)
+            return web.json_response(pool_json(name, partner_id, await pool.rule_book(session, config), settings))
+
     routes = [
+        web.get("/api/pools", list_pools),
+        web.patch("/api/pools/{pool}/rules", set_pool_rules),
         web.post("/api/leads/{lead_id}/assign", assign_lead),
         web.get("/api/assignment-rules", list_rules),
         web.post("/api/assignment-rules", add_rule),

@@ -129,6 +129,7 @@ def cmd_leads_import(config: Config, args: argparse.Namespace) -> int:
 
     from store.db import Database
     from store.leads import import_leads, parse_leads_csv
+    from store.pool_rules import rule_book
     from store.members import CsvRejected
     from store.models import Partner
 
@@ -149,7 +150,7 @@ def cmd_leads_import(config: Config, args: argparse.Namespace) -> int:
                       file=sys.stderr)
                 return EXIT_BAD_DATA
             async with db.session() as session:
-                created, skipped = await import_leads(session, rows, max_held=config.pool.max_held)
+                created, skipped = await import_leads(session, rows, book=await rule_book(session, config))
         finally:
             await db.dispose()
         for line in skipped:

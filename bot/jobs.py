@@ -45,39 +45,40 @@ async def send_due_reminders(db: Database, commands: CommandTable, config: Confi
 
 
 async def recycle_idle_leads(db: Database, config: Config) -> int:
-    """Leads without a follow-up for `idle_days` go back to their pool (holder told); a warning
-    goes out a day before. Conditional updates and unique message keys make each happen once."""
-    now, idle = utcnow(), timedelta(days=config.pool.idle_days)
-    recycled = 0
+    """Leads without a follow-up for their pool's `idle_days` go back to that pool (holder told); a
+    warning goes out a day before. Conditional updates and unique message keys make each happen once."""
+    now = utcnow()
     async with db.session() as session:
-        due = await pool.idle_leads(session, now - idle)
-        holders = {m.id: m for m in await session.scalars(select(Member).where(Member.id.in_([l.owner_id for l in due])))}
-    for lead in due:
+        book = await pool.rule_book(session, config)
+        # One query with the loosest cut-off (warnings included); each lead then meets its own pool's.
+        candidates = await pool.idle_leads(session, now - timedelta(days=book.shortest_idle_days - 1))
+        holders = {m.id: m for m in await session.scalars(
+            select(Member).where(Member.id.in_([lead.owner_id for lead in candidates])))}
+    recycled, warnings = 0, []
+    for lead in candidates:
+        idle_days = book.of(pool.home_pool(lead)).idle_days
+        idle_before = now - timedelta(days=idle_days)
+        last = pool.last_activity(lead)
+        holder = holders.get(lead.owner_id)
+        if last > idle_before:
+            if holder is not None and last <= idle_before + timedelta(days=1):
+                text = Text(f"⚠️ 线索 #{lead.id}（{lead.name}）明天将因未跟进被收回。发送“跟进 {lead.id} 内容”保留它。\n"
+                            f"Lead #{lead.id} goes back to the pool tomorrow without a follow-up: follow {lead.id} note")
+                # One warning per idle stretch: the key names the last activity it warns about.
+                warnings.append((holder.userid, f"idlewarn:{lead.id}:{last.isoformat()}", reply_to_payload(text)))
+            continue
         async with db.session() as session:
-            if not await pool.recycle(session, lead, now - idle):
+            if not await pool.recycle(session, lead, idle_before):
                 continue
-            holder = holders.get(lead.owner_id)
             if holder is not None:
-                text = Text(f"线索 #{lead.id}（{lead.name}）{config.pool.idle_days} 天未跟进，已收回线索池。\n"
-                            f"Lead #{lead.id} had no follow-up for {config.pool.idle_days} days and went back to the pool.")
+                text = Text(f"线索 #{lead.id}（{lead.name}）{idle_days} 天未跟进，已收回线索池。\n"
+                            f"Lead #{lead.id} had no follow-up for {idle_days} days and went back to the pool.")
                 await task_store.queue_messages(session, task_id=None, purpose="notice", rows=[
                     (holder.userid, f"recycled:{lead.id}:{now.isoformat()}", reply_to_payload(text))])
             recycled += 1
-    async with db.session() as session:
-        soon = await pool.idle_leads(session, now - idle + timedelta(days=1))
-        warn_holders = {m.id: m for m in await session.scalars(select(Member).where(Member.id.in_([l.owner_id for l in soon])))}
-        rows = []
-        for lead in soon:
-            holder = warn_holders.get(lead.owner_id)
-            last = lead.last_follow_at or lead.claimed_at or lead.created_at
-            if holder is None:
-                continue
-            text = Text(f"⚠️ 线索 #{lead.id}（{lead.name}）明天将因未跟进被收回。发送“跟进 {lead.id} 内容”保留它。\n"
-                        f"Lead #{lead.id} goes back to the pool tomorrow without a follow-up: follow {lead.id} note")
-            # One warning per idle stretch: the key names the last activity it warns about.
-            rows.append((holder.userid, f"idlewarn:{lead.id}:{last.isoformat()}", reply_to_payload(text)))
-        if rows:
-            await task_store.queue_messages(session, task_id=None, purpose="notice", rows=rows)
+    if warnings:
+        async with db.session() as session:
+            await task_store.queue_messages(session, task_id=None, purpose="notice", rows=warnings)
     return recycled
 
 

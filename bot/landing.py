@@ -19,6 +19,7 @@ from bot.messages import Text, reply_to_payload
 from store import leads as lead_store
 from store import outbox as outbox_store
 from store.models import Member
+from store.pool_rules import rule_book
 
 log = logging.getLogger(__name__)
 
@@ -100,8 +101,7 @@ def landing_routes(links: LinkCache, visitors: Visitors, config: Config, db_of: 
             owner = sharer if sharer is not None and sharer.active else None  # one who left: to the pool
             lead = await lead_store.create_from_form(
                 session, lead_form, sharer=owner, task_id=target.task_id, link_id=target.link_id,
-                channel=target.channel, visitor_id=visitor, protect_days=config.pool.protect_days,
-                max_held=config.pool.max_held)
+                channel=target.channel, visitor_id=visitor, book=await rule_book(session, config))
             # None: the same person for the same task today, already stored (a double tap, a re-send).
             if lead is not None:
                 log.info("lead %d from link %d (phone %s)", lead.id, target.link_id, lead_store.mask_phone(lead.phone))

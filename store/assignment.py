@@ -6,6 +6,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from store.models import AssignmentRule, Lead, LeadEvent, Member, utcnow
 from store.pool import OPEN
+from store.pool_rules import RuleBook
 
 
 async def matching_rule(session: AsyncSession, lead: Lead) -> AssignmentRule | None:
@@ -31,14 +32,15 @@ async def next_member(session: AsyncSession, partner_id: int, max_held: int) -> 
     return await session.scalar(query)
 
 
-async def auto_assign(session: AsyncSession, lead: Lead, max_held: int) -> Member | None:
-    """Give an unowned new lead to a member by the first matching rule; None leaves it in the pool."""
+async def auto_assign(session: AsyncSession, lead: Lead, book: RuleBook) -> Member | None:
+    """Give an unowned new lead to a member by the first matching rule, within the `max_held` of
+    the lead's pool; None leaves it in the pool."""
     if lead.owner_id is not None or lead.status != "new":
         return None
     rule = await matching_rule(session, lead)
     if rule is None:
         return None
-    member = await next_member(session, rule.partner_id, max_held)
+    member = await next_member(session, rule.partner_id, book.of(lead.pool_partner_id).max_held)
     if member is None:
         return None
     now = utcnow()

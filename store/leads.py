@@ -10,6 +10,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from store.assignment import auto_assign
+from store.pool_rules import RuleBook
 from store.models import Click, Lead, LeadEvent, LeadTouch, Member, utcnow
 
 # Mainland mobile numbers: 11 digits starting 13-19, optionally written with +86 / 86 and separators.
@@ -70,9 +71,8 @@ def form_dedupe_key(phone: str, task_id: int, now: datetime) -> str:
 
 
 async def create_from_form(session: AsyncSession, form: LeadForm, *, sharer: Member | None, task_id: int,
-                           link_id: int, channel: str, visitor_id: str, protect_days: int,
-                           max_held: int = 10**6) -> Lead | None:
-    """A partner-sourced lead: it goes to the member who shared, protected for `protect_days`,
+                           link_id: int, channel: str, visitor_id: str, book: RuleBook) -> Lead | None:
+    """A partner-sourced lead: it goes to the member who shared, protected for their pool's `protect_days`,
     with the visitor's earlier clicks (any tracked link) and this form fill as its touches.
     Without a sharer (they left) it waits in the pool. None: this phone already signed up for
     this task today (the unique key decides, also for two submissions at the same instant)."""
@@ -84,7 +84,7 @@ async def create_from_form(session: AsyncSession, form: LeadForm, *, sharer: Mem
             source=f"form:{channel}", status="claimed" if sharer else "new", owner_id=sharer.id if sharer else None,
             partner_id=sharer.partner_id if sharer else None, task_id=task_id, link_id=link_id,
             visitor_id=visitor_id, consent_at=now, dedupe_key=form_dedupe_key(form.phone, task_id, now),
-            protected_until=now + timedelta(days=protect_days) if sharer else None, created_at=now, updated_at=now)
+            protected_until=now + timedelta(days=book.of(sharer.partner_id).protect_days) if sharer else None, created_at=now, updated_at=now)
         .on_conflict_do_nothing(index_elements=["dedupe_key"]).returning(Lead.id))
     if lead_id is None:
         return None
@@ -94,7 +94,7 @@ async def create_from_form(session: AsyncSession, form: LeadForm, *, sharer: Mem
     if sharer is not None:
         session.add(LeadEvent(lead_id=lead.id, kind="assigned", member_id=sharer.id, note="sharer", at=now))
     else:
-        await auto_assign(session, lead, max_held)
+        await auto_assign(session, lead, book)
     clicks = (await session.execute(select(Click.id, Click.link_id, Click.at).where(
         Click.visitor_id == visitor_id, Click.is_bot.is_(False), Click.at <= now).order_by(Click.at))).all()
     session.add_all([LeadTouch(lead_id=lead.id, link_id=c.link_id, click_id=c.id, kind="click", at=c.at)
@@ -168,7 +168,7 @@ def parse_leads_csv(text: str, partner_names: set[str]) -> list[LeadRow]:
 
 
 async def import_leads(session: AsyncSession, rows: list[LeadRow],
-                       max_held: int | None = None) -> tuple[list[int], list[str]]:
+                       book: RuleBook | None = None) -> tuple[list[int], list[str]]:
     """Add the rows to their pools (ids of the new leads); a phone+company already stored is
     skipped and reported."""
     from store.models import Partner
@@ -189,8 +189,8 @@ async def import_leads(session: AsyncSession, rows: list[LeadRow],
         session.add(lead)
         await session.flush()
         session.add(LeadEvent(lead_id=lead.id, kind="created", member_id=None, note=f"import line {row.line}", at=now))
-        if max_held is not None:  # assignment rules may give it to a member straight away
-            await auto_assign(session, lead, max_held)
+        if book is not None:  # assignment rules may give it to a member straight away
+            await auto_assign(session, lead, book)
         created.append(lead.id)
     await session.flush()
     return created, skipped

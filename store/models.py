@@ -304,3 +304,22 @@ class AssignmentRule(Base):
     partner_id: Mapped[int] = mapped_column(ForeignKey("partners.id"))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class PoolSettings(Base):
+    """An admin's overrides of the `[pool]` rules for one pool (NULL column = the config value).
+    `scope` is "public" or "partner:<id>": one row per pool, also for the public one."""
+
+    __tablename__ = "pool_settings"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    scope: Mapped[str] = mapped_column(String(32), unique=True)
+    partner_id: Mapped[int | None] = mapped_column(ForeignKey("partners.id"))
+    daily_claim_limit: Mapped[int | None] = mapped_column(Integer)
+    max_held: Mapped[int | None] = mapped_column(Integer)
+    idle_days: Mapped[int | None] = mapped_column(Integer)
+    cooldown_days: Mapped[int | None] = mapped_column(Integer)
+    protect_days: Mapped[int | None] = mapped_column(Integer)
+    return_reason_required: Mapped[bool | None] = mapped_column(Boolean)
+    embargo_hours: Mapped[int | None] = mapped_column(Integer)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)

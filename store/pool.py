@@ -6,16 +6,16 @@ one lead at once exactly one wins.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from store.errors import Refusal
 from store.models import Lead, LeadEvent, Member, utcnow
+from store.pool_rules import PoolRules, RuleBook, rule_book, rules_from  # noqa: F401 (the pool API)
 
 OPEN = ("claimed", "following", "nurturing")  # held by someone, not finished
 WORKING = ("claimed", "following")  # what goes idle; a nurturing lead waits for its date instead
@@ -23,34 +23,30 @@ CLOSED_ZH = {"won": "成交", "lost": "丢单"}
 REASON_MAX = 500
 
 
-@dataclass(frozen=True)
-class PoolRules:
-    daily_claim_limit: int
-    max_held: int
-    cooldown_days: int
-    return_reason_required: bool
-    embargo_hours: int
-    timezone: str
+def _same_pool(pool_partner_id: int | None):  # type: ignore[no-untyped-def]
+    return Lead.pool_partner_id.is_(None) if pool_partner_id is None else Lead.pool_partner_id == pool_partner_id
 
 
-def _in_my_pools(member: Member):  # type: ignore[no-untyped-def]
-    return or_(Lead.pool_partner_id.is_(None), Lead.pool_partner_id == member.partner_id)
-
-
-def _cooled_down(member: Member, rules: PoolRules, now: datetime):  # type: ignore[no-untyped-def]
+def _claimable_in(pool_partner_id: int | None, member: Member, rules: PoolRules, now: datetime):  # type: ignore[no-untyped-def]
+    """Unowned new leads of one pool, past that pool's embargo, not in this member's cooldown."""
     recent_give_backs = select(LeadEvent.lead_id).where(
         LeadEvent.member_id == member.id, LeadEvent.kind.in_(("returned", "recycled")),
         LeadEvent.at > now - timedelta(days=rules.cooldown_days))
-    return Lead.id.not_in(recent_give_backs)
+    return and_(_same_pool(pool_partner_id), Lead.status == "new", Lead.owner_id.is_(None),
+                Lead.created_at <= now - timedelta(hours=rules.embargo_hours), Lead.id.not_in(recent_give_backs))
 
 
-async def visible_pool(session: AsyncSession, member: Member, rules: PoolRules, words: list[str],
+def _claimable_by(member: Member, book: RuleBook, now: datetime):  # type: ignore[no-untyped-def]
+    """A member sees the public pool and their own partner's pool, each under its own rules."""
+    pools = [None] if member.partner_id is None else [None, member.partner_id]
+    return or_(*(_claimable_in(p, member, book.of(p), now) for p in pools))
+
+
+async def visible_pool(session: AsyncSession, member: Member, book: RuleBook, words: list[str],
                        limit: int = 10) -> list[Lead]:
     """Leads this member may claim now: their pools, past the embargo, not in their cooldown."""
     now = utcnow()
-    query = select(Lead).where(Lead.status == "new", Lead.owner_id.is_(None), _in_my_pools(member),
-                               Lead.created_at <= now - timedelta(hours=rules.embargo_hours),
-                               _cooled_down(member, rules, now))
+    query = select(Lead).where(_claimable_by(member, book, now))
     for word in words:
         pattern = f"%{word.replace('%', '').replace('_', '')}%"
         query = query.where(or_(Lead.region.like(pattern), Lead.industry.like(pattern), Lead.company.like(pattern)))
@@ -62,8 +58,12 @@ def _start_of_day(now: datetime, zone: str) -> datetime:
     return datetime.combine(local.date(), time(0), tzinfo=ZoneInfo(zone))
 
 
-async def claim(session: AsyncSession, member: Member, lead_id: int, rules: PoolRules) -> Lead:
+async def claim(session: AsyncSession, member: Member, lead_id: int, book: RuleBook) -> Lead:
     now = utcnow()
+    pool_of_lead = await session.scalar(select(Lead.pool_partner_id).where(Lead.id == lead_id))
+    rules = book.of(pool_of_lead)
+    if pool_of_lead not in (None, member.partner_id):
+        raise await _why_not_claimable(session, member, lead_id, rules, now)
     # Serialise this member's own claims, so two at once cannot both slip under a limit.
     await session.execute(update(Member).where(Member.id == member.id).values(updated_at=now))
     held = await session.scalar(select(func.count()).select_from(Lead).where(
@@ -80,8 +80,8 @@ async def claim(session: AsyncSession, member: Member, lead_id: int, rules: Pool
                       f"您今天已领取 {today} 条线索，达到每日上限，请明天再来")
     result = await session.execute(
         update(Lead)
-        .where(Lead.id == lead_id, Lead.status == "new", Lead.owner_id.is_(None), _in_my_pools(member),
-               Lead.created_at <= now - timedelta(hours=rules.embargo_hours), _cooled_down(member, rules, now))
+        # Still in the pool whose rules were applied: a lead moved meanwhile is refused, not misjudged.
+        .where(Lead.id == lead_id, _claimable_in(pool_of_lead, member, rules, now))
         .values(owner_id=member.id, status="claimed", claimed_at=now, updated_at=now)
         .execution_options(synchronize_session=False))
     if result.rowcount != 1:
@@ -134,13 +134,14 @@ def check_text(text: str, what_en: str, what_zh: str, required: bool = True) -> 
     return text
 
 
-async def give_back(session: AsyncSession, member: Member, lead_id: int, reason: str, rules: PoolRules) -> Lead:
-    reason = check_text(reason, "reason", "退回原因", required=rules.return_reason_required)
+async def give_back(session: AsyncSession, member: Member, lead_id: int, reason: str, book: RuleBook) -> Lead:
     lead = await _held(session, member, lead_id)
+    rules = book.of(home_pool(lead))
+    reason = check_text(reason, "reason", "退回原因", required=rules.return_reason_required)
     now = utcnow()
     lead.owner_id, lead.status, lead.claimed_at, lead.updated_at = None, "new", None, now
     lead.protected_until = None
-    lead.pool_partner_id = lead.pool_partner_id or lead.partner_id  # a partner's own lead stays with the partner
+    lead.pool_partner_id = home_pool(lead)
     session.add(LeadEvent(lead_id=lead.id, kind="returned", member_id=member.id, note=reason, at=now))
     await session.flush()
     return lead
@@ -201,20 +202,23 @@ async def history(session: AsyncSession, lead_id: int) -> list[LeadEvent]:
     return list(await session.scalars(select(LeadEvent).where(LeadEvent.lead_id == lead_id).order_by(LeadEvent.id)))
 
 
-def rules_from(config) -> PoolRules:  # type: ignore[no-untyped-def]
-    p = config.pool
-    return PoolRules(p.daily_claim_limit, p.max_held, p.cooldown_days, p.return_reason_required, p.embargo_hours,
-                     config.server.timezone)
-
-
-
 def _last_activity():  # type: ignore[no-untyped-def]
     return func.coalesce(Lead.last_follow_at, Lead.claimed_at, Lead.created_at)
 
 
+def last_activity(lead: Lead) -> datetime:
+    return lead.last_follow_at or lead.claimed_at or lead.created_at
+
+
+def home_pool(lead: Lead) -> int | None:
+    """The pool a held lead goes back to: where it came from, or a partner's own lead to that partner."""
+    return lead.pool_partner_id or lead.partner_id
+
+
 async def idle_leads(session: AsyncSession, idle_before: datetime, limit: int = 500) -> list[Lead]:
     return list(await session.scalars(select(Lead).where(
-        Lead.status.in_(WORKING), Lead.owner_id.is_not(None), _last_activity() <= idle_before).limit(limit)))
+        Lead.status.in_(WORKING), Lead.owner_id.is_not(None), _last_activity() <= idle_before)
+        .order_by(_last_activity()).limit(limit)))
 
 
 async def recycle(session: AsyncSession, lead: Lead, idle_before: datetime) -> bool:

@@ -165,3 +165,42 @@ async def test_moving_a_lead_between_levels(api) -> None:  # type: ignore[no-unt
     async with http.post(f"/api/leads/{lead_id}/assign", json={"pool": ""}) as r:
         back = await r.json()
     assert (back["owner_id"], back["pool_partner_id"], back["status"]) == (None, None, "new")
+
+
+async def test_pool_rules_per_pool(api) -> None:  # type: ignore[no-untyped-def]
+    stack, http = api
+    async with http.get("/api/pools") as r:
+        pools = {p["pool"]: p for p in (await r.json())["pools"]}
+    assert set(pools) == {"public", "星河科技", "Blue Ocean"}
+    assert pools["星河科技"]["rules"]["max_held"] == stack.config.pool.max_held and pools["星河科技"]["overrides"] == {}
+    async with http.patch("/api/pools/星河科技/rules", json={"max_held": 5, "idle_days": 3}) as r:
+        assert r.status == 200
+        changed = await r.json()
+    assert changed["overrides"] == {"max_held": 5, "idle_days": 3}
+    assert changed["rules"]["max_held"] == 5 and changed["rules"]["cooldown_days"] == stack.config.pool.cooldown_days
+    async with http.patch("/api/pools/星河科技/rules", json={"idle_days": None}) as r:
+        assert (await r.json())["overrides"] == {"max_held": 5}  # null: back to the config value
+    async with http.get("/api/pools") as r:
+        pools = {p["pool"]: p for p in (await r.json())["pools"]}
+    assert pools["public"]["overrides"] == {} and pools["Blue Ocean"]["rules"]["max_held"] == stack.config.pool.max_held
+
+
+@pytest.mark.parametrize("path, body, status, field", [
+    ("/api/pools/public/rules", {"max_held": -1}, 422, "max_held"),
+    ("/api/pools/public/rules", {"max_held": True}, 422, "max_held"),
+    ("/api/pools/public/rules", {"idle_days": 0}, 422, "idle_days"),
+    ("/api/pools/public/rules", {"idle_days": "7"}, 422, "idle_days"),
+    ("/api/pools/public/rules", {"cooldown_days": 10**9}, 422, "cooldown_days"),
+    ("/api/pools/public/rules", {"return_reason_required": 1}, 422, "return_reason_required"),
+    ("/api/pools/public/rules", {"max_held": 5, "colour": "red"}, 422, "colour"),
+    ("/api/pools/public/rules", {}, 400, None),
+    ("/api/pools/public/rules", [1], 400, None),
+    ("/api/pools/Nobody/rules", {"max_held": 5}, 404, None),
+])
+async def test_bad_pool_rules(api, path: str, body: object, status: int, field: str | None) -> None:  # type: ignore[no-untyped-def]
+    _, http = api
+    async with http.patch(path, json=body) as r:
+        assert r.status == status
+        assert (await r.json()).get("field") == field
+    async with http.get("/api/pools") as r:
+        assert all(p["overrides"] == {} for p in (await r.json())["pools"])  # nothing half-written

@@ -7,6 +7,7 @@ import pytest
 from sqlalchemy import func, select
 
 from bot.app import CLICKS, DB
+from store import pool
 from store.leads import mask_phone, normalize_phone
 from store.models import Lead, LeadEvent, LeadTouch
 from tests.conftest import Stack
@@ -136,7 +137,8 @@ async def test_two_submissions_at_the_same_instant_make_one_lead(database_url: s
             async with db.session() as session:
                 sharer = await get_member(session, "p1")
                 return await lead_store.create_from_form(session, form, sharer=sharer, task_id=task.id, link_id=link.id,
-                                                         channel="link", visitor_id="v" * 20, protect_days=14)
+                                                         channel="link", visitor_id="v" * 20,
+                                                         book=pool.RuleBook(pool.PoolRules(10, 30, 30, True, 0, "UTC")))
 
         results = await asyncio.gather(*(submit() for _ in range(4)))
         assert sum(r is not None for r in results) == 1

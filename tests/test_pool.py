@@ -134,7 +134,7 @@ async def test_concurrent_claims_of_one_lead_have_one_winner(database_url: str) 
     await seed(database_url, [*MEMBERS, *crowd])
     [lead_id, *_] = await add_leads(database_url)
     db = Database(database_url)
-    rules = pool.PoolRules(10, 30, 30, True, 0, "Asia/Shanghai")
+    rules = pool.RuleBook(pool.PoolRules(10, 30, 30, True, 0, "Asia/Shanghai"))
 
     async def try_claim(userid: str) -> str:
         async with db.session() as session:
@@ -159,7 +159,7 @@ async def test_one_members_parallel_claims_respect_max_held(database_url: str) -
     await seed(database_url)
     await add_leads(database_url)
     db = Database(database_url)
-    rules = pool.PoolRules(10, 1, 30, True, 0, "Asia/Shanghai")
+    rules = pool.RuleBook(pool.PoolRules(10, 1, 30, True, 0, "Asia/Shanghai"))
 
     async def try_claim(lead_id: int) -> bool:
         async with db.session() as session:
@@ -285,3 +285,45 @@ async def test_nurturing_lead_waits_for_its_date_then_the_holder_is_reminded(poo
     async with s.bot[DB].session() as session:
         lead = await session.get(Lead, 1)
         assert (lead.status, lead.next_contact_at) == ("following", None)
+
+
+async def set_pool_rules(stack: Stack, partner: str | None, **changes: object) -> None:
+    from store.pool_rules import set_overrides
+    async with stack.bot[DB].session() as session:
+        partner_id = await session.scalar(select(Partner.id).where(Partner.name == partner)) if partner else None
+        await set_overrides(session, partner_id, changes)
+
+
+async def test_each_pool_has_its_own_rules(pool_stack: Stack) -> None:
+    s = pool_stack
+    await set_pool_rules(s, "星河科技", max_held=1, return_reason_required=False)
+    async with s.bot[DB].session() as session:
+        partner_id = await session.scalar(select(Partner.id).where(Partner.name == "星河科技"))
+        session.add(Lead(name="周总", company="星河二号", phone="13800000005", source="import", pool_partner_id=partner_id))
+    assert (await s.ask("p1", "claim 3"))[0].startswith("Lead #3 is yours")
+    # The public pool keeps the config's max_held (30): holding one lead does not stop this claim.
+    assert (await s.ask("p1", "claim 1"))[0].startswith("Lead #1 is yours")
+    [refused] = await s.ask("p1", "claim 5")
+    assert refused == "Sorry: you already hold 2 open leads, the most allowed (1); win, lose or return one first."
+    assert (await s.ask("p1", "return 3"))[0].startswith("Lead #3 is back")  # no reason needed in this pool
+    [needs_reason] = await s.ask("p1", "return 1")
+    assert needs_reason == "Sorry: give a reason."
+    # Another partner's rules do not touch the public pool for p2.
+    assert (await s.ask("p2", "claim 2"))[0].startswith("Lead #2 is yours")
+
+
+async def test_idle_days_per_pool(pool_stack: Stack) -> None:
+    from bot.jobs import recycle_idle_leads
+    s = pool_stack
+    await set_pool_rules(s, "星河科技", idle_days=2)
+    await s.ask("p1", "claim 1")
+    await s.ask("p1", "claim 3")
+    async with s.bot[DB].session() as session:
+        for lead_id in (1, 3):
+            (await session.get(Lead, lead_id)).claimed_at = utcnow() - timedelta(days=3)
+    assert await recycle_idle_leads(s.bot[DB], s.config) == 1
+    async with s.bot[DB].session() as session:
+        assert (await session.get(Lead, 3)).owner_id is None  # 星河科技's pool: 2 idle days
+        assert (await session.get(Lead, 1)).owner_id is not None  # the public pool: still 7
+    await set_pool_rules(s, None, idle_days=3)
+    assert await recycle_idle_leads(s.bot[DB], s.config) == 1

@@ -38,9 +38,9 @@ async def test_random_action_sequences_keep_the_rules(sqlite_url: str, seed_valu
                 member = await get_member(session, userid)
                 try:
                     if action == "claim":
-                        await pool.claim(session, member, lead_id, RULES)
+                        await pool.claim(session, member, lead_id, pool.RuleBook(RULES))
                     elif action == "return":
-                        await pool.give_back(session, member, lead_id, "not ready", RULES)
+                        await pool.give_back(session, member, lead_id, "not ready", pool.RuleBook(RULES))
                     elif action == "follow":
                         await pool.follow_up(session, member, lead_id, "called")
                     elif action == "won":

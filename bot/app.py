@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import secrets
 from pathlib import Path
@@ -13,12 +12,13 @@ from aiohttp import web
 from sqlalchemy import text
 
 from bot.admin_api import admin_routes
+from bot.admin_stats import stats_routes
 from bot.channels import wecom
 from bot.channels.wecom_api import WeComClient
 from bot.config import Config
 from bot.clicks import ClickRecorder
 from bot.inbox import InboxProcessor
-from bot.jobs import recycle_idle_leads, remind_nurturing, run_periodically, send_due_reminders
+from bot.jobs import recycle_idle_leads, remind_nurturing, run_periodically, send_daily_digest, send_due_reminders
 from bot.landing import landing_routes
 from bot.links import LinkCache, Visitors, redirect_routes
 from bot.messages import Incoming
@@ -43,6 +43,7 @@ CLICKS = web.AppKey("clicks", ClickRecorder)
 
 def create_app(config: Config, commands: CommandTable | None = None) -> web.Application:
     admin, require_token = admin_routes(config, lambda request: request.app[DB])
+    admin += stats_routes(config, lambda request: request.app[DB])
     app = web.Application(client_max_size=config.server.max_body_bytes, middlewares=[require_token])
     app[CONFIG] = config
     commands = commands or command_table()
@@ -58,7 +59,8 @@ def create_app(config: Config, commands: CommandTable | None = None) -> web.Appl
         posters = PosterRenderer(Path(config.posters.templates_dir), Path(config.posters.cache_dir))
         outbox = OutboxSender(db, {wecom.CHANNEL: wecom.WeComSender(client, posters, shared)}, config.outbox, limiter)
         inbox = InboxProcessor(db, shared, Router(commands, config), outbox, config)
-        clicks = ClickRecorder(db, redis, config.redis.key_prefix, config.links.flood_window_seconds)
+        clicks = ClickRecorder(db, redis, config.redis.key_prefix, config.links.flood_window_seconds,
+                               timezone=config.server.timezone)
         app[DB], app[SHARED], app[WECOM], app[OUTBOX], app[INBOX] = db, shared, client, outbox, inbox
         app[CLICKS] = clicks
         interval = config.inbox.sweep_interval_seconds
@@ -71,12 +73,17 @@ def create_app(config: Config, commands: CommandTable | None = None) -> web.Appl
             await remind_nurturing(db, config)
             outbox.kick()
 
+        async def digest() -> None:
+            if await send_daily_digest(db, config):
+                outbox.kick()
+
         stop = asyncio.Event()
         loops = [
             asyncio.create_task(run_periodically("inbox sweep", inbox.sweep, interval, stop)),
             asyncio.create_task(outbox.run(interval, stop)),
             asyncio.create_task(run_periodically("reminders", reminders, config.tasks.reminder_check_seconds, stop)),
             asyncio.create_task(run_periodically("recycling", recycle_then_kick, config.pool.recycle_check_seconds, stop)),
+            asyncio.create_task(run_periodically("daily digest", digest, config.stats.digest_check_seconds, stop)),
             asyncio.create_task(clicks.run(stop)),  # writes what is buffered before it ends
         ]
         try:

@@ -67,8 +67,30 @@ def cmd_migrate(config: Config, _args: argparse.Namespace) -> int:
     from store.db import head_revision, migrate
 
     migrate(config.database.url)
+    rebuilt = asyncio.run(_fill_click_daily(config))
+    if rebuilt:
+        print(f"counted the stored clicks into {rebuilt} daily rows")
     print(f"database {_safe_url(config.database.url)} is at migration {head_revision()}")
     return EXIT_OK
+
+
+async def _fill_click_daily(config: Config) -> int:
+    """Clicks stored before the daily counts existed get counted once, in the deployment's time zone."""
+    from sqlalchemy import select
+
+    from store.db import Database
+    from store.models import Click, ClickDaily
+    from store.stats import rebuild_click_daily
+
+    db = Database(config.database.url)
+    try:
+        async with db.session() as session:
+            if await session.scalar(select(ClickDaily.id).limit(1)) is not None \
+                    or await session.scalar(select(Click.id).limit(1)) is None:
+                return 0
+            return await rebuild_click_daily(session, config.server.timezone)
+    finally:
+        await db.dispose()
 
 
 async def _require_current_schema(config: Config) -> None:

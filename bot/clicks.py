@@ -78,8 +78,9 @@ class _TtlSet:
 
 class ClickRecorder:
     def __init__(self, db: Database, redis: Redis | None, prefix: str, flood_window: float,
-                 batch_size: int = 500, flush_interval: float = 0.5) -> None:
+                 batch_size: int = 500, flush_interval: float = 0.5, timezone: str = "UTC") -> None:
         self.db = db
+        self.timezone = timezone  # whose days the daily click counts follow
         self.redis = redis
         self.stream = f"{prefix}clicks"
         self.prefix = prefix
@@ -176,7 +177,7 @@ class ClickRecorder:
             return 0
         try:
             async with self.db.session() as session:
-                await link_store.insert_clicks(session, [e.row() for e in batch])
+                await link_store.insert_clicks(session, [e.row() for e in batch], self.timezone)
         except Exception:
             self._local = batch + self._local
             raise
@@ -204,7 +205,7 @@ class ClickRecorder:
         rows = [replace(ClickEvent(**json.loads(fields[b"e"])), is_unique=fields.get(b"u") == b"1").row()
                 for _, fields in entries]
         async with self.db.session() as session:
-            await link_store.insert_clicks(session, rows)
+            await link_store.insert_clicks(session, rows, self.timezone)
         ids = [entry_id for entry_id, _ in entries]
         await self.redis.xack(self.stream, GROUP, *ids)
         await self.redis.xdel(self.stream, *ids)

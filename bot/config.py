@@ -121,6 +121,14 @@ class TasksConfig:
 
 
 @dataclass
+class StatsConfig:
+    # Admins get yesterday's funnel and top partners in chat at this local hour (0-23), once a day.
+    digest_enabled: bool = True
+    digest_hour: int = 9
+    digest_check_seconds: float = 300.0
+
+
+@dataclass
 class InboxConfig:
     # A message claimed by an instance that died is taken over after this lease.
     lease_seconds: int = 30
@@ -174,6 +182,7 @@ class Config:
     tasks: TasksConfig = field(default_factory=TasksConfig)
     links: LinksConfig = field(default_factory=LinksConfig)
     posters: PostersConfig = field(default_factory=PostersConfig)
+    stats: StatsConfig = field(default_factory=StatsConfig)
     inbox: InboxConfig = field(default_factory=InboxConfig)
     outbox: OutboxConfig = field(default_factory=OutboxConfig)
     simulator: SimulatorConfig = field(default_factory=SimulatorConfig)
@@ -197,7 +206,7 @@ class Config:
 
 _SECTION_TYPES = {
     "server": ServerConfig, "database": DatabaseConfig, "redis": RedisConfig, "wecom": WeComConfig,
-    "wechat": WeChatConfig, "admin": AdminConfig, "pool": PoolConfig, "tasks": TasksConfig, "links": LinksConfig, "posters": PostersConfig, "inbox": InboxConfig,
+    "wechat": WeChatConfig, "admin": AdminConfig, "pool": PoolConfig, "tasks": TasksConfig, "links": LinksConfig, "posters": PostersConfig, "stats": StatsConfig, "inbox": InboxConfig,
     "outbox": OutboxConfig, "simulator": SimulatorConfig, "log": LogConfig,
 }
 
@@ -334,6 +343,8 @@ def validate(config: Config) -> None:
         fail("[server] timezone", f"must be an IANA time zone such as Asia/Shanghai, got {config.server.timezone!r}")
     if config.server.max_body_bytes < 1024:
         fail("[server] max_body_bytes", "must be at least 1024")
+    if not 0 <= config.stats.digest_hour <= 23:
+        fail("[stats] digest_hour", f"must be an hour from 0 to 23, got {config.stats.digest_hour}")
     if config.log.level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         fail("[log] level", f"must be DEBUG, INFO, WARNING or ERROR, got {config.log.level!r}")
     for key, value in (

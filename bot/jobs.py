@@ -7,18 +7,18 @@ import contextlib
 from zoneinfo import ZoneInfo
 import logging
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from bot.config import Config
 from bot.router import CommandTable
 from bot.messages import Text, reply_to_payload
+from handlers.stats import funnel_line, money
 from handlers.tasks import queue_cards
-from sqlalchemy import select
-from store import pool
+from sqlalchemy import func, select
+from store import pool, stats
 from store import tasks as task_store
-from store.models import Member
 from store.db import Database
-from store.models import utcnow
+from store.models import Member, OutboxMessage, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +105,34 @@ async def remind_nurturing(db: Database, config: Config) -> int:
         if rows:
             await task_store.queue_messages(session, task_id=None, purpose="notice", rows=rows)
     return len(rows)
+
+
+async def send_daily_digest(db: Database, config: Config, now: datetime | None = None) -> int:
+    """Yesterday's funnel and top partners to every admin, from [stats] digest_hour on; the
+    message keys name the day, so it goes out once a day however many instances run this."""
+    now = now or utcnow()
+    local = now.astimezone(ZoneInfo(config.server.timezone))
+    if not config.stats.digest_enabled or local.hour < config.stats.digest_hour:
+        return 0
+    day = local.date() - timedelta(days=1)
+    async with db.session() as session:
+        admins = list(await session.scalars(select(Member).where(Member.role == "admin", Member.active.is_(True))
+                                            .order_by(Member.id)))
+        keys = {admin.id: f"digest:{day.isoformat()}:{admin.id}" for admin in admins}
+        if not admins or await session.scalar(select(func.count()).select_from(OutboxMessage).where(
+                OutboxMessage.dedupe_key.in_(list(keys.values())))) == len(admins):
+            return 0  # nobody to tell, or done today
+        period = stats.Period(day, day, config.server.timezone, day.isoformat())
+        funnel = await stats.funnel(session, stats.Scope(), period)
+        partners = stats.ranked(await stats.partner_standings(session, await stats.member_standings(session, period)),
+                                "unique_clicks")[:5]
+        top = " · ".join(f"{i}. {p.name} {p.unique_clicks}" for i, p in enumerate(partners, 1) if p.unique_clicks)
+        text = Text("\n".join([
+            f"📊 昨日简报 {day.isoformat()} / Daily digest", funnel_line(funnel, "zh"),
+            f"点击 {funnel.clicks}（机器访问 {funnel.bot_clicks} 未计入）· 成交额 {money(funnel.revenue)}",
+            *([f"伙伴排行（独立点击）：{top}"] if top else []), "详情：统计 昨天 · 归因 线性"]))
+        return await task_store.queue_messages(session, task_id=None, purpose="digest", rows=[
+            (admin.userid, keys[admin.id], reply_to_payload(text)) for admin in admins])
 
 
 async def run_periodically(name: str, job: Callable[[], object], interval: float, stop: asyncio.Event) -> None:

@@ -66,6 +66,15 @@ class Poster:
 
 
 @dataclass(frozen=True)
+class Chart:
+    """A report chart as plain data (bot/charts.py documents the spec); the sender draws it, so
+    any instance can send it and the outbox row stays small."""
+
+    spec: dict[str, Any]
+    kind: Literal["chart"] = "chart"
+
+
+@dataclass(frozen=True)
 class Button:
     text: str
     # The command line the button runs, exactly as if the member had typed it.
@@ -84,8 +93,9 @@ class Card:
     kind: Literal["card"] = "card"
 
 
-Reply = Union[Text, Markdown, Image, Poster, Card]
-_REPLY_TYPES: dict[str, type] = {"text": Text, "markdown": Markdown, "image": Image, "poster": Poster, "card": Card}
+Reply = Union[Text, Markdown, Image, Poster, Chart, Card]
+_REPLY_TYPES: dict[str, type] = {"text": Text, "markdown": Markdown, "image": Image, "poster": Poster, "chart": Chart,
+                                 "card": Card}
 
 
 def reply_to_payload(reply: Reply) -> dict[str, Any]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from bot.router import EVERY_ROLE, Command, CommandTable, optional_id, parse_id
 from handlers import help as help_
-from handlers import leads, links, posters, tasks
+from handlers import leads, links, posters, stats, tasks
 
 PARTNER_ONLY = frozenset({"partner"})
 
@@ -22,8 +22,9 @@ COMMANDS: list[Command] = [
             help_en="poster 12 — your own poster for task #12", help_zh="海报 12 — 获取任务 #12 的专属海报"),
     Command("link", "链接", roles=PARTNER_ONLY, handler=links.my_link, parse=parse_id,
             help_en="link 12 — your own tracked link for task #12", help_zh="链接 12 — 获取任务 #12 的专属链接"),
-    Command("me", "我的", roles=PARTNER_ONLY, handler=links.my_figures,
-            help_en="me — your shares, clicks and rank", help_zh="我的 — 我的分享、点击和排名"),
+    Command("me", "我的", roles=PARTNER_ONLY, handler=stats.my_figures,
+            help_en="me — your last 30 days: shares, clicks, leads, wins and rank",
+            help_zh="我的 — 近 30 天的分享、点击、线索、成交和排名"),
     Command("pool", "线索池", roles=PARTNER_ONLY, handler=leads.show_pool, parse=leads.parse_words,
             help_en="pool [region or industry words] — leads you can claim (phones masked)",
             help_zh="线索池 [地区/行业词] — 可领取的线索（手机号隐藏）"),
@@ -50,6 +51,12 @@ COMMANDS: list[Command] = [
     Command("broadcast", "下发", roles=tasks.STAFF, handler=tasks.broadcast, parse=tasks.parse_broadcast,
             help_en="broadcast 12 partner:NAME — send task #12 (all, partner:, region:, tag:, user:)",
             help_zh="下发 12 伙伴:名称 — 下发任务 #12（全部、伙伴:、区域:、标签:、用户:）"),
+    Command("report", "统计", roles=EVERY_ROLE, handler=stats.report, parse=stats.parse_report,
+            help_en="report [today|week|month|2026-11-01..2026-11-15] [task 12] [partner NAME] — funnel, leaders, chart",
+            help_zh="统计 [今天|本周|本月|2026-11-01..2026-11-15] [任务 12] [伙伴 名称] — 漏斗、排行和图表"),
+    Command("roi", "归因", roles=tasks.STAFF, handler=stats.roi, parse=stats.parse_roi,
+            help_en="roi [first|last|linear|u] [month] — revenue credited to tasks and partners",
+            help_zh="归因 [首次|末次|线性|U型] [本月] — 成交额按任务和伙伴归因"),
     Command("remind", "催办", roles=tasks.STAFF, handler=tasks.remind, parse=parse_id,
             help_en="remind 12 — remind who has not shared task #12", help_zh="催办 12 — 提醒未分享任务 #12 的成员"),
 ]

@@ -1,4 +1,4 @@
-"""link N / 链接 N and me / 我的: a member's own tracked link for a task, and their figures."""
+"""link N / 链接 N: a member's own tracked link for a task."""
 from __future__ import annotations
 
 from bot.messages import Text
@@ -27,16 +27,3 @@ async def my_link(ctx: Context, task_id: int) -> Text:
         f"Sign-up form (leads come to you): {form}",
         f"您在任务 #{task.id} 的专属链接（点击都会记在您名下）：\n{copy}\n{tracked_url(ctx, link.code)}\n"
         f"报名表（留资线索直接归您）：{form}"))
-
-
-async def my_figures(ctx: Context, _args: None) -> Text:
-    figures = await link_store.member_figures(ctx.session, ctx.member)
-    rank_partner = (ctx.say(f", #{figures.rank_in_partner} of {figures.partner_size} in your company",
-                            f"，公司内第 {figures.rank_in_partner}/{figures.partner_size} 名")
-                    if figures.rank_in_partner else "")
-    return Text(ctx.say(
-        f"Your figures: {figures.shares} share(s), {figures.clicks} unique click(s) (bots excluded), "
-        f"{figures.leads} lead(s).\n"
-        f"Rank by clicks: #{figures.rank_overall} of {figures.members_overall}{rank_partner}.",
-        f"您的数据：分享 {figures.shares} 次，独立点击 {figures.clicks} 次（不含机器访问），线索 {figures.leads} 条。\n"
-        f"点击排名：第 {figures.rank_overall}/{figures.members_overall} 名{rank_partner}。"))

@@ -3,14 +3,16 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from datetime import datetime
+from collections import defaultdict
+from datetime import date
 from typing import Any
+from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from store.models import Click, Lead, Member, Share, Task, TrackedLink, utcnow
+from store.models import Click, ClickDaily, Member, Share, Task, TrackedLink, utcnow
 
 CHANNELS = ("poster", "link", "other")
 
@@ -66,42 +68,35 @@ async def resolve(session: AsyncSession, code: str) -> LinkTarget | None:
                       row.title)
 
 
-async def insert_clicks(session: AsyncSession, clicks: list[dict[str, Any]]) -> None:
-    """Store a batch; a click already stored (same event id, e.g. a batch retried) is skipped."""
-    if clicks:
-        await session.execute(_insert(session)(Click).values(clicks).on_conflict_do_nothing(index_elements=["event_id"]))
+def daily_click_rows(clicks: Any, timezone: str) -> list[dict[str, Any]]:
+    """(link_id, at, is_bot, is_unique) rows → click_daily rows, sorted by day and link: two
+    instances writing at once then lock the same rows in the same order (no deadlock)."""
+    zone = ZoneInfo(timezone)
+    counts: dict[tuple[date, int], list[int]] = defaultdict(lambda: [0, 0, 0])
+    for link_id, at, is_bot, is_unique in clicks:
+        row = counts[(at.astimezone(zone).date(), link_id)]
+        if is_bot:
+            row[2] += 1
+        else:
+            row[0] += 1
+            row[1] += int(is_unique)
+    return [{"day": day, "link_id": link_id, "clicks": c, "unique_clicks": u, "bot_clicks": b}
+            for (day, link_id), (c, u, b) in sorted(counts.items())]
 
 
-@dataclass(frozen=True)
-class MemberFigures:
-    shares: int
-    clicks: int  # unique, bots excluded
-    leads: int  # leads that came in through this member's links
-    rank_in_partner: int | None
-    partner_size: int
-    rank_overall: int
-    members_overall: int
-
-
-async def member_figures(session: AsyncSession, member: Member, since: datetime | None = None) -> MemberFigures:
-    """A member's shares and unique human clicks, and their rank by clicks among partner staff."""
-    clicks_by_member = (
-        select(TrackedLink.member_id.label("member_id"), func.count(Click.id).label("clicks"))
-        .join(Click, Click.link_id == TrackedLink.id)
-        .where(Click.is_bot.is_(False), Click.is_unique.is_(True), *([Click.at >= since] if since else []))
-        .group_by(TrackedLink.member_id).subquery())
-    ranked = (
-        select(Member.id, Member.partner_id, func.coalesce(clicks_by_member.c.clicks, 0).label("clicks"))
-        .outerjoin(clicks_by_member, clicks_by_member.c.member_id == Member.id)
-        .where(Member.role == "partner", Member.active.is_(True)))
-    rows = (await session.execute(ranked)).all()
-    mine = next((r.clicks for r in rows if r.id == member.id), 0)
-    same_partner = [r for r in rows if r.partner_id == member.partner_id]
-    shares = await session.scalar(select(func.count()).select_from(Share).where(Share.member_id == member.id))
-    leads = await session.scalar(select(func.count()).select_from(Lead).join(TrackedLink, TrackedLink.id == Lead.link_id)
-                                 .where(TrackedLink.member_id == member.id))
-    return MemberFigures(
-        shares=int(shares or 0), clicks=int(mine), leads=int(leads or 0),
-        rank_in_partner=1 + sum(1 for r in same_partner if r.clicks > mine) if member.partner_id else None,
-        partner_size=len(same_partner),
-        rank_overall=1 + sum(1 for r in rows if r.clicks > mine), members_overall=len(rows))
+async def insert_clicks(session: AsyncSession, clicks: list[dict[str, Any]], timezone: str = "UTC") -> None:
+    """Store a batch; a click already stored (same event id, e.g. a batch retried) is skipped.
+    The daily counts grow by exactly the clicks this call stored, in the same transaction."""
+    if not clicks:
+        return
+    stored = (await session.execute(
+        _insert(session)(Click).values(clicks).on_conflict_do_nothing(index_elements=["event_id"])
+        .returning(Click.link_id, Click.at, Click.is_bot, Click.is_unique))).all()
+    values = daily_click_rows(stored, timezone)
+    if not values:
+        return
+    upsert = _insert(session)(ClickDaily).values(values)
+    await session.execute(upsert.on_conflict_do_update(
+        index_elements=["day", "link_id"],
+        set_={name: getattr(ClickDaily, name) + getattr(upsert.excluded, name)
+              for name in ("clicks", "unique_clicks", "bot_clicks")}))

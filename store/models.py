@@ -1,11 +1,11 @@
 """Typed SQLAlchemy models. Schema changes go through Alembic migrations in store/migrations."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Index, Integer, MetaData, Numeric, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Boolean, Date, DateTime, ForeignKey, Index, Integer, MetaData, Numeric, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
@@ -112,6 +112,8 @@ class Task(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
     # Set by the one instance that sent the automatic pre-deadline reminder.
     auto_reminded_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # What the task cost (media, incentives): the denominator of its ROI.
+    cost: Mapped[Decimal | None] = mapped_column(Numeric(14, 2))
 
 
 class Broadcast(Base):
@@ -137,7 +139,7 @@ class Share(Base):
     task_id: Mapped[int] = mapped_column(ForeignKey("tasks.id"))
     member_id: Mapped[int] = mapped_column(ForeignKey("members.id"), index=True)
     channel: Mapped[str] = mapped_column(String(16))  # poster / link / other
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
 
 
 class InboxMessage(Base):
@@ -168,6 +170,7 @@ class OutboxMessage(Base):
         Index("ix_outbox_status_next", "status", "next_attempt_at"),
         Index("ix_outbox_task_purpose", "task_id", "purpose", "status"),
         Index("ix_outbox_recipient_purpose", "recipient", "purpose"),
+        Index("ix_outbox_purpose_sent", "purpose", "sent_at"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -256,11 +259,12 @@ class Lead(Base):
     pool_partner_id: Mapped[int | None] = mapped_column(ForeignKey("partners.id"), index=True)
     value: Mapped[Decimal | None] = mapped_column(Numeric(14, 2))  # estimated deal size
     won_amount: Mapped[Decimal | None] = mapped_column(Numeric(14, 2))
+    won_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
     claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_follow_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # A nurturing (孵化) lead is not ready to buy: its holder is reminded on this date.
     next_contact_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
 
@@ -323,3 +327,18 @@ class PoolSettings(Base):
     return_reason_required: Mapped[bool | None] = mapped_column(Boolean)
     embargo_hours: Mapped[int | None] = mapped_column(Integer)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class ClickDaily(Base):
+    """Clicks per link and local day (the deployment's time zone), kept up to date as click
+    batches are stored, so stats sum a few rows per link instead of scanning every click."""
+
+    __tablename__ = "click_daily"
+    __table_args__ = (UniqueConstraint("day", "link_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    day: Mapped[date] = mapped_column(Date, index=True)
+    link_id: Mapped[int] = mapped_column(ForeignKey("tracked_links.id"), index=True)
+    clicks: Mapped[int] = mapped_column(Integer, default=0)  # human clicks
+    unique_clicks: Mapped[int] = mapped_column(Integer, default=0)  # human, first of a visitor in 24 h
+    bot_clicks: Mapped[int] = mapped_column(Integer, default=0)

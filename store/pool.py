@@ -177,7 +177,7 @@ def parse_amount(text: str) -> Decimal:
 async def win(session: AsyncSession, member: Member, lead_id: int, amount: Decimal) -> Lead:
     lead = await _held(session, member, lead_id)
     now = utcnow()
-    lead.status, lead.won_amount, lead.updated_at = "won", amount, now
+    lead.status, lead.won_amount, lead.won_at, lead.updated_at = "won", amount, now, now
     session.add(LeadEvent(lead_id=lead.id, kind="won", member_id=member.id, note=str(amount), at=now))
     await session.flush()
     return lead

@@ -130,8 +130,8 @@ async def test_clicks_are_classified_and_never_hold_raw_ips(stack: Stack, http: 
     assert (last.visitor_id, last.is_unique) == ("aaaaaaaaaaaaaaaaaaaa", False)
 
     [me] = await stack.ask("p1", "me")
-    assert me.startswith("Your figures: 1 share(s), 1 unique click(s) (bots excluded), 0 lead(s).")
-    assert "Rank by clicks: #1 of 2, #1 of 1 in your company." in me
+    assert me.startswith("Your last 30 days: 1 share(s), 1 unique click(s) (bots excluded), 0 lead(s), 0 claimed, 0 won (¥0).")
+    assert "Rank by unique clicks: #1 of 2, #1 of 1 in your company." in me
 
 
 async def test_no_click_is_lost_when_the_server_stops_gracefully_mid_load(stack: Stack) -> None:

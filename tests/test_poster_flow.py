@@ -44,7 +44,7 @@ async def test_card_button_poster_qr_redirect_and_me(sqlite_url: str, tmp_path: 
                 assert "utm_medium=poster" in response.headers["Location"]
         await stack.bot[CLICKS].flush_all()
         [me] = await stack.ask("p1", "我的")
-        assert me.startswith("您的数据：分享 1 次，独立点击 1 次")
+        assert me.startswith("您近 30 天：分享 1 次，独立点击 1 次")
 
         # Asking again reuses the rendered file and WeCom's media id: no second upload.
         uploads = stack.sim.api_calls["media/upload"]

@@ -247,6 +247,12 @@ class WeComSender:
                 self._media[key] = (media_id, time.monotonic() + MEDIA_REUSE_SECONDS)
                 await self.shared.set(key, media_id, MEDIA_REUSE_SECONDS)
             return {"msgtype": "image", "image": {"media_id": media_id}}
+        if reply.kind == "chart":
+            from bot.charts import render_report  # matplotlib loads on the first chart, not at start-up
+
+            png = await asyncio.to_thread(render_report, reply.spec)  # CPU-bound: off the event loop
+            media_id = await self.client.upload_media("image", f"report-{message_id}.png", png, "image/png")
+            return {"msgtype": "image", "image": {"media_id": media_id}}
         if not reply.buttons and not reply.url:
             # A text_notice card must have a click action; without one, plain text says the same.
             return {"msgtype": "text", "text": {"content": _fit(f"{reply.title}\n{reply.description}".strip())}}

@@ -1,0 +1,101 @@
+"""Stats export for admins (behind the admin API's bearer token): the funnel and the attribution
+tables as JSON or CSV (`?format=csv`), for a period (`?period=month`, `2026-11-01..2026-11-15`)."""
+from __future__ import annotations
+
+import csv
+import io
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from aiohttp import web
+from sqlalchemy import select
+
+from bot.config import Config
+from store import attribution, stats
+from store.models import Partner, Task, utcnow
+
+FUNNEL_COLUMNS = ["scope", "id", "name", "deliveries", "shares", "clicks", "unique_clicks", "bot_clicks", "leads",
+                  "claimed", "won", "revenue"]
+ATTRIBUTION_COLUMNS = ["kind", "id", "name", "credited", "cost", "roi"]
+
+
+class _BadQuery(Exception):
+    def __init__(self, message: str, field: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def _table(request: web.Request, name: str, columns: list[str], rows: list[dict[str, Any]],
+           meta: dict[str, Any]) -> web.Response:
+    if request.query.get("format", "json") == "csv":
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+        return web.Response(text=out.getvalue(), content_type="text/csv", charset="utf-8",
+                            headers={"Content-Disposition": f'attachment; filename="{name}.csv"'})
+    return web.json_response({**meta, "rows": rows})
+
+
+def stats_routes(config: Config, db_of: Any) -> list[web.RouteDef]:
+    zone = config.server.timezone
+
+    def period_of(request: web.Request) -> stats.Period:
+        today = datetime.now(ZoneInfo(zone)).date()
+        try:
+            return stats.parse_period(request.query.get("period", "month"), zone, today)
+        except stats.BadPeriod as bad:
+            raise _BadQuery(str(bad), "period") from None
+
+    def check_format(request: web.Request) -> None:
+        if request.query.get("format", "json") not in ("json", "csv"):
+            raise _BadQuery("format must be json or csv", "format")
+
+    async def funnel(request: web.Request) -> web.Response:
+        """?by=partner|task adds one row per partner or task after the total."""
+        try:
+            check_format(request)
+            period, by = period_of(request), request.query.get("by", "")
+            if by not in ("", "partner", "task"):
+                raise _BadQuery("by must be partner or task", "by")
+        except _BadQuery as bad:
+            return web.json_response({"error": str(bad), "field": bad.field}, status=400)
+        async with db_of(request).session() as session:
+            scopes: list[tuple[str, int | None, str, stats.Scope]] = [("all", None, "", stats.Scope())]
+            if by == "partner":
+                scopes += [("partner", pid, name, stats.Scope(partner_id=pid)) for pid, name in
+                           await session.execute(select(Partner.id, Partner.name).order_by(Partner.id))]
+            elif by == "task":
+                scopes += [("task", tid, title, stats.Scope(task_id=tid)) for tid, title in
+                           await session.execute(select(Task.id, Task.title).where(Task.status != "draft").order_by(Task.id))]
+            rows = [{"scope": kind, "id": key, "name": name, **(await stats.funnel(session, scope, period)).as_dict()}
+                    for kind, key, name, scope in scopes]
+        return _table(request, f"funnel-{period.first_day}-{period.last_day}", FUNNEL_COLUMNS, rows,
+                      {"period": {"from": str(period.first_day), "to": str(period.last_day), "timezone": zone},
+                       "generated_at": utcnow().isoformat()})
+
+    async def attribution_table(request: web.Request) -> web.Response:
+        model = attribution.MODEL_WORDS.get(request.query.get("model", "linear").lower())
+        try:
+            check_format(request)
+            period = period_of(request)
+            if model is None:
+                raise _BadQuery(f"model must be one of {', '.join(attribution.MODELS)}", "model")
+        except _BadQuery as bad:
+            return web.json_response({"error": str(bad), "field": bad.field}, status=400)
+        async with db_of(request).session() as session:
+            result = await attribution.attribute(session, period, model)
+        rows = [{"kind": "task", "id": task_id, "name": result.task_names.get(task_id, ""), "credited": str(amount),
+                 "cost": str(result.task_costs[task_id]) if result.task_costs.get(task_id) is not None else "",
+                 "roi": "" if (rate := result.roi(task_id)) is None else f"{rate:.4f}"}
+                for task_id, amount in sorted(result.by_task.items())]
+        rows += [{"kind": "partner", "id": pid, "name": result.partner_names.get(pid, "") if pid else "",
+                  "credited": str(amount), "cost": "", "roi": ""}
+                 for pid, amount in sorted(result.by_partner.items(), key=lambda kv: kv[0] or 0) if amount]
+        rows.append({"kind": "unattributed", "id": "", "name": "", "credited": str(result.unattributed), "cost": "", "roi": ""})
+        return _table(request, f"attribution-{model}-{period.first_day}-{period.last_day}", ATTRIBUTION_COLUMNS, rows,
+                      {"model": model, "period": {"from": str(period.first_day), "to": str(period.last_day), "timezone": zone},
+                       "won_leads": result.won_leads, "revenue": str(result.revenue)})
+
+    return [web.get("/api/stats/funnel", funnel), web.get("/api/stats/attribution", attribution_table)]

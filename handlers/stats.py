@@ -1,0 +1,202 @@
+"""me / 我的, report / 统计 and roi / 归因: figures in chat (DESIGN §2, §4).
+
+Partners see only their own company's figures; marketers and admins see everyone's.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
+
+from bot.messages import Chart, Reply, Text
+from bot.router import ArgError, Context, parse_id
+from store import attribution, stats
+from store.models import Partner, Task
+from store.stats import BadPeriod, Period, Scope
+
+STEP_NAMES = {"deliveries": ("delivered", "送达"), "shares": ("shares", "分享"), "unique_clicks": ("unique clicks", "独立点击"),
+              "leads": ("leads", "线索"), "claimed": ("claimed", "领取"), "won": ("won", "成交")}
+TASK_WORDS, PARTNER_WORDS = ("task", "任务"), ("partner", "伙伴")
+
+
+def money(amount: Decimal) -> str:
+    return f"¥{amount:,.0f}" if amount == amount.to_integral_value() else f"¥{amount:,.2f}"
+
+
+def percent(rate: float | None) -> str:
+    return "—" if rate is None else f"{rate:.0%}" if rate >= 0.1 else f"{rate:.1%}"
+
+
+def funnel_line(funnel: stats.Funnel, lang: str) -> str:
+    """送达 120 → 分享 80 (67%) → …: each step with its conversion from the one before."""
+    index = 1 if lang == "zh" else 0
+    return " → ".join(f"{STEP_NAMES[s][index]} {getattr(funnel, s)}" + (f" ({percent(funnel.rate(s))})" if i else "")
+                      for i, s in enumerate(stats.Funnel.STEPS))
+
+
+def today(ctx: Context):  # type: ignore[no-untyped-def]
+    return ctx.now.astimezone(ZoneInfo(ctx.config.server.timezone)).date()
+
+
+def period_of(ctx: Context, word: str | None, default: str) -> Period:
+    try:
+        return stats.parse_period(word or default, ctx.config.server.timezone, today(ctx))
+    except BadPeriod as bad:
+        raise ArgError(bad.en, bad.zh) from None
+
+
+async def my_figures(ctx: Context, _args: None) -> Text:
+    """The last 30 days: my funnel and my rank by unique clicks, in my company and overall."""
+    period = period_of(ctx, "30d", "30d")
+    mine = await stats.funnel(ctx.session, Scope(member_id=ctx.member.id), period)
+    everyone = list((await stats.member_standings(ctx.session, period)).values())
+    rank_line = ""
+    if any(s.key == ctx.member.id for s in everyone):  # an inactive member is not ranked
+        colleagues = [s for s in everyone if s.partner_id == ctx.member.partner_id]
+        overall = stats.rank_of(everyone, ctx.member.id, "unique_clicks")
+        inside = stats.rank_of(colleagues, ctx.member.id, "unique_clicks") if ctx.member.partner_id else None
+        rank_line = "\n" + ctx.say(
+            f"Rank by unique clicks: #{overall} of {len(everyone)}"
+            + (f", #{inside} of {len(colleagues)} in your company." if inside else "."),
+            f"独立点击排名：第 {overall}/{len(everyone)} 名" + (f"，公司内第 {inside}/{len(colleagues)} 名。" if inside else "。"))
+    return Text(ctx.say(
+        f"Your last 30 days: {mine.shares} share(s), {mine.unique_clicks} unique click(s) (bots excluded), "
+        f"{mine.leads} lead(s), {mine.claimed} claimed, {mine.won} won ({money(mine.revenue)}).",
+        f"您近 30 天：分享 {mine.shares} 次，独立点击 {mine.unique_clicks} 次（不含机器访问），线索 {mine.leads} 条，"
+        f"已领取 {mine.claimed} 条，成交 {mine.won} 单（{money(mine.revenue)}）。") + rank_line)
+
+
+@dataclass(frozen=True)
+class ReportArgs:
+    period: str | None = None
+    task_id: int | None = None
+    partner: str | None = None
+
+
+def parse_report(text: str) -> ReportArgs:
+    """`month`, `task 12`, `partner Blue Ocean week`, `统计 任务 3 本周`, `2026-11-01..2026-11-15`."""
+    words, period, task_id, partner = text.split(), None, None, None
+    i = 0
+    while i < len(words):
+        word = words[i]
+        head, _, tail = word.partition(":")
+        if stats.is_period_word(word):
+            period = word
+        elif word.lower() in TASK_WORDS or (tail and head.lower() in TASK_WORDS):
+            if not tail:
+                i += 1
+            task_id = parse_id(tail or (words[i] if i < len(words) else ""))
+        elif word.lower() in PARTNER_WORDS or (tail and head.lower() in PARTNER_WORDS):
+            rest = ([tail] if tail else []) + [w for w in words[i + 1:] if not stats.is_period_word(w)]
+            period = next((w for w in words[i + 1:] if stats.is_period_word(w)), period)
+            partner = " ".join(rest).strip("\"'“”")
+            if not partner:
+                raise ArgError("give the partner's name: report partner NAME", "请写伙伴名称：统计 伙伴 名称")
+            break
+        else:
+            raise ArgError(f"“{word[:20]}” is not a period, task N or partner NAME",
+                           f"“{word[:20]}”不是时间段、任务 N 或 伙伴 名称")
+        i += 1
+    return ReportArgs(period, task_id, partner)
+
+
+async def _scope(ctx: Context, args: ReportArgs) -> tuple[Scope, str]:
+    """The scope asked for, within what this person may see, and a label for it."""
+    partner_id, labels = None, []
+    if args.partner is not None:
+        partner_id = await ctx.session.scalar(select(Partner.id).where(Partner.name == args.partner))
+        if partner_id is None:
+            raise ArgError(f"there is no partner called {args.partner[:30]}", f"没有名为 {args.partner[:30]} 的伙伴")
+    if ctx.member.role == "partner":
+        if partner_id not in (None, ctx.member.partner_id) or ctx.member.partner_id is None:
+            raise ArgError("you can see your own company's figures only", "您只能查看本公司的数据")
+        partner_id = ctx.member.partner_id
+    if partner_id is not None:
+        labels.append(await ctx.session.scalar(select(Partner.name).where(Partner.id == partner_id)) or "")
+    if args.task_id is not None:
+        task = await ctx.session.get(Task, args.task_id)
+        if task is None:
+            raise ArgError(f"there is no task #{args.task_id}", f"没有任务 #{args.task_id}")
+        labels.append(f"#{task.id} {task.title}")
+    return Scope(task_id=args.task_id, partner_id=partner_id), " · ".join(labels)
+
+
+async def report(ctx: Context, args: ReportArgs) -> list[Reply]:
+    period = period_of(ctx, args.period, "month")
+    scope, label = await _scope(ctx, args)
+    funnel = await stats.funnel(ctx.session, scope, period)
+    members = await stats.member_standings(ctx.session, period, scope.partner_id, scope.task_id)
+    # One company's report ranks its people; the whole programme's ranks companies and people.
+    partners = [] if scope.partner_id else await stats.partner_standings(ctx.session, members)
+    top_partners = stats.ranked(partners, "unique_clicks")[:10]
+    top_members = stats.ranked(list(members.values()), "unique_clicks")[:10]
+    title = ctx.say(f"📊 Report · {period.label}", f"📊 统计 · {period.label}") + (f" · {label}" if label else "")
+    lines = [title, funnel_line(funnel, ctx.lang),
+             ctx.say(f"Clicks {funnel.clicks} (bots {funnel.bot_clicks} not counted) · revenue {money(funnel.revenue)}",
+                     f"点击 {funnel.clicks}（机器访问 {funnel.bot_clicks} 未计入）· 成交额 {money(funnel.revenue)}")]
+    for name_en, name_zh, board in (("Partners", "伙伴排行", top_partners), ("Members", "成员排行", top_members)):
+        if board and board[0].unique_clicks + board[0].shares + board[0].leads:
+            shown = " · ".join(f"{i}. {s.name} {s.unique_clicks}" for i, s in enumerate(board[:5], 1))
+            lines.append(ctx.say(f"{name_en} by unique clicks: {shown}", f"{name_zh}（独立点击）：{shown}"))
+    lines.append(ctx.say("Revenue by attribution model: roi linear", "归因分析：归因 线性"))
+    series = await stats.trend(ctx.session, scope, period_of(ctx, f"{today(ctx) - timedelta(days=13)}..{today(ctx)}", ""))
+    board = top_partners or top_members
+    spec = {
+        "title": title.removeprefix("📊 "),
+        "funnel": [[ctx.say(*STEP_NAMES[s]), getattr(funnel, s)] for s in stats.Funnel.STEPS],
+        "trend": {"days": [(today(ctx) - timedelta(days=13 - i)).strftime("%m-%d") for i in range(14)],
+                  "series": {ctx.say(*STEP_NAMES[k]): v for k, v in series.items()}},
+        "leaderboard": {"title": ctx.say("Partners" if top_partners else "Members", "伙伴排行" if top_partners else "成员排行")
+                                 + ctx.say(" · unique clicks", " · 独立点击"),
+                        "rows": [[s.name, s.unique_clicks] for s in board]},
+    }
+    return [Text("\n".join(lines)), Chart(spec)]
+
+
+@dataclass(frozen=True)
+class RoiArgs:
+    model: str = "linear"
+    period: str | None = None
+
+
+def parse_roi(text: str) -> RoiArgs:
+    model, period = "linear", None
+    for word in text.split():
+        if word.lower() in attribution.MODEL_WORDS:
+            model = attribution.MODEL_WORDS[word.lower()]
+        elif stats.is_period_word(word):
+            period = word
+        else:
+            raise ArgError(f"“{word[:20]}” is not a model (first, last, linear, u) or a period",
+                           f"“{word[:20]}”不是归因模型（首次、末次、线性、U型）或时间段")
+    return RoiArgs(model, period)
+
+
+async def roi(ctx: Context, args: RoiArgs) -> Text:
+    period = period_of(ctx, args.period, "month")
+    result = await attribution.attribute(ctx.session, period, args.model)
+    name = ctx.say(*attribution.MODEL_NAMES[args.model])
+    lines = [ctx.say(f"💰 Attribution · {name} · {period.label}: {result.won_leads} won, {money(result.revenue)}"
+                     f" (no tracked touch: {money(result.unattributed)})",
+                     f"💰 归因 · {name} · {period.label}：成交 {result.won_leads} 单，{money(result.revenue)}"
+                     f"（无追踪触点：{money(result.unattributed)}）")]
+    tasks = sorted(result.by_task.items(), key=lambda kv: (-kv[1], kv[0]))[:8]
+    if tasks:
+        lines.append(ctx.say("By task:", "按任务："))
+        for task_id, amount in tasks:
+            cost, rate = result.task_costs.get(task_id), result.roi(task_id)
+            extra = ctx.say(f" (cost {money(cost)}, ROI {rate:+.0%})", f"（成本 {money(cost)}，ROI {rate:+.0%}）") \
+                if cost and rate is not None else ""
+            lines.append(f"• #{task_id} {result.task_names.get(task_id, '')} {money(amount)}{extra}")
+    partners = sorted(((p, a) for p, a in result.by_partner.items() if a), key=lambda kv: (-kv[1], kv[0] or 0))[:8]
+    if partners:
+        lines.append(ctx.say("By partner:", "按伙伴："))
+        nobody = ctx.say("(no partner)", "（无伙伴）")
+        lines += [f"• {result.partner_names.get(p, nobody) if p else nobody} {money(amount)}" for p, amount in partners]
+    other = [m for m in attribution.MODELS if m != args.model]
+    lines.append(ctx.say("Other models: " + ", ".join(f"roi {m}" for m in other),
+                         "其他模型：" + "、".join(f"归因 {attribution.MODEL_COMMAND_ZH[m]}" for m in other)))
+    return Text("\n".join(lines))

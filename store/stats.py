@@ -1,0 +1,294 @@
+"""Funnel, leaderboards and trends (DESIGN §4) for a scope (task / partner / member) and a period.
+
+Clicks come from `click_daily` (kept up to date as clicks are stored), never from the click
+table itself; the other steps are indexed range queries. Lead steps follow a cohort: the leads
+that came in during the period, and how far each has got since (claimed, won, revenue), so the
+conversion rates compare like with like.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import exists, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from store.links import daily_click_rows
+from store.models import ClickDaily, Lead, LeadEvent, Member, OutboxMessage, Partner, Share, TrackedLink
+from store.tasks import TASK_CARD
+
+MAX_DAYS = 366
+
+
+class BadPeriod(ValueError):
+    def __init__(self, en: str, zh: str) -> None:
+        super().__init__(en)
+        self.en, self.zh = en, zh
+
+
+@dataclass(frozen=True)
+class Period:
+    first_day: date  # local days, both included
+    last_day: date
+    timezone: str
+    label: str
+
+    @property
+    def start(self) -> datetime:
+        return datetime.combine(self.first_day, time(0), tzinfo=ZoneInfo(self.timezone))
+
+    @property
+    def end(self) -> datetime:  # exclusive
+        return datetime.combine(self.last_day + timedelta(days=1), time(0), tzinfo=ZoneInfo(self.timezone))
+
+    def days(self) -> list[date]:
+        return [self.first_day + timedelta(days=i) for i in range((self.last_day - self.first_day).days + 1)]
+
+
+PERIOD_WORDS = {"today": "today", "今天": "today", "今日": "today", "yesterday": "yesterday", "昨天": "yesterday",
+                "week": "week", "本周": "week", "month": "month", "本月": "month", "30d": "30d", "近30天": "30d"}
+_RANGE = re.compile(r"^(\d{4}-\d{1,2}-\d{1,2})(?:\.\.|~|～|至|到|—|–)(\d{4}-\d{1,2}-\d{1,2})$")
+
+
+def is_period_word(word: str) -> bool:
+    return word.lower() in PERIOD_WORDS or bool(_RANGE.match(word)) or bool(re.fullmatch(r"\d{4}-\d{1,2}-\d{1,2}", word))
+
+
+def parse_period(word: str, zone: str, today: date) -> Period:
+    """today / week (since Monday) / month (since the 1st) / 30d / a day / FROM..TO, in local days."""
+    kind = PERIOD_WORDS.get(word.lower())
+    if kind == "today":
+        return Period(today, today, zone, today.isoformat())
+    if kind == "yesterday":
+        day = today - timedelta(days=1)
+        return Period(day, day, zone, day.isoformat())
+    if kind == "week":
+        return Period(today - timedelta(days=today.weekday()), today, zone, f"{today - timedelta(days=today.weekday())} – {today}")
+    if kind == "month":
+        return Period(today.replace(day=1), today, zone, f"{today.replace(day=1)} – {today}")
+    if kind == "30d":
+        return Period(today - timedelta(days=29), today, zone, f"{today - timedelta(days=29)} – {today}")
+    match = _RANGE.match(word)
+    parts = match.groups() if match else (word, word)
+    try:
+        first, last = (date.fromisoformat("-".join(p.zfill(2) for p in part.split("-"))) for part in parts)
+    except ValueError:
+        raise BadPeriod(f"“{word[:30]}” is not a period: use today, week, month or 2026-11-01..2026-11-15",
+                        f"“{word[:30]}”不是时间段：请用 今天、本周、本月 或 2026-11-01..2026-11-15") from None
+    if last < first:
+        raise BadPeriod("the period ends before it starts", "时间段的结束早于开始")
+    if (last - first).days >= MAX_DAYS:
+        raise BadPeriod(f"a period can be at most {MAX_DAYS} days", f"时间段最长 {MAX_DAYS} 天")
+    return Period(first, last, zone, f"{first} – {last}" if first != last else first.isoformat())
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Whose figures: everything, or one task, partner or member (they combine)."""
+
+    task_id: int | None = None
+    partner_id: int | None = None
+    member_id: int | None = None
+
+
+def _members_of(scope: Scope) -> Any | None:
+    """Ids of the members a scope covers (a subquery), or None when it covers everyone."""
+    if scope.member_id is not None:
+        return select(Member.id).where(Member.id == scope.member_id)
+    if scope.partner_id is not None:
+        return select(Member.id).where(Member.partner_id == scope.partner_id)
+    return None
+
+
+@dataclass
+class Funnel:
+    deliveries: int = 0
+    shares: int = 0
+    clicks: int = 0  # human clicks
+    unique_clicks: int = 0
+    bot_clicks: int = 0  # excluded from the two above, shown for honesty
+    leads: int = 0
+    claimed: int = 0
+    won: int = 0
+    revenue: Decimal = field(default_factory=lambda: Decimal(0))
+
+    STEPS = ("deliveries", "shares", "unique_clicks", "leads", "claimed", "won")
+
+    def rate(self, step: str) -> float | None:
+        """Conversion into `step` from the step before it (None when that one is 0)."""
+        before = getattr(self, self.STEPS[self.STEPS.index(step) - 1])
+        return getattr(self, step) / before if before else None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"deliveries": self.deliveries, "shares": self.shares, "clicks": self.clicks,
+                "unique_clicks": self.unique_clicks, "bot_clicks": self.bot_clicks, "leads": self.leads,
+                "claimed": self.claimed, "won": self.won, "revenue": str(self.revenue)}
+
+
+def _was_claimed() -> Any:
+    return exists().where(LeadEvent.lead_id == Lead.id, LeadEvent.kind.in_(("claimed", "assigned")),
+                          LeadEvent.member_id.is_not(None))
+
+
+def _lead_conditions(scope: Scope, period: Period) -> list[Any]:
+    conditions = [Lead.created_at >= period.start, Lead.created_at < period.end]
+    if scope.task_id is not None:
+        conditions.append(Lead.task_id == scope.task_id)
+    if scope.member_id is not None:
+        conditions.append(Lead.link_id.in_(select(TrackedLink.id).where(TrackedLink.member_id == scope.member_id)))
+    elif scope.partner_id is not None:
+        conditions.append(Lead.partner_id == scope.partner_id)
+    return conditions
+
+
+def _link_conditions(scope: Scope) -> list[Any]:
+    members = _members_of(scope)
+    return [*([TrackedLink.task_id == scope.task_id] if scope.task_id is not None else []),
+            *([TrackedLink.member_id.in_(members)] if members is not None else [])]
+
+
+async def funnel(session: AsyncSession, scope: Scope, period: Period) -> Funnel:
+    members = _members_of(scope)
+    deliveries = await session.scalar(select(func.count()).select_from(OutboxMessage).where(
+        OutboxMessage.purpose == TASK_CARD, OutboxMessage.status == "sent",
+        OutboxMessage.sent_at >= period.start, OutboxMessage.sent_at < period.end,
+        *([OutboxMessage.task_id == scope.task_id] if scope.task_id is not None else []),
+        *([OutboxMessage.recipient.in_(select(Member.userid).where(Member.id.in_(members)))] if members is not None else [])))
+    shares = await session.scalar(select(func.count()).select_from(Share).where(
+        Share.created_at >= period.start, Share.created_at < period.end,
+        *([Share.task_id == scope.task_id] if scope.task_id is not None else []),
+        *([Share.member_id.in_(members)] if members is not None else [])))
+    clicks = (await session.execute(
+        select(func.coalesce(func.sum(ClickDaily.clicks), 0), func.coalesce(func.sum(ClickDaily.unique_clicks), 0),
+               func.coalesce(func.sum(ClickDaily.bot_clicks), 0))
+        .join(TrackedLink, TrackedLink.id == ClickDaily.link_id)
+        .where(ClickDaily.day >= period.first_day, ClickDaily.day <= period.last_day, *_link_conditions(scope)))).one()
+    leads = (await session.execute(
+        select(func.count(), func.count().filter(_was_claimed()), func.count().filter(Lead.status == "won"),
+               func.coalesce(func.sum(Lead.won_amount).filter(Lead.status == "won"), 0))
+        .where(*_lead_conditions(scope, period)))).one()
+    return Funnel(deliveries=int(deliveries or 0), shares=int(shares or 0), clicks=int(clicks[0]),
+                  unique_clicks=int(clicks[1]), bot_clicks=int(clicks[2]), leads=int(leads[0]),
+                  claimed=int(leads[1]), won=int(leads[2]), revenue=Decimal(leads[3]).quantize(Decimal("0.01")))
+
+
+@dataclass
+class Standing:
+    """One member's or partner's figures in a period, for leaderboards and `me`."""
+
+    key: int
+    name: str
+    partner_id: int | None = None
+    shares: int = 0
+    unique_clicks: int = 0
+    leads: int = 0
+    won: int = 0
+    revenue: Decimal = field(default_factory=lambda: Decimal(0))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "shares": self.shares, "unique_clicks": self.unique_clicks,
+                "leads": self.leads, "won": self.won, "revenue": str(self.revenue)}
+
+
+METRICS = ("shares", "unique_clicks", "leads", "revenue")
+
+
+async def member_standings(session: AsyncSession, period: Period, partner_id: int | None = None,
+                           task_id: int | None = None) -> dict[int, Standing]:
+    """Every active partner member's figures (zeros included, so ranks count everyone)."""
+    for_task = task_id is not None
+    member_query = select(Member.id, Member.name, Member.partner_id).where(Member.role == "partner", Member.active.is_(True))
+    if partner_id is not None:
+        member_query = member_query.where(Member.partner_id == partner_id)
+    table = {row.id: Standing(row.id, row.name, row.partner_id) for row in await session.execute(member_query)}
+    for member_id, count in await session.execute(
+            select(Share.member_id, func.count()).where(Share.created_at >= period.start, Share.created_at < period.end,
+                                                        *([Share.task_id == task_id] if for_task else []))
+            .group_by(Share.member_id)):
+        if member_id in table:
+            table[member_id].shares = count
+    for member_id, count in await session.execute(
+            select(TrackedLink.member_id, func.sum(ClickDaily.unique_clicks)).join(TrackedLink, TrackedLink.id == ClickDaily.link_id)
+            .where(ClickDaily.day >= period.first_day, ClickDaily.day <= period.last_day,
+                   *([TrackedLink.task_id == task_id] if for_task else []))
+            .group_by(TrackedLink.member_id)):
+        if member_id in table:
+            table[member_id].unique_clicks = int(count or 0)
+    for member_id, count, won, revenue in await session.execute(
+            select(TrackedLink.member_id, func.count(), func.count().filter(Lead.status == "won"),
+                   func.coalesce(func.sum(Lead.won_amount).filter(Lead.status == "won"), 0))
+            .join(TrackedLink, TrackedLink.id == Lead.link_id)
+            .where(Lead.created_at >= period.start, Lead.created_at < period.end,
+                   *([Lead.task_id == task_id] if for_task else []))
+            .group_by(TrackedLink.member_id)):
+        if member_id in table:
+            table[member_id].leads, table[member_id].won, table[member_id].revenue = count, won, Decimal(revenue)
+    return table
+
+
+async def partner_standings(session: AsyncSession, members: dict[int, Standing]) -> list[Standing]:
+    names = dict((await session.execute(select(Partner.id, Partner.name))).all())
+    partners: dict[int, Standing] = {}
+    for m in members.values():
+        if m.partner_id is None:
+            continue
+        p = partners.setdefault(m.partner_id, Standing(m.partner_id, names.get(m.partner_id, "?")))
+        p.shares += m.shares
+        p.unique_clicks += m.unique_clicks
+        p.leads += m.leads
+        p.won += m.won
+        p.revenue += m.revenue
+    return list(partners.values())
+
+
+def ranked(standings: list[Standing], metric: str) -> list[Standing]:
+    """Best first; ties broken by the other metrics, then by name, so the order is stable."""
+    others = [m for m in METRICS if m != metric]
+    return sorted(standings, key=lambda s: (-getattr(s, metric), *(-getattr(s, m) for m in others), s.name))
+
+
+def rank_of(standings: list[Standing], key: int, metric: str) -> int:
+    """1 + how many did strictly better (equals share a rank)."""
+    mine = next(getattr(s, metric) for s in standings if s.key == key)
+    return 1 + sum(1 for s in standings if getattr(s, metric) > mine)
+
+
+async def trend(session: AsyncSession, scope: Scope, period: Period) -> dict[str, list[int]]:
+    """Per local day of the period: shares, unique clicks and leads."""
+    days = period.days()
+    index = {day: i for i, day in enumerate(days)}
+    series = {"shares": [0] * len(days), "unique_clicks": [0] * len(days), "leads": [0] * len(days)}
+    zone = ZoneInfo(period.timezone)
+    members = _members_of(scope)
+    share_times = await session.scalars(select(Share.created_at).where(
+        Share.created_at >= period.start, Share.created_at < period.end,
+        *([Share.task_id == scope.task_id] if scope.task_id is not None else []),
+        *([Share.member_id.in_(members)] if members is not None else [])))
+    for at in share_times:
+        series["shares"][index[at.astimezone(zone).date()]] += 1
+    for day, count in await session.execute(
+            select(ClickDaily.day, func.sum(ClickDaily.unique_clicks)).join(TrackedLink, TrackedLink.id == ClickDaily.link_id)
+            .where(ClickDaily.day >= period.first_day, ClickDaily.day <= period.last_day, *_link_conditions(scope))
+            .group_by(ClickDaily.day)):
+        series["unique_clicks"][index[day]] = int(count or 0)
+    for at in await session.scalars(select(Lead.created_at).where(*_lead_conditions(scope, period))):
+        series["leads"][index[at.astimezone(zone).date()]] += 1
+    return series
+
+
+async def rebuild_click_daily(session: AsyncSession, zone: str) -> int:
+    """Recount the daily click table from the clicks (after an upgrade, or a time-zone change)."""
+    from store.models import Click
+
+    await session.execute(ClickDaily.__table__.delete())
+    result = await session.stream(select(Click.link_id, Click.at, Click.is_bot, Click.is_unique)
+                                  .execution_options(yield_per=5000))
+    rows = daily_click_rows([row async for row in result], zone)
+    for start in range(0, len(rows), 5000):
+        await session.execute(ClickDaily.__table__.insert(), rows[start:start + 5000])
+    return len(rows)
+

@@ -1,0 +1,159 @@
+"""report / 统计 and roi / 归因 in chat: numbers that match the data, a chart image, who sees what."""
+import io
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from PIL import Image
+
+from bot.app import DB
+from store import links as link_store
+from store.members import get_member
+from store.models import Lead, LeadEvent, LeadTouch, Share, Task, TrackedLink, utcnow
+from tests.conftest import Stack
+
+
+async def programme(stack: Stack) -> dict[str, int]:
+    """Task #1 (cost 1,000): p1 (星河科技) 3 human unique clicks + 1 bot, p2 (Blue Ocean) 1 click.
+    Lead A (p1's link, won 9,000, touched by p1 then p2), lead B (p2's link, new)."""
+    now = utcnow()
+    async with stack.bot[DB].session() as session:
+        p1, p2 = await get_member(session, "p1"), await get_member(session, "p2")
+        task = Task(title="双十二", target_url="https://brand.example", status="active", cost=Decimal(1000))
+        session.add(task)
+        await session.flush()
+        l1 = TrackedLink(code="c1", task_id=task.id, member_id=p1.id, channel="link")
+        l2 = TrackedLink(code="c2", task_id=task.id, member_id=p2.id, channel="poster")
+        session.add_all([l1, l2, Share(task_id=task.id, member_id=p1.id, channel="link", created_at=now)])
+        await session.flush()
+        clicks = [{"event_id": f"e{i}", "link_id": link.id, "at": now - timedelta(minutes=5), "visitor_id": f"v{i}",
+                   "ip_hash": "h", "user_agent": "", "referrer": "", "is_bot": bot, "is_unique": True}
+                  for i, (link, bot) in enumerate([(l1, False), (l1, False), (l1, False), (l1, True), (l2, False)])]
+        await link_store.insert_clicks(session, clicks, stack.config.server.timezone)
+        won = Lead(name="甲", phone="13800000001", source="form:link", status="won", won_amount=Decimal(9000),
+                   won_at=now, task_id=task.id, link_id=l1.id, partner_id=p1.partner_id, owner_id=p1.id, created_at=now)
+        fresh = Lead(name="乙", phone="13800000002", source="form:poster", status="new", task_id=task.id,
+                     link_id=l2.id, partner_id=p2.partner_id, created_at=now)
+        session.add_all([won, fresh])
+        await session.flush()
+        session.add_all([LeadEvent(lead_id=won.id, kind="assigned", member_id=p1.id, at=now),
+                         LeadTouch(lead_id=won.id, link_id=l1.id, kind="click", at=now - timedelta(hours=2)),
+                         LeadTouch(lead_id=won.id, link_id=l2.id, kind="click", at=now - timedelta(hours=1))])
+        return {"task": task.id}
+
+
+async def test_admin_report_has_the_funnel_leaders_and_a_chart(stack: Stack) -> None:
+    await programme(stack)
+    uploads = stack.sim.api_calls["media/upload"]
+    text, _ = await stack.ask("admin1", "统计", expect=2)
+    assert text.splitlines()[1] == "送达 0 → 分享 1 (—) → 独立点击 4 (400%) → 线索 2 (50%) → 领取 1 (50%) → 成交 1 (100%)"
+    assert "点击 4（机器访问 1 未计入）· 成交额 ¥9,000" in text
+    assert "伙伴排行（独立点击）：1. 星河科技 3 · 2. Blue Ocean 1" in text
+    assert "成员排行（独立点击）：1. 张伟 3 · 2. Li Na 1" in text
+    image = stack.sim.bot_messages("admin1")[-1]
+    assert image.msgtype == "image" and stack.sim.api_calls["media/upload"] == uploads + 1
+    chart = Image.open(io.BytesIO(stack.sim.media[image.body["media_id"]][0]))
+    assert chart.format == "PNG" and chart.width == 1080
+
+    [task_text, _] = await stack.ask("mkt1", "report task 1 week", expect=2)
+    assert "#1 双十二" in task_text.splitlines()[0] and "shares 1" in task_text
+
+
+async def test_a_partner_sees_only_their_own_company(stack: Stack) -> None:
+    await programme(stack)
+    text, _ = await stack.ask("p2", "统计", expect=2)
+    assert "Blue Ocean" in text.splitlines()[0]
+    assert "独立点击 1" in text.splitlines()[1] and "线索 1" in text.splitlines()[1]
+    assert "星河科技" not in text and "张伟" not in text and "¥9,000" not in text
+    [refused] = await stack.ask("p2", "统计 伙伴 星河科技")
+    assert refused == "抱歉：您只能查看本公司的数据。" or "只能查看本公司" in refused
+    [refused] = await stack.ask("p2", "归因")
+    assert "归因" in refused and "¥" not in refused
+
+
+async def test_roi_per_model(stack: Stack) -> None:
+    await programme(stack)
+    [linear] = await stack.ask("admin1", "归因 线性")
+    assert linear.splitlines()[0] == f"💰 归因 · 线性 · {linear.splitlines()[0].split(' · ')[2].split('：')[0]}：成交 1 单，¥9,000（无追踪触点：¥0）"
+    assert "• #1 双十二 ¥9,000（成本 ¥1,000，ROI +800%）" in linear
+    assert "• 星河科技 ¥4,500" in linear and "• Blue Ocean ¥4,500" in linear
+    [first] = await stack.ask("admin1", "roi first")
+    assert "• 星河科技 ¥9,000" in first and "Blue Ocean" not in first
+    [last] = await stack.ask("admin1", "roi last")
+    assert "• Blue Ocean ¥9,000" in last
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("report soon", "“soon” is not a period"),
+    ("report task x", "“x” is not a number"),
+    ("report task 99", "there is no task #99"),
+    ("report partner Nobody", "there is no partner called Nobody"),
+    ("report partner", "give the partner's name"),
+    ("report 2026-13-01", "is not a period"),
+    ("report 2026-11-10..2026-11-01", "ends before it starts"),
+    ("roi sideways", "“sideways” is not a model"),
+    ("roi linear 2020-01-01..2026-01-01", "at most 366 days"),
+])
+async def test_bad_report_input(stack: Stack, text: str, expected: str) -> None:
+    [reply] = await stack.ask("admin1", text)
+    assert expected in reply and "Traceback" not in reply
+
+
+async def test_daily_digest_goes_to_admins_once_a_day(stack: Stack) -> None:
+    import asyncio
+    from datetime import datetime, time
+    from zoneinfo import ZoneInfo
+
+    from bot.jobs import send_daily_digest
+
+    await programme(stack)
+    zone = ZoneInfo(stack.config.server.timezone)
+    tomorrow = utcnow().astimezone(zone).date() + timedelta(days=1)
+    early = datetime.combine(tomorrow, time(stack.config.stats.digest_hour - 1, 30), tzinfo=zone)
+    assert await send_daily_digest(stack.bot[DB], stack.config, now=early) == 0  # before the hour: not yet
+    on_time = datetime.combine(tomorrow, time(stack.config.stats.digest_hour, 5), tzinfo=zone)
+    sent = await asyncio.gather(*(send_daily_digest(stack.bot[DB], stack.config, now=on_time) for _ in range(3)))
+    assert sorted(sent) == [0, 0, 1]  # one admin, once, whichever instance got there first
+    [digest] = [m.body["content"] for m in await stack.sim.wait_for_bot_messages("admin1", 1)]
+    assert digest.startswith(f"📊 昨日简报 {tomorrow - timedelta(days=1)}")
+    assert "分享 1 (—) → 独立点击 4 (400%) → 线索 2 (50%)" in digest and "1. 星河科技 3 · 2. Blue Ocean 1" in digest
+    later = on_time + timedelta(hours=5)
+    assert await send_daily_digest(stack.bot[DB], stack.config, now=later) == 0
+    assert not stack.sim.bot_messages("p1")  # partners do not get it
+
+
+async def test_export_funnel_and_attribution_as_json_and_csv(sqlite_url: str) -> None:
+    import csv
+
+    import aiohttp
+
+    from tests.conftest import make_config, seed, start_stack
+    await seed(sqlite_url)
+    config = make_config(sqlite_url)
+    config.admin.api_token = "t0ken-for-the-stats-export-1234"
+    stack = await start_stack(config)
+    try:
+        await programme(stack)
+        async with aiohttp.ClientSession(base_url=stack.bot_url,
+                                         headers={"Authorization": f"Bearer {config.admin.api_token}"}) as http:
+            async with http.get("/api/stats/funnel", params={"by": "partner", "period": "30d"}) as r:
+                body = await r.json()
+            total, *partners = body["rows"]
+            assert (total["unique_clicks"], total["bot_clicks"], total["leads"], total["won"], total["revenue"]) == (4, 1, 2, 1, "9000.00")
+            assert {p["name"]: p["unique_clicks"] for p in partners} == {"星河科技": 3, "Blue Ocean": 1}
+            async with http.get("/api/stats/attribution", params={"model": "u", "format": "csv"}) as r:
+                assert r.headers["Content-Type"].startswith("text/csv")
+                rows = list(csv.DictReader(io.StringIO(await r.text())))
+            assert [(row["kind"], row["name"], row["credited"]) for row in rows] == [
+                ("task", "双十二", "9000.00"), ("partner", "星河科技", "4500.00"), ("partner", "Blue Ocean", "4500.00"),
+                ("unattributed", "", "0")]
+            assert rows[0]["roi"] == "8.0000"
+            for path, params in (("/api/stats/funnel", {"period": "2026-13-01"}), ("/api/stats/funnel", {"by": "region"}),
+                                 ("/api/stats/funnel", {"format": "xml"}), ("/api/stats/attribution", {"model": "w"})):
+                async with http.get(path, params=params) as r:
+                    assert r.status == 400 and (await r.json())["field"] in params
+        async with aiohttp.ClientSession(base_url=stack.bot_url) as anonymous:
+            async with anonymous.get("/api/stats/funnel") as r:
+                assert r.status == 401
+    finally:
+        await stack.stop()

@@ -33,12 +33,12 @@ GENERATE = [
     "FROM generate_series(1, :tasks) g",
     # Each member shares 5 tasks: one link per (task, member).
     "INSERT INTO tracked_links (code, task_id, member_id, channel, created_at) "
-    "SELECT md5(m.id || '-' || k), 1 + (m.id * 7 + k * 13) % :tasks, m.id, 'link', now() "
+    "SELECT left(md5(m.id || '-' || k), 16), 1 + (m.id * 7 + k * 13) % :tasks, m.id, 'link', now() "
     "FROM members m CROSS JOIN generate_series(1, 5) k WHERE m.role = 'partner'",
     "INSERT INTO shares (task_id, member_id, channel, created_at) "
     "SELECT l.task_id, l.member_id, 'link', now() - random() * interval '90 days' FROM tracked_links l, generate_series(1, 2)",
     "INSERT INTO outbox (channel, recipient, kind, payload, dedupe_key, purpose, task_id, status, attempts, "
-    "next_attempt_at, created_at, sent_at) SELECT 'wecom', m.userid, 'card', '{}', 'b' || l.id, 'task', l.task_id, "
+    "next_attempt_at, created_at, sent_at) SELECT 'wecom', m.userid, 'card', '{}', 'b' || l.id, 'task_card', l.task_id, "
     "'sent', 1, now(), now(), now() - random() * interval '90 days' FROM tracked_links l JOIN members m ON m.id = l.member_id",
     "INSERT INTO clicks (link_id, at, visitor_id, ip_hash, user_agent, referrer, is_bot, is_unique, event_id) "
     "SELECT 1 + (random() * (:links - 1))::int, now() - random() * interval '90 days', md5(g::text), md5(g::text), "

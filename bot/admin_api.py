@@ -20,7 +20,7 @@ from store.models import TASK_STATUSES, AssignmentRule, Lead, Member, Partner, P
 
 log = logging.getLogger(__name__)
 
-EDITABLE = ("title", "url", "description", "template", "deadline", "status")
+EDITABLE = ("title", "url", "description", "template", "deadline", "status", "cost")
 # A task only moves forward: draft → active → ended.
 _STATUS_ORDER = {status: i for i, status in enumerate(TASK_STATUSES)}
 
@@ -68,9 +68,10 @@ def admin_routes(config: Config, db_of: Any) -> tuple[list[web.RouteDef], Any]:
         unknown = sorted(set(body) - set(EDITABLE))
         if unknown:
             return _error(400, f"unknown field(s): {', '.join(unknown)}; known: {', '.join(EDITABLE)}", unknown[0])
-        if any(not isinstance(body[k], str) for k in body if k != "deadline") or \
-                not isinstance(body.get("deadline", ""), (str, type(None))):
-            return _error(400, "fields must be strings (deadline: ISO 8601 or null)")
+        if any(not isinstance(body[k], str) for k in body if k not in ("deadline", "cost")) or \
+                not isinstance(body.get("deadline", ""), (str, type(None))) or \
+                not isinstance(body.get("cost", ""), (str, int, float, type(None))) or isinstance(body.get("cost"), bool):
+            return _error(400, "fields must be strings (deadline: ISO 8601 or null; cost: an amount or null)")
         return body
 
     def deadline_of(value: str | None) -> datetime | None:
@@ -85,6 +86,7 @@ def admin_routes(config: Config, db_of: Any) -> tuple[list[web.RouteDef], Any]:
     async def task_json(session: Any, task: Task) -> dict[str, Any]:
         return {"id": task.id, "title": task.title, "url": task.target_url, "description": task.description,
                 "template": task.poster_template, "status": task.status,
+                "cost": str(task.cost) if task.cost is not None else None,
                 "deadline": task.deadline.astimezone(timezone.utc).isoformat() if task.deadline else None,
                 "created_at": task.created_at.astimezone(timezone.utc).isoformat(),
                 "deliveries": await task_store.delivery_progress(session, task.id),
@@ -110,7 +112,8 @@ def admin_routes(config: Config, db_of: Any) -> tuple[list[web.RouteDef], Any]:
                 task = await task_store.create_task(
                     session, title=body.get("title", ""), url=body.get("url", ""), creator=None,
                     description=body.get("description", ""), template=check_template(body.get("template", "classic")),
-                    deadline=deadline_of(body.get("deadline")), status=status)
+                    deadline=deadline_of(body.get("deadline")), status=status,
+                    cost=task_store.check_cost(body.get("cost")))
                 return web.json_response(await task_json(session, task), status=201)
         except task_store.InvalidTask as problem:
             return _error(422, problem.en, problem.field)
@@ -167,6 +170,8 @@ def admin_routes(config: Config, db_of: Any) -> tuple[list[web.RouteDef], Any]:
                     task.description = task_store.check_description(body["description"])
                 if "template" in body:
                     task.poster_template = check_template(body["template"])
+                if "cost" in body:
+                    task.cost = task_store.check_cost(body["cost"])
                 if "deadline" in body:
                     task.deadline = task_store.check_deadline(deadline_of(body["deadline"]), utcnow())
                     task.auto_reminded_at = None  # a new deadline earns a new automatic reminder

@@ -83,7 +83,7 @@ def _bars(ax: Axes, rows: list[tuple[str, float]], labels: list[str], color: str
     ys, values = range(len(rows)), [v for _, v in rows]
     ax.barh(ys, values, color=color, height=0.62)
     ax.set_yticks(ys, [name for name, _ in rows], fontproperties=_font(15), parse_math=False)
-    ax.invert_yaxis()
+    ax.set_ylim(max(len(rows), 5) - 0.5, -0.5)  # first row on top; a single bar stays bar-sized
     ax.set_xlim(min(0.0, *values), max(values) * 1.45 if max(values) > 0 else 1)  # room for the labels
     for y, v, label in zip(ys, values, labels):
         ax.annotate(label, (max(v, 0), y), xytext=(5, 0), textcoords="offset points", va="center",
@@ -91,6 +91,7 @@ def _bars(ax: Axes, rows: list[tuple[str, float]], labels: list[str], color: str
     ax.xaxis.set_visible(False)
     ax.tick_params(axis="y", length=0)
     ax.spines[["top", "right", "bottom"]].set_visible(False)
+    ax.spines["left"].set_bounds(len(rows) - 0.5, -0.5)
 
 
 def _funnel(ax: Axes, rows: list[tuple[str, float]]) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -77,12 +78,28 @@ def check_deadline(deadline: datetime | None, now: datetime) -> datetime | None:
     return deadline
 
 
+COST_MAX = Decimal("10000000000")
+
+
+def check_cost(value: object) -> Decimal | None:
+    """What a task cost, for its ROI: a non-negative amount (number or string), or null for none."""
+    if value is None or value == "":
+        return None
+    try:
+        cost = Decimal(str(value).replace(",", "")).quantize(Decimal("0.01"))
+    except (InvalidOperation, ValueError):
+        raise InvalidTask("cost", "cost must be an amount like 5000 or 5000.50", "成本须为金额，例如 5000") from None
+    if isinstance(value, bool) or not cost.is_finite() or not 0 <= cost < COST_MAX:
+        raise InvalidTask("cost", "cost must be from 0 to less than 10,000,000,000", "成本须在 0 到 100 亿之间")
+    return cost
+
+
 async def create_task(session: AsyncSession, *, title: str, url: str, creator: Member | None,
                       description: str = "", template: str = "classic", deadline: datetime | None = None,
-                      status: str = "draft") -> Task:
+                      status: str = "draft", cost: Decimal | None = None) -> Task:
     task = Task(title=check_title(title), target_url=check_url(url), description=check_description(description),
                 poster_template=check_template(template), deadline=check_deadline(deadline, utcnow()),
-                status=status, creator_id=creator.id if creator else None)
+                status=status, creator_id=creator.id if creator else None, cost=cost)
     session.add(task)
     await session.flush()
     return task

@@ -80,6 +80,20 @@ async def test_bad_task_bodies(api, body: dict, status: int, field: str | None) 
         assert await session.scalar(select(func.count()).select_from(Task)) == 0
 
 
+async def test_task_cost_for_roi(api) -> None:  # type: ignore[no-untyped-def]
+    _, http = api
+    async with http.post("/api/tasks", json={"title": "T", "url": "https://x.example", "cost": 5000}) as r:
+        task = await r.json()
+    assert task["cost"] == "5000.00"
+    async with http.patch(f"/api/tasks/{task['id']}", json={"cost": "1,250.5"}) as r:
+        assert (await r.json())["cost"] == "1250.50"
+    for bad, status in ((-1, 422), ("lots", 422), (True, 400), (1e12, 422), ([5], 400)):
+        async with http.patch(f"/api/tasks/{task['id']}", json={"cost": bad}) as r:
+            assert r.status == status, bad
+    async with http.patch(f"/api/tasks/{task['id']}", json={"cost": None}) as r:
+        assert (await r.json())["cost"] is None
+
+
 async def test_a_failed_edit_changes_nothing(api) -> None:  # type: ignore[no-untyped-def]
     _, http = api
     async with http.post("/api/tasks", json={"title": "Keep", "url": "https://x.example"}) as r:

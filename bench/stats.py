@@ -40,9 +40,13 @@ GENERATE = [
     "INSERT INTO outbox (channel, recipient, kind, payload, dedupe_key, purpose, task_id, status, attempts, "
     "next_attempt_at, created_at, sent_at) SELECT 'wecom', m.userid, 'card', '{}', 'b' || l.id, 'task_card', l.task_id, "
     "'sent', 1, now(), now(), now() - random() * interval '90 days' FROM tracked_links l JOIN members m ON m.id = l.member_id",
+    # --spread burst: a link is shared on one day and its clicks fade over the next days (mean 1 day),
+    # as shared content does; --spread uniform: any link on any of the 90 days (the worst case).
     "INSERT INTO clicks (link_id, at, visitor_id, ip_hash, user_agent, referrer, is_bot, is_unique, event_id) "
-    "SELECT 1 + (random() * (:links - 1))::int, now() - random() * interval '90 days', md5(g::text), md5(g::text), "
-    "'Mozilla/5.0', '', random() < 0.1, random() < 0.7, 'e' || g FROM generate_series(1, :clicks) g",
+    "SELECT link_id, CASE WHEN :burst THEN least(now(), now() - (link_id * 7919 % 90) * interval '1 day' "
+    "+ (-ln(1 - random())) * interval '1 day') ELSE now() - random() * interval '90 days' END, "
+    "md5(g::text), md5(g::text), 'Mozilla/5.0', '', random() < 0.1, random() < 0.7, 'e' || g "
+    "FROM (SELECT g, 1 + (random() * (:links - 1))::int AS link_id FROM generate_series(1, :clicks) g) picked",
     "INSERT INTO leads (name, company, phone, region, industry, source, status, partner_id, task_id, link_id, "
     "visitor_id, won_amount, won_at, claimed_at, created_at, updated_at) "
     "SELECT '客户' || g, '公司' || g, '139' || lpad(g::text, 8, '0'), '', '', 'form:link', "
@@ -76,7 +80,8 @@ async def run(args: argparse.Namespace) -> None:
     try:
         started = time.perf_counter()
         async with store.session() as session:
-            sizes = {"tasks": args.tasks, "links": args.members * 5, "clicks": args.clicks, "leads": args.leads, "wins": args.wins}
+            sizes = {"tasks": args.tasks, "links": args.members * 5, "clicks": args.clicks, "leads": args.leads,
+                     "wins": args.wins, "burst": args.spread == "burst"}
             for statement in GENERATE:
                 await session.execute(text(statement), sizes if ":" in statement else {})
         generated = time.perf_counter() - started
@@ -90,16 +95,19 @@ async def run(args: argparse.Namespace) -> None:
         today = utcnow().astimezone(ZoneInfo(ZONE)).date()
         month = stats.Period(today - timedelta(days=29), today, ZONE, "30 days")
         fortnight = stats.Period(today - timedelta(days=13), today, ZONE, "14 days")
-        timings: dict[str, list[float]] = {"count(*) over clicks": [], "report (queries)": [], "roi linear": [],
-                                           "chart rendering": []}
+        timings: dict[str, list[float]] = {"count(*) over clicks": [], "report (queries)": [], "  of which funnel": [],
+                                           "  of which leaderboards": [], "  of which 14-day trend": [],
+                                           "roi linear": [], "chart rendering": []}
         for _ in range(args.repeat):
             async with store.session() as session:
                 t0 = time.perf_counter()
                 await session.scalar(text("SELECT count(*) FROM clicks"))
                 t1 = time.perf_counter()
                 funnel = await stats.funnel(session, stats.Scope(), month)
+                f1 = time.perf_counter()
                 standings = await stats.member_standings(session, month)
                 partners = stats.ranked(await stats.partner_standings(session, standings), "unique_clicks")[:10]
+                f2 = time.perf_counter()
                 series = await stats.trend(session, stats.Scope(), fortnight)
                 t2 = time.perf_counter()
                 credited = await attribution.attribute(session, month, "linear")
@@ -110,14 +118,15 @@ async def run(args: argparse.Namespace) -> None:
             t4 = time.perf_counter()
             png = await asyncio.to_thread(render_report, spec)
             t5 = time.perf_counter()
-            for name, seconds in zip(timings, (t1 - t0, t2 - t1, t3 - t2, t5 - t4)):
+            for name, seconds in zip(timings, (t1 - t0, t2 - t1, f1 - t1, f2 - f1, t2 - f2, t3 - t2, t5 - t4)):
                 timings[name].append(seconds)
     finally:
         await store.dispose()
         await db.drop()
     baseline = median_time(timings["count(*) over clicks"])
-    print(f"stats benchmark: {args.clicks:,} clicks, {args.leads:,} leads, {args.wins:,} wins, {args.members:,} members "
-          f"in {args.partners} partners, {args.tasks} tasks; database {'postgresql' if db.name else 'sqlite'}")
+    print(f"stats benchmark: {args.clicks:,} clicks ({args.spread}), {args.leads:,} leads, {args.wins:,} wins, "
+          f"{args.members:,} members in {args.partners} partners, {args.tasks} tasks; "
+          f"database {'postgresql' if db.name else 'sqlite'}")
     print(f"  generated in {generated:.1f} s; daily click rows rebuilt from the clicks: {daily_rows:,} in {rebuilt:.1f} s")
     print(f"  month funnel: {funnel.as_dict()}")
     print(f"  roi linear: {credited.won_leads} won, revenue {credited.revenue}, unattributed {credited.unattributed}")
@@ -137,6 +146,8 @@ def main() -> None:
     parser.add_argument("--partners", type=int, default=50)
     parser.add_argument("--tasks", type=int, default=100)
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--spread", choices=("burst", "uniform"), default="burst",
+                        help="how clicks fall over time: after each share (realistic) or evenly (worst case)")
     asyncio.run(run(parser.parse_args()))
 
 

@@ -37,8 +37,8 @@ def _charmap() -> frozenset[int]:
 
 def _text(value: Any, limit: int | None = LABEL_CHARS) -> str:
     """One line the font can draw: a letter it lacks (a rare hanzi) becomes "?", emoji and the like go."""
-    s = "".join(c if ord(c) in _charmap() else "?" if unicodedata.category(c)[0] in "LN" else ""
-                for c in " ".join(str(value).split())).strip()
+    s = " ".join("".join(c if ord(c) in _charmap() else "?" if unicodedata.category(c)[0] in "LN" else ""
+                         for c in str(value)).split())
     return s[: limit - 1] + "…" if limit and len(s) > limit else s
 
 
@@ -109,8 +109,9 @@ def _trend(ax: Axes, days: list[str], series: dict[str, list[float]]) -> None:
     values = [v for ys in series.values() for v in ys]
     low, top = min(0.0, *values), max(0.0, *values) or 1.0
     ticks = MaxNLocator(nbins=5, integer=all(v.is_integer() for v in values)).tick_values(low, top)
-    ticks = [t for t in ticks if low <= t <= top * 1.15]
-    ax.set_ylim(low, top * 1.3)  # headroom for the legend
+    high = max(ticks[-1], top * 1.05)  # the next tick up, with room for the markers
+    ticks = [t for t in ticks if low <= t <= high]
+    ax.set_ylim(low, high)
     ax.set_yticks(ticks, [_fmt(t) for t in ticks], fontproperties=_font(13))
     # Label every `step`-th day, counting back from the last, so that labels never overlap.
     step = math.ceil(n / max(1, int(6.0 * 72 / (max(_em(d) for d in days) * 13 + 10))))
@@ -121,8 +122,8 @@ def _trend(ax: Axes, days: list[str], series: dict[str, list[float]]) -> None:
     ax.set_axisbelow(True)
     ax.spines[["top", "right"]].set_visible(False)
     widest = max(_em(name) for name in series) * 14 + 50  # points: text, line sample and gap
-    legend = ax.legend(prop=_font(14), loc="upper left", ncol=max(1, min(len(series), int(6.2 * 72 // widest))),
-                       frameon=False)
+    legend = ax.legend(prop=_font(14), loc="lower left", bbox_to_anchor=(0, 1), borderaxespad=0.2, frameon=False,
+                       ncol=max(1, min(len(series), int(6.2 * 72 // widest))))  # above the plot, never over it
     for t in legend.get_texts():
         t.set_parse_math(False)
 
@@ -141,14 +142,15 @@ def render_report(spec: dict[str, Any]) -> bytes:
 
     fig = Figure(figsize=(7.2, 12), dpi=150, facecolor="white", layout="constrained")  # 1080 px wide
     fig.get_layout_engine().set(h_pad=0.12)  # inches around the title and panels
-    fig.suptitle(_wrap(_text(spec.get("title") or "", None), 24), fontproperties=_font(21, True), parse_math=False)
+    fig.suptitle(_wrap(_text(spec.get("title") or "", None), 23), fontproperties=_font(21, True), parse_math=False)
     # One subfigure per panel, so the leaderboard's long names don't push the other panels right.
-    axes = [sub.subplots() for sub in fig.subfigures(3, 1, height_ratios=[1, 1, 1.25], hspace=0.02)]
+    subs = fig.subfigures(3, 1, height_ratios=[1, 1, 1.25], hspace=0.02)
     n = len(days) or 14
     titles = [("转化漏斗", "Funnel"), (f"近 {n} 天趋势", f"Last {n} days"), ("排行", "Ranking")]
-    for ax, title in zip(axes, titles):
-        text = _text(board.get("title"), 30) if ax is axes[2] and board.get("title") else title[0 if zh else 1]
-        ax.set_title(text, loc="left", fontproperties=_font(17, True), parse_math=False)
+    for sub, title in zip(subs, titles):
+        text = _text(board.get("title"), None) if sub is subs[2] and board.get("title") else title[0 if zh else 1]
+        sub.suptitle(_wrap(text, 26), x=0.01, ha="left", fontproperties=_font(17, True), parse_math=False)
+    axes = [sub.subplots() for sub in subs]
     _funnel(axes[0], funnel) if funnel else _no_data(axes[0])
     _trend(axes[1], days, series) if series else _no_data(axes[1])
     ranked = [(f"{i}. {name}", v) for i, (name, v) in enumerate(rows, 1)]

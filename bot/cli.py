@@ -233,7 +233,7 @@ def cmd_demo(config: Config, _args: argparse.Namespace) -> int:
         db = Database(config.database.url)
         try:
             async with db.session() as session:
-                await seed_demo(session)
+                await seed_demo(session, config.server.timezone)
         finally:
             await db.dispose()
 

@@ -389,3 +389,35 @@ async def test_lead_pool_claim_follow_return_win_and_audit(pool_leads: list[int]
         start += len(kind)
     assert positions == sorted(positions), text
     sandbox.assert_clean()
+
+
+@pytest.fixture
+async def campaign(stack: Stack) -> dict[str, int]:
+    from tests.test_report_chat import programme
+    return await programme(stack)
+
+
+async def test_admin_asks_for_stats_and_attribution(campaign: dict[str, int], sandbox: Sandbox) -> None:
+    """The stats issue's acceptance flow: 统计 gives the funnel as text plus a readable chart in the
+    chat, and 归因 线性 the revenue split; the figures are those of `programme` (tests/test_report_chat.py)."""
+    page = sandbox.page
+    await sandbox.choose("admin1")
+    await sandbox.type_and_enter("统计")
+    summary = sandbox.bot("送达 0 → 分享 1")
+    await expect(summary).to_have_count(1, timeout=STEP_TIMEOUT_MS)
+    await expect(summary).to_contain_text("独立点击 4 (400%) → 线索 2 (50%) → 领取 1 (50%) → 成交 1 (100%)")
+    await expect(summary).to_contain_text("成交额 ¥9,000")
+    chart = page.locator(".msg.from-bot[data-msgtype='image'] img")
+    await expect(chart).to_have_count(1, timeout=POSTER_TIMEOUT_MS)
+    handle = await chart.element_handle()
+    await page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=handle, timeout=POSTER_TIMEOUT_MS)
+    assert await page.evaluate("img => img.naturalWidth", handle) == 1080
+
+    await sandbox.type_and_enter("归因 线性")
+    split = sandbox.bot("💰 归因 · 线性")
+    await expect(split).to_have_count(1, timeout=STEP_TIMEOUT_MS)
+    await expect(split).to_contain_text("成交 1 单，¥9,000")
+    await expect(split).to_contain_text("#1 双十二 ¥9,000（成本 ¥1,000，ROI +800%）")
+    await expect(split).to_contain_text("星河科技 ¥4,500")
+    await page.screenshot(path="/tmp/sandbox-stats.png", animations="disabled")
+    sandbox.assert_clean()

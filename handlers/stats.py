@@ -14,12 +14,12 @@ from sqlalchemy import select
 from bot.messages import Chart, Reply, Text
 from bot.router import ArgError, Context, parse_id
 from store import attribution, stats
-from store.models import Partner, Task
+from store.models import Member, Partner, Task
 from store.stats import BadPeriod, Period, Scope
 
 STEP_NAMES = {"deliveries": ("delivered", "送达"), "shares": ("shares", "分享"), "unique_clicks": ("unique clicks", "独立点击"),
               "leads": ("leads", "线索"), "claimed": ("claimed", "领取"), "won": ("won", "成交")}
-TASK_WORDS, PARTNER_WORDS = ("task", "任务"), ("partner", "伙伴")
+TASK_WORDS, PARTNER_WORDS, MEMBER_WORDS = ("task", "任务"), ("partner", "伙伴"), ("member", "成员")
 
 
 def money(amount: Decimal) -> str:
@@ -74,11 +74,12 @@ class ReportArgs:
     period: str | None = None
     task_id: int | None = None
     partner: str | None = None
+    member: str | None = None
 
 
 def parse_report(text: str) -> ReportArgs:
-    """`month`, `task 12`, `partner Blue Ocean week`, `统计 任务 3 本周`, `2026-11-01..2026-11-15`."""
-    words, period, task_id, partner = text.split(), None, None, None
+    """`month`, `task 12`, `member zhangwei`, `partner Blue Ocean week`, `统计 任务 3 本周`, `2026-11-01..2026-11-15`."""
+    words, period, task_id, partner, member = text.split(), None, None, None, None
     i = 0
     while i < len(words):
         word = words[i]
@@ -89,6 +90,12 @@ def parse_report(text: str) -> ReportArgs:
             if not tail:
                 i += 1
             task_id = parse_id(tail or (words[i] if i < len(words) else ""))
+        elif word.lower() in MEMBER_WORDS or (tail and head.lower() in MEMBER_WORDS):
+            if not tail:
+                i += 1
+            member = (tail or (words[i] if i < len(words) else ""))[:64]
+            if not member:
+                raise ArgError("give the member's user id: report member USERID", "请写成员的账号：统计 成员 账号")
         elif word.lower() in PARTNER_WORDS or (tail and head.lower() in PARTNER_WORDS):
             rest = ([tail] if tail else []) + [w for w in words[i + 1:] if not stats.is_period_word(w)]
             period = next((w for w in words[i + 1:] if stats.is_period_word(w)), period)
@@ -100,7 +107,7 @@ def parse_report(text: str) -> ReportArgs:
             raise ArgError(f"“{word[:20]}” is not a period, task N or partner NAME",
                            f"“{word[:20]}”不是时间段、任务 N 或 伙伴 名称")
         i += 1
-    return ReportArgs(period, task_id, partner)
+    return ReportArgs(period, task_id, partner, member)
 
 
 async def _scope(ctx: Context, args: ReportArgs) -> tuple[Scope, str]:
@@ -114,6 +121,14 @@ async def _scope(ctx: Context, args: ReportArgs) -> tuple[Scope, str]:
         if partner_id not in (None, ctx.member.partner_id) or ctx.member.partner_id is None:
             raise ArgError("you can see your own company's figures only", "您只能查看本公司的数据")
         partner_id = ctx.member.partner_id
+    member_id = None
+    if args.member is not None:
+        member = await ctx.session.scalar(select(Member).where(Member.userid == args.member))
+        # Partner staff may look at colleagues, not at other companies' people.
+        if member is None or (ctx.member.role == "partner" and member.partner_id != ctx.member.partner_id):
+            raise ArgError(f"there is no member {args.member} you may see", f"没有您可查看的成员 {args.member}")
+        member_id = member.id
+        labels.append(member.name)
     if partner_id is not None:
         labels.append(await ctx.session.scalar(select(Partner.name).where(Partner.id == partner_id)) or "")
     if args.task_id is not None:
@@ -121,7 +136,7 @@ async def _scope(ctx: Context, args: ReportArgs) -> tuple[Scope, str]:
         if task is None:
             raise ArgError(f"there is no task #{args.task_id}", f"没有任务 #{args.task_id}")
         labels.append(f"#{task.id} {task.title}")
-    return Scope(task_id=args.task_id, partner_id=partner_id), " · ".join(labels)
+    return Scope(task_id=args.task_id, partner_id=partner_id, member_id=member_id), " · ".join(labels)
 
 
 async def report(ctx: Context, args: ReportArgs) -> list[Reply]:

@@ -57,6 +57,9 @@ async def test_admin_report_has_the_funnel_leaders_and_a_chart(stack: Stack) -> 
 
     [task_text, _] = await stack.ask("mkt1", "report task 1 week", expect=2)
     assert "#1 双十二" in task_text.splitlines()[0] and "shares 1" in task_text
+    [member_text, _] = await stack.ask("admin1", "report member p1", expect=2)
+    assert "张伟" in member_text.splitlines()[0]
+    assert member_text.splitlines()[1].startswith("delivered 0 → shares 1 (—) → unique clicks 3 (300%) → leads 1 (33%)")
 
 
 async def test_a_partner_sees_only_their_own_company(stack: Stack) -> None:
@@ -67,6 +70,8 @@ async def test_a_partner_sees_only_their_own_company(stack: Stack) -> None:
     assert "星河科技" not in text and "张伟" not in text and "¥9,000" not in text
     [refused] = await stack.ask("p2", "统计 伙伴 星河科技")
     assert refused == "抱歉：您只能查看本公司的数据。" or "只能查看本公司" in refused
+    [refused] = await stack.ask("p2", "统计 成员 p1")  # a person at another company
+    assert "没有您可查看的成员 p1" in refused
     [refused] = await stack.ask("p2", "归因")
     assert "归因" in refused and "¥" not in refused
 
@@ -89,6 +94,8 @@ async def test_roi_per_model(stack: Stack) -> None:
     ("report task 99", "there is no task #99"),
     ("report partner Nobody", "there is no partner called Nobody"),
     ("report partner", "give the partner's name"),
+    ("report member", "give the member's user id"),
+    ("report member nobody", "there is no member nobody"),
     ("report 2026-13-01", "is not a period"),
     ("report 2026-11-10..2026-11-01", "ends before it starts"),
     ("roi sideways", "“sideways” is not a model"),

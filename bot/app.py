@@ -19,6 +19,7 @@ from bot.config import Config
 from bot.clicks import ClickRecorder
 from bot.inbox import InboxProcessor
 from bot.jobs import recycle_idle_leads, remind_nurturing, run_periodically, send_daily_digest, send_due_reminders
+from bot.invite_page import invite_routes
 from bot.landing import landing_routes
 from bot.links import LinkCache, Visitors, redirect_routes
 from bot.messages import Incoming
@@ -121,6 +122,7 @@ def create_app(config: Config, commands: CommandTable | None = None) -> web.Appl
     app.add_routes(redirect_routes(links, lambda request: request.app[CLICKS], visitors))
     app.add_routes(landing_routes(links, visitors, config, lambda request: request.app[DB],
                                   lambda request: request.app[OUTBOX], lambda request: request.app[SHARED]))
+    app.add_routes(invite_routes(config, lambda request: request.app[DB]))
     app.add_routes([web.get("/healthz", healthz), *admin])
     return app
 

@@ -25,7 +25,10 @@ log = logging.getLogger(__name__)
 
 PARTNER, MARKETER, ADMIN = "partner", "marketer", "admin"
 EVERY_ROLE = frozenset({PARTNER, MARKETER, ADMIN})
+# Someone the bot does not know yet: they may use only commands that list this role (join).
+GUEST = "guest"
 ROLE_NAMES = {
+    GUEST: ("people not registered yet", "未开通的用户"),
     PARTNER: ("partner staff", "合作伙伴销售"),
     MARKETER: ("marketers", "市场人员"),
     ADMIN: ("admins", "管理员"),
@@ -153,7 +156,11 @@ class Router:
         line = line.replace("\u3000", " ").strip()
         member = await get_member(session, message.user_id)
         if member is None:
-            return [Text(_unregistered(message.user_id, line))]
+            command = self.commands.lookup(self.commands.split(line)[0])
+            if command is None or GUEST not in command.roles:
+                return [Text(_unregistered(message.user_id, line))]
+            # Not stored: the handler decides whether this person becomes a member.
+            member = Member(userid=message.user_id, name=message.user_id, role=GUEST, partner_id=None)
         if message.kind == "unsupported":
             return [Text("我只看得懂文字命令，发送“帮助”查看可用命令。\nI understand text commands only: send help.")]
         if not line:
@@ -203,8 +210,10 @@ def _refused(ctx: Context, command: Command) -> str:
 
 
 def _unregistered(user_id: str, line: str) -> str:
-    zh = f"您好！您还没有开通本机器人。您的用户ID是 {user_id}，请把它发给管理员为您开通。"
-    en = f"Hello! You are not registered with this bot yet. Your user id is {user_id}: ask your admin to add you."
+    zh = (f"您好！您还没有开通本机器人。有邀请码请发送“加入 邀请码”；"
+          f"没有的话，请把您的用户ID {user_id} 发给管理员为您开通。")
+    en = (f"Hello! You are not registered with this bot yet. Have an invite code? Send: join CODE. "
+          f"Otherwise ask your admin to add you; your user id is {user_id}.")
     if is_chinese(line):
         return zh
     if line:

@@ -5,9 +5,9 @@ really work are listed; help shows exactly these.
 """
 from __future__ import annotations
 
-from bot.router import EVERY_ROLE, Command, CommandTable, optional_id, parse_id
+from bot.router import EVERY_ROLE, GUEST, Command, CommandTable, optional_id, parse_id
 from handlers import help as help_
-from handlers import leads, links, posters, stats, tasks
+from handlers import leads, links, partners, posters, stats, tasks
 
 PARTNER_ONLY = frozenset({"partner"})
 
@@ -57,6 +57,17 @@ COMMANDS: list[Command] = [
     Command("roi", "归因", roles=tasks.STAFF, handler=stats.roi, parse=stats.parse_roi,
             help_en="roi [first|last|linear|u] [month] — revenue credited to tasks and partners",
             help_zh="归因 [首次|末次|线性|U型] [本月] — 成交额按任务和伙伴归因"),
+    Command("newpartner", "新伙伴", roles=frozenset({"admin"}), handler=partners.new_partner,
+            parse=partners.parse_newpartner,
+            help_en="newpartner Name | region | industry;industry | silver — add a partner company",
+            help_zh="新伙伴 名称 | 区域 | 行业;行业 | 银牌 — 新增合作伙伴"),
+    Command("invite", "邀请", roles=frozenset({"admin"}), handler=partners.invite, parse=partners.parse_invite,
+            help_en="invite NAME [days] [places] — an invite code and QR poster for a partner's staff",
+            help_zh="邀请 名称 [天数] [名额] — 生成伙伴员工的邀请码和二维码海报"),
+    Command("revoke", "撤销邀请", roles=frozenset({"admin"}), handler=partners.revoke, parse=partners.parse_code,
+            help_en="revoke CODE — stop an invite code working", help_zh="撤销邀请 邀请码 — 让邀请码失效"),
+    Command("join", "加入", roles=frozenset({GUEST, "partner"}), handler=partners.join, parse=partners.parse_code,
+            help_en="join CODE — join a partner with its invite code", help_zh="加入 邀请码 — 用邀请码加入伙伴"),
     Command("remind", "催办", roles=tasks.STAFF, handler=tasks.remind, parse=parse_id,
             help_en="remind 12 — remind who has not shared task #12", help_zh="催办 12 — 提醒未分享任务 #12 的成员"),
 ]

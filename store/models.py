@@ -52,6 +52,9 @@ class Partner(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(100), unique=True)
     region: Mapped[str] = mapped_column(String(64), default="")
+    industries: Mapped[list[str]] = mapped_column(JSON, default=list, server_default="[]")
+    # registered / silver / gold (store/onboarding.py); gates pools and assignment priority.
+    tier: Mapped[str] = mapped_column(String(16), default="registered", server_default="registered")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     members: Mapped[list[Member]] = relationship(back_populates="partner")
@@ -342,3 +345,30 @@ class ClickDaily(Base):
     clicks: Mapped[int] = mapped_column(Integer, default=0)  # human clicks
     unique_clicks: Mapped[int] = mapped_column(Integer, default=0)  # human, first of a visitor in 24 h
     bot_clicks: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Invite(Base):
+    """An invite code to join a partner: it expires, has a number of places, and can be revoked."""
+
+    __tablename__ = "invites"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    code: Mapped[str] = mapped_column(String(16), unique=True)
+    partner_id: Mapped[int] = mapped_column(ForeignKey("partners.id"), index=True)
+    max_uses: Mapped[int] = mapped_column(Integer)
+    uses: Mapped[int] = mapped_column(Integer, default=0)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("members.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class InviteUse(Base):
+    """Who joined with which invite, and when (the audit trail of onboarding)."""
+
+    __tablename__ = "invite_uses"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    invite_id: Mapped[int] = mapped_column(ForeignKey("invites.id"), index=True)
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id"), index=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+import shlex
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
@@ -121,8 +122,9 @@ class TargetError(Exception):
     zh: str
 
 
-async def resolve_targets(session: AsyncSession, tokens: list[str]) -> list[Member]:
-    """Members matched by any target; raise TargetError naming an unknown or empty one."""
+async def resolve_targets(session: AsyncSession, tokens: list[str], only_member_id: int | None = None) -> list[Member]:
+    """Members matched by any target (or just whether `only_member_id` is); raise TargetError
+    naming an unknown or empty one."""
     conditions = []
     for token in tokens:
         token = token.replace("：", ":")
@@ -138,8 +140,29 @@ async def resolve_targets(session: AsyncSession, tokens: list[str]) -> list[Memb
         condition = await _target_condition(session, kind, value)
         conditions.append(condition)
     members = list(await session.scalars(
-        select(Member).where(Member.active.is_(True), or_(*conditions)).order_by(Member.id)))
+        select(Member).where(Member.active.is_(True), or_(*conditions),
+                             *([Member.id == only_member_id] if only_member_id is not None else []))
+        .order_by(Member.id)))
     return members
+
+
+async def open_tasks_targeting(session: AsyncSession, member: Member) -> list[Task]:
+    """Open tasks an earlier broadcast aimed at people like this member (all, their partner,
+    region or tag): what someone who joins later should still get."""
+    now = utcnow()
+    rows = await session.execute(
+        select(Task, Broadcast.targets).join(Broadcast, Broadcast.task_id == Task.id)
+        .where(Task.status != "ended", or_(Task.deadline.is_(None), Task.deadline > now)).order_by(Task.id))
+    found: dict[int, Task] = {}
+    for task, targets in rows:
+        if task.id in found:
+            continue
+        try:
+            if await resolve_targets(session, shlex.split(targets), only_member_id=member.id):
+                found[task.id] = task
+        except (ValueError, TargetError):
+            continue  # a target that no longer exists (a renamed partner) reaches nobody new
+    return list(found.values())
 
 
 async def _target_condition(session: AsyncSession, kind: str, value: str) -> Any:

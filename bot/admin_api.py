@@ -240,23 +240,30 @@ def admin_routes(config: Config, db_of: Any) -> tuple[list[web.RouteDef], Any]:
 
     def rule_json(rule: AssignmentRule) -> dict[str, Any]:
         return {"id": rule.id, "priority": rule.priority, "region": rule.region, "industry": rule.industry,
-                "partner_id": rule.partner_id}
+                "partner_id": rule.partner_id, "min_tier": rule.min_tier}
 
     async def add_rule(request: web.Request) -> web.Response:
         try:
             body = await request.json()
         except (ValueError, UnicodeDecodeError):
             return _error(400, "the body must be JSON")
-        if not isinstance(body, dict) or not isinstance(body.get("partner"), str) \
-                or not all(isinstance(body.get(k, ""), str) and len(body.get(k, "")) <= 32 for k in ("region", "industry")) \
+        if not isinstance(body, dict) \
+                or not all(isinstance(body.get(k, ""), str) and len(body.get(k, "")) <= 32
+                           for k in ("partner", "region", "industry", "min_tier")) \
                 or not isinstance(body.get("priority", 100), int) or isinstance(body.get("priority", 100), bool):
-            return _error(400, "give partner (name), and optionally region, industry (≤ 32 characters), priority (integer)")
+            return _error(400, "give partner (name) or min_tier, and optionally region, industry (≤ 32 characters), "
+                               "priority (integer)")
+        if body.get("min_tier", "registered") not in pool_rules.TIERS:
+            return _error(422, f"min_tier must be one of {', '.join(pool_rules.TIERS)}", "min_tier")
         async with db_of(request).session() as session:
-            partner_id = await session.scalar(select(Partner.id).where(Partner.name == body["partner"]))
-            if partner_id is None:
-                return _error(422, f"no partner called {body['partner']!r}", "partner")
+            partner_id = None
+            if body.get("partner"):  # without a partner, the rule picks partners by industry and tier
+                partner_id = await session.scalar(select(Partner.id).where(Partner.name == body["partner"]))
+                if partner_id is None:
+                    return _error(422, f"no partner called {body['partner']!r}", "partner")
             rule = AssignmentRule(priority=body.get("priority", 100), region=body.get("region", "").strip(),
-                                  industry=body.get("industry", "").strip(), partner_id=partner_id, active=True)
+                                  industry=body.get("industry", "").strip(), partner_id=partner_id,
+                                  min_tier=body.get("min_tier", "registered"), active=True)
             session.add(rule)
             await session.flush()
             return web.json_response(rule_json(rule), status=201)

@@ -18,7 +18,8 @@ from bot.channels.wecom_api import WeComClient
 from bot.config import Config
 from bot.clicks import ClickRecorder
 from bot.inbox import InboxProcessor
-from bot.jobs import recycle_idle_leads, remind_nurturing, run_periodically, send_daily_digest, send_due_reminders
+from bot.jobs import (recalculate_tiers, recycle_idle_leads, remind_nurturing, run_periodically, send_daily_digest,
+                      send_due_reminders)
 from bot.invite_page import invite_routes
 from bot.landing import landing_routes
 from bot.links import LinkCache, Visitors, redirect_routes
@@ -74,8 +75,8 @@ def create_app(config: Config, commands: CommandTable | None = None) -> web.Appl
             await remind_nurturing(db, config)
             outbox.kick()
 
-        async def digest() -> None:
-            if await send_daily_digest(db, config):
+        async def digest_and_tiers() -> None:
+            if await send_daily_digest(db, config) + await recalculate_tiers(db, config):
                 outbox.kick()
 
         stop = asyncio.Event()
@@ -84,7 +85,7 @@ def create_app(config: Config, commands: CommandTable | None = None) -> web.Appl
             asyncio.create_task(outbox.run(interval, stop)),
             asyncio.create_task(run_periodically("reminders", reminders, config.tasks.reminder_check_seconds, stop)),
             asyncio.create_task(run_periodically("recycling", recycle_then_kick, config.pool.recycle_check_seconds, stop)),
-            asyncio.create_task(run_periodically("daily digest", digest, config.stats.digest_check_seconds, stop)),
+            asyncio.create_task(run_periodically("digest and tiers", digest_and_tiers, config.stats.digest_check_seconds, stop)),
             asyncio.create_task(clicks.run(stop)),  # writes what is buffered before it ends
         ]
         try:

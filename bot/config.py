@@ -129,6 +129,20 @@ class StatsConfig:
 
 
 @dataclass
+class TiersConfig:
+    # Partners' tiers are recalculated on this day of each month (local time, from digest_hour on),
+    # from their figures over the last window_days. A tier needs every threshold of it that is not 0.
+    recalc_day: int = 1
+    window_days: int = 90
+    silver_unique_clicks: int = 200
+    silver_leads: int = 10
+    silver_revenue: float = 0.0
+    gold_unique_clicks: int = 1000
+    gold_leads: int = 50
+    gold_revenue: float = 100000.0
+
+
+@dataclass
 class InboxConfig:
     # A message claimed by an instance that died is taken over after this lease.
     lease_seconds: int = 30
@@ -183,6 +197,7 @@ class Config:
     links: LinksConfig = field(default_factory=LinksConfig)
     posters: PostersConfig = field(default_factory=PostersConfig)
     stats: StatsConfig = field(default_factory=StatsConfig)
+    tiers: TiersConfig = field(default_factory=TiersConfig)
     inbox: InboxConfig = field(default_factory=InboxConfig)
     outbox: OutboxConfig = field(default_factory=OutboxConfig)
     simulator: SimulatorConfig = field(default_factory=SimulatorConfig)
@@ -206,7 +221,7 @@ class Config:
 
 _SECTION_TYPES = {
     "server": ServerConfig, "database": DatabaseConfig, "redis": RedisConfig, "wecom": WeComConfig,
-    "wechat": WeChatConfig, "admin": AdminConfig, "pool": PoolConfig, "tasks": TasksConfig, "links": LinksConfig, "posters": PostersConfig, "stats": StatsConfig, "inbox": InboxConfig,
+    "wechat": WeChatConfig, "admin": AdminConfig, "pool": PoolConfig, "tasks": TasksConfig, "links": LinksConfig, "posters": PostersConfig, "stats": StatsConfig, "tiers": TiersConfig, "inbox": InboxConfig,
     "outbox": OutboxConfig, "simulator": SimulatorConfig, "log": LogConfig,
 }
 
@@ -343,6 +358,13 @@ def validate(config: Config) -> None:
         fail("[server] timezone", f"must be an IANA time zone such as Asia/Shanghai, got {config.server.timezone!r}")
     if config.server.max_body_bytes < 1024:
         fail("[server] max_body_bytes", "must be at least 1024")
+    if not 1 <= config.tiers.recalc_day <= 28:
+        fail("[tiers] recalc_day", f"must be a day from 1 to 28 (every month has it), got {config.tiers.recalc_day}")
+    if not 1 <= config.tiers.window_days <= 366:
+        fail("[tiers] window_days", f"must be from 1 to 366, got {config.tiers.window_days}")
+    for key in ("silver_unique_clicks", "silver_leads", "silver_revenue", "gold_unique_clicks", "gold_leads", "gold_revenue"):
+        if getattr(config.tiers, key) < 0:
+            fail(f"[tiers] {key}", f"must not be negative, got {getattr(config.tiers, key)}")
     if not 0 <= config.stats.digest_hour <= 23:
         fail("[stats] digest_hour", f"must be an hour from 0 to 23, got {config.stats.digest_hour}")
     if config.log.level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):

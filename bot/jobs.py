@@ -15,7 +15,9 @@ from bot.messages import Text, reply_to_payload
 from handlers.stats import funnel_line, money
 from handlers.tasks import queue_cards
 from sqlalchemy import func, select
-from store import pool, stats
+from store import pool, stats, tiers
+from store.pool_rules import TIER_NAMES
+from store.runs import claim_run
 from store import tasks as task_store
 from store.db import Database
 from store.models import Member, OutboxMessage, utcnow
@@ -133,6 +135,39 @@ async def send_daily_digest(db: Database, config: Config, now: datetime | None =
             *([f"伙伴排行（独立点击）：{top}"] if top else []), "详情：统计 昨天 · 归因 线性"]))
         return await task_store.queue_messages(session, task_id=None, purpose="digest", rows=[
             (admin.userid, keys[admin.id], reply_to_payload(text)) for admin in admins])
+
+
+async def recalculate_tiers(db: Database, config: Config, now: datetime | None = None) -> int:
+    """Once a month (from [tiers] recalc_day, at [stats] digest_hour): every partner's tier from its
+    recent figures; each change is announced to the partner's members and summed up for admins."""
+    now = now or utcnow()
+    local = now.astimezone(ZoneInfo(config.server.timezone))
+    if local.day < config.tiers.recalc_day or local.hour < config.stats.digest_hour:
+        return 0
+    month = local.strftime("%Y-%m")
+    async with db.session() as session:
+        if not await claim_run(session, "tiers", month):
+            return 0  # another instance did this month's (a failure rolls the claim back with it)
+        changes = await tiers.recalculate(session, config, local.date())
+        rows = []
+        for change in changes:
+            up = tiers.TIERS.index(change.new) > tiers.TIERS.index(change.old)
+            s = change.standing
+            text = Text(f"{'🎉 ' if up else ''}{change.partner.name} 的伙伴等级已由{TIER_NAMES[change.old]}"
+                        f"{'升为' if up else '调整为'}{TIER_NAMES[change.new]}（近 {config.tiers.window_days} 天："
+                        f"独立点击 {s.unique_clicks}，线索 {s.leads}，成交额 {money(s.revenue)}）。\n"
+                        f"{change.partner.name} is now a {change.new} partner (was {change.old}).")
+            members = await session.scalars(select(Member).where(Member.partner_id == change.partner.id,
+                                                                 Member.active.is_(True)))
+            rows += [(m.userid, f"tier:{month}:{change.partner.id}:{m.id}", reply_to_payload(text)) for m in members]
+        if changes:
+            summary = Text(f"本月伙伴等级调整（{month}）：" + "；".join(
+                f"{c.partner.name} {TIER_NAMES[c.old]}→{TIER_NAMES[c.new]}" for c in changes))
+            admins = await session.scalars(select(Member).where(Member.role == "admin", Member.active.is_(True)))
+            rows += [(a.userid, f"tier:{month}:admin:{a.id}", reply_to_payload(summary)) for a in admins]
+            await task_store.queue_messages(session, task_id=None, purpose="notice", rows=rows)
+    log.info("tiers for %s: %d change(s)", month, len(changes))
+    return len(changes)
 
 
 async def run_periodically(name: str, job: Callable[[], object], interval: float, stop: asyncio.Event) -> None:

@@ -1,30 +1,45 @@
-"""Automatic assignment of new pool leads by rules stored in the database (admin API)."""
+"""Automatic assignment of new pool leads by rules stored in the database (admin API).
+
+A rule names a partner, or (without one) picks by capability: the partners whose industries
+include the lead's and whose tier is at least the rule's `min_tier`, higher tiers first. Within
+the chosen partners, the member assigned a lead longest ago (with room under `max_held`) gets it.
+"""
 from __future__ import annotations
+
+from itertools import groupby
 
 from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from store.models import AssignmentRule, Lead, LeadEvent, Member, utcnow
+from store.models import AssignmentRule, Lead, LeadEvent, Member, Partner, utcnow
 from store.pool import OPEN
-from store.pool_rules import RuleBook
+from store.pool_rules import TIERS, RuleBook, at_least
 
 
-async def matching_rule(session: AsyncSession, lead: Lead) -> AssignmentRule | None:
-    return await session.scalar(
+async def matching_rules(session: AsyncSession, lead: Lead) -> list[AssignmentRule]:
+    return list(await session.scalars(
         select(AssignmentRule).where(
             AssignmentRule.active.is_(True),
             or_(AssignmentRule.region == "", AssignmentRule.region == lead.region),
             or_(AssignmentRule.industry == "", AssignmentRule.industry == lead.industry))
-        .order_by(AssignmentRule.priority, AssignmentRule.id).limit(1))
+        .order_by(AssignmentRule.priority, AssignmentRule.id)))
 
 
-async def next_member(session: AsyncSession, partner_id: int, max_held: int) -> Member | None:
-    """Round robin: the partner's active member with room who was assigned a lead longest ago."""
+async def capable_partners(session: AsyncSession, lead: Lead, min_tier: str) -> list[list[int]]:
+    """Partners able to take the lead, grouped by tier, highest tier first."""
+    able = [p for p in await session.scalars(select(Partner))
+            if at_least(p.tier, min_tier) and (not lead.industry or lead.industry in (p.industries or []))]
+    able.sort(key=lambda p: -TIERS.index(p.tier) if p.tier in TIERS else 0)
+    return [[p.id for p in group] for _, group in groupby(able, key=lambda p: p.tier)]
+
+
+async def next_member(session: AsyncSession, partner_ids: list[int], max_held: int) -> Member | None:
+    """Round robin: the partners' active member with room who was assigned a lead longest ago."""
     held = (select(func.count()).select_from(Lead)
             .where(Lead.owner_id == Member.id, Lead.status.in_(OPEN)).scalar_subquery())
     last_assigned = (select(func.max(LeadEvent.at)).where(LeadEvent.member_id == Member.id,
                                                            LeadEvent.kind == "assigned").scalar_subquery())
-    query = (select(Member).where(Member.partner_id == partner_id, Member.role == "partner",
+    query = (select(Member).where(Member.partner_id.in_(partner_ids), Member.role == "partner",
                                   Member.active.is_(True), held < max_held)
              .order_by(last_assigned.is_not(None), last_assigned, Member.id).limit(1))
     if session.bind.dialect.name == "postgresql":
@@ -33,18 +48,20 @@ async def next_member(session: AsyncSession, partner_id: int, max_held: int) -> 
 
 
 async def auto_assign(session: AsyncSession, lead: Lead, book: RuleBook) -> Member | None:
-    """Give an unowned new lead to a member by the first matching rule, within the `max_held` of
-    the lead's pool; None leaves it in the pool."""
+    """Give an unowned new lead to a member by the matching rules in priority order (the next rule
+    when nobody under one has room), within the `max_held` of the lead's pool; None leaves it."""
     if lead.owner_id is not None or lead.status != "new":
         return None
-    rule = await matching_rule(session, lead)
-    if rule is None:
-        return None
-    member = await next_member(session, rule.partner_id, book.of(lead.pool_partner_id).max_held)
-    if member is None:
-        return None
-    now = utcnow()
-    lead.owner_id, lead.status, lead.claimed_at, lead.updated_at = member.id, "claimed", now, now
-    session.add(LeadEvent(lead_id=lead.id, kind="assigned", member_id=member.id, note=f"rule #{rule.id}", at=now))
-    await session.flush()
-    return member
+    max_held = book.of(lead.pool_partner_id).max_held
+    for rule in await matching_rules(session, lead):
+        groups = [[rule.partner_id]] if rule.partner_id else await capable_partners(session, lead, rule.min_tier)
+        for partner_ids in groups:
+            member = await next_member(session, partner_ids, max_held)
+            if member is None:
+                continue
+            now = utcnow()
+            lead.owner_id, lead.status, lead.claimed_at, lead.updated_at = member.id, "claimed", now, now
+            session.add(LeadEvent(lead_id=lead.id, kind="assigned", member_id=member.id, note=f"rule #{rule.id}", at=now))
+            await session.flush()
+            return member
+    return None

@@ -300,7 +300,9 @@ class LeadTouch(Base):
 
 class AssignmentRule(Base):
     """Data, not code: a new pool lead matching region/industry ("" = any) is given to one of the
-    partner's members in turn (the one assigned longest ago), if anyone has room under max_held."""
+    partner's members in turn (the one assigned longest ago), if anyone has room under max_held.
+    Without a partner the rule picks by capability: partners whose industries include the lead's,
+    at `min_tier` or above, the highest tier first."""
 
     __tablename__ = "assignment_rules"
 
@@ -308,7 +310,8 @@ class AssignmentRule(Base):
     priority: Mapped[int] = mapped_column(Integer, default=100)  # lower first
     region: Mapped[str] = mapped_column(String(32), default="")
     industry: Mapped[str] = mapped_column(String(32), default="")
-    partner_id: Mapped[int] = mapped_column(ForeignKey("partners.id"))
+    partner_id: Mapped[int | None] = mapped_column(ForeignKey("partners.id"))
+    min_tier: Mapped[str] = mapped_column(String(16), default="registered", server_default="registered")
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
@@ -329,6 +332,8 @@ class PoolSettings(Base):
     protect_days: Mapped[int | None] = mapped_column(Integer)
     return_reason_required: Mapped[bool | None] = mapped_column(Boolean)
     embargo_hours: Mapped[int | None] = mapped_column(Integer)
+    # Only members of partners at this tier or above see and claim this pool's leads.
+    min_tier: Mapped[str | None] = mapped_column(String(16))
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
 
@@ -371,4 +376,30 @@ class InviteUse(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     invite_id: Mapped[int] = mapped_column(ForeignKey("invites.id"), index=True)
     member_id: Mapped[int] = mapped_column(ForeignKey("members.id"), index=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class JobRun(Base):
+    """A periodic job's run for one period (a day, a month): the unique key lets exactly one
+    instance do it, however many run the job."""
+
+    __tablename__ = "job_runs"
+    __table_args__ = (UniqueConstraint("name", "period"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(32))
+    period: Mapped[str] = mapped_column(String(32))
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class TierChange(Base):
+    """Append-only: every change of a partner's tier, with the figures that decided it."""
+
+    __tablename__ = "tier_changes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    partner_id: Mapped[int] = mapped_column(ForeignKey("partners.id"), index=True)
+    old_tier: Mapped[str] = mapped_column(String(16))
+    new_tier: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(Text, default="")
     at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

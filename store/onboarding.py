@@ -12,9 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from store.errors import Refusal
 from store.models import Invite, InviteUse, Member, Partner, utcnow
+from store.pool_rules import TIER_NAMES, TIERS  # noqa: F401 (one list of tiers for pools and partners)
 
-TIERS = ("registered", "silver", "gold")
-TIER_NAMES = {"registered": "注册", "silver": "银牌", "gold": "金牌"}
 TIER_WORDS = {"registered": "registered", "注册": "registered", "silver": "silver", "银牌": "silver",
               "gold": "gold", "金牌": "gold"}
 # No 0/O or 1/I/L: codes are read off a screen and typed on a phone.

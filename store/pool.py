@@ -10,12 +10,12 @@ from datetime import datetime, time, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, false, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from store.errors import Refusal
 from store.models import Lead, LeadEvent, Member, utcnow
-from store.pool_rules import PoolRules, RuleBook, rule_book, rules_from  # noqa: F401 (the pool API)
+from store.pool_rules import TIER_NAMES, PoolRules, RuleBook, at_least, rule_book, rules_from  # noqa: F401 (the pool API)
 
 OPEN = ("claimed", "following", "nurturing")  # held by someone, not finished
 WORKING = ("claimed", "following")  # what goes idle; a nurturing lead waits for its date instead
@@ -36,10 +36,16 @@ def _claimable_in(pool_partner_id: int | None, member: Member, rules: PoolRules,
                 Lead.created_at <= now - timedelta(hours=rules.embargo_hours), Lead.id.not_in(recent_give_backs))
 
 
+def _tier_of(member: Member) -> str:
+    return member.partner.tier if member.partner is not None else "registered"
+
+
 def _claimable_by(member: Member, book: RuleBook, now: datetime):  # type: ignore[no-untyped-def]
-    """A member sees the public pool and their own partner's pool, each under its own rules."""
-    pools = [None] if member.partner_id is None else [None, member.partner_id]
-    return or_(*(_claimable_in(p, member, book.of(p), now) for p in pools))
+    """A member sees the public pool and their own partner's pool, each under its own rules (and
+    only if their partner's tier is high enough for it)."""
+    pools = [p for p in ([None] if member.partner_id is None else [None, member.partner_id])
+             if at_least(_tier_of(member), book.of(p).min_tier)]
+    return or_(false(), *(_claimable_in(p, member, book.of(p), now) for p in pools))
 
 
 async def visible_pool(session: AsyncSession, member: Member, book: RuleBook, words: list[str],
@@ -64,6 +70,9 @@ async def claim(session: AsyncSession, member: Member, lead_id: int, book: RuleB
     rules = book.of(pool_of_lead)
     if pool_of_lead not in (None, member.partner_id):
         raise await _why_not_claimable(session, member, lead_id, rules, now)
+    if not at_least(_tier_of(member), rules.min_tier):
+        raise Refusal(f"leads in this pool are for {rules.min_tier} partners and above",
+                      f"该线索池仅限{TIER_NAMES.get(rules.min_tier, rules.min_tier)}及以上伙伴领取")
     # Serialise this member's own claims, so two at once cannot both slip under a limit.
     await session.execute(update(Member).where(Member.id == member.id).values(updated_at=now))
     held = await session.scalar(select(func.count()).select_from(Lead).where(

@@ -21,11 +21,20 @@ class PoolRules:
     timezone: str
     idle_days: int = 7
     protect_days: int = 14
+    # Members of partners below this tier neither see nor claim the pool's leads.
+    min_tier: str = "registered"
 
 
 # What an admin may set per pool (the rest, like the timezone, is the deployment's).
 EDITABLE = ("daily_claim_limit", "max_held", "idle_days", "cooldown_days", "protect_days",
-            "return_reason_required", "embargo_hours")
+            "return_reason_required", "embargo_hours", "min_tier")
+TIERS = ("registered", "silver", "gold")
+TIER_NAMES = {"registered": "注册", "silver": "银牌", "gold": "金牌"}
+_RANK = {tier: i for i, tier in enumerate(TIERS)}
+
+
+def at_least(tier: str | None, minimum: str | None) -> bool:
+    return _RANK.get(tier or "registered", 0) >= _RANK.get(minimum or "registered", 0)
 
 
 @dataclass(frozen=True)
@@ -81,6 +90,10 @@ def check_changes(changes: dict[str, Any]) -> dict[str, Any]:
         raise BadRules(f"unknown rule(s): {', '.join(unknown)}; rules are {', '.join(EDITABLE)}", unknown[0])
     for name, value in changes.items():
         if value is None:
+            continue
+        if name == "min_tier":
+            if value not in TIERS:
+                raise BadRules(f"{name} must be one of {', '.join(TIERS)}", name)
             continue
         if name == "return_reason_required":
             if not isinstance(value, bool):

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import datetime
+from datetime import date, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -12,12 +13,13 @@ from aiohttp import web
 from sqlalchemy import select
 
 from bot.config import Config
-from store import attribution, stats
-from store.models import Partner, Task, utcnow
+from store import attribution, points, stats
+from store.models import Member, Partner, PointsEntry, Task, utcnow
 
 FUNNEL_COLUMNS = ["scope", "id", "name", "deliveries", "shares", "clicks", "unique_clicks", "bot_clicks", "leads",
                   "claimed", "won", "revenue"]
 ATTRIBUTION_COLUMNS = ["kind", "id", "name", "credited", "cost", "roi"]
+STATEMENT_COLUMNS = ["member", "name", "kind", "basis", "points", "commission", "at"]
 
 
 class _BadQuery(Exception):
@@ -98,4 +100,34 @@ def stats_routes(config: Config, db_of: Any) -> list[web.RouteDef]:
                       {"model": model, "period": {"from": str(period.first_day), "to": str(period.last_day), "timezone": zone},
                        "won_leads": result.won_leads, "revenue": str(result.revenue)})
 
-    return [web.get("/api/stats/funnel", funnel), web.get("/api/stats/attribution", attribution_table)]
+    async def statement(request: web.Request) -> web.Response:
+        """?partner=NAME&month=2026-11: the partner's ledger entries of that month (what each member
+        earned, and from which share, click day, lead or win), with totals."""
+        try:
+            check_format(request)
+            month = request.query.get("month", "")
+            try:
+                first = date.fromisoformat(f"{month}-01")
+            except ValueError:
+                raise _BadQuery("month must be like 2026-11", "month") from None
+        except _BadQuery as bad:
+            return web.json_response({"error": str(bad), "field": bad.field}, status=400)
+        after = (first + timedelta(days=32)).replace(day=1)
+        async with db_of(request).session() as session:
+            partner = await session.scalar(select(Partner).where(Partner.name == request.query.get("partner", "")))
+            if partner is None:
+                return web.json_response({"error": "no such partner", "field": "partner"}, status=404)
+            entries = (await session.execute(
+                select(PointsEntry, Member.userid, Member.name).join(Member, Member.id == PointsEntry.member_id)
+                .where(PointsEntry.partner_id == partner.id, PointsEntry.at >= points.month_start(first, zone),
+                       PointsEntry.at < points.month_start(after, zone))
+                .order_by(PointsEntry.at, PointsEntry.id))).all()
+        rows = [{"member": userid, "name": name, "kind": e.kind, "basis": e.basis, "points": e.points,
+                 "commission": str(e.commission), "at": e.at.isoformat()} for e, userid, name in entries]
+        return _table(request, f"statement-{partner.name}-{month}", STATEMENT_COLUMNS, rows, {
+            "partner": partner.name, "month": month, "tier": partner.tier,
+            "points": sum(r["points"] for r in rows),
+            "commission": str(sum((e.commission for e, _, _ in entries), Decimal(0)))})
+
+    return [web.get("/api/stats/funnel", funnel), web.get("/api/stats/attribution", attribution_table),
+            web.get("/api/points/statement", statement)]

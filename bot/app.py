@@ -12,14 +12,15 @@ from aiohttp import web
 from sqlalchemy import text
 
 from bot.admin_api import admin_routes
+from bot.admin_partners import partner_routes
 from bot.admin_stats import stats_routes
 from bot.channels import wecom
 from bot.channels.wecom_api import WeComClient
 from bot.config import Config
 from bot.clicks import ClickRecorder
 from bot.inbox import InboxProcessor
-from bot.jobs import (recalculate_tiers, recycle_idle_leads, remind_nurturing, run_periodically, send_daily_digest,
-                      send_due_reminders)
+from bot.jobs import (accrue_points, recalculate_tiers, recycle_idle_leads, remind_nurturing, run_periodically,
+                      send_daily_digest, send_due_reminders, send_monthly_statements)
 from bot.invite_page import invite_routes
 from bot.landing import landing_routes
 from bot.links import LinkCache, Visitors, redirect_routes
@@ -46,6 +47,7 @@ CLICKS = web.AppKey("clicks", ClickRecorder)
 def create_app(config: Config, commands: CommandTable | None = None) -> web.Application:
     admin, require_token = admin_routes(config, lambda request: request.app[DB])
     admin += stats_routes(config, lambda request: request.app[DB])
+    admin += partner_routes(config, lambda request: request.app[DB])
     app = web.Application(client_max_size=config.server.max_body_bytes, middlewares=[require_token])
     app[CONFIG] = config
     commands = commands or command_table()
@@ -76,8 +78,12 @@ def create_app(config: Config, commands: CommandTable | None = None) -> web.Appl
             outbox.kick()
 
         async def digest_and_tiers() -> None:
-            if await send_daily_digest(db, config) + await recalculate_tiers(db, config):
+            if await send_daily_digest(db, config) + await recalculate_tiers(db, config) \
+                    + await send_monthly_statements(db, config):
                 outbox.kick()
+
+        async def accrual() -> None:
+            await accrue_points(db, config)
 
         stop = asyncio.Event()
         loops = [
@@ -86,6 +92,7 @@ def create_app(config: Config, commands: CommandTable | None = None) -> web.Appl
             asyncio.create_task(run_periodically("reminders", reminders, config.tasks.reminder_check_seconds, stop)),
             asyncio.create_task(run_periodically("recycling", recycle_then_kick, config.pool.recycle_check_seconds, stop)),
             asyncio.create_task(run_periodically("digest and tiers", digest_and_tiers, config.stats.digest_check_seconds, stop)),
+            asyncio.create_task(run_periodically("points", accrual, config.points.accrue_check_seconds, stop)),
             asyncio.create_task(clicks.run(stop)),  # writes what is buffered before it ends
         ]
         try:

@@ -143,6 +143,22 @@ class TiersConfig:
 
 
 @dataclass
+class PointsConfig:
+    # Points per share (once per task and member), unique human click, lead and won deal.
+    share: int = 1
+    unique_click: int = 1
+    lead: int = 10
+    won_deal: int = 50
+    # Commission on won revenue by the partner's tier (a partner's own rate, set by admins, wins).
+    commission_registered: float = 0.0
+    commission_silver: float = 0.02
+    commission_gold: float = 0.05
+    # Events this recent are (re)checked by the accrual run; older ones are settled.
+    settle_days: int = 35
+    accrue_check_seconds: float = 600.0
+
+
+@dataclass
 class InboxConfig:
     # A message claimed by an instance that died is taken over after this lease.
     lease_seconds: int = 30
@@ -198,6 +214,7 @@ class Config:
     posters: PostersConfig = field(default_factory=PostersConfig)
     stats: StatsConfig = field(default_factory=StatsConfig)
     tiers: TiersConfig = field(default_factory=TiersConfig)
+    points: PointsConfig = field(default_factory=PointsConfig)
     inbox: InboxConfig = field(default_factory=InboxConfig)
     outbox: OutboxConfig = field(default_factory=OutboxConfig)
     simulator: SimulatorConfig = field(default_factory=SimulatorConfig)
@@ -221,7 +238,7 @@ class Config:
 
 _SECTION_TYPES = {
     "server": ServerConfig, "database": DatabaseConfig, "redis": RedisConfig, "wecom": WeComConfig,
-    "wechat": WeChatConfig, "admin": AdminConfig, "pool": PoolConfig, "tasks": TasksConfig, "links": LinksConfig, "posters": PostersConfig, "stats": StatsConfig, "tiers": TiersConfig, "inbox": InboxConfig,
+    "wechat": WeChatConfig, "admin": AdminConfig, "pool": PoolConfig, "tasks": TasksConfig, "links": LinksConfig, "posters": PostersConfig, "stats": StatsConfig, "tiers": TiersConfig, "points": PointsConfig, "inbox": InboxConfig,
     "outbox": OutboxConfig, "simulator": SimulatorConfig, "log": LogConfig,
 }
 
@@ -365,6 +382,14 @@ def validate(config: Config) -> None:
     for key in ("silver_unique_clicks", "silver_leads", "silver_revenue", "gold_unique_clicks", "gold_leads", "gold_revenue"):
         if getattr(config.tiers, key) < 0:
             fail(f"[tiers] {key}", f"must not be negative, got {getattr(config.tiers, key)}")
+    for key in ("share", "unique_click", "lead", "won_deal"):
+        if not 0 <= getattr(config.points, key) <= 100_000:
+            fail(f"[points] {key}", f"must be from 0 to 100000, got {getattr(config.points, key)}")
+    for key in ("commission_registered", "commission_silver", "commission_gold"):
+        if not 0 <= getattr(config.points, key) <= 1:
+            fail(f"[points] {key}", f"must be a fraction from 0 to 1 (0.05 = 5 %), got {getattr(config.points, key)}")
+    if not 1 <= config.points.settle_days <= 366:
+        fail("[points] settle_days", f"must be from 1 to 366, got {config.points.settle_days}")
     if not 0 <= config.stats.digest_hour <= 23:
         fail("[stats] digest_hour", f"must be an hour from 0 to 23, got {config.stats.digest_hour}")
     if config.log.level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):

@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from decimal import Decimal
 
 from bot.config import Config
 from bot.router import CommandTable
@@ -15,12 +16,12 @@ from bot.messages import Text, reply_to_payload
 from handlers.stats import funnel_line, money
 from handlers.tasks import queue_cards
 from sqlalchemy import func, select
-from store import pool, stats, tiers
+from store import points, pool, stats, tiers
 from store.pool_rules import TIER_NAMES
 from store.runs import claim_run
 from store import tasks as task_store
 from store.db import Database
-from store.models import Member, OutboxMessage, utcnow
+from store.models import Member, OutboxMessage, PointsEntry, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -168,6 +169,40 @@ async def recalculate_tiers(db: Database, config: Config, now: datetime | None =
             await task_store.queue_messages(session, task_id=None, purpose="notice", rows=rows)
     log.info("tiers for %s: %d change(s)", month, len(changes))
     return len(changes)
+
+
+async def accrue_points(db: Database, config: Config) -> int:
+    """Bring the incentive ledger in line with the events (idempotent: entries have unique refs)."""
+    async with db.session() as session:
+        return await points.accrue(session, config)
+
+
+async def send_monthly_statements(db: Database, config: Config, now: datetime | None = None) -> int:
+    """On the 1st (from digest_hour): each partner member's points and commission of last month."""
+    now = now or utcnow()
+    local = now.astimezone(ZoneInfo(config.server.timezone))
+    if local.hour < config.stats.digest_hour:
+        return 0
+    last_month = (local.date().replace(day=1) - timedelta(days=1)).replace(day=1)
+    key = last_month.strftime("%Y-%m")
+    async with db.session() as session:
+        if not await claim_run(session, "statements", key):
+            return 0
+        await points.accrue(session, config, now)
+        start = points.month_start(last_month, config.server.timezone)
+        end = points.month_start(local.date(), config.server.timezone)
+        rows = []
+        for member_id, userid, earned, commission in await session.execute(
+                select(Member.id, Member.userid, func.sum(PointsEntry.points), func.sum(PointsEntry.commission))
+                .join(PointsEntry, PointsEntry.member_id == Member.id)
+                .where(PointsEntry.at >= start, PointsEntry.at < end, Member.active.is_(True))
+                .group_by(Member.id, Member.userid)):
+            text = Text(f"📒 {key} 积分结算：{int(earned)} 分，佣金 {money(Decimal(commission or 0))}。发送“积分”查看。\n"
+                        f"Your {key} statement: {int(earned)} points, commission {money(Decimal(commission or 0))}.")
+            rows.append((userid, f"statement:{key}:{member_id}", reply_to_payload(text)))
+        if rows:
+            await task_store.queue_messages(session, task_id=None, purpose="notice", rows=rows)
+    return len(rows)
 
 
 async def run_periodically(name: str, job: Callable[[], object], interval: float, stop: asyncio.Event) -> None:

@@ -25,6 +25,8 @@ COMMANDS: list[Command] = [
     Command("me", "我的", roles=PARTNER_ONLY, handler=stats.my_figures,
             help_en="me — your last 30 days: shares, clicks, leads, wins and rank",
             help_zh="我的 — 近 30 天的分享、点击、线索、成交和排名"),
+    Command("points", "积分", roles=PARTNER_ONLY, handler=stats.my_points,
+            help_en="points — your points and commission this month", help_zh="积分 — 我本月的积分和佣金"),
     Command("pool", "线索池", roles=PARTNER_ONLY, handler=leads.show_pool, parse=leads.parse_words,
             help_en="pool [region or industry words] — leads you can claim (phones masked)",
             help_zh="线索池 [地区/行业词] — 可领取的线索（手机号隐藏）"),

@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from bot.messages import Chart, Reply, Text
 from bot.router import ArgError, Context, parse_id
-from store import attribution, stats
+from store import attribution, points, stats
 from store.models import Member, Partner, Task
 from store.stats import BadPeriod, Period, Scope
 
@@ -215,3 +215,16 @@ async def roi(ctx: Context, args: RoiArgs) -> Text:
     lines.append(ctx.say("Other models: " + ", ".join(f"roi {m}" for m in other),
                          "其他模型：" + "、".join(f"归因 {attribution.MODEL_COMMAND_ZH[m]}" for m in other)))
     return Text("\n".join(lines))
+
+
+async def my_points(ctx: Context, _args: None) -> Text:
+    """This month's points and commission from the ledger (settled daily), and the all-time total."""
+    month = points.month_start(today(ctx), ctx.config.server.timezone)
+    this_month = await points.balance(ctx.session, ctx.member.id, since=month)
+    total = await points.balance(ctx.session, ctx.member.id)
+    return Text(ctx.say(
+        f"Your points this month: {this_month.points} (commission {money(this_month.commission)}); "
+        f"all time: {total.points} (commission {money(total.commission)}).\n"
+        "Points settle daily: shares and leads within minutes, a day's clicks the next day.",
+        f"您本月积分：{this_month.points}（佣金 {money(this_month.commission)}）；累计：{total.points}"
+        f"（佣金 {money(total.commission)}）。\n积分每日结算：分享和线索数分钟内入账，当天点击次日入账。"))

@@ -55,6 +55,8 @@ class Partner(Base):
     industries: Mapped[list[str]] = mapped_column(JSON, default=list, server_default="[]")
     # registered / silver / gold (store/onboarding.py); gates pools and assignment priority.
     tier: Mapped[str] = mapped_column(String(16), default="registered", server_default="registered")
+    # Commission on won revenue (0.05 = 5 %); None = the rate of the partner's tier in [points].
+    commission_rate: Mapped[Decimal | None] = mapped_column(Numeric(6, 4))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     members: Mapped[list[Member]] = relationship(back_populates="partner")
@@ -402,4 +404,25 @@ class TierChange(Base):
     old_tier: Mapped[str] = mapped_column(String(16))
     new_tier: Mapped[str] = mapped_column(String(16))
     reason: Mapped[str] = mapped_column(Text, default="")
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class PointsEntry(Base):
+    """Append-only incentive ledger. `basis` names what earned it (share:TASK:MEMBER, clicks:MEMBER:DAY,
+    lead:ID, won:ID); a basis's entries always add up to what it is worth now, so a change (a
+    flagged click, a reversed win) is a new entry, never an edit. `ref` is basis#n: unique, so two
+    instances writing the same entry store it once."""
+
+    __tablename__ = "points_ledger"
+    __table_args__ = (Index("ix_points_member_at", "member_id", "at"), Index("ix_points_partner_at", "partner_id", "at"))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ref: Mapped[str] = mapped_column(String(80), unique=True)
+    basis: Mapped[str] = mapped_column(String(72), index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # share / click / lead / won / reversal
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id"))
+    partner_id: Mapped[int | None] = mapped_column(ForeignKey("partners.id"))
+    points: Mapped[int] = mapped_column(Integer)
+    commission: Mapped[Decimal] = mapped_column(Numeric(14, 2), default=Decimal(0))
+    note: Mapped[str] = mapped_column(String(200), default="")
     at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

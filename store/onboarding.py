@@ -22,6 +22,14 @@ CODE_LENGTH = 8
 MAX_DAYS, MAX_USES = 365, 10_000
 
 
+class BadPartner(Refusal):
+    """A partner that cannot be stored; `field` says which value (for the admin API)."""
+
+    def __init__(self, field: str, en: str, zh: str) -> None:
+        super().__init__(en, zh)
+        self.field = field
+
+
 def new_code() -> str:
     return "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LENGTH))
 
@@ -34,14 +42,14 @@ async def create_partner(session: AsyncSession, name: str, region: str = "", ind
                          tier: str = "registered") -> Partner:
     name, region = name.strip(), region.strip()
     if not name or len(name) > 100:
-        raise Refusal("a partner's name has 1 to 100 characters", "伙伴名称须为 1 到 100 个字")
+        raise BadPartner("name", "a partner's name has 1 to 100 characters", "伙伴名称须为 1 到 100 个字")
     if len(region) > 64 or any(len(i) > 32 for i in industries or []):
-        raise Refusal("the region has at most 64 characters, each industry at most 32",
+        raise BadPartner("region", "the region has at most 64 characters, each industry at most 32",
                       "区域最多 64 个字，每个行业最多 32 个字")
     if tier not in TIERS:
-        raise Refusal(f"the tier is one of {', '.join(TIERS)}", "等级须为 注册、银牌 或 金牌")
+        raise BadPartner("tier", f"the tier is one of {', '.join(TIERS)}", "等级须为 注册、银牌 或 金牌")
     if await session.scalar(select(Partner.id).where(Partner.name == name)) is not None:
-        raise Refusal(f"there is already a partner called {name}", f"已有名为 {name} 的伙伴")
+        raise BadPartner("name", f"there is already a partner called {name}", f"已有名为 {name} 的伙伴")
     partner = Partner(name=name, region=region, industries=list(industries or []), tier=tier)
     session.add(partner)
     await session.flush()

@@ -1,0 +1,148 @@
+"""Partners and invite codes through the admin API (the same rules as newpartner / invite in chat)."""
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from aiohttp import web
+from sqlalchemy import select
+
+from bot.config import Config
+from store import onboarding
+from store.errors import Refusal
+from store.models import Invite, Partner
+
+FIELDS = ("name", "region", "industries", "tier", "commission_rate")
+
+
+def _error(status: int, message: str, field: str | None = None) -> web.Response:
+    return web.json_response({"error": message, **({"field": field} if field else {})}, status=status)
+
+
+def partner_json(partner: Partner) -> dict[str, Any]:
+    return {"id": partner.id, "name": partner.name, "region": partner.region, "industries": partner.industries,
+            "tier": partner.tier,
+            "commission_rate": str(partner.commission_rate) if partner.commission_rate is not None else None}
+
+
+class _Bad(Exception):
+    def __init__(self, status: int, message: str, field: str) -> None:
+        super().__init__(message)
+        self.status, self.field = status, field
+
+    def response(self) -> web.Response:
+        return _error(self.status, str(self), self.field)
+
+
+def _rate(value: Any) -> Decimal | None:
+    if value is None:
+        return None
+    try:
+        rate = Decimal(str(value))
+    except InvalidOperation:
+        rate = Decimal(-1)
+    if isinstance(value, bool) or not rate.is_finite() or not 0 <= rate <= 1:
+        raise _Bad(422, "commission_rate is a fraction from 0 to 1 (0.05 = 5 %), or null for the tier's rate",
+                   "commission_rate")
+    return rate
+
+
+def _check(body: Any, creating: bool) -> dict[str, Any]:
+    """Shapes and the fields that need no database; the store checks the rest."""
+    if not isinstance(body, dict) or (not body and not creating):
+        raise _Bad(400, "the body must be a JSON object with some of: " + ", ".join(FIELDS), "body")
+    unknown = sorted(set(body) - set(FIELDS) | ({"name"} & set(body) if not creating else set()))
+    if unknown:
+        raise _Bad(400, f"unknown or fixed field(s): {', '.join(unknown)}", unknown[0])
+    for key in ("name", "region", "tier"):
+        if key in body and not isinstance(body[key], str):
+            raise _Bad(400, f"{key} must be a string", key)
+    if "industries" in body and (not isinstance(body["industries"], list)
+                                 or not all(isinstance(i, str) and i.strip() for i in body["industries"])):
+        raise _Bad(400, "industries must be a list of names", "industries")
+    if "tier" in body and body["tier"] not in onboarding.TIERS:
+        raise _Bad(422, f"tier must be one of {', '.join(onboarding.TIERS)}", "tier")
+    _rate(body.get("commission_rate"))
+    return body
+
+
+def partner_routes(config: Config, db_of: Any) -> list[web.RouteDef]:
+    async def read(request: web.Request, creating: bool) -> dict[str, Any] | web.Response:
+        try:
+            return _check(await request.json(), creating)
+        except (ValueError, UnicodeDecodeError):
+            return _error(400, "the body must be JSON")
+        except _Bad as bad:
+            return bad.response()
+
+    async def list_partners(request: web.Request) -> web.Response:
+        async with db_of(request).session() as session:
+            return web.json_response({"partners": [partner_json(p) for p in
+                                                   await session.scalars(select(Partner).order_by(Partner.name))]})
+
+    async def create(request: web.Request) -> web.Response:
+        body = await read(request, creating=True)
+        if isinstance(body, web.Response):
+            return body
+        async with db_of(request).session() as session:
+            try:
+                partner = await onboarding.create_partner(session, body.get("name", ""), body.get("region", ""),
+                                                          [i.strip() for i in body.get("industries", [])],
+                                                          body.get("tier", "registered"))
+            except onboarding.BadPartner as bad:
+                return _error(409 if "already" in bad.en else 422, bad.en, bad.field)
+            partner.commission_rate = _rate(body.get("commission_rate"))
+            return web.json_response(partner_json(partner), status=201)
+
+    async def edit(request: web.Request) -> web.Response:
+        body = await read(request, creating=False)
+        if isinstance(body, web.Response):
+            return body
+        async with db_of(request).session() as session:
+            partner = await session.scalar(select(Partner).where(Partner.name == request.match_info["name"]))
+            if partner is None:
+                return _error(404, "no such partner")
+            if "commission_rate" in body:
+                partner.commission_rate = _rate(body["commission_rate"])
+            if "region" in body:
+                partner.region = body["region"].strip()[:64]
+            if "industries" in body:
+                partner.industries = [i.strip()[:32] for i in body["industries"]]
+            if "tier" in body:
+                partner.tier = body["tier"]  # an admin's decision; the monthly recalculation may change it again
+            return web.json_response(partner_json(partner))
+
+    async def new_invite(request: web.Request) -> web.Response:
+        try:
+            body = await request.json() if request.can_read_body else {}
+        except (ValueError, UnicodeDecodeError):
+            return _error(400, "the body must be JSON")
+        if not isinstance(body, dict) or any(not isinstance(body.get(k, 1), int) or isinstance(body.get(k), bool)
+                                             for k in ("days", "uses")):
+            return _error(400, "days and uses are whole numbers")
+        async with db_of(request).session() as session:
+            partner = await session.scalar(select(Partner).where(Partner.name == request.match_info["name"]))
+            if partner is None:
+                return _error(404, "no such partner")
+            try:
+                invite = await onboarding.create_invite(session, partner, days=body.get("days", 7),
+                                                        uses=body.get("uses", 50), created_by=None)
+            except Refusal as bad:
+                return _error(422, bad.en, "days" if "days" in bad.en else "uses")
+            return web.json_response(invite_json(invite), status=201)
+
+    def invite_json(invite: Invite) -> dict[str, Any]:
+        return {"code": invite.code, "url": f"{config.server.public_base_url.rstrip('/')}/join/{invite.code}",
+                "uses": invite.uses, "max_uses": invite.max_uses, "expires_at": invite.expires_at.isoformat(),
+                "revoked": invite.revoked_at is not None}
+
+    async def revoke(request: web.Request) -> web.Response:
+        async with db_of(request).session() as session:
+            try:
+                return web.json_response(invite_json(await onboarding.revoke(session, request.match_info["code"])))
+            except Refusal:
+                return _error(404, "no such invite code")
+
+    return [web.get("/api/partners", list_partners), web.post("/api/partners", create),
+            web.patch("/api/partners/{name}", edit), web.post("/api/partners/{name}/invites", new_invite),
+            web.post("/api/invites/{code}/revoke", revoke)]

@@ -18,52 +18,13 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import text
 
-from common import BenchDatabase, MemberRow
+from common import BenchDatabase, MemberRow, generate_activity
 
 from store import attribution, stats
 from store.db import Database
 from store.models import utcnow
 
 ZONE = "Asia/Shanghai"
-
-# Everything is generated relative to now, in SQL: a million rows through Python would measure Python.
-GENERATE = [
-    "INSERT INTO tasks (title, description, target_url, poster_template, status, cost, created_at, updated_at) "
-    "SELECT '任务' || g, '', 'https://brand.example/' || g, 'classic', 'active', 1000 * (g % 7), now(), now() "
-    "FROM generate_series(1, :tasks) g",
-    # Each member shares 5 tasks: one link per (task, member).
-    "INSERT INTO tracked_links (code, task_id, member_id, channel, created_at) "
-    "SELECT left(md5(m.id || '-' || k), 16), 1 + (m.id * 7 + k * 13) % :tasks, m.id, 'link', now() "
-    "FROM members m CROSS JOIN generate_series(1, 5) k WHERE m.role = 'partner'",
-    "INSERT INTO shares (task_id, member_id, channel, created_at) "
-    "SELECT l.task_id, l.member_id, 'link', now() - random() * interval '90 days' FROM tracked_links l, generate_series(1, 2)",
-    "INSERT INTO outbox (channel, recipient, kind, payload, dedupe_key, purpose, task_id, status, attempts, "
-    "next_attempt_at, created_at, sent_at) SELECT 'wecom', m.userid, 'card', '{}', 'b' || l.id, 'task_card', l.task_id, "
-    "'sent', 1, now(), now(), now() - random() * interval '90 days' FROM tracked_links l JOIN members m ON m.id = l.member_id",
-    # --spread burst: a link is shared on one day and its clicks fade over the next days (mean 1 day),
-    # as shared content does; --spread uniform: any link on any of the 90 days (the worst case).
-    "INSERT INTO clicks (link_id, at, visitor_id, ip_hash, user_agent, referrer, is_bot, is_unique, event_id) "
-    "SELECT link_id, CASE WHEN :burst THEN least(now(), now() - (link_id * 7919 % 90) * interval '1 day' "
-    "+ (-ln(1 - random())) * interval '1 day') ELSE now() - random() * interval '90 days' END, "
-    "md5(g::text), md5(g::text), 'Mozilla/5.0', '', random() < 0.1, random() < 0.7, 'e' || g "
-    "FROM (SELECT g, 1 + (random() * (:links - 1))::int AS link_id FROM generate_series(1, :clicks) g) picked",
-    "INSERT INTO leads (name, company, phone, region, industry, source, status, partner_id, task_id, link_id, "
-    "visitor_id, won_amount, won_at, claimed_at, created_at, updated_at) "
-    "SELECT '客户' || g, '公司' || g, '139' || lpad(g::text, 8, '0'), '', '', 'form:link', "
-    "CASE WHEN g <= :wins THEN 'won' WHEN g % 2 = 0 THEN 'claimed' ELSE 'new' END, m.partner_id, l.task_id, l.id, '', "
-    "CASE WHEN g <= :wins THEN 1000 + g % 50000 END, NULL, NULL, now() - random() * interval '90 days', now() "
-    "FROM generate_series(1, :leads) g JOIN tracked_links l ON l.id = 1 + g % :links JOIN members m ON m.id = l.member_id",
-    "UPDATE leads SET won_at = created_at + (now() - created_at) * random() WHERE status = 'won'",
-    "INSERT INTO lead_events (lead_id, kind, member_id, note, at) "
-    "SELECT id, 'claimed', (SELECT member_id FROM tracked_links WHERE id = leads.link_id), '', created_at "
-    "FROM leads WHERE status <> 'new'",
-    # 1-4 touches per lead, on links of the same task, before the lead came in.
-    "INSERT INTO lead_touches (lead_id, link_id, click_id, kind, at) "
-    "SELECT id, 1 + (link_id + k * 101) % :links, NULL, 'click', created_at - k * interval '1 hour' "
-    "FROM leads CROSS JOIN generate_series(0, 3) k WHERE k <= id % 4",
-    "ANALYZE",
-]
-
 
 def median_time(samples: list[float]) -> float:
     return statistics.median(samples) * 1000
@@ -79,11 +40,8 @@ async def run(args: argparse.Namespace) -> None:
     store = Database(db.url)
     try:
         started = time.perf_counter()
-        async with store.session() as session:
-            sizes = {"tasks": args.tasks, "links": args.members * 5, "clicks": args.clicks, "leads": args.leads,
-                     "wins": args.wins, "burst": args.spread == "burst"}
-            for statement in GENERATE:
-                await session.execute(text(statement), sizes if ":" in statement else {})
+        await generate_activity(store, tasks=args.tasks, links=args.members * 5, clicks=args.clicks,
+                                leads=args.leads, wins=args.wins, burst=args.spread == "burst")
         generated = time.perf_counter() - started
         started = time.perf_counter()
         async with store.session() as session:

@@ -20,7 +20,7 @@ from bot.config import Config
 from bot.clicks import ClickRecorder
 from bot.inbox import InboxProcessor
 from bot.jobs import (accrue_points, recalculate_tiers, recycle_idle_leads, remind_nurturing, run_periodically,
-                      send_daily_digest, send_due_reminders, send_monthly_statements)
+                      scan_for_fraud, send_daily_digest, send_due_reminders, send_monthly_statements)
 from bot.invite_page import invite_routes
 from bot.landing import landing_routes
 from bot.links import LinkCache, Visitors, redirect_routes
@@ -85,6 +85,10 @@ def create_app(config: Config, commands: CommandTable | None = None) -> web.Appl
         async def accrual() -> None:
             await accrue_points(db, config)
 
+        async def fraud_scan() -> None:
+            if await scan_for_fraud(db, config):
+                outbox.kick()
+
         stop = asyncio.Event()
         loops = [
             asyncio.create_task(run_periodically("inbox sweep", inbox.sweep, interval, stop)),
@@ -93,6 +97,7 @@ def create_app(config: Config, commands: CommandTable | None = None) -> web.Appl
             asyncio.create_task(run_periodically("recycling", recycle_then_kick, config.pool.recycle_check_seconds, stop)),
             asyncio.create_task(run_periodically("digest and tiers", digest_and_tiers, config.stats.digest_check_seconds, stop)),
             asyncio.create_task(run_periodically("points", accrual, config.points.accrue_check_seconds, stop)),
+            asyncio.create_task(run_periodically("fraud scan", fraud_scan, config.fraud.scan_check_seconds, stop)),
             asyncio.create_task(clicks.run(stop)),  # writes what is buffered before it ends
         ]
         try:

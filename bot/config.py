@@ -159,6 +159,21 @@ class PointsConfig:
 
 
 @dataclass
+class FraudConfig:
+    # Explainable rules over the last scan_window_hours of clicks and leads (store/fraud.py).
+    visitor_clicks_per_day: int = 20  # one visitor on one link
+    ip_clicks_per_day: int = 200  # one IP hash on one link (carrier NAT puts many people on one IP)
+    burst_factor: float = 10.0  # an hour's clicks on a link above this many times its usual hourly rate
+    burst_min_clicks: int = 60  # ... and at least this many
+    lead_ratio_factor: float = 5.0  # a partner's leads per unique click above this many times the norm
+    lead_ratio_min_leads: int = 5
+    duplicate_phone_days: int = 30  # the same phone through another partner within this many days
+    headless_agents: str = "headlesschrome,phantomjs,python-requests,python-urllib,curl/,wget/,go-http-client,okhttp,java/,scrapy,selenium,puppeteer,playwright"
+    scan_window_hours: int = 24
+    scan_check_seconds: float = 300.0
+
+
+@dataclass
 class InboxConfig:
     # A message claimed by an instance that died is taken over after this lease.
     lease_seconds: int = 30
@@ -215,6 +230,7 @@ class Config:
     stats: StatsConfig = field(default_factory=StatsConfig)
     tiers: TiersConfig = field(default_factory=TiersConfig)
     points: PointsConfig = field(default_factory=PointsConfig)
+    fraud: FraudConfig = field(default_factory=FraudConfig)
     inbox: InboxConfig = field(default_factory=InboxConfig)
     outbox: OutboxConfig = field(default_factory=OutboxConfig)
     simulator: SimulatorConfig = field(default_factory=SimulatorConfig)
@@ -238,7 +254,7 @@ class Config:
 
 _SECTION_TYPES = {
     "server": ServerConfig, "database": DatabaseConfig, "redis": RedisConfig, "wecom": WeComConfig,
-    "wechat": WeChatConfig, "admin": AdminConfig, "pool": PoolConfig, "tasks": TasksConfig, "links": LinksConfig, "posters": PostersConfig, "stats": StatsConfig, "tiers": TiersConfig, "points": PointsConfig, "inbox": InboxConfig,
+    "wechat": WeChatConfig, "admin": AdminConfig, "pool": PoolConfig, "tasks": TasksConfig, "links": LinksConfig, "posters": PostersConfig, "stats": StatsConfig, "tiers": TiersConfig, "points": PointsConfig, "fraud": FraudConfig, "inbox": InboxConfig,
     "outbox": OutboxConfig, "simulator": SimulatorConfig, "log": LogConfig,
 }
 
@@ -388,6 +404,10 @@ def validate(config: Config) -> None:
     for key in ("commission_registered", "commission_silver", "commission_gold"):
         if not 0 <= getattr(config.points, key) <= 1:
             fail(f"[points] {key}", f"must be a fraction from 0 to 1 (0.05 = 5 %), got {getattr(config.points, key)}")
+    for key in ("visitor_clicks_per_day", "ip_clicks_per_day", "burst_min_clicks", "lead_ratio_min_leads",
+                "duplicate_phone_days", "scan_window_hours"):
+        if getattr(config.fraud, key) < 1:
+            fail(f"[fraud] {key}", f"must be at least 1, got {getattr(config.fraud, key)}")
     if not 1 <= config.points.settle_days <= 366:
         fail("[points] settle_days", f"must be from 1 to 366, got {config.points.settle_days}")
     if not 0 <= config.stats.digest_hour <= 23:

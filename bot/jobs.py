@@ -16,7 +16,7 @@ from bot.messages import Text, reply_to_payload
 from handlers.stats import funnel_line, money
 from handlers.tasks import queue_cards
 from sqlalchemy import func, select
-from store import points, pool, stats, tiers
+from store import fraud, points, pool, stats, tiers
 from store.pool_rules import TIER_NAMES
 from store.runs import claim_run
 from store import tasks as task_store
@@ -203,6 +203,19 @@ async def send_monthly_statements(db: Database, config: Config, now: datetime | 
         if rows:
             await task_store.queue_messages(session, task_id=None, purpose="notice", rows=rows)
     return len(rows)
+
+
+async def scan_for_fraud(db: Database, config: Config) -> int:
+    """Run the fraud rules; admins hear about new flags (at most one notice per scan)."""
+    async with db.session() as session:
+        flags = await fraud.scan(session, config)
+        if flags:
+            text = Text(f"🛡 风控：新增 {len(flags)} 条可疑记录，已暂不计入统计、等级和积分。发送“风控”查看。\n"
+                        f"{len(flags)} new flag(s) held back from the figures: send flags to review.")
+            admins = await session.scalars(select(Member).where(Member.role == "admin", Member.active.is_(True)))
+            await task_store.queue_messages(session, task_id=None, purpose="notice", rows=[
+                (a.userid, f"flags:{flags[0].id}:{a.id}", reply_to_payload(text)) for a in admins])
+    return len(flags)
 
 
 async def run_periodically(name: str, job: Callable[[], object], interval: float, stop: asyncio.Event) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from bot.router import EVERY_ROLE, GUEST, Command, CommandTable, optional_id, parse_id
 from handlers import help as help_
-from handlers import leads, links, partners, posters, stats, tasks
+from handlers import flags, leads, links, partners, posters, stats, tasks
 
 PARTNER_ONLY = frozenset({"partner"})
 
@@ -59,6 +59,13 @@ COMMANDS: list[Command] = [
     Command("roi", "归因", roles=tasks.STAFF, handler=stats.roi, parse=stats.parse_roi,
             help_en="roi [first|last|linear|u] [month] — revenue credited to tasks and partners",
             help_zh="归因 [首次|末次|线性|U型] [本月] — 成交额按任务和伙伴归因"),
+    Command("flags", "风控", roles=frozenset({"admin"}), handler=flags.list_flags,
+            help_en="flags — suspicious clicks and leads held out of the figures",
+            help_zh="风控 — 暂不计入的可疑点击和线索"),
+    Command("clear", "放行", roles=frozenset({"admin"}), handler=flags.clear, parse=parse_id,
+            help_en="clear 3 — flag #3 was fine: count its clicks or leads again", help_zh="放行 3 — 风控记录 #3 正常，恢复计入"),
+    Command("reject", "驳回", roles=frozenset({"admin"}), handler=flags.reject, parse=parse_id,
+            help_en="reject 3 — flag #3 was fraud: keep it out for good", help_zh="驳回 3 — 风控记录 #3 为作弊，永久剔除"),
     Command("newpartner", "新伙伴", roles=frozenset({"admin"}), handler=partners.new_partner,
             parse=partners.parse_newpartner,
             help_en="newpartner Name | region | industry;industry | silver — add a partner company",

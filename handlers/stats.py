@@ -152,6 +152,9 @@ async def report(ctx: Context, args: ReportArgs) -> list[Reply]:
     lines = [title, funnel_line(funnel, ctx.lang),
              ctx.say(f"Clicks {funnel.clicks} (bots {funnel.bot_clicks} not counted) · revenue {money(funnel.revenue)}",
                      f"点击 {funnel.clicks}（机器访问 {funnel.bot_clicks} 未计入）· 成交额 {money(funnel.revenue)}")]
+    if funnel.held_clicks or funnel.held_leads:
+        lines.append(ctx.say(f"Held back by fraud checks: {funnel.held_clicks} click(s), {funnel.held_leads} lead(s) (flags)",
+                             f"风控暂扣：点击 {funnel.held_clicks} 次，线索 {funnel.held_leads} 条（风控）"))
     for name_en, name_zh, board in (("Partners", "伙伴排行", top_partners), ("Members", "成员排行", top_members)):
         if board and board[0].unique_clicks + board[0].shares + board[0].leads:
             shown = " · ".join(f"{i}. {s.name} {s.unique_clicks}" for i, s in enumerate(board[:5], 1))
@@ -198,6 +201,9 @@ async def roi(ctx: Context, args: RoiArgs) -> Text:
                      f" (no tracked touch: {money(result.unattributed)})",
                      f"💰 归因 · {name} · {period.label}：成交 {result.won_leads} 单，{money(result.revenue)}"
                      f"（无追踪触点：{money(result.unattributed)}）")]
+    if result.held_revenue:
+        lines.append(ctx.say(f"Held back by fraud checks: {money(result.held_revenue)} (flags)",
+                             f"风控暂扣成交额：{money(result.held_revenue)}（风控）"))
     tasks = sorted(result.by_task.items(), key=lambda kv: (-kv[1], kv[0]))[:8]
     if tasks:
         lines.append(ctx.say("By task:", "按任务："))

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from decimal import ROUND_DOWN, Decimal
 from itertools import groupby
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from store.models import Lead, LeadTouch, Member, Partner, Task, TrackedLink
@@ -61,6 +61,7 @@ class Attribution:
     won_leads: int = 0
     revenue: Decimal = field(default_factory=lambda: Decimal(0))
     unattributed: Decimal = field(default_factory=lambda: Decimal(0))
+    held_revenue: Decimal = field(default_factory=lambda: Decimal(0))  # won leads a fraud flag holds
     by_task: dict[int, Decimal] = field(default_factory=lambda: defaultdict(Decimal))
     by_partner: dict[int | None, Decimal] = field(default_factory=lambda: defaultdict(Decimal))
     task_names: dict[int, str] = field(default_factory=dict)
@@ -77,14 +78,16 @@ async def attribute(session: AsyncSession, period: Period, model: str) -> Attrib
     """Credit the revenue of leads won in the period."""
     result = Attribution(model)
     won = (await session.execute(select(Lead.id, Lead.won_amount).where(
-        Lead.status == "won", Lead.won_at >= period.start, Lead.won_at < period.end))).all()
+        Lead.status == "won", Lead.won_at >= period.start, Lead.won_at < period.end, Lead.held.is_(False)))).all()
+    result.held_revenue = Decimal(await session.scalar(select(func.coalesce(func.sum(Lead.won_amount), 0)).where(
+        Lead.status == "won", Lead.won_at >= period.start, Lead.won_at < period.end, Lead.held.is_(True))) or 0)
     amounts = {lead_id: Decimal(amount or 0) for lead_id, amount in won}
     result.won_leads, result.revenue = len(amounts), sum(amounts.values(), Decimal(0))
     touches = (await session.execute(
         select(LeadTouch.lead_id, TrackedLink.task_id, Member.partner_id)
         .join(Lead, Lead.id == LeadTouch.lead_id).join(TrackedLink, TrackedLink.id == LeadTouch.link_id)
         .join(Member, Member.id == TrackedLink.member_id)
-        .where(Lead.status == "won", Lead.won_at >= period.start, Lead.won_at < period.end)
+        .where(Lead.status == "won", Lead.won_at >= period.start, Lead.won_at < period.end, Lead.held.is_(False))
         .order_by(LeadTouch.lead_id, LeadTouch.at, LeadTouch.id))).all()
     touched = set()
     for lead_id, rows in groupby(touches, key=lambda row: row.lead_id):

@@ -68,9 +68,13 @@ async def resolve(session: AsyncSession, code: str) -> LinkTarget | None:
                       row.title)
 
 
-def daily_click_rows(clicks: Any, timezone: str) -> list[dict[str, Any]]:
-    """(link_id, at, is_bot, is_unique) rows → click_daily rows, sorted by day and link: two
-    instances writing at once then lock the same rows in the same order (no deadlock)."""
+DAILY_COUNTS = ("clicks", "unique_clicks", "bot_clicks", "held_clicks")
+
+
+def daily_click_rows(clicks: Any, timezone: str, hold: bool | None = None) -> list[dict[str, Any]]:
+    """(link_id, at, is_bot, is_unique) rows → click_daily rows (or, with `hold`, the change when a
+    fraud flag holds them back or releases them), sorted by day and link: two instances writing at
+    once then lock the same rows in the same order (no deadlock)."""
     zone = ZoneInfo(timezone)
     counts: dict[tuple[date, int], list[int]] = defaultdict(lambda: [0, 0, 0])
     for link_id, at, is_bot, is_unique in clicks:
@@ -80,8 +84,21 @@ def daily_click_rows(clicks: Any, timezone: str) -> list[dict[str, Any]]:
         else:
             row[0] += 1
             row[1] += int(is_unique)
-    return [{"day": day, "link_id": link_id, "clicks": c, "unique_clicks": u, "bot_clicks": b}
+    sign = {None: 1, True: -1, False: 1}[hold]
+    return [{"day": day, "link_id": link_id, "clicks": sign * c, "unique_clicks": sign * u,
+             "bot_clicks": b if hold is None else 0, "held_clicks": 0 if hold is None else -sign * c}
             for (day, link_id), (c, u, b) in sorted(counts.items())]
+
+
+async def bump_daily(session: AsyncSession, clicks: Any, timezone: str, hold: bool | None = None) -> None:
+    """Add stored clicks to their days, or move flagged ones out of (hold) or back into the counts."""
+    values = daily_click_rows(clicks, timezone, hold)
+    if not values:
+        return
+    upsert = _insert(session)(ClickDaily).values(values)
+    await session.execute(upsert.on_conflict_do_update(
+        index_elements=["day", "link_id"],
+        set_={name: getattr(ClickDaily, name) + getattr(upsert.excluded, name) for name in DAILY_COUNTS}))
 
 
 async def insert_clicks(session: AsyncSession, clicks: list[dict[str, Any]], timezone: str = "UTC") -> None:
@@ -92,11 +109,4 @@ async def insert_clicks(session: AsyncSession, clicks: list[dict[str, Any]], tim
     stored = (await session.execute(
         _insert(session)(Click).values(clicks).on_conflict_do_nothing(index_elements=["event_id"])
         .returning(Click.link_id, Click.at, Click.is_bot, Click.is_unique))).all()
-    values = daily_click_rows(stored, timezone)
-    if not values:
-        return
-    upsert = _insert(session)(ClickDaily).values(values)
-    await session.execute(upsert.on_conflict_do_update(
-        index_elements=["day", "link_id"],
-        set_={name: getattr(ClickDaily, name) + getattr(upsert.excluded, name)
-              for name in ("clicks", "unique_clicks", "bot_clicks")}))
+    await bump_daily(session, stored, timezone)

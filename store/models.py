@@ -230,6 +230,9 @@ class Click(Base):
     is_unique: Mapped[bool] = mapped_column(Boolean, default=False)
     # The click's id in the buffer it came through, so a batch written twice is stored once.
     event_id: Mapped[str] = mapped_column(String(40), unique=True)
+    # Set by a fraud rule; while `held`, the click counts nowhere (stats, tiers, points).
+    flag_id: Mapped[int | None] = mapped_column(ForeignKey("flags.id"), index=True)
+    held: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
 
 
 LEAD_STATUSES = ("new", "claimed", "following", "nurturing", "won", "lost")
@@ -265,6 +268,9 @@ class Lead(Base):
     value: Mapped[Decimal | None] = mapped_column(Numeric(14, 2))  # estimated deal size
     won_amount: Mapped[Decimal | None] = mapped_column(Numeric(14, 2))
     won_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    # Set by a fraud rule; while `held`, the lead counts nowhere (stats, roi, tiers, points).
+    flag_id: Mapped[int | None] = mapped_column(ForeignKey("flags.id"), index=True)
+    held: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
     claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_follow_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # A nurturing (孵化) lead is not ready to buy: its holder is reminded on this date.
@@ -352,6 +358,7 @@ class ClickDaily(Base):
     clicks: Mapped[int] = mapped_column(Integer, default=0)  # human clicks
     unique_clicks: Mapped[int] = mapped_column(Integer, default=0)  # human, first of a visitor in 24 h
     bot_clicks: Mapped[int] = mapped_column(Integer, default=0)
+    held_clicks: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # flagged, not counted
 
 
 class Invite(Base):
@@ -425,4 +432,34 @@ class PointsEntry(Base):
     points: Mapped[int] = mapped_column(Integer)
     commission: Mapped[Decimal] = mapped_column(Numeric(14, 2), default=Decimal(0))
     note: Mapped[str] = mapped_column(String(200), default="")
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Flag(Base):
+    """Suspicious clicks or leads found by a fraud rule, held out of every figure until an admin
+    clears them (they count again) or rejects them (they stay out)."""
+
+    __tablename__ = "flags"
+    __table_args__ = (Index("ix_flags_status", "status", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(8))  # click / lead
+    rule: Mapped[str] = mapped_column(String(32))
+    detail: Mapped[str] = mapped_column(String(500))  # why, in words an admin can check
+    link_id: Mapped[int | None] = mapped_column(ForeignKey("tracked_links.id"))
+    partner_id: Mapped[int | None] = mapped_column(ForeignKey("partners.id"))
+    count: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16), default="open")  # open / cleared / rejected
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class FlagDecision(Base):
+    """Append-only audit trail of admins' decisions on flags."""
+
+    __tablename__ = "flag_decisions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    flag_id: Mapped[int] = mapped_column(ForeignKey("flags.id"), index=True)
+    decision: Mapped[str] = mapped_column(String(16))  # cleared / rejected
+    member_id: Mapped[int | None] = mapped_column(ForeignKey("members.id"))
     at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -12,7 +12,7 @@ from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select, true
+from sqlalchemy import func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -79,8 +79,8 @@ async def worth(session: AsyncSession, config, now: datetime) -> dict[str, Worth
 
 
 def counts_for_incentives():  # type: ignore[no-untyped-def]
-    """Whether a lead earns anything (fraud flags will narrow this)."""
-    return true()
+    """Whether a lead earns anything: not while a fraud flag holds it."""
+    return Lead.held.is_(False)
 
 
 async def accrue(session: AsyncSession, config, now: datetime | None = None) -> int:  # type: ignore[no-untyped-def]

@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import exists, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from store.links import daily_click_rows
+from store.links import DAILY_COUNTS, bump_daily, daily_click_rows
 from store.models import ClickDaily, Lead, LeadEvent, Member, OutboxMessage, Partner, Share, TrackedLink
 from store.tasks import TASK_CARD
 
@@ -111,10 +111,12 @@ class Funnel:
     clicks: int = 0  # human clicks
     unique_clicks: int = 0
     bot_clicks: int = 0  # excluded from the two above, shown for honesty
+    held_clicks: int = 0  # flagged by a fraud rule: excluded until an admin clears them
     leads: int = 0
     claimed: int = 0
     won: int = 0
     revenue: Decimal = field(default_factory=lambda: Decimal(0))
+    held_leads: int = 0
 
     STEPS = ("deliveries", "shares", "unique_clicks", "leads", "claimed", "won")
 
@@ -125,8 +127,9 @@ class Funnel:
 
     def as_dict(self) -> dict[str, Any]:
         return {"deliveries": self.deliveries, "shares": self.shares, "clicks": self.clicks,
-                "unique_clicks": self.unique_clicks, "bot_clicks": self.bot_clicks, "leads": self.leads,
-                "claimed": self.claimed, "won": self.won, "revenue": str(self.revenue)}
+                "unique_clicks": self.unique_clicks, "bot_clicks": self.bot_clicks, "held_clicks": self.held_clicks,
+                "leads": self.leads, "claimed": self.claimed, "won": self.won, "revenue": str(self.revenue),
+                "held_leads": self.held_leads}
 
 
 def _was_claimed() -> Any:
@@ -134,8 +137,10 @@ def _was_claimed() -> Any:
                           LeadEvent.member_id.is_not(None))
 
 
-def _lead_conditions(scope: Scope, period: Period) -> list[Any]:
-    conditions = [Lead.created_at >= period.start, Lead.created_at < period.end]
+def _lead_conditions(scope: Scope, period: Period, held_too: bool = False) -> list[Any]:
+    """Leads of the scope that came in during the period; held (flagged) ones only if asked."""
+    conditions = [Lead.created_at >= period.start, Lead.created_at < period.end,
+                  *([] if held_too else [Lead.held.is_(False)])]
     if scope.task_id is not None:
         conditions.append(Lead.task_id == scope.task_id)
     if scope.member_id is not None:
@@ -163,17 +168,20 @@ async def funnel(session: AsyncSession, scope: Scope, period: Period) -> Funnel:
         *([Share.task_id == scope.task_id] if scope.task_id is not None else []),
         *([Share.member_id.in_(members)] if members is not None else [])))
     clicks = (await session.execute(
-        select(func.coalesce(func.sum(ClickDaily.clicks), 0), func.coalesce(func.sum(ClickDaily.unique_clicks), 0),
-               func.coalesce(func.sum(ClickDaily.bot_clicks), 0))
+        select(*(func.coalesce(func.sum(getattr(ClickDaily, name)), 0) for name in DAILY_COUNTS))
         .join(TrackedLink, TrackedLink.id == ClickDaily.link_id)
         .where(ClickDaily.day >= period.first_day, ClickDaily.day <= period.last_day, *_link_conditions(scope)))).one()
+    counted = Lead.held.is_(False)
     leads = (await session.execute(
-        select(func.count(), func.count().filter(_was_claimed()), func.count().filter(Lead.status == "won"),
-               func.coalesce(func.sum(Lead.won_amount).filter(Lead.status == "won"), 0))
-        .where(*_lead_conditions(scope, period)))).one()
+        select(func.count().filter(counted), func.count().filter(counted, _was_claimed()),
+               func.count().filter(counted, Lead.status == "won"),
+               func.coalesce(func.sum(Lead.won_amount).filter(counted, Lead.status == "won"), 0),
+               func.count().filter(Lead.held.is_(True)))
+        .where(*_lead_conditions(scope, period, held_too=True)))).one()
     return Funnel(deliveries=int(deliveries or 0), shares=int(shares or 0), clicks=int(clicks[0]),
-                  unique_clicks=int(clicks[1]), bot_clicks=int(clicks[2]), leads=int(leads[0]),
-                  claimed=int(leads[1]), won=int(leads[2]), revenue=Decimal(leads[3]).quantize(Decimal("0.01")))
+                  unique_clicks=int(clicks[1]), bot_clicks=int(clicks[2]), held_clicks=int(clicks[3]),
+                  leads=int(leads[0]), claimed=int(leads[1]), won=int(leads[2]),
+                  revenue=Decimal(leads[3]).quantize(Decimal("0.01")), held_leads=int(leads[4]))
 
 
 @dataclass
@@ -222,7 +230,7 @@ async def member_standings(session: AsyncSession, period: Period, partner_id: in
             select(TrackedLink.member_id, func.count(), func.count().filter(Lead.status == "won"),
                    func.coalesce(func.sum(Lead.won_amount).filter(Lead.status == "won"), 0))
             .join(TrackedLink, TrackedLink.id == Lead.link_id)
-            .where(Lead.created_at >= period.start, Lead.created_at < period.end,
+            .where(Lead.created_at >= period.start, Lead.created_at < period.end, Lead.held.is_(False),
                    *([Lead.task_id == task_id] if for_task else []))
             .group_by(TrackedLink.member_id)):
         if member_id in table:
@@ -290,5 +298,7 @@ async def rebuild_click_daily(session: AsyncSession, zone: str) -> int:
     rows = daily_click_rows([row async for row in result], zone)
     for start in range(0, len(rows), 5000):
         await session.execute(ClickDaily.__table__.insert(), rows[start:start + 5000])
+    held = await session.execute(select(Click.link_id, Click.at, Click.is_bot, Click.is_unique).where(Click.held.is_(True)))
+    await bump_daily(session, held.all(), zone, hold=True)
     return len(rows)
 

@@ -104,6 +104,7 @@ def brute_force(data: dict, scope: Scope, period: stats.Period) -> dict:
         "leads": len(leads), "claimed": sum(1 for _, claimed in leads if claimed),
         "won": sum(1 for lead, _ in leads if lead.status == "won"),
         "revenue": str(sum((lead.won_amount for lead, _ in leads if lead.status == "won"), Decimal(0)).quantize(Decimal("0.01"))),
+        "held_clicks": 0, "held_leads": 0,
     }
 
 

@@ -138,11 +138,12 @@ GENERATE = [
     "INSERT INTO outbox (channel, recipient, kind, payload, dedupe_key, purpose, task_id, status, attempts, "
     "next_attempt_at, created_at, sent_at) SELECT 'wecom', m.userid, 'card', '{}', 'b' || l.id, 'task_card', l.task_id, "
     "'sent', 1, now(), now(), now() - random() * interval '90 days' FROM tracked_links l JOIN members m ON m.id = l.member_id",
-    # --spread burst: a link is shared on one day and its clicks fade over the next days (mean 1 day),
+    # --spread burst: a link is shared on one day and its clicks fade over the next days (mean 1 day;
+    # those that would fall after now are mirrored back),
     # as shared content does; --spread uniform: any link on any of the 90 days (the worst case).
     "INSERT INTO clicks (link_id, at, visitor_id, ip_hash, user_agent, referrer, is_bot, is_unique, event_id) "
-    "SELECT link_id, CASE WHEN :burst THEN least(now(), now() - (link_id * 7919 % 90) * interval '1 day' "
-    "+ (-ln(1 - random())) * interval '1 day') ELSE now() - random() * interval '90 days' END, "
+    "SELECT link_id, CASE WHEN :burst THEN now() - abs((link_id * 7919 % 90) * interval '1 day' "
+    "- (-ln(1 - random())) * interval '1 day') ELSE now() - random() * interval '90 days' END, "
     "md5(g::text), md5(g::text), 'Mozilla/5.0', '', random() < 0.1, random() < 0.7, 'e' || g "
     "FROM (SELECT g, 1 + (random() * (:links - 1))::int AS link_id FROM generate_series(1, :clicks) g) picked",
     "INSERT INTO leads (name, company, phone, region, industry, source, status, partner_id, task_id, link_id, "

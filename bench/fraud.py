@@ -64,7 +64,8 @@ async def run(args: argparse.Namespace) -> None:
                 flags = await fraud.scan(session, config)
                 scans.append(time.perf_counter() - started)
                 if attempt == 0:
-                    flagged.update({f"{f.rule} ({f.kind}s)": f.count for f in flags})
+                    for flag in flags:
+                        flagged[f"{flag.rule} ({flag.kind}s)"] += flag.count
                     counts = Counter(f.rule for f in flags)
                 await session.rollback()  # every repeat scans the same unflagged data
     finally:

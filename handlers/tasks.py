@@ -214,11 +214,19 @@ async def broadcast(ctx: Context, args: BroadcastArgs) -> Text:
         members = await task_store.resolve_targets(ctx.session, args.targets)
     except task_store.TargetError as err:
         return Text(ctx.say(err.en, err.zh))
+    target_text = " ".join(_quoted(t) for t in args.targets)
     if not members:
-        return Text(ctx.say("No members match that target.", "没有成员符合这个目标。"))
+        # Recorded all the same: people who join later with an invite code get it then.
+        if not args.confirmed:
+            confirm = ctx.say(f"broadcast {task.id} {target_text} confirm", f"下发 {task.id} {target_text} 确认")
+            return Text(ctx.say(f"No members match that target yet. To send task #{task.id} to whoever joins "
+                                f"later, reply: {confirm}",
+                                f"目前没有成员符合这个目标。如需发给之后加入的成员，请回复：{confirm}"))
+        await task_store.record_broadcast(ctx.session, task, target_text, ctx.member, 0)
+        return Text(ctx.say(f"Task #{task.id} will go to members matching {target_text} when they join.",
+                            f"任务 #{task.id} 将在符合 {target_text} 的成员加入时发给他们。"))
     have_it = await task_store.already_delivered(ctx.session, task.id)
     new = [m for m in members if m.userid not in have_it]
-    target_text = " ".join(_quoted(t) for t in args.targets)
     if not new:
         return Text(ctx.say(f"All {len(members)} matching members already have task #{task.id}.",
                             f"符合条件的 {len(members)} 人都已收到任务 #{task.id}。"))

@@ -6,10 +6,8 @@ Rules look at the last `scan_window_hours`; each click or lead is flagged at mos
 """
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from statistics import median
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from sqlalchemy import and_, func, or_, select, update
@@ -54,32 +52,37 @@ async def _floods(session: AsyncSession, since: datetime, column: Any, limit: in
             for link_id, value, count in rows]
 
 
+def _hour(session: AsyncSession) -> Any:
+    """The click's hour (UTC), as the database can group by it."""
+    if session.bind.dialect.name == "postgresql":
+        return func.date_trunc("hour", Click.at)
+    return func.strftime("%Y-%m-%d %H:00:00", Click.at)
+
+
 async def _bursts(session: AsyncSession, since: datetime, factor: float, minimum: int) -> list[Found]:
     """An hour with far more clicks on a link than its usual hourly rate over the week before."""
-    candidates = dict((await session.execute(
-        select(Click.link_id, func.count()).where(Click.at >= since, Click.is_bot.is_(False))
-        .group_by(Click.link_id).having(func.count() >= minimum))).all())
-    if not candidates:
+    hour = _hour(session)
+    busy = (await session.execute(
+        select(Click.link_id, hour, func.count()).where(Click.at >= since, Click.is_bot.is_(False))
+        .group_by(Click.link_id, hour).having(func.count() >= minimum))).all()
+    if not busy:
         return []
+    links = sorted({link_id for link_id, _, _ in busy})
     week_before = since - timedelta(days=7)
     usual = dict((await session.execute(
-        select(Click.link_id, func.count()).where(Click.link_id.in_(list(candidates)), Click.at >= week_before,
+        select(Click.link_id, func.count()).where(Click.link_id.in_(links), Click.at >= week_before,
                                                   Click.at < since, Click.is_bot.is_(False))
         .group_by(Click.link_id))).all())
     found = []
-    for link_id in candidates:
-        hours: dict[datetime, int] = defaultdict(int)
-        for (at,) in await session.execute(select(Click.at).where(Click.link_id == link_id, Click.at >= since,
-                                                                   Click.is_bot.is_(False))):
-            hours[at.replace(minute=0, second=0, microsecond=0)] += 1
-        # The usual rate: the week before, or (new links) the other hours of this window.
-        rate = usual.get(link_id, 0) / (7 * 24) or median(sorted(hours.values())) / 4
-        for hour, count in hours.items():
-            if count >= minimum and count > factor * max(rate, 1.0):
-                found.append(Found("click", "burst", f"link #{link_id}: {count} clicks in the hour from "
-                                   f"{hour:%Y-%m-%d %H:00} UTC, usually {rate:.1f} an hour",
-                                   and_(Click.link_id == link_id, Click.at >= hour, Click.at < hour + timedelta(hours=1)),
-                                   link_id))
+    for link_id, started, count in busy:
+        started = started if isinstance(started, datetime) else datetime.fromisoformat(started)
+        started = started.replace(tzinfo=timezone.utc) if started.tzinfo is None else started
+        rate = usual.get(link_id, 0) / (7 * 24)  # a new link has no usual rate: any busy hour stands out
+        if count > factor * max(rate, 1.0):
+            found.append(Found("click", "burst", f"link #{link_id}: {count} clicks in the hour from "
+                               f"{started:%Y-%m-%d %H:00} UTC, usually {rate:.1f} an hour",
+                               and_(Click.link_id == link_id, Click.at >= started,
+                                    Click.at < started + timedelta(hours=1)), link_id))
     return found
 
 
@@ -117,23 +120,20 @@ async def _lead_ratios(session: AsyncSession, since: datetime, factor: float, mi
 
 
 async def _duplicate_phones(session: AsyncSession, since: datetime, days: int) -> list[Found]:
-    fresh = (await session.execute(select(Lead.id, Lead.phone, Lead.partner_id, Lead.created_at).where(
-        Lead.created_at >= since, Lead.partner_id.is_not(None), Lead.flag_id.is_(None)))).all()
-    if not fresh:
-        return []
-    earlier: dict[str, list[tuple[int, int, datetime]]] = defaultdict(list)
-    phones = sorted({row.phone for row in fresh})
-    for start in range(0, len(phones), 500):
-        for lead_id, phone, partner_id, at in await session.execute(
-                select(Lead.id, Lead.phone, Lead.partner_id, Lead.created_at).where(
-                    Lead.phone.in_(phones[start:start + 500]), Lead.partner_id.is_not(None),
-                    Lead.created_at >= since - timedelta(days=days))):
-            earlier[phone].append((lead_id, partner_id, at))
-    return [Found("lead", "duplicate_phone", f"lead #{row.id}: this phone came through another partner within "
-                  f"{days} days", Lead.id == row.id, partner_id=row.partner_id)
-            for row in fresh
-            if any(other != row.id and partner != row.partner_id and row.created_at - timedelta(days=days) <= at
-                   <= row.created_at for other, partner, at in earlier[row.phone])]
+    """A new lead whose phone another partner brought in during the `days` before it."""
+    earlier = Lead.__table__.alias("earlier")
+    pairs = await session.execute(
+        select(Lead.id, Lead.partner_id, Lead.created_at, earlier.c.created_at).join(earlier, and_(
+            earlier.c.phone == Lead.phone, earlier.c.id != Lead.id, earlier.c.partner_id.is_not(None),
+            earlier.c.partner_id != Lead.partner_id, earlier.c.created_at <= Lead.created_at,
+            earlier.c.created_at >= since - timedelta(days=days)))
+        .where(Lead.created_at >= since, Lead.partner_id.is_not(None), Lead.flag_id.is_(None)))
+    found: dict[int, Found] = {}
+    for lead_id, partner_id, at, other_at in pairs:
+        if at - timedelta(days=days) <= other_at and lead_id not in found:
+            found[lead_id] = Found("lead", "duplicate_phone", f"lead #{lead_id}: this phone came through another "
+                                   f"partner within {days} days", Lead.id == lead_id, partner_id=partner_id)
+    return list(found.values())
 
 
 async def _invalid_phones(session: AsyncSession, since: datetime) -> list[Found]:

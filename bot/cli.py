@@ -52,6 +52,12 @@ def _parser() -> argparse.ArgumentParser:
     member_import = members.add_parser("import", parents=[common], help="import members from CSV (upsert)")
     member_import.add_argument("file", metavar="FILE.csv")
     member_import.set_defaults(run=cmd_members_import)
+    member_sync = members.add_parser("sync", parents=[common],
+                                     help="add or update members from a WeCom department (user/list)")
+    member_sync.add_argument("--department", type=int, required=True, metavar="ID", help="WeCom department id")
+    member_sync.add_argument("--partner", default="", metavar="NAME", help="the partner they belong to")
+    member_sync.add_argument("--role", default="partner", choices=("partner", "marketer", "admin"))
+    member_sync.set_defaults(run=cmd_members_sync)
     leads = sub.add_parser("leads", help="manage leads").add_subparsers(metavar="ACTION")
     lead_import = leads.add_parser("import", parents=[common], help="import leads from CSV into their pools")
     lead_import.add_argument("file", metavar="FILE.csv")
@@ -144,6 +150,57 @@ def cmd_members_import(config: Config, args: argparse.Namespace) -> int:
 
     print(asyncio.run(run()))
     return EXIT_OK
+
+
+def cmd_members_sync(config: Config, args: argparse.Namespace) -> int:
+    """Upsert a WeCom department's active members like the CSV import; existing members keep their
+    region and industries. Disabled or departed people are listed, not imported."""
+    import aiohttp
+
+    from bot.channels.wecom_api import WeComClient, WeComError
+    from store.members import MemberRow, import_members
+    from store.redis import SharedKeys
+
+    config.require_wecom()
+    if args.role == "partner" and not args.partner.strip():
+        raise ConfigError("members sync: partner staff need --partner NAME")
+
+    async def run() -> int:
+        from sqlalchemy import select
+
+        from store.db import Database
+        from store.models import Member
+
+        await _require_current_schema(config)
+        async with aiohttp.ClientSession() as http:
+            client = WeComClient(config.wecom, http, SharedKeys(None, config.redis.key_prefix))
+            try:
+                users = await client.list_users(args.department)
+            except (WeComError, aiohttp.ClientError) as err:
+                print(f"members sync: WeCom refused user/list for department {args.department}: {err}", file=sys.stderr)
+                return EXIT_BAD_DATA
+        active = [u for u in users if u.get("status", 1) == 1 and u.get("userid")]
+        db = Database(config.database.url)
+        try:
+            async with db.session() as session:
+                existing = {m.userid: m for m in await session.scalars(
+                    select(Member).where(Member.userid.in_([u["userid"] for u in active])))}
+                rows = [MemberRow(0, u["userid"][:64], (u.get("name") or u["userid"])[:64], args.role,
+                                  args.partner.strip() if args.role == "partner" else "",
+                                  existing[u["userid"]].region if u["userid"] in existing else "",
+                                  tuple(existing[u["userid"]].industries) if u["userid"] in existing else (), None)
+                        for u in active]
+                result = await import_members(session, rows)
+        finally:
+            await db.dispose()
+        for user in users:
+            if user not in active:
+                print(f"skipped {user.get('userid', '?')}: not active in WeCom (status {user.get('status')})")
+        print(f"synced {len(rows)} members from department {args.department} "
+              f"({result.created} new, {result.updated} updated)")
+        return EXIT_OK
+
+    return asyncio.run(run())
 
 
 def cmd_leads_import(config: Config, args: argparse.Namespace) -> int:

@@ -93,6 +93,12 @@ class WeComClient:
     async def send_message(self, body: dict[str, Any]) -> dict[str, Any]:
         return await self.call("POST", "/cgi-bin/message/send", json={**body, "agentid": self.config.agent_id})
 
+    async def list_users(self, department_id: int, *, fetch_child: bool = True) -> list[dict[str, Any]]:
+        """user/list: a department's members (the app needs read access to the contacts)."""
+        data = await self.call("GET", "/cgi-bin/user/list",
+                               params={"department_id": str(department_id), "fetch_child": "1" if fetch_child else "0"})
+        return list(data.get("userlist", []))
+
     async def upload_media(self, kind: str, filename: str, content: bytes, content_type: str) -> str:
         def form() -> aiohttp.FormData:
             body = aiohttp.FormData()

@@ -2,7 +2,7 @@
 
 It plays WeCom's side of both directions exactly as the bot sees it in production:
 - API: gettoken, message/send (with WeCom's error codes, its silent per-member frequency limit and
-  its duplicate check), media/upload and media/get, user/get, message/update_template_card;
+  its duplicate check), media/upload and media/get, user/get, user/list, message/update_template_card;
 - callbacks: encrypted with WeCom's scheme (wechatpy), POSTed to the bot's callback URL with
   msg_signature/timestamp/nonce, retried when the bot does not answer 200 within the timeout.
 The sandbox page on top lets a person chat as any directory member.
@@ -77,6 +77,9 @@ class WeComSimulator:
         self.callback_timeout = callback_timeout
         self.callback_retries = callback_retries
         self.directory: dict[str, str] = dict(directory or {})
+        # Departments for user/list: everyone is in the root (1); tests may add others.
+        self.departments: dict[int, set[str]] = {}
+        self.disabled: set[str] = set()  # WeCom status 2 (disabled) for these userids
         self.per_member_per_minute = per_member_per_minute
         self.per_member_per_hour = per_member_per_hour
         # Seconds each message/send takes, like a real API round trip.
@@ -107,6 +110,7 @@ class WeComSimulator:
             web.post("/cgi-bin/media/upload", self.api_media_upload),
             web.get("/cgi-bin/media/get", self.api_media_get),
             web.get("/cgi-bin/user/get", self.api_user_get),
+            web.get("/cgi-bin/user/list", self.api_user_list),
             web.post("/cgi-bin/message/update_template_card", self.api_update_card),
             web.get("/", self.sandbox_page),
             web.get("/sandbox/api/members", self.sandbox_members),
@@ -345,6 +349,24 @@ class WeComSimulator:
             return _error(60111, "userid not found")
         return web.json_response({"errcode": 0, "errmsg": "ok", "userid": userid, "name": self.directory[userid],
                                   "status": 1})
+
+    async def api_user_list(self, request: web.Request) -> web.Response:
+        """user/list: a department's members (department_id; fetch_child=1 includes sub-departments)."""
+        if (problem := self._check_token(request)) is not None:
+            return problem
+        raw = request.query.get("department_id", "")
+        if not raw.isdigit() or (int(raw) != 1 and int(raw) not in self.departments):
+            return _error(60123, "invalid party id")
+        department = int(raw)
+        if department == 1 and request.query.get("fetch_child") == "1":
+            userids = list(self.directory)
+        else:
+            userids = [u for u in self.directory if u in self.departments.get(department, set())
+                       or (department == 1 and not any(u in members for members in self.departments.values()))]
+        self.api_calls["user/list"] += 1
+        return web.json_response({"errcode": 0, "errmsg": "ok", "userlist": [
+            {"userid": u, "name": self.directory[u], "department": [department], "status": 2 if u in self.disabled else 1}
+            for u in userids]})
 
     async def api_update_card(self, request: web.Request) -> web.Response:
         if (problem := self._check_token(request)) is not None:

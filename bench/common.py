@@ -142,8 +142,8 @@ GENERATE = [
     # those that would fall after now are mirrored back),
     # as shared content does; --spread uniform: any link on any of the 90 days (the worst case).
     "INSERT INTO clicks (link_id, at, visitor_id, ip_hash, user_agent, referrer, is_bot, is_unique, event_id) "
-    "SELECT link_id, CASE WHEN :burst THEN now() - abs((link_id * 7919 % 90) * interval '1 day' "
-    "- (-ln(1 - random())) * interval '1 day') ELSE now() - random() * interval '90 days' END, "
+    "SELECT link_id, CASE WHEN :burst THEN now() - abs((link_id * 7919 % 90) + ln(1 - random())) "
+    "* interval '1 day' ELSE now() - random() * interval '90 days' END, "
     "md5(g::text), md5(g::text), 'Mozilla/5.0', '', random() < 0.1, random() < 0.7, 'e' || g "
     "FROM (SELECT g, 1 + (random() * (:links - 1))::int AS link_id FROM generate_series(1, :clicks) g) picked",
     "INSERT INTO leads (name, company, phone, region, industry, source, status, partner_id, task_id, link_id, "

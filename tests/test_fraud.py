@@ -117,6 +117,14 @@ async def test_held_items_count_nowhere_until_cleared(stack: Stack) -> None:
         p1 = await get_member(session, "p1")
         assert (await points.balance(session, p1.id)).points == 3  # 3 real clicks; the lead and the win earn nothing
         partner = await session.get(Partner, p1.partner_id)
+    # Tiers: with the flood's first (unique) click 星河科技 would have the 4 unique clicks silver needs;
+    # held, it has 3.
+    from store import tiers
+    stack.config.tiers.silver_unique_clicks, stack.config.tiers.silver_leads = 4, 0
+    stack.config.tiers.window_days = 3
+    async with stack.bot[DB].session() as session:
+        tomorrow = (utcnow() + timedelta(days=1)).astimezone(tiers.stats.ZoneInfo(stack.config.server.timezone)).date()
+        assert await tiers.recalculate(session, stack.config, tomorrow) == []
     listing = (await stack.ask("admin1", "风控"))[0]
     assert "同一访客反复点击同一链接 · 30 次点击" in listing and "手机号无效 · 1 条线索" in listing
     async with stack.bot[DB].session() as session:

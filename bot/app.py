@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 import secrets
 from pathlib import Path
@@ -9,7 +10,7 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 from aiohttp import web
-from sqlalchemy import text
+from sqlalchemy import func, select, text
 
 from bot.admin_api import admin_routes
 from bot.admin_partners import partner_routes
@@ -25,12 +26,14 @@ from bot.invite_page import invite_routes
 from bot.landing import landing_routes
 from bot.links import LinkCache, Visitors, redirect_routes
 from bot.messages import Incoming
+from bot.metrics import CLICK_LAG, OUTBOX_BACKLOG, exposition
 from bot.outbox import OutboxSender
 from bot.posters import PosterRenderer
 from bot.ratelimit import MemberRateLimiter
 from bot.router import CommandTable, Router
 from handlers import command_table
 from store.db import Database
+from store.models import OutboxMessage
 from store.redis import SharedKeys, create_redis
 
 log = logging.getLogger(__name__)
@@ -136,8 +139,23 @@ def create_app(config: Config, commands: CommandTable | None = None) -> web.Appl
     app.add_routes(landing_routes(links, visitors, config, lambda request: request.app[DB],
                                   lambda request: request.app[OUTBOX], lambda request: request.app[SHARED]))
     app.add_routes(invite_routes(config, lambda request: request.app[DB]))
-    app.add_routes([web.get("/healthz", healthz), *admin])
+    app.add_routes([web.get("/healthz", healthz), web.get("/metrics", metrics), *admin])
     return app
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus text format. With an admin API token set, scrapers send it as a bearer token."""
+    token = request.app[CONFIG].admin.api_token
+    given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+    if token and not hmac.compare_digest(given.encode(), token.encode()):
+        return web.Response(status=401, text="a valid bearer token is required",
+                            headers={"WWW-Authenticate": 'Bearer realm="partnerbot"'})
+    async with request.app[DB].session() as session:
+        OUTBOX_BACKLOG.set(await session.scalar(select(func.count()).select_from(OutboxMessage).where(
+            OutboxMessage.status.in_(("pending", "sending")))) or 0)
+    CLICK_LAG.set(await request.app[CLICKS].lag())
+    body, content_type = exposition()
+    return web.Response(body=body, headers={"Content-Type": content_type})
 
 
 async def healthz(request: web.Request) -> web.Response:

@@ -14,11 +14,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.config import Config
 from bot.messages import Incoming, Reply, Text, reply_to_payload
+from bot.metrics import COMMANDS, REPLY_SECONDS
 from bot.outbox import OutboxSender
 from bot.router import Router
 from store import inbox as inbox_store
 from store import outbox as outbox_store
 from store.db import Database
+from store.models import utcnow
 from store.redis import SharedKeys
 
 log = logging.getLogger(__name__)
@@ -107,16 +109,22 @@ class InboxProcessor:
                     raise LostClaim()
         except LostClaim:
             log.warning("inbox row %d was taken over by another worker", inbox_id)
+            COMMANDS.labels("taken_over").inc()
             return
         except _TRANSIENT_DB_ERRORS as err:
             log.warning("inbox row %d: database trouble (%s); will retry", inbox_id, type(err).__name__)
             async with self.db.session() as session:
                 await inbox_store.release(session, claim, type(err).__name__)
+            COMMANDS.labels("retry").inc()
             return
         except Exception as err:
             log.exception("inbox row %d: handler failed", inbox_id)
+            COMMANDS.labels("failed").inc()
             await self._give_up(claim, message, f"{type(err).__name__}: {err}")
             return
+        COMMANDS.labels("answered").inc()
+        if claim.received_at is not None:
+            REPLY_SECONDS.observe(max((utcnow() - claim.received_at).total_seconds(), 0.0))
         self.outbox.submit_claimed(outbox_claims)
         self.outbox.kick()  # the handler may have queued more (a broadcast)
 

@@ -13,6 +13,7 @@ from decimal import Decimal
 from bot.config import Config
 from bot.router import CommandTable
 from bot.messages import Text, reply_to_payload
+from bot.metrics import JOB_RUNS
 from handlers.stats import funnel_line, money
 from handlers.tasks import queue_cards
 from sqlalchemy import func, select
@@ -223,7 +224,9 @@ async def run_periodically(name: str, job: Callable[[], object], interval: float
     while not stop.is_set():
         try:
             await job()  # type: ignore[misc]
+            JOB_RUNS.labels(name, "ok").inc()
         except Exception:
+            JOB_RUNS.labels(name, "failed").inc()
             log.exception("job %s failed; it runs again in %.0f s", name, interval)
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(stop.wait(), interval)

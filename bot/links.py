@@ -17,9 +17,8 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 from aiohttp import web
 from crawlerdetect import CrawlerDetect
 
-from bot.clicks import ClickRecorder
+from bot.metrics import REDIRECTS
 from store import links as link_store
-from store.db import Database
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +145,9 @@ def redirect_routes(links: LinkCache, recorder_of: Any, visitors: Visitors) -> l
     async def follow(request: web.Request) -> web.StreamResponse:
         target = await live_target(links, request)
         if isinstance(target, web.Response):
+            REDIRECTS.labels("not_found" if target.status == 404 else "ended").inc()
             return target
+        REDIRECTS.labels("redirected").inc()
         response = web.Response(status=302, headers={
             "Location": with_utm(target.target_url, target.channel, target.task_id),
             "Cache-Control": "no-store", "Referrer-Policy": "no-referrer-when-downgrade"})

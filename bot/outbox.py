@@ -15,6 +15,7 @@ from datetime import timedelta
 from typing import Any, Protocol
 
 from bot.config import OutboxConfig
+from bot.metrics import OUTBOX
 from bot.ratelimit import MemberRateLimiter
 from store import outbox as outbox_store
 from store.db import Database
@@ -180,7 +181,9 @@ class OutboxSender:
                 log.exception("outbox row %d failed", claim.id)
             async with self.db.session() as session:
                 await outbox_store.mark_failed(session, claim, str(err), retry_at)
+            OUTBOX.labels("retry" if retry else "failed").inc()
             return
+        OUTBOX.labels("sent").inc()
         self._sent.append(claim)
 
     async def _defer(self, claim: outbox_store.Claim, seconds: float) -> None:

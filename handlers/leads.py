@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from bot.messages import Text
+from bot.metrics import CLAIMS
 from bot.router import ArgError, Context, parse_id
 from store import pool
 from store.leads import mask_phone
@@ -50,7 +51,12 @@ async def show_pool(ctx: Context, words: list[str]) -> Text:
 
 
 async def claim_lead(ctx: Context, lead_id: int) -> Text:
-    lead = await pool.claim(ctx.session, ctx.member, lead_id, await pool.rule_book(ctx.session, ctx.config))
+    try:
+        lead = await pool.claim(ctx.session, ctx.member, lead_id, await pool.rule_book(ctx.session, ctx.config))
+    except pool.Refusal:
+        CLAIMS.labels("refused").inc()
+        raise
+    CLAIMS.labels("claimed").inc()
     return Text(ctx.say(
         f"Lead #{lead.id} is yours: {_line(lead, full_phone=True)}\nLog what happens: follow {lead.id} called, sends quote",
         f"线索 #{lead.id} 已归您：{_line(lead, full_phone=True)}\n记录跟进：跟进 {lead.id} 已电话沟通，发报价"))

@@ -21,6 +21,7 @@ class Claim:
     id: int
     attempts: int
     payload: dict[str, Any]
+    received_at: datetime | None = None
 
 
 async def add(session: AsyncSession, *, channel: str, dedupe_key: str, user_id: str,
@@ -51,10 +52,10 @@ async def claim(session: AsyncSession, inbox_id: int, lease: timedelta) -> Claim
         update(InboxMessage)
         .where(InboxMessage.id == inbox_id, _claimable(now, lease))
         .values(status="processing", claimed_at=now, attempts=InboxMessage.attempts + 1)
-        .returning(InboxMessage.attempts, InboxMessage.payload)
+        .returning(InboxMessage.attempts, InboxMessage.payload, InboxMessage.received_at)
     )
     row = result.first()
-    return Claim(inbox_id, row.attempts, row.payload) if row else None
+    return Claim(inbox_id, row.attempts, row.payload, row.received_at) if row else None
 
 
 async def finish(session: AsyncSession, claim: Claim, status: str, error: str | None = None) -> bool:

@@ -24,6 +24,7 @@ from wechatpy.messages import UnknownMessage
 from bot.channels.wecom_api import WeComClient
 from bot.config import WeComConfig
 from bot.messages import Incoming, Reply, reply_from_payload
+from bot.metrics import CALLBACKS
 from bot.posters import PosterRenderer, PosterRequest
 from store.redis import SharedKeys
 
@@ -153,15 +154,18 @@ def callback_routes(codec: WeComCodec, receive: Any, max_body_bytes: int) -> lis
     async def callback(request: web.Request) -> web.Response:
         if request.content_length is not None and request.content_length > max_body_bytes:
             log.warning("wecom callback refused: body of %d bytes", request.content_length)
+            CALLBACKS.labels("rejected").inc()
             return web.Response(status=413, text="too large")
         try:
             body = await request.read()  # the whole body; the app's client_max_size answers 413
             received = read_message(codec.decrypt(request.query, body))
         except CallbackRejected as err:
             log.warning("wecom callback refused: %s", err.reason)
+            CALLBACKS.labels("rejected").inc()
             return web.Response(status=err.status, text=err.reason)
         except UnicodeDecodeError:
             log.warning("wecom callback refused: body is not UTF-8")
+            CALLBACKS.labels("rejected").inc()
             return web.Response(status=400, text="not UTF-8")
         if received.message is None:
             return web.Response(text="")
@@ -170,7 +174,9 @@ def callback_routes(codec: WeComCodec, receive: Any, max_body_bytes: int) -> lis
         except Exception as err:
             # Not stored, so not acknowledged: WeCom will retry.
             log.error("wecom callback not stored (%s); answering 503", type(err).__name__)
+            CALLBACKS.labels("failed").inc()
             return web.Response(status=503, text="try again")
+        CALLBACKS.labels("accepted" if stored else "duplicate").inc()
         if not stored:
             log.info("wecom retry de-duplicated: %s", received.dedupe_key.split(":", 2)[1])
         # An empty 200 is WeCom's "received": the answer goes out later through message/send.

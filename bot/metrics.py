@@ -1,0 +1,23 @@
+"""Prometheus metrics (GET /metrics). Counters live at module level, as prometheus_client intends;
+gauges that need the app (outbox backlog, click buffer lag) are read when scraped."""
+from __future__ import annotations
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+CALLBACKS = Counter("partnerbot_callbacks", "WeCom callbacks by outcome", ["result"], registry=REGISTRY)
+COMMANDS = Counter("partnerbot_commands", "Chat messages processed by outcome", ["result"], registry=REGISTRY)
+REPLY_SECONDS = Histogram("partnerbot_reply_seconds", "From a message being stored to its replies being queued",
+                          buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30), registry=REGISTRY)
+OUTBOX = Counter("partnerbot_outbox_messages", "Outbox deliveries by outcome", ["result"], registry=REGISTRY)
+REDIRECTS = Counter("partnerbot_redirects", "Tracked-link redirects by outcome", ["result"], registry=REGISTRY)
+CLAIMS = Counter("partnerbot_claims", "Lead claims by outcome", ["result"], registry=REGISTRY)
+JOB_RUNS = Counter("partnerbot_job_runs", "Periodic job runs by outcome", ["job", "result"], registry=REGISTRY)
+OUTBOX_BACKLOG = Gauge("partnerbot_outbox_backlog", "Outbox rows waiting to be sent", registry=REGISTRY)
+CLICK_LAG = Gauge("partnerbot_click_buffer_lag", "Clicks recorded but not yet stored in the database",
+                  registry=REGISTRY)
+
+
+def exposition() -> tuple[bytes, str]:
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST

@@ -3,7 +3,9 @@ and a running stack of bot + WeCom simulator on free ports, talking real HTTP.""
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -33,6 +35,23 @@ from store.members import MemberRow, import_members
 POSTGRES_URL = os.environ.get("PARTNERBOT_TEST_POSTGRES_URL", "")
 REDIS_URL = os.environ.get("PARTNERBOT_TEST_REDIS_URL", "")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+# Secrets the tests hand out (WeCom secret/token/AES key, admin tokens): none may reach a log line.
+SECRETS: set[str] = set()
+FULL_PHONE = re.compile(r"(?<![0-9])1[3-9][0-9]{9}(?![0-9])")
+BEARER = re.compile(r"Bearer\s+[A-Za-z0-9._~+/-]{8,}")
+
+
+@pytest.fixture(autouse=True)
+def logs_keep_secrets(caplog: pytest.LogCaptureFixture):  # type: ignore[no-untyped-def]
+    """Every test's log lines (INFO and up, tracebacks included) are scanned: a full mobile number
+    or any configured secret in them fails the test (DEVELOPERS.md: never log secrets or phones)."""
+    caplog.set_level(logging.INFO)
+    yield
+    for record in caplog.records:
+        line = record.getMessage() + (record.exc_text or "")
+        assert not FULL_PHONE.search(line), f"a full phone number was logged: {line[:300]}"
+        leaked = [s for s in SECRETS if s and s in line]
+        assert not leaked and not BEARER.search(line), f"a secret was logged: {line[:300]}"
 
 MEMBERS = [
     MemberRow(0, "admin1", "Ada Admin", "admin", "", "", ()),
@@ -70,6 +89,7 @@ def make_config(database_url: str, redis_url: str = "") -> Config:
     w = config.wecom
     w.corp_id, w.agent_id, w.secret = "wwtestcorp0000001", 1000002, secrets.token_urlsafe(24)
     w.token, w.encoding_aes_key = secrets.token_urlsafe(12), aes_key()
+    SECRETS.update({w.secret, w.token, w.encoding_aes_key})
     config.posters.cache_dir = tempfile.mkdtemp(prefix="pbtest-posters-")
     config.inbox.sweep_interval_seconds = 0.2
     config.outbox.backoff_base_seconds = 0.05

@@ -1,0 +1,90 @@
+"""Hostile input over real HTTP (hypothesis): the callback, redirect, landing form and admin API
+answer every malformed request with a 4xx (or the friendly page) — never a 500 — and store nothing
+half-made."""
+import re
+
+import aiohttp
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import func, select
+
+from bot.app import DB
+from store.models import Click, InboxMessage, Lead, Task
+from tests.conftest import Stack, make_config, seed, start_stack
+
+FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+TEXT = st.text(max_size=300)
+QUERY = st.dictionaries(st.sampled_from(["msg_signature", "timestamp", "nonce", "echostr", "x"]), TEXT, max_size=4)
+XMLISH = st.one_of(
+    st.binary(max_size=2000),
+    st.builds(lambda inner: f"<xml><ToUserName>x</ToUserName><Encrypt>{inner}</Encrypt></xml>".encode(), TEXT),
+    st.just(b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY e SYSTEM "file:///etc/passwd">]><xml><Encrypt>&e;</Encrypt></xml>'),
+)
+
+
+async def counts(stack: Stack) -> tuple[int, int, int, int]:
+    async with stack.bot[DB].session() as session:
+        return tuple([await session.scalar(select(func.count()).select_from(model))  # type: ignore[return-value]
+                      for model in (InboxMessage, Click, Lead, Task)])
+
+
+@FUZZ
+@given(query=QUERY, body=XMLISH, method=st.sampled_from(["GET", "POST"]))
+async def test_callback_never_fails_on_garbage(stack: Stack, query: dict, body: bytes, method: str) -> None:
+    before = await counts(stack)
+    async with aiohttp.ClientSession(base_url=stack.bot_url) as http:
+        async with http.request(method, "/wecom/callback", params=query, data=body) as r:
+            assert r.status in (200, 400, 403, 405, 413), (r.status, await r.text())
+    assert await counts(stack) == before  # nothing without a valid signature is stored
+
+
+@FUZZ
+@given(path=st.text(min_size=1, max_size=200), method=st.sampled_from(["GET", "HEAD"]),
+       agent=st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=600), cookie=st.text(max_size=80))
+async def test_redirect_paths_never_fail(stack: Stack, path: str, method: str, agent: str, cookie: str) -> None:
+    headers = {"User-Agent": agent, "Cookie": f"pb_vid={re.sub(r'[^A-Za-z0-9]', '', cookie)}"}
+    async with aiohttp.ClientSession(base_url=stack.bot_url) as http:
+        async with http.request(method, "/t/" + aiohttp.helpers.quote(path, safe=""), allow_redirects=False,
+                                headers=headers) as r:
+            assert r.status in (404, 410), r.status  # no code exists: the friendly page, never a redirect
+            assert "location" not in r.headers
+
+
+@FUZZ
+@given(fields=st.dictionaries(st.sampled_from(["name", "company", "phone", "region", "industry", "consent",
+                                               "csrf", "x"]), TEXT, max_size=8))
+async def test_landing_form_posts_never_fail_or_store_bad_leads(stack: Stack, fields: dict) -> None:
+    async with aiohttp.ClientSession(base_url=stack.bot_url) as http:
+        async with http.post("/l/nosuchcode", data=fields) as r:
+            assert r.status in (400, 403, 404, 410, 422, 429), r.status
+    assert (await counts(stack))[2] == 0
+
+
+@pytest.fixture
+async def api(sqlite_url: str):  # type: ignore[no-untyped-def]
+    await seed(sqlite_url)
+    config = make_config(sqlite_url)
+    config.admin.api_token = "fuzz-token-0123456789"
+    stack = await start_stack(config)
+    yield stack
+    await stack.stop()
+
+
+JSONISH = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | TEXT,
+                       lambda children: st.lists(children, max_size=4) | st.dictionaries(TEXT, children, max_size=4),
+                       max_leaves=12)
+
+
+@FUZZ
+@given(path=st.sampled_from(["/api/tasks", "/api/leads", "/api/partners", "/api/assignment-rules",
+                             "/api/pools/public/rules", "/api/tasks/1", "/api/leads/1/assign"]),
+       body=st.one_of(JSONISH, st.dictionaries(st.sampled_from(["title", "url", "name", "phone", "pool", "tier",
+                                                                "max_held", "deadline", "cost", "partner"]),
+                                               JSONISH, max_size=5)),
+       method=st.sampled_from(["POST", "PATCH"]))
+async def test_admin_api_never_fails_on_odd_json(api: Stack, path: str, body: object, method: str) -> None:
+    async with aiohttp.ClientSession(base_url=api.bot_url,
+                                     headers={"Authorization": f"Bearer {api.config.admin.api_token}"}) as http:
+        async with http.request(method, path, json=body) as r:
+            assert r.status < 500, (r.status, await r.text())

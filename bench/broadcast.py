@@ -18,7 +18,7 @@ from collections import Counter
 import aiohttp
 from sqlalchemy import func, select
 
-from common import BenchDatabase, BotAndSimulator, MemberRow
+from common import BenchDatabase, BotAndSimulator, MemberRow, summary
 
 from store.db import Database
 from store.models import OutboxMessage
@@ -89,6 +89,7 @@ async def run(args: argparse.Namespace) -> None:
     print(f"  minimum by WeCom limits   {minimum:10.2f} s   (no limit binds at one card per member; ratio n/a)")
     print(f"  baseline bare aiohttp     {baseline:10.2f} s   ({len(bodies) / baseline:.0f} sends/s)")
     print(f"  ratio wall/baseline       {wall / baseline:10.2f}")
+    summary(f"broadcast to {args.members:,} members", wall, "s", baseline, "s bare aiohttp sends", wall / baseline)
     print(f"  duplicates {duplicates}, failures {failed}, dropped by simulated WeCom limits {len(sim.dropped)}")
 
 

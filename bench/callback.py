@@ -17,7 +17,7 @@ from urllib.parse import parse_qsl
 
 import aiohttp
 
-from common import BenchDatabase, BotAndSimulator, MemberRow, percentile
+from common import BenchDatabase, BotAndSimulator, MemberRow, percentile, summary
 
 from bot.channels.wecom import WeComCodec, read_message
 from bot.config import WeComConfig
@@ -90,6 +90,7 @@ async def run(args: argparse.Namespace) -> None:
     print(f"  ack latency max           {max(latencies) * 1000:10.1f} ms")
     print(f"  baseline decrypt+parse    {base_rate:10.0f} msg/s")
     print(f"  ratio full path/baseline  {full_rate / base_rate:10.3f}")
+    summary("callbacks answered", full_rate, "msg/s", base_rate, "msg/s decrypt+parse", full_rate / base_rate)
     print(f"  replies {replies} (duplicates {replies - args.messages}, dropped by WeCom limits {dropped})")
 
 

@@ -15,7 +15,7 @@ import time
 
 from sqlalchemy import func, select
 
-from common import BenchDatabase, MemberRow, percentile
+from common import BenchDatabase, MemberRow, percentile, summary
 
 from store import pool
 from store.db import Database
@@ -78,6 +78,8 @@ async def run(args: argparse.Namespace) -> None:
           f"{percentile(latencies, 0.99) * 1000:.1f} ms")
     print(f"  leads owned               {owned} (must equal successful claims)")
     print(f"  double claims             {doubles} (must be 0)")
+    summary(f"lead claims ({doubles} double)", attempts / wall, "attempts/s")
+    summary("lead claim p99", percentile(latencies, 0.99) * 1000, "ms")
 
 
 def main() -> None:

@@ -25,6 +25,14 @@ from store.db import Database, migrate  # noqa: E402
 from store.members import MemberRow, import_members  # noqa: E402
 
 
+def summary(name: str, figure: float, unit: str, baseline: float | None = None, baseline_unit: str = "",
+            ratio: float | None = None) -> None:
+    """One machine-readable line per headline figure; bench/run gathers them into one table."""
+    cells = [name, f"{figure:.4g}", unit, "" if baseline is None else f"{baseline:.4g}", baseline_unit,
+             "" if ratio is None else f"{ratio:.3g}"]
+    print("RESULT\t" + "\t".join(cells))
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[int(q * (len(ordered) - 1))]

@@ -17,7 +17,7 @@ from collections import Counter
 
 from sqlalchemy import text
 
-from common import BenchDatabase, MemberRow, generate_activity
+from common import BenchDatabase, MemberRow, generate_activity, summary
 
 from bot.config import Config
 from store import fraud
@@ -78,6 +78,7 @@ async def run(args: argparse.Namespace) -> None:
     print(f"  full scan, all rules   {scan:9.1f} ms   {scan / base:6.1f}x count(*)")
     print(f"  flags raised: {dict(counts)}")
     print(f"  items held: {dict(flagged)}")
+    summary(f"fraud scan, all rules ({args.clicks:,} clicks)", scan, "ms", base, "ms count(*) clicks", scan / base)
 
 
 def main() -> None:

@@ -25,6 +25,7 @@ sys.path.insert(0, str(REPO))
 from PIL import Image  # noqa: E402
 
 from bot.posters import Layout, PosterRenderer, PosterRequest, qr_image  # noqa: E402
+from common import summary  # noqa: E402
 
 TEMPLATES = REPO / "assets" / "posters"
 TITLE = "2025 云上增长峰会 · 企业数字化转型实战训练营限时免费报名"
@@ -70,6 +71,8 @@ def bench_template(renderer: PosterRenderer, template: str, runs: int) -> None:
     print(f"    cold render (cache miss)     {ms(cold)}   ratio to baseline {statistics.median(cold) / base:6.2f}")
     print(f"    cached (cache hit)           {ms(cached)}   ratio to baseline {statistics.median(cached) / base:6.3f}")
     print(f"    baseline open-paste-encode   {ms(baseline)}")
+    summary(f"poster {template} (cold)", statistics.median(cold) * 1000, "ms", base * 1000, "ms open-paste-encode",
+            statistics.median(cold) / base)
     print(f"    poster PNG                   {size / 1024:7.0f} KiB (WeCom takes images up to 10 MB)")
 
 

@@ -16,7 +16,7 @@ import time
 import aiohttp
 from sqlalchemy import func, select
 
-from common import BenchDatabase, BotAndSimulator, MemberRow, free_port, percentile
+from common import BenchDatabase, BotAndSimulator, MemberRow, free_port, percentile, summary
 
 from store import links as link_store
 from store import tasks as task_store
@@ -101,6 +101,7 @@ async def run(args: argparse.Namespace) -> None:
     print(f"  bare aiohttp 302         {bare_rate:10.0f} /s   p50 {statistics.median(bare_latencies) * 1000:6.1f} ms   "
           f"p99 {percentile(bare_latencies, 0.99) * 1000:6.1f} ms")
     print(f"  ratio tracked/bare       {rate / bare_rate:10.2f}")
+    summary("tracked redirects", rate, "/s", bare_rate, "/s bare aiohttp 302", rate / bare_rate)
     print(f"  clicks stored            {stored} of {sent} sent ({'equal' if stored == sent else 'NOT EQUAL'})")
 
 

@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import text
 
-from common import BenchDatabase, MemberRow, generate_activity
+from common import BenchDatabase, MemberRow, generate_activity, summary
 
 from store import attribution, stats
 from store.db import Database
@@ -92,6 +92,9 @@ async def run(args: argparse.Namespace) -> None:
     for name, samples in timings.items():
         print(f"  {name:28s} {median_time(samples):10.1f} {median_time(samples) / baseline:11.2f}x")
     print(f"  chart PNG {len(png):,} bytes")
+    for name, label in (("report (queries)", "report, a month"), ("roi linear", "roi linear, a month")):
+        summary(f"{label} ({args.clicks:,} clicks)", median_time(timings[name]), "ms", baseline, "ms count(*) clicks",
+                median_time(timings[name]) / baseline)
 
 
 def main() -> None:

@@ -224,6 +224,25 @@ async def stack(sqlite_url: str) -> AsyncIterator[Stack]:
     await running.stop()
 
 
+ADMIN_TOKEN = "test-admin-token-0123456789"
+
+
+@pytest.fixture
+async def api_stack(sqlite_url: str) -> AsyncIterator[Stack]:
+    """The standard stack with the admin API switched on (ADMIN_TOKEN)."""
+    await seed(sqlite_url)
+    config = make_config(sqlite_url)
+    config.admin.api_token = ADMIN_TOKEN
+    running = await start_stack(config)
+    yield running
+    await running.stop()
+
+
+def admin_http(stack: Stack) -> aiohttp.ClientSession:
+    """An HTTP session to the stack's bot carrying the admin token."""
+    return aiohttp.ClientSession(base_url=stack.bot_url, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+
+
 async def eventually(check, timeout: float = 10.0, interval: float = 0.05):  # type: ignore[no-untyped-def]
     """Await `check()` until it returns something truthy (and return that), or fail after timeout."""
     deadline = asyncio.get_running_loop().time() + timeout

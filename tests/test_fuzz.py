@@ -4,14 +4,13 @@ half-made."""
 import re
 
 import aiohttp
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
 from bot.app import DB
 from store.models import Click, InboxMessage, Lead, Task
-from tests.conftest import Stack, make_config, seed, start_stack
+from tests.conftest import Stack, admin_http
 
 FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 TEXT = st.text(max_size=300)
@@ -61,16 +60,6 @@ async def test_landing_form_posts_never_fail_or_store_bad_leads(stack: Stack, fi
     assert (await counts(stack))[2] == 0
 
 
-@pytest.fixture
-async def api(sqlite_url: str):  # type: ignore[no-untyped-def]
-    await seed(sqlite_url)
-    config = make_config(sqlite_url)
-    config.admin.api_token = "fuzz-token-0123456789"
-    stack = await start_stack(config)
-    yield stack
-    await stack.stop()
-
-
 JSONISH = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | TEXT,
                        lambda children: st.lists(children, max_size=4) | st.dictionaries(TEXT, children, max_size=4),
                        max_leaves=12)
@@ -83,8 +72,7 @@ JSONISH = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(all
                                                                 "max_held", "deadline", "cost", "partner"]),
                                                JSONISH, max_size=5)),
        method=st.sampled_from(["POST", "PATCH"]))
-async def test_admin_api_never_fails_on_odd_json(api: Stack, path: str, body: object, method: str) -> None:
-    async with aiohttp.ClientSession(base_url=api.bot_url,
-                                     headers={"Authorization": f"Bearer {api.config.admin.api_token}"}) as http:
+async def test_admin_api_never_fails_on_odd_json(api_stack: Stack, path: str, body: object, method: str) -> None:
+    async with admin_http(api_stack) as http:
         async with http.request(method, path, json=body) as r:
             assert r.status < 500, (r.status, await r.text())

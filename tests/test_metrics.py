@@ -2,7 +2,7 @@
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import Stack, make_config, seed, start_stack
+from tests.conftest import ADMIN_TOKEN, Stack
 from tests.test_links import task_for_p1, link_code
 
 
@@ -44,19 +44,14 @@ async def test_counters_follow_callbacks_replies_redirects_and_claims(stack: Sta
     assert ("partnerbot_outbox_backlog", ()) in after and ("partnerbot_click_buffer_lag", ()) in after
 
 
-async def test_metrics_need_the_admin_token_when_one_is_set(sqlite_url: str) -> None:
-    await seed(sqlite_url)
-    config = make_config(sqlite_url)
-    config.admin.api_token = "metrics-token-0123456789"
-    stack = await start_stack(config)
-    try:
-        async with aiohttp.ClientSession(base_url=stack.bot_url) as http:
-            for headers in ({}, {"Authorization": "Bearer wrong"}):
-                async with http.get("/metrics", headers=headers) as r:
-                    assert r.status == 401
-        assert await scrape(stack, {"Authorization": f"Bearer {config.admin.api_token}"})
-        async with aiohttp.ClientSession(base_url=stack.bot_url) as http:
-            async with http.get("/healthz") as r:
-                assert r.status == 200 and (await r.json())["database"] == "ok"
-    finally:
-        await stack.stop()
+async def test_metrics_need_the_admin_token_when_one_is_set(api_stack: Stack) -> None:
+    stack = api_stack
+    async with aiohttp.ClientSession(base_url=stack.bot_url) as http:
+        for headers in ({}, {"Authorization": "Bearer wrong"}):
+            async with http.get("/metrics", headers=headers) as r:
+                assert r.status == 401
+    assert await scrape(stack, {"Authorization": f"Bearer {ADMIN_TOKEN}"})
+    async with aiohttp.ClientSession(base_url=stack.bot_url) as http:
+        async with http.get("/healthz") as r:
+            assert r.status == 200 and (await r.json())["database"] == "ok"
+

@@ -142,43 +142,37 @@ async def test_the_invite_page_says_what_to_send(stack: Stack) -> None:
                 assert r.status == 404 and "<script>" not in await r.text()
 
 
-async def test_partners_and_invites_through_the_admin_api(sqlite_url: str) -> None:
-    from tests.conftest import make_config, start_stack
-    await seed(sqlite_url)
-    config = make_config(sqlite_url)
-    config.admin.api_token = "partners-token-0123456789"
-    stack = await start_stack(config)
-    try:
-        async with aiohttp.ClientSession(base_url=stack.bot_url,
-                                         headers={"Authorization": f"Bearer {config.admin.api_token}"}) as http:
-            async with http.post("/api/partners", json={"name": "云帆", "region": "华北", "industries": ["制造"],
-                                                        "tier": "silver", "commission_rate": 0.03}) as r:
-                assert r.status == 201
-                assert (await r.json())["commission_rate"] == "0.03"
-            for body, status, field in (({"name": "云帆"}, 409, "name"), ({"name": "X", "tier": "platinum"}, 422, "tier"),
-                                        ({"name": "X", "commission_rate": 1.5}, 422, "commission_rate"),
-                                        ({"name": "X", "commission_rate": True}, 422, "commission_rate"),
-                                        ({"name": "X", "owner": "y"}, 400, "owner"), ({"name": "X", "industries": "制造"}, 400, "industries"),
-                                        ({"name": ""}, 422, "name")):
-                async with http.post("/api/partners", json=body) as r:
-                    assert (r.status, (await r.json()).get("field")) == (status, field), body
-            async with http.patch("/api/partners/云帆", json={"commission_rate": None, "tier": "gold"}) as r:
-                assert (await r.json())["commission_rate"] is None and (await r.json())["tier"] == "gold"
-            async with http.patch("/api/partners/云帆", json={"name": "改名"}) as r:
-                assert r.status == 400
-            async with http.patch("/api/partners/Nobody", json={"tier": "gold"}) as r:
-                assert r.status == 404
-            async with http.post("/api/partners/云帆/invites", json={"days": 3, "uses": 2}) as r:
-                invite = await r.json()
-            assert r.status == 201 and invite["url"].endswith(f"/join/{invite['code']}") and invite["max_uses"] == 2
-            async with http.post("/api/partners/云帆/invites", json={"days": 0}) as r:
-                assert r.status == 422
-            async with http.post(f"/api/invites/{invite['code']}/revoke") as r:
-                assert (await r.json())["revoked"] is True
-            async with http.get("/api/partners") as r:
-                assert {p["name"] for p in (await r.json())["partners"]} == {"星河科技", "Blue Ocean", "云帆"}
-        assert (await stack.ask("guest9", f"join {invite['code']}"))[0].endswith("was revoked; ask for a new one.")
-        async with stack.bot[DB].session() as session:  # the refused partners were not half-created
-            assert await session.scalar(select(func.count()).select_from(Partner)) == 3
-    finally:
-        await stack.stop()
+async def test_partners_and_invites_through_the_admin_api(api_stack: Stack) -> None:
+    from tests.conftest import admin_http
+    stack = api_stack
+    async with admin_http(stack) as http:
+        async with http.post("/api/partners", json={"name": "云帆", "region": "华北", "industries": ["制造"],
+                                                    "tier": "silver", "commission_rate": 0.03}) as r:
+            assert r.status == 201
+            assert (await r.json())["commission_rate"] == "0.03"
+        for body, status, field in (({"name": "云帆"}, 409, "name"), ({"name": "X", "tier": "platinum"}, 422, "tier"),
+                                    ({"name": "X", "commission_rate": 1.5}, 422, "commission_rate"),
+                                    ({"name": "X", "commission_rate": True}, 422, "commission_rate"),
+                                    ({"name": "X", "owner": "y"}, 400, "owner"), ({"name": "X", "industries": "制造"}, 400, "industries"),
+                                    ({"name": ""}, 422, "name")):
+            async with http.post("/api/partners", json=body) as r:
+                assert (r.status, (await r.json()).get("field")) == (status, field), body
+        async with http.patch("/api/partners/云帆", json={"commission_rate": None, "tier": "gold"}) as r:
+            assert (await r.json())["commission_rate"] is None and (await r.json())["tier"] == "gold"
+        async with http.patch("/api/partners/云帆", json={"name": "改名"}) as r:
+            assert r.status == 400
+        async with http.patch("/api/partners/Nobody", json={"tier": "gold"}) as r:
+            assert r.status == 404
+        async with http.post("/api/partners/云帆/invites", json={"days": 3, "uses": 2}) as r:
+            invite = await r.json()
+        assert r.status == 201 and invite["url"].endswith(f"/join/{invite['code']}") and invite["max_uses"] == 2
+        async with http.post("/api/partners/云帆/invites", json={"days": 0}) as r:
+            assert r.status == 422
+        async with http.post(f"/api/invites/{invite['code']}/revoke") as r:
+            assert (await r.json())["revoked"] is True
+        async with http.get("/api/partners") as r:
+            assert {p["name"] for p in (await r.json())["partners"]} == {"星河科技", "Blue Ocean", "云帆"}
+    assert (await stack.ask("guest9", f"join {invite['code']}"))[0].endswith("was revoked; ask for a new one.")
+    async with stack.bot[DB].session() as session:  # the refused partners were not half-created
+        assert await session.scalar(select(func.count()).select_from(Partner)) == 3
+

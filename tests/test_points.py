@@ -6,7 +6,6 @@ from datetime import timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
-import aiohttp
 import pytest
 from sqlalchemy import func, select
 
@@ -16,7 +15,7 @@ from store import points
 from store.db import Database
 from store.members import MemberRow
 from store.models import Lead, Member, Partner, PointsEntry, Share, Task, TrackedLink, utcnow
-from tests.conftest import MEMBERS, Stack, make_config, seed
+from tests.conftest import MEMBERS, Stack, admin_http, make_config, seed
 
 RATES = {"registered": Decimal("0"), "silver": Decimal("0.02"), "gold": Decimal("0.05")}
 MORE = [MemberRow(0, "p3", "王芳", "partner", "星河科技", "", ())]
@@ -132,17 +131,6 @@ async def accrue_once(db: Database, config, now) -> int:  # type: ignore[no-unty
         return await points.accrue(session, config, now)
 
 
-@pytest.fixture
-async def api_stack(sqlite_url: str):  # type: ignore[no-untyped-def]
-    from tests.conftest import start_stack
-    await seed(sqlite_url)
-    config = make_config(sqlite_url)
-    config.admin.api_token = "statement-token-0123456789"
-    stack = await start_stack(config)
-    yield stack
-    await stack.stop()
-
-
 async def test_points_in_chat_and_the_monthly_statement(api_stack: Stack) -> None:
     from bot.jobs import send_monthly_statements
     stack = api_stack
@@ -164,8 +152,7 @@ async def test_points_in_chat_and_the_monthly_statement(api_stack: Stack) -> Non
     assert english.startswith("Your points this month: 51 (commission ¥1,000)")
 
     month = now.astimezone(ZoneInfo(stack.config.server.timezone)).strftime("%Y-%m")
-    async with aiohttp.ClientSession(base_url=stack.bot_url,
-                                     headers={"Authorization": f"Bearer {stack.config.admin.api_token}"}) as http:
+    async with admin_http(stack) as http:
         async with http.get("/api/points/statement", params={"partner": "星河科技", "month": month}) as r:
             body = await r.json()
         assert (body["points"], body["commission"], body["tier"]) == (51, "1000.00", "gold")

@@ -129,38 +129,31 @@ async def test_daily_digest_goes_to_admins_once_a_day(stack: Stack) -> None:
     assert not stack.sim.bot_messages("p1")  # partners do not get it
 
 
-async def test_export_funnel_and_attribution_as_json_and_csv(sqlite_url: str) -> None:
+async def test_export_funnel_and_attribution_as_json_and_csv(api_stack: Stack) -> None:
     import csv
 
     import aiohttp
 
-    from tests.conftest import make_config, seed, start_stack
-    await seed(sqlite_url)
-    config = make_config(sqlite_url)
-    config.admin.api_token = "t0ken-for-the-stats-export-1234"
-    stack = await start_stack(config)
-    try:
-        await programme(stack)
-        async with aiohttp.ClientSession(base_url=stack.bot_url,
-                                         headers={"Authorization": f"Bearer {config.admin.api_token}"}) as http:
-            async with http.get("/api/stats/funnel", params={"by": "partner", "period": "30d"}) as r:
-                body = await r.json()
-            total, *partners = body["rows"]
-            assert (total["unique_clicks"], total["bot_clicks"], total["leads"], total["won"], total["revenue"]) == (4, 1, 2, 1, "9000.00")
-            assert {p["name"]: p["unique_clicks"] for p in partners} == {"星河科技": 3, "Blue Ocean": 1}
-            async with http.get("/api/stats/attribution", params={"model": "u", "format": "csv"}) as r:
-                assert r.headers["Content-Type"].startswith("text/csv")
-                rows = list(csv.DictReader(io.StringIO(await r.text())))
-            assert [(row["kind"], row["name"], row["credited"]) for row in rows] == [
-                ("task", "双十二", "9000.00"), ("partner", "星河科技", "4500.00"), ("partner", "Blue Ocean", "4500.00"),
-                ("unattributed", "", "0")]
-            assert rows[0]["roi"] == "8.0000"
-            for path, params in (("/api/stats/funnel", {"period": "2026-13-01"}), ("/api/stats/funnel", {"by": "region"}),
-                                 ("/api/stats/funnel", {"format": "xml"}), ("/api/stats/attribution", {"model": "w"})):
-                async with http.get(path, params=params) as r:
-                    assert r.status == 400 and (await r.json())["field"] in params
-        async with aiohttp.ClientSession(base_url=stack.bot_url) as anonymous:
-            async with anonymous.get("/api/stats/funnel") as r:
-                assert r.status == 401
-    finally:
-        await stack.stop()
+    from tests.conftest import admin_http
+    stack = api_stack
+    await programme(stack)
+    async with admin_http(stack) as http:
+        async with http.get("/api/stats/funnel", params={"by": "partner", "period": "30d"}) as r:
+            body = await r.json()
+        total, *partners = body["rows"]
+        assert (total["unique_clicks"], total["bot_clicks"], total["leads"], total["won"], total["revenue"]) == (4, 1, 2, 1, "9000.00")
+        assert {p["name"]: p["unique_clicks"] for p in partners} == {"星河科技": 3, "Blue Ocean": 1}
+        async with http.get("/api/stats/attribution", params={"model": "u", "format": "csv"}) as r:
+            assert r.headers["Content-Type"].startswith("text/csv")
+            rows = list(csv.DictReader(io.StringIO(await r.text())))
+        assert [(row["kind"], row["name"], row["credited"]) for row in rows] == [
+            ("task", "双十二", "9000.00"), ("partner", "星河科技", "4500.00"), ("partner", "Blue Ocean", "4500.00"),
+            ("unattributed", "", "0")]
+        assert rows[0]["roi"] == "8.0000"
+        for path, params in (("/api/stats/funnel", {"period": "2026-13-01"}), ("/api/stats/funnel", {"by": "region"}),
+                             ("/api/stats/funnel", {"format": "xml"}), ("/api/stats/attribution", {"model": "w"})):
+            async with http.get(path, params=params) as r:
+                assert r.status == 400 and (await r.json())["field"] in params
+    async with aiohttp.ClientSession(base_url=stack.bot_url) as anonymous:
+        async with anonymous.get("/api/stats/funnel") as r:
+            assert r.status == 401

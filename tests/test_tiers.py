@@ -5,7 +5,6 @@ from datetime import datetime, time, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
-import aiohttp
 from sqlalchemy import select
 
 from bot.app import DB
@@ -15,7 +14,7 @@ from store import tiers
 from store.members import MemberRow, get_member
 from store.models import Lead, OutboxMessage, Partner, Task, TierChange, TrackedLink, utcnow
 from store.pool_rules import set_overrides
-from tests.conftest import Stack, make_config, seed, start_stack
+from tests.conftest import ADMIN_TOKEN, Stack, admin_http, make_config, seed, start_stack
 
 
 def local_day(stack: Stack):  # type: ignore[no-untyped-def]
@@ -119,7 +118,7 @@ async def test_assignment_by_capability_prefers_higher_tiers(sqlite_url: str) ->
                             MemberRow(0, "s1", "Silver One", "partner", "Silver Co", "", ()),
                             MemberRow(0, "r1", "Reg One", "partner", "Reg Co", "", ())])
     config = make_config(sqlite_url)
-    config.admin.api_token = "token-for-assignment-tests-123"
+    config.admin.api_token = ADMIN_TOKEN
     config.pool.max_held = 1
     stack = await start_stack(config)
     try:
@@ -128,8 +127,7 @@ async def test_assignment_by_capability_prefers_higher_tiers(sqlite_url: str) ->
                                            ("Reg Co", "registered", ["制造", "金融", "零售"])):
                 partner = await session.scalar(select(Partner).where(Partner.name == name))
                 partner.tier, partner.industries = tier, industries
-        async with aiohttp.ClientSession(base_url=stack.bot_url,
-                                         headers={"Authorization": f"Bearer {config.admin.api_token}"}) as http:
+        async with admin_http(stack) as http:
             async with http.post("/api/assignment-rules", json={"min_tier": "silver"}) as r:
                 assert r.status == 201 and (await r.json())["partner_id"] is None
             async with http.post("/api/assignment-rules", json={"min_tier": "platinum"}) as r:

@@ -202,17 +202,27 @@ def simulator_for(config: Config, bot_port: int, directory: dict[str, str] | Non
 
 async def start_stack(config: Config, commands: CommandTable | None = None, directory: dict[str, str] | None = None,
                       **simulator_options: Any) -> Stack:
-    sim_port, bot_port = free_port(), free_port()
-    config.wecom.api_base_url = f"http://127.0.0.1:{sim_port}"
-    sim = simulator_for(config, bot_port, directory, **simulator_options)
-    runners = []
-    for app, port in ((sim.create_app(), sim_port), (create_app(config, commands), bot_port)):
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
-        runners.append(runner)
-    return Stack(config, sim, runners[1].app, f"http://127.0.0.1:{bot_port}", f"http://127.0.0.1:{sim_port}",
-                 runners)
+    for attempt in range(3):
+        # A port free a moment ago can be taken meanwhile (an outgoing connection may get it): try others.
+        sim_port, bot_port = free_port(), free_port()
+        config.wecom.api_base_url = f"http://127.0.0.1:{sim_port}"
+        sim = simulator_for(config, bot_port, directory, **simulator_options)
+        runners: list[web.AppRunner] = []
+        try:
+            for app, port in ((sim.create_app(), sim_port), (create_app(config, commands), bot_port)):
+                runner = web.AppRunner(app, access_log=None)
+                runners.append(runner)
+                await runner.setup()
+                await web.TCPSite(runner, "127.0.0.1", port).start()
+        except OSError:
+            for runner in reversed(runners):
+                await runner.cleanup()
+            if attempt == 2:
+                raise
+            continue
+        return Stack(config, sim, runners[1].app, f"http://127.0.0.1:{bot_port}", f"http://127.0.0.1:{sim_port}",
+                     runners)
+    raise AssertionError("unreachable")
 
 
 @pytest.fixture

@@ -25,6 +25,7 @@ from bot.jobs import (accrue_points, recalculate_tiers, recycle_idle_leads, remi
 from bot.invite_page import invite_routes
 from bot.landing import landing_routes
 from bot.links import LinkCache, Visitors, redirect_routes
+from bot.logs import request_ids
 from bot.messages import Incoming
 from bot.metrics import CLICK_LAG, OUTBOX_BACKLOG, exposition
 from bot.outbox import OutboxSender
@@ -51,7 +52,7 @@ def create_app(config: Config, commands: CommandTable | None = None) -> web.Appl
     admin, require_token = admin_routes(config, lambda request: request.app[DB])
     admin += stats_routes(config, lambda request: request.app[DB])
     admin += partner_routes(config, lambda request: request.app[DB])
-    app = web.Application(client_max_size=config.server.max_body_bytes, middlewares=[require_token])
+    app = web.Application(client_max_size=config.server.max_body_bytes, middlewares=[request_ids, require_token])
     app[CONFIG] = config
     commands = commands or command_table()
 

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import signal
 import sys
 from collections.abc import Callable
@@ -25,9 +24,9 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         config = load_config(args.config)
-        logging.basicConfig(level=config.log.level.upper(),
-                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-        logging.getLogger("alembic").setLevel(logging.WARNING)
+        from bot import logs
+
+        logs.setup(config.log.level, config.log.format)
         return int(args.run(config, args))
     except ConfigError as err:
         print(f"partnerbot: {err}", file=sys.stderr)

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.config import Config
 from bot.messages import Incoming, Reply, Text, reply_to_payload
+from bot.logs import REQUEST_ID
 from bot.metrics import COMMANDS, REPLY_SECONDS
 from bot.outbox import OutboxSender
 from bot.router import Router
@@ -93,6 +94,7 @@ class InboxProcessor:
             self._in_flight.discard(inbox_id)
 
     async def process(self, inbox_id: int) -> None:
+        REQUEST_ID.set(f"in-{inbox_id}")  # this task's log lines name the message they are about
         async with self.db.session() as session:
             claim = await inbox_store.claim(session, inbox_id, self.lease)
         if claim is None:

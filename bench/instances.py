@@ -1,0 +1,152 @@
+"""Benchmark: one `partnerbot serve` against two on the same PostgreSQL + Redis, behind a client that
+spreads the load (as a load balancer would). Measures encrypted WeCom callbacks answered per second
+and tracked redirects per second, and checks the global invariants: every message answered once,
+every click stored once.
+
+    python bench/instances.py [--messages 2000] [--redirects 5000]
+
+All processes (bots, simulator, load) share this machine's cores, so the ratio shows what a second
+instance adds on one box, not on two.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import aiohttp
+from sqlalchemy import func, select
+
+from common import BenchDatabase, BotAndSimulator, MemberRow, free_port, summary
+
+from store import links as link_store
+from store import tasks as task_store
+from store.db import Database
+from store.members import get_member
+from store.models import Click
+
+PG = "postgresql+asyncpg://root@127.0.0.1:5432/test"
+REDIS = "redis://127.0.0.1:6379/0"
+BROWSER = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 Mobile/15E148 MicroMessenger/8.0"
+
+
+async def start_extra(stack: BotAndSimulator) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "bot", "serve"], cwd=tempfile.mkdtemp(),
+                               env={**stack.env, "PARTNERBOT_SERVER_PORT": str(port),
+                                    "PYTHONPATH": os.pathsep.join(sys.path)})
+    url = f"http://127.0.0.1:{port}"
+    async with aiohttp.ClientSession() as http:
+        for _ in range(150):
+            try:
+                async with http.get(f"{url}/healthz") as response:
+                    if response.status == 200:
+                        return process, url
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.2)
+    raise SystemExit("an extra instance did not start")
+
+
+async def spread(urls: list[str], requests: list[tuple[str, str, dict, bytes | None]], concurrency: int) -> float:
+    """Send (method, path, headers, body) requests round-robin over the instances; seconds taken."""
+    targets = itertools.cycle(urls)
+    queue = list(requests)
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar(),
+                                     connector=aiohttp.TCPConnector(limit=concurrency)) as http:
+        async def worker() -> None:
+            while queue:
+                method, path, headers, body = queue.pop()
+                async with http.request(method, next(targets) + path, headers=headers, data=body,
+                                        allow_redirects=False) as response:
+                    await response.read()
+                    assert response.status in (200, 302), response.status
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return time.perf_counter() - started
+
+
+async def measure(instances: int, args: argparse.Namespace) -> dict[str, float]:
+    db = await BenchDatabase.create(args.database)
+    members = [MemberRow(0, f"m{i:05d}", f"Member {i}", "partner", f"Partner {i % 10}", "", ()) for i in range(400)]
+    await db.seed(members)
+    store = Database(db.url)
+    extras: list[subprocess.Popen] = []
+    try:
+        async with store.session() as session:
+            task = await task_store.create_task(session, title="T", url="https://brand.example/t", creator=None,
+                                                status="active")
+            codes = [(await link_store.get_or_create_link(session, task, await get_member(session, m.userid), "link")).code
+                     for m in members]
+        async with BotAndSimulator(db.url, args.redis, {m.userid: m.name for m in members}) as stack:
+            urls = [stack.bot_url]
+            for _ in range(instances - 1):
+                process, url = await start_extra(stack)
+                extras.append(process)
+                urls.append(url)
+            sim, now = stack.sim, int(time.time())
+            callbacks = []
+            for i in range(args.messages):
+                query, body = sim.encrypt_callback(sim.text_xml(members[i % len(members)].userid, "help", str(10**15 + i), now))
+                callbacks.append(("POST", f"/wecom/callback?{query}", {"Content-Type": "text/xml"}, body))
+            started = time.perf_counter()
+            await spread(urls, callbacks, args.concurrency)
+            while len(sim.bot_messages()) < args.messages:
+                if time.perf_counter() - started > 600:
+                    raise SystemExit(f"only {len(sim.bot_messages())} of {args.messages} replies arrived")
+                await asyncio.sleep(0.02)
+            answered = args.messages / (time.perf_counter() - started)
+            await asyncio.sleep(1.0)
+            duplicates = len(sim.bot_messages()) - args.messages
+
+            redirects = [("GET", f"/t/{codes[i % len(codes)]}", {"Cookie": f"pb_vid=bench{i:016d}", "User-Agent": BROWSER},
+                          None) for i in range(args.redirects)]
+            seconds = await spread(urls, redirects, args.concurrency)
+            for _ in range(300):  # clicks are stored after the answer, through the Redis stream
+                async with store.session() as session:
+                    stored = await session.scalar(select(func.count()).select_from(Click))
+                if stored >= args.redirects:
+                    break
+                await asyncio.sleep(0.1)
+    finally:
+        for process in extras:
+            process.terminate()
+            process.wait(60)
+        await store.dispose()
+        await db.drop()
+    return {"answered": answered, "duplicates": duplicates, "redirects": args.redirects / seconds,
+            "clicks": stored}
+
+
+async def run(args: argparse.Namespace) -> None:
+    one = await measure(1, args)
+    two = await measure(2, args)
+    print(f"instances benchmark: {args.messages} callbacks, {args.redirects} redirects, PostgreSQL + Redis, "
+          f"{os.cpu_count()} cores shared by everything")
+    for name, result in (("1 instance", one), ("2 instances", two)):
+        print(f"  {name:12s} callbacks answered {result['answered']:7.0f}/s (duplicates {result['duplicates']:.0f})   "
+              f"redirects {result['redirects']:7.0f}/s (clicks stored {result['clicks']:.0f} of {args.redirects})")
+    summary("callbacks answered, 2 instances", two["answered"], "msg/s", one["answered"], "msg/s 1 instance",
+            two["answered"] / one["answered"])
+    summary("redirects, 2 instances", two["redirects"], "/s", one["redirects"], "/s 1 instance",
+            two["redirects"] / one["redirects"])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--database", default=PG)
+    parser.add_argument("--redis", default=REDIS)
+    parser.add_argument("--messages", type=int, default=2000)
+    parser.add_argument("--redirects", type=int, default=5000)
+    parser.add_argument("--concurrency", type=int, default=50)
+    asyncio.run(run(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,109 @@
+"""Value checks for a loaded configuration: every bad value is one line naming the key and the file."""
+from __future__ import annotations
+
+import base64
+import binascii
+import ipaddress
+from pathlib import Path
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from bot.config import Config, ConfigError
+
+
+def _is_aes_key(key: str) -> bool:
+    try:
+        return len(base64.b64decode(key + "=", validate=True)) == 32
+    except binascii.Error:
+        return False
+
+
+def validate(config: Config) -> None:
+    where = config.source
+
+    def fail(key: str, problem: str) -> None:
+        raise ConfigError(f"{where}: {key} {problem}")
+
+    for key, port in (("[server] port", config.server.port), ("[simulator] port", config.simulator.port)):
+        if not 0 <= port <= 65535:
+            fail(key, f"must be a port number 0-65535, got {port}")
+    for key, url in (
+        ("[server] public_base_url", config.server.public_base_url),
+        ("[wecom] api_base_url", config.wecom.api_base_url),
+        ("[wechat] api_base_url", config.wechat.api_base_url),
+        ("[simulator] callback_url", config.simulator.callback_url),
+    ):
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            fail(key, f"must be an http(s) URL, got {url!r}")
+    db_scheme = config.database.url.split(":", 1)[0]
+    if db_scheme not in ("sqlite+aiosqlite", "postgresql+asyncpg"):
+        fail("[database] url", "must start with sqlite+aiosqlite:// or postgresql+asyncpg://, "
+             f"got {config.database.url.split('://', 1)[0]!r}")
+    if config.redis.url and urlsplit(config.redis.url).scheme not in ("redis", "rediss", "unix"):
+        fail("[redis] url", "must be empty (no Redis) or a redis:// URL")
+    key = config.wecom.encoding_aes_key
+    if key and (len(key) != 43 or not _is_aes_key(key)):
+        fail("[wecom] encoding_aes_key", f"must be the 43-character EncodingAESKey from the WeCom console "
+             f"(letters and digits), got {len(key)} characters")
+    if not Path(config.posters.templates_dir).is_dir():
+        fail("[posters] templates_dir", f"is not a folder: {config.posters.templates_dir!r}")
+    for proxy in filter(None, (p.strip() for p in config.server.trusted_proxies.split(","))):
+        try:
+            ipaddress.ip_network(proxy, strict=False)
+        except ValueError:
+            fail("[server] trusted_proxies", f"has {proxy!r}, which is not an IP address or network")
+    try:
+        ZoneInfo(config.server.timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        fail("[server] timezone", f"must be an IANA time zone such as Asia/Shanghai, got {config.server.timezone!r}")
+    if config.server.max_body_bytes < 1024:
+        fail("[server] max_body_bytes", "must be at least 1024")
+    if not 1 <= config.tiers.recalc_day <= 28:
+        fail("[tiers] recalc_day", f"must be a day from 1 to 28 (every month has it), got {config.tiers.recalc_day}")
+    if not 1 <= config.tiers.window_days <= 366:
+        fail("[tiers] window_days", f"must be from 1 to 366, got {config.tiers.window_days}")
+    for key in ("silver_unique_clicks", "silver_leads", "silver_revenue", "gold_unique_clicks", "gold_leads", "gold_revenue"):
+        if getattr(config.tiers, key) < 0:
+            fail(f"[tiers] {key}", f"must not be negative, got {getattr(config.tiers, key)}")
+    for key in ("share", "unique_click", "lead", "won_deal"):
+        if not 0 <= getattr(config.points, key) <= 100_000:
+            fail(f"[points] {key}", f"must be from 0 to 100000, got {getattr(config.points, key)}")
+    for key in ("commission_registered", "commission_silver", "commission_gold"):
+        if not 0 <= getattr(config.points, key) <= 1:
+            fail(f"[points] {key}", f"must be a fraction from 0 to 1 (0.05 = 5 %), got {getattr(config.points, key)}")
+    for key in ("visitor_clicks_per_day", "ip_clicks_per_day", "burst_min_clicks", "lead_ratio_min_leads",
+                "duplicate_phone_days", "scan_window_hours"):
+        if getattr(config.fraud, key) < 1:
+            fail(f"[fraud] {key}", f"must be at least 1, got {getattr(config.fraud, key)}")
+    if not 1 <= config.points.settle_days <= 366:
+        fail("[points] settle_days", f"must be from 1 to 366, got {config.points.settle_days}")
+    if not 0 <= config.stats.digest_hour <= 23:
+        fail("[stats] digest_hour", f"must be an hour from 0 to 23, got {config.stats.digest_hour}")
+    if config.log.format not in ("text", "json"):
+        fail("[log] format", f"must be text or json, got {config.log.format!r}")
+    if config.log.level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        fail("[log] level", f"must be DEBUG, INFO, WARNING or ERROR, got {config.log.level!r}")
+    for key, value in (
+        ("[inbox] lease_seconds", config.inbox.lease_seconds),
+        ("[inbox] max_attempts", config.inbox.max_attempts),
+        ("[outbox] lease_seconds", config.outbox.lease_seconds),
+        ("[outbox] max_attempts", config.outbox.max_attempts),
+        ("[outbox] concurrency", config.outbox.concurrency),
+        ("[wecom] member_messages_per_minute", config.wecom.member_messages_per_minute),
+        ("[wecom] member_messages_per_hour", config.wecom.member_messages_per_hour),
+        ("[wecom] dedupe_ttl_seconds", config.wecom.dedupe_ttl_seconds),
+        ("[wecom] max_clock_skew_seconds", config.wecom.max_clock_skew_seconds),
+    ):
+        if value < 1:
+            fail(key, f"must be at least 1, got {value}")
+    for key, value in (
+        ("[pool] daily_claim_limit", config.pool.daily_claim_limit),
+        ("[pool] max_held", config.pool.max_held),
+        ("[pool] idle_days", config.pool.idle_days),
+        ("[pool] cooldown_days", config.pool.cooldown_days),
+        ("[pool] protect_days", config.pool.protect_days),
+        ("[pool] embargo_hours", config.pool.embargo_hours),
+    ):
+        if value < 0:
+            fail(key, f"must not be negative, got {value}")

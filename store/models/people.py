@@ -1,0 +1,100 @@
+"""People and partners: who the bot knows, the companies they belong to, invites and tiers."""
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+
+from sqlalchemy import JSON, Boolean, ForeignKey, Integer, Numeric, String, Text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from store.models.base import Base, UTCDateTime, utcnow
+
+
+class Partner(Base):
+    __tablename__ = "partners"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    region: Mapped[str] = mapped_column(String(64), default="")
+    industries: Mapped[list[str]] = mapped_column(JSON, default=list, server_default="[]")
+    # registered / silver / gold (store/onboarding.py); gates pools and assignment priority.
+    tier: Mapped[str] = mapped_column(String(16), default="registered", server_default="registered")
+    # Commission on won revenue (0.05 = 5 %); None = the rate of the partner's tier in [points].
+    commission_rate: Mapped[Decimal | None] = mapped_column(Numeric(6, 4))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    members: Mapped[list[Member]] = relationship(back_populates="partner")
+
+
+class Member(Base):
+    """A person the bot knows, identified by their channel user id (WeCom userid)."""
+
+    __tablename__ = "members"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    userid: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(64))
+    role: Mapped[str] = mapped_column(String(16))
+    partner_id: Mapped[int | None] = mapped_column(ForeignKey("partners.id"), index=True)
+    region: Mapped[str] = mapped_column(String(64), default="")
+    industries: Mapped[list[str]] = mapped_column(JSON, default=list)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    partner: Mapped[Partner | None] = relationship(back_populates="members", lazy="joined")
+    tags: Mapped[list[MemberTag]] = relationship(cascade="all, delete-orphan", lazy="selectin",
+                                                 order_by="MemberTag.tag")
+
+    @property
+    def tag_names(self) -> list[str]:
+        return [t.tag for t in self.tags]
+
+
+class MemberTag(Base):
+    """Free-form groups for targeting broadcasts (`tag:NAME`), from import or WeCom tags."""
+
+    __tablename__ = "member_tags"
+
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id", ondelete="CASCADE"), primary_key=True)
+    tag: Mapped[str] = mapped_column(String(32), primary_key=True, index=True)
+
+
+class Invite(Base):
+    """An invite code to join a partner: it expires, has a number of places, and can be revoked."""
+
+    __tablename__ = "invites"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    code: Mapped[str] = mapped_column(String(16), unique=True)
+    partner_id: Mapped[int] = mapped_column(ForeignKey("partners.id"), index=True)
+    max_uses: Mapped[int] = mapped_column(Integer)
+    uses: Mapped[int] = mapped_column(Integer, default=0)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("members.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class InviteUse(Base):
+    """Who joined with which invite, and when (the audit trail of onboarding)."""
+
+    __tablename__ = "invite_uses"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    invite_id: Mapped[int] = mapped_column(ForeignKey("invites.id"), index=True)
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id"), index=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class TierChange(Base):
+    """Append-only: every change of a partner's tier, with the figures that decided it."""
+
+    __tablename__ = "tier_changes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    partner_id: Mapped[int] = mapped_column(ForeignKey("partners.id"), index=True)
+    old_tier: Mapped[str] = mapped_column(String(16))
+    new_tier: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

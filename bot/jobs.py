@@ -22,6 +22,7 @@ from store.pool_rules import TIER_NAMES
 from store.runs import claim_run
 from store import tasks as task_store
 from store.db import Database
+from store.members import active_admins
 from store.models import Member, OutboxMessage, PointsEntry, utcnow
 
 log = logging.getLogger(__name__)
@@ -120,8 +121,7 @@ async def send_daily_digest(db: Database, config: Config, now: datetime | None =
         return 0
     day = local.date() - timedelta(days=1)
     async with db.session() as session:
-        admins = list(await session.scalars(select(Member).where(Member.role == "admin", Member.active.is_(True))
-                                            .order_by(Member.id)))
+        admins = await active_admins(session)
         keys = {admin.id: f"digest:{day.isoformat()}:{admin.id}" for admin in admins}
         if not admins or await session.scalar(select(func.count()).select_from(OutboxMessage).where(
                 OutboxMessage.dedupe_key.in_(list(keys.values())))) == len(admins):
@@ -165,7 +165,7 @@ async def recalculate_tiers(db: Database, config: Config, now: datetime | None =
         if changes:
             summary = Text(f"本月伙伴等级调整（{month}）：" + "；".join(
                 f"{c.partner.name} {TIER_NAMES[c.old]}→{TIER_NAMES[c.new]}" for c in changes))
-            admins = await session.scalars(select(Member).where(Member.role == "admin", Member.active.is_(True)))
+            admins = await active_admins(session)
             rows += [(a.userid, f"tier:{month}:admin:{a.id}", reply_to_payload(summary)) for a in admins]
             await task_store.queue_messages(session, task_id=None, purpose="notice", rows=rows)
     log.info("tiers for %s: %d change(s)", month, len(changes))
@@ -213,7 +213,7 @@ async def scan_for_fraud(db: Database, config: Config) -> int:
         if flags:
             text = Text(f"🛡 风控：新增 {len(flags)} 条可疑记录，已暂不计入统计、等级和积分。发送“风控”查看。\n"
                         f"{len(flags)} new flag(s) held back from the figures: send flags to review.")
-            admins = await session.scalars(select(Member).where(Member.role == "admin", Member.active.is_(True)))
+            admins = await active_admins(session)
             await task_store.queue_messages(session, task_id=None, purpose="notice", rows=[
                 (a.userid, f"flags:{flags[0].id}:{a.id}", reply_to_payload(text)) for a in admins])
     return len(flags)

@@ -45,6 +45,12 @@ class CsvRejected(Exception):
         self.errors = errors
 
 
+async def active_admins(session: AsyncSession) -> list[Member]:
+    """Who gets the bot's notices meant for admins (digest, tier changes, new fraud flags)."""
+    return list(await session.scalars(select(Member).where(Member.role == "admin", Member.active.is_(True))
+                                      .order_by(Member.id)))
+
+
 async def get_member(session: AsyncSession, userid: str) -> Member | None:
     return await session.scalar(select(Member).where(Member.userid == userid, Member.active.is_(True)))
 

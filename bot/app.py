@@ -15,7 +15,9 @@ from sqlalchemy import func, select, text
 from bot.admin_api import admin_routes
 from bot.admin_partners import partner_routes
 from bot.admin_stats import stats_routes
-from bot.channels import wecom
+from bot.channels import wechat, wecom
+from bot.channels.member import MemberSender
+from bot.channels.wechat_api import WeChatClient
 from bot.channels.wecom_api import WeComClient
 from bot.config import Config
 from bot.clicks import ClickRecorder
@@ -28,12 +30,14 @@ from bot.links import LinkCache, Visitors, redirect_routes
 from bot.logs import request_ids
 from bot.messages import Incoming
 from bot.metrics import CLICK_LAG, OUTBOX_BACKLOG, exposition
-from bot.outbox import OutboxSender
+from bot.outbox import ChannelSender, OutboxSender
 from bot.posters import PosterRenderer
 from bot.ratelimit import MemberRateLimiter
 from bot.router import CommandTable, Router
 from handlers import command_table
 from store.db import Database
+from store import bindings
+from store import outbox as outbox_store
 from store.models import OutboxMessage
 from store.redis import SharedKeys, create_redis
 
@@ -65,7 +69,11 @@ def create_app(config: Config, commands: CommandTable | None = None) -> web.Appl
         limiter = MemberRateLimiter(redis, config.redis.key_prefix, config.wecom.member_messages_per_minute,
                                     config.wecom.member_messages_per_hour)
         posters = PosterRenderer(Path(config.posters.templates_dir), Path(config.posters.cache_dir))
-        outbox = OutboxSender(db, {wecom.CHANNEL: wecom.WeComSender(client, posters, shared)}, config.outbox, limiter)
+        senders: dict[str, ChannelSender] = {wecom.CHANNEL: wecom.WeComSender(client, posters, shared)}
+        if config.wechat.enabled:
+            senders[wechat.CHANNEL] = wechat.WeChatSender(WeChatClient(config.wechat, http, shared), posters, shared)
+        senders[MemberSender.channel] = MemberSender(db, dict(senders))
+        outbox = OutboxSender(db, senders, config.outbox, limiter)
         inbox = InboxProcessor(db, shared, Router(commands, config), outbox, config)
         clicks = ClickRecorder(db, redis, config.redis.key_prefix, config.links.flood_window_seconds,
                                timezone=config.server.timezone)
@@ -130,6 +138,8 @@ def create_app(config: Config, commands: CommandTable | None = None) -> web.Appl
         return await app[INBOX].receive(wecom.CHANNEL, dedupe_key, message)
 
     app.add_routes(wecom.callback_routes(wecom.WeComCodec(config.wecom), receive, config.server.max_body_bytes))
+    if config.wechat.enabled:
+        app.add_routes(wechat_routes(app, config))
     salt = config.server.ip_hash_salt.encode()
     if not salt:
         log.warning("[server] ip_hash_salt is not set: visitor IP hashes will differ between instances and restarts")
@@ -142,6 +152,33 @@ def create_app(config: Config, commands: CommandTable | None = None) -> web.Appl
     app.add_routes(invite_routes(config, lambda request: request.app[DB]))
     app.add_routes([web.get("/healthz", healthz), web.get("/metrics", metrics), *admin])
     return app
+
+
+def wechat_routes(app: web.Application, config: Config) -> list[web.RouteDef]:
+    async def receive(dedupe_key: str, message: Incoming, wait: float) -> tuple[bool, list[outbox_store.Claim] | None]:
+        result = await app[INBOX].receive_and_wait(wechat.CHANNEL, dedupe_key, message, wait)
+        # The follower wrote, so WeChat takes customer-service messages again: what waited is due.
+        try:
+            async with app[DB].session() as session:
+                recipients = await bindings.recipients_of(session, message.user_id)
+                if await outbox_store.release_waiting(session, recipients):
+                    app[OUTBOX].kick()
+        except Exception as err:  # they are released the next time the follower writes
+            log.warning("wechat: cannot release waiting messages now (%s)", type(err).__name__)
+        return result
+
+    async def mark_passive(claim: outbox_store.Claim) -> bool:
+        try:
+            async with app[DB].session() as session:
+                await outbox_store.mark_sent(session, [claim])
+        except Exception as err:
+            log.warning("wechat: cannot record a passive reply (%s); sending it as a message", type(err).__name__)
+            return False
+        return True
+
+    handoff = wechat.ReplyHandoff(mark_passive, lambda claims: app[OUTBOX].submit_claimed(claims))
+    return wechat.callback_routes(wechat.WeChatCodec(config.wechat), receive, handoff, config.wechat,
+                                  config.server.max_body_bytes)
 
 
 async def metrics(request: web.Request) -> web.Response:

@@ -72,6 +72,16 @@ class WeChatConfig:
     token: str = ""
     encoding_aes_key: str = ""
     api_base_url: str = "https://api.weixin.qq.com"
+    # WeChat waits 5 s for the callback's answer: a reply ready within this many seconds goes back in
+    # it (a passive reply), later ones through the customer-service API.
+    passive_reply_seconds: float = 3.5
+    max_clock_skew_seconds: int = 300
+    api_timeout_seconds: float = 10.0
+    binding_code_hours: int = 72
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.app_id)
 
 
 @dataclass

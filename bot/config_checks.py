@@ -42,10 +42,16 @@ def validate(config: Config) -> None:
              f"got {config.database.url.split('://', 1)[0]!r}")
     if config.redis.url and urlsplit(config.redis.url).scheme not in ("redis", "rediss", "unix"):
         fail("[redis] url", "must be empty (no Redis) or a redis:// URL")
-    key = config.wecom.encoding_aes_key
-    if key and (len(key) != 43 or not _is_aes_key(key)):
-        fail("[wecom] encoding_aes_key", f"must be the 43-character EncodingAESKey from the WeCom console "
-             f"(letters and digits), got {len(key)} characters")
+    for section, console in (("wecom", "WeCom"), ("wechat", "WeChat Official Account")):
+        key = getattr(config, section).encoding_aes_key
+        if key and (len(key) != 43 or not _is_aes_key(key)):
+            fail(f"[{section}] encoding_aes_key", f"must be the 43-character EncodingAESKey from the {console} "
+                 f"console (letters and digits), got {len(key)} characters")
+    if config.wechat.enabled and not config.wechat.token:
+        fail("[wechat] token", "must be set when [wechat] app_id is (it signs every callback)")
+    if not 0 <= config.wechat.passive_reply_seconds <= 4.5:
+        fail("[wechat] passive_reply_seconds", "must be from 0 to 4.5 (WeChat waits 5 s for the answer), "
+             f"got {config.wechat.passive_reply_seconds}")
     if not Path(config.posters.templates_dir).is_dir():
         fail("[posters] templates_dir", f"is not a folder: {config.posters.templates_dir!r}")
     for proxy in filter(None, (p.strip() for p in config.server.trusted_proxies.split(","))):
@@ -94,6 +100,8 @@ def validate(config: Config) -> None:
         ("[wecom] member_messages_per_hour", config.wecom.member_messages_per_hour),
         ("[wecom] dedupe_ttl_seconds", config.wecom.dedupe_ttl_seconds),
         ("[wecom] max_clock_skew_seconds", config.wecom.max_clock_skew_seconds),
+        ("[wechat] max_clock_skew_seconds", config.wechat.max_clock_skew_seconds),
+        ("[wechat] binding_code_hours", config.wechat.binding_code_hours),
     ):
         if value < 1:
             fail(key, f"must be at least 1, got {value}")

@@ -45,25 +45,55 @@ class InboxProcessor:
         self.lease = timedelta(seconds=config.inbox.lease_seconds)
         self._in_flight: set[int] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._waiters: dict[int, asyncio.Future[list[outbox_store.Claim]]] = {}
         # Fewer workers than pooled connections, so callbacks always find a connection to store with.
         self._concurrency = asyncio.Semaphore(8)
 
     async def receive(self, channel: str, dedupe_key: str, message: Incoming) -> bool:
-        """Durably store a received message; False when it is a platform retry of one we have.
-
-        Redis only ever remembers keys the database has committed, so "seen" can never
-        acknowledge a message that was not stored; the database's unique key decides races."""
-        redis_key = f"dedupe:{dedupe_key}"
-        if await self.shared.exists(redis_key):
-            return False
-        async with self.db.session() as session:
-            inbox_id = await inbox_store.add(session, channel=channel, dedupe_key=dedupe_key,
-                                             user_id=message.user_id, payload=message.to_payload())
-        await self.shared.set(redis_key, "1", self.config.wecom.dedupe_ttl_seconds)
+        """Durably store a received message and start on it; False when it is a platform retry."""
+        inbox_id = await self._store(channel, dedupe_key, message)
         if inbox_id is None:
             return False
         self.submit(inbox_id)
         return True
+
+    async def receive_and_wait(self, channel: str, dedupe_key: str, message: Incoming,
+                               wait: float) -> tuple[bool, list[outbox_store.Claim] | None]:
+        """Like receive, but when the message is answered within `wait` seconds its replies are handed
+        back unsent (for a passive reply) instead of to the outbox; None when that took longer."""
+        inbox_id = await self._store(channel, dedupe_key, message)
+        if inbox_id is None:
+            return False, None
+        waiter: asyncio.Future[list[outbox_store.Claim]] = asyncio.get_running_loop().create_future()
+        self._waiters[inbox_id] = waiter
+        self.submit(inbox_id)
+        try:
+            return True, await asyncio.wait_for(asyncio.shield(waiter), wait)
+        except asyncio.TimeoutError:
+            # From here on the processor sends them itself; but it may have handed them over while
+            # the timeout was being delivered to us.
+            self._waiters.pop(inbox_id, None)
+            return True, (waiter.result() if waiter.done() else None)
+
+    async def _store(self, channel: str, dedupe_key: str, message: Incoming) -> int | None:
+        """Redis only ever remembers keys the database has committed, so "seen" can never
+        acknowledge a message that was not stored; the database's unique key decides races."""
+        redis_key = f"dedupe:{dedupe_key}"
+        if await self.shared.exists(redis_key):
+            return None
+        async with self.db.session() as session:
+            inbox_id = await inbox_store.add(session, channel=channel, dedupe_key=dedupe_key,
+                                             user_id=message.user_id, payload=message.to_payload())
+        await self.shared.set(redis_key, "1", self.config.wecom.dedupe_ttl_seconds)
+        return inbox_id
+
+    def _hand_over(self, inbox_id: int, claims: list[outbox_store.Claim]) -> None:
+        """Replies go to a callback still waiting for them, or else straight to the outbox."""
+        waiter = self._waiters.pop(inbox_id, None)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(claims)
+        else:
+            self.outbox.submit_claimed(claims)
 
     def submit(self, inbox_id: int) -> None:
         if inbox_id in self._in_flight:
@@ -127,7 +157,7 @@ class InboxProcessor:
         COMMANDS.labels("answered").inc()
         if claim.received_at is not None:
             REPLY_SECONDS.observe(max((utcnow() - claim.received_at).total_seconds(), 0.0))
-        self.outbox.submit_claimed(outbox_claims)
+        self._hand_over(claim.id, outbox_claims)
         self.outbox.kick()  # the handler may have queued more (a broadcast)
 
     async def _give_up(self, claim: inbox_store.Claim, message: Incoming, error: str) -> None:
@@ -135,7 +165,7 @@ class InboxProcessor:
             if not await inbox_store.finish(session, claim, "failed", error[:1000]):
                 return
             outbox_claims = await self._enqueue(session, message, [APOLOGY], claim.id)
-        self.outbox.submit_claimed(outbox_claims)
+        self._hand_over(claim.id, outbox_claims)
 
     @staticmethod
     async def _enqueue(session: AsyncSession, message: Incoming, replies: list[Reply],

@@ -18,6 +18,7 @@ from bot.links import LinkCache, Visitors, live_target, page
 from bot.messages import Text, reply_to_payload
 from store import leads as lead_store
 from store import outbox as outbox_store
+from store.bindings import MEMBER_CHANNEL
 from store.models import Member
 from store.pool_rules import rule_book
 
@@ -110,7 +111,7 @@ def landing_routes(links: LinkCache, visitors: Visitors, config: Config, db_of: 
                 note = Text(f"🎉 新线索！{lead.name}（{lead.company or '未填公司'}，{lead_store.mask_phone(lead.phone)}）"
                             f"通过您在任务 #{target.task_id} 的{via}留下了信息，已归属于您。\n"
                             f"New lead from your {target.channel} for task #{target.task_id}: {lead.name}.")
-                claims.append(await outbox_store.add(session, channel="wecom", recipient=owner.userid,
+                claims.append(await outbox_store.add(session, channel=MEMBER_CHANNEL, recipient=owner.userid,
                                                      payload=reply_to_payload(note), claimed=True))
         if claims:
             outbox_of(request).submit_claimed(claims)

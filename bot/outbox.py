@@ -165,6 +165,12 @@ class OutboxSender:
                               duplicate_check=claim.attempts > 1 or bool(claim.payload.get("duplicate_check")),
                               duplicate_window=self.config.duplicate_check_interval_seconds)
         except Exception as err:
+            if getattr(err, "waits_for_member", False):
+                log.info("outbox row %d: %s; it waits until the member writes again", claim.id, err)
+                async with self.db.session() as session:
+                    await outbox_store.wait_for_member(session, claim, str(err))
+                OUTBOX.labels("waiting").inc()
+                return
             throttle = THROTTLE_PAUSES.get(getattr(err, "errcode", None))
             if throttle is not None:
                 seconds = getattr(self.config, throttle)

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.config import Config
 from bot.messages import Incoming, Reply, Text
 from store.errors import Refusal
-from store.members import get_member
+from store.bindings import WECHAT, member_for
 from store.models import Member, utcnow
 
 log = logging.getLogger(__name__)
@@ -27,8 +27,11 @@ PARTNER, MARKETER, ADMIN = "partner", "marketer", "admin"
 EVERY_ROLE = frozenset({PARTNER, MARKETER, ADMIN})
 # Someone the bot does not know yet: they may use only commands that list this role (join).
 GUEST = "guest"
+# A WeChat Official Account follower whose openid is not bound to a member: only `bind` works.
+FOLLOWER = "follower"
 ROLE_NAMES = {
     GUEST: ("people not registered yet", "未开通的用户"),
+    FOLLOWER: ("WeChat followers not bound yet", "未绑定的微信关注者"),
     PARTNER: ("partner staff", "合作伙伴销售"),
     MARKETER: ("marketers", "市场人员"),
     ADMIN: ("admins", "管理员"),
@@ -57,6 +60,9 @@ class Context:
     config: Config
     commands: CommandTable
     now: datetime = field(default_factory=utcnow)
+    # Where the message came from: "wecom" or "wechat", and the sender's id there (userid or openid).
+    channel: str = "wecom"
+    user_id: str = ""
 
     def say(self, en: str, zh: str) -> str:
         return zh if self.lang == "zh" else en
@@ -154,13 +160,14 @@ class Router:
     async def dispatch(self, session: AsyncSession, message: Incoming) -> list[Reply]:
         line = message.event_key if message.kind == "card_event" else message.text
         line = line.replace("\u3000", " ").strip()
-        member = await get_member(session, message.user_id)
+        member = await member_for(session, message.channel, message.user_id)
         if member is None:
+            stranger = FOLLOWER if message.channel == WECHAT else GUEST
             command = self.commands.lookup(self.commands.split(line)[0])
-            if command is None or GUEST not in command.roles:
-                return [Text(_unregistered(message.user_id, line))]
+            if command is None or stranger not in command.roles:
+                return [Text(_unbound(line) if stranger == FOLLOWER else _unregistered(message.user_id, line))]
             # Not stored: the handler decides whether this person becomes a member.
-            member = Member(userid=message.user_id, name=message.user_id, role=GUEST, partner_id=None)
+            member = Member(userid=message.user_id, name=message.user_id, role=stranger, partner_id=None)
         if message.kind == "unsupported":
             return [Text("我只看得懂文字命令，发送“帮助”查看可用命令。\nI understand text commands only: send help.")]
         if not line:
@@ -169,7 +176,8 @@ class Router:
         word, rest = self.commands.split(line)
         command = self.commands.lookup(word)
         lang = "zh" if is_chinese(word if command else line) else "en"
-        ctx = Context(member=member, lang=lang, session=session, config=self.config, commands=self.commands)
+        ctx = Context(member=member, lang=lang, session=session, config=self.config, commands=self.commands,
+                      channel=message.channel, user_id=message.user_id)
         if command is None:
             return [Text(self._unknown(ctx, word))]
         if member.role not in command.roles:
@@ -207,6 +215,18 @@ def _refused(ctx: Context, command: Command) -> str:
         f"“{command.name}” is for {who_en} only. Send help to see your commands.",
         f"“{command.name_zh}”仅限{who_zh}使用。发送“帮助”查看您可用的命令。",
     )
+
+
+def _unbound(line: str) -> str:
+    """All an unbound follower learns: how to bind (no user id to hand out, nothing about the brand's data)."""
+    zh = "您好！请先绑定：向管理员索取绑定码，然后在这里发送“绑定 绑定码”。企业微信里的成员也可以在企业微信发送“绑定码”自助获取。"
+    en = ("Hello! Bind your account first: ask your admin for a binding code and send: bind CODE. "
+          "If you are in the brand's WeCom, send bindcode there to get one.")
+    if is_chinese(line):
+        return zh
+    if line:
+        return en
+    return f"{zh}\n{en}"
 
 
 def _unregistered(user_id: str, line: str) -> str:

@@ -5,9 +5,9 @@ really work are listed; help shows exactly these.
 """
 from __future__ import annotations
 
-from bot.router import EVERY_ROLE, GUEST, Command, CommandTable, optional_id, parse_id
+from bot.router import EVERY_ROLE, FOLLOWER, GUEST, Command, CommandTable, optional_id, parse_id
 from handlers import help as help_
-from handlers import flags, leads, links, partners, posters, stats, tasks
+from handlers import bindings, flags, leads, links, partners, posters, stats, tasks
 
 PARTNER_ONLY = frozenset({"partner"})
 
@@ -77,6 +77,14 @@ COMMANDS: list[Command] = [
             help_en="revoke CODE — stop an invite code working", help_zh="撤销邀请 邀请码 — 让邀请码失效"),
     Command("join", "加入", roles=frozenset({GUEST, "partner"}), handler=partners.join, parse=partners.parse_code,
             help_en="join CODE — join a partner with its invite code", help_zh="加入 邀请码 — 用邀请码加入伙伴"),
+    Command("bind", "绑定", roles=EVERY_ROLE | {FOLLOWER}, handler=bindings.bind, parse=bindings.parse_code,
+            help_en="bind CODE — (on the WeChat official account) link this WeChat to you",
+            help_zh="绑定 绑定码 — （在微信公众号）把此微信绑定到您的账号"),
+    Command("bindcode", "绑定码", roles=EVERY_ROLE, handler=bindings.binding_code, parse=bindings.parse_userid,
+            help_en="bindcode — a code to use the bot from WeChat too (admins: bindcode USERID for someone else)",
+            help_zh="绑定码 — 获取在微信公众号使用的绑定码（管理员：绑定码 账号 为他人生成）"),
+    Command("unbind", "解绑", roles=EVERY_ROLE, handler=bindings.unbind,
+            help_en="unbind — unlink your WeChat", help_zh="解绑 — 解除微信绑定"),
     Command("remind", "催办", roles=tasks.STAFF, handler=tasks.remind, parse=parse_id,
             help_en="remind 12 — remind who has not shared task #12", help_zh="催办 12 — 提醒未分享任务 #12 的成员"),
 ]

@@ -107,3 +107,23 @@ async def mark_failed(session: AsyncSession, claim: Claim, error: str, retry_at:
         .values(status="pending" if retry_at else "failed", last_error=error[:1000],
                 next_attempt_at=retry_at or utcnow())
     )
+
+
+async def wait_for_member(session: AsyncSession, claim: Claim, error: str) -> None:
+    """Park a row the platform will take only after the member writes again (WeChat's 48-hour window)."""
+    await session.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.id == claim.id, OutboxMessage.attempts == claim.attempts)
+        .values(status="waiting", last_error=error[:1000], attempts=OutboxMessage.attempts - 1)
+    )
+
+
+async def release_waiting(session: AsyncSession, recipients: Collection[str]) -> int:
+    """The member wrote: what was parked for them is due now."""
+    result = await session.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.status == "waiting", OutboxMessage.recipient.in_(list(recipients)))
+        .values(status="pending", next_attempt_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount

@@ -13,6 +13,7 @@ from sqlalchemy import and_, exists, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from store.bindings import MEMBER_CHANNEL
 from store.models import Broadcast, Member, MemberTag, OutboxMessage, Partner, Share, Task, utcnow
 
 TITLE_MAX, DESCRIPTION_MAX, URL_MAX = 64, 1000, 2000
@@ -209,7 +210,7 @@ async def queue_messages(session: AsyncSession, *, task_id: int | None, purpose:
     insert = postgresql.insert if session.bind.dialect.name == "postgresql" else sqlite.insert
     now, queued = utcnow(), 0
     for start in range(0, len(rows), chunk):
-        values = [{"channel": "wecom", "recipient": recipient, "kind": payload["kind"], "payload": payload,
+        values = [{"channel": MEMBER_CHANNEL, "recipient": recipient, "kind": payload["kind"], "payload": payload,
                    "dedupe_key": key, "purpose": purpose, "task_id": task_id, "status": "pending",
                    "attempts": 0, "next_attempt_at": now, "created_at": now}
                   for recipient, key, payload in rows[start:start + chunk]]

@@ -3,7 +3,7 @@ import pytest
 
 from bot.config import Config
 from bot.messages import Incoming, Text
-from bot.router import EVERY_ROLE, GUEST, MARKETER, ADMIN, Command, CommandTable, Context, Router, parse_id
+from bot.router import EVERY_ROLE, FOLLOWER, GUEST, MARKETER, ADMIN, Command, CommandTable, Context, Router, parse_id
 from handlers import COMMANDS, command_table
 from store.db import Database
 from tests.conftest import seed
@@ -14,7 +14,7 @@ def test_the_real_table_is_consistent() -> None:
     words = [w.lower() for c in COMMANDS for w in c.words()]
     assert len(words) == len(set(words))
     for command in COMMANDS:
-        assert command.roles and command.roles <= EVERY_ROLE | {GUEST}
+        assert command.roles and command.roles <= EVERY_ROLE | {GUEST, FOLLOWER}
         assert command.help_en.startswith(command.name) and command.help_zh.startswith(command.name_zh)
     assert table.lookup("HELP") is table.lookup("帮助") is table.lookup("?")
 

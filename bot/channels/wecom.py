@@ -6,12 +6,9 @@ answer 200. Outbound: Reply payloads become message/send bodies.
 """
 from __future__ import annotations
 
-import asyncio
 import logging
-import mimetypes
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import xmltodict
@@ -25,7 +22,8 @@ from bot.channels.wecom_api import WeComClient
 from bot.config import WeComConfig
 from bot.messages import Incoming, Reply, reply_from_payload
 from bot.metrics import CALLBACKS
-from bot.posters import PosterRenderer, PosterRequest
+from bot.channels.media import ImageUploads
+from bot.posters import PosterRenderer
 from store.redis import SharedKeys
 
 log = logging.getLogger(__name__)
@@ -185,7 +183,7 @@ def callback_routes(codec: WeComCodec, receive: Any, max_body_bytes: int) -> lis
     return [web.get("/wecom/callback", verify), web.post("/wecom/callback", callback)]
 
 
-def _fit(content: str) -> str:
+def fit(content: str) -> str:
     data = content.encode("utf-8")
     if len(data) <= MAX_CONTENT_BYTES:
         return content
@@ -199,23 +197,12 @@ def _button_key(command: str) -> str:
     return command
 
 
-# Temporary media live 3 days on WeCom's side; reuse an upload for a bit less than that.
-MEDIA_REUSE_SECONDS = int(2.5 * 86400)
-
-
 class WeComSender:
     """Sends one outbox payload to one member through message/send."""
 
     def __init__(self, client: WeComClient, posters: PosterRenderer, shared: SharedKeys) -> None:
         self.client = client
-        self.posters = posters
-        self.shared = shared
-        # Uploads are also remembered in this process (needed without Redis), for as long as in Redis.
-        self._media: dict[str, tuple[str, float]] = {}
-
-    def _local_media(self, key: str) -> str | None:
-        media_id, expires = self._media.get(key, ("", 0.0))
-        return media_id if expires > time.monotonic() else None
+        self.images = ImageUploads(client, posters, shared, namespace=CHANNEL)
 
     async def send(self, recipient: str, payload: dict[str, Any], *, message_id: int, duplicate_check: bool,
                    duplicate_window: int) -> None:
@@ -228,40 +215,16 @@ class WeComSender:
             body["duplicate_check_interval"] = duplicate_window
         await self.client.send_message(body)
 
-    async def _upload(self, path: Path) -> str:
-        content_type = mimetypes.guess_type(path.name)[0] or "image/png"
-        content = await asyncio.to_thread(path.read_bytes)
-        return await self.client.upload_media("image", path.name, content, content_type)
-
     async def _body(self, reply: Reply, message_id: int) -> dict[str, Any]:
         if reply.kind == "text":
-            return {"msgtype": "text", "text": {"content": _fit(reply.content)}}
+            return {"msgtype": "text", "text": {"content": fit(reply.content)}}
         if reply.kind == "markdown":
-            return {"msgtype": "markdown", "markdown": {"content": _fit(reply.content)}}
-        if reply.kind == "image":
-            return {"msgtype": "image", "image": {"media_id": await self._upload(Path(reply.path))}}
-        if reply.kind == "poster":
-            request = PosterRequest(reply.template, reply.qr_url, reply.member_name, reply.partner_name,
-                                    reply.task_title)
-            path = await asyncio.to_thread(self.posters.render, request)  # CPU-bound; cached on disk
-            key = f"media:poster:{path.stem}"  # the file name is its content key
-            media_id = await self.shared.get(key) or self._local_media(key)
-            if media_id is None:
-                media_id = await self._upload(path)
-                if len(self._media) > 10_000:
-                    self._media.clear()
-                self._media[key] = (media_id, time.monotonic() + MEDIA_REUSE_SECONDS)
-                await self.shared.set(key, media_id, MEDIA_REUSE_SECONDS)
-            return {"msgtype": "image", "image": {"media_id": media_id}}
-        if reply.kind == "chart":
-            from bot.charts import render_report  # matplotlib loads on the first chart, not at start-up
-
-            png = await asyncio.to_thread(render_report, reply.spec)  # CPU-bound: off the event loop
-            media_id = await self.client.upload_media("image", f"report-{message_id}.png", png, "image/png")
-            return {"msgtype": "image", "image": {"media_id": media_id}}
+            return {"msgtype": "markdown", "markdown": {"content": fit(reply.content)}}
+        if reply.kind in ("image", "poster", "chart"):
+            return {"msgtype": "image", "image": {"media_id": await self.images.media_id(reply, message_id)}}
         if not reply.buttons and not reply.url:
             # A text_notice card must have a click action; without one, plain text says the same.
-            return {"msgtype": "text", "text": {"content": _fit(f"{reply.title}\n{reply.description}".strip())}}
+            return {"msgtype": "text", "text": {"content": fit(f"{reply.title}\n{reply.description}".strip())}}
         card: dict[str, Any] = {
             "card_type": "button_interaction" if reply.buttons else "text_notice",
             "main_title": {"title": reply.title[:36], "desc": reply.description[:44]},

@@ -27,7 +27,8 @@ class Partner(Base):
 
 
 class Member(Base):
-    """A person the bot knows, identified by their channel user id (WeCom userid)."""
+    """A person the bot knows: their WeCom userid (or an id the admin chose for people outside WeCom)
+    and, once bound with a binding code, their WeChat Official Account openid."""
 
     __tablename__ = "members"
 
@@ -39,6 +40,9 @@ class Member(Base):
     region: Mapped[str] = mapped_column(String(64), default="")
     industries: Mapped[list[str]] = mapped_column(JSON, default=list)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    wechat_openid: Mapped[str | None] = mapped_column(String(64), unique=True)
+    # Where tasks, reminders and notices reach them: "wecom", or "wechat" for staff outside WeCom.
+    push_channel: Mapped[str] = mapped_column(String(16), default="wecom", server_default="wecom")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
@@ -85,6 +89,23 @@ class InviteUse(Base):
     invite_id: Mapped[int] = mapped_column(ForeignKey("invites.id"), index=True)
     member_id: Mapped[int] = mapped_column(ForeignKey("members.id"), index=True)
     at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class BindingCode(Base):
+    """A one-time code that binds a WeChat openid to a member (store/bindings.py)."""
+
+    __tablename__ = "binding_codes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    code: Mapped[str] = mapped_column(String(16), unique=True)
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id"), index=True)
+    # Issued by an admin for someone outside WeCom: once used, pushes go to WeChat.
+    push_to_wechat: Mapped[bool] = mapped_column(Boolean, default=False)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    used_by: Mapped[str | None] = mapped_column(String(64))  # the openid that used it
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("members.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class TierChange(Base):

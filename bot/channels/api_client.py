@@ -1,0 +1,126 @@
+"""A platform API client over aiohttp: access token cached (and shared through Redis, so several
+instances do not each fetch their own: fetching has its own frequency limit), JSON errcode handling,
+one token refresh when the platform rejects the token, and multipart media upload.
+
+WeCom and the WeChat Official Account speak the same dialect and differ in how a token is fetched
+and which error codes mean what; each subclass says so. (wechatpy's clients are synchronous and
+would block the event loop.)
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import aiohttp
+
+from store.redis import SharedKeys
+
+log = logging.getLogger(__name__)
+
+TOKEN_SAFETY_MARGIN_SECONDS = 300
+
+
+class ApiError(Exception):
+    """The platform answered with a non-zero errcode."""
+
+    platform = "API"
+    transient_errcodes: frozenset[int] = frozenset()
+
+    def __init__(self, errcode: int, errmsg: str) -> None:
+        super().__init__(f"{self.platform} error {errcode}: {errmsg}")
+        self.errcode = errcode
+        self.errmsg = errmsg
+
+    @property
+    def transient(self) -> bool:
+        return self.errcode in self.transient_errcodes
+
+
+class ApiUnavailable(Exception):
+    """The API could not be reached or answered with something other than the platform's JSON."""
+
+    transient = True
+
+
+class TokenClient:
+    error_class: type[ApiError] = ApiError
+    # Invalid, expired or missing access token: fetch a new one and try once more.
+    token_errcodes: frozenset[int] = frozenset()
+
+    def __init__(self, http: aiohttp.ClientSession, shared: SharedKeys, *, base_url: str, timeout: float,
+                 token_key: str) -> None:
+        self.http = http
+        self.shared = shared
+        self.base = base_url.rstrip("/")
+        self.timeout = timeout
+        self._token: tuple[str, float] | None = None
+        self._token_lock = asyncio.Lock()
+        self._token_key = token_key
+
+    async def _fetch_token(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    async def access_token(self, *, refresh: bool = False) -> str:
+        if not refresh and self._token and self._token[1] > time.time():
+            return self._token[0]
+        async with self._token_lock:
+            if not refresh and self._token and self._token[1] > time.time():
+                return self._token[0]
+            if not refresh:
+                shared = await self.shared.get(self._token_key)
+                if shared:
+                    token, _, expires = shared.partition(" ")
+                    if float(expires or 0) > time.time():
+                        self._token = (token, float(expires))
+                        return token
+            data = await self._fetch_token()
+            token = str(data["access_token"])
+            lifetime = int(data.get("expires_in", 7200)) - TOKEN_SAFETY_MARGIN_SECONDS
+            expires = time.time() + max(lifetime, 60)
+            self._token = (token, expires)
+            await self.shared.set(self._token_key, f"{token} {expires}", max(lifetime, 60))
+            log.info("fetched a new %s access token (valid %d s)", self.error_class.platform, lifetime)
+            return token
+
+    async def call(self, method: str, path: str, *, json: Any = None, data: Any = None,
+                   params: dict[str, str] | None = None) -> dict[str, Any]:
+        """Call an API that takes access_token; refresh the token once if the platform rejects it."""
+        for attempt in (1, 2):
+            token = await self.access_token(refresh=attempt == 2)
+            try:
+                # A multipart body can be read only once, so it arrives as a factory.
+                body = data() if callable(data) else data
+                return await self._request(method, path, params={**(params or {}), "access_token": token},
+                                           json=json, data=body)
+            except ApiError as err:
+                if err.errcode not in self.token_errcodes or attempt == 2:
+                    raise
+                log.info("%s rejected the access token (%d); fetching a new one", err.platform, err.errcode)
+        raise AssertionError("unreachable")
+
+    async def upload_media(self, kind: str, filename: str, content: bytes, content_type: str) -> str:
+        def form() -> aiohttp.FormData:
+            body = aiohttp.FormData()
+            body.add_field("media", content, filename=filename, content_type=content_type)
+            return body
+
+        data = await self.call("POST", "/cgi-bin/media/upload", params={"type": kind}, data=form)
+        return str(data["media_id"])
+
+    async def _request(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        timeout = aiohttp.ClientTimeout(total=self.timeout)
+        try:
+            async with self.http.request(method, self.base + path, timeout=timeout, **kwargs) as response:
+                if response.status != 200:
+                    raise ApiUnavailable(f"HTTP {response.status} from {path}")
+                data = await response.json(content_type=None)
+        except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as err:
+            raise ApiUnavailable(f"{type(err).__name__} calling {path}") from err
+        if not isinstance(data, dict):
+            raise ApiUnavailable(f"unexpected answer from {path}")
+        errcode = int(data.get("errcode", 0) or 0)
+        if errcode != 0:
+            raise self.error_class(errcode, str(data.get("errmsg", "")))
+        return data

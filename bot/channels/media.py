@@ -1,0 +1,55 @@
+"""Pictures for a channel: posters and charts are drawn by the instance that sends them, then uploaded
+as the platform's temporary media. A poster's upload is reused (in Redis, so across instances) for a
+bit less than the 3 days such media live."""
+from __future__ import annotations
+
+import asyncio
+import mimetypes
+import time
+from pathlib import Path
+
+from bot.channels.api_client import TokenClient
+from bot.messages import Chart, Image, Poster
+from bot.posters import PosterRenderer, PosterRequest
+from store.redis import SharedKeys
+
+MEDIA_REUSE_SECONDS = int(2.5 * 86400)
+
+
+class ImageUploads:
+    def __init__(self, client: TokenClient, posters: PosterRenderer, shared: SharedKeys, namespace: str) -> None:
+        self.client = client
+        self.posters = posters
+        self.shared = shared
+        self.namespace = namespace  # media ids of one platform (or app) mean nothing to another
+        # Uploads are also remembered in this process (needed without Redis), for as long as in Redis.
+        self._media: dict[str, tuple[str, float]] = {}
+
+    async def media_id(self, reply: Image | Poster | Chart, message_id: int) -> str:
+        if isinstance(reply, Image):
+            return await self._upload(Path(reply.path))
+        if isinstance(reply, Chart):
+            from bot.charts import render_report  # matplotlib loads on the first chart, not at start-up
+
+            png = await asyncio.to_thread(render_report, reply.spec)  # CPU-bound: off the event loop
+            return await self.client.upload_media("image", f"report-{message_id}.png", png, "image/png")
+        request = PosterRequest(reply.template, reply.qr_url, reply.member_name, reply.partner_name, reply.task_title)
+        path = await asyncio.to_thread(self.posters.render, request)  # CPU-bound; cached on disk
+        key = f"media:{self.namespace}:poster:{path.stem}"  # the file name is its content key
+        media_id = await self.shared.get(key) or self._local(key)
+        if media_id is None:
+            media_id = await self._upload(path)
+            if len(self._media) > 10_000:
+                self._media.clear()
+            self._media[key] = (media_id, time.monotonic() + MEDIA_REUSE_SECONDS)
+            await self.shared.set(key, media_id, MEDIA_REUSE_SECONDS)
+        return media_id
+
+    def _local(self, key: str) -> str | None:
+        media_id, expires = self._media.get(key, ("", 0.0))
+        return media_id if expires > time.monotonic() else None
+
+    async def _upload(self, path: Path) -> str:
+        content_type = mimetypes.guess_type(path.name)[0] or "image/png"
+        content = await asyncio.to_thread(path.read_bytes)
+        return await self.client.upload_media("image", path.name, content, content_type)

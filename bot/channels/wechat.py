@@ -1,0 +1,246 @@
+"""The WeChat Official Account channel: callbacks (wechatpy's Official Account crypto), passive replies,
+and customer-service messages.
+
+Inbound: GET /wechat/callback answers URL verification; POST checks `signature` and the timestamp,
+decrypts when the account is in safe or compatible mode (`encrypt_type=aes`, `msg_signature`),
+parses, and stores one Incoming in the inbox before answering. If the first reply is ready within
+[wechat] passive_reply_seconds it goes back in the HTTP answer (a passive reply, which works even for
+accounts without the customer-service API); everything else goes out through message/custom/send,
+which WeChat accepts only within 48 hours of the follower's last message.
+"""
+from __future__ import annotations
+
+import hmac
+import logging
+import re
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable
+
+from aiohttp import web
+from wechatpy.crypto import WeChatCrypto
+from wechatpy.exceptions import InvalidSignatureException
+from wechatpy.replies import TextReply
+from wechatpy.utils import WeChatSigner
+
+from bot.channels.media import ImageUploads
+from bot.channels.wechat_api import WeChatClient
+from bot.channels.wecom import CallbackRejected, Received, fit, parse_xml
+from bot.config import WeChatConfig
+from bot.messages import Card, Incoming, Reply, reply_from_payload
+from bot.metrics import CALLBACKS
+from bot.posters import PosterRenderer
+from store import outbox as outbox_store
+from store.redis import SharedKeys
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "wechat"
+_MEDIA_TYPES = {"image", "voice", "video", "shortvideo", "location", "link", "file"}
+OPENID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+@dataclass(frozen=True)
+class Envelope:
+    plaintext: str
+    encrypted: bool  # the answer must be encrypted too
+    nonce: str
+
+
+class WeChatCodec:
+    def __init__(self, config: WeChatConfig) -> None:
+        self.config = config
+        self.crypto = WeChatCrypto(config.token, config.encoding_aes_key, config.app_id) \
+            if config.encoding_aes_key else None
+
+    def _check_signature(self, query: Any, now: float | None) -> tuple[str, str]:
+        signature, timestamp, nonce = (query.get(name, "") for name in ("signature", "timestamp", "nonce"))
+        if not signature or not timestamp or not nonce:
+            raise CallbackRejected(400, "missing signature, timestamp or nonce")
+        if not timestamp.isdigit():
+            raise CallbackRejected(400, "timestamp is not a number")
+        skew = abs((time.time() if now is None else now) - int(timestamp))
+        if skew > self.config.max_clock_skew_seconds:
+            raise CallbackRejected(403, f"timestamp {skew:.0f} s away from our clock (replay?)")
+        signer = WeChatSigner()
+        signer.add_data(self.config.token, timestamp, nonce)
+        if not hmac.compare_digest(signer.signature.encode(), signature.encode()):
+            raise CallbackRejected(403, "bad signature")
+        return timestamp, nonce
+
+    def verify_url(self, query: Any, now: float | None = None) -> str:
+        self._check_signature(query, now)
+        echo = query.get("echostr", "")
+        if not echo:
+            raise CallbackRejected(400, "missing echostr")
+        return str(echo)
+
+    def open(self, query: Any, body: bytes, now: float | None = None) -> Envelope:
+        timestamp, nonce = self._check_signature(query, now)
+        if query.get("encrypt_type", "raw") != "aes":
+            # In plaintext mode `signature` covers only the timestamp and nonce, not the body: an
+            # account that has an AES key takes nothing it did not encrypt.
+            if self.crypto is not None:
+                raise CallbackRejected(403, "plaintext callback, but this account is in safe mode")
+            return Envelope(body.decode("utf-8"), False, nonce)
+        if self.crypto is None:
+            raise CallbackRejected(400, "encrypted callback, but [wechat] encoding_aes_key is not set")
+        msg_signature = query.get("msg_signature", "")
+        if not msg_signature:
+            raise CallbackRejected(400, "missing msg_signature")
+        encrypted = parse_xml(body).get("Encrypt")
+        if not isinstance(encrypted, str) or not encrypted:
+            raise CallbackRejected(400, "no Encrypt element")
+        try:
+            plaintext = self.crypto.decrypt_message({"Encrypt": encrypted}, msg_signature, timestamp, nonce)
+        except InvalidSignatureException:
+            raise CallbackRejected(403, "bad msg_signature") from None
+        except Exception as err:  # corrupt base64, padding or app id
+            raise CallbackRejected(400, f"undecryptable message ({type(err).__name__})") from None
+        return Envelope(str(plaintext), True, nonce)
+
+    def seal(self, reply_xml: str, envelope: Envelope) -> str:
+        if not envelope.encrypted or self.crypto is None:
+            return reply_xml
+        return str(self.crypto.encrypt_message(reply_xml, secrets.token_hex(8), str(int(time.time()))))
+
+
+@dataclass(frozen=True)
+class WeChatReceived(Received):
+    account: str = ""  # the Official Account's original id (ToUserName): the sender of a passive reply
+
+
+def read_message(plaintext: str) -> WeChatReceived:
+    raw = parse_xml(plaintext)
+    openid, account = raw.get("FromUserName"), raw.get("ToUserName")
+    msg_type = str(raw.get("MsgType") or "").lower()
+    if not isinstance(openid, str) or not OPENID_PATTERN.match(openid) or not isinstance(account, str) or not msg_type:
+        raise CallbackRejected(400, "message without a valid FromUserName, ToUserName or MsgType")
+    create_time = int(raw["CreateTime"]) if str(raw.get("CreateTime", "")).isdigit() else 0
+    event = str(raw.get("Event") or "").lower()
+    if msg_type == "event":
+        # Events have no MsgId: WeChat's own advice is sender + CreateTime (+ what the event is).
+        key = f"event:{openid}:{create_time}:{event}:{str(raw.get('EventKey') or '')[:100]}"
+    else:
+        msg_id = str(raw.get("MsgId") or "")
+        key = f"msg:{msg_id}" if msg_id else f"msg:{openid}:{create_time}:{msg_type}"
+    message: Incoming | None = None
+    if msg_type == "text":
+        message = Incoming(CHANNEL, openid, "text", text=str(raw.get("Content") or ""), create_time=create_time)
+    elif msg_type == "event" and event == "click":
+        # A menu button: its key is the command line it runs, like a WeCom card button.
+        message = Incoming(CHANNEL, openid, "card_event", event_key=str(raw.get("EventKey") or ""),
+                           create_time=create_time)
+    elif msg_type == "event" and event == "subscribe":
+        # A new follower gets the greeting an empty message gets: bound members a hint, others how to bind.
+        message = Incoming(CHANNEL, openid, "text", text="", create_time=create_time)
+    elif msg_type in _MEDIA_TYPES:
+        message = Incoming(CHANNEL, openid, "unsupported", create_time=create_time)
+    return WeChatReceived(f"{CHANNEL}:{key}"[:255], message, account)
+
+
+def as_text(reply: Reply) -> str | None:
+    """The reply as WeChat text, if it is text at heart (a card with buttons lists their commands)."""
+    if reply.kind in ("text", "markdown"):
+        return fit(reply.content)
+    if isinstance(reply, Card):
+        lines = [reply.title, reply.description, reply.url]
+        lines += [f"• {b.text}：{b.command}" for b in reply.buttons]
+        return fit("\n".join(line for line in lines if line))
+    return None
+
+
+Receive = Callable[[str, Incoming, float], Awaitable[tuple[bool, list[outbox_store.Claim] | None]]]
+
+
+@dataclass(frozen=True)
+class ReplyHandoff:
+    """How the callback passes on replies it got in time: `mark_passive(claim)` records one as sent
+    in the answer (False: it could not), `submit(claims)` gives the others to the outbox."""
+
+    mark_passive: Callable[[outbox_store.Claim], Awaitable[bool]]
+    submit: Callable[[list[outbox_store.Claim]], None]
+
+
+def callback_routes(codec: WeChatCodec, receive: Receive, handoff: ReplyHandoff, config: WeChatConfig,
+                    max_body_bytes: int) -> list[web.RouteDef]:
+    """`receive(key, message, wait)` stores the message (False: a retry) and, when its replies are
+    queued within `wait` seconds, returns them still unsent."""
+
+    async def verify(request: web.Request) -> web.Response:
+        try:
+            echo = codec.verify_url(request.query)
+        except CallbackRejected as err:
+            log.warning("wechat URL verification refused: %s", err.reason)
+            return web.Response(status=err.status, text=err.reason)
+        return web.Response(text=echo)
+
+    async def callback(request: web.Request) -> web.StreamResponse:
+        if request.content_length is not None and request.content_length > max_body_bytes:
+            CALLBACKS.labels("rejected").inc()
+            return web.Response(status=413, text="too large")
+        try:
+            envelope = codec.open(request.query, await request.read())
+            received = read_message(envelope.plaintext)
+        except CallbackRejected as err:
+            log.warning("wechat callback refused: %s", err.reason)
+            CALLBACKS.labels("rejected").inc()
+            return web.Response(status=err.status, text=err.reason)
+        except UnicodeDecodeError:
+            CALLBACKS.labels("rejected").inc()
+            return web.Response(status=400, text="not UTF-8")
+        if received.message is None:
+            return web.Response(text="success")
+        try:
+            stored, replies = await receive(received.dedupe_key, received.message, config.passive_reply_seconds)
+        except Exception as err:
+            log.error("wechat callback not stored (%s); answering 503", type(err).__name__)
+            CALLBACKS.labels("failed").inc()
+            return web.Response(status=503, text="try again")
+        CALLBACKS.labels("accepted" if stored else "duplicate").inc()
+        if not replies:
+            return web.Response(text="success")  # "success": received, the answer comes later
+        first = replies[0]
+        content = as_text(reply_from_payload(first.payload))
+        if content is None or not await handoff.mark_passive(first):
+            handoff.submit(replies)
+            return web.Response(text="success")
+        reply = TextReply(source=received.account, target=received.message.user_id, content=content)
+        answer = web.Response(text=codec.seal(reply.render(), envelope), content_type="application/xml")
+        # Answer first, so the passive reply reaches the follower before the ones that follow it.
+        await answer.prepare(request)
+        await answer.write_eof()
+        handoff.submit(replies[1:])
+        return answer
+
+    return [web.get("/wechat/callback", verify), web.post("/wechat/callback", callback)]
+
+
+class WeChatSender:
+    """Sends one outbox payload to one follower as a customer-service message."""
+
+    def __init__(self, client: WeChatClient, posters: PosterRenderer, shared: SharedKeys) -> None:
+        self.client = client
+        self.images = ImageUploads(client, posters, shared, namespace=CHANNEL)
+
+    async def send(self, recipient: str, payload: dict[str, Any], *, message_id: int, duplicate_check: bool,
+                   duplicate_window: int) -> None:
+        # WeChat has no duplicate check: a resend after a crash between sending and marking shows twice.
+        reply = reply_from_payload(payload)
+        body = await self._body(reply, message_id)
+        await self.client.send_custom({"touser": recipient, **body})
+
+    async def _body(self, reply: Reply, message_id: int) -> dict[str, Any]:
+        if reply.kind in ("image", "poster", "chart"):
+            return {"msgtype": "image", "image": {"media_id": await self.images.media_id(reply, message_id)}}  # type: ignore[arg-type]
+        if isinstance(reply, Card) and reply.buttons:
+            # A message menu: tapping an item sends its text back, i.e. runs the button's command.
+            return {"msgtype": "msgmenu", "msgmenu": {
+                "head_content": fit(f"{reply.title}\n{reply.description}".strip()),
+                "list": [{"id": str(i), "content": b.command} for i, b in enumerate(reply.buttons[:10], 1)],
+                "tail_content": reply.url}}
+        if isinstance(reply, Card) and reply.url:
+            return {"msgtype": "news", "news": {"articles": [
+                {"title": reply.title[:64], "description": reply.description[:120], "url": reply.url}]}}
+        return {"msgtype": "text", "text": {"content": as_text(reply) or ""}}

@@ -1,0 +1,72 @@
+"""WeChat binding: bind / 绑定 CODE (on the Official Account), bindcode / 绑定码 [USERID] (a code for
+yourself, or an admin's code for someone outside WeCom), unbind / 解绑."""
+from __future__ import annotations
+
+from zoneinfo import ZoneInfo
+
+from bot.messages import Text
+from bot.router import ADMIN, FOLLOWER, ArgError, Context
+from store import bindings
+from store.errors import Refusal
+from store.members import USERID_PATTERN, get_member
+from store.onboarding import normalize_code
+
+
+def parse_code(text: str) -> str:
+    code = normalize_code(text)
+    if not code:
+        raise ArgError("give the binding code: bind CODE", "请写绑定码：绑定 绑定码")
+    return code
+
+
+def parse_userid(text: str) -> str | None:
+    userid = text.strip()
+    if userid and not USERID_PATTERN.match(userid):
+        raise ArgError(f"“{userid[:20]}” is not a user id", f"“{userid[:20]}”不是用户ID")
+    return userid or None
+
+
+async def bind(ctx: Context, code: str) -> Text:
+    if ctx.channel != bindings.WECHAT:
+        raise Refusal("send the binding code to the brand's WeChat official account, not here",
+                      "请在品牌的微信公众号里发送绑定码，而不是这里")
+    if ctx.member.role != FOLLOWER:
+        raise Refusal(f"this WeChat is already bound to {ctx.member.name}; send 解绑 (unbind) first to change it",
+                      f"此微信已绑定 {ctx.member.name}，如需更换请先发送“解绑”")
+    member = await bindings.bind(ctx.session, code, ctx.user_id, ctx.config.server.timezone)
+    where = ctx.say(" Tasks and notices will come here.", "任务和通知将发送到这里。") \
+        if member.push_channel == bindings.WECHAT else ""
+    return Text(ctx.say(
+        f"Bound: this WeChat is now {member.name}.{where} Send tasks to see your tasks, help for everything else.",
+        f"绑定成功：此微信已绑定为 {member.name}。{where}发送“任务”查看任务，发送“帮助”查看全部命令。"))
+
+
+async def binding_code(ctx: Context, userid: str | None) -> Text:
+    if userid is None or userid == ctx.member.userid:
+        if ctx.channel == bindings.WECHAT:
+            raise Refusal("you are already using the WeChat official account", "您已经在使用微信公众号")
+        member, for_someone_else = ctx.member, False
+    else:
+        if ctx.member.role != ADMIN:
+            raise Refusal("only admins make binding codes for other people", "只有管理员可以为他人生成绑定码")
+        found = await get_member(ctx.session, userid)
+        if found is None:
+            raise ArgError(f"there is no active member {userid}", f"没有在用的成员 {userid}")
+        member, for_someone_else = found, True
+    hours = ctx.config.wechat.binding_code_hours
+    code = await bindings.issue_code(ctx.session, member, hours=hours, by=ctx.member, push_to_wechat=for_someone_else)
+    until = code.expires_at.astimezone(ZoneInfo(ctx.config.server.timezone)).strftime("%Y-%m-%d %H:%M")
+    whom_en = f" for {member.name}" if for_someone_else else ""
+    whom_zh = f"（给 {member.name}）" if for_someone_else else ""
+    push_en = " Their tasks and notices will then go to WeChat." if for_someone_else else ""
+    push_zh = "绑定后其任务和通知将发到微信。" if for_someone_else else ""
+    return Text(ctx.say(
+        f"Binding code{whom_en}: {code.code} (one use, valid until {until}). Follow the brand's WeChat official "
+        f"account and send: bind {code.code}.{push_en}",
+        f"绑定码{whom_zh}：{code.code}（仅可使用一次，有效期至 {until}）。关注品牌微信公众号并发送：绑定 {code.code}。{push_zh}"))
+
+
+async def unbind(ctx: Context, _args: None) -> Text:
+    await bindings.unbind(ctx.session, ctx.member)
+    return Text(ctx.say("Your WeChat is unbound. Tasks and notices go to WeCom again.",
+                        "已解除微信绑定，任务和通知将改回企业微信发送。"))

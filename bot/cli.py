@@ -250,14 +250,22 @@ def cmd_serve(config: Config, _args: argparse.Namespace) -> int:
                               f"(callback path /wecom/callback)", flush=True))
 
 
-def _simulator_for(config: Config, directory: dict[str, str]):  # type: ignore[no-untyped-def]
-    from bot.simulator import WeComSimulator
+def _simulator_for(config: Config, directory: dict[str, str],  # type: ignore[no-untyped-def]
+                   followers: dict[str, str] | None = None):
+    """The WeCom simulator, with the Official Account beside it when [wechat] app_id is set."""
+    from bot.simulator import WeChatSimulator, WeComSimulator
 
-    w, s = config.wecom, config.simulator
+    w, c, s = config.wecom, config.wechat, config.simulator
+    wechat = None
+    if c.app_id:
+        wechat = WeChatSimulator(app_id=c.app_id, secret=c.secret, token=c.token,
+                                 encoding_aes_key=c.encoding_aes_key, callback_url=s.wechat_callback_url,
+                                 mode=s.wechat_mode, original_id=s.wechat_original_id,
+                                 callback_timeout=s.callback_timeout_seconds, followers=followers)
     return WeComSimulator(corp_id=w.corp_id, agent_id=w.agent_id, secret=w.secret, token=w.token,
                           encoding_aes_key=w.encoding_aes_key, callback_url=s.callback_url,
                           callback_timeout=s.callback_timeout_seconds, callback_retries=s.callback_retries,
-                          directory=directory)
+                          directory=directory, wechat=wechat)
 
 
 def cmd_simulator(config: Config, args: argparse.Namespace) -> int:
@@ -270,16 +278,22 @@ def cmd_simulator(config: Config, args: argparse.Namespace) -> int:
             directory = {row.userid: row.name for row in parse_members_csv(_read_csv(args.members))}
         except CsvRejected as rejected:
             raise ConfigError(f"{args.members}: {rejected.errors[0]}") from None
+    # Standalone, the Official Account starts without followers: people follow from the sandbox page.
     simulator = _simulator_for(config, directory)
     s = config.simulator
-    return _run([(simulator.create_app(), s.host, s.port)],
-                lambda: print(f"WeCom simulator on http://{s.host}:{s.port}/ → callbacks to {s.callback_url}",
-                              flush=True))
+
+    def banner() -> None:
+        print(f"WeCom simulator on http://{s.host}:{s.port}/ → callbacks to {s.callback_url}", flush=True)
+        if simulator.wechat is not None:
+            print(f"WeChat Official Account ({s.wechat_mode} mode) API on http://{s.host}:{s.port}/mp "
+                  f"→ callbacks to {s.wechat_callback_url}", flush=True)
+
+    return _run([(simulator.create_app(), s.host, s.port)], banner)
 
 
 def cmd_demo(config: Config, _args: argparse.Namespace) -> int:
     from bot.app import create_app
-    from bot.demo import demo_config, demo_directory, seed_demo
+    from bot.demo import demo_config, demo_directory, demo_followers, seed_demo
     from store.db import Database, migrate
 
     config = demo_config(config)
@@ -294,7 +308,7 @@ def cmd_demo(config: Config, _args: argparse.Namespace) -> int:
             await db.dispose()
 
     asyncio.run(seed())
-    simulator = _simulator_for(config, demo_directory())
+    simulator = _simulator_for(config, demo_directory(), demo_followers())
     s = config.simulator
 
     def banner() -> None:

@@ -213,6 +213,12 @@ class SimulatorConfig:
     # WeCom waits this long for an HTTP 200 before it retries a callback.
     callback_timeout_seconds: float = 5.0
     callback_retries: int = 3
+    # The simulated WeChat Official Account (when [wechat] app_id is set): where its callbacks go,
+    # like the server URL in the Official Account console, and its message encryption mode
+    # (plain, compatible or safe), and the account's original id (gh_...) messages are addressed to.
+    wechat_callback_url: str = "http://127.0.0.1:8080/wechat/callback"
+    wechat_mode: str = "safe"
+    wechat_original_id: str = "gh_partnerbot0001"
 
 
 @dataclass

@@ -32,10 +32,13 @@ def validate(config: Config) -> None:
         ("[wecom] api_base_url", config.wecom.api_base_url),
         ("[wechat] api_base_url", config.wechat.api_base_url),
         ("[simulator] callback_url", config.simulator.callback_url),
+        ("[simulator] wechat_callback_url", config.simulator.wechat_callback_url),
     ):
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             fail(key, f"must be an http(s) URL, got {url!r}")
+    if config.simulator.wechat_mode not in ("plain", "compatible", "safe"):
+        fail("[simulator] wechat_mode", f"must be plain, compatible or safe, got {config.simulator.wechat_mode!r}")
     db_scheme = config.database.url.split(":", 1)[0]
     if db_scheme not in ("sqlite+aiosqlite", "postgresql+asyncpg"):
         fail("[database] url", "must start with sqlite+aiosqlite:// or postgresql+asyncpg://, "

@@ -27,22 +27,39 @@ DEMO_GUESTS = {"guest01": "访客（未开通）"}
 
 
 def demo_config(config: Config) -> Config:
-    """Point the bot at the local simulator and fill in throwaway WeCom credentials."""
+    """Point the bot at the local simulator and fill in throwaway WeCom and WeChat credentials."""
+    alphabet = string.ascii_letters + string.digits
+
+    def aes_key() -> str:
+        return "".join(secrets.choice(alphabet) for _ in range(43))
+
     wecom = config.wecom
     wecom.corp_id = wecom.corp_id or "wwdemo0000000001"
     wecom.agent_id = wecom.agent_id or 1000002
     wecom.secret = wecom.secret or secrets.token_urlsafe(32)
     wecom.token = wecom.token or secrets.token_urlsafe(16)
-    alphabet = string.ascii_letters + string.digits
-    wecom.encoding_aes_key = wecom.encoding_aes_key or "".join(secrets.choice(alphabet) for _ in range(43))
-    sim = config.simulator
+    wecom.encoding_aes_key = wecom.encoding_aes_key or aes_key()
+    wechat = config.wechat
+    wechat.app_id = wechat.app_id or "wxdemo0000000001"
+    wechat.secret = wechat.secret or secrets.token_hex(16)  # AppSecrets are 32 hex digits
+    wechat.token = wechat.token or secrets.token_urlsafe(16)
+    wechat.encoding_aes_key = wechat.encoding_aes_key or aes_key()
+    sim, server = config.simulator, config.server
     wecom.api_base_url = f"http://{sim.host}:{sim.port}"
-    sim.callback_url = f"http://{config.server.host}:{config.server.port}/wecom/callback"
+    wechat.api_base_url = f"http://{sim.host}:{sim.port}/mp"
+    sim.callback_url = f"http://{server.host}:{server.port}/wecom/callback"
+    sim.wechat_callback_url = f"http://{server.host}:{server.port}/wechat/callback"
     return config
 
 
 def demo_directory() -> dict[str, str]:
     return {**{m.userid: m.name for m in DEMO_MEMBERS}, **DEMO_GUESTS}
+
+
+def demo_followers() -> dict[str, str]:
+    """Made-up followers of the demo Official Account (openid -> nickname): customers, not staff."""
+    return {"oDemo0000000000000000Xiaomei": "小美", "oDemo0000000000000000Laozhou": "老周",
+            "oDemo00000000000000000Anna_1": "Anna"}
 
 
 async def seed_demo(session, timezone: str = "Asia/Shanghai") -> None:  # type: ignore[no-untyped-def]

@@ -1,4 +1,6 @@
-"""A local WeCom: the API subset the bot uses, encrypted callbacks, and the sandbox chat page."""
+"""A local WeCom and WeChat Official Account: the API subsets the bot uses, signed and encrypted
+callbacks, and the sandbox chat page."""
 from bot.simulator.server import WeComSimulator
+from bot.simulator.wechat import WeChatSimulator
 
-__all__ = ["WeComSimulator"]
+__all__ = ["WeComSimulator", "WeChatSimulator"]

@@ -5,7 +5,8 @@ It plays WeCom's side of both directions exactly as the bot sees it in productio
   its duplicate check), media/upload and media/get, user/get, user/list, message/update_template_card;
 - callbacks: encrypted with WeCom's scheme (wechatpy), POSTed to the bot's callback URL with
   msg_signature/timestamp/nonce, retried when the bot does not answer 200 within the timeout.
-The sandbox page on top lets a person chat as any directory member.
+The sandbox page on top (sandbox.py) lets a person chat as any directory member, and, when a
+WeChatSimulator is passed in (wechat.py), as any follower of the simulated Official Account.
 """
 from __future__ import annotations
 
@@ -17,19 +18,21 @@ import re
 import secrets
 import time
 from collections import defaultdict, deque
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 import aiohttp
 from aiohttp import web
 from wechatpy.enterprise.crypto import WeChatCrypto
 
+from bot.simulator.common import ChatEntry, ChatLog, Delivery, _cdata, _error, _is_jpg_or_png
+from bot.simulator.sandbox import Sandbox
+
+if TYPE_CHECKING:
+    from bot.simulator.wechat import WeChatSimulator
+
 log = logging.getLogger(__name__)
 
-SANDBOX_PAGE = Path(__file__).resolve().parents[2] / "assets" / "pages" / "sandbox.html"
-USERID_PATTERN = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
 MAX_CONTENT_BYTES = 2048
 # WeCom's per-app, per-member limits for message/send; excess is dropped without an error (§10).
 PER_MEMBER_PER_MINUTE = 30
@@ -37,38 +40,12 @@ PER_MEMBER_PER_HOUR = 1000
 MEDIA_LIFETIME_SECONDS = 3 * 86400
 
 
-@dataclass
-class ChatEntry:
-    id: int
-    userid: str
-    direction: str  # "user" (typed into WeCom) or "bot" (sent by the app)
-    msgtype: str
-    body: dict[str, Any]
-    time: float
-    status: str = "ok"  # user entries: delivering / delivered / failed
-
-    def as_json(self) -> dict[str, Any]:
-        return {"id": self.id, "userid": self.userid, "direction": self.direction, "msgtype": self.msgtype,
-                "body": self.body, "time": self.time, "status": self.status}
-
-
-@dataclass
-class Delivery:
-    """What happened to one callback: the HTTP status of each attempt ("timeout" when none)."""
-
-    msg_id: str
-    attempts: list[str] = field(default_factory=list)
-
-    @property
-    def acknowledged(self) -> bool:
-        return bool(self.attempts) and self.attempts[-1] == "200"
-
-
 class WeComSimulator:
     def __init__(self, *, corp_id: str, agent_id: int, secret: str, token: str, encoding_aes_key: str,
                  callback_url: str, callback_timeout: float = 5.0, callback_retries: int = 3,
                  directory: dict[str, str] | None = None, per_member_per_minute: int = PER_MEMBER_PER_MINUTE,
-                 per_member_per_hour: int = PER_MEMBER_PER_HOUR, send_latency: float = 0.0) -> None:
+                 per_member_per_hour: int = PER_MEMBER_PER_HOUR, send_latency: float = 0.0,
+                 wechat: WeChatSimulator | None = None) -> None:
         self.corp_id = corp_id
         self.agent_id = agent_id
         self.secret = secret
@@ -84,19 +61,20 @@ class WeComSimulator:
         self.per_member_per_hour = per_member_per_hour
         # Seconds each message/send takes, like a real API round trip.
         self.send_latency = send_latency
-        self.entries: list[ChatEntry] = []
+        # An Official Account simulated beside the WeCom app: its API is mounted at /mp and both
+        # write one conversation log, so the sandbox page shows either channel.
+        self.wechat = wechat
+        self.log = wechat.log if wechat is not None else ChatLog()
         self.dropped: list[dict[str, Any]] = []  # sends WeCom would accept but silently not deliver
         self.api_calls: defaultdict[str, int] = defaultdict(int)
         self.tokens: dict[str, float] = {}
         self.media: dict[str, tuple[bytes, str, float]] = {}
-        self._ids = itertools.count(1)
         self._msg_ids = itertools.count(7_000_000_000_000_000_000)
         self._sends: defaultdict[str, deque[float]] = defaultdict(deque)
         self._recent: dict[tuple[str, str], float] = {}
         self._forced_errors: deque[int] = deque()
         self.api_available = True
         self._failing: tuple[int, float] | None = None
-        self._changed = asyncio.Event()
         self._http: aiohttp.ClientSession | None = None
         self._deliveries: set[asyncio.Task[Delivery]] = set()
 
@@ -112,13 +90,10 @@ class WeComSimulator:
             web.get("/cgi-bin/user/get", self.api_user_get),
             web.get("/cgi-bin/user/list", self.api_user_list),
             web.post("/cgi-bin/message/update_template_card", self.api_update_card),
-            web.get("/", self.sandbox_page),
-            web.get("/sandbox/api/members", self.sandbox_members),
-            web.get("/sandbox/api/messages", self.sandbox_messages),
-            web.post("/sandbox/api/send", self.sandbox_send),
-            web.post("/sandbox/api/click", self.sandbox_click),
-            web.get("/sandbox/media/{media_id}", self.sandbox_media),
         ])
+        app.add_routes(Sandbox(self, self.wechat).routes())
+        if self.wechat is not None:
+            app.add_subapp("/mp", self.wechat.api_app())
         return app
 
     @web.middleware
@@ -144,21 +119,15 @@ class WeComSimulator:
         """Answer every message/send with this error code for a while (WeCom blocking the app)."""
         self._failing = (errcode, time.monotonic() + seconds)
 
+    @property
+    def entries(self) -> list[ChatEntry]:
+        return self.log.entries
+
     def bot_messages(self, userid: str | None = None) -> list[ChatEntry]:
-        return [e for e in self.entries if e.direction == "bot" and (userid is None or e.userid == userid)]
+        return self.log.bot_messages("wecom", userid)
 
     async def wait_for_bot_messages(self, userid: str, count: int, timeout: float = 10.0) -> list[ChatEntry]:
-        deadline = time.monotonic() + timeout
-        while len(self.bot_messages(userid)) < count:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError(f"{userid} got {len(self.bot_messages(userid))} of {count} messages")
-            self._changed.clear()
-            try:
-                await asyncio.wait_for(self._changed.wait(), min(remaining, 0.5))
-            except asyncio.TimeoutError:
-                pass
-        return self.bot_messages(userid)
+        return await self.log.wait_for_bot_messages("wecom", userid, count, timeout)
 
     # ----- callbacks to the bot ----------------------------------------------------------------
     def text_xml(self, userid: str, text: str, msg_id: str, create_time: int) -> str:
@@ -215,26 +184,24 @@ class WeComSimulator:
         msg_id = str(next(self._msg_ids))
         delivery = await self.deliver(self.text_xml(userid, text, msg_id, int(time.time())), msg_id)
         entry.status = "delivered" if delivery.acknowledged else "failed"
-        self._changed.set()
+        self.log.changed.set()
         return delivery
 
     async def click(self, userid: str, key: str, task_id: str) -> Delivery:
         entry = self.record(userid, "user", "click", {"key": key, "task_id": task_id}, status="delivering")
         delivery = await self.deliver(self.card_event_xml(userid, key, task_id, int(time.time())), f"click:{task_id}")
         entry.status = "delivered" if delivery.acknowledged else "failed"
-        self._changed.set()
+        self.log.changed.set()
         return delivery
 
-    def _start(self, coro: Any) -> None:
+    def start(self, coro: Any) -> None:
+        """Run a delivery in the background (the sandbox page answers at once); cancelled at cleanup."""
         task = asyncio.ensure_future(coro)
         self._deliveries.add(task)
         task.add_done_callback(self._deliveries.discard)
 
     def record(self, userid: str, direction: str, msgtype: str, body: dict[str, Any], status: str = "ok") -> ChatEntry:
-        entry = ChatEntry(next(self._ids), userid, direction, msgtype, body, time.time(), status)
-        self.entries.append(entry)
-        self._changed.set()
-        return entry
+        return self.log.record("wecom", userid, direction, msgtype, body, status)
 
     # ----- WeCom API -----------------------------------------------------------------------------
     async def api_gettoken(self, request: web.Request) -> web.Response:
@@ -339,7 +306,7 @@ class WeComSimulator:
     async def api_media_get(self, request: web.Request) -> web.Response:
         if (problem := self._check_token(request)) is not None:
             return problem
-        return self._media_response(request.query.get("media_id", ""))
+        return self.media_response(request.query.get("media_id", ""))
 
     async def api_user_get(self, request: web.Request) -> web.Response:
         if (problem := self._check_token(request)) is not None:
@@ -379,71 +346,11 @@ class WeComSimulator:
             return _error(40078, "invalid response_code")
         return web.json_response({"errcode": 0, "errmsg": "ok"})
 
-    def _media_response(self, media_id: str) -> web.Response:
+    def media_response(self, media_id: str) -> web.Response:
         item = self.media.get(media_id)
         if item is None or item[2] < time.time() - MEDIA_LIFETIME_SECONDS:
             return _error(40007, "invalid media_id")
         return web.Response(body=item[0], content_type=item[1])
-
-    # ----- sandbox page --------------------------------------------------------------------------
-    async def sandbox_page(self, _request: web.Request) -> web.Response:
-        return web.Response(text=SANDBOX_PAGE.read_text(encoding="utf-8"), content_type="text/html",
-                            headers={"Content-Security-Policy": "default-src 'self'; img-src 'self' data:; "
-                                     "style-src 'self' 'unsafe-inline'; script-src 'self' 'unsafe-inline'"})
-
-    async def sandbox_members(self, _request: web.Request) -> web.Response:
-        return web.json_response({"members": [{"userid": u, "name": n} for u, n in self.directory.items()]})
-
-    async def sandbox_messages(self, request: web.Request) -> web.Response:
-        userid = request.query.get("userid", "")
-        after = int(request.query["after"]) if request.query.get("after", "").isdigit() else 0
-        entries = [e.as_json() for e in self.entries if e.userid == userid and e.id > after]
-        return web.json_response({"messages": entries})
-
-    async def _sandbox_body(self, request: web.Request, *fields: str) -> dict[str, str] | web.Response:
-        # JSON only: a cross-site form or text/plain POST cannot chat as someone else.
-        if request.content_type != "application/json":
-            return web.json_response({"error": "send JSON (Content-Type: application/json)"}, status=415)
-        try:
-            body = await request.json()
-        except (ValueError, UnicodeDecodeError):
-            return web.json_response({"error": "send JSON"}, status=400)
-        if not isinstance(body, dict) or not all(isinstance(body.get(f), str) for f in fields):
-            return web.json_response({"error": f"need {', '.join(fields)}"}, status=400)
-        if not USERID_PATTERN.match(body["userid"]):
-            return web.json_response({"error": "userid must be 1-64 letters, digits or _-.@"}, status=400)
-        return body
-
-    async def sandbox_send(self, request: web.Request) -> web.Response:
-        body = await self._sandbox_body(request, "userid", "text")
-        if isinstance(body, web.Response):
-            return body
-        if not body["text"].strip() or len(body["text"]) > 2048:
-            return web.json_response({"error": "text must be 1-2048 characters"}, status=400)
-        self._start(self.send_text(body["userid"], body["text"]))
-        return web.json_response({"ok": True})
-
-    async def sandbox_click(self, request: web.Request) -> web.Response:
-        body = await self._sandbox_body(request, "userid", "key", "task_id")
-        if isinstance(body, web.Response):
-            return body
-        self._start(self.click(body["userid"], body["key"], body["task_id"]))
-        return web.json_response({"ok": True})
-
-    async def sandbox_media(self, request: web.Request) -> web.Response:
-        return self._media_response(request.match_info["media_id"])
-
-
-def _cdata(text: str) -> str:
-    return text.replace("]]>", "]]]]><![CDATA[>")
-
-
-def _error(errcode: int, errmsg: str) -> web.Response:
-    return web.json_response({"errcode": errcode, "errmsg": errmsg})
-
-
-def _is_jpg_or_png(content: bytes) -> bool:
-    return content.startswith(b"\x89PNG\r\n\x1a\n") or content.startswith(b"\xff\xd8\xff")
 
 
 def _check_content(msgtype: Any, body: dict[str, Any], media: dict[str, Any]) -> web.Response | None:
@@ -466,4 +373,4 @@ def _check_content(msgtype: Any, body: dict[str, Any], media: dict[str, Any]) ->
     return None
 
 
-__all__ = ["WeComSimulator", "Delivery", "ChatEntry"]
+__all__ = ["WeComSimulator", "Delivery", "ChatEntry", "ChatLog"]

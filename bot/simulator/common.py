@@ -1,0 +1,93 @@
+"""What the WeCom and WeChat simulators share: the conversation log the sandbox page shows, callback
+delivery results, and small helpers for platform-style answers."""
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+
+@dataclass
+class ChatEntry:
+    id: int
+    userid: str  # WeCom userid, or the follower's openid on WeChat
+    direction: str  # "user" (typed into WeCom / WeChat) or "bot" (sent by the app)
+    msgtype: str
+    body: dict[str, Any]
+    time: float
+    status: str = "ok"  # user entries: delivering / delivered / failed
+    channel: str = "wecom"  # or "wechat" (the Official Account)
+
+    def as_json(self) -> dict[str, Any]:
+        return {"id": self.id, "userid": self.userid, "direction": self.direction, "msgtype": self.msgtype,
+                "body": self.body, "time": self.time, "status": self.status, "channel": self.channel}
+
+
+@dataclass
+class Delivery:
+    """What happened to one callback: the HTTP status of each attempt ("timeout" when none).
+
+    WeChat callbacks may carry a passive reply in the HTTP answer: `reply` is that reply parsed, and
+    `error` says why an answer WeChat would not accept was refused (the user sees a service failure)."""
+
+    msg_id: str
+    attempts: list[str] = field(default_factory=list)
+    reply: dict[str, Any] | None = None
+    error: str | None = None
+
+    @property
+    def acknowledged(self) -> bool:
+        return bool(self.attempts) and self.attempts[-1] == "200"
+
+
+class ChatLog:
+    """The conversation of every channel in one list with one id sequence, so the sandbox page can
+    poll with `after=<last id>` whichever channel it shows."""
+
+    def __init__(self) -> None:
+        self.entries: list[ChatEntry] = []
+        self._ids = itertools.count(1)
+        self.changed = asyncio.Event()
+
+    def record(self, channel: str, userid: str, direction: str, msgtype: str, body: dict[str, Any],
+               status: str = "ok") -> ChatEntry:
+        entry = ChatEntry(next(self._ids), userid, direction, msgtype, body, time.time(), status, channel)
+        self.entries.append(entry)
+        self.changed.set()
+        return entry
+
+    def bot_messages(self, channel: str, userid: str | None = None) -> list[ChatEntry]:
+        return [e for e in self.entries
+                if e.channel == channel and e.direction == "bot" and (userid is None or e.userid == userid)]
+
+    async def wait_for_bot_messages(self, channel: str, userid: str, count: int,
+                                    timeout: float = 10.0) -> list[ChatEntry]:
+        deadline = time.monotonic() + timeout
+        while len(self.bot_messages(channel, userid)) < count:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"{userid} got {len(self.bot_messages(channel, userid))} of {count} messages")
+            self.changed.clear()
+            try:
+                # Capped: several waiters share the event, and one may clear it just after it was set.
+                await asyncio.wait_for(self.changed.wait(), min(remaining, 0.5))
+            except asyncio.TimeoutError:
+                pass
+        return self.bot_messages(channel, userid)
+
+
+def _cdata(text: str) -> str:
+    return text.replace("]]>", "]]]]><![CDATA[>")
+
+
+def _error(errcode: int, errmsg: str) -> web.Response:
+    """Both platforms answer API errors with HTTP 200 and a JSON errcode."""
+    return web.json_response({"errcode": errcode, "errmsg": errmsg})
+
+
+def _is_jpg_or_png(content: bytes) -> bool:
+    return content.startswith(b"\x89PNG\r\n\x1a\n") or content.startswith(b"\xff\xd8\xff")

@@ -8,8 +8,9 @@ from aiohttp import web
 from sqlalchemy import select
 
 from bot.config import Config
-from store import onboarding
+from store import bindings, onboarding
 from store.errors import Refusal
+from store.members import get_member
 from store.models import Invite, Partner
 
 FIELDS = ("name", "region", "industries", "tier", "commission_rate")
@@ -143,6 +144,26 @@ def partner_routes(config: Config, db_of: Any) -> list[web.RouteDef]:
             except Refusal:
                 return _error(404, "no such invite code")
 
+    async def binding_code(request: web.Request) -> web.Response:
+        """A one-time code for someone outside WeCom to use the bot from the WeChat Official Account."""
+        if not config.wechat.enabled:
+            return _error(409, "the WeChat Official Account is not configured ([wechat] app_id)")
+        try:
+            body = await request.json() if request.can_read_body else {}
+        except (ValueError, UnicodeDecodeError):
+            return _error(400, "the body must be JSON, e.g. {\"hours\": 72}", "body")
+        hours = body.get("hours", config.wechat.binding_code_hours) if isinstance(body, dict) else None
+        if not isinstance(hours, int) or isinstance(hours, bool) or not 1 <= hours <= 24 * 30:
+            return _error(400, "hours is a whole number from 1 to 720", "hours")
+        async with db_of(request).session() as session:
+            member = await get_member(session, request.match_info["userid"])
+            if member is None:
+                return _error(404, "no such active member")
+            code = await bindings.issue_code(session, member, hours=hours, by=None, push_to_wechat=True)
+            return web.json_response({"code": code.code, "userid": member.userid, "expires_at": code.expires_at.isoformat(),
+                                      "send": f"绑定 {code.code}"}, status=201)
+
     return [web.get("/api/partners", list_partners), web.post("/api/partners", create),
+            web.post("/api/members/{userid}/binding-code", binding_code),
             web.patch("/api/partners/{name}", edit), web.post("/api/partners/{name}/invites", new_invite),
             web.post("/api/invites/{code}/revoke", revoke)]

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from bot.messages import Text
 from bot.router import Context
-from handlers.tasks import visible_task, no_task
+from handlers.tasks import given_or_newest_task, no_task
 from store import links as link_store
 
 
@@ -12,8 +12,8 @@ def tracked_url(ctx: Context, code: str, path: str = "t") -> str:
     return f"{ctx.config.server.public_base_url.rstrip('/')}/{path}/{code}"
 
 
-async def my_link(ctx: Context, task_id: int) -> Text:
-    task = await visible_task(ctx, task_id)
+async def my_link(ctx: Context, task_id: int | None) -> Text:
+    task = await given_or_newest_task(ctx, task_id)
     if task is None:
         return no_task(ctx, task_id)
     if task.status == "ended":

@@ -4,12 +4,12 @@ from __future__ import annotations
 from bot.messages import Poster, Text
 from bot.router import Context
 from handlers.links import tracked_url
-from handlers.tasks import no_task, visible_task
+from handlers.tasks import given_or_newest_task, no_task
 from store import links as link_store
 
 
-async def my_poster(ctx: Context, task_id: int) -> list[Poster | Text]:
-    task = await visible_task(ctx, task_id)
+async def my_poster(ctx: Context, task_id: int | None) -> list[Poster | Text]:
+    task = await given_or_newest_task(ctx, task_id)
     if task is None:
         return [no_task(ctx, task_id)]
     if task.status == "ended":

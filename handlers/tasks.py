@@ -141,9 +141,20 @@ async def visible_task(ctx: Context, task_id: int) -> Task | None:
     return task
 
 
-def no_task(ctx: Context, task_id: int) -> Text:
+def no_task(ctx: Context, task_id: int | None) -> Text:
+    if task_id is None:
+        return Text(ctx.say("You have no open task right now. Send tasks to see yours.",
+                            "您目前没有进行中的任务。发送“任务”查看您的任务。"))
     return Text(ctx.say(f"There is no task #{task_id} for you. Send tasks to see yours.",
                         f"没有属于您的任务 #{task_id}。发送“任务”查看您的任务。"))
+
+
+async def given_or_newest_task(ctx: Context, task_id: int | None) -> Task | None:
+    """The task asked for, or without a number (a menu button) the newest open task sent to them."""
+    if task_id is not None:
+        return await visible_task(ctx, task_id)
+    newest = await task_store.tasks_for_member(ctx.session, ctx.member)
+    return newest[0][0] if newest else None
 
 
 async def show_task(ctx: Context, task_id: int) -> Text:

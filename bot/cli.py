@@ -57,6 +57,9 @@ def _parser() -> argparse.ArgumentParser:
     member_sync.add_argument("--partner", default="", metavar="NAME", help="the partner they belong to")
     member_sync.add_argument("--role", default="partner", choices=("partner", "marketer", "admin"))
     member_sync.set_defaults(run=cmd_members_sync)
+    wechat = sub.add_parser("wechat", help="the WeChat Official Account").add_subparsers(metavar="ACTION")
+    wechat.add_parser("menu", parents=[common], help="install the account's custom menu (tasks, pool, my poster…)") \
+        .set_defaults(run=cmd_wechat_menu)
     leads = sub.add_parser("leads", help="manage leads").add_subparsers(metavar="ACTION")
     lead_import = leads.add_parser("import", parents=[common], help="import leads from CSV into their pools")
     lead_import.add_argument("file", metavar="FILE.csv")
@@ -309,15 +312,51 @@ def cmd_demo(config: Config, _args: argparse.Namespace) -> int:
 
     asyncio.run(seed())
     simulator = _simulator_for(config, demo_directory(), demo_followers())
+    background: set[asyncio.Task[None]] = set()
+
+    async def install_demo_menu() -> None:
+        try:
+            await install_menu(config)
+        except Exception as err:  # the demo still works without it: commands can be typed
+            print(f"the demo account's menu was not installed: {err}", flush=True)
     s = config.simulator
 
     def banner() -> None:
+        # The demo account gets its menu like a real one: menu/create over HTTP, once both are up.
+        background.add(asyncio.get_running_loop().create_task(install_demo_menu()))
         print(f"partnerbot demo is running on {_safe_url(config.database.url)}\n"
               f"  open the sandbox: http://{s.host}:{s.port}/\n"
               f"  pick a member and type  help  or  帮助  (Ctrl+C stops)", flush=True)
 
     return _run([(create_app(config), config.server.host, config.server.port),
                  (simulator.create_app(), s.host, s.port)], banner)
+
+
+async def install_menu(config: Config) -> None:
+    """menu/create with bot/channels/wechat_menu.MENU (it replaces the account's current menu)."""
+    import aiohttp
+
+    from bot.channels.wechat_api import WeChatClient
+    from bot.channels.wechat_menu import MENU
+    from store.redis import SharedKeys
+
+    async with aiohttp.ClientSession() as http:
+        await WeChatClient(config.wechat, http, SharedKeys(None, config.redis.key_prefix)).create_menu(MENU)
+
+
+def cmd_wechat_menu(config: Config, _args: argparse.Namespace) -> int:
+    from bot.channels.api_client import ApiError, ApiUnavailable
+    from bot.channels.wechat_menu import menu_commands
+
+    if not config.wechat.enabled or not config.wechat.secret:
+        raise ConfigError("wechat menu: set [wechat] app_id and secret (PARTNERBOT_WECHAT_APP_ID / _SECRET)")
+    try:
+        asyncio.run(install_menu(config))
+    except (ApiError, ApiUnavailable) as err:
+        print(f"wechat menu: WeChat refused the menu: {err}", file=sys.stderr)
+        return EXIT_BAD_DATA
+    print(f"installed the menu; its buttons run: {', '.join(menu_commands())}")
+    return EXIT_OK
 
 
 def _run(apps: list[tuple[web.Application, str, int]], banner: Callable[[], None]) -> int:

@@ -13,7 +13,10 @@ DEMO_MEMBERS = [
     MemberRow(0, "zhangwei", "张伟", "partner", "星河科技", "华东", ("制造", "零售")),
     MemberRow(0, "lina", "李娜", "partner", "星河科技", "华东", ("零售",)),
     MemberRow(0, "chenjie", "陈杰", "partner", "蓝海渠道", "华南", ("金融",)),
+    MemberRow(0, "wangfang", "王芳", "partner", "蓝海渠道", "华南", ("金融",)),
 ]
+# Partner staff outside the brand's WeCom: they use the Official Account (userid -> bound openid).
+DEMO_WECHAT_ONLY = {"wangfang": "oDemo0000000000000000Wangfang"}
 # (name, company, phone, region, industry, partner pool or "" for the public pool)
 DEMO_LEADS = [
     ("赵总", "华星制造", "13800000001", "上海", "制造", ""),
@@ -53,12 +56,14 @@ def demo_config(config: Config) -> Config:
 
 
 def demo_directory() -> dict[str, str]:
-    return {**{m.userid: m.name for m in DEMO_MEMBERS}, **DEMO_GUESTS}
+    return {**{m.userid: m.name for m in DEMO_MEMBERS if m.userid not in DEMO_WECHAT_ONLY}, **DEMO_GUESTS}
 
 
 def demo_followers() -> dict[str, str]:
-    """Made-up followers of the demo Official Account (openid -> nickname): customers, not staff."""
-    return {"oDemo0000000000000000Xiaomei": "小美", "oDemo0000000000000000Laozhou": "老周",
+    """Made-up followers of the demo Official Account (openid -> nickname): 王芳 is bound to her
+    member (partner staff outside WeCom); the others are not bound yet and see how to bind."""
+    names = {m.userid: m.name for m in DEMO_MEMBERS}
+    return {**{openid: names[userid] for userid, openid in DEMO_WECHAT_ONLY.items()},"oDemo0000000000000000Xiaomei": "小美", "oDemo0000000000000000Laozhou": "老周",
             "oDemo00000000000000000Anna_1": "Anna"}
 
 
@@ -68,9 +73,12 @@ async def seed_demo(session, timezone: str = "Asia/Shanghai") -> None:  # type: 
     from sqlalchemy import func, select
 
     from store.members import import_members
-    from store.models import Lead, Partner
+    from store.models import Lead, Member, Partner
 
     await import_members(session, DEMO_MEMBERS)
+    for userid, openid in DEMO_WECHAT_ONLY.items():
+        member = await session.scalar(select(Member).where(Member.userid == userid))
+        member.wechat_openid, member.push_channel = openid, "wechat"
     if await session.scalar(select(func.count()).select_from(Lead)):
         return
     partners = {p.name: p.id for p in await session.scalars(select(Partner))}

@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from bot.app import create_app
 from bot.config import Config
 from bot.router import CommandTable
-from bot.simulator import WeComSimulator
+from bot.simulator import WeChatSimulator, WeComSimulator
 from store.db import Database, migrate
 from store.members import MemberRow, import_members
 
@@ -177,6 +177,17 @@ class Stack:
     bot_url: str
     sim_url: str
     runners: list[web.AppRunner]
+    wechat: WeChatSimulator | None = None  # the Official Account, when the stack has one
+
+    async def ask_wechat(self, openid: str, text: str, expect: int = 1) -> list[str]:
+        """Type `text` to the Official Account as `openid`; the text of the next `expect` bot messages
+        (passive replies and customer-service messages alike)."""
+        assert self.wechat is not None, "start the stack with wechat_mode"
+        before = len(self.wechat.bot_messages(openid))
+        delivery = await self.wechat.send_text(openid, text)
+        assert delivery.attempts == ["200"], delivery.attempts
+        messages = await self.wechat.wait_for_bot_messages(openid, before + expect)
+        return [m.body.get("content", "") for m in messages[before:]]
 
     async def ask(self, userid: str, text: str, expect: int = 1) -> list[str]:
         """Type `text` as `userid` and return the text of the next `expect` bot messages."""
@@ -200,12 +211,30 @@ def simulator_for(config: Config, bot_port: int, directory: dict[str, str] | Non
                           **options)
 
 
+def wechat_simulator_for(config: Config, bot_port: int, mode: str, followers: dict[str, str]) -> WeChatSimulator:
+    """Configure the bot's [wechat] section (no AES key in plaintext mode) and make its Official Account."""
+    c = config.wechat
+    c.app_id, c.secret, c.token = "wxtestapp00000001", secrets.token_urlsafe(24), secrets.token_urlsafe(12)
+    c.encoding_aes_key = "" if mode == "plain" else aes_key()
+    SECRETS.update({c.secret, c.token} | ({c.encoding_aes_key} if c.encoding_aes_key else set()))
+    return WeChatSimulator(app_id=c.app_id, secret=c.secret, token=c.token,
+                           encoding_aes_key=c.encoding_aes_key or aes_key(), mode=mode,
+                           callback_url=f"http://127.0.0.1:{bot_port}/wechat/callback", followers=followers)
+
+
+FOLLOWERS = {"oWxFollower000000000000000p2": "Li Na (WeChat)", "oWxFollower000000000000000p1": "张伟 (微信)",
+             "oWxFollower000000000stranger": "Stranger"}
+
+
 async def start_stack(config: Config, commands: CommandTable | None = None, directory: dict[str, str] | None = None,
-                      **simulator_options: Any) -> Stack:
+                      wechat_mode: str | None = None, **simulator_options: Any) -> Stack:
     for attempt in range(3):
         # A port free a moment ago can be taken meanwhile (an outgoing connection may get it): try others.
         sim_port, bot_port = free_port(), free_port()
         config.wecom.api_base_url = f"http://127.0.0.1:{sim_port}"
+        if wechat_mode is not None:
+            config.wechat.api_base_url = f"http://127.0.0.1:{sim_port}/mp"
+            simulator_options["wechat"] = wechat_simulator_for(config, bot_port, wechat_mode, FOLLOWERS)
         sim = simulator_for(config, bot_port, directory, **simulator_options)
         runners: list[web.AppRunner] = []
         try:
@@ -221,7 +250,7 @@ async def start_stack(config: Config, commands: CommandTable | None = None, dire
                 raise
             continue
         return Stack(config, sim, runners[1].app, f"http://127.0.0.1:{bot_port}", f"http://127.0.0.1:{sim_port}",
-                     runners)
+                     runners, simulator_options.get("wechat"))
     raise AssertionError("unreachable")
 
 

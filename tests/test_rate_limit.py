@@ -48,7 +48,9 @@ async def test_the_bot_holds_back_what_wecom_would_drop(sqlite_url: str) -> None
         async def five_rows() -> list[OutboxMessage]:
             async with stack.bot[DB].session() as session:
                 rows = list(await session.scalars(select(OutboxMessage).order_by(OutboxMessage.id)))
-            return rows if len(rows) == 5 and sum(r.status == "sent" for r in rows) == 3 else []
+            # Until both held rows are back from being claimed: 3 sent, 2 pending.
+            statuses = sorted(r.status for r in rows)
+            return rows if statuses == ["pending"] * 2 + ["sent"] * 3 else []
 
         rows = await eventually(five_rows)
         assert len(stack.sim.bot_messages("p2")) == 3

@@ -10,7 +10,8 @@ from sqlalchemy import func, select
 
 from bot.app import DB
 from store.models import Click, InboxMessage, Lead, Task
-from tests.conftest import Stack, admin_http
+from tests.conftest import FOLLOWERS, Stack, admin_http
+from tests.test_wechat_channel import wx_stack  # noqa: F401 (a fixture)
 
 FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 TEXT = st.text(max_size=300)
@@ -36,6 +37,37 @@ async def test_callback_never_fails_on_garbage(stack: Stack, query: dict, body: 
         async with http.request(method, "/wecom/callback", params=query, data=body) as r:
             assert r.status in (200, 400, 403, 405, 413), (r.status, await r.text())
     assert await counts(stack) == before  # nothing without a valid signature is stored
+
+
+WECHAT_QUERY = st.dictionaries(st.sampled_from(["signature", "timestamp", "nonce", "echostr", "openid", "encrypt_type",
+                                               "msg_signature"]), TEXT, max_size=6)
+
+
+@FUZZ
+@given(query=WECHAT_QUERY, body=XMLISH, method=st.sampled_from(["GET", "POST"]))
+async def test_wechat_callback_never_fails_on_garbage(wx_stack: Stack, query: dict, body: bytes, method: str) -> None:
+    before = await counts(wx_stack)
+    async with aiohttp.ClientSession(base_url=wx_stack.bot_url) as http:
+        async with http.request(method, "/wechat/callback", params=query, data=body) as r:
+            assert r.status in (200, 400, 403, 405, 413), (r.status, await r.text())
+    assert await counts(wx_stack) == before
+
+
+ELEMENT = st.sampled_from(["ToUserName", "FromUserName", "CreateTime", "MsgType", "Content", "MsgId", "Event",
+                           "EventKey", "MediaId"])
+
+
+@FUZZ
+@given(fields=st.dictionaries(ELEMENT, st.one_of(TEXT, st.sampled_from(["text", "event", "CLICK", "subscribe",
+                                                                      "image", *FOLLOWERS])), max_size=7))
+async def test_wechat_signed_messages_with_odd_content_never_fail(wx_stack: Stack, fields: dict) -> None:
+    """Validly signed and encrypted (so it gets past the envelope) but odd inside."""
+    assert wx_stack.wechat is not None
+    inner = "".join(f"<{k}><![CDATA[{v.replace(']]>', '')}]]></{k}>" for k, v in fields.items())
+    query, body = wx_stack.wechat.encrypt_callback(f"<xml>{inner}</xml>")
+    async with aiohttp.ClientSession(base_url=wx_stack.bot_url) as http:
+        async with http.post(f"/wechat/callback?{query}", data=body) as r:
+            assert r.status in (200, 400), (r.status, await r.text())
 
 
 @FUZZ
@@ -67,7 +99,8 @@ JSONISH = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(all
 
 @FUZZ
 @given(path=st.sampled_from(["/api/tasks", "/api/leads", "/api/partners", "/api/assignment-rules",
-                             "/api/pools/public/rules", "/api/tasks/1", "/api/leads/1/assign"]),
+                             "/api/pools/public/rules", "/api/tasks/1", "/api/leads/1/assign",
+                             "/api/members/p2/binding-code"]),
        body=st.one_of(JSONISH, st.dictionaries(st.sampled_from(["title", "url", "name", "phone", "pool", "tier",
                                                                 "max_held", "deadline", "cost", "partner"]),
                                                JSONISH, max_size=5)),

@@ -39,7 +39,7 @@ from store.db import Database
 from store import bindings
 from store import outbox as outbox_store
 from store.models import OutboxMessage
-from store.redis import SharedKeys, create_redis
+from store.redis import SharedKeys, create_redis, warn_if_not_durable
 
 log = logging.getLogger(__name__)
 
@@ -76,9 +76,11 @@ def create_app(config: Config, commands: CommandTable | None = None) -> web.Appl
         outbox = OutboxSender(db, senders, config.outbox, limiter)
         inbox = InboxProcessor(db, shared, Router(commands, config), outbox, config)
         clicks = ClickRecorder(db, redis, config.redis.key_prefix, config.links.flood_window_seconds,
-                               timezone=config.server.timezone)
+                               flush_interval=config.links.flush_interval_seconds, timezone=config.server.timezone,
+                               reclaim_after=config.links.stream_reclaim_seconds)
         app[DB], app[SHARED], app[WECOM], app[OUTBOX], app[INBOX] = db, shared, client, outbox, inbox
         app[CLICKS] = clicks
+        await warn_if_not_durable(redis)
         interval = config.inbox.sweep_interval_seconds
         async def reminders() -> None:
             if await send_due_reminders(db, commands, config):

@@ -78,7 +78,8 @@ class _TtlSet:
 
 class ClickRecorder:
     def __init__(self, db: Database, redis: Redis | None, prefix: str, flood_window: float,
-                 batch_size: int = 500, flush_interval: float = 0.5, timezone: str = "UTC") -> None:
+                 batch_size: int = 500, flush_interval: float = 0.5, timezone: str = "UTC",
+                 reclaim_after: float = 30.0) -> None:
         self.db = db
         self.timezone = timezone  # whose days the daily click counts follow
         self.redis = redis
@@ -96,7 +97,7 @@ class ClickRecorder:
         # Recording runs after the response; this keeps a burst from opening a Redis connection each.
         self._slots = asyncio.Semaphore(32)
         # Stream entries a dead writer read but never acknowledged are taken over after this.
-        self.claim_idle_ms = 30_000
+        self.claim_idle_ms = int(reclaim_after * 1000)
 
     def record_soon(self, link_id: int, visitor_id: str, ip_hash: str, user_agent: str, referrer: str,
                     is_bot: bool) -> None:
@@ -184,6 +185,17 @@ class ClickRecorder:
         return len(batch)
 
     async def _flush_stream(self) -> int:
+        try:
+            return await self._read_stream()
+        except ResponseError as err:
+            if "NOGROUP" not in str(err):
+                raise
+            # Redis restarted empty (it keeps nothing on disk): the stream is new and has no group yet.
+            log.warning("clicks: the Redis stream lost its consumer group (a Redis restart?); creating it again")
+            self._group_ready = False
+            return await self._read_stream()
+
+    async def _read_stream(self) -> int:
         assert self.redis is not None
         if not self._group_ready:
             try:
@@ -192,7 +204,7 @@ class ClickRecorder:
                 if "BUSYGROUP" not in str(err):
                     raise
             self._group_ready = True
-        # Entries another writer read but never acknowledged (it died) come back after 30 s.
+        # Entries another writer read but never acknowledged (it died) come back after claim_idle_ms.
         _, stale, *_ = await self.redis.xautoclaim(self.stream, GROUP, self.consumer, min_idle_time=self.claim_idle_ms,
                                                    start_id="0-0", count=self.batch_size)
         entries = list(stale)

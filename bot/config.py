@@ -106,6 +106,10 @@ class PoolConfig:
 class LinksConfig:
     # Repeated clicks of one visitor on one link within this window count once.
     flood_window_seconds: float = 10.0
+    # How often buffered clicks are written to the database.
+    flush_interval_seconds: float = 0.5
+    # Clicks a writer took from the Redis stream but never wrote (it died) are taken over after this.
+    stream_reclaim_seconds: float = 30.0
 
 
 @dataclass

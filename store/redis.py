@@ -84,3 +84,17 @@ class SharedKeys:
         except RedisError as err:
             warn_degraded("rate limits counted in this process", err)
             return None
+
+
+async def warn_if_not_durable(redis: Redis | None) -> None:
+    """Clicks wait in a Redis stream until they are written: a Redis that keeps nothing on disk
+    loses those of the last moments when it crashes. Say so once at start-up."""
+    if redis is None:
+        return
+    try:
+        appendonly = (await redis.config_get("appendonly")).get("appendonly")
+    except RedisError:
+        return  # managed Redis often forbids CONFIG; nothing to say then
+    if appendonly != "yes":
+        log.warning("Redis keeps no append-only file: clicks buffered in it when it crashes are lost; "
+                    "run it with appendonly yes (appendfsync everysec)")

@@ -310,14 +310,23 @@ def serve_env(config: Config, bot_port: int, **extra: str) -> dict[str, str]:
 class ServeProcess:
     """A real `partnerbot serve` in its own process, to be killed with SIGKILL and started again."""
 
-    def __init__(self, env: dict[str, str], cwd: Path, port: int) -> None:
-        self.env, self.cwd, self.port = env, cwd, port
+    def __init__(self, env: dict[str, str], cwd: Path, port: int, log: Path | None = None) -> None:
+        self.env, self.cwd, self.port, self.log = env, cwd, port, log
         self.process: subprocess.Popen[bytes] | None = None
 
     async def start(self) -> None:
-        self.process = subprocess.Popen([sys.executable, "-m", "bot", "serve"], env=self.env, cwd=self.cwd,
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        # Its log lines go to `log` (appended across restarts) when given, so a test can read them.
+        out = self.log.open("ab") if self.log is not None else subprocess.DEVNULL
+        try:
+            self.process = subprocess.Popen([sys.executable, "-m", "bot", "serve"], env=self.env, cwd=self.cwd,
+                                            stdout=out, stderr=subprocess.STDOUT)
+        finally:
+            if self.log is not None:
+                out.close()  # type: ignore[union-attr]
         await eventually(self.healthy, timeout=30)
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace") if self.log is not None and self.log.exists() else ""
 
     async def healthy(self) -> bool:
         try:

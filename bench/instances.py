@@ -1,9 +1,10 @@
 """Benchmark: one `partnerbot serve` against two on the same PostgreSQL + Redis, behind a client that
-spreads the load (as a load balancer would). Measures encrypted WeCom callbacks answered per second
-and tracked redirects per second, and checks the global invariants: every message answered once,
-every click stored once.
+spreads the load (as a load balancer would). Measures encrypted WeCom callbacks answered per second,
+tracked redirects per second and lead claims (`领取 N` in chat, many colliding) answered per second,
+and checks the global invariants: every message answered once, every click stored once, no lead
+claimed twice.
 
-    python bench/instances.py [--messages 2000] [--redirects 5000]
+    python bench/instances.py [--messages 2000] [--redirects 5000] [--claims 2000]
 
 All processes (bots, simulator, load) share this machine's cores, so the ratio shows what a second
 instance adds on one box, not on two.
@@ -28,7 +29,7 @@ from store import links as link_store
 from store import tasks as task_store
 from store.db import Database
 from store.members import get_member
-from store.models import Click
+from store.models import Click, Lead, LeadEvent
 
 PG = "postgresql+asyncpg://root@127.0.0.1:5432/test"
 REDIS = "redis://127.0.0.1:6379/0"
@@ -114,6 +115,8 @@ async def measure(instances: int, args: argparse.Namespace) -> dict[str, float]:
                 if stored >= args.redirects:
                     break
                 await asyncio.sleep(0.1)
+
+            claimed = await claim_phase(store, sim, urls, members, args)
     finally:
         for process in extras:
             process.terminate()
@@ -121,7 +124,39 @@ async def measure(instances: int, args: argparse.Namespace) -> dict[str, float]:
         await store.dispose()
         await db.drop()
     return {"answered": answered, "duplicates": duplicates, "redirects": args.redirects / seconds,
-            "clicks": stored}
+            "clicks": stored, **claimed}
+
+
+async def claim_phase(store: Database, sim, urls: list[str], members: list[MemberRow],  # type: ignore[no-untyped-def]
+                      args: argparse.Namespace) -> dict[str, float]:
+    """Members claim random public-pool leads in chat (about half of the attempts collide)."""
+    import random
+
+    leads = args.claims // 2
+    async with store.session() as session:
+        session.add_all([Lead(name=f"客户{i}", company=f"公司{i}", phone=f"139{i:08d}", source="bench")
+                         for i in range(leads)])
+    rng, now = random.Random(7), int(time.time())
+    async with store.session() as session:
+        first = int(await session.scalar(select(func.min(Lead.id))))
+    requests = []
+    for i in range(args.claims):
+        xml = sim.text_xml(members[i % len(members)].userid, f"领取 {first + rng.randrange(leads)}", str(2 * 10**15 + i), now)
+        query, body = sim.encrypt_callback(xml)
+        requests.append(("POST", f"/wecom/callback?{query}", {"Content-Type": "text/xml"}, body))
+    before = len(sim.bot_messages())
+    started = time.perf_counter()
+    await spread(urls, requests, args.concurrency)
+    while len(sim.bot_messages()) < before + args.claims:
+        if time.perf_counter() - started > 600:
+            raise SystemExit(f"only {len(sim.bot_messages()) - before} of {args.claims} claim replies arrived")
+        await asyncio.sleep(0.02)
+    rate = args.claims / (time.perf_counter() - started)
+    async with store.session() as session:
+        per_lead = await session.execute(select(LeadEvent.lead_id, func.count()).where(LeadEvent.kind == "claimed")
+                                         .group_by(LeadEvent.lead_id))
+        counts = [n for _, n in per_lead.all()]
+    return {"claims": rate, "claimed": len(counts), "double_claims": sum(1 for n in counts if n > 1)}
 
 
 async def run(args: argparse.Namespace) -> None:
@@ -131,11 +166,15 @@ async def run(args: argparse.Namespace) -> None:
           f"{os.cpu_count()} cores shared by everything")
     for name, result in (("1 instance", one), ("2 instances", two)):
         print(f"  {name:12s} callbacks answered {result['answered']:7.0f}/s (duplicates {result['duplicates']:.0f})   "
-              f"redirects {result['redirects']:7.0f}/s (clicks stored {result['clicks']:.0f} of {args.redirects})")
+              f"redirects {result['redirects']:7.0f}/s (clicks stored {result['clicks']:.0f} of {args.redirects})   "
+              f"claims answered {result['claims']:6.0f}/s ({result['claimed']:.0f} leads claimed, "
+              f"{result['double_claims']:.0f} twice)")
     summary("callbacks answered, 2 instances", two["answered"], "msg/s", one["answered"], "msg/s 1 instance",
             two["answered"] / one["answered"])
     summary("redirects, 2 instances", two["redirects"], "/s", one["redirects"], "/s 1 instance",
             two["redirects"] / one["redirects"])
+    summary("claims answered, 2 instances", two["claims"], "/s", one["claims"], "/s 1 instance",
+            two["claims"] / one["claims"])
 
 
 def main() -> None:
@@ -144,6 +183,7 @@ def main() -> None:
     parser.add_argument("--redis", default=REDIS)
     parser.add_argument("--messages", type=int, default=2000)
     parser.add_argument("--redirects", type=int, default=5000)
+    parser.add_argument("--claims", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=50)
     asyncio.run(run(parser.parse_args()))
 

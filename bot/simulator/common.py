@@ -91,3 +91,15 @@ def _error(errcode: int, errmsg: str) -> web.Response:
 
 def _is_jpg_or_png(content: bytes) -> bool:
     return content.startswith(b"\x89PNG\r\n\x1a\n") or content.startswith(b"\xff\xd8\xff")
+
+
+async def read_upload(request: web.Request) -> tuple[bytes, str] | web.Response:
+    """media/upload's multipart field `media` (content, content type), or both platforms' 41005."""
+    try:
+        form = await request.post()
+    except ValueError:
+        return _error(41005, "media data missing")
+    media = form.get("media")
+    if not isinstance(media, web.FileField):
+        return _error(41005, "media data missing")
+    return media.file.read(), media.content_type or "application/octet-stream"

@@ -25,7 +25,7 @@ import aiohttp
 from aiohttp import web
 from wechatpy.enterprise.crypto import WeChatCrypto
 
-from bot.simulator.common import ChatEntry, ChatLog, Delivery, _cdata, _error, _is_jpg_or_png
+from bot.simulator.common import ChatEntry, ChatLog, Delivery, _cdata, _error, _is_jpg_or_png, read_upload
 from bot.simulator.sandbox import Sandbox
 
 if TYPE_CHECKING:
@@ -288,18 +288,14 @@ class WeComSimulator:
         kind = request.query.get("type", "")
         if kind not in ("image", "voice", "video", "file"):
             return _error(40004, "invalid media type")
-        try:
-            form = await request.post()
-        except ValueError:
-            return _error(41005, "media data missing")
-        media = form.get("media")
-        if not isinstance(media, web.FileField):
-            return _error(41005, "media data missing")
-        content = media.file.read()
+        upload = await read_upload(request)
+        if isinstance(upload, web.Response):
+            return upload
+        content, content_type = upload
         if kind == "image" and (len(content) > 10 * 1024 * 1024 or not _is_jpg_or_png(content)):
             return _error(40005, "invalid file type or size")
         media_id = secrets.token_urlsafe(32)
-        self.media[media_id] = (content, media.content_type or "application/octet-stream", time.time())
+        self.media[media_id] = (content, content_type, time.time())
         return web.json_response({"errcode": 0, "errmsg": "ok", "type": kind, "media_id": media_id,
                                   "created_at": str(int(time.time()))})
 

@@ -23,7 +23,7 @@ import aiohttp
 from aiohttp import web
 from wechatpy.crypto import WeChatCrypto
 
-from bot.simulator.common import ChatEntry, ChatLog, Delivery, _cdata, _error, _is_jpg_or_png
+from bot.simulator.common import ChatEntry, ChatLog, Delivery, _cdata, _error, _is_jpg_or_png, read_upload
 from bot.simulator.wechat_protocol import (KEY_TYPES, check_custom_message, check_menu, interaction_kind,
                                            menu_as_stored, open_reply, parse_passive_reply, parse_xml, signature,
                                            xml_field)
@@ -342,14 +342,10 @@ class WeChatSimulator:
         kind = request.query.get("type", "")
         if kind not in ("image", "voice", "video", "thumb"):
             return _error(40004, "invalid media type")
-        try:
-            form = await request.post()
-        except ValueError:
-            return _error(41005, "media data missing")
-        media = form.get("media")
-        if not isinstance(media, web.FileField):
-            return _error(41005, "media data missing")
-        content = media.file.read()
+        upload = await read_upload(request)
+        if isinstance(upload, web.Response):
+            return upload
+        content, content_type = upload
         # Only images are checked closely: they are all the bot uploads.
         if kind == "image" and not (_is_jpg_or_png(content) or content.startswith((b"GIF87a", b"GIF89a"))):
             return _error(40005, "invalid file type")
@@ -357,7 +353,7 @@ class WeChatSimulator:
             return _error(40009, "invalid image size" if kind == "image" else "invalid media size")
         media_id = secrets.token_urlsafe(48)
         now = time.time()
-        self.media[media_id] = (content, media.content_type or "application/octet-stream", now)
+        self.media[media_id] = (content, content_type, now)
         return web.json_response({"type": kind, "media_id": media_id, "created_at": int(now)})
 
     async def api_media_get(self, request: web.Request) -> web.Response:

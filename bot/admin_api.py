@@ -40,6 +40,16 @@ def _error(status: int, message: str, field: str | None = None) -> web.Response:
     return web.json_response(body, status=status)
 
 
+async def _pool_id(session: Any, name: str, field: str | None, status: int = 422) -> int | None:
+    """A pool named in a request: None for the public pool, else the partner's id (_Refused if none)."""
+    if name.lower() in lead_store.PUBLIC_POOL_WORDS:
+        return None
+    partner_id = await session.scalar(select(Partner.id).where(Partner.name == name))
+    if partner_id is None:
+        raise _Refused(_error(status, f"no partner called {name!r}: use public or a partner's name", field))
+    return int(partner_id)
+
+
 def admin_routes(config: Config, db_of: Any) -> tuple[list[web.RouteDef], Any]:
     """The routes and the middleware that guards them. `db_of(request)` gives the Database."""
     token = config.admin.api_token
@@ -201,11 +211,7 @@ def admin_routes(config: Config, db_of: Any) -> tuple[list[web.RouteDef], Any]:
             return _error(422, message.split(" / ")[-1], field)
         try:
             async with db_of(request).session() as session:
-                partner_id = None
-                if body.get("pool", "").lower() not in lead_store.PUBLIC_POOL_WORDS:
-                    partner_id = await session.scalar(select(Partner.id).where(Partner.name == body["pool"]))
-                    if partner_id is None:
-                        raise _Refused(_error(422, f"no partner called {body['pool']!r}", "pool"))
+                await _pool_id(session, body.get("pool", ""), "pool")  # the import looks it up by name again
                 row = lead_store.LeadRow(0, form, (body.get("source") or "api")[:32], body.get("pool", ""))
                 created, _ = await lead_store.import_leads(session, [row], book=await pool.rule_book(session, config))
                 if not created:
@@ -301,12 +307,7 @@ def admin_routes(config: Config, db_of: Any) -> tuple[list[web.RouteDef], Any]:
                         raise _Refused(_error(422, f"no active partner member {body['member']!r}", "member"))
                     await pool.move(session, lead, member=member)
                 else:
-                    partner_id = None
-                    if body["pool"].lower() not in lead_store.PUBLIC_POOL_WORDS:
-                        partner_id = await session.scalar(select(Partner.id).where(Partner.name == body["pool"]))
-                        if partner_id is None:
-                            raise _Refused(_error(422, f"no partner called {body['pool']!r}", "pool"))
-                    await pool.move(session, lead, partner_id=partner_id)
+                    await pool.move(session, lead, partner_id=await _pool_id(session, body["pool"], "pool"))
                 return web.json_response(lead_json(lead, await pool.history(session, lead.id)))
         except _Refused as refused:
             return refused.response
@@ -336,11 +337,10 @@ def admin_routes(config: Config, db_of: Any) -> tuple[list[web.RouteDef], Any]:
         if not isinstance(body, dict) or not body:
             return _error(400, f"give an object of rules to set: {', '.join(pool_rules.EDITABLE)}")
         async with db_of(request).session() as session:
-            partner_id = None
-            if name.lower() not in lead_store.PUBLIC_POOL_WORDS:
-                partner_id = await session.scalar(select(Partner.id).where(Partner.name == name))
-                if partner_id is None:
-                    return _error(404, f"no pool {name!r}: use public or a partner's name")
+            try:
+                partner_id = await _pool_id(session, name, None, status=404)  # the path names the pool
+            except _Refused as refused:
+                return refused.response
             try:
                 settings = await pool_rules.set_overrides(session, partner_id, body)
             except pool_rules.BadRules as bad:

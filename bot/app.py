@@ -29,7 +29,7 @@ from bot.landing import landing_routes
 from bot.links import LinkCache, Visitors, redirect_routes
 from bot.logs import request_ids
 from bot.messages import Incoming
-from bot.metrics import CLICK_LAG, OUTBOX_BACKLOG, exposition
+from bot.metrics import CLICK_LAG, OUTBOX as OUTBOX_METRIC, OUTBOX_BACKLOG, exposition
 from bot.outbox import ChannelSender, OutboxSender
 from bot.posters import PosterRenderer
 from bot.ratelimit import MemberRateLimiter
@@ -176,6 +176,7 @@ def wechat_routes(app: web.Application, config: Config) -> list[web.RouteDef]:
         except Exception as err:
             log.warning("wechat: cannot record a passive reply (%s); sending it as a message", type(err).__name__)
             return False
+        OUTBOX_METRIC.labels("passive").inc()
         return True
 
     handoff = wechat.ReplyHandoff(mark_passive, lambda claims: app[OUTBOX].submit_claimed(claims))

@@ -194,6 +194,8 @@ async def test_callback_security(wx_stack: Stack) -> None:
             assert response.status == 403
         async with http.post(f"{url}?{query}", data=b"<xml><Encrypt>") as response:
             assert response.status == 400
+        async with http.post(f"{url}?{query}", data=b"x" * (wx_stack.config.server.max_body_bytes + 1)) as response:
+            assert response.status == 413
         async with http.get(url, params={"echostr": "x"}) as response:
             assert response.status == 400
     async with wx_stack.bot[DB].session() as session:

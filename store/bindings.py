@@ -58,6 +58,10 @@ async def bind(session: AsyncSession, code_text: str, openid: str, zone_name: st
     if member is None or not member.active:
         raise Refusal("the member this code was made for is no longer active", "该绑定码对应的成员已停用")
     bound = await session.scalar(select(Member).where(Member.wechat_openid == openid))
+    if bound is not None and not bound.active:  # someone who has left: their WeChat is free again
+        bound.wechat_openid, bound.push_channel = None, WECOM
+        await session.flush()
+        bound = None
     if bound is not None and bound.id != member.id:
         raise Refusal(f"this WeChat is already bound to {bound.name}; send 解绑 (unbind) first",
                       f"此微信已绑定 {bound.name}，如需更换请先发送“解绑”")

@@ -322,3 +322,23 @@ async def test_one_code_binds_one_openid_when_several_race(database_url: str) ->
             assert p2.wechat_openid == row.used_by == f"oRace{won.index(True):023d}"
     finally:
         await db.dispose()
+
+
+async def test_the_wechat_of_someone_who_left_can_be_bound_again(sqlite_url: str) -> None:
+    from store import bindings
+    from store.db import Database
+
+    await seed(sqlite_url)
+    db = Database(sqlite_url)
+    try:
+        async with db.session() as session:
+            p1, p2 = [await session.scalar(select(Member).where(Member.userid == u)) for u in ("p1", "p2")]
+            await bindings.bind(session, (await bindings.issue_code(session, p1, hours=1, by=None,
+                                                                    push_to_wechat=True)).code, P1_WX)
+            p1.active = False  # p1 left the partner
+            member = await bindings.bind(session, (await bindings.issue_code(session, p2, hours=1, by=None,
+                                                                             push_to_wechat=False)).code, P1_WX)
+            assert member.userid == "p2" and p1.wechat_openid is None and p1.push_channel == "wecom"
+            assert await bindings.member_for(session, "wechat", P1_WX) == p2
+    finally:
+        await db.dispose()

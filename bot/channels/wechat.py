@@ -209,9 +209,11 @@ def callback_routes(codec: WeChatCodec, receive: Receive, handoff: ReplyHandoff,
         reply = TextReply(source=received.account, target=received.message.user_id, content=content)
         answer = web.Response(text=codec.seal(reply.render(), envelope), content_type="application/xml")
         # Answer first, so the passive reply reaches the follower before the ones that follow it.
-        await answer.prepare(request)
-        await answer.write_eof()
-        handoff.submit(replies[1:])
+        try:
+            await answer.prepare(request)
+            await answer.write_eof()
+        finally:  # also when WeChat hung up meanwhile: the others still go out
+            handoff.submit(replies[1:])
         return answer
 
     return [web.get("/wechat/callback", verify), web.post("/wechat/callback", callback)]

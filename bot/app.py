@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+from datetime import timedelta
 import logging
 import secrets
 from pathlib import Path
@@ -38,7 +39,7 @@ from handlers import command_table
 from store.db import Database
 from store import bindings
 from store import outbox as outbox_store
-from store.models import OutboxMessage
+from store.models import OutboxMessage, utcnow
 from store.redis import SharedKeys, create_redis, warn_if_not_durable
 
 log = logging.getLogger(__name__)
@@ -163,7 +164,8 @@ def wechat_routes(app: web.Application, config: Config) -> list[web.RouteDef]:
         try:
             async with app[DB].session() as session:
                 recipients = await bindings.recipients_of(session, message.user_id)
-                if await outbox_store.release_waiting(session, recipients):
+                stale = utcnow() - timedelta(days=config.wechat.waiting_days)
+                if await outbox_store.release_waiting(session, recipients, stale_before=stale):
                     app[OUTBOX].kick()
         except Exception as err:  # they are released the next time the follower writes
             log.warning("wechat: cannot release waiting messages now (%s)", type(err).__name__)

@@ -78,6 +78,9 @@ class WeChatConfig:
     max_clock_skew_seconds: int = 300
     api_timeout_seconds: float = 10.0
     binding_code_hours: int = 72
+    # Messages WeChat refused outside its 48-hour window wait for the follower to write; after this
+    # many days they are dropped instead (an old task card or reminder is no longer news).
+    waiting_days: int = 7
 
     @property
     def enabled(self) -> bool:

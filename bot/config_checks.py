@@ -105,6 +105,7 @@ def validate(config: Config) -> None:
         ("[wecom] max_clock_skew_seconds", config.wecom.max_clock_skew_seconds),
         ("[wechat] max_clock_skew_seconds", config.wechat.max_clock_skew_seconds),
         ("[wechat] binding_code_hours", config.wechat.binding_code_hours),
+        ("[wechat] waiting_days", config.wechat.waiting_days),
     ):
         if value < 1:
             fail(key, f"must be at least 1, got {value}")

@@ -118,8 +118,16 @@ async def wait_for_member(session: AsyncSession, claim: Claim, error: str) -> No
     )
 
 
-async def release_waiting(session: AsyncSession, recipients: Collection[str]) -> int:
-    """The member wrote: what was parked for them is due now."""
+async def release_waiting(session: AsyncSession, recipients: Collection[str], *, stale_before: datetime) -> int:
+    """The member wrote: what was parked for them is due now, unless it was queued before
+    `stale_before` (tasks and notices that old are no longer news: they are dropped, with the reason)."""
+    await session.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.status == "waiting", OutboxMessage.recipient.in_(list(recipients)),
+               OutboxMessage.created_at < stale_before)
+        .values(status="failed", last_error="not sent: the member did not write again in time")
+        .execution_options(synchronize_session=False)
+    )
     result = await session.execute(
         update(OutboxMessage)
         .where(OutboxMessage.status == "waiting", OutboxMessage.recipient.in_(list(recipients)))

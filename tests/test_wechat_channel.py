@@ -3,6 +3,7 @@ binding an openid to a member, then the whole partner flow (tasks, poster, link,
 from WeChat; the callback's security; the 48-hour window; the menu."""
 from __future__ import annotations
 
+import asyncio
 import io
 import re
 import time
@@ -260,6 +261,26 @@ async def test_outside_the_48_hour_window_pushes_wait_for_the_follower(wx_stack:
     assert sorted(e.msgtype for e in wechat.bot_messages(P2_WX)[-2:]) == ["msgmenu", "text"]
     await eventually(card_is("sent"))
 
+    # A card that waited longer than [wechat] waiting_days is dropped when the follower writes.
+    wechat.last_interaction[P2_WX] = time.time() - 49 * 3600
+    await wx_stack.ask("mkt1", "newtask Autumn | https://brand.example/autumn")
+    await wx_stack.ask("mkt1", 'broadcast 2 partner:"Blue Ocean" confirm')
+
+    async def parked_second() -> bool:
+        async with wx_stack.bot[DB].session() as session:
+            return await session.scalar(select(OutboxMessage.status).where(OutboxMessage.task_id == 2)) == "waiting"
+    await eventually(parked_second)
+    async with wx_stack.bot[DB].session() as session:
+        await session.execute(update(OutboxMessage).where(OutboxMessage.task_id == 2)
+                              .values(created_at=utcnow() - timedelta(days=8)))
+    before = len(wechat.bot_messages(P2_WX))
+    await wx_stack.ask_wechat(P2_WX, "帮助")
+    await asyncio.sleep(1.0)
+    assert len(wechat.bot_messages(P2_WX)) == before + 1  # the answer only
+    async with wx_stack.bot[DB].session() as session:
+        row = await session.scalar(select(OutboxMessage).where(OutboxMessage.task_id == 2))
+        assert row.status == "failed" and "did not write again" in row.last_error
+
 
 async def test_admin_api_binding_code(wx_stack: Stack) -> None:
     async with aiohttp.ClientSession(base_url=wx_stack.bot_url) as http:
@@ -293,8 +314,6 @@ async def test_menu_command_installs_a_menu_whose_buttons_are_commands(wx_stack:
 
 
 async def test_one_code_binds_one_openid_when_several_race(database_url: str) -> None:
-    import asyncio
-
     from store import bindings
     from store.db import Database
     from store.errors import Refusal

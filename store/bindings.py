@@ -18,7 +18,7 @@ from store.models import BindingCode, Member, utcnow
 from store.onboarding import new_code, normalize_code
 
 WECOM, WECHAT = "wecom", "wechat"
-# The outbox channel of messages addressed to a member wherever they are reached (push_address).
+# The outbox channel of messages addressed to a member wherever they are reached (bot/channels/member.py).
 MEMBER_CHANNEL = "member"
 
 
@@ -98,13 +98,11 @@ async def unbind(session: AsyncSession, member: Member) -> None:
     await session.flush()
 
 
-async def push_address(session: AsyncSession, userid: str) -> tuple[str, str]:
-    """(channel, address) where a member's tasks and notices go."""
-    row = (await session.execute(select(Member.push_channel, Member.wechat_openid)
-                                 .where(Member.userid == userid))).first()
-    if row is not None and row.push_channel == WECHAT and row.wechat_openid:
-        return WECHAT, row.wechat_openid
-    return WECOM, userid
+async def wechat_push_addresses(session: AsyncSession) -> dict[str, str]:
+    """userid -> openid of every active member whose tasks and notices go to WeChat (the others': WeCom)."""
+    rows = await session.execute(select(Member.userid, Member.wechat_openid).where(
+        Member.push_channel == WECHAT, Member.wechat_openid.is_not(None), Member.active.is_(True)))
+    return {userid: openid for userid, openid in rows.all()}
 
 
 async def recipients_of(session: AsyncSession, openid: str) -> list[str]:

@@ -35,8 +35,10 @@ def create_engine(url: str) -> AsyncEngine:
     # outbox rows stay claimable), and the pool then replaces it.
     # hide_parameters: error messages (and so logs) never carry values such as phone numbers.
     # A short pool timeout makes a starved callback answer 503 (WeCom retries) rather than hang.
+    # A connect timeout (asyncpg waits 60 s by default) so that a database that is unreachable but
+    # not refusing (a network partition) fails a unit of work in seconds instead of hanging it.
     return create_async_engine(url, pool_size=10, max_overflow=10, pool_timeout=3, pool_recycle=1800,
-                               hide_parameters=True)
+                               hide_parameters=True, connect_args={"timeout": 3})
 
 
 class Database:

@@ -4,6 +4,7 @@ import asyncio
 import time
 
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from tests.conftest import Stack, make_config, seed, start_stack
@@ -43,6 +44,53 @@ async def test_database_connections_dropped_mid_conversation(postgres_url: str, 
     finally:
         for runner in reversed(stack.runners):
             await runner.cleanup()
+
+
+async def test_database_restart_and_partition_through_a_proxy(postgres_url: str, redis_url: str) -> None:
+    """The path to PostgreSQL goes down (a restart: connections cut, new ones refused) and later
+    black-holed (a partition: connections accepted, never answered). Callbacks answer 503 within
+    WeCom's 5 s instead of hanging, WeCom's retries land once the database is back, and every
+    message is answered once."""
+    from tests.tcp_proxy import TcpProxy
+
+    await seed(postgres_url)
+    proxy = TcpProxy(make_url(postgres_url).port or 5432)
+    await proxy.start()
+    proxied = make_url(postgres_url).set(port=proxy.port).render_as_string(hide_password=False)
+    # WeCom keeps retrying (0.2 s apart here) for longer than the outages last.
+    config = make_config(proxied, redis_url)
+    # Work whose claim was written but whose release was not (the database went away in between)
+    # is taken over when the lease runs out: short here, so the test need not wait 30 s.
+    config.inbox.lease_seconds = config.outbox.lease_seconds = 3
+    stack: Stack = await start_stack(config, callback_retries=60)
+    try:
+        [hello] = await stack.ask("p1", "help")
+        assert hello.startswith("Hi 张伟")
+
+        await proxy.down()
+        sending = asyncio.gather(*(stack.sim.send_text("p1", "help") for _ in range(3)))
+        await asyncio.sleep(2.0)
+        await proxy.up()
+        deliveries = await sending
+        assert all(d.attempts[-1] == "200" for d in deliveries)
+        assert any("503" in d.attempts for d in deliveries)  # the outage was met, and answered
+        assert not any("timeout" in d.attempts for d in deliveries)  # nothing hung past WeCom's 5 s
+
+        await proxy.blackhole()
+        sending = asyncio.ensure_future(stack.sim.send_text("p1", "帮助"))
+        await asyncio.sleep(7.0)
+        await proxy.up()
+        delivery = await sending
+        assert delivery.attempts[-1] == "200" and "503" in delivery.attempts
+        assert "timeout" not in delivery.attempts, delivery.attempts
+
+        replies = await stack.sim.wait_for_bot_messages("p1", 5, timeout=30)
+        await asyncio.sleep(1.0)
+        assert len(stack.sim.bot_messages("p1")) == 5 == len(replies)
+        assert sum(r.body["content"].startswith("张伟，您好") for r in replies) == 1  # the one sent during the partition
+    finally:
+        await stack.stop()
+        await proxy.stop()
 
 
 async def test_slow_wecom_api_means_a_retry_but_one_message(sqlite_url: str) -> None:

@@ -87,6 +87,9 @@ COMMANDS: list[Command] = [
             help_zh="绑定码 — 获取在微信公众号使用的绑定码（管理员：绑定码 账号 为他人生成）"),
     Command("unbind", "解绑", roles=EVERY_ROLE, handler=bindings.unbind,
             help_en="unbind — unlink your WeChat", help_zh="解绑 — 解除微信绑定"),
+    Command("notify", "通知", roles=EVERY_ROLE, handler=bindings.notify, parse=bindings.parse_channel,
+            help_en="notify [wechat|wecom] — where your tasks and notices go",
+            help_zh="通知 [微信|企业微信] — 任务和通知发到哪里"),
     Command("remind", "催办", roles=tasks.STAFF, handler=tasks.remind, parse=parse_id,
             help_en="remind 12 — remind who has not shared task #12", help_zh="催办 12 — 提醒未分享任务 #12 的成员"),
 ]

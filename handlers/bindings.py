@@ -1,5 +1,6 @@
 """WeChat binding: bind / 绑定 CODE (on the Official Account), bindcode / 绑定码 [USERID] (a code for
-yourself, or an admin's code for someone outside WeCom), unbind / 解绑."""
+yourself, or an admin's code for someone outside WeCom), unbind / 解绑, and notify / 通知 [微信|企业微信]
+(where tasks and notices go)."""
 from __future__ import annotations
 
 from zoneinfo import ZoneInfo
@@ -70,3 +71,27 @@ async def unbind(ctx: Context, _args: None) -> Text:
     await bindings.unbind(ctx.session, ctx.member)
     return Text(ctx.say("Your WeChat is unbound. Tasks and notices go to WeCom again.",
                         "已解除微信绑定，任务和通知将改回企业微信发送。"))
+
+
+CHANNEL_WORDS = {"wechat": bindings.WECHAT, "微信": bindings.WECHAT, "公众号": bindings.WECHAT,
+                 "wecom": bindings.WECOM, "企业微信": bindings.WECOM}
+CHANNEL_NAMES = {bindings.WECHAT: ("the WeChat official account", "微信公众号"), bindings.WECOM: ("WeCom", "企业微信")}
+
+
+def parse_channel(text: str) -> str | None:
+    word = text.strip().lower()
+    if word and word not in CHANNEL_WORDS:
+        raise ArgError(f"“{word[:20]}” is not a channel: wechat or wecom", f"“{word[:20]}”不是渠道：微信 或 企业微信")
+    return CHANNEL_WORDS.get(word) if word else None
+
+
+async def notify(ctx: Context, channel: str | None) -> Text:
+    if channel is not None:
+        if channel == bindings.WECHAT and ctx.member.wechat_openid is None:
+            raise Refusal("bind your WeChat first: send bindcode here, then the code to the official account",
+                          "请先绑定微信：在这里发送“绑定码”，再把绑定码发到公众号")
+        ctx.member.push_channel = channel
+        await ctx.session.flush()
+    en, zh = CHANNEL_NAMES[ctx.member.push_channel]
+    return Text(ctx.say(f"Your tasks and notices go to {en}. Change it: notify wechat / notify wecom",
+                        f"您的任务和通知发送到{zh}。更改：通知 微信 / 通知 企业微信"))

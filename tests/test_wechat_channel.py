@@ -124,6 +124,19 @@ async def test_a_bound_follower_does_the_whole_partner_flow(wx_stack: Stack) -> 
     [wecom_me] = await wx_stack.ask("p2", "我的")
     assert wecom_me.startswith("您近 30 天：分享 2 次")
 
+    # Where pushes go can be changed, from either channel.
+    [where] = await wx_stack.ask("p2", "通知")
+    assert where.startswith("您的任务和通知发送到微信公众号")
+    [moved] = await wx_stack.ask_wechat(P2_WX, "notify wecom")
+    assert moved.startswith("Your tasks and notices go to WeCom")
+    assert (await member(wx_stack, "p2")).push_channel == "wecom"
+    [bad] = await wx_stack.ask("p2", "通知 邮件")
+    assert "不是渠道" in bad
+    [refused] = await wx_stack.ask("p1", "notify wechat")
+    assert refused.startswith("Sorry: bind your WeChat first")
+    await wx_stack.ask_wechat(P2_WX, "通知 微信")
+    assert (await member(wx_stack, "p2")).push_channel == "wechat"
+
     [unbound] = await wx_stack.ask_wechat(P2_WX, "解绑")
     assert "已解除微信绑定" in unbound
     assert (await member(wx_stack, "p2")).push_channel == "wecom"

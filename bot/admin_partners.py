@@ -10,7 +10,7 @@ from sqlalchemy import select
 from bot.config import Config
 from store import bindings, onboarding
 from store.errors import Refusal
-from store.members import get_member
+from store.members import USERID_PATTERN, get_member
 from store.models import Invite, Partner
 
 FIELDS = ("name", "region", "industries", "tier", "commission_rate")
@@ -155,8 +155,11 @@ def partner_routes(config: Config, db_of: Any) -> list[web.RouteDef]:
         hours = body.get("hours", config.wechat.binding_code_hours) if isinstance(body, dict) else None
         if not isinstance(hours, int) or isinstance(hours, bool) or not 1 <= hours <= 24 * 30:
             return _error(400, "hours is a whole number from 1 to 720", "hours")
+        userid = request.match_info["userid"]
+        if not USERID_PATTERN.fullmatch(userid):  # also keeps NUL bytes away from PostgreSQL
+            return _error(404, "no such active member")
         async with db_of(request).session() as session:
-            member = await get_member(session, request.match_info["userid"])
+            member = await get_member(session, userid)
             if member is None:
                 return _error(404, "no such active member")
             code = await bindings.issue_code(session, member, hours=hours, by=None, push_to_wechat=True)

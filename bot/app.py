@@ -23,7 +23,7 @@ from bot.channels.wecom_api import WeComClient
 from bot.config import Config
 from bot.clicks import ClickRecorder
 from bot.inbox import InboxProcessor
-from bot.jobs import (accrue_points, recalculate_tiers, recycle_idle_leads, remind_nurturing, run_periodically,
+from bot.jobs import (accrue_points, expire_parked_messages, recalculate_tiers, recycle_idle_leads, remind_nurturing, run_periodically,
                       scan_for_fraud, send_daily_digest, send_due_reminders, send_monthly_statements)
 from bot.invite_page import invite_routes
 from bot.landing import landing_routes
@@ -90,6 +90,7 @@ def create_app(config: Config, commands: CommandTable | None = None) -> web.Appl
         async def recycle_then_kick() -> None:
             await recycle_idle_leads(db, config)
             await remind_nurturing(db, config)
+            await expire_parked_messages(db, config)
             outbox.kick()
 
         async def digest_and_tiers() -> None:
@@ -158,23 +159,31 @@ def create_app(config: Config, commands: CommandTable | None = None) -> web.Appl
 
 
 def wechat_routes(app: web.Application, config: Config) -> list[web.RouteDef]:
-    async def receive(dedupe_key: str, message: Incoming, wait: float) -> tuple[bool, list[outbox_store.Claim] | None]:
-        result = await app[INBOX].receive_and_wait(wechat.CHANNEL, dedupe_key, message, wait)
-        # The follower wrote, so WeChat takes customer-service messages again: what waited is due.
+    background: set[asyncio.Task[None]] = set()
+
+    async def release_parked(openid: str) -> None:
+        """The follower wrote, so WeChat takes customer-service messages again: what waited is due."""
         try:
             async with app[DB].session() as session:
-                recipients = await bindings.recipients_of(session, message.user_id)
+                recipients = await bindings.recipients_of(session, openid)
                 stale = utcnow() - timedelta(days=config.wechat.waiting_days)
                 if await outbox_store.release_waiting(session, recipients, stale_before=stale):
                     app[OUTBOX].kick()
         except Exception as err:  # they are released the next time the follower writes
             log.warning("wechat: cannot release waiting messages now (%s)", type(err).__name__)
-        return result
+
+    async def receive(dedupe_key: str, message: Incoming, deadline: float) -> tuple[bool, list[outbox_store.Claim] | None]:
+        # Beside the callback, not in its way: the passive reply has a deadline.
+        task = asyncio.create_task(release_parked(message.user_id))
+        background.add(task)
+        task.add_done_callback(background.discard)
+        return await app[INBOX].receive_and_wait(wechat.CHANNEL, dedupe_key, message, deadline)
 
     async def mark_passive(claim: outbox_store.Claim) -> bool:
         try:
             async with app[DB].session() as session:
-                await outbox_store.mark_sent(session, [claim])
+                if not await outbox_store.mark_sent(session, [claim]):
+                    return False  # another instance took the row over (our lease ran out): it sends it
         except Exception as err:
             log.warning("wechat: cannot record a passive reply (%s); sending it as a message", type(err).__name__)
             return False

@@ -159,7 +159,7 @@ def cmd_members_sync(config: Config, args: argparse.Namespace) -> int:
     region and industries. Disabled or departed people are listed, not imported."""
     import aiohttp
 
-    from bot.channels.wecom_api import WeComClient, WeComError
+    from bot.channels.wecom_api import WeComClient, WeComError, WeComUnavailable
     from store.members import MemberRow, import_members
     from store.redis import SharedKeys
 
@@ -178,7 +178,7 @@ def cmd_members_sync(config: Config, args: argparse.Namespace) -> int:
             client = WeComClient(config.wecom, http, SharedKeys(None, config.redis.key_prefix))
             try:
                 users = await client.list_users(args.department)
-            except (WeComError, aiohttp.ClientError) as err:
+            except (WeComError, WeComUnavailable, aiohttp.ClientError) as err:
                 print(f"members sync: WeCom refused user/list for department {args.department}: {err}", file=sys.stderr)
                 return EXIT_BAD_DATA
         active = [u for u in users if u.get("status", 1) == 1 and u.get("userid")]

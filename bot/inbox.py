@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from datetime import timedelta
 
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -58,9 +59,9 @@ class InboxProcessor:
         return True
 
     async def receive_and_wait(self, channel: str, dedupe_key: str, message: Incoming,
-                               wait: float) -> tuple[bool, list[outbox_store.Claim] | None]:
-        """Like receive, but when the message is answered within `wait` seconds its replies are handed
-        back unsent (for a passive reply) instead of to the outbox; None when that took longer."""
+                               deadline: float) -> tuple[bool, list[outbox_store.Claim] | None]:
+        """Like receive, but when the message is answered before `deadline` (time.monotonic()) its
+        replies are handed back unsent (for a passive reply) instead of to the outbox; None when not."""
         inbox_id = await self._store(channel, dedupe_key, message)
         if inbox_id is None:
             return False, None
@@ -68,12 +69,15 @@ class InboxProcessor:
         self._waiters[inbox_id] = waiter
         self.submit(inbox_id)
         try:
-            return True, await asyncio.wait_for(asyncio.shield(waiter), wait)
+            return True, await asyncio.wait_for(asyncio.shield(waiter), max(deadline - time.monotonic(), 0))
         except asyncio.TimeoutError:
-            # From here on the processor sends them itself; but it may have handed them over while
-            # the timeout was being delivered to us.
-            self._waiters.pop(inbox_id, None)
             return True, (waiter.result() if waiter.done() else None)
+        finally:
+            # From here on the processor sends them itself; if it handed them over while we were
+            # cancelled (a shutdown), they go to the outbox now rather than wait for their lease.
+            self._waiters.pop(inbox_id, None)
+            if waiter.done() and asyncio.current_task() is not None and asyncio.current_task().cancelling():
+                self.outbox.submit_claimed(waiter.result())
 
     async def _store(self, channel: str, dedupe_key: str, message: Incoming) -> int | None:
         """Redis only ever remembers keys the database has committed, so "seen" can never

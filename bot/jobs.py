@@ -20,6 +20,7 @@ from sqlalchemy import func, select
 from store import fraud, points, pool, stats, tiers
 from store.pool_rules import TIER_NAMES
 from store.runs import claim_run
+from store import outbox as outbox_store
 from store import tasks as task_store
 from store.db import Database
 from store.members import active_admins
@@ -47,6 +48,13 @@ async def send_due_reminders(db: Database, commands: CommandTable, config: Confi
         log.info("automatic reminder for task %d queued for %d member(s)", task_id, queued)
         reminded += queued
     return reminded
+
+
+async def expire_parked_messages(db: Database, config: Config) -> int:
+    """Messages WeChat refused outside its 48-hour window wait for the follower; after
+    [wechat] waiting_days they are dropped, also for followers who never write again."""
+    async with db.session() as session:
+        return await outbox_store.expire_waiting(session, utcnow() - timedelta(days=config.wechat.waiting_days))
 
 
 async def recycle_idle_leads(db: Database, config: Config) -> int:

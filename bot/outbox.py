@@ -29,8 +29,6 @@ class ChannelSender(Protocol):
                    duplicate_window: int) -> None: ...
 
 
-# WeCom errors that mean "slow down" rather than "this message failed": the row waits, untried.
-THROTTLE_PAUSES = {45009: "throttle_pause_seconds", 45033: "concurrency_pause_seconds"}
 
 
 def is_transient(err: BaseException) -> bool:
@@ -171,11 +169,13 @@ class OutboxSender:
                     await outbox_store.wait_for_member(session, claim, str(err))
                 OUTBOX.labels("waiting").inc()
                 return
-            throttle = THROTTLE_PAUSES.get(getattr(err, "errcode", None))
+            # Errors that mean "slow down" rather than "this message failed" (each platform's own):
+            # the row waits, untried.
+            throttle = getattr(err, "throttles", {}).get(getattr(err, "errcode", None))
             if throttle is not None:
                 seconds = getattr(self.config, throttle)
                 if self._paused_until <= time.monotonic():
-                    log.warning("WeCom says %s: pausing sends for %.1f s", err, seconds)
+                    log.warning("%s: pausing sends for %.1f s", err, seconds)
                 self._paused_until = max(self._paused_until, time.monotonic() + seconds)
                 await self._defer(claim, seconds)
                 return

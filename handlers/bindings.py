@@ -3,14 +3,22 @@ yourself, or an admin's code for someone outside WeCom), unbind / 解绑, and no
 (where tasks and notices go)."""
 from __future__ import annotations
 
+from datetime import timedelta
 from zoneinfo import ZoneInfo
 
 from bot.messages import Text
 from bot.router import ADMIN, FOLLOWER, ArgError, Context
 from store import bindings
+from store import outbox as outbox_store
 from store.errors import Refusal
 from store.members import USERID_PATTERN, get_member
 from store.onboarding import normalize_code
+
+
+async def requeue_parked(ctx: Context, userid: str) -> None:
+    """Their address changed: what waited for them (WeChat's 48-hour window) may go out now."""
+    await outbox_store.release_waiting(ctx.session, [userid],
+                                       stale_before=ctx.now - timedelta(days=ctx.config.wechat.waiting_days))
 
 
 def parse_code(text: str) -> str:
@@ -35,6 +43,7 @@ async def bind(ctx: Context, code: str) -> Text:
         raise Refusal(f"this WeChat is already bound to {ctx.member.name}; send 解绑 (unbind) first to change it",
                       f"此微信已绑定 {ctx.member.name}，如需更换请先发送“解绑”")
     member = await bindings.bind(ctx.session, code, ctx.user_id, ctx.config.server.timezone)
+    await requeue_parked(ctx, member.userid)
     where = ctx.say(" Tasks and notices will come here.", "任务和通知将发送到这里。") \
         if member.push_channel == bindings.WECHAT else ""
     return Text(ctx.say(
@@ -69,6 +78,7 @@ async def binding_code(ctx: Context, userid: str | None) -> Text:
 
 async def unbind(ctx: Context, _args: None) -> Text:
     await bindings.unbind(ctx.session, ctx.member)
+    await requeue_parked(ctx, ctx.member.userid)
     return Text(ctx.say("Your WeChat is unbound. Tasks and notices go to WeCom again.",
                         "已解除微信绑定，任务和通知将改回企业微信发送。"))
 
@@ -92,6 +102,7 @@ async def notify(ctx: Context, channel: str | None) -> Text:
                           "请先绑定微信：在这里发送“绑定码”，再把绑定码发到公众号")
         ctx.member.push_channel = channel
         await ctx.session.flush()
+        await requeue_parked(ctx, ctx.member.userid)
     en, zh = CHANNEL_NAMES[ctx.member.push_channel]
     return Text(ctx.say(f"Your tasks and notices go to {en}. Change it: notify wechat / notify wecom",
                         f"您的任务和通知发送到{zh}。更改：通知 微信 / 通知 企业微信"))

@@ -87,16 +87,17 @@ async def defer(session: AsyncSession, claim: Claim, until: datetime) -> None:
     )
 
 
-async def mark_sent(session: AsyncSession, claims: list[Claim]) -> None:
-    """Mark many rows sent in one statement (each only if its claim is still the latest)."""
+async def mark_sent(session: AsyncSession, claims: list[Claim]) -> int:
+    """Mark many rows sent in one statement (each only if its claim is still the latest); how many were."""
     if not claims:
-        return
-    await session.execute(
+        return 0
+    result = await session.execute(
         update(OutboxMessage)
         .where(tuple_(OutboxMessage.id, OutboxMessage.attempts).in_([(c.id, c.attempts) for c in claims]))
         .values(status="sent", sent_at=utcnow(), last_error=None)
         .execution_options(synchronize_session=False)
     )
+    return result.rowcount
 
 
 async def mark_failed(session: AsyncSession, claim: Claim, error: str, retry_at: datetime | None) -> None:
@@ -118,16 +119,23 @@ async def wait_for_member(session: AsyncSession, claim: Claim, error: str) -> No
     )
 
 
-async def release_waiting(session: AsyncSession, recipients: Collection[str], *, stale_before: datetime) -> int:
-    """The member wrote: what was parked for them is due now, unless it was queued before
-    `stale_before` (tasks and notices that old are no longer news: they are dropped, with the reason)."""
-    await session.execute(
+async def expire_waiting(session: AsyncSession, stale_before: datetime, recipients: Collection[str] | None = None) -> int:
+    """Parked since before `stale_before`: tasks and notices that old are no longer news. They are
+    dropped, with the reason on the row (also for followers who never write again)."""
+    result = await session.execute(
         update(OutboxMessage)
-        .where(OutboxMessage.status == "waiting", OutboxMessage.recipient.in_(list(recipients)),
-               OutboxMessage.created_at < stale_before)
+        .where(OutboxMessage.status == "waiting", OutboxMessage.created_at < stale_before,
+               *([OutboxMessage.recipient.in_(list(recipients))] if recipients is not None else []))
         .values(status="failed", last_error="not sent: the member did not write again in time")
         .execution_options(synchronize_session=False)
     )
+    return result.rowcount
+
+
+async def release_waiting(session: AsyncSession, recipients: Collection[str], *, stale_before: datetime) -> int:
+    """The member wrote (or now has another address): what was parked for them is due now, unless
+    it is older than `stale_before`."""
+    await expire_waiting(session, stale_before, recipients)
     result = await session.execute(
         update(OutboxMessage)
         .where(OutboxMessage.status == "waiting", OutboxMessage.recipient.in_(list(recipients)))

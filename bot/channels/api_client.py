@@ -27,6 +27,8 @@ class ApiError(Exception):
 
     platform = "API"
     transient_errcodes: frozenset[int] = frozenset()
+    # errcode -> the [outbox] setting for how long the whole sender pauses ("slow down", not "failed").
+    throttles: dict[int, str] = {}
 
     def __init__(self, errcode: int, errmsg: str) -> None:
         super().__init__(f"{self.platform} error {errcode}: {errmsg}")
@@ -62,20 +64,28 @@ class TokenClient:
     async def _fetch_token(self) -> dict[str, Any]:
         raise NotImplementedError
 
-    async def access_token(self, *, refresh: bool = False) -> str:
-        if not refresh and self._token and self._token[1] > time.time():
-            return self._token[0]
+    async def access_token(self, *, rejected: str | None = None) -> str:
+        """The cached token; a new one only when there is none or the platform just rejected this one
+        (`rejected`). Many sends meeting one expired token fetch one new token, not one each: on the
+        Official Account every fetch also retires the token other instances hold."""
+        current = self._token
+        if current and current[1] > time.time() and current[0] != rejected:
+            return current[0]
         async with self._token_lock:
-            if not refresh and self._token and self._token[1] > time.time():
-                return self._token[0]
-            if not refresh:
-                shared = await self.shared.get(self._token_key)
-                if shared:
-                    token, _, expires = shared.partition(" ")
-                    if float(expires or 0) > time.time():
-                        self._token = (token, float(expires))
-                        return token
-            data = await self._fetch_token()
+            current = self._token
+            if current and current[1] > time.time() and current[0] != rejected:
+                return current[0]  # another send has just fetched a new one
+            shared = await self.shared.get(self._token_key)
+            if shared:
+                token, _, expires = shared.partition(" ")
+                if float(expires or 0) > time.time() and token != rejected:
+                    self._token = (token, float(expires))
+                    return token  # another instance has
+            try:
+                data = await self._fetch_token()
+            except ApiError as err:
+                # A wrong secret or a server IP not on the allow-list: worth retrying once fixed.
+                raise ApiUnavailable(f"cannot get an access token: {err}") from err
             token = str(data["access_token"])
             lifetime = int(data.get("expires_in", 7200)) - TOKEN_SAFETY_MARGIN_SECONDS
             expires = time.time() + max(lifetime, 60)
@@ -87,8 +97,9 @@ class TokenClient:
     async def call(self, method: str, path: str, *, json: Any = None, data: Any = None,
                    params: dict[str, str] | None = None) -> dict[str, Any]:
         """Call an API that takes access_token; refresh the token once if the platform rejects it."""
+        rejected = None
         for attempt in (1, 2):
-            token = await self.access_token(refresh=attempt == 2)
+            token = await self.access_token(rejected=rejected)
             try:
                 # A multipart body can be read only once, so it arrives as a factory.
                 body = data() if callable(data) else data
@@ -97,6 +108,7 @@ class TokenClient:
             except ApiError as err:
                 if err.errcode not in self.token_errcodes or attempt == 2:
                     raise
+                rejected = token
                 log.info("%s rejected the access token (%d); fetching a new one", err.platform, err.errcode)
         raise AssertionError("unreachable")
 

@@ -17,6 +17,12 @@ from store.db import Database
 ADDRESSES_TTL_SECONDS = 10.0
 
 
+class AddressesUnavailable(Exception):
+    """The outbox retries the message later (the database did not answer)."""
+
+    transient = True
+
+
 class MemberSender:
     channel = MEMBER_CHANNEL
 
@@ -25,17 +31,28 @@ class MemberSender:
         self.senders = senders
         self._wechat: dict[str, str] = {}
         self._expires = 0.0
+        self._loaded = False
         self._lock = asyncio.Lock()
 
     async def address(self, userid: str) -> tuple[str, str]:
         if self._expires <= time.monotonic():
             async with self._lock:
                 if self._expires <= time.monotonic():
-                    async with self.db.session() as session:
-                        self._wechat = await wechat_push_addresses(session)
-                    self._expires = time.monotonic() + ADDRESSES_TTL_SECONDS
+                    await self._refresh()
         openid = self._wechat.get(userid)
         return (WECHAT, openid) if openid and WECHAT in self.senders else (WECOM, userid)
+
+    async def _refresh(self) -> None:
+        try:
+            async with self.db.session() as session:
+                self._wechat = await wechat_push_addresses(session)
+        except Exception as err:
+            if self._loaded:  # a database blip: the addresses of a moment ago will do
+                self._expires = time.monotonic() + 1.0
+                return
+            raise AddressesUnavailable(f"cannot read who is reached on WeChat ({type(err).__name__})") from err
+        self._loaded = True
+        self._expires = time.monotonic() + ADDRESSES_TTL_SECONDS
 
     async def send(self, recipient: str, payload: dict[str, Any], *, message_id: int, duplicate_check: bool,
                    duplicate_window: int) -> None:

@@ -151,6 +151,16 @@ def as_text(reply: Reply) -> str | None:
     return None
 
 
+_XML_INVALID = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+
+
+def xml_text(text: str) -> str:
+    """Text that survives inside wechatpy's CDATA section: no ']]>' (split across two sections) and
+    no characters XML 1.0 forbids. Followers' own words, lead names and task titles can hold either."""
+    return _XML_INVALID.sub("", text).replace("]]>", "]]]]><![CDATA[>")
+
+
+# receive(key, message, deadline): stored?, and the replies if they were queued before the deadline.
 Receive = Callable[[str, Incoming, float], Awaitable[tuple[bool, list[outbox_store.Claim] | None]]]
 
 
@@ -165,8 +175,8 @@ class ReplyHandoff:
 
 def callback_routes(codec: WeChatCodec, receive: Receive, handoff: ReplyHandoff, config: WeChatConfig,
                     max_body_bytes: int) -> list[web.RouteDef]:
-    """`receive(key, message, wait)` stores the message (False: a retry) and, when its replies are
-    queued within `wait` seconds, returns them still unsent."""
+    """`receive(key, message, deadline)` stores the message (False: a retry) and, when its replies are
+    queued before `deadline` (time.monotonic()), returns them still unsent."""
 
     async def verify(request: web.Request) -> web.Response:
         try:
@@ -177,6 +187,8 @@ def callback_routes(codec: WeChatCodec, receive: Receive, handoff: ReplyHandoff,
         return web.Response(text=echo)
 
     async def callback(request: web.Request) -> web.StreamResponse:
+        # WeChat waits 5 s for the answer, counted from its request: so is our passive-reply budget.
+        deadline = time.monotonic() + config.passive_reply_seconds
         if request.content_length is not None and request.content_length > max_body_bytes:
             CALLBACKS.labels("rejected").inc()
             return web.Response(status=413, text="too large")
@@ -193,7 +205,7 @@ def callback_routes(codec: WeChatCodec, receive: Receive, handoff: ReplyHandoff,
         if received.message is None:
             return web.Response(text="success")
         try:
-            stored, replies = await receive(received.dedupe_key, received.message, config.passive_reply_seconds)
+            stored, replies = await receive(received.dedupe_key, received.message, deadline)
         except Exception as err:
             log.error("wechat callback not stored (%s); answering 503", type(err).__name__)
             CALLBACKS.labels("failed").inc()
@@ -201,20 +213,21 @@ def callback_routes(codec: WeChatCodec, receive: Receive, handoff: ReplyHandoff,
         CALLBACKS.labels("accepted" if stored else "duplicate").inc()
         if not replies:
             return web.Response(text="success")  # "success": received, the answer comes later
-        first = replies[0]
-        content = as_text(reply_from_payload(first.payload))
-        if content is None or not await handoff.mark_passive(first):
-            handoff.submit(replies)
-            return web.Response(text="success")
-        reply = TextReply(source=received.account, target=received.message.user_id, content=content)
-        answer = web.Response(text=codec.seal(reply.render(), envelope), content_type="application/xml")
-        # Answer first, so the passive reply reaches the follower before the ones that follow it.
+        first, sent_passively = replies[0], False
         try:
+            content = as_text(reply_from_payload(first.payload))
+            # Too late, WeChat has hung up and will retry (and the retry is a duplicate): send it as a message.
+            if content is None or time.monotonic() > deadline or not await handoff.mark_passive(first):
+                return web.Response(text="success")
+            sent_passively = True
+            reply = TextReply(source=received.account, target=received.message.user_id, content=xml_text(content))
+            answer = web.Response(text=codec.seal(reply.render(), envelope), content_type="application/xml")
+            # Answer first, so the passive reply reaches the follower before the ones that follow it.
             await answer.prepare(request)
             await answer.write_eof()
+            return answer
         finally:  # also when WeChat hung up meanwhile: the others still go out
-            handoff.submit(replies[1:])
-        return answer
+            handoff.submit(replies[1:] if sent_passively else replies)
 
     return [web.get("/wechat/callback", verify), web.post("/wechat/callback", callback)]
 

@@ -14,6 +14,7 @@ class WeComError(ApiError):
     platform = "WeCom"
     # -1 system busy; 45009 frequency limit; 45033 too many concurrent calls (DESIGN §10).
     transient_errcodes = frozenset({-1, 45009, 45033})
+    throttles = {45009: "throttle_pause_seconds", 45033: "concurrency_pause_seconds"}
 
 
 WeComUnavailable = ApiUnavailable

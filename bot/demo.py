@@ -16,7 +16,7 @@ DEMO_MEMBERS = [
     MemberRow(0, "wangfang", "王芳", "partner", "蓝海渠道", "华南", ("金融",)),
 ]
 # Partner staff outside the brand's WeCom: they use the Official Account (userid -> bound openid).
-DEMO_WECHAT_ONLY = {"wangfang": "oDemo0000000000000000Wangfang"}
+DEMO_WECHAT_ONLY = {"wangfang": "oDemo000000000000000Wangfang"}
 # (name, company, phone, region, industry, partner pool or "" for the public pool)
 DEMO_LEADS = [
     ("赵总", "华星制造", "13800000001", "上海", "制造", ""),

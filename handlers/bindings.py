@@ -76,7 +76,16 @@ async def binding_code(ctx: Context, userid: str | None) -> Text:
         f"绑定码{whom_zh}：{code.code}（仅可使用一次，有效期至 {until}）。关注品牌微信公众号并发送：绑定 {code.code}。{push_zh}"))
 
 
+async def refuse_if_only_on_wechat(ctx: Context) -> None:
+    """Someone outside the brand's WeCom would cut themselves off: nothing would reach them."""
+    if ctx.channel == bindings.WECHAT and not await bindings.uses_wecom(ctx.session, ctx.member.userid):
+        raise Refusal("you have never used the bot in WeCom, so tasks and notices could not reach you there; "
+                      "ask your admin if you want to change this",
+                      "您从未在企业微信使用过本机器人，任务和通知将无法送达；如需变更请联系管理员")
+
+
 async def unbind(ctx: Context, _args: None) -> Text:
+    await refuse_if_only_on_wechat(ctx)
     await bindings.unbind(ctx.session, ctx.member)
     await requeue_parked(ctx, ctx.member.userid)
     return Text(ctx.say("Your WeChat is unbound. Tasks and notices go to WeCom again.",
@@ -100,6 +109,8 @@ async def notify(ctx: Context, channel: str | None) -> Text:
         if channel == bindings.WECHAT and ctx.member.wechat_openid is None:
             raise Refusal("bind your WeChat first: send bindcode here, then the code to the official account",
                           "请先绑定微信：在这里发送“绑定码”，再把绑定码发到公众号")
+        if channel == bindings.WECOM:
+            await refuse_if_only_on_wechat(ctx)
         ctx.member.push_channel = channel
         await ctx.session.flush()
         await requeue_parked(ctx, ctx.member.userid)

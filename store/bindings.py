@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from store.errors import Refusal
-from store.models import BindingCode, Member, utcnow
+from store.models import BindingCode, InboxMessage, Member, utcnow
 from store.onboarding import new_code, normalize_code
 
 WECOM, WECHAT = "wecom", "wechat"
@@ -109,3 +109,9 @@ async def recipients_of(session: AsyncSession, openid: str) -> list[str]:
     """Every outbox recipient that means this follower: the openid, and the member's userid if bound."""
     userid = await session.scalar(select(Member.userid).where(Member.wechat_openid == openid))
     return [openid, userid] if userid else [openid]
+
+
+async def uses_wecom(session: AsyncSession, userid: str) -> bool:
+    """Whether this member has ever written to the bot in WeCom (else WeCom may not know them at all)."""
+    return await session.scalar(select(InboxMessage.id).where(
+        InboxMessage.channel == WECOM, InboxMessage.user_id == userid).limit(1)) is not None

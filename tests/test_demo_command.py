@@ -7,6 +7,7 @@ from pathlib import Path
 
 import aiohttp
 
+from bot.demo import DEMO_WECHAT_ONLY
 from tests.conftest import eventually, free_port
 
 
@@ -49,6 +50,24 @@ async def test_demo_answers_help_through_the_sandbox(tmp_path: Path) -> None:
 
             listed = await eventually(pool_reply, timeout=15)
             assert "赵总" in listed and "孙女士" in listed and "李先生" not in listed and "138****0001" in listed
+
+            # The demo's Official Account: its menu was installed through the API, and 王芳 (outside
+            # WeCom, bound on WeChat) is answered there.
+            async def menu() -> list[str]:
+                async with http.get(f"{url}sandbox/api/menu") as r:
+                    return [b["name"] for b in (await r.json())["button"]]
+
+            assert await eventually(menu, timeout=15) == ["任务", "线索池", "我的"]
+            wangfang = {"userid": DEMO_WECHAT_ONLY["wangfang"], "channel": "wechat"}
+            async with http.post(f"{url}sandbox/api/send", json={**wangfang, "text": "帮助"}) as sent:
+                assert sent.status == 200
+
+            async def wechat_reply() -> str | None:
+                async with http.get(f"{url}sandbox/api/messages", params=wangfang) as r:
+                    bot = [m for m in (await r.json())["messages"] if m["direction"] == "bot"]
+                return bot[0]["body"]["content"] if bot else None
+
+            assert "王芳，您好" in await eventually(wechat_reply, timeout=15)
     finally:
         demo.terminate()
         assert demo.wait(30) == 0

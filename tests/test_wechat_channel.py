@@ -144,6 +144,15 @@ async def test_a_bound_follower_does_the_whole_partner_flow(wx_stack: Stack) -> 
     assert "绑定" in after and "Spring" not in after
 
 
+async def test_someone_outside_wecom_cannot_cut_themselves_off(wx_stack: Stack) -> None:
+    await bind(wx_stack, P2_WX, "p2")  # p2 has never written in WeCom
+    for text in ("解绑", "notify wecom"):
+        [refused] = await wx_stack.ask_wechat(P2_WX, text)
+        assert "never used the bot in WeCom" in refused or "从未在企业微信" in refused, refused
+    found = await member(wx_stack, "p2")
+    assert found.wechat_openid == P2_WX and found.push_channel == "wechat"
+
+
 async def test_binding_misuse_is_refused_and_changes_nothing(wx_stack: Stack) -> None:
     # Unknown code; a code sent in WeCom instead of WeChat.
     [reply] = await wx_stack.ask_wechat(STRANGER_WX, "绑定 ZZZZZZZZ")

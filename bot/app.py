@@ -62,7 +62,7 @@ def create_app(config: Config, commands: CommandTable | None = None) -> web.Appl
     commands = commands or command_table()
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
-        db = Database(config.database.url)
+        db = Database(config.database.url, config.database.statement_timeout_seconds)
         redis = create_redis(config.redis.url)
         shared = SharedKeys(redis, config.redis.key_prefix)
         http = aiohttp.ClientSession()

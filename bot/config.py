@@ -39,6 +39,9 @@ class ServerConfig:
 @dataclass
 class DatabaseConfig:
     url: str = "sqlite+aiosqlite:///partnerbot.db"
+    # PostgreSQL: the server gives up on a statement after this (a frozen connection must not hang
+    # a callback). Reports and scans run well within it; the command line has no limit.
+    statement_timeout_seconds: float = 30.0
 
 
 @dataclass

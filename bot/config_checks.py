@@ -66,6 +66,8 @@ def validate(config: Config) -> None:
         ZoneInfo(config.server.timezone)
     except (ZoneInfoNotFoundError, ValueError):
         fail("[server] timezone", f"must be an IANA time zone such as Asia/Shanghai, got {config.server.timezone!r}")
+    if config.database.statement_timeout_seconds < 0:
+        fail("[database] statement_timeout_seconds", "must be 0 (no limit) or more")
     if config.server.max_body_bytes < 1024:
         fail("[server] max_body_bytes", "must be at least 1024")
     if not 1 <= config.tiers.recalc_day <= 28:

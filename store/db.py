@@ -12,7 +12,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 
-def create_engine(url: str) -> AsyncEngine:
+def create_engine(url: str, statement_timeout: float | None = None) -> AsyncEngine:
+    """`statement_timeout` (PostgreSQL): no statement waits longer, e.g. on a connection that a
+    silent network partition froze. None for the command line (migrations may run long)."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
@@ -37,14 +39,17 @@ def create_engine(url: str) -> AsyncEngine:
     # A short pool timeout makes a starved callback answer 503 (WeCom retries) rather than hang.
     # A connect timeout (asyncpg waits 60 s by default) so that a database that is unreachable but
     # not refusing (a network partition) fails a unit of work in seconds instead of hanging it.
+    connect_args: dict[str, float] = {"timeout": 3}
+    if statement_timeout:
+        connect_args["command_timeout"] = statement_timeout
     return create_async_engine(url, pool_size=10, max_overflow=10, pool_timeout=3, pool_recycle=1800,
-                               hide_parameters=True, connect_args={"timeout": 3})
+                               hide_parameters=True, connect_args=connect_args)
 
 
 class Database:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, statement_timeout: float | None = None) -> None:
         self.url = url
-        self.engine = create_engine(url)
+        self.engine = create_engine(url, statement_timeout)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
 
     @property

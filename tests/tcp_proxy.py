@@ -16,6 +16,7 @@ class TcpProxy:
         self.mode = "open"  # or "blackhole": accept, forward nothing
         self._server: asyncio.base_events.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
+        self._frozen = False
 
     async def start(self) -> None:
         self.mode = "open"
@@ -36,10 +37,16 @@ class TcpProxy:
         if self._server is None:
             self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
 
+    async def freeze(self) -> None:
+        """A silent partition: open connections stay open but carry nothing either way; new ones
+        are accepted and never answered. Nobody gets an error, only silence."""
+        self.mode = "blackhole"
+        self._frozen = True
+
     async def up(self) -> None:
         """Back to normal (the server is up again, the partition healed)."""
         self.cut()
-        self.mode = "open"
+        self.mode, self._frozen = "open", False
         if self._server is None:
             self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
 
@@ -68,8 +75,9 @@ class TcpProxy:
         async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
             with contextlib.suppress(Exception):
                 while data := await source.read(65536):
-                    sink.write(data)
-                    await sink.drain()
+                    if not self._frozen:  # frozen: what is sent is lost, silently
+                        sink.write(data)
+                        await sink.drain()
             sink.transport.abort()
 
         await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))

@@ -47,10 +47,10 @@ async def test_database_connections_dropped_mid_conversation(postgres_url: str, 
 
 
 async def test_database_restart_and_partition_through_a_proxy(postgres_url: str, redis_url: str) -> None:
-    """The path to PostgreSQL goes down (a restart: connections cut, new ones refused) and later
-    black-holed (a partition: connections accepted, never answered). Callbacks answer 503 within
-    WeCom's 5 s instead of hanging, WeCom's retries land once the database is back, and every
-    message is answered once."""
+    """The path to PostgreSQL goes down (a restart: connections cut, new ones refused), then is
+    black-holed (a partition: connections accepted, never answered), then freezes (a silent
+    partition: open connections carry nothing). Callbacks answer 503 within WeCom's 5 s instead of
+    hanging, WeCom's retries land once the database is back, and every message is answered once."""
     from tests.tcp_proxy import TcpProxy
 
     await seed(postgres_url)
@@ -62,6 +62,7 @@ async def test_database_restart_and_partition_through_a_proxy(postgres_url: str,
     # Work whose claim was written but whose release was not (the database went away in between)
     # is taken over when the lease runs out: short here, so the test need not wait 30 s.
     config.inbox.lease_seconds = config.outbox.lease_seconds = 3
+    config.database.statement_timeout_seconds = 2
     stack: Stack = await start_stack(config, callback_retries=60)
     try:
         [hello] = await stack.ask("p1", "help")
@@ -84,9 +85,18 @@ async def test_database_restart_and_partition_through_a_proxy(postgres_url: str,
         assert delivery.attempts[-1] == "200" and "503" in delivery.attempts
         assert "timeout" not in delivery.attempts, delivery.attempts
 
-        replies = await stack.sim.wait_for_bot_messages("p1", 5, timeout=30)
+        # A silent partition: pooled connections freeze (no reset, no answer). The statement timeout
+        # answers for them.
+        await proxy.freeze()
+        sending = asyncio.ensure_future(stack.sim.send_text("p1", "help"))
+        await asyncio.sleep(7.0)
+        await proxy.up()
+        delivery = await sending
+        assert delivery.attempts[-1] == "200" and "timeout" not in delivery.attempts, delivery.attempts
+
+        replies = await stack.sim.wait_for_bot_messages("p1", 6, timeout=30)
         await asyncio.sleep(1.0)
-        assert len(stack.sim.bot_messages("p1")) == 5 == len(replies)
+        assert len(stack.sim.bot_messages("p1")) == 6 == len(replies)
         assert sum(r.body["content"].startswith("张伟，您好") for r in replies) == 1  # the one sent during the partition
     finally:
         await stack.stop()

@@ -103,3 +103,16 @@ async def read_upload(request: web.Request) -> tuple[bytes, str] | web.Response:
     if not isinstance(media, web.FileField):
         return _error(41005, "media data missing")
     return media.file.read(), media.content_type or "application/octet-stream"
+
+
+def message_xml(to: str, sender: str, create_time: int, **fields: str | int) -> str:
+    """A callback message as WeCom and WeChat write it: text in CDATA, numbers (MsgId, AgentID) bare."""
+    parts = [f"<ToUserName><![CDATA[{_cdata(to)}]]></ToUserName>",
+             f"<FromUserName><![CDATA[{_cdata(sender)}]]></FromUserName>", f"<CreateTime>{create_time}</CreateTime>"]
+    parts += [f"<{name}>{value}</{name}>" if isinstance(value, int) else f"<{name}><![CDATA[{_cdata(value)}]]></{name}>"
+              for name, value in fields.items()]
+    return f"<xml>{''.join(parts)}</xml>"
+
+
+def msg_id_field(msg_id: str) -> str | int:
+    return int(msg_id) if msg_id.isdigit() else msg_id

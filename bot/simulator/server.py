@@ -25,7 +25,8 @@ import aiohttp
 from aiohttp import web
 from wechatpy.enterprise.crypto import WeChatCrypto
 
-from bot.simulator.common import ChatEntry, ChatLog, Delivery, _cdata, _error, _is_jpg_or_png, read_upload
+from bot.simulator.common import (ChatEntry, ChatLog, Delivery, _error, _is_jpg_or_png, message_xml,
+                                  msg_id_field, read_upload)
 from bot.simulator.sandbox import Sandbox
 
 if TYPE_CHECKING:
@@ -131,19 +132,13 @@ class WeComSimulator:
 
     # ----- callbacks to the bot ----------------------------------------------------------------
     def text_xml(self, userid: str, text: str, msg_id: str, create_time: int) -> str:
-        return (f"<xml><ToUserName><![CDATA[{self.corp_id}]]></ToUserName>"
-                f"<FromUserName><![CDATA[{_cdata(userid)}]]></FromUserName><CreateTime>{create_time}</CreateTime>"
-                f"<MsgType><![CDATA[text]]></MsgType><Content><![CDATA[{_cdata(text)}]]></Content>"
-                f"<MsgId>{msg_id}</MsgId><AgentID>{self.agent_id}</AgentID></xml>")
+        return message_xml(self.corp_id, userid, create_time, MsgType="text", Content=text,
+                           MsgId=msg_id_field(msg_id), AgentID=self.agent_id)
 
     def card_event_xml(self, userid: str, key: str, task_id: str, create_time: int) -> str:
-        return (f"<xml><ToUserName><![CDATA[{self.corp_id}]]></ToUserName>"
-                f"<FromUserName><![CDATA[{_cdata(userid)}]]></FromUserName><CreateTime>{create_time}</CreateTime>"
-                f"<MsgType><![CDATA[event]]></MsgType><Event><![CDATA[template_card_event]]></Event>"
-                f"<EventKey><![CDATA[{_cdata(key)}]]></EventKey><TaskId><![CDATA[{_cdata(task_id)}]]></TaskId>"
-                f"<CardType><![CDATA[button_interaction]]></CardType>"
-                f"<ResponseCode><![CDATA[{secrets.token_hex(16)}]]></ResponseCode>"
-                f"<AgentID>{self.agent_id}</AgentID></xml>")
+        return message_xml(self.corp_id, userid, create_time, MsgType="event", Event="template_card_event",
+                           EventKey=key, TaskId=task_id, CardType="button_interaction",
+                           ResponseCode=secrets.token_hex(16), AgentID=self.agent_id)
 
     def encrypt_callback(self, plaintext: str, timestamp: int | None = None) -> tuple[str, bytes]:
         """The query string and body WeCom POSTs for one message."""

@@ -23,7 +23,8 @@ import aiohttp
 from aiohttp import web
 from wechatpy.crypto import WeChatCrypto
 
-from bot.simulator.common import ChatEntry, ChatLog, Delivery, _cdata, _error, _is_jpg_or_png, read_upload
+from bot.simulator.common import (ChatEntry, ChatLog, Delivery, _error, _is_jpg_or_png, message_xml,
+                                  msg_id_field, read_upload)
 from bot.simulator.wechat_protocol import (KEY_TYPES, check_custom_message, check_menu, interaction_kind,
                                            menu_as_stored, open_reply, parse_passive_reply, parse_xml, signature,
                                            xml_field)
@@ -134,17 +135,12 @@ class WeChatSimulator:
 
     # ----- what followers do -------------------------------------------------------------------
     def text_xml(self, openid: str, text: str, msg_id: str, create_time: int) -> str:
-        return (f"<xml><ToUserName><![CDATA[{self.original_id}]]></ToUserName>"
-                f"<FromUserName><![CDATA[{_cdata(openid)}]]></FromUserName><CreateTime>{create_time}</CreateTime>"
-                f"<MsgType><![CDATA[text]]></MsgType><Content><![CDATA[{_cdata(text)}]]></Content>"
-                f"<MsgId>{msg_id}</MsgId></xml>")
+        return message_xml(self.original_id, openid, create_time, MsgType="text", Content=text,
+                           MsgId=msg_id_field(msg_id))
 
     def event_xml(self, openid: str, event: str, key: str, create_time: int) -> str:
         # Events carry no MsgId: the bot de-duplicates retries on FromUserName + CreateTime.
-        return (f"<xml><ToUserName><![CDATA[{self.original_id}]]></ToUserName>"
-                f"<FromUserName><![CDATA[{_cdata(openid)}]]></FromUserName><CreateTime>{create_time}</CreateTime>"
-                f"<MsgType><![CDATA[event]]></MsgType><Event><![CDATA[{_cdata(event)}]]></Event>"
-                f"<EventKey><![CDATA[{_cdata(key)}]]></EventKey></xml>")
+        return message_xml(self.original_id, openid, create_time, MsgType="event", Event=event, EventKey=key)
 
     async def send_text(self, openid: str, text: str) -> Delivery:
         """A follower types `text`; returns once the bot answered (or WeChat gave up). An openid the

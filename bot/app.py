@@ -111,7 +111,10 @@ def create_app(config: Config, commands: CommandTable | None = None) -> web.Appl
             asyncio.create_task(outbox.run(interval, stop)),
             asyncio.create_task(run_periodically("reminders", reminders, config.tasks.reminder_check_seconds, stop)),
             asyncio.create_task(run_periodically("recycling", recycle_then_kick, config.pool.recycle_check_seconds, stop)),
-            asyncio.create_task(run_periodically("digest and tiers", digest_and_tiers, config.stats.digest_check_seconds, stop)),
+            # Not at start-up but one interval later: the clock-driven jobs then do not fire in every
+            # short-lived process (a test, a one-off) that happens to start after the digest hour.
+            asyncio.create_task(run_periodically("digest and tiers", digest_and_tiers, config.stats.digest_check_seconds,
+                                                 stop, first_delay=config.stats.digest_check_seconds)),
             asyncio.create_task(run_periodically("points", accrual, config.points.accrue_check_seconds, stop)),
             asyncio.create_task(run_periodically("fraud scan", fraud_scan, config.fraud.scan_check_seconds, stop)),
             asyncio.create_task(clicks.run(stop)),  # writes what is buffered before it ends

@@ -227,8 +227,11 @@ async def scan_for_fraud(db: Database, config: Config) -> int:
     return len(flags)
 
 
-async def run_periodically(name: str, job: Callable[[], object], interval: float, stop: asyncio.Event) -> None:
+async def run_periodically(name: str, job: Callable[[], object], interval: float, stop: asyncio.Event,
+                           first_delay: float = 0.0) -> None:
     """Run `job` every `interval` until `stop` is set; a stop never interrupts a run half-way."""
+    with contextlib.suppress(asyncio.TimeoutError):
+        await asyncio.wait_for(stop.wait(), first_delay)
     while not stop.is_set():
         try:
             await job()  # type: ignore[misc]

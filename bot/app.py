@@ -30,7 +30,7 @@ from bot.landing import landing_routes
 from bot.links import LinkCache, Visitors, redirect_routes
 from bot.logs import request_ids
 from bot.messages import Incoming
-from bot.metrics import CLICK_LAG, OUTBOX as OUTBOX_METRIC, OUTBOX_BACKLOG, exposition
+from bot.metrics import CLICK_LAG, OUTBOX as OUTBOX_METRIC, OUTBOX_BACKLOG, OUTBOX_PARKED, exposition
 from bot.outbox import ChannelSender, OutboxSender
 from bot.posters import PosterRenderer
 from bot.ratelimit import MemberRateLimiter
@@ -206,8 +206,11 @@ async def metrics(request: web.Request) -> web.Response:
         return web.Response(status=401, text="a valid bearer token is required",
                             headers={"WWW-Authenticate": 'Bearer realm="partnerbot"'})
     async with request.app[DB].session() as session:
-        OUTBOX_BACKLOG.set(await session.scalar(select(func.count()).select_from(OutboxMessage).where(
-            OutboxMessage.status.in_(("pending", "sending")))) or 0)
+        by_status = dict((await session.execute(
+            select(OutboxMessage.status, func.count()).where(OutboxMessage.status.in_(("pending", "sending", "waiting")))
+            .group_by(OutboxMessage.status))).all())
+    OUTBOX_BACKLOG.set(by_status.get("pending", 0) + by_status.get("sending", 0))
+    OUTBOX_PARKED.set(by_status.get("waiting", 0))
     CLICK_LAG.set(await request.app[CLICKS].lag())
     body, content_type = exposition()
     return web.Response(body=body, headers={"Content-Type": content_type})

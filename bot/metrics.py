@@ -15,6 +15,8 @@ REDIRECTS = Counter("partnerbot_redirects", "Tracked-link redirects by outcome",
 CLAIMS = Counter("partnerbot_claims", "Lead claims by outcome", ["result"], registry=REGISTRY)
 JOB_RUNS = Counter("partnerbot_job_runs", "Periodic job runs by outcome", ["job", "result"], registry=REGISTRY)
 OUTBOX_BACKLOG = Gauge("partnerbot_outbox_backlog", "Outbox rows waiting to be sent", registry=REGISTRY)
+OUTBOX_PARKED = Gauge("partnerbot_outbox_parked", "Outbox rows WeChat refused outside its 48-hour window, "
+                      "waiting for the follower to write", registry=REGISTRY)
 CLICK_LAG = Gauge("partnerbot_click_buffer_lag", "Clicks recorded but not yet stored in the database",
                   registry=REGISTRY)
 

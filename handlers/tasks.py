@@ -180,11 +180,13 @@ async def show_task(ctx: Context, task_id: int) -> Text:
     progress = await task_store.delivery_progress(ctx.session, task.id)
     shared = await task_store.share_count(ctx.session, task.id)
     lines.append(ctx.say(f"Link: {task.target_url}", f"链接：{task.target_url}"))
+    waiting_en = f" {progress['waiting']} wait for WeChat followers to write." if progress["waiting"] else ""
+    waiting_zh = f"{progress['waiting']} 张等待微信关注者发消息后送达。" if progress["waiting"] else ""
     lines.append(ctx.say(
         f"Status: {task.status}. Cards: {progress['pending'] + progress['sending']} queued, {progress['sent']} sent, "
-        f"{progress['failed']} failed. {shared} member(s) have shared.",
+        f"{progress['failed']} failed.{waiting_en} {shared} member(s) have shared.",
         f"状态：{task.status}。卡片：排队 {progress['pending'] + progress['sending']}，已发送 {progress['sent']}，"
-        f"失败 {progress['failed']}。已分享 {shared} 人。"))
+        f"失败 {progress['failed']}。{waiting_zh}已分享 {shared} 人。"))
     return Text("\n".join(lines))
 
 

@@ -226,7 +226,8 @@ async def delivery_progress(session: AsyncSession, task_id: int, purpose: str = 
         select(OutboxMessage.status, func.count()).where(OutboxMessage.task_id == task_id,
                                                          OutboxMessage.purpose == purpose)
         .group_by(OutboxMessage.status))
-    counts = {"pending": 0, "sending": 0, "sent": 0, "failed": 0}
+    # waiting: refused outside WeChat's 48-hour window, until the follower writes again.
+    counts = {"pending": 0, "sending": 0, "sent": 0, "failed": 0, "waiting": 0}
     counts.update({status: n for status, n in rows.all()})
     return counts
 

@@ -49,7 +49,7 @@ async def test_create_edit_and_end_a_task(api) -> None:  # type: ignore[no-untyp
         assert r.status == 201
         task = await r.json()
     assert (task["title"], task["status"], task["deadline"]) == ("双十二", "draft", "2030-12-12T10:00:00+00:00")
-    assert task["deliveries"] == {"pending": 0, "sending": 0, "sent": 0, "failed": 0}
+    assert task["deliveries"] == {"pending": 0, "sending": 0, "sent": 0, "failed": 0, "waiting": 0}
     async with http.patch(f"/api/tasks/{task['id']}", json={"title": "双十二 大促", "status": "active"}) as r:
         assert r.status == 200 and (await r.json())["title"] == "双十二 大促"
     async with http.post(f"/api/tasks/{task['id']}/end") as r:

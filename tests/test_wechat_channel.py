@@ -278,6 +278,12 @@ async def test_outside_the_48_hour_window_pushes_wait_for_the_follower(wx_stack:
 
     await eventually(card_is("waiting"))
     assert [e.msgtype for e in wechat.bot_messages(P2_WX)] == ["text"]  # only the binding reply
+    # The marketer sees it in the task's progress, and the operator in /metrics.
+    [progress] = await wx_stack.ask("mkt1", "任务 1")
+    assert "1 张等待微信关注者发消息后送达" in progress
+    async with aiohttp.ClientSession() as http, http.get(f"{wx_stack.bot_url}/metrics",
+                                                         headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}) as r:
+        assert "partnerbot_outbox_parked 1.0" in await r.text()
     # The follower writes: the answer comes back, and the task card that waited.
     await wx_stack.ask_wechat(P2_WX, "帮助", expect=2)
     assert sorted(e.msgtype for e in wechat.bot_messages(P2_WX)[-2:]) == ["msgmenu", "text"]

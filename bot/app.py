@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-from datetime import timedelta
 import logging
 import secrets
 from pathlib import Path
@@ -39,7 +38,7 @@ from handlers import command_table
 from store.db import Database
 from store import bindings
 from store import outbox as outbox_store
-from store.models import OutboxMessage, utcnow
+from store.models import OutboxMessage
 from store.redis import SharedKeys, create_redis, warn_if_not_durable
 
 log = logging.getLogger(__name__)
@@ -169,8 +168,7 @@ def wechat_routes(app: web.Application, config: Config) -> list[web.RouteDef]:
         try:
             async with app[DB].session() as session:
                 recipients = await bindings.recipients_of(session, openid)
-                stale = utcnow() - timedelta(days=config.wechat.waiting_days)
-                if await outbox_store.release_waiting(session, recipients, stale_before=stale):
+                if await outbox_store.release_waiting(session, recipients, waiting_days=config.wechat.waiting_days):
                     app[OUTBOX].kick()
         except Exception as err:  # they are released the next time the follower writes
             log.warning("wechat: cannot release waiting messages now (%s)", type(err).__name__)

@@ -54,7 +54,7 @@ async def expire_parked_messages(db: Database, config: Config) -> int:
     """Messages WeChat refused outside its 48-hour window wait for the follower; after
     [wechat] waiting_days they are dropped, also for followers who never write again."""
     async with db.session() as session:
-        return await outbox_store.expire_waiting(session, utcnow() - timedelta(days=config.wechat.waiting_days))
+        return await outbox_store.expire_waiting(session, config.wechat.waiting_days)
 
 
 async def recycle_idle_leads(db: Database, config: Config) -> int:

@@ -3,7 +3,6 @@ yourself, or an admin's code for someone outside WeCom), unbind / 解绑, and no
 (where tasks and notices go)."""
 from __future__ import annotations
 
-from datetime import timedelta
 from zoneinfo import ZoneInfo
 
 from bot.messages import Text
@@ -17,8 +16,7 @@ from store.onboarding import normalize_code
 
 async def requeue_parked(ctx: Context, userid: str) -> None:
     """Their address changed: what waited for them (WeChat's 48-hour window) may go out now."""
-    await outbox_store.release_waiting(ctx.session, [userid],
-                                       stale_before=ctx.now - timedelta(days=ctx.config.wechat.waiting_days))
+    await outbox_store.release_waiting(ctx.session, [userid], waiting_days=ctx.config.wechat.waiting_days)
 
 
 def parse_code(text: str) -> str:

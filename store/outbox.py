@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, or_, select, tuple_, update
+from sqlalchemy import and_, case, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from store.models import OutboxMessage, utcnow
@@ -119,27 +119,35 @@ async def wait_for_member(session: AsyncSession, claim: Claim, error: str) -> No
     )
 
 
-async def expire_waiting(session: AsyncSession, stale_before: datetime, recipients: Collection[str] | None = None) -> int:
-    """Parked since before `stale_before`: tasks and notices that old are no longer news. They are
+NOT_WRITTEN_IN_TIME = "not sent: the member did not write again in time"
+
+
+def _stale_before(waiting_days: int) -> datetime:
+    return utcnow() - timedelta(days=waiting_days)
+
+
+async def expire_waiting(session: AsyncSession, waiting_days: int) -> int:
+    """Parked for more than `waiting_days`: tasks and notices that old are no longer news. They are
     dropped, with the reason on the row (also for followers who never write again)."""
     result = await session.execute(
         update(OutboxMessage)
-        .where(OutboxMessage.status == "waiting", OutboxMessage.created_at < stale_before,
-               *([OutboxMessage.recipient.in_(list(recipients))] if recipients is not None else []))
-        .values(status="failed", last_error="not sent: the member did not write again in time")
+        .where(OutboxMessage.status == "waiting", OutboxMessage.created_at < _stale_before(waiting_days))
+        .values(status="failed", last_error=NOT_WRITTEN_IN_TIME)
         .execution_options(synchronize_session=False)
     )
     return result.rowcount
 
 
-async def release_waiting(session: AsyncSession, recipients: Collection[str], *, stale_before: datetime) -> int:
-    """The member wrote (or now has another address): what was parked for them is due now, unless
-    it is older than `stale_before`."""
-    await expire_waiting(session, stale_before, recipients)
+async def release_waiting(session: AsyncSession, recipients: Collection[str], *, waiting_days: int) -> int:
+    """The member wrote (or now has another address): what was parked for them is due now, or
+    dropped if it waited more than `waiting_days` (one statement: this runs on every WeChat message)."""
+    stale = OutboxMessage.created_at < _stale_before(waiting_days)
     result = await session.execute(
         update(OutboxMessage)
         .where(OutboxMessage.status == "waiting", OutboxMessage.recipient.in_(list(recipients)))
-        .values(status="pending", next_attempt_at=utcnow())
+        .values(status=case((stale, "failed"), else_="pending"),
+                last_error=case((stale, NOT_WRITTEN_IN_TIME), else_=OutboxMessage.last_error),
+                next_attempt_at=utcnow())
         .execution_options(synchronize_session=False)
     )
     return result.rowcount

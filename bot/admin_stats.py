@@ -16,8 +16,8 @@ from bot.config import Config
 from store import attribution, points, stats
 from store.models import Member, Partner, PointsEntry, Task, utcnow
 
-FUNNEL_COLUMNS = ["scope", "id", "name", "deliveries", "shares", "clicks", "unique_clicks", "bot_clicks", "leads",
-                  "claimed", "won", "revenue"]
+FUNNEL_COLUMNS = ["scope", "id", "name", "reached", "sharers", "shares", "deliveries", "clicks", "unique_clicks",
+                  "bot_clicks", "held_clicks", "leads", "taken", "won", "held_leads", "deals", "revenue"]
 ATTRIBUTION_COLUMNS = ["kind", "id", "name", "credited", "cost", "roi"]
 STATEMENT_COLUMNS = ["member", "name", "kind", "basis", "points", "commission", "at"]
 

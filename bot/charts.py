@@ -94,10 +94,10 @@ def _bars(ax: Axes, rows: list[tuple[str, float]], labels: list[str], color: str
     ax.spines["left"].set_bounds(len(rows) - 0.5, -0.5)
 
 
-def _funnel(ax: Axes, rows: list[tuple[str, float]]) -> None:
-    """Each step's value and, from the second on, its conversion from the step before."""
-    labels = [_fmt(v) + (f"  ({v / rows[i - 1][1] * 100:.1f}%)" if i and rows[i - 1][1] else "")
-              for i, (_, v) in enumerate(rows)]
+def _funnel(ax: Axes, rows: list[tuple[str, float]], notes: list[str]) -> None:
+    """Each step's value and the note the text gives it (its share of the step before, or a
+    labelled multiplier): the chart computes no rate of its own, so chart and text agree."""
+    labels = [_fmt(v) + (f"  ({note})" if note else "") for (_, v), note in zip(rows, notes)]
     _bars(ax, rows, labels, COLORS[0])
 
 
@@ -129,11 +129,13 @@ def _trend(ax: Axes, days: list[str], series: dict[str, list[float]]) -> None:
 
 
 def render_report(spec: dict[str, Any]) -> bytes:
-    """PNG of `spec`: {"title": str, "funnel": [[step, n], ...], "trend": {"days": [label, ...],
+    """PNG of `spec`: {"title": str, "funnel": [[step, n, note?], ...], "trend": {"days": [label, ...],
     "series": {name: [n per day]}}, "leaderboard": {"title": str, "rows": [[name, n], ...]}}.
     Any panel may be missing or empty: it then says "no data". Names are cut to 14 characters."""
     zh = any(unicodedata.east_asian_width(c) in "WF" for c in str(spec.get("title", "")))
     funnel = _pairs(spec.get("funnel"))
+    notes = [_text(r[2], None) if len(r) > 2 and r[2] else "" for r in spec.get("funnel") or []
+             if isinstance(r, (list, tuple)) and len(r) >= 2]
     trend = spec.get("trend") or {}
     days = [_text(d) for d in trend.get("days") or []]
     series = {_text(k): [_num(v) for v in vs] for k, vs in (trend.get("series") or {}).items() if vs}
@@ -151,7 +153,7 @@ def render_report(spec: dict[str, Any]) -> bytes:
         text = _text(board.get("title"), None) if sub is subs[2] and board.get("title") else title[0 if zh else 1]
         sub.suptitle(_wrap(text, 26), x=0.01, ha="left", fontproperties=_font(17, True), parse_math=False)
     axes = [sub.subplots() for sub in subs]
-    _funnel(axes[0], funnel) if funnel else _no_data(axes[0])
+    _funnel(axes[0], funnel, notes) if funnel else _no_data(axes[0])
     _trend(axes[1], days, series) if series else _no_data(axes[1])
     ranked = [(f"{i}. {name}", v) for i, (name, v) in enumerate(rows, 1)]
     _bars(axes[2], ranked, [_fmt(v) for _, v in rows], COLORS[2]) if rows else _no_data(axes[2])

@@ -14,7 +14,7 @@ from bot.config import Config
 from bot.router import CommandTable
 from bot.messages import Text, reply_to_payload
 from bot.metrics import JOB_RUNS
-from handlers.stats import funnel_line, money
+from handlers.stats import deals_line, funnel_line, money
 from handlers.tasks import queue_cards
 from sqlalchemy import func, select
 from store import fraud, points, pool, stats, tiers
@@ -141,7 +141,7 @@ async def send_daily_digest(db: Database, config: Config, now: datetime | None =
         top = " · ".join(f"{i}. {p.name} {p.unique_clicks}" for i, p in enumerate(partners, 1) if p.unique_clicks)
         text = Text("\n".join([
             f"📊 昨日简报 {day.isoformat()} / Daily digest", funnel_line(funnel, "zh"),
-            f"点击 {funnel.clicks}（机器访问 {funnel.bot_clicks} 未计入）· 成交额 {money(funnel.revenue)}",
+            deals_line(funnel, "zh"),
             *([f"伙伴排行（独立点击）：{top}"] if top else []), "详情：统计 昨天 · 归因 线性"]))
         return await task_store.queue_messages(session, task_id=None, purpose="digest", rows=[
             (admin.userid, keys[admin.id], reply_to_payload(text)) for admin in admins])

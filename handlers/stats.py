@@ -14,11 +14,16 @@ from sqlalchemy import select
 from bot.messages import Chart, Reply, Text
 from bot.router import ArgError, Context, parse_id
 from store import attribution, points, stats
+from store import tasks as task_store
 from store.models import Member, Partner, Task
 from store.stats import BadPeriod, Period, Scope
 
-STEP_NAMES = {"deliveries": ("delivered", "送达"), "shares": ("shares", "分享"), "unique_clicks": ("unique clicks", "独立点击"),
-              "leads": ("leads", "线索"), "claimed": ("claimed", "领取"), "won": ("won", "成交")}
+STEP_NAMES = {"reached": ("reached", "触达"), "sharers": ("shared", "分享"), "unique_clicks": ("unique clicks", "独立点击"),
+              "leads": ("leads", "线索"), "taken": ("taken on", "已跟进"), "won": ("won", "成交")}
+TREND_NAMES = {"shares": ("shares", "分享"), "unique_clicks": ("unique clicks", "独立点击"), "leads": ("leads", "线索")}
+PEOPLE_STEPS = ("reached", "sharers")  # counted in people: "人"
+MULTIPLIER_NOTES = {"unique_clicks": ("{n} per sharer", "每位分享者带来 {n} 次"),
+                    "leads": ("{n} per 100 unique clicks", "每百次独立点击 {n} 条")}
 TASK_WORDS, PARTNER_WORDS, MEMBER_WORDS = ("task", "任务"), ("partner", "伙伴"), ("member", "成员")
 
 
@@ -30,11 +35,38 @@ def percent(rate: float | None) -> str:
     return "—" if rate is None else f"{rate:.0%}" if rate >= 0.1 else f"{rate:.1%}"
 
 
-def funnel_line(funnel: stats.Funnel, lang: str) -> str:
-    """送达 120 → 分享 80 (67%) → …: each step with its conversion from the one before."""
+def step_note(funnel: stats.Funnel, step: str, lang: str) -> str:
+    """How a step compares with the one before: a percentage where it is a subset of it, else a
+    labelled multiplier (visitors per sharer), so no figure reads as more than 100 %."""
+    rate = funnel.rate(step)
+    if step in MULTIPLIER_NOTES:
+        template = MULTIPLIER_NOTES[step][1 if lang == "zh" else 0]
+        return "—" if rate is None else template.format(n=f"{rate:.1f}".removesuffix(".0"))
+    return percent(rate)
+
+
+def funnel_steps(funnel: stats.Funnel, lang: str) -> list[list[object]]:
+    """[name, value, note] per step, for the text and the chart alike."""
     index = 1 if lang == "zh" else 0
-    return " → ".join(f"{STEP_NAMES[s][index]} {getattr(funnel, s)}" + (f" ({percent(funnel.rate(s))})" if i else "")
-                      for i, s in enumerate(stats.Funnel.STEPS))
+    return [[STEP_NAMES[step][index], getattr(funnel, step), step_note(funnel, step, lang) if i else ""]
+            for i, step in enumerate(stats.Funnel.STEPS)]
+
+
+def funnel_line(funnel: stats.Funnel, lang: str) -> str:
+    """触达 12 人 → 分享 8 人 (67%) → 独立点击 40（每位分享者带来 5 次）→ …"""
+    people = " 人" if lang == "zh" else ""
+    open_, close = ("（", "）") if lang == "zh" else (" (", ")")
+    return " → ".join(f"{name} {value}" + (people if step in PEOPLE_STEPS else "") + (f"{open_}{note}{close}" if note else "")
+                      for step, (name, value, note) in zip(stats.Funnel.STEPS, funnel_steps(funnel, lang)))
+
+
+def deals_line(funnel: stats.Funnel, lang: str) -> str:
+    """The period's wins (as roi and points count them) and the clicks behind the visitors."""
+    if lang == "zh":
+        return (f"本期成交 {funnel.deals} 单，成交额 {money(funnel.revenue)}（按成交时间，含线索池与分配的线索）"
+                f" · 分享 {funnel.shares} 次 · 点击 {funnel.clicks}（机器访问 {funnel.bot_clicks} 未计入）")
+    return (f"Won in the period: {funnel.deals} deal(s), {money(funnel.revenue)} (by date won, pool and assigned leads "
+            f"included) · {funnel.shares} share(s) · clicks {funnel.clicks} (bots {funnel.bot_clicks} not counted)")
 
 
 def today(ctx: Context):  # type: ignore[no-untyped-def]
@@ -49,10 +81,12 @@ def period_of(ctx: Context, word: str | None, default: str) -> Period:
 
 
 async def my_figures(ctx: Context, _args: None) -> Text:
-    """The last 30 days: my funnel and my rank by unique clicks, in my company and overall."""
+    """The last 30 days, by the same definitions as report and points; my rank by unique clicks."""
     period = period_of(ctx, "30d", "30d")
-    mine = await stats.funnel(ctx.session, Scope(member_id=ctx.member.id), period)
-    everyone = list((await stats.member_standings(ctx.session, period)).values())
+    standings = await stats.member_standings(ctx.session, period)
+    mine = standings.get(ctx.member.id) or stats.Standing(ctx.member.id, ctx.member.name)
+    claimed = await stats.claims(ctx.session, ctx.member.id, period)
+    everyone = stats.active(standings)
     rank_line = ""
     if any(s.key == ctx.member.id for s in everyone):  # an inactive member is not ranked
         colleagues = [s for s in everyone if s.partner_id == ctx.member.partner_id]
@@ -64,9 +98,10 @@ async def my_figures(ctx: Context, _args: None) -> Text:
             f"独立点击排名：第 {overall}/{len(everyone)} 名" + (f"，公司内第 {inside}/{len(colleagues)} 名。" if inside else "。"))
     return Text(ctx.say(
         f"Your last 30 days: {mine.shares} share(s), {mine.unique_clicks} unique click(s) (bots excluded), "
-        f"{mine.leads} lead(s), {mine.claimed} claimed, {mine.won} won ({money(mine.revenue)}).",
-        f"您近 30 天：分享 {mine.shares} 次，独立点击 {mine.unique_clicks} 次（不含机器访问），线索 {mine.leads} 条，"
-        f"已领取 {mine.claimed} 条，成交 {mine.won} 单（{money(mine.revenue)}）。") + rank_line)
+        f"{mine.leads} lead(s) from your links, {claimed} claimed from the pool, {mine.won} won ({money(mine.revenue)}; "
+        "every lead you hold counts, whatever its source).",
+        f"您近 30 天：分享 {mine.shares} 次，独立点击 {mine.unique_clicks} 次（不含机器访问），通过您的链接带来线索 {mine.leads} 条，"
+        f"从线索池领取 {claimed} 条，成交 {mine.won} 单（{money(mine.revenue)}，含您持有的所有线索）。") + rank_line)
 
 
 @dataclass(frozen=True)
@@ -133,8 +168,10 @@ async def _scope(ctx: Context, args: ReportArgs) -> tuple[Scope, str]:
         labels.append(await ctx.session.scalar(select(Partner.name).where(Partner.id == partner_id)) or "")
     if args.task_id is not None:
         task = await ctx.session.get(Task, args.task_id)
-        if task is None:
-            raise ArgError(f"there is no task #{args.task_id}", f"没有任务 #{args.task_id}")
+        # Partner staff see tasks their company got, as `task N` does; no title of another's task leaks.
+        if task is None or (ctx.member.role == "partner" and not await task_store.reached_partner(
+                ctx.session, task.id, ctx.member.partner_id)):
+            raise ArgError(f"there is no task #{args.task_id} for you", f"没有属于您的任务 #{args.task_id}")
         labels.append(f"#{task.id} {task.title}")
     return Scope(task_id=args.task_id, partner_id=partner_id, member_id=member_id), " · ".join(labels)
 
@@ -147,11 +184,9 @@ async def report(ctx: Context, args: ReportArgs) -> list[Reply]:
     # One company's report ranks its people; the whole programme's ranks companies and people.
     partners = [] if scope.partner_id else await stats.partner_standings(ctx.session, members)
     top_partners = stats.ranked(partners, "unique_clicks")[:10]
-    top_members = stats.ranked(list(members.values()), "unique_clicks")[:10]
+    top_members = stats.ranked(stats.active(members), "unique_clicks")[:10]
     title = ctx.say(f"📊 Report · {period.label}", f"📊 统计 · {period.label}") + (f" · {label}" if label else "")
-    lines = [title, funnel_line(funnel, ctx.lang),
-             ctx.say(f"Clicks {funnel.clicks} (bots {funnel.bot_clicks} not counted) · revenue {money(funnel.revenue)}",
-                     f"点击 {funnel.clicks}（机器访问 {funnel.bot_clicks} 未计入）· 成交额 {money(funnel.revenue)}")]
+    lines = [title, funnel_line(funnel, ctx.lang), deals_line(funnel, ctx.lang)]
     if funnel.held_clicks or funnel.held_leads:
         lines.append(ctx.say(f"Held back by fraud checks: {funnel.held_clicks} click(s), {funnel.held_leads} lead(s) (flags)",
                              f"风控暂扣：点击 {funnel.held_clicks} 次，线索 {funnel.held_leads} 条（风控）"))
@@ -159,14 +194,15 @@ async def report(ctx: Context, args: ReportArgs) -> list[Reply]:
         if board and board[0].unique_clicks + board[0].shares + board[0].leads:
             shown = " · ".join(f"{i}. {s.name} {s.unique_clicks}" for i, s in enumerate(board[:5], 1))
             lines.append(ctx.say(f"{name_en} by unique clicks: {shown}", f"{name_zh}（独立点击）：{shown}"))
-    lines.append(ctx.say("Revenue by attribution model: roi linear", "归因分析：归因 线性"))
+    if ctx.member.role != "partner":  # partner staff may not use roi
+        lines.append(ctx.say("Revenue by attribution model: roi linear", "归因分析：归因 线性"))
     series = await stats.trend(ctx.session, scope, period_of(ctx, f"{today(ctx) - timedelta(days=13)}..{today(ctx)}", ""))
     board = top_partners or top_members
     spec = {
         "title": title.removeprefix("📊 "),
-        "funnel": [[ctx.say(*STEP_NAMES[s]), getattr(funnel, s)] for s in stats.Funnel.STEPS],
+        "funnel": funnel_steps(funnel, ctx.lang),
         "trend": {"days": [(today(ctx) - timedelta(days=13 - i)).strftime("%m-%d") for i in range(14)],
-                  "series": {ctx.say(*STEP_NAMES[k]): v for k, v in series.items()}},
+                  "series": {ctx.say(*TREND_NAMES[k]): v for k, v in series.items()}},
         "leaderboard": {"title": ctx.say("Partners" if top_partners else "Members", "伙伴排行" if top_partners else "成员排行")
                                  + ctx.say(" · unique clicks", " · 独立点击"),
                         "rows": [[s.name, s.unique_clicks] for s in board]},

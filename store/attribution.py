@@ -1,8 +1,9 @@
 """Won revenue credited over each lead's touches (DESIGN §4): first, last, linear, U-shaped.
 
 A touch is a click or form fill on a tracked link, so it names a task and (through the member
-who shared it) a partner. Credits are in cents and always add up to the won amount exactly;
-a won lead with no touch is reported as unattributed, so every model's total is the won revenue.
+who shared it) a partner; clicks a fraud flag holds are not touches while held. Credits are in
+cents and always add up to the won amount exactly; a won lead with no touch is reported as
+unattributed, so every model's total is the won revenue.
 """
 from __future__ import annotations
 
@@ -11,10 +12,10 @@ from dataclasses import dataclass, field
 from decimal import ROUND_DOWN, Decimal
 from itertools import groupby
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from store.models import Lead, LeadTouch, Member, Partner, Task, TrackedLink
+from store.models import Click, Lead, LeadTouch, Member, Partner, Task, TrackedLink
 from store.stats import Period
 
 CENT = Decimal("0.01")
@@ -86,8 +87,10 @@ async def attribute(session: AsyncSession, period: Period, model: str) -> Attrib
     touches = (await session.execute(
         select(LeadTouch.lead_id, TrackedLink.task_id, Member.partner_id)
         .join(Lead, Lead.id == LeadTouch.lead_id).join(TrackedLink, TrackedLink.id == LeadTouch.link_id)
-        .join(Member, Member.id == TrackedLink.member_id)
-        .where(Lead.status == "won", Lead.won_at >= period.start, Lead.won_at < period.end, Lead.held.is_(False))
+        .join(Member, Member.id == TrackedLink.member_id).outerjoin(Click, Click.id == LeadTouch.click_id)
+        # A click a fraud flag holds is no touch (until an admin clears it; rejected, it never is).
+        .where(Lead.status == "won", Lead.won_at >= period.start, Lead.won_at < period.end, Lead.held.is_(False),
+               or_(LeadTouch.click_id.is_(None), Click.held.is_(False)))
         .order_by(LeadTouch.lead_id, LeadTouch.at, LeadTouch.id))).all()
     touched = set()
     for lead_id, rows in groupby(touches, key=lambda row: row.lead_id):

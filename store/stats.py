@@ -1,9 +1,15 @@
 """Funnel, leaderboards and trends (DESIGN §4) for a scope (task / partner / member) and a period.
 
-Clicks come from `click_daily` (kept up to date as clicks are stored), never from the click
-table itself; the other steps are indexed range queries. Lead steps follow a cohort: the leads
-that came in during the period, and how far each has got since (claimed, won, revenue), so the
-conversion rates compare like with like.
+One definition per figure, used by `me`, `report`, leaderboards, tiers, the digest and exports
+(the README's stats section writes them down):
+- people reached, people who shared, copies shared; unique visitors (a visitor's first human click
+  on a link in 24 h) for the sharer of the link;
+- leads: those that came in during the period, for the member whose link brought them; the funnel
+  follows this cohort (taken on, won so far), so each step is a subset of the one before;
+- deals and revenue: leads won during the period, for the member who holds them whatever the
+  lead's source (own link, pool, assignment) — what `roi`, points and commission count too.
+Held (fraud-flagged) clicks and leads count nowhere. Clicks come from `click_daily` (kept up to
+date as clicks are stored), never from the click table itself.
 """
 from __future__ import annotations
 
@@ -14,7 +20,7 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import exists, func, select
+from sqlalchemy import exists, func, select, union
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from store.links import DAILY_COUNTS, bump_daily, daily_click_rows
@@ -106,48 +112,71 @@ def _members_of(scope: Scope) -> Any | None:
 
 @dataclass
 class Funnel:
-    deliveries: int = 0
-    shares: int = 0
+    """A scope's figures for a period. The steps in `STEPS` are each a subset of the one before
+    (people, then leads), except unique visitors and leads, which come as multipliers."""
+
+    reached: int = 0  # people: got a task card or shared during the period
+    sharers: int = 0  # people who shared (each one was reached)
+    shares: int = 0  # copies handed out (posters, links)
+    deliveries: int = 0  # task cards sent
     clicks: int = 0  # human clicks
-    unique_clicks: int = 0
+    unique_clicks: int = 0  # unique visitors: a visitor's first click on a link in 24 h
     bot_clicks: int = 0  # excluded from the two above, shown for honesty
     held_clicks: int = 0  # flagged by a fraud rule: excluded until an admin clears them
-    leads: int = 0
-    claimed: int = 0
-    won: int = 0
-    revenue: Decimal = field(default_factory=lambda: Decimal(0))
+    leads: int = 0  # leads that came in during the period (the cohort)
+    taken: int = 0  # of those, taken on by a member: claimed, assigned, or kept by the sharer
+    won: int = 0  # of those, won so far
+    deals: int = 0  # leads won during the period, for the member who holds them (what roi and points count)
+    revenue: Decimal = field(default_factory=lambda: Decimal(0))  # their amounts
     held_leads: int = 0
 
-    STEPS = ("deliveries", "shares", "unique_clicks", "leads", "claimed", "won")
+    STEPS = ("reached", "sharers", "unique_clicks", "leads", "taken", "won")
+    # A step that is not a subset of the one before is shown as "so many per one of those" instead.
+    MULTIPLIERS = {"unique_clicks": 1, "leads": 100}
 
     def rate(self, step: str) -> float | None:
-        """Conversion into `step` from the step before it (None when that one is 0)."""
+        """`step` over the step before it (None when that one is 0): a share of it for subsets,
+        else the number per `MULTIPLIERS[step]` of the step before."""
         before = getattr(self, self.STEPS[self.STEPS.index(step) - 1])
-        return getattr(self, step) / before if before else None
+        return getattr(self, step) * self.MULTIPLIERS.get(step, 1) / before if before else None
 
     def as_dict(self) -> dict[str, Any]:
-        return {"deliveries": self.deliveries, "shares": self.shares, "clicks": self.clicks,
-                "unique_clicks": self.unique_clicks, "bot_clicks": self.bot_clicks, "held_clicks": self.held_clicks,
-                "leads": self.leads, "claimed": self.claimed, "won": self.won, "revenue": str(self.revenue),
+        return {"reached": self.reached, "sharers": self.sharers, "shares": self.shares,
+                "deliveries": self.deliveries, "clicks": self.clicks, "unique_clicks": self.unique_clicks,
+                "bot_clicks": self.bot_clicks, "held_clicks": self.held_clicks, "leads": self.leads,
+                "taken": self.taken, "won": self.won, "deals": self.deals, "revenue": str(self.revenue),
                 "held_leads": self.held_leads}
 
 
-def _was_claimed() -> Any:
+def _was_taken() -> Any:
+    """Someone took the lead on at some point: claimed it, was assigned it, or kept it as its sharer."""
     return exists().where(LeadEvent.lead_id == Lead.id, LeadEvent.kind.in_(("claimed", "assigned")),
                           LeadEvent.member_id.is_not(None))
 
 
+def _in(column: Any, start: datetime, end: datetime) -> list[Any]:
+    return [column >= start, column < end]
+
+
+def _brought_by(members: Any) -> Any:
+    """Leads that came through a tracked link of these members (the sharers)."""
+    return Lead.link_id.in_(select(TrackedLink.id).where(TrackedLink.member_id.in_(members)))
+
+
 def _lead_conditions(scope: Scope, period: Period, held_too: bool = False) -> list[Any]:
-    """Leads of the scope that came in during the period; held (flagged) ones only if asked."""
-    conditions = [Lead.created_at >= period.start, Lead.created_at < period.end,
-                  *([] if held_too else [Lead.held.is_(False)])]
-    if scope.task_id is not None:
-        conditions.append(Lead.task_id == scope.task_id)
-    if scope.member_id is not None:
-        conditions.append(Lead.link_id.in_(select(TrackedLink.id).where(TrackedLink.member_id == scope.member_id)))
-    elif scope.partner_id is not None:
-        conditions.append(Lead.partner_id == scope.partner_id)
-    return conditions
+    """The scope's leads that came in during the period; held (flagged) ones only if asked."""
+    members = _members_of(scope)
+    return [*_in(Lead.created_at, period.start, period.end), *([] if held_too else [Lead.held.is_(False)]),
+            *([Lead.task_id == scope.task_id] if scope.task_id is not None else []),
+            *([_brought_by(members)] if members is not None else [])]
+
+
+def _deal_conditions(scope: Scope, period: Period) -> list[Any]:
+    """Leads won during the period, for the member who holds them, whatever their source."""
+    members = _members_of(scope)
+    return [Lead.status == "won", *_in(Lead.won_at, period.start, period.end), Lead.held.is_(False),
+            *([Lead.task_id == scope.task_id] if scope.task_id is not None else []),
+            *([Lead.owner_id.in_(members)] if members is not None else [])]
 
 
 def _link_conditions(scope: Scope) -> list[Any]:
@@ -156,46 +185,62 @@ def _link_conditions(scope: Scope) -> list[Any]:
             *([TrackedLink.member_id.in_(members)] if members is not None else [])]
 
 
-async def funnel(session: AsyncSession, scope: Scope, period: Period) -> Funnel:
+def _share_conditions(scope: Scope, period: Period) -> list[Any]:
     members = _members_of(scope)
-    deliveries = await session.scalar(select(func.count()).select_from(OutboxMessage).where(
-        OutboxMessage.purpose == TASK_CARD, OutboxMessage.status == "sent",
-        OutboxMessage.sent_at >= period.start, OutboxMessage.sent_at < period.end,
-        *([OutboxMessage.task_id == scope.task_id] if scope.task_id is not None else []),
-        *([OutboxMessage.recipient.in_(select(Member.userid).where(Member.id.in_(members)))] if members is not None else [])))
-    shares = await session.scalar(select(func.count()).select_from(Share).where(
-        Share.created_at >= period.start, Share.created_at < period.end,
-        *([Share.task_id == scope.task_id] if scope.task_id is not None else []),
-        *([Share.member_id.in_(members)] if members is not None else [])))
+    return [*_in(Share.created_at, period.start, period.end),
+            *([Share.task_id == scope.task_id] if scope.task_id is not None else []),
+            *([Share.member_id.in_(members)] if members is not None else [])]
+
+
+def _card_conditions(scope: Scope, period: Period) -> list[Any]:
+    members = _members_of(scope)
+    return [OutboxMessage.purpose == TASK_CARD, OutboxMessage.status == "sent",
+            *_in(OutboxMessage.sent_at, period.start, period.end),
+            *([OutboxMessage.task_id == scope.task_id] if scope.task_id is not None else []),
+            *([OutboxMessage.recipient.in_(select(Member.userid).where(Member.id.in_(members)))]
+              if members is not None else [])]
+
+
+async def funnel(session: AsyncSession, scope: Scope, period: Period) -> Funnel:
+    deliveries = await session.scalar(select(func.count()).select_from(OutboxMessage)
+                                      .where(*_card_conditions(scope, period)))
+    shares, sharers = (await session.execute(select(func.count(), func.count(Share.member_id.distinct()))
+                                             .where(*_share_conditions(scope, period)))).one()
+    reached = await session.scalar(select(func.count()).select_from(union(
+        select(Member.id).join(OutboxMessage, OutboxMessage.recipient == Member.userid)
+        .where(*_card_conditions(scope, period)),
+        select(Share.member_id).where(*_share_conditions(scope, period))).subquery()))
     clicks = (await session.execute(
         select(*(func.coalesce(func.sum(getattr(ClickDaily, name)), 0) for name in DAILY_COUNTS))
         .join(TrackedLink, TrackedLink.id == ClickDaily.link_id)
         .where(ClickDaily.day >= period.first_day, ClickDaily.day <= period.last_day, *_link_conditions(scope)))).one()
     counted = Lead.held.is_(False)
     leads = (await session.execute(
-        select(func.count().filter(counted), func.count().filter(counted, _was_claimed()),
-               func.count().filter(counted, Lead.status == "won"),
-               func.coalesce(func.sum(Lead.won_amount).filter(counted, Lead.status == "won"), 0),
-               func.count().filter(Lead.held.is_(True)))
+        select(func.count().filter(counted), func.count().filter(counted, _was_taken()),
+               func.count().filter(counted, Lead.status == "won"), func.count().filter(Lead.held.is_(True)))
         .where(*_lead_conditions(scope, period, held_too=True)))).one()
-    return Funnel(deliveries=int(deliveries or 0), shares=int(shares or 0), clicks=int(clicks[0]),
-                  unique_clicks=int(clicks[1]), bot_clicks=int(clicks[2]), held_clicks=int(clicks[3]),
-                  leads=int(leads[0]), claimed=int(leads[1]), won=int(leads[2]),
-                  revenue=Decimal(leads[3]).quantize(Decimal("0.01")), held_leads=int(leads[4]))
+    deals, revenue = (await session.execute(select(func.count(), func.coalesce(func.sum(Lead.won_amount), 0))
+                                            .where(*_deal_conditions(scope, period)))).one()
+    return Funnel(reached=int(reached or 0), sharers=int(sharers or 0), shares=int(shares or 0),
+                  deliveries=int(deliveries or 0), clicks=int(clicks[0]), unique_clicks=int(clicks[1]),
+                  bot_clicks=int(clicks[2]), held_clicks=int(clicks[3]), leads=int(leads[0]), taken=int(leads[1]),
+                  won=int(leads[2]), held_leads=int(leads[3]), deals=int(deals or 0),
+                  revenue=Decimal(revenue or 0).quantize(Decimal("0.01")))
 
 
 @dataclass
 class Standing:
-    """One member's or partner's figures in a period, for leaderboards and `me`."""
+    """One member's or partner's figures in a period, for leaderboards, `me` and tiers."""
 
     key: int
     name: str
     partner_id: int | None = None
     shares: int = 0
     unique_clicks: int = 0
-    leads: int = 0
-    won: int = 0
+    leads: int = 0  # brought in through their links
+    won: int = 0  # deals: won during the period by them, whatever the lead's source
     revenue: Decimal = field(default_factory=lambda: Decimal(0))
+    active: bool = True  # members who left still count for their company, but are not ranked
 
     def as_dict(self) -> dict[str, Any]:
         return {"name": self.name, "shares": self.shares, "unique_clicks": self.unique_clicks,
@@ -207,35 +252,39 @@ METRICS = ("shares", "unique_clicks", "leads", "revenue")
 
 async def member_standings(session: AsyncSession, period: Period, partner_id: int | None = None,
                            task_id: int | None = None) -> dict[int, Standing]:
-    """Every active partner member's figures (zeros included, so ranks count everyone)."""
-    for_task = task_id is not None
-    member_query = select(Member.id, Member.name, Member.partner_id).where(Member.role == "partner", Member.active.is_(True))
+    """Every partner member's figures (zeros included, so ranks count everyone; see `active`)."""
+    member_query = select(Member.id, Member.name, Member.partner_id, Member.active).where(Member.role == "partner")
     if partner_id is not None:
         member_query = member_query.where(Member.partner_id == partner_id)
-    table = {row.id: Standing(row.id, row.name, row.partner_id) for row in await session.execute(member_query)}
+    table = {row.id: Standing(row.id, row.name, row.partner_id, active=row.active) for row in await session.execute(member_query)}
+    everyone = Scope(task_id=task_id)
     for member_id, count in await session.execute(
-            select(Share.member_id, func.count()).where(Share.created_at >= period.start, Share.created_at < period.end,
-                                                        *([Share.task_id == task_id] if for_task else []))
-            .group_by(Share.member_id)):
+            select(Share.member_id, func.count()).where(*_share_conditions(everyone, period)).group_by(Share.member_id)):
         if member_id in table:
             table[member_id].shares = count
     for member_id, count in await session.execute(
             select(TrackedLink.member_id, func.sum(ClickDaily.unique_clicks)).join(TrackedLink, TrackedLink.id == ClickDaily.link_id)
-            .where(ClickDaily.day >= period.first_day, ClickDaily.day <= period.last_day,
-                   *([TrackedLink.task_id == task_id] if for_task else []))
+            .where(ClickDaily.day >= period.first_day, ClickDaily.day <= period.last_day, *_link_conditions(everyone))
             .group_by(TrackedLink.member_id)):
         if member_id in table:
             table[member_id].unique_clicks = int(count or 0)
-    for member_id, count, won, revenue in await session.execute(
-            select(TrackedLink.member_id, func.count(), func.count().filter(Lead.status == "won"),
-                   func.coalesce(func.sum(Lead.won_amount).filter(Lead.status == "won"), 0))
-            .join(TrackedLink, TrackedLink.id == Lead.link_id)
-            .where(Lead.created_at >= period.start, Lead.created_at < period.end, Lead.held.is_(False),
-                   *([Lead.task_id == task_id] if for_task else []))
-            .group_by(TrackedLink.member_id)):
+    for member_id, count in await session.execute(
+            select(TrackedLink.member_id, func.count()).select_from(Lead).join(TrackedLink, TrackedLink.id == Lead.link_id)
+            .where(*_lead_conditions(everyone, period)).group_by(TrackedLink.member_id)):
         if member_id in table:
-            table[member_id].leads, table[member_id].won, table[member_id].revenue = count, won, Decimal(revenue)
+            table[member_id].leads = count
+    for member_id, won, revenue in await session.execute(
+            select(Lead.owner_id, func.count(), func.coalesce(func.sum(Lead.won_amount), 0))
+            .where(*_deal_conditions(everyone, period)).group_by(Lead.owner_id)):
+        if member_id in table:
+            table[member_id].won, table[member_id].revenue = won, Decimal(revenue)
     return table
+
+
+async def claims(session: AsyncSession, member_id: int, period: Period) -> int:
+    """Leads the member claimed from a pool during the period (being assigned one is not a claim)."""
+    return int(await session.scalar(select(func.count()).select_from(LeadEvent).where(
+        LeadEvent.member_id == member_id, LeadEvent.kind == "claimed", *_in(LeadEvent.at, period.start, period.end))) or 0)
 
 
 async def partner_standings(session: AsyncSession, members: dict[int, Standing]) -> list[Standing]:
@@ -251,6 +300,11 @@ async def partner_standings(session: AsyncSession, members: dict[int, Standing])
         p.won += m.won
         p.revenue += m.revenue
     return list(partners.values())
+
+
+def active(standings: dict[int, Standing]) -> list[Standing]:
+    """The members a leaderboard ranks: those still active."""
+    return [s for s in standings.values() if s.active]
 
 
 def ranked(standings: list[Standing], metric: str) -> list[Standing]:
@@ -271,11 +325,7 @@ async def trend(session: AsyncSession, scope: Scope, period: Period) -> dict[str
     index = {day: i for i, day in enumerate(days)}
     series = {"shares": [0] * len(days), "unique_clicks": [0] * len(days), "leads": [0] * len(days)}
     zone = ZoneInfo(period.timezone)
-    members = _members_of(scope)
-    share_times = await session.scalars(select(Share.created_at).where(
-        Share.created_at >= period.start, Share.created_at < period.end,
-        *([Share.task_id == scope.task_id] if scope.task_id is not None else []),
-        *([Share.member_id.in_(members)] if members is not None else [])))
+    share_times = await session.scalars(select(Share.created_at).where(*_share_conditions(scope, period)))
     for at in share_times:
         series["shares"][index[at.astimezone(zone).date()]] += 1
     for day, count in await session.execute(

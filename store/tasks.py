@@ -249,6 +249,13 @@ async def was_delivered_to(session: AsyncSession, task_id: int, member: Member) 
         OutboxMessage.recipient == member.userid))))
 
 
+async def reached_partner(session: AsyncSession, task_id: int, partner_id: int | None) -> bool:
+    """Whether the task's card went to anyone of this partner company."""
+    return partner_id is not None and bool(await session.scalar(select(exists().where(
+        OutboxMessage.task_id == task_id, OutboxMessage.purpose == TASK_CARD,
+        OutboxMessage.recipient.in_(select(Member.userid).where(Member.partner_id == partner_id))))))
+
+
 async def unshared_recipients(session: AsyncSession, task_id: int, sent_before: datetime | None = None) -> list[Member]:
     """Members the task card reached (sent, and before `sent_before` if given) who have not shared it."""
     recipients = select(OutboxMessage.recipient).where(

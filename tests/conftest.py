@@ -41,6 +41,39 @@ FULL_PHONE = re.compile(r"(?<![0-9])1[3-9][0-9]{9}(?![0-9])")
 BEARER = re.compile(r"Bearer\s+[A-Za-z0-9._~+/-]{8,}")
 
 
+# Local times ([server] timezone, Asia/Shanghai in the tests) where "today", "this month" and a day
+# key most easily go wrong. Tests marked `clock_edges` run once at the real time and once at each.
+CLOCK_EDGES = {
+    "first-of-month-0030": "2027-03-01T00:30:00+08:00",  # yesterday is last month (a short one)
+    "last-of-month-2330": "2027-02-28T23:30:00+08:00",  # tomorrow is March; UTC's day is the 28th too
+    "new-years-eve-2330": "2026-12-31T23:30:00+08:00",  # UTC's day is the 31st 15:30; local year ends soon
+}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "clock_edges: also run the test with the clock at each of CLOCK_EDGES")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if metafunc.definition.get_closest_marker("clock_edges"):
+        metafunc.parametrize("clock", ["now", *CLOCK_EDGES], indirect=True)
+
+
+@pytest.fixture(autouse=True)
+def clock(request: pytest.FixtureRequest):  # type: ignore[no-untyped-def]
+    """The wall clock for the test: real, or moved to a CLOCK_EDGES moment and ticking from there
+    (time-machine moves time.time and datetime.now for the bot, the simulator and the test alike;
+    asyncio's monotonic clock is left alone, so timeouts still work)."""
+    edge = getattr(request, "param", "now")
+    if edge == "now":
+        yield edge
+        return
+    import time_machine
+
+    with time_machine.travel(CLOCK_EDGES[edge], tick=True):
+        yield edge
+
+
 @pytest.fixture(autouse=True)
 def logs_keep_secrets(caplog: pytest.LogCaptureFixture):  # type: ignore[no-untyped-def]
     """Every test's log lines (INFO and up, tracebacks included) are scanned: a full mobile number

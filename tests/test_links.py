@@ -130,7 +130,8 @@ async def test_clicks_are_classified_and_never_hold_raw_ips(stack: Stack, http: 
     assert (last.visitor_id, last.is_unique) == ("aaaaaaaaaaaaaaaaaaaa", False)
 
     [me] = await stack.ask("p1", "me")
-    assert me.startswith("Your last 30 days: 1 share(s), 1 unique click(s) (bots excluded), 0 lead(s), 0 claimed, 0 won (¥0).")
+    assert me.startswith("Your last 30 days: 1 share(s), 1 unique click(s) (bots excluded), 0 lead(s) from your links, "
+                         "0 claimed from the pool, 0 won (¥0; every lead you hold counts, whatever its source).")
     assert "Rank by unique clicks: #1 of 2, #1 of 1 in your company." in me
 
 

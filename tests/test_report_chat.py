@@ -9,8 +9,12 @@ from PIL import Image
 from bot.app import DB
 from store import links as link_store
 from store.members import get_member
-from store.models import Lead, LeadEvent, LeadTouch, Share, Task, TrackedLink, utcnow
+from store.models import Lead, LeadEvent, LeadTouch, OutboxMessage, Share, Task, TrackedLink, utcnow
+from store.tasks import TASK_CARD
 from tests.conftest import Stack
+
+# "this month", "yesterday" and "tomorrow" at the month's and year's edges
+edges = pytest.mark.clock_edges
 
 
 async def programme(stack: Stack) -> dict[str, int]:
@@ -42,12 +46,15 @@ async def programme(stack: Stack) -> dict[str, int]:
         return {"task": task.id}
 
 
+@edges
 async def test_admin_report_has_the_funnel_leaders_and_a_chart(stack: Stack) -> None:
     await programme(stack)
     uploads = stack.sim.api_calls["media/upload"]
     text, _ = await stack.ask("admin1", "统计", expect=2)
-    assert text.splitlines()[1] == "送达 0 → 分享 1 (—) → 独立点击 4 (400%) → 线索 2 (50%) → 领取 1 (50%) → 成交 1 (100%)"
-    assert "点击 4（机器访问 1 未计入）· 成交额 ¥9,000" in text
+    # People, then leads: each step a share of the one before; visitors and leads as labelled multipliers.
+    assert text.splitlines()[1] == ("触达 1 人 → 分享 1 人（100%） → 独立点击 4（每位分享者带来 4 次） → "
+                                    "线索 2（每百次独立点击 50 条） → 已跟进 1（50%） → 成交 1（100%）")
+    assert "本期成交 1 单，成交额 ¥9,000" in text and "点击 4（机器访问 1 未计入）" in text
     assert "伙伴排行（独立点击）：1. 星河科技 3 · 2. Blue Ocean 1" in text
     assert "成员排行（独立点击）：1. 张伟 3 · 2. Li Na 1" in text
     image = stack.sim.bot_messages("admin1")[-1]
@@ -56,10 +63,11 @@ async def test_admin_report_has_the_funnel_leaders_and_a_chart(stack: Stack) -> 
     assert chart.format == "PNG" and chart.width == 1080
 
     [task_text, _] = await stack.ask("mkt1", "report task 1 week", expect=2)
-    assert "#1 双十二" in task_text.splitlines()[0] and "shares 1" in task_text
+    assert "#1 双十二" in task_text.splitlines()[0] and "shared 1" in task_text
     [member_text, _] = await stack.ask("admin1", "report member p1", expect=2)
     assert "张伟" in member_text.splitlines()[0]
-    assert member_text.splitlines()[1].startswith("delivered 0 → shares 1 (—) → unique clicks 3 (300%) → leads 1 (33%)")
+    assert member_text.splitlines()[1] == ("reached 1 → shared 1 (100%) → unique clicks 3 (3 per sharer) → "
+                                           "leads 1 (33.3 per 100 unique clicks) → taken on 1 (100%) → won 1 (100%)")
 
 
 async def test_a_partner_sees_only_their_own_company(stack: Stack) -> None:
@@ -74,8 +82,24 @@ async def test_a_partner_sees_only_their_own_company(stack: Stack) -> None:
     assert "没有您可查看的成员 p1" in refused
     [refused] = await stack.ask("p2", "归因")
     assert "归因" in refused and "¥" not in refused
+    assert "归因" not in text  # no pointer to a command partner staff may not use
 
 
+async def test_a_partner_sees_only_tasks_their_company_got(stack: Stack) -> None:
+    """report task N answers like task N: no title of a task another company got."""
+    ids = await programme(stack)
+    [refused] = await stack.ask("p2", f"统计 任务 {ids['task']}")
+    assert f"没有属于您的任务 #{ids['task']}" in refused and "双十二" not in refused
+    [same] = await stack.ask("p2", f"任务 {ids['task']}")
+    assert "双十二" not in same
+    async with stack.bot[DB].session() as session:  # a colleague of p2's got the card: now the company may look
+        session.add(OutboxMessage(channel="wecom", recipient="p2", kind="card", payload={}, purpose=TASK_CARD,
+                                  task_id=ids["task"], status="sent", sent_at=utcnow()))
+    text, _ = await stack.ask("p2", f"统计 任务 {ids['task']}", expect=2)
+    assert "双十二" in text.splitlines()[0] and "Blue Ocean" in text.splitlines()[0]
+
+
+@edges
 async def test_roi_per_model(stack: Stack) -> None:
     await programme(stack)
     [linear] = await stack.ask("admin1", "归因 线性")
@@ -92,6 +116,7 @@ async def test_roi_per_model(stack: Stack) -> None:
     ("report soon", "“soon” is not a period"),
     ("report task x", "“x” is not a number"),
     ("report task 99", "there is no task #99"),
+    ("report task 0", "there is no task #0"),
     ("report partner Nobody", "there is no partner called Nobody"),
     ("report partner", "give the partner's name"),
     ("report member", "give the member's user id"),
@@ -106,6 +131,7 @@ async def test_bad_report_input(stack: Stack, text: str, expected: str) -> None:
     assert expected in reply and "Traceback" not in reply
 
 
+@edges
 async def test_daily_digest_goes_to_admins_once_a_day(stack: Stack) -> None:
     import asyncio
     from datetime import datetime, time
@@ -123,7 +149,7 @@ async def test_daily_digest_goes_to_admins_once_a_day(stack: Stack) -> None:
     assert sorted(sent) == [0, 0, 1]  # one admin, once, whichever instance got there first
     [digest] = [m.body["content"] for m in await stack.sim.wait_for_bot_messages("admin1", 1)]
     assert digest.startswith(f"📊 昨日简报 {tomorrow - timedelta(days=1)}")
-    assert "分享 1 (—) → 独立点击 4 (400%) → 线索 2 (50%)" in digest and "1. 星河科技 3 · 2. Blue Ocean 1" in digest
+    assert "分享 1 人（100%） → 独立点击 4（每位分享者带来 4 次） → 线索 2（每百次独立点击 50 条）" in digest and "1. 星河科技 3 · 2. Blue Ocean 1" in digest
     later = on_time + timedelta(hours=5)
     assert await send_daily_digest(stack.bot[DB], stack.config, now=later) == 0
     assert not stack.sim.bot_messages("p1")  # partners do not get it

@@ -39,7 +39,7 @@ async def activity(stack: Stack, clicks: dict[str, int], leads: dict[str, list[i
                 for i in range(clicks.get(userid, 0))], stack.config.server.timezone)
             for i, amount in enumerate(leads.get(userid, [])):
                 session.add(Lead(name="L", phone=f"1390{member.id:03d}{i:04d}", source="form:link", created_at=at,
-                                 link_id=link.id, task_id=task.id, partner_id=member.partner_id,
+                                 link_id=link.id, task_id=task.id, partner_id=member.partner_id, owner_id=member.id,
                                  status="won" if amount else "claimed", won_amount=Decimal(amount) if amount else None,
                                  won_at=at if amount else None))
 

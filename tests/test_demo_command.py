@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import aiohttp
+import pytest
 
 from bot.demo import DEMO_WECHAT_ONLY
 from tests.conftest import eventually, free_port
@@ -71,3 +72,35 @@ async def test_demo_answers_help_through_the_sandbox(tmp_path: Path) -> None:
     finally:
         demo.terminate()
         assert demo.wait(30) == 0
+
+
+@pytest.mark.clock_edges
+@pytest.mark.parametrize("word", ["30d", "month", "week"])
+async def test_the_demos_report_shows_no_rate_over_100_percent(tmp_path: Path, word: str) -> None:
+    """统计 in the demo once read 送达 2 → 分享 6 (300 %) → 独立点击 57 (950 %): stages mixed people and events."""
+    import re
+    from zoneinfo import ZoneInfo
+
+    from bot.demo import seed_demo
+    from handlers.stats import funnel_line
+    from store import stats
+    from store.db import Database
+    from store.models import utcnow
+    from tests.conftest import migrated_sqlite
+
+    db = Database(await migrated_sqlite(tmp_path))
+    try:
+        async with db.session() as session:
+            await seed_demo(session)
+        zone = "Asia/Shanghai"
+        period = stats.parse_period(word, zone, utcnow().astimezone(ZoneInfo(zone)).date())
+        async with db.session() as session:
+            funnel = await stats.funnel(session, stats.Scope(), period)
+        for lang in ("zh", "en"):
+            line = funnel_line(funnel, lang)
+            rates = [int(r) for r in re.findall(r"(\d+)(?:\.\d)?%", line)]
+            assert rates and all(rate <= 100 for rate in rates), line
+        if word == "30d":
+            assert funnel.sharers and funnel.unique_clicks and funnel.leads  # the demo has a campaign to show
+    finally:
+        await db.dispose()

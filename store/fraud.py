@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -94,7 +95,7 @@ async def _headless(session: AsyncSession, since: datetime, agents: list[str]) -
                   and_(Click.link_id == link_id, match), link_id) for link_id, count in rows]
 
 
-async def _lead_ratios(session: AsyncSession, since: datetime, factor: float, minimum: int) -> list[Found]:
+async def _lead_ratios(session: AsyncSession, since: datetime, factor: float, minimum: int, zone: str) -> list[Found]:
     """A partner bringing far more leads per unique click (last 30 days) than the programme as a whole."""
     month = since - timedelta(days=30)
     leads = dict((await session.execute(
@@ -102,7 +103,7 @@ async def _lead_ratios(session: AsyncSession, since: datetime, factor: float, mi
                                                     Lead.held.is_(False)).group_by(Lead.partner_id))).all())
     clicks = dict((await session.execute(
         select(Member.partner_id, func.sum(ClickDaily.unique_clicks)).join(TrackedLink, TrackedLink.id == ClickDaily.link_id)
-        .join(Member, Member.id == TrackedLink.member_id).where(ClickDaily.day >= month.date())
+        .join(Member, Member.id == TrackedLink.member_id).where(ClickDaily.day >= month.astimezone(ZoneInfo(zone)).date())
         .group_by(Member.partner_id))).all())
     total_clicks = sum(int(c or 0) for c in clicks.values())
     if not total_clicks:
@@ -155,7 +156,7 @@ async def scan(session: AsyncSession, config, now: datetime | None = None) -> li
         *await _floods(session, since, Click.ip_hash, f.ip_clicks_per_day, "ip_flood", "IP hash"),
         *await _bursts(session, since, f.burst_factor, f.burst_min_clicks),
         *await _headless(session, since, [a.strip().lower() for a in f.headless_agents.split(",") if a.strip()]),
-        *await _lead_ratios(session, since, f.lead_ratio_factor, f.lead_ratio_min_leads),
+        *await _lead_ratios(session, since, f.lead_ratio_factor, f.lead_ratio_min_leads, config.server.timezone),
         *await _duplicate_phones(session, since, f.duplicate_phone_days),
         *await _invalid_phones(session, since),
     ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
@@ -65,9 +66,9 @@ def validate_form(values: dict[str, str], consent: bool) -> tuple[LeadForm | Non
     return LeadForm(cleaned["name"], cleaned["company"], phone or "", cleaned["region"], cleaned["industry"]), {}
 
 
-def form_dedupe_key(phone: str, task_id: int, now: datetime) -> str:
-    """One lead per phone, task and day: a double tap or a re-send the same day is the same lead."""
-    return f"form:{task_id}:{phone}:{now.strftime('%Y%m%d')}"
+def form_dedupe_key(phone: str, task_id: int, now: datetime, zone: str) -> str:
+    """One lead per phone, task and local day: a double tap or a re-send the same day is the same lead."""
+    return f"form:{task_id}:{phone}:{now.astimezone(ZoneInfo(zone)).strftime('%Y%m%d')}"
 
 
 async def create_from_form(session: AsyncSession, form: LeadForm, *, sharer: Member | None, task_id: int,
@@ -83,7 +84,7 @@ async def create_from_form(session: AsyncSession, form: LeadForm, *, sharer: Mem
             name=form.name, company=form.company, phone=form.phone, region=form.region, industry=form.industry,
             source=f"form:{channel}", status="claimed" if sharer else "new", owner_id=sharer.id if sharer else None,
             partner_id=sharer.partner_id if sharer else None, task_id=task_id, link_id=link_id,
-            visitor_id=visitor_id, consent_at=now, dedupe_key=form_dedupe_key(form.phone, task_id, now),
+            visitor_id=visitor_id, consent_at=now, dedupe_key=form_dedupe_key(form.phone, task_id, now, book.of(None).timezone),
             protected_until=now + timedelta(days=book.of(sharer.partner_id).protect_days) if sharer else None, created_at=now, updated_at=now)
         .on_conflict_do_nothing(index_elements=["dedupe_key"]).returning(Lead.id))
     if lead_id is None:

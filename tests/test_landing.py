@@ -163,3 +163,34 @@ async def test_a_lead_from_someone_who_left_waits_in_the_pool(stack: Stack, visi
     import asyncio
     await asyncio.sleep(0.3)
     assert len(stack.sim.bot_messages("p1")) == 2  # the card and the link reply; no notice
+
+
+async def test_one_lead_per_phone_and_task_and_local_day(sqlite_url: str) -> None:
+    """The form's one-lead-per-day key follows [server] timezone: 07:30 and 08:30 in Shanghai are one
+    day (UTC's days differ), 23:30 and 00:30 the next morning are two (UTC's day is the same)."""
+    import time_machine
+
+    from store import leads as lead_store, links as link_store, tasks as task_store
+    from store.db import Database
+    from store.members import get_member
+    from tests.conftest import seed
+    await seed(sqlite_url)
+    db = Database(sqlite_url)
+    book = pool.RuleBook(pool.PoolRules(10, 30, 30, True, 0, "Asia/Shanghai"))
+    try:
+        async with db.session() as session:
+            task = await task_store.create_task(session, title="T", url="https://x.example", creator=None)
+            link = await link_store.get_or_create_link(session, task, await get_member(session, "p1"), "link")
+        form, _ = lead_store.validate_form(GOOD, consent=True)
+
+        async def submit_at(moment: str) -> bool:
+            with time_machine.travel(moment, tick=False):
+                async with db.session() as session:
+                    return await lead_store.create_from_form(
+                        session, form, sharer=await get_member(session, "p1"), task_id=task.id, link_id=link.id,
+                        channel="link", visitor_id="v" * 20, book=book) is not None
+
+        assert [await submit_at(t) for t in ("2026-12-01T07:30:00+08:00", "2026-12-01T08:30:00+08:00")] == [True, False]
+        assert [await submit_at(t) for t in ("2026-12-02T23:30:00+08:00", "2026-12-03T00:30:00+08:00")] == [True, True]
+    finally:
+        await db.dispose()

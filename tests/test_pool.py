@@ -82,6 +82,11 @@ async def test_claim_follow_return_win_and_the_audit_trail(pool_stack: Stack) ->
     kinds = [line.split(" ")[3] for line in history.splitlines()[1:]]
     assert kinds == ["claimed", "followed", "returned", "claimed", "won"]
     assert "客户暂无预算" in history
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+    shown = datetime.strptime(" ".join(history.splitlines()[-1].split(" ")[1:3]), "%Y-%m-%d %H:%M")
+    local_now = datetime.now(ZoneInfo(s.config.server.timezone)).replace(tzinfo=None)
+    assert abs((local_now - shown).total_seconds()) < 120  # times in [server] timezone, not UTC
     [reply] = await s.ask("p1", "lead 1")
     assert reply.startswith("“lead” is for admins only")
 

@@ -5,11 +5,12 @@ from decimal import Decimal
 
 import pytest
 from PIL import Image
+from sqlalchemy import func, select
 
 from bot.app import DB
 from store import links as link_store
 from store.members import get_member
-from store.models import Lead, LeadEvent, LeadTouch, OutboxMessage, Share, Task, TrackedLink, utcnow
+from store.models import Lead, LeadEvent, LeadTouch, OutboxMessage, PointsEntry, Share, Task, TrackedLink, utcnow
 from store.tasks import TASK_CARD
 from tests.conftest import Stack
 
@@ -183,3 +184,28 @@ async def test_export_funnel_and_attribution_as_json_and_csv(api_stack: Stack) -
     async with aiohttp.ClientSession(base_url=stack.bot_url) as anonymous:
         async with anonymous.get("/api/stats/funnel") as r:
             assert r.status == 401
+
+
+@edges
+async def test_a_pool_lead_i_won_counts_in_me_report_and_points(stack: Stack) -> None:
+    """A lead claimed from the pool and won is paid by the ledger: me, the company's report and
+    points agree on it; being handed a lead as its sharer is not a claim."""
+    from store import points
+    from tests.test_pool import add_leads
+
+    await programme(stack)  # p1 holds lead A (from p1's own link, assigned as its sharer), won 9,000
+    await add_leads(stack.config.database.url)
+    async with stack.bot[DB].session() as session:
+        pool_lead = await session.scalar(select(Lead.id).where(Lead.name == "赵总"))
+    assert "已归您" in (await stack.ask("p1", f"领取 {pool_lead}"))[0]
+    assert "成交" in (await stack.ask("p1", f"成交 {pool_lead} 3000"))[0]
+    [me] = await stack.ask("p1", "我的")
+    assert "通过您的链接带来线索 1 条，从线索池领取 1 条，成交 2 单（¥12,000" in me
+    text, _ = await stack.ask("p1", "统计", expect=2)
+    assert "本期成交 2 单，成交额 ¥12,000" in text
+    async with stack.bot[DB].session() as session:
+        await points.accrue(session, stack.config)
+        p1 = await get_member(session, "p1")
+        wins = await session.scalar(select(func.count()).select_from(PointsEntry).where(
+            PointsEntry.member_id == p1.id, PointsEntry.kind == "won"))
+    assert wins == 2

@@ -41,6 +41,11 @@ async def add_clicks(stack: Stack, link_id: int, n: int, *, visitor=None, ip=Non
         await link_store.insert_clicks(session, rows, stack.config.server.timezone)
 
 
+def local_today(zone: str):  # type: ignore[no-untyped-def]
+    from zoneinfo import ZoneInfo
+    return utcnow().astimezone(ZoneInfo(zone)).date()
+
+
 async def scan(stack: Stack) -> list[tuple[str, int]]:
     async with stack.bot[DB].session() as session:
         return [(f.rule, f.count) for f in await fraud.scan(session, stack.config)]
@@ -145,6 +150,7 @@ async def test_held_items_count_nowhere_until_cleared(stack: Stack) -> None:
     assert again == f"Sorry: flag #{click_flag} was already cleared."
 
 
+@pytest.mark.clock_edges
 @pytest.mark.parametrize("decision", ["clear", "reject"])
 async def test_held_clicks_earn_no_attribution_until_cleared(stack: Stack, decision: str) -> None:
     """A visitor flooding p2's link (flagged visitor_flood) later fills p1's form: while held, those
@@ -169,8 +175,8 @@ async def test_held_clicks_earn_no_attribution_until_cleared(stack: Stack, decis
         from store import attribution
         from store.stats import parse_period
         async with stack.bot[DB].session() as session:
-            result = await attribution.attribute(session, parse_period("30d", stack.config.server.timezone,
-                                                                       utcnow().date()), model)
+            zone = stack.config.server.timezone
+            result = await attribution.attribute(session, parse_period("30d", zone, local_today(zone)), model)
         return {result.partner_names[p]: amount for p, amount in result.by_partner.items() if amount}
 
     for model in ("first", "linear", "u"):

@@ -69,7 +69,7 @@ async def test_a_visitor_becomes_the_sharers_lead_with_touches(stack: Stack, vis
     [note] = (await stack.sim.wait_for_bot_messages("p1", 3))[2:]
     assert note.body["content"].startswith("🎉 新线索！王女士（华星制造，138****8000）")
     [me] = await stack.ask("p1", "我的")
-    assert "独立点击 1 次（不含机器访问），线索 1 条，已领取 1 条，成交 0 单（¥0）" in me
+    assert "独立点击 1 次（不含机器访问），通过您的链接带来线索 1 条，从线索池领取 0 条，成交 0 单（¥0" in me
 
 
 @pytest.mark.parametrize("change, field, message", [

@@ -2,8 +2,6 @@
 tables as JSON or CSV (`?format=csv`), for a period (`?period=month`, `2026-11-01..2026-11-15`)."""
 from __future__ import annotations
 
-import csv
-import io
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -13,6 +11,7 @@ from aiohttp import web
 from sqlalchemy import select
 
 from bot.config import Config
+from bot.csv_export import csv_text
 from store import attribution, points, stats
 from store.models import Member, Partner, PointsEntry, Task, utcnow
 
@@ -30,14 +29,13 @@ class _BadQuery(Exception):
 
 def _table(request: web.Request, name: str, columns: list[str], rows: list[dict[str, Any]],
            meta: dict[str, Any]) -> web.Response:
+    """Rows keep amounts as Decimal, so the CSV writes them as numbers (never neutralised as
+    text) while JSON keeps giving them as strings, exact to the cent."""
     if request.query.get("format", "json") == "csv":
-        out = io.StringIO()
-        writer = csv.DictWriter(out, fieldnames=columns, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
-        return web.Response(text=out.getvalue(), content_type="text/csv", charset="utf-8",
+        return web.Response(text=csv_text(columns, rows), content_type="text/csv", charset="utf-8",
                             headers={"Content-Disposition": f'attachment; filename="{name}.csv"'})
-    return web.json_response({**meta, "rows": rows})
+    as_json = [{key: str(value) if isinstance(value, Decimal) else value for key, value in row.items()} for row in rows]
+    return web.json_response({**meta, "rows": as_json})
 
 
 def stats_routes(config: Config, db_of: Any) -> list[web.RouteDef]:
@@ -88,14 +86,14 @@ def stats_routes(config: Config, db_of: Any) -> list[web.RouteDef]:
             return web.json_response({"error": str(bad), "field": bad.field}, status=400)
         async with db_of(request).session() as session:
             result = await attribution.attribute(session, period, model)
-        rows = [{"kind": "task", "id": task_id, "name": result.task_names.get(task_id, ""), "credited": str(amount),
-                 "cost": str(result.task_costs[task_id]) if result.task_costs.get(task_id) is not None else "",
-                 "roi": "" if (rate := result.roi(task_id)) is None else f"{rate:.4f}"}
+        rows = [{"kind": "task", "id": task_id, "name": result.task_names.get(task_id, ""), "credited": amount,
+                 "cost": result.task_costs[task_id] if result.task_costs.get(task_id) is not None else "",
+                 "roi": "" if (rate := result.roi(task_id)) is None else Decimal(f"{rate:.4f}")}
                 for task_id, amount in sorted(result.by_task.items())]
         rows += [{"kind": "partner", "id": pid, "name": result.partner_names.get(pid, "") if pid else "",
-                  "credited": str(amount), "cost": "", "roi": ""}
+                  "credited": amount, "cost": "", "roi": ""}
                  for pid, amount in sorted(result.by_partner.items(), key=lambda kv: kv[0] or 0) if amount]
-        rows.append({"kind": "unattributed", "id": "", "name": "", "credited": str(result.unattributed), "cost": "", "roi": ""})
+        rows.append({"kind": "unattributed", "id": "", "name": "", "credited": result.unattributed, "cost": "", "roi": ""})
         return _table(request, f"attribution-{model}-{period.first_day}-{period.last_day}", ATTRIBUTION_COLUMNS, rows,
                       {"model": model, "period": {"from": str(period.first_day), "to": str(period.last_day), "timezone": zone},
                        "won_leads": result.won_leads, "revenue": str(result.revenue)})
@@ -123,7 +121,7 @@ def stats_routes(config: Config, db_of: Any) -> list[web.RouteDef]:
                        PointsEntry.at < points.month_start(after, zone))
                 .order_by(PointsEntry.at, PointsEntry.id))).all()
         rows = [{"member": userid, "name": name, "kind": e.kind, "basis": e.basis, "points": e.points,
-                 "commission": str(e.commission), "at": e.at.isoformat()} for e, userid, name in entries]
+                 "commission": e.commission, "at": e.at.isoformat()} for e, userid, name in entries]
         return _table(request, f"statement-{partner.name}-{month}", STATEMENT_COLUMNS, rows, {
             "partner": partner.name, "month": month, "tier": partner.tier,
             "points": sum(r["points"] for r in rows),

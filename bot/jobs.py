@@ -59,22 +59,25 @@ async def expire_parked_messages(db: Database, config: Config) -> int:
 
 async def recycle_idle_leads(db: Database, config: Config) -> int:
     """Leads without a follow-up for their pool's `idle_days` go back to that pool (holder told); a
-    warning goes out a day before. Conditional updates and unique message keys make each happen once."""
+    warning goes out a day before. A lead protected for its sharer (`protect_days`) stays theirs
+    until the protection ends, and the warning comes the day before that instead. Conditional
+    updates and unique message keys make each happen once."""
     now = utcnow()
     async with db.session() as session:
         book = await pool.rule_book(session, config)
         # One query with the loosest cut-off (warnings included); each lead then meets its own pool's.
-        candidates = await pool.idle_leads(session, now - timedelta(days=book.shortest_idle_days - 1))
+        candidates = await pool.idle_leads(session, now - timedelta(days=book.shortest_idle_days - 1),
+                                           protected_before=now + timedelta(days=1))
         holders = {m.id: m for m in await session.scalars(
             select(Member).where(Member.id.in_([lead.owner_id for lead in candidates])))}
     recycled, warnings = 0, []
     for lead in candidates:
-        idle_days = book.of(pool.home_pool(lead)).idle_days
-        idle_before = now - timedelta(days=idle_days)
-        last = pool.last_activity(lead)
+        rules = book.of(pool.home_pool(lead))
+        idle_days, idle_before = rules.idle_days, now - timedelta(days=rules.idle_days)
+        last, due = pool.last_activity(lead), pool.recycle_due(lead, rules)
         holder = holders.get(lead.owner_id)
-        if last > idle_before:
-            if holder is not None and last <= idle_before + timedelta(days=1):
+        if due > now:
+            if holder is not None and due <= now + timedelta(days=1):
                 text = Text(f"⚠️ 线索 #{lead.id}（{lead.name}）明天将因未跟进被收回。发送“跟进 {lead.id} 内容”保留它。\n"
                             f"Lead #{lead.id} goes back to the pool tomorrow without a follow-up: follow {lead.id} note")
                 # One warning per idle stretch: the key names the last activity it warns about.

@@ -64,8 +64,14 @@ async def claim_lead(ctx: Context, lead_id: int) -> Text:
 
 
 async def return_lead(ctx: Context, args: LeadText) -> Text:
-    await pool.give_back(ctx.session, ctx.member, args.lead_id, args.text, await pool.rule_book(ctx.session, ctx.config))
-    return Text(ctx.say(f"Lead #{args.lead_id} is back in the pool.", f"线索 #{args.lead_id} 已退回线索池。"))
+    _, given_up = await pool.give_back(ctx.session, ctx.member, args.lead_id, args.text,
+                                       await pool.rule_book(ctx.session, ctx.config))
+    if given_up is None:
+        return Text(ctx.say(f"Lead #{args.lead_id} is back in the pool.", f"线索 #{args.lead_id} 已退回线索池。"))
+    until = pool.local_time(given_up, ctx.config.server.timezone)
+    return Text(ctx.say(f"Lead #{args.lead_id} is back in the pool. Returning it gave up its protection for you "
+                        f"(until {until}): colleagues may claim it now.",
+                        f"线索 #{args.lead_id} 已退回线索池。退回即放弃保护期（原保护至 {until}），同事现在可以领取。"))
 
 
 async def my_leads(ctx: Context, _args: None) -> Text:

@@ -3,6 +3,10 @@
 A member's claims are serialised by first writing their own member row (a row lock on PostgreSQL,
 the write lock on SQLite); the claim itself is a conditional UPDATE, so of two members claiming
 one lead at once exactly one wins.
+
+`protect_days`: a lead from a partner's own link is its sharer's until `protected_until`. That is
+part of the same conditional UPDATEs (claim and recycle), so it holds under races too. The sharer
+gives it up by returning the lead; an admin's move overrides it.
 """
 from __future__ import annotations
 
@@ -14,7 +18,7 @@ from sqlalchemy import and_, false, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from store.errors import Refusal
-from store.models import Lead, LeadEvent, Member, utcnow
+from store.models import Lead, LeadEvent, Member, TrackedLink, utcnow
 from store.pool_rules import TIER_NAMES, PoolRules, RuleBook, at_least, rule_book, rules_from  # noqa: F401 (the pool API)
 
 OPEN = ("claimed", "following", "nurturing")  # held by someone, not finished
@@ -27,13 +31,25 @@ def _same_pool(pool_partner_id: int | None):  # type: ignore[no-untyped-def]
     return Lead.pool_partner_id.is_(None) if pool_partner_id is None else Lead.pool_partner_id == pool_partner_id
 
 
+def _unprotected(now: datetime):  # type: ignore[no-untyped-def]
+    return or_(Lead.protected_until.is_(None), Lead.protected_until <= now)
+
+
+def _open_to(member: Member, now: datetime):  # type: ignore[no-untyped-def]
+    """Not protected for someone else: no protection running, or this member shared the lead."""
+    own_links = select(TrackedLink.id).where(TrackedLink.member_id == member.id)
+    return or_(_unprotected(now), Lead.link_id.in_(own_links))
+
+
 def _claimable_in(pool_partner_id: int | None, member: Member, rules: PoolRules, now: datetime):  # type: ignore[no-untyped-def]
-    """Unowned new leads of one pool, past that pool's embargo, not in this member's cooldown."""
+    """Unowned new leads of one pool, past that pool's embargo, not in this member's cooldown, not
+    protected for another member's share."""
     recent_give_backs = select(LeadEvent.lead_id).where(
         LeadEvent.member_id == member.id, LeadEvent.kind.in_(("returned", "recycled")),
         LeadEvent.at > now - timedelta(days=rules.cooldown_days))
     return and_(_same_pool(pool_partner_id), Lead.status == "new", Lead.owner_id.is_(None),
-                Lead.created_at <= now - timedelta(hours=rules.embargo_hours), Lead.id.not_in(recent_give_backs))
+                Lead.created_at <= now - timedelta(hours=rules.embargo_hours), Lead.id.not_in(recent_give_backs),
+                _open_to(member, now))
 
 
 def _tier_of(member: Member) -> str:
@@ -57,6 +73,10 @@ async def visible_pool(session: AsyncSession, member: Member, book: RuleBook, wo
         pattern = f"%{word.replace('%', '').replace('_', '')}%"
         query = query.where(or_(Lead.region.like(pattern), Lead.industry.like(pattern), Lead.company.like(pattern)))
     return list(await session.scalars(query.order_by(Lead.created_at.desc()).limit(limit)))
+
+
+def local_time(at: datetime, zone: str) -> str:
+    return at.astimezone(ZoneInfo(zone)).strftime("%Y-%m-%d %H:%M")
 
 
 def _start_of_day(now: datetime, zone: str) -> datetime:
@@ -110,9 +130,15 @@ async def _why_not_claimable(session: AsyncSession, member: Member, lead_id: int
         return Refusal(f"lead #{lead_id} is already yours", f"线索 #{lead_id} 已经是您的")
     if lead.owner_id is not None or lead.status != "new":
         return Refusal(f"lead #{lead_id} is held by someone else", f"线索 #{lead_id} 已被他人领取")
+    if lead.protected_until is not None and lead.protected_until > now and not await session.scalar(
+            select(func.count()).select_from(TrackedLink).where(TrackedLink.id == lead.link_id,
+                                                                 TrackedLink.member_id == member.id)):
+        until = local_time(lead.protected_until, rules.timezone)
+        return Refusal(f"lead #{lead_id} is protected for its sharer until {until}; only they may follow it up",
+                       f"线索 #{lead_id} 受保护至 {until}，仅原分享人可跟进")
     opens = lead.created_at + timedelta(hours=rules.embargo_hours)
     if opens > now:
-        when = opens.astimezone(ZoneInfo(rules.timezone)).strftime("%Y-%m-%d %H:%M")
+        when = local_time(opens, rules.timezone)
         return Refusal(f"lead #{lead_id} can be claimed from {when}", f"线索 #{lead_id} 自 {when} 起可领取")
     last = await session.scalar(select(func.max(LeadEvent.at)).where(
         LeadEvent.lead_id == lead_id, LeadEvent.member_id == member.id, LeadEvent.kind.in_(("returned", "recycled"))))
@@ -143,17 +169,22 @@ def check_text(text: str, what_en: str, what_zh: str, required: bool = True) -> 
     return text
 
 
-async def give_back(session: AsyncSession, member: Member, lead_id: int, reason: str, book: RuleBook) -> Lead:
+async def give_back(session: AsyncSession, member: Member, lead_id: int, reason: str,
+                    book: RuleBook) -> tuple[Lead, datetime | None]:
+    """Give a held lead back to its pool. A return gives up the protection the lead had for its
+    sharer, so colleagues may take it at once; returned with the lead is until when that
+    protection would have run (None if none was running)."""
     lead = await _held(session, member, lead_id)
     rules = book.of(home_pool(lead))
     reason = check_text(reason, "reason", "退回原因", required=rules.return_reason_required)
     now = utcnow()
+    given_up = lead.protected_until if lead.protected_until is not None and lead.protected_until > now else None
     lead.owner_id, lead.status, lead.claimed_at, lead.updated_at = None, "new", None, now
     lead.protected_until = None
     lead.pool_partner_id = home_pool(lead)
     session.add(LeadEvent(lead_id=lead.id, kind="returned", member_id=member.id, note=reason, at=now))
     await session.flush()
-    return lead
+    return lead, given_up
 
 
 async def follow_up(session: AsyncSession, member: Member, lead_id: int, note: str) -> Lead:
@@ -224,19 +255,30 @@ def home_pool(lead: Lead) -> int | None:
     return lead.pool_partner_id or lead.partner_id
 
 
-async def idle_leads(session: AsyncSession, idle_before: datetime, limit: int = 500) -> list[Lead]:
+async def idle_leads(session: AsyncSession, idle_before: datetime, protected_before: datetime,
+                     limit: int = 500) -> list[Lead]:
+    """Held leads quiet since `idle_before`, leaving out those protected beyond `protected_before`
+    (long-protected leads would otherwise fill the batch and starve the ones due now)."""
     return list(await session.scalars(select(Lead).where(
-        Lead.status.in_(WORKING), Lead.owner_id.is_not(None), _last_activity() <= idle_before)
+        Lead.status.in_(WORKING), Lead.owner_id.is_not(None), _last_activity() <= idle_before,
+        _unprotected(protected_before))
         .order_by(_last_activity()).limit(limit)))
+
+
+def recycle_due(lead: Lead, rules: PoolRules) -> datetime:
+    """When a quiet lead goes back to its pool: `idle_days` after its last activity, but never
+    while it is protected for its sharer (the sharer keeps it, and is warned the day before)."""
+    due = last_activity(lead) + timedelta(days=rules.idle_days)
+    return max(due, lead.protected_until) if lead.protected_until is not None else due
 
 
 async def recycle(session: AsyncSession, lead: Lead, idle_before: datetime) -> bool:
     """Put an idle lead back in its pool; False if it moved meanwhile (followed up, or another
-    instance recycled it first)."""
+    instance recycled it first) or is protected for its sharer."""
     now = utcnow()
     result = await session.execute(
         update(Lead).where(Lead.id == lead.id, Lead.owner_id == lead.owner_id, Lead.status.in_(WORKING),
-                           _last_activity() <= idle_before)
+                           _last_activity() <= idle_before, _unprotected(now))
         .values(owner_id=None, status="new", claimed_at=None, protected_until=None, updated_at=now,
                 pool_partner_id=func.coalesce(Lead.pool_partner_id, Lead.partner_id))
         .execution_options(synchronize_session=False))
@@ -248,18 +290,22 @@ async def recycle(session: AsyncSession, lead: Lead, idle_before: datetime) -> b
 
 async def move(session: AsyncSession, lead: Lead, *, partner_id: int | None = None, member: Member | None = None,
                by: str = "admin") -> None:
-    """Move a lead between levels: to the public pool, a partner's pool, or straight to a member."""
+    """Move a lead between levels: to the public pool, a partner's pool, or straight to a member.
+    An admin's move overrides `protect_days`: the protection ends (noted in the audit trail)."""
     now = utcnow()
+    lifted = " (protection lifted)" if lead.protected_until is not None and lead.protected_until > now else ""
+    lead.protected_until = None
     if member is not None:
         lead.owner_id, lead.status, lead.claimed_at = member.id, "claimed", now
         lead.pool_partner_id = member.partner_id
-        session.add(LeadEvent(lead_id=lead.id, kind="assigned", member_id=member.id, note=f"by {by}", at=now))
+        session.add(LeadEvent(lead_id=lead.id, kind="assigned", member_id=member.id, note=f"by {by}{lifted}", at=now))
     else:
         if lead.owner_id is not None:
             session.add(LeadEvent(lead_id=lead.id, kind="returned", member_id=lead.owner_id, note=f"moved by {by}", at=now))
         lead.owner_id, lead.status, lead.claimed_at, lead.pool_partner_id = None, "new", None, partner_id
         session.add(LeadEvent(lead_id=lead.id, kind="assigned", member_id=None,
-                              note=f"to {'partner pool ' + str(partner_id) if partner_id else 'public pool'} by {by}", at=now))
+                              note=f"to {'partner pool ' + str(partner_id) if partner_id else 'public pool'} by {by}{lifted}",
+                              at=now))
     lead.updated_at = now
     await session.flush()
 

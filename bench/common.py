@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bot.links import VISITOR_COOKIE, sign_visitor  # noqa: E402
 from bot.simulator import WeComSimulator  # noqa: E402
 from store.db import Database, migrate  # noqa: E402
 from store.members import MemberRow, import_members  # noqa: E402
@@ -95,10 +96,16 @@ class BotAndSimulator:
                     "PARTNERBOT_WECOM_SECRET": self.secret, "PARTNERBOT_WECOM_TOKEN": self.token,
                     "PARTNERBOT_WECOM_ENCODING_AES_KEY": self.aes,
                     "PARTNERBOT_WECOM_API_BASE_URL": f"http://127.0.0.1:{self.sim_port}",
+                    "PARTNERBOT_SERVER_IP_HASH_SALT": secrets.token_urlsafe(16),
+                    "PARTNERBOT_LINKS_VISITOR_SECRET": secrets.token_urlsafe(24),
                     "PARTNERBOT_LOG_LEVEL": "WARNING", **env}
         self.env.pop("PARTNERBOT_CONFIG", None)
         self.bot: subprocess.Popen | None = None
         self.runner: web.AppRunner | None = None
+
+    def visitor_cookie(self, i: int) -> str:
+        """A distinct visitor the bot believes (it signed the cookie), so flood protection keeps every click."""
+        return f"{VISITOR_COOKIE}={sign_visitor(self.env['PARTNERBOT_LINKS_VISITOR_SECRET'].encode(), f'bench{i:016d}')}"
 
     @property
     def bot_url(self) -> str:

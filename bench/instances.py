@@ -106,7 +106,7 @@ async def measure(instances: int, args: argparse.Namespace) -> dict[str, float]:
             await asyncio.sleep(1.0)
             duplicates = len(sim.bot_messages()) - args.messages
 
-            redirects = [("GET", f"/t/{codes[i % len(codes)]}", {"Cookie": f"pb_vid=bench{i:016d}", "User-Agent": BROWSER},
+            redirects = [("GET", f"/t/{codes[i % len(codes)]}", {"Cookie": stack.visitor_cookie(i), "User-Agent": BROWSER},
                           None) for i in range(args.redirects)]
             seconds = await spread(urls, redirects, args.concurrency)
             for _ in range(300):  # clicks are stored after the answer, through the Redis stream

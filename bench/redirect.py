@@ -12,6 +12,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 
 import aiohttp
 from sqlalchemy import func, select
@@ -36,7 +37,8 @@ web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log
 BROWSER = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 Mobile/15E148 MicroMessenger/8.0"
 
 
-async def hammer(url: str, requests: int, concurrency: int) -> tuple[float, list[float], dict[int, int]]:
+async def hammer(url: str, requests: int, concurrency: int,
+                 cookie: Callable[[int], str] = lambda i: f"pb_vid=bench{i:016d}") -> tuple[float, list[float], dict[int, int]]:
     latencies: list[float] = []
     statuses: dict[int, int] = {}
     counter = iter(range(requests))
@@ -47,7 +49,7 @@ async def hammer(url: str, requests: int, concurrency: int) -> tuple[float, list
                 started = time.perf_counter()
                 # A distinct visitor per request, so flood protection keeps every click.
                 async with http.get(url, allow_redirects=False,
-                                    headers={"Cookie": f"pb_vid=bench{i:016d}", "User-Agent": BROWSER}) as r:
+                                    headers={"Cookie": cookie(i), "User-Agent": BROWSER}) as r:
                     await r.read()
                     statuses[r.status] = statuses.get(r.status, 0) + 1
                 latencies.append(time.perf_counter() - started)
@@ -79,7 +81,7 @@ async def run(args: argparse.Namespace) -> None:
 
         async with BotAndSimulator(db.url, args.redis, {"sharer": "分享者"}) as stack:
             url = f"{stack.bot_url}/t/{link.code}"
-            wall, latencies, statuses = await hammer(url, args.requests, args.concurrency)
+            wall, latencies, statuses = await hammer(url, args.requests, args.concurrency, stack.visitor_cookie)
             sent = args.requests
             deadline = time.monotonic() + 120
             while True:  # wait until the buffer is written

@@ -12,6 +12,7 @@ from store import bindings, onboarding
 from store.errors import Refusal
 from store.members import USERID_PATTERN, get_member
 from store.models import Invite, Partner
+from store.text import clean_text
 
 FIELDS = ("name", "region", "industries", "tier", "commission_rate")
 
@@ -106,9 +107,9 @@ def partner_routes(config: Config, db_of: Any) -> list[web.RouteDef]:
             if "commission_rate" in body:
                 partner.commission_rate = _rate(body["commission_rate"])
             if "region" in body:
-                partner.region = body["region"].strip()[:64]
+                partner.region = clean_text(body["region"])[:64]
             if "industries" in body:
-                partner.industries = [i.strip()[:32] for i in body["industries"]]
+                partner.industries = [clean_text(i)[:32] for i in body["industries"]]
             if "tier" in body:
                 partner.tier = body["tier"]  # an admin's decision; the monthly recalculation may change it again
             return web.json_response(partner_json(partner))

@@ -26,7 +26,7 @@ from bot.jobs import (accrue_points, expire_parked_messages, recalculate_tiers, 
                       scan_for_fraud, send_daily_digest, send_due_reminders, send_monthly_statements)
 from bot.invite_page import invite_routes
 from bot.landing import landing_routes
-from bot.links import LinkCache, Visitors, redirect_routes
+from bot.links import LinkCache, Visitors, redirect_routes, visitor_secret
 from bot.logs import request_ids
 from bot.messages import Incoming
 from bot.metrics import CLICK_LAG, OUTBOX as OUTBOX_METRIC, OUTBOX_BACKLOG, OUTBOX_PARKED, exposition
@@ -50,6 +50,7 @@ WECOM = web.AppKey("wecom", WeComClient)
 OUTBOX = web.AppKey("outbox", OutboxSender)
 INBOX = web.AppKey("inbox", InboxProcessor)
 CLICKS = web.AppKey("clicks", ClickRecorder)
+VISITORS = web.AppKey("visitors", Visitors)
 
 
 def create_app(config: Config, commands: CommandTable | None = None) -> web.Application:
@@ -151,7 +152,7 @@ def create_app(config: Config, commands: CommandTable | None = None) -> web.Appl
         log.warning("[server] ip_hash_salt is not set: visitor IP hashes will differ between instances and restarts")
         salt = secrets.token_bytes(32)
     links = LinkCache(lambda request: request.app[DB])
-    visitors = Visitors(salt, config.server.trusted_proxies)
+    visitors = app[VISITORS] = Visitors(salt, config.server.trusted_proxies, visitor_secret(config))
     app.add_routes(redirect_routes(links, lambda request: request.app[CLICKS], visitors))
     app.add_routes(landing_routes(links, visitors, config, lambda request: request.app[DB],
                                   lambda request: request.app[OUTBOX], lambda request: request.app[SHARED]))

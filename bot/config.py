@@ -116,6 +116,9 @@ class LinksConfig:
     flush_interval_seconds: float = 0.5
     # Clicks a writer took from the Redis stream but never wrote (it died) are taken over after this.
     stream_reclaim_seconds: float = 30.0
+    # Signs the visitor cookie (environment only), so a client cannot invent visitors. Empty: derived
+    # from the WeCom app's secrets (one instance); required with Redis (several instances).
+    visitor_secret: str = ""
 
 
 @dataclass

@@ -45,6 +45,12 @@ def validate(config: Config) -> None:
              f"got {config.database.url.split('://', 1)[0]!r}")
     if config.redis.url and urlsplit(config.redis.url).scheme not in ("redis", "rediss", "unix"):
         fail("[redis] url", "must be empty (no Redis) or a redis:// URL")
+    # Several instances must agree on who a visitor is: the same IP hash, the same cookie signature.
+    for key, env, value in (("[server] ip_hash_salt", "SERVER_IP_HASH_SALT", config.server.ip_hash_salt),
+                            ("[links] visitor_secret", "LINKS_VISITOR_SECRET", config.links.visitor_secret)):
+        if config.redis.url and not value:
+            fail(key, f"must be set when [redis] url is (every instance needs the same one): set "
+                 f"PARTNERBOT_{env} to a long random string")
     for section, console in (("wecom", "WeCom"), ("wechat", "WeChat Official Account")):
         key = getattr(config, section).encoding_aes_key
         if key and (len(key) != 43 or not _is_aes_key(key)):

@@ -9,6 +9,7 @@ import hmac
 import ipaddress
 import logging
 import re
+import secrets
 import time
 from html import escape
 from typing import Any
@@ -17,6 +18,7 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 from aiohttp import web
 from crawlerdetect import CrawlerDetect
 
+from bot.config import Config
 from bot.metrics import REDIRECTS
 from store import links as link_store
 
@@ -24,7 +26,10 @@ log = logging.getLogger(__name__)
 
 CODE_PATTERN = re.compile(r"^[A-Za-z0-9_-]{8,16}$")
 VISITOR_COOKIE = "pb_vid"
-VISITOR_PATTERN = re.compile(r"^[A-Za-z0-9]{16,40}$")
+# "<visitor id>.<HMAC-SHA256 of it, 128 bits in hex>": only this server hands out visitor ids.
+SIGNED_VISITOR = re.compile(r"^([A-Za-z0-9]{16,40})\.([0-9a-f]{32})$")
+# Without a valid cookie, one (IP hash, user agent) is one visitor for this long (a UTC day).
+FALLBACK_VISITOR_SECONDS = 86400
 LINK_CACHE_SECONDS = 30.0
 _crawlers = CrawlerDetect()
 
@@ -83,26 +88,48 @@ class ClientAddress:
         return peer
 
 
-class Visitors:
-    """Who is visiting, without keeping who they are: a salted IP hash and a first-party cookie."""
+def visitor_secret(config: Config) -> bytes:
+    """The key that signs visitor cookies: `[links] visitor_secret`, else derived from the WeCom app's
+    secret and AES key (environment-only secrets that `serve` requires, so restarts keep cookies
+    valid), else random per process (no WeCom app configured: cookies last until a restart)."""
+    if config.links.visitor_secret:
+        return config.links.visitor_secret.encode()
+    wecom = config.wecom
+    if wecom.secret and wecom.encoding_aes_key:
+        return hmac.new(f"{wecom.secret}|{wecom.encoding_aes_key}".encode(), b"partnerbot visitor cookie v1",
+                        hashlib.sha256).digest()
+    log.warning("[links] visitor_secret is not set: visitor cookies will not survive a restart")
+    return secrets.token_bytes(32)
 
-    def __init__(self, salt: bytes, trusted_proxies: str) -> None:
+
+def sign_visitor(secret: bytes, visitor: str) -> str:
+    return f"{visitor}.{hmac.new(secret, visitor.encode(), hashlib.sha256).hexdigest()[:32]}"
+
+
+class Visitors:
+    """Who is visiting, without keeping who they are: a salted IP hash and a signed first-party cookie."""
+
+    def __init__(self, salt: bytes, trusted_proxies: str, secret: bytes, clock: Any = time.time) -> None:
         self.salt = salt
+        self.secret = secret
+        self.clock = clock
         self.addresses = ClientAddress(trusted_proxies)
 
     def ip_hash(self, request: web.Request) -> str:
         return hmac.new(self.salt, self.addresses.of(request).encode(), hashlib.sha256).hexdigest()
 
     def visitor_id(self, request: web.Request, ip_hash: str) -> str:
-        visitor = request.cookies.get(VISITOR_COOKIE, "")
-        if VISITOR_PATTERN.match(visitor):
-            return visitor
-        # No cookie yet: derive one from the IP hash and agent, so a cookie-less flood is one visitor.
-        return hashlib.sha256(f"{ip_hash}|{request.headers.get('User-Agent', '')}".encode()).hexdigest()[:32]
+        """The id in a cookie this server signed (from any IP); else one per (IP hash, agent) and day,
+        so a script inventing a new cookie for every click is still one visitor."""
+        signed = SIGNED_VISITOR.match(request.cookies.get(VISITOR_COOKIE, ""))
+        if signed and hmac.compare_digest(sign_visitor(self.secret, signed[1]), signed[0]):
+            return signed[1]
+        day = int(self.clock() // FALLBACK_VISITOR_SECONDS)
+        return hashlib.sha256(f"{ip_hash}|{request.headers.get('User-Agent', '')}|{day}".encode()).hexdigest()[:32]
 
-    @staticmethod
-    def remember(response: web.StreamResponse, visitor: str) -> None:
-        response.set_cookie(VISITOR_COOKIE, visitor, max_age=365 * 86400, httponly=True, samesite="Lax", path="/")
+    def remember(self, response: web.StreamResponse, visitor: str) -> None:
+        response.set_cookie(VISITOR_COOKIE, sign_visitor(self.secret, visitor), max_age=365 * 86400, httponly=True,
+                            samesite="Lax", path="/")
 
 
 class LinkCache:

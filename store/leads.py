@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -13,15 +14,26 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from store.assignment import auto_assign
 from store.pool_rules import RuleBook
 from store.models import Click, Lead, LeadEvent, LeadTouch, Member, utcnow
+from store.text import clean_text
 
 # Mainland mobile numbers: 11 digits starting 13-19, optionally written with +86 / 86 and separators.
-_MOBILE = re.compile(r"^1[3-9]\d{9}$")
+# ASCII digits only: `\d` also matches full-width and Arabic-Indic digits, which made one phone
+# several (past de-duplication and the fraud rules).
+_MOBILE = re.compile(r"^1[3-9][0-9]{9}$")
 _SEPARATORS = re.compile(r"[\s\-()]")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f<>]")
 
 
+def _ascii_digits(text: str) -> str:
+    """NFKC folds full-width forms (１３８, ＋, －); digits of other scripts (Arabic-Indic ١٣٨) survive
+    NFKC, so every Unicode decimal digit then becomes its ASCII digit."""
+    text = unicodedata.normalize("NFKC", text)
+    return "".join(str(unicodedata.decimal(c)) if c.isdecimal() else c for c in text)
+
+
 def normalize_phone(raw: str) -> str | None:
-    digits = _SEPARATORS.sub("", raw.strip())
+    """The canonical form (13800138000) that is stored and compared everywhere, or None if invalid."""
+    digits = _SEPARATORS.sub("", _ascii_digits(clean_text(raw)))
     digits = digits.removeprefix("+86") if digits.startswith("+86") else digits
     if len(digits) == 13 and digits.startswith("86"):
         digits = digits[2:]
@@ -48,7 +60,7 @@ FIELD_LIMITS = {"name": 32, "company": 64, "region": 32, "industry": 32}
 def validate_form(values: dict[str, str], consent: bool) -> tuple[LeadForm | None, dict[str, str]]:
     """The form, or the problems by field (messages in Chinese first: the visitors are Chinese)."""
     problems: dict[str, str] = {}
-    cleaned = {k: values.get(k, "").strip() for k in ("name", "company", "phone", "region", "industry")}
+    cleaned = {k: clean_text(values.get(k, "")) for k in ("name", "company", "phone", "region", "industry")}
     if not cleaned["name"]:
         problems["name"] = "请填写姓名 / Please enter your name"
     for field, limit in FIELD_LIMITS.items():

@@ -4,12 +4,13 @@ from __future__ import annotations
 import csv
 import io
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from store.models import ROLES, Member, MemberTag, Partner
+from store.text import clean_text
 
 MEMBER_CSV_COLUMNS = ("userid", "name", "role", "partner", "region", "industries")
 # Optional extra column: tags for broadcast targeting (`tag:NAME`), separated by ";".
@@ -78,7 +79,7 @@ def parse_members_csv(text: str) -> list[MemberRow]:
             if None in raw or any(value is None for value in raw.values()):
                 errors.append(f"line {line}: expected {len(header)} fields separated by commas")
                 continue
-            values = {key: value.strip() for key, value in raw.items()}
+            values = {key: clean_text(value) for key, value in raw.items()}
             userid, name, role = values["userid"], values["name"], values["role"].lower()
             partner, region = values["partner"], values["region"]
             industries = _split(values["industries"])
@@ -122,6 +123,12 @@ def _set_tags(member: Member, tags: tuple[str, ...]) -> None:
     ]
 
 
+def _cleaned(row: MemberRow) -> MemberRow:
+    return replace(row, name=clean_text(row.name), partner=clean_text(row.partner), region=clean_text(row.region),
+                   industries=tuple(clean_text(i) for i in row.industries),
+                   tags=None if row.tags is None else tuple(clean_text(t) for t in row.tags))
+
+
 def _split(value: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(part.strip() for part in value.split(";") if part.strip()))
 
@@ -135,6 +142,7 @@ async def import_members(session: AsyncSession, rows: list[MemberRow]) -> Import
         for m in await session.scalars(select(Member).where(Member.userid.in_([r.userid for r in rows])))
     }
     for row in rows:
+        row = _cleaned(row)  # the sync from WeCom comes here without parse_members_csv
         partner = None
         if row.partner:
             partner = partners.get(row.partner)

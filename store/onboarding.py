@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from store.errors import Refusal
 from store.models import Invite, InviteUse, Member, Partner, utcnow
 from store.pool_rules import TIER_NAMES, TIERS  # noqa: F401 (one list of tiers for pools and partners)
+from store.text import clean_text
 
 TIER_WORDS = {"registered": "registered", "注册": "registered", "silver": "silver", "银牌": "silver",
               "gold": "gold", "金牌": "gold"}
@@ -40,7 +41,8 @@ def normalize_code(text: str) -> str:
 
 async def create_partner(session: AsyncSession, name: str, region: str = "", industries: list[str] | None = None,
                          tier: str = "registered") -> Partner:
-    name, region = name.strip(), region.strip()
+    name, region = clean_text(name), clean_text(region)
+    industries = [clean_text(i) for i in industries or []]
     if not name or len(name) > 100:
         raise BadPartner("name", "a partner's name has 1 to 100 characters", "伙伴名称须为 1 到 100 个字")
     if len(region) > 64 or any(len(i) > 32 for i in industries or []):
@@ -92,7 +94,7 @@ def why_unusable(invite: Invite | None, code: str, now: datetime, zone_name: str
 
 async def join(session: AsyncSession, code: str, userid: str, name: str, zone_name: str = "UTC") -> tuple[Member, Partner]:
     """Make `userid` a member of the invite's partner, using one of its places."""
-    now = utcnow()
+    name, now = clean_text(name), utcnow()
     invite = await find_invite(session, code)
     refusal = why_unusable(invite, code, now, zone_name)
     if refusal is not None:

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from store.errors import Refusal
 from store.models import Lead, LeadEvent, Member, TrackedLink, utcnow
 from store.pool_rules import TIER_NAMES, PoolRules, RuleBook, at_least, rule_book, rules_from  # noqa: F401 (the pool API)
+from store.text import clean_text
 
 OPEN = ("claimed", "following", "nurturing")  # held by someone, not finished
 WORKING = ("claimed", "following")  # what goes idle; a nurturing lead waits for its date instead
@@ -160,7 +161,7 @@ async def _held(session: AsyncSession, member: Member, lead_id: int) -> Lead:
 
 
 def check_text(text: str, what_en: str, what_zh: str, required: bool = True) -> str:
-    text = text.strip()
+    text = clean_text(text)
     if required and not text:
         raise Refusal(f"give a {what_en}", f"请写明{what_zh}")
     if len(text) > REASON_MAX:

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from store.bindings import MEMBER_CHANNEL
 from store.models import Broadcast, Member, MemberTag, OutboxMessage, Partner, Share, Task, utcnow
+from store.text import clean_text
 
 TITLE_MAX, DESCRIPTION_MAX, URL_MAX = 64, 1000, 2000
 TEMPLATE_PATTERN = re.compile(r"^[a-z0-9_-]{1,32}$")
@@ -31,7 +32,7 @@ class InvalidTask(Exception):
 
 
 def check_title(title: str) -> str:
-    title = title.strip()
+    title = clean_text(title)
     if not title:
         raise InvalidTask("title", "the title is empty", "标题不能为空")
     if len(title) > TITLE_MAX:

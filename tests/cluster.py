@@ -31,7 +31,7 @@ from store.db import Database
 from store.tasks import TASK_CARD
 from store.models import Click, InboxMessage, JobRun, Lead, LeadEvent, OutboxMessage
 from tests.conftest import (FULL_PHONE, IN_CI, SECRETS, ServeProcess, eventually, free_port, serve_env,
-                            simulator_for)
+                            simulator_for, visitor_cookie)
 
 BROWSER = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 Mobile/15E148"
 # Short leases and intervals, so that work of a killed instance is taken over within seconds.
@@ -142,7 +142,7 @@ class Cluster:
         for url in self._next_urls()[:2]:
             try:
                 async with http.get(f"{url}/t/{code}", allow_redirects=False,
-                                    headers={"User-Agent": BROWSER, "Cookie": f"pb_vid={visitor}"},
+                                    headers={"User-Agent": BROWSER, "Cookie": visitor_cookie(self.config, visitor)},
                                     timeout=aiohttp.ClientTimeout(total=5)) as response:
                     if response.status == 302:
                         self.redirects_answered += 1

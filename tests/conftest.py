@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from bot.app import create_app
 from bot.config import Config
+from bot.links import VISITOR_COOKIE, sign_visitor, visitor_secret
 from bot.router import CommandTable
 from bot.simulator import WeChatSimulator, WeComSimulator
 from store.db import Database, migrate
@@ -124,6 +125,9 @@ def make_config(database_url: str, redis_url: str = "") -> Config:
     w.corp_id, w.agent_id, w.secret = "wwtestcorp0000001", 1000002, secrets.token_urlsafe(24)
     w.token, w.encoding_aes_key = secrets.token_urlsafe(12), aes_key()
     SECRETS.update({w.secret, w.token, w.encoding_aes_key})
+    # Set as with several instances (required with Redis), so `serve` processes accept the config.
+    config.server.ip_hash_salt, config.links.visitor_secret = secrets.token_urlsafe(16), secrets.token_urlsafe(24)
+    SECRETS.update({config.server.ip_hash_salt, config.links.visitor_secret})
     config.posters.cache_dir = tempfile.mkdtemp(prefix="pbtest-posters-")
     config.inbox.sweep_interval_seconds = 0.2
     config.outbox.backoff_base_seconds = 0.05
@@ -328,6 +332,11 @@ async def eventually(check, timeout: float = 10.0, interval: float = 0.05):  # t
         await asyncio.sleep(interval)
 
 
+def visitor_cookie(config: Config, visitor: str) -> str:
+    """A `Cookie` header value with `visitor` signed as the bot would sign it (forged ones are not believed)."""
+    return f"{VISITOR_COOKIE}={sign_visitor(visitor_secret(config), visitor)}"
+
+
 def serve_env(config: Config, bot_port: int, **extra: str) -> dict[str, str]:
     """The environment for a `partnerbot serve` subprocess with this config's settings."""
     w = config.wecom
@@ -336,6 +345,8 @@ def serve_env(config: Config, bot_port: int, **extra: str) -> dict[str, str]:
            "PARTNERBOT_WECOM_CORP_ID": w.corp_id, "PARTNERBOT_WECOM_AGENT_ID": str(w.agent_id),
            "PARTNERBOT_WECOM_SECRET": w.secret, "PARTNERBOT_WECOM_TOKEN": w.token,
            "PARTNERBOT_WECOM_ENCODING_AES_KEY": w.encoding_aes_key, "PARTNERBOT_WECOM_API_BASE_URL": w.api_base_url,
+           "PARTNERBOT_SERVER_IP_HASH_SALT": config.server.ip_hash_salt,
+           "PARTNERBOT_LINKS_VISITOR_SECRET": config.links.visitor_secret,
            **extra}
     env.pop("PARTNERBOT_CONFIG", None)
     return env

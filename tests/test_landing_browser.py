@@ -68,7 +68,9 @@ async def test_a_phone_visitor_follows_the_link_and_leaves_a_lead(stack: Stack, 
     redirect = await phone.context.request.get(f"{stack.bot_url}/t/{code}", max_redirects=0)
     assert redirect.status == 302
     assert redirect.headers["location"].startswith("https://brand.example")
-    [visitor] = [c["value"] for c in await phone.context.cookies(stack.bot_url) if c["name"] == "pb_vid"]
+    [cookie] = [c["value"] for c in await phone.context.cookies(stack.bot_url) if c["name"] == "pb_vid"]
+    visitor, _, signature = cookie.partition(".")  # the id, signed by the bot
+    assert len(visitor) == len(signature) == 32
     await stack.bot[CLICKS].flush_all()
 
     response = await page.goto(f"{stack.bot_url}/l/{code}")

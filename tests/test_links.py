@@ -13,7 +13,7 @@ from bot.app import CLICKS, DB
 from bot.clicks import ClickRecorder
 from store.db import Database
 from store.models import Click, Share, Task, TrackedLink
-from tests.conftest import Stack, eventually
+from tests.conftest import Stack, eventually, visitor_cookie
 
 BROWSER = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 Mobile/15E148 MicroMessenger/8.0.40"
 
@@ -107,13 +107,13 @@ async def test_clicks_are_classified_and_never_hold_raw_ips(stack: Stack, http: 
     code = await link_code(stack)
     url = f"{stack.bot_url}/t/{code}"
     stack.bot[CLICKS].flood_window = 1.0
-    visitor = {"Cookie": "pb_vid=aaaaaaaaaaaaaaaaaaaa", "User-Agent": BROWSER, "Referer": "https://chat.example/x"}
+    visitor = {"Cookie": visitor_cookie(stack.config, "a" * 20), "User-Agent": BROWSER, "Referer": "https://chat.example/x"}
     for _ in range(3):  # a flood from one visitor counts once per window
         async with http.get(url, allow_redirects=False, headers=visitor) as r:
             assert r.status == 302
     async with http.get(url, allow_redirects=False, headers={"User-Agent": "facebookexternalhit/1.1"}) as r:
         assert r.status == 302
-    async with http.head(url, allow_redirects=False, headers={"Cookie": "pb_vid=bbbbbbbbbbbbbbbbbbbb",
+    async with http.head(url, allow_redirects=False, headers={"Cookie": visitor_cookie(stack.config, "b" * 20),
                                                               "User-Agent": BROWSER}) as r:
         assert r.status == 302
     clicks = await stored_clicks(stack)
@@ -141,7 +141,8 @@ async def test_no_click_is_lost_when_the_server_stops_gracefully_mid_load(stack:
     async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as http:
         async def visit(i: int) -> int:
             async with http.get(f"{stack.bot_url}/t/{code}", allow_redirects=False,
-                                headers={"Cookie": f"pb_vid=visitor{i:012d}", "User-Agent": BROWSER}) as r:
+                                headers={"Cookie": visitor_cookie(stack.config, f"visitor{i:012d}"),
+                                         "User-Agent": BROWSER}) as r:
                 return r.status
         statuses = await asyncio.gather(*(visit(i) for i in range(300)))
     assert statuses == [302] * 300

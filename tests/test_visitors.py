@@ -1,0 +1,105 @@
+"""Unforgeable visitors: the `pb_vid` cookie is signed by the bot. An unsigned or tampered cookie is not
+believed: the visitor is then one per (salted IP hash, user agent) and day, so a script inventing a
+cookie for every click is one visitor; a cookie the bot signed stays one visitor from any address."""
+import aiohttp
+import pytest
+from sqlalchemy import select
+
+from bot.app import CLICKS, DB, VISITORS
+from bot.config import ConfigError, load_config
+from bot.links import VISITOR_COOKIE, ClientAddress, sign_visitor, visitor_secret
+from store import fraud
+from store.models import Click, Flag
+from tests.conftest import Stack, make_config, visitor_cookie
+from tests.test_links import BROWSER, link_code, stored_clicks, task_for_p1
+
+A_DAY = 1_800_000_000.0  # the visitors' clock, pinned: no click of a test falls on either side of midnight
+
+
+async def follow(stack: Stack, code: str, cookie: str | None, forwarded_for: str = "") -> str:
+    """One tap on the link; the signed cookie the bot answers with."""
+    headers = {"User-Agent": BROWSER, **({"Cookie": cookie} if cookie else {}),
+               **({"X-Forwarded-For": forwarded_for} if forwarded_for else {})}
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as http:
+        async with http.get(f"{stack.bot_url}/t/{code}", allow_redirects=False, headers=headers) as response:
+            assert response.status == 302
+            return response.cookies[VISITOR_COOKIE].value
+
+
+@pytest.fixture
+async def link(stack: Stack) -> str:
+    await task_for_p1(stack)
+    stack.bot[VISITORS].clock = lambda: A_DAY
+    stack.bot[CLICKS].flood_window = 0  # keep every click: the fraud rules count them
+    return await link_code(stack)
+
+
+async def test_thirty_invented_cookies_from_one_device_are_one_visitor(stack: Stack, link: str) -> None:
+    answered = {await follow(stack, link, f"{VISITOR_COOKIE}=invented{i:012d}") for i in range(30)}
+    assert len(answered) == 1  # each answer re-signs the same visitor
+    [signed] = answered
+    visitor, _, signature = signed.partition(".")
+    assert signed == sign_visitor(visitor_secret(stack.config), visitor) and len(signature) == 32
+
+    clicks = await stored_clicks(stack)
+    assert len(clicks) == 30 and {c.visitor_id for c in clicks} == {visitor}
+    assert sum(c.is_unique for c in clicks) == 1
+    assert "1 unique click(s)" in (await stack.ask("p1", "me"))[0]
+    async with stack.bot[DB].session() as session:
+        await fraud.scan(session, stack.config)
+    async with stack.bot[DB].session() as session:
+        flags = [(f.rule, f.count) for f in await session.scalars(select(Flag))]
+    assert flags == [("visitor_flood", 30)]  # one visitor clicking 30 times, not 30 people
+
+
+async def test_a_tampered_or_unsigned_cookie_is_not_believed(stack: Stack, link: str) -> None:
+    secret = visitor_secret(stack.config)
+    honest = sign_visitor(secret, "v" * 20)
+    signature = honest.partition(".")[2]
+    await follow(stack, link, f"{VISITOR_COOKIE}={honest}")
+    await follow(stack, link, f"{VISITOR_COOKIE}={'w' * 20}.{signature}")  # another id under v's signature
+    await follow(stack, link, f"{VISITOR_COOKIE}={honest[:-1]}{'0' if honest[-1] != '0' else '1'}")
+    await follow(stack, link, f"{VISITOR_COOKIE}={'u' * 20}")  # the old, unsigned form
+    await follow(stack, link, f"{VISITOR_COOKIE}={sign_visitor(b'another secret', 'x' * 20)}")
+    visitors = [c.visitor_id for c in await stored_clicks(stack)]
+    assert visitors[0] == "v" * 20
+    assert len(set(visitors[1:])) == 1 and visitors[1] not in {"v" * 20, "w" * 20, "u" * 20, "x" * 20}
+
+
+async def test_a_signed_cookie_from_another_address_is_the_same_visitor(stack: Stack, link: str) -> None:
+    stack.bot[VISITORS].addresses = ClientAddress("127.0.0.1")  # as behind a proxy: X-Forwarded-For counts
+    cookie = await follow(stack, link, None, forwarded_for="203.0.113.5")  # at home
+    await follow(stack, link, f"{VISITOR_COOKIE}={cookie}", forwarded_for="198.51.100.7")  # on the train
+    await follow(stack, link, None, forwarded_for="198.51.100.7")  # someone else there, same phone model
+    first, second, stranger = await stored_clicks(stack)
+    assert first.visitor_id == second.visitor_id == cookie.partition(".")[0] != stranger.visitor_id
+    assert first.ip_hash != second.ip_hash == stranger.ip_hash
+    assert [c.is_unique for c in (first, second, stranger)] == [True, False, True]
+
+
+async def test_the_tests_helper_signs_as_the_bot_does(stack: Stack) -> None:
+    await task_for_p1(stack)
+    code = await link_code(stack)
+    await follow(stack, code, visitor_cookie(stack.config, "z" * 24))
+    assert [c.visitor_id for c in await stored_clicks(stack)] == ["z" * 24]
+
+
+def test_the_secret_is_derived_from_the_wecom_app_when_not_set() -> None:
+    config = make_config("sqlite+aiosqlite://")
+    config.links.visitor_secret = ""
+    derived = visitor_secret(config)
+    assert derived == visitor_secret(config) and len(derived) == 32  # the same after a restart
+    config.wecom.secret += "x"
+    assert visitor_secret(config) != derived
+    config.links.visitor_secret = "set"
+    assert visitor_secret(config) == b"set"
+
+
+@pytest.mark.parametrize("missing", ["PARTNERBOT_SERVER_IP_HASH_SALT", "PARTNERBOT_LINKS_VISITOR_SECRET"])
+def test_with_redis_an_empty_salt_or_visitor_secret_is_a_config_error(missing: str) -> None:
+    env = {"PARTNERBOT_REDIS_URL": "redis://127.0.0.1:6379/0", "PARTNERBOT_SERVER_IP_HASH_SALT": "salt",
+           "PARTNERBOT_LINKS_VISITOR_SECRET": "secret"}
+    assert load_config(environ=env).links.visitor_secret == "secret"
+    with pytest.raises(ConfigError, match=r"must be set when \[redis\] url is"):
+        load_config(environ={**env, missing: ""})
+    assert load_config(environ={missing: ""}).redis.url == ""  # one instance: fine

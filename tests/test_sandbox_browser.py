@@ -403,10 +403,11 @@ async def test_admin_asks_for_stats_and_attribution(campaign: dict[str, int], sa
     page = sandbox.page
     await sandbox.choose("admin1")
     await sandbox.type_and_enter("统计")
-    summary = sandbox.bot("送达 0 → 分享 1")
+    summary = sandbox.bot("触达 1 人 → 分享 1 人（100%）")
     await expect(summary).to_have_count(1, timeout=STEP_TIMEOUT_MS)
-    await expect(summary).to_contain_text("独立点击 4 (400%) → 线索 2 (50%) → 领取 1 (50%) → 成交 1 (100%)")
-    await expect(summary).to_contain_text("成交额 ¥9,000")
+    await expect(summary).to_contain_text("独立点击 4（每位分享者带来 4 次） → 线索 2（每百次独立点击 50 条） → "
+                                          "已跟进 1（50%） → 成交 1（100%）")
+    await expect(summary).to_contain_text("本期成交 1 单，成交额 ¥9,000")
     chart = page.locator(".msg.from-bot[data-msgtype='image'] img")
     await expect(chart).to_have_count(1, timeout=POSTER_TIMEOUT_MS)
     handle = await chart.element_handle()

@@ -1,15 +1,25 @@
 """The async database: one engine per process, one session per unit of work."""
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import TypeVar
 
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+# Values per `IN (...)` list or terms per OR: SQLite allows 999 bound variables per statement before
+# 3.32 and an expression at most 1,000 deep (an OR of 12,000 terms fails), asyncpg 32,767 arguments.
+IN_CHUNK = 500
+T = TypeVar("T")
+
+
+def chunked(values: Sequence[T], size: int = IN_CHUNK) -> Iterator[Sequence[T]]:
+    for start in range(0, len(values), size):
+        yield values[start:start + size]
 
 
 def create_engine(url: str, statement_timeout: float | None = None) -> AsyncEngine:

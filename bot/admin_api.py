@@ -60,8 +60,9 @@ async def _pool_id(session: Any, name: str, field: str | None, status: int = 422
     return int(partner_id)
 
 
-def admin_routes(config: Config, db_of: Any) -> tuple[list[web.RouteDef], Any]:
-    """The routes and the middleware that guards them. `db_of(request)` gives the Database."""
+def admin_routes(config: Config, db_of: Any, client_of: Any) -> tuple[list[web.RouteDef], Any]:
+    """The routes and the middleware that guards them. `db_of(request)` gives the Database,
+    `client_of(request)` a salted hash of the client's address (logs never carry the address)."""
     token = config.admin.api_token
 
     @web.middleware
@@ -73,7 +74,7 @@ def admin_routes(config: Config, db_of: Any) -> tuple[list[web.RouteDef], Any]:
         given = request.headers.get("Authorization", "")
         scheme, _, value = given.partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip().encode(), token.encode()):
-            log.warning("admin API: refused a request without a valid token from %s", request.remote)
+            log.warning("admin API: refused a request without a valid token from client %s", client_of(request)[:16])
             return web.json_response({"error": "a valid bearer token is required"}, status=401,
                                      headers={"WWW-Authenticate": 'Bearer realm="partnerbot"'})
         return await handler(request)

@@ -108,3 +108,15 @@ def test_envelopes_without_a_clean_ciphertext_are_400(body: bytes) -> None:
         ciphertext_of(body)
     assert err.value.status == 400
 
+
+
+async def test_the_simulator_takes_odd_numbers_too(stack: Stack) -> None:
+    """The sandbox's `after=` and user/list's department_id: "¹" passed isdigit() and broke int()."""
+    async with aiohttp.ClientSession(base_url=stack.sim_url) as http:
+        async with http.get("/sandbox/api/messages", params={"userid": "p2", "after": "¹"}) as r:
+            assert r.status == 200
+        async with http.get("/cgi-bin/gettoken", params={"corpid": stack.sim.corp_id,
+                                                         "corpsecret": stack.config.wecom.secret}) as r:
+            token = (await r.json())["access_token"]
+        async with http.get("/cgi-bin/user/list", params={"access_token": token, "department_id": "¹"}) as r:
+            assert r.status == 200 and (await r.json())["errcode"] == 60123

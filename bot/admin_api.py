@@ -40,6 +40,16 @@ def _error(status: int, message: str, field: str | None = None) -> web.Response:
     return web.json_response(body, status=status)
 
 
+def _path_id(raw: str) -> int | None:
+    # ASCII only: "¹".isdigit() is True but int() refuses it (a 500 before).
+    return int(raw) if raw.isascii() and raw.isdigit() and len(raw) < 10 else None
+
+
+async def _lookup(session: Any, model: Any, raw: str) -> Any:
+    key = _path_id(raw)
+    return None if key is None else await session.get(model, key)
+
+
 async def _pool_id(session: Any, name: str, field: str | None, status: int = 422) -> int | None:
     """A pool named in a request: None for the public pool, else the partner's id (_Refused if none)."""
     if name.lower() in lead_store.PUBLIC_POOL_WORDS:
@@ -50,8 +60,9 @@ async def _pool_id(session: Any, name: str, field: str | None, status: int = 422
     return int(partner_id)
 
 
-def admin_routes(config: Config, db_of: Any) -> tuple[list[web.RouteDef], Any]:
-    """The routes and the middleware that guards them. `db_of(request)` gives the Database."""
+def admin_routes(config: Config, db_of: Any, client_of: Any) -> tuple[list[web.RouteDef], Any]:
+    """The routes and the middleware that guards them. `db_of(request)` gives the Database,
+    `client_of(request)` a salted hash of the client's address (logs never carry the address)."""
     token = config.admin.api_token
 
     @web.middleware
@@ -63,7 +74,7 @@ def admin_routes(config: Config, db_of: Any) -> tuple[list[web.RouteDef], Any]:
         given = request.headers.get("Authorization", "")
         scheme, _, value = given.partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip().encode(), token.encode()):
-            log.warning("admin API: refused a request without a valid token from %s", request.remote)
+            log.warning("admin API: refused a request without a valid token from client %s", client_of(request)[:16])
             return web.json_response({"error": "a valid bearer token is required"}, status=401,
                                      headers={"WWW-Authenticate": 'Bearer realm="partnerbot"'})
         return await handler(request)
@@ -137,7 +148,7 @@ def admin_routes(config: Config, db_of: Any) -> tuple[list[web.RouteDef], Any]:
 
     def task_id_of(request: web.Request) -> int | None:
         raw = request.match_info["task_id"]
-        return int(raw) if raw.isdigit() and len(raw) < 10 else None
+        return _path_id(raw)
 
     async def get(request: web.Request) -> web.Response:
         task_id = task_id_of(request)
@@ -233,7 +244,7 @@ def admin_routes(config: Config, db_of: Any) -> tuple[list[web.RouteDef], Any]:
     async def get_lead(request: web.Request) -> web.Response:
         raw = request.match_info["lead_id"]
         async with db_of(request).session() as session:
-            lead = await session.get(Lead, int(raw)) if raw.isdigit() and len(raw) < 10 else None
+            lead = await _lookup(session, Lead, raw)
             if lead is None:
                 return _error(404, "no such lead")
             return web.json_response(lead_json(lead, await pool.history(session, lead.id)))
@@ -277,7 +288,7 @@ def admin_routes(config: Config, db_of: Any) -> tuple[list[web.RouteDef], Any]:
     async def remove_rule(request: web.Request) -> web.Response:
         raw = request.match_info["rule_id"]
         async with db_of(request).session() as session:
-            rule = await session.get(AssignmentRule, int(raw)) if raw.isdigit() and len(raw) < 10 else None
+            rule = await _lookup(session, AssignmentRule, raw)
             if rule is None or not rule.active:
                 return _error(404, "no such rule")
             rule.active = False
@@ -295,7 +306,7 @@ def admin_routes(config: Config, db_of: Any) -> tuple[list[web.RouteDef], Any]:
             return _error(400, 'give exactly one of {"pool": "PARTNER or empty"} or {"member": "USERID"}')
         try:
             async with db_of(request).session() as session:
-                lead = await session.get(Lead, int(raw)) if raw.isdigit() and len(raw) < 10 else None
+                lead = await _lookup(session, Lead, raw)
                 if lead is None:
                     raise _Refused(_error(404, "no such lead"))
                 if lead.status in ("won", "lost"):

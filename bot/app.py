@@ -54,7 +54,9 @@ VISITORS = web.AppKey("visitors", Visitors)
 
 
 def create_app(config: Config, commands: CommandTable | None = None) -> web.Application:
-    admin, require_token = admin_routes(config, lambda request: request.app[DB])
+    visitors = Visitors(_ip_hash_salt(config), config.server.trusted_proxies, visitor_secret(config))
+    # Refused requests are logged with the salted IP hash clicks use, never the address itself.
+    admin, require_token = admin_routes(config, lambda request: request.app[DB], visitors.ip_hash)
     admin += stats_routes(config, lambda request: request.app[DB])
     admin += partner_routes(config, lambda request: request.app[DB])
     app = web.Application(client_max_size=config.server.max_body_bytes, middlewares=[request_ids, require_token])
@@ -147,18 +149,22 @@ def create_app(config: Config, commands: CommandTable | None = None) -> web.Appl
     app.add_routes(wecom.callback_routes(wecom.WeComCodec(config.wecom), receive, config.server.max_body_bytes))
     if config.wechat.enabled:
         app.add_routes(wechat_routes(app, config))
-    salt = config.server.ip_hash_salt.encode()
-    if not salt:
-        log.warning("[server] ip_hash_salt is not set: visitor IP hashes will differ between instances and restarts")
-        salt = secrets.token_bytes(32)
     links = LinkCache(lambda request: request.app[DB])
-    visitors = app[VISITORS] = Visitors(salt, config.server.trusted_proxies, visitor_secret(config))
+    app[VISITORS] = visitors
     app.add_routes(redirect_routes(links, lambda request: request.app[CLICKS], visitors))
     app.add_routes(landing_routes(links, visitors, config, lambda request: request.app[DB],
                                   lambda request: request.app[OUTBOX], lambda request: request.app[SHARED]))
     app.add_routes(invite_routes(config, lambda request: request.app[DB]))
     app.add_routes([web.get("/healthz", healthz), web.get("/metrics", metrics), *admin])
     return app
+
+
+def _ip_hash_salt(config: Config) -> bytes:
+    salt = config.server.ip_hash_salt.encode()
+    if not salt:
+        log.warning("[server] ip_hash_salt is not set: visitor IP hashes will differ between instances and restarts")
+        salt = secrets.token_bytes(32)
+    return salt
 
 
 def wechat_routes(app: web.Application, config: Config) -> list[web.RouteDef]:

@@ -29,6 +29,18 @@ log = logging.getLogger(__name__)
 
 APOLOGY = Text("抱歉，处理您的消息时出错了，请稍后再试。\nSorry, something went wrong with your message. Please try again later.")
 _TRANSIENT_DB_ERRORS = (OperationalError, DBAPIError, ConnectionError, TimeoutError, OSError)
+# Driver errors about the statement itself (too many variables, too deep): the same statement fails
+# the same way every time, so retrying only delays the answer.
+_STATEMENT_ERRORS = ("too many sql variables", "expression tree is too large", "too many terms in compound select",
+                     "string or blob too big", "number of query arguments cannot exceed")
+
+
+def is_transient(err: BaseException) -> bool:
+    """A database or network hiccup worth retrying later."""
+    if not isinstance(err, _TRANSIENT_DB_ERRORS):
+        return False
+    driver_message = str(getattr(err, "orig", None) or err).lower()  # not the SQL text around it
+    return not any(marker in driver_message for marker in _STATEMENT_ERRORS)
 
 
 class LostClaim(Exception):
@@ -147,13 +159,13 @@ class InboxProcessor:
             log.warning("inbox row %d was taken over by another worker", inbox_id)
             COMMANDS.labels("taken_over").inc()
             return
-        except _TRANSIENT_DB_ERRORS as err:
-            log.warning("inbox row %d: database trouble (%s); will retry", inbox_id, type(err).__name__)
-            async with self.db.session() as session:
-                await inbox_store.release(session, claim, type(err).__name__)
-            COMMANDS.labels("retry").inc()
-            return
         except Exception as err:
+            if is_transient(err):
+                log.warning("inbox row %d: database trouble (%s); will retry", inbox_id, type(err).__name__)
+                async with self.db.session() as session:
+                    await inbox_store.release(session, claim, type(err).__name__)
+                COMMANDS.labels("retry").inc()
+                return
             log.exception("inbox row %d: handler failed", inbox_id)
             COMMANDS.labels("failed").inc()
             await self._give_up(claim, message, f"{type(err).__name__}: {err}")

@@ -78,7 +78,8 @@ def no_args(_text: str) -> None:
 def parse_id(text: str) -> int:
     """`12`, `#12`, `＃１２` all mean 12."""
     token = unicodedata.normalize("NFKC", text).strip().removeprefix("#")
-    if not token.isdigit() or len(token) > 9:
+    # isdecimal: some digits (Kharosthi 𐩀) are isdigit() but int() refuses them.
+    if not token.isdecimal() or len(token) > 9:
         raise ArgError(f"“{shorten(text)}” is not a number like 12", f"“{shorten(text)}”不是编号，例如 12")
     return int(token)
 

@@ -60,8 +60,14 @@ def parse_invite(text: str) -> InviteArgs:
     """`Partner name [days] [uses]`: trailing numbers are the days, then the number of places."""
     words = text.split()
     numbers: list[int] = []
-    while words and words[-1].isdigit() and len(numbers) < 2:
+    # isdecimal, not isdigit: "²" is a digit to Python but int() refuses it (it was an apology).
+    while words and words[-1].isdecimal() and len(numbers) < 2:
         numbers.insert(0, int(words.pop()[:6]))
+    if words and words[-1].isnumeric() and len(numbers) < 2:  # ², ½, 五: meant as a number, not a name
+        raise ArgError(f"“{words[-1][:10]}” is not a number like 7: invite NAME [days 1–{onboarding.MAX_DAYS}] "
+                       f"[places 1–{onboarding.MAX_USES}]",
+                       f"“{words[-1][:10]}”不是数字（例如 7）：邀请 名称 [天数 1–{onboarding.MAX_DAYS}] "
+                       f"[名额 1–{onboarding.MAX_USES}]")
     name = " ".join(words).strip("\"'“”")
     if not name:
         raise ArgError("give the partner's name: invite NAME [days] [uses]", "请写伙伴名称：邀请 名称 [天数] [次数]")

@@ -17,6 +17,9 @@ from store.models import Member, Task
 
 STAFF = frozenset({MARKETER, ADMIN})
 CONFIRM_WORDS = ("confirm", "确认")
+# A preview quotes the confirm command back only while it is short enough to copy; a reply must fit
+# one WeCom text (2,048 bytes), and a command with thousands of targets does not.
+CONFIRM_QUOTE_MAX = 300
 _PIPE = re.compile(r"[|｜]")
 
 
@@ -228,10 +231,12 @@ async def broadcast(ctx: Context, args: BroadcastArgs) -> Text:
     except task_store.TargetError as err:
         return Text(ctx.say(err.en, err.zh))
     target_text = " ".join(_quoted(t) for t in args.targets)
+    confirm = ctx.say(f"broadcast {task.id} {target_text} confirm", f"下发 {task.id} {target_text} 确认")
+    if len(confirm) > CONFIRM_QUOTE_MAX:
+        confirm = ctx.say("your command again with “confirm” at the end", "原命令并在末尾加上“确认”")
     if not members:
         # Recorded all the same: people who join later with an invite code get it then.
         if not args.confirmed:
-            confirm = ctx.say(f"broadcast {task.id} {target_text} confirm", f"下发 {task.id} {target_text} 确认")
             return Text(ctx.say(f"No members match that target yet. To send task #{task.id} to whoever joins "
                                 f"later, reply: {confirm}",
                                 f"目前没有成员符合这个目标。如需发给之后加入的成员，请回复：{confirm}"))
@@ -244,7 +249,6 @@ async def broadcast(ctx: Context, args: BroadcastArgs) -> Text:
         return Text(ctx.say(f"All {len(members)} matching members already have task #{task.id}.",
                             f"符合条件的 {len(members)} 人都已收到任务 #{task.id}。"))
     if not args.confirmed:
-        confirm = ctx.say(f"broadcast {task.id} {target_text} confirm", f"下发 {task.id} {target_text} 确认")
         return Text(ctx.say(
             f"Task #{task.id} “{task.title}” will go to {len(new)} member(s)"
             f"{f' ({len(members) - len(new)} already have it)' if len(new) < len(members) else ''}.\n"

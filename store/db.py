@@ -1,20 +1,50 @@
 """The async database: one engine per process, one session per unit of work."""
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import TypeVar
 
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+# Values per `IN (...)` list or terms per OR: SQLite allows 999 bound variables per statement before
+# 3.32 and an expression at most 1,000 deep (an OR of 12,000 terms fails), asyncpg 32,767 arguments.
+IN_CHUNK = 500
+T = TypeVar("T")
+
+
+def chunked(values: Sequence[T], size: int = IN_CHUNK) -> Iterator[Sequence[T]]:
+    for start in range(0, len(values), size):
+        yield values[start:start + size]
+
+
+# Below WARNING these print statements with their parameters (aiosqlite at DEBUG: every phone, invite
+# and binding code) or result rows (SQLAlchemy's engine at INFO/DEBUG), whatever [log] level says.
+_STATEMENT_LOGGERS = ("aiosqlite", "asyncpg", "sqlalchemy.engine.Engine", "sqlalchemy.pool")
+
+
+def _statements_only_as_warnings(record: logging.LogRecord) -> bool:
+    return record.levelno >= logging.WARNING
+
+
+def keep_sql_out_of_logs() -> None:
+    """Driver and engine loggers at WARNING, and a filter that holds even if someone lowers them."""
+    for name in _STATEMENT_LOGGERS:
+        logger = logging.getLogger(name)
+        logger.setLevel(max(logger.level, logging.WARNING))
+        if _statements_only_as_warnings not in logger.filters:
+            logger.addFilter(_statements_only_as_warnings)
 
 
 def create_engine(url: str, statement_timeout: float | None = None) -> AsyncEngine:
     """`statement_timeout` (PostgreSQL): no statement waits longer, e.g. on a connection that a
     silent network partition froze. None for the command line (migrations may run long)."""
+    keep_sql_out_of_logs()
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field, replace
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from store.db import chunked
 from store.models import ROLES, Member, MemberTag, Partner
 from store.text import clean_text
 
@@ -137,10 +138,9 @@ async def import_members(session: AsyncSession, rows: list[MemberRow]) -> Import
     """Upsert by userid inside the caller's transaction (so a failure imports nothing)."""
     result = ImportResult()
     partners = {p.name: p for p in await session.scalars(select(Partner))}
-    existing = {
-        m.userid: m
-        for m in await session.scalars(select(Member).where(Member.userid.in_([r.userid for r in rows])))
-    }
+    existing: dict[str, Member] = {}
+    for group in chunked([r.userid for r in rows]):  # a 40,000-row file is over asyncpg's argument limit
+        existing.update((m.userid, m) for m in await session.scalars(select(Member).where(Member.userid.in_(group))))
     for row in rows:
         row = _cleaned(row)  # the sync from WeCom comes here without parse_members_csv
         partner = None

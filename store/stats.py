@@ -28,6 +28,9 @@ from store.models import ClickDaily, Lead, LeadEvent, Member, OutboxMessage, Par
 from store.tasks import TASK_CARD
 
 MAX_DAYS = 366
+# Days a period may name. Wider ones are typos, and at the ends of Python's calendar (0001-01-01,
+# 9999-12-31) the period's start or end moment does not exist (OverflowError: a 500, an apology).
+EARLIEST_DAY, LATEST_DAY = date(2000, 1, 1), date(2100, 12, 31)
 
 
 class BadPeriod(ValueError):
@@ -85,6 +88,9 @@ def parse_period(word: str, zone: str, today: date) -> Period:
     except ValueError:
         raise BadPeriod(f"“{word[:30]}” is not a period: use today, week, month or 2026-11-01..2026-11-15",
                         f"“{word[:30]}”不是时间段：请用 今天、本周、本月 或 2026-11-01..2026-11-15") from None
+    if first < EARLIEST_DAY or last > LATEST_DAY:
+        raise BadPeriod(f"a period must lie between {EARLIEST_DAY} and {LATEST_DAY}",
+                        f"时间段须在 {EARLIEST_DAY} 至 {LATEST_DAY} 之间")
     if last < first:
         raise BadPeriod("the period ends before it starts", "时间段的结束早于开始")
     if (last - first).days >= MAX_DAYS:

@@ -14,6 +14,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from store.bindings import MEMBER_CHANNEL
+from store.db import chunked
 from store.models import Broadcast, Member, MemberTag, OutboxMessage, Partner, Share, Task, utcnow
 from store.text import clean_text
 
@@ -126,8 +127,8 @@ class TargetError(Exception):
 
 async def resolve_targets(session: AsyncSession, tokens: list[str], only_member_id: int | None = None) -> list[Member]:
     """Members matched by any target (or just whether `only_member_id` is); raise TargetError
-    naming an unknown or empty one."""
-    conditions = []
+    naming an unknown or empty one. Any number of targets: they are looked up in chunks."""
+    conditions, users = [], []
     for token in tokens:
         token = token.replace("：", ":")
         if token.lower() in ALL_WORDS:
@@ -139,13 +140,28 @@ async def resolve_targets(session: AsyncSession, tokens: list[str], only_member_
             raise TargetError(
                 f"“{token[:30]}” is not a target. Use all, partner:NAME, region:NAME, tag:NAME or user:ID",
                 f"“{token[:30]}”不是有效目标。可用：全部、伙伴:名称、区域:名称、标签:名称、用户:ID")
-        condition = await _target_condition(session, kind, value)
-        conditions.append(condition)
-    members = list(await session.scalars(
-        select(Member).where(Member.active.is_(True), or_(*conditions),
-                             *([Member.id == only_member_id] if only_member_id is not None else []))
-        .order_by(Member.id)))
-    return members
+        if kind == "user":
+            users.append(value)
+        else:
+            conditions.append(await _target_condition(session, kind, value))
+    users = list(dict.fromkeys(users))
+    await _check_users(session, users)
+    matches = [or_(*group) for group in chunked(conditions, 100)] + [Member.userid.in_(group) for group in chunked(users)]
+    found: dict[int, Member] = {}
+    for match in matches:
+        for member in await session.scalars(select(Member).where(
+                Member.active.is_(True), match, *([Member.id == only_member_id] if only_member_id is not None else []))):
+            found[member.id] = member
+    return sorted(found.values(), key=lambda m: m.id)
+
+
+async def _check_users(session: AsyncSession, userids: list[str]) -> None:
+    known: set[str] = set()
+    for group in chunked(userids):
+        known.update(await session.scalars(select(Member.userid).where(Member.userid.in_(group), Member.active.is_(True))))
+    for value in userids:
+        if value not in known:
+            raise TargetError(f"no member has user id “{value[:64]}”", f"没有用户ID为“{value[:64]}”的成员")
 
 
 async def open_tasks_targeting(session: AsyncSession, member: Member) -> list[Task]:
@@ -168,10 +184,6 @@ async def open_tasks_targeting(session: AsyncSession, member: Member) -> list[Ta
 
 
 async def _target_condition(session: AsyncSession, kind: str, value: str) -> Any:
-    if kind == "user":
-        if not await session.scalar(select(exists().where(Member.userid == value, Member.active.is_(True)))):
-            raise TargetError(f"no member has user id “{value[:64]}”", f"没有用户ID为“{value[:64]}”的成员")
-        return Member.userid == value
     if kind == "partner":
         partner_id = await session.scalar(select(Partner.id).where(Partner.name == value))
         if partner_id is None:
@@ -209,15 +221,17 @@ async def queue_messages(session: AsyncSession, *, task_id: int | None, purpose:
     """Queue (recipient, dedupe_key, payload) rows; a key that was ever queued is skipped, so a
     member can never get the same thing twice, however often or concurrently this runs."""
     insert = postgresql.insert if session.bind.dialect.name == "postgresql" else sqlite.insert
+    # One statement compiled once and executed for many rows (SQLAlchemy batches them into multi-row
+    # INSERTs): compiling a 1,000-row VALUES list afresh took a second per chunk.
+    table = OutboxMessage.__table__
+    statement = insert(table).on_conflict_do_nothing(index_elements=["dedupe_key"]).returning(table.c.id)
     now, queued = utcnow(), 0
     for start in range(0, len(rows), chunk):
         values = [{"channel": MEMBER_CHANNEL, "recipient": recipient, "kind": payload["kind"], "payload": payload,
                    "dedupe_key": key, "purpose": purpose, "task_id": task_id, "status": "pending",
                    "attempts": 0, "next_attempt_at": now, "created_at": now}
                   for recipient, key, payload in rows[start:start + chunk]]
-        result = await session.execute(
-            insert(OutboxMessage).values(values).on_conflict_do_nothing(index_elements=["dedupe_key"])
-            .returning(OutboxMessage.id))
+        result = await session.execute(statement, values)
         queued += len(result.all())
     return queued
 
@@ -297,5 +311,7 @@ async def record_broadcast(session: AsyncSession, task: Task, targets: str, by: 
     if task.status == "draft":
         task.status = "active"
         task.starts_at = task.starts_at or utcnow()
-    session.add(Broadcast(task_id=task.id, targets=targets[:500], created_by=by.id, recipients=recipients))
+    if len(targets) > 500:  # cut between targets: half a user id could name someone else
+        targets = targets[:501].rsplit(" ", 1)[0][:500]
+    session.add(Broadcast(task_id=task.id, targets=targets, created_by=by.id, recipients=recipients))
     await session.flush()

@@ -103,9 +103,11 @@ async def test_a_failed_edit_changes_nothing(api) -> None:  # type: ignore[no-un
     async with http.get(f"/api/tasks/{task_id}") as r:
         task = await r.json()
     assert (task["status"], task["url"]) == ("draft", "https://x.example")
-    for path in ("/api/tasks/999", "/api/tasks/abc", "/api/tasks/99999999999"):
+    # "¹" is isdigit() but not int(): it was a 500.
+    for path in ("/api/tasks/999", "/api/tasks/abc", "/api/tasks/99999999999", "/api/tasks/¹", "/api/leads/²",
+                 "/api/tasks/\U00010a40"):
         async with http.get(path) as r:
-            assert r.status == 404
+            assert r.status == 404, path
     async with http.post("/api/tasks", data=b"{not json", headers={"Content-Type": "application/json"}) as r:
         assert r.status == 400
 

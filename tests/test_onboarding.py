@@ -93,6 +93,10 @@ async def test_every_misuse_gets_a_reason(stack: Stack) -> None:
     ("invite 星河科技 0", "valid for 1 to 365 days"),
     ("invite 星河科技 7 0", "used 1 to 10000 times"),
     ("invite 星河科技 9999 5", "valid for 1 to 365 days"),
+    # Digits int() refuses ("²" is isdigit()) were an apology; now the reply names the ranges.
+    ("invite 星河科技 ²", "“²” is not a number like 7: invite NAME [days 1–365] [places 1–10000]"),
+    ("invite 星河科技 7 ²", "“²” is not a number like 7"),
+    ("invite 星河科技 五", "“五” is not a number like 7"),
     ("revoke NOSUCH", "there is no invite code NOSUCH"),
 ])
 async def test_bad_admin_input(stack: Stack, text: str, expected: str) -> None:

@@ -126,6 +126,10 @@ async def test_roi_per_model(stack: Stack) -> None:
     ("report 2026-11-10..2026-11-01", "ends before it starts"),
     ("roi sideways", "“sideways” is not a model"),
     ("roi linear 2020-01-01..2026-01-01", "at most 366 days"),
+    ("report 0001-01-01", "a period must lie between 2000-01-01 and 2100-12-31"),
+    ("report 9999-12-31", "a period must lie between 2000-01-01 and 2100-12-31"),
+    ("统计 9999-12-31", "时间段须在 2000-01-01 至 2100-12-31 之间"),
+    ("roi u 9999-12-31", "a period must lie between 2000-01-01 and 2100-12-31"),
 ])
 async def test_bad_report_input(stack: Stack, text: str, expected: str) -> None:
     [reply] = await stack.ask("admin1", text)
@@ -178,9 +182,13 @@ async def test_export_funnel_and_attribution_as_json_and_csv(api_stack: Stack) -
             ("unattributed", "", "0")]
         assert rows[0]["roi"] == "8.0000"
         for path, params in (("/api/stats/funnel", {"period": "2026-13-01"}), ("/api/stats/funnel", {"by": "region"}),
+                             ("/api/stats/funnel", {"period": "9999-12-31"}), ("/api/stats/funnel", {"period": "0001-01-01"}),
+                             ("/api/stats/attribution", {"period": "9999-12-31"}),
                              ("/api/stats/funnel", {"format": "xml"}), ("/api/stats/attribution", {"model": "w"})):
             async with http.get(path, params=params) as r:
                 assert r.status == 400 and (await r.json())["field"] in params
+                if params.get("period", "").startswith(("0001", "9999")):
+                    assert "between 2000-01-01 and 2100-12-31" in (await r.json())["error"]
     async with aiohttp.ClientSession(base_url=stack.bot_url) as anonymous:
         async with anonymous.get("/api/stats/funnel") as r:
             assert r.status == 401

@@ -37,7 +37,7 @@ def test_ids_with_or_without_hash(text: str, expected: int) -> None:
     assert parse_id(text) == expected
 
 
-@pytest.mark.parametrize("text", ["", "abc", "-1", "1.5", "9999999999", "#"])
+@pytest.mark.parametrize("text", ["", "abc", "-1", "1.5", "9999999999", "#", "\U00010a40"])  # Kharosthi one: isdigit(), not int()
 def test_bad_ids(text: str) -> None:
     with pytest.raises(Exception, match="not a number"):
         parse_id(text)

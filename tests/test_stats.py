@@ -315,6 +315,9 @@ async def test_every_figure_matches_a_brute_force_recount(database_url: str, see
 @pytest.mark.parametrize("word, error", [
     ("2026-13-01", "is not a period"), ("soon", "is not a period"), ("2026-11-10..2026-11-01", "ends before it starts"),
     ("2020-01-01..2026-01-01", "at most 366 days"),
+    # The ends of the calendar have no start or end moment: refused with the range, not a 500.
+    ("0001-01-01", "between 2000-01-01 and 2100-12-31"), ("9999-12-31", "between 2000-01-01 and 2100-12-31"),
+    ("1999-12-31..2000-01-02", "between 2000-01-01 and 2100-12-31"),
 ])
 def test_bad_periods(word: str, error: str) -> None:
     with pytest.raises(stats.BadPeriod, match=error):

@@ -26,7 +26,9 @@ from wechatpy.utils import WeChatSigner
 
 from bot.channels.media import ImageUploads
 from bot.channels.wechat_api import WeChatClient
-from bot.channels.wecom import CallbackRejected, Received, fit, parse_xml
+from bot.channels.envelope import (CALLBACK_MAX_BYTES, CallbackRejected, ascii_int, check_timestamp, ciphertext_of,
+                                   read_body, refuse_oversized)
+from bot.channels.wecom import Received, fit, parse_xml
 from bot.config import WeChatConfig
 from bot.messages import Card, Incoming, Reply, reply_from_payload
 from bot.metrics import CALLBACKS
@@ -54,15 +56,13 @@ class WeChatCodec:
         self.crypto = WeChatCrypto(config.token, config.encoding_aes_key, config.app_id) \
             if config.encoding_aes_key else None
 
-    def _check_signature(self, query: Any, now: float | None) -> tuple[str, str]:
+    def check_query(self, query: Any, now: float | None = None) -> tuple[str, str]:
+        """Before the body is read: parameters, timestamp window and `signature` (which covers the
+        timestamp and nonce only, never the body)."""
         signature, timestamp, nonce = (query.get(name, "") for name in ("signature", "timestamp", "nonce"))
         if not signature or not timestamp or not nonce:
             raise CallbackRejected(400, "missing signature, timestamp or nonce")
-        if not timestamp.isdigit():
-            raise CallbackRejected(400, "timestamp is not a number")
-        skew = abs((time.time() if now is None else now) - int(timestamp))
-        if skew > self.config.max_clock_skew_seconds:
-            raise CallbackRejected(403, f"timestamp {skew:.0f} s away from our clock (replay?)")
+        check_timestamp(timestamp, self.config.max_clock_skew_seconds, now)
         signer = WeChatSigner()
         signer.add_data(self.config.token, timestamp, nonce)
         if not hmac.compare_digest(signer.signature.encode(), signature.encode()):
@@ -70,14 +70,14 @@ class WeChatCodec:
         return timestamp, nonce
 
     def verify_url(self, query: Any, now: float | None = None) -> str:
-        self._check_signature(query, now)
+        self.check_query(query, now)
         echo = query.get("echostr", "")
         if not echo:
             raise CallbackRejected(400, "missing echostr")
         return str(echo)
 
     def open(self, query: Any, body: bytes, now: float | None = None) -> Envelope:
-        timestamp, nonce = self._check_signature(query, now)
+        timestamp, nonce = self.check_query(query, now)
         if query.get("encrypt_type", "raw") != "aes":
             # In plaintext mode `signature` covers only the timestamp and nonce, not the body: an
             # account that has an AES key takes nothing it did not encrypt.
@@ -89,10 +89,8 @@ class WeChatCodec:
         msg_signature = query.get("msg_signature", "")
         if not msg_signature:
             raise CallbackRejected(400, "missing msg_signature")
-        encrypted = parse_xml(body).get("Encrypt")
-        if not isinstance(encrypted, str) or not encrypted:
-            raise CallbackRejected(400, "no Encrypt element")
-        try:
+        encrypted = ciphertext_of(body)
+        try:  # msg_signature (which covers the ciphertext) is checked before anything is decrypted
             plaintext = self.crypto.decrypt_message({"Encrypt": encrypted}, msg_signature, timestamp, nonce)
         except InvalidSignatureException:
             raise CallbackRejected(403, "bad msg_signature") from None
@@ -117,7 +115,7 @@ def read_message(plaintext: str) -> WeChatReceived:
     msg_type = str(raw.get("MsgType") or "").lower()
     if not isinstance(openid, str) or not OPENID_PATTERN.match(openid) or not isinstance(account, str) or not msg_type:
         raise CallbackRejected(400, "message without a valid FromUserName, ToUserName or MsgType")
-    create_time = int(raw["CreateTime"]) if str(raw.get("CreateTime", "")).isdigit() else 0
+    create_time = ascii_int(raw.get("CreateTime")) or 0
     event = str(raw.get("Event") or "").lower()
     if msg_type == "event":
         # Events have no MsgId: WeChat's own advice is sender + CreateTime (+ what the event is).
@@ -186,14 +184,16 @@ def callback_routes(codec: WeChatCodec, receive: Receive, handoff: ReplyHandoff,
             return web.Response(status=err.status, text=err.reason)
         return web.Response(text=echo)
 
+    limit = min(max_body_bytes, CALLBACK_MAX_BYTES)
+
     async def callback(request: web.Request) -> web.StreamResponse:
         # WeChat waits 5 s for the answer, counted from its request: so is our passive-reply budget.
         deadline = time.monotonic() + config.passive_reply_seconds
-        if request.content_length is not None and request.content_length > max_body_bytes:
-            CALLBACKS.labels("rejected").inc()
-            return web.Response(status=413, text="too large")
         try:
-            envelope = codec.open(request.query, await request.read())
+            # Cheapest first: the query and its signature, then a bounded read, then real work.
+            refuse_oversized(request, limit)
+            codec.check_query(request.query)
+            envelope = codec.open(request.query, await read_body(request, limit))
             received = read_message(envelope.plaintext)
         except CallbackRejected as err:
             log.warning("wechat callback refused: %s", err.reason)

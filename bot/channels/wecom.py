@@ -1,13 +1,12 @@
 """The WeCom channel: callback verification, decryption and parsing (wechatpy), and replies.
 
-Inbound: GET /wecom/callback answers URL verification; POST verifies msg_signature and the
-timestamp, decrypts, parses, and hands one Incoming to the inbox, which stores it before we
+Inbound: GET /wecom/callback answers URL verification; POST checks the timestamp and the body
+size, verifies msg_signature (bot/channels/envelope.py: before any parsing), decrypts, parses, and hands one Incoming to the inbox, which stores it before we
 answer 200. Outbound: Reply payloads become message/send bodies.
 """
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +17,8 @@ from wechatpy.enterprise.crypto import WeChatCrypto
 from wechatpy.exceptions import InvalidSignatureException
 from wechatpy.messages import UnknownMessage
 
+from bot.channels.envelope import (CALLBACK_MAX_BYTES, CallbackRejected, ascii_int, check_timestamp, ciphertext_of,
+                                   read_body, refuse_oversized)
 from bot.channels.wecom_api import WeComClient
 from bot.config import WeComConfig
 from bot.messages import Incoming, Reply, reply_from_payload
@@ -36,13 +37,6 @@ _MEDIA_TYPES = {"image", "voice", "video", "file", "location", "link"}
 _EVENT_KEY_FIELDS = ("Event", "EventKey", "TaskId", "ResponseCode", "ChangeType", "CardType")
 
 
-class CallbackRejected(Exception):
-    def __init__(self, status: int, reason: str) -> None:
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
-
-
 @dataclass(frozen=True)
 class Received:
     dedupe_key: str
@@ -56,20 +50,17 @@ class WeComCodec:
         self.config = config
         self.crypto = WeChatCrypto(config.token, config.encoding_aes_key, config.corp_id)
 
-    def _check_params(self, query: Any, *names: str, now: float | None) -> list[str]:
+    def check_query(self, query: Any, *names: str, now: float | None = None) -> list[str]:
+        """Before the body is read: the parameters are there and the timestamp is recent."""
+        names = names or ("msg_signature", "timestamp", "nonce")
         values = [query.get(name, "") for name in names]
         if not all(values):
             raise CallbackRejected(400, f"missing {', '.join(n for n, v in zip(names, values) if not v)}")
-        timestamp = query.get("timestamp", "")
-        if not timestamp.isdigit():
-            raise CallbackRejected(400, "timestamp is not a number")
-        skew = abs((time.time() if now is None else now) - int(timestamp))
-        if skew > self.config.max_clock_skew_seconds:
-            raise CallbackRejected(403, f"timestamp {skew:.0f} s away from our clock (replay?)")
+        check_timestamp(query.get("timestamp", ""), self.config.max_clock_skew_seconds, now)
         return values
 
     def verify_url(self, query: Any, now: float | None = None) -> str:
-        signature, timestamp, nonce, echostr = self._check_params(
+        signature, timestamp, nonce, echostr = self.check_query(
             query, "msg_signature", "timestamp", "nonce", "echostr", now=now)
         try:
             return str(self.crypto.check_signature(signature, timestamp, nonce, echostr))
@@ -79,12 +70,9 @@ class WeComCodec:
             raise CallbackRejected(400, f"undecryptable echostr ({type(err).__name__})") from None
 
     def decrypt(self, query: Any, body: bytes, now: float | None = None) -> str:
-        signature, timestamp, nonce = self._check_params(query, "msg_signature", "timestamp", "nonce", now=now)
-        envelope = parse_xml(body)
-        encrypted = envelope.get("Encrypt")
-        if not isinstance(encrypted, str) or not encrypted:
-            raise CallbackRejected(400, "no Encrypt element")
-        try:
+        signature, timestamp, nonce = self.check_query(query, now=now)
+        encrypted = ciphertext_of(body)
+        try:  # wechatpy checks msg_signature before it decrypts; only then is anything parsed
             return str(self.crypto.decrypt_message({"Encrypt": encrypted}, signature, timestamp, nonce))
         except InvalidSignatureException:
             raise CallbackRejected(403, "bad signature") from None
@@ -114,7 +102,7 @@ def read_message(plaintext: str) -> Received:
     msg_type = str(raw.get("MsgType") or "").lower()
     if not isinstance(user_id, str) or not user_id or not msg_type:
         raise CallbackRejected(400, "message without FromUserName or MsgType")
-    create_time = int(raw["CreateTime"]) if str(raw.get("CreateTime", "")).isdigit() else 0
+    create_time = ascii_int(raw.get("CreateTime")) or 0
     if msg_type == "event":
         key = ":".join(["event", user_id, str(create_time)] + [str(raw.get(f) or "") for f in _EVENT_KEY_FIELDS])
     else:
@@ -149,13 +137,14 @@ def callback_routes(codec: WeComCodec, receive: Any, max_body_bytes: int) -> lis
             return web.Response(status=err.status, text=err.reason)
         return web.Response(text=echo)
 
+    limit = min(max_body_bytes, CALLBACK_MAX_BYTES)
+
     async def callback(request: web.Request) -> web.Response:
-        if request.content_length is not None and request.content_length > max_body_bytes:
-            log.warning("wecom callback refused: body of %d bytes", request.content_length)
-            CALLBACKS.labels("rejected").inc()
-            return web.Response(status=413, text="too large")
         try:
-            body = await request.read()  # the whole body; the app's client_max_size answers 413
+            # Cheapest first: the query, then a bounded read, then the signature, then real work.
+            refuse_oversized(request, limit)
+            codec.check_query(request.query)
+            body = await read_body(request, limit)
             received = read_message(codec.decrypt(request.query, body))
         except CallbackRejected as err:
             log.warning("wecom callback refused: %s", err.reason)

@@ -115,4 +115,4 @@ def message_xml(to: str, sender: str, create_time: int, **fields: str | int) -> 
 
 
 def msg_id_field(msg_id: str) -> str | int:
-    return int(msg_id) if msg_id.isdigit() else msg_id
+    return int(msg_id) if msg_id.isascii() and msg_id.isdigit() else msg_id

@@ -64,7 +64,7 @@ class Sandbox:
         if channel not in self.channels:
             return _problem(f"channel must be one of {', '.join(self.channels)}")
         userid = request.query.get("userid", "")
-        after = int(request.query["after"]) if request.query.get("after", "").isdigit() else 0
+        after = int(request.query["after"]) if request.query.get("after", "").isdecimal() else 0
         entries = [e.as_json() for e in self.wecom.log.entries
                    if e.channel == channel and e.userid == userid and e.id > after]
         return web.json_response({"messages": entries})

@@ -313,7 +313,7 @@ class WeComSimulator:
         if (problem := self._check_token(request)) is not None:
             return problem
         raw = request.query.get("department_id", "")
-        if not raw.isdigit() or (int(raw) != 1 and int(raw) not in self.departments):
+        if not raw.isdecimal() or (int(raw) != 1 and int(raw) not in self.departments):
             return _error(60123, "invalid party id")
         department = int(raw)
         if department == 1 and request.query.get("fetch_child") == "1":

@@ -18,12 +18,8 @@ from urllib.parse import urlencode
 
 import aiohttp
 
-from common import BenchDatabase, BotAndSimulator, MemberRow, percentile, summary
+from common import BenchDatabase, BotAndSimulator, percentile, summary
 
-from store import links as link_store
-from store import tasks as task_store
-from store.db import Database
-from store.members import get_member
 
 BROWSER = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 Mobile/15E148 MicroMessenger/8.0"
 # Just under the app's 256 KB body limit, so only the callback's own checks can refuse it early.
@@ -53,19 +49,13 @@ async def unsigned_callback(http: aiohttp.ClientSession, bot_url: str, statuses:
 
 async def run(args: argparse.Namespace) -> None:
     db = await BenchDatabase.create(args.database)
-    await db.seed([MemberRow(0, "sharer", "分享者", "partner", "星河科技", "华东", ())])
-    setup = Database(db.url)
-    async with setup.session() as session:
-        task = await task_store.create_task(session, title="Bench", url="https://brand.example/landing",
-                                            creator=None, status="active")
-        link = await link_store.get_or_create_link(session, task, await get_member(session, "sharer"), "link")
-    await setup.dispose()
+    code = await db.sharer_link("https://brand.example/landing")
     alone: list[float] = []
     flooded: list[float] = []
     statuses: dict[str, int] = {}
     try:
         async with BotAndSimulator(db.url, args.redis, {"sharer": "分享者"}) as stack:
-            url = f"{stack.bot_url}/t/{link.code}"
+            url = f"{stack.bot_url}/t/{code}"
             visitor = iter(range(10**9))
             async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as redirects, \
                     aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as attackers:

@@ -69,6 +69,21 @@ class BenchDatabase:
             await import_members(session, members)
         await db.dispose()
 
+    async def sharer_link(self, url: str) -> str:
+        """Migrate and seed one partner member with an active task to `url`; their link's code."""
+        from store import links as link_store
+        from store import tasks as task_store
+        from store.members import get_member
+
+        await self.seed([MemberRow(0, "sharer", "分享者", "partner", "星河科技", "华东", ())])
+        db = Database(self.url)
+        async with db.session() as session:
+            task = await task_store.create_task(session, title="Bench", url=url, creator=None, status="active")
+            link = await link_store.get_or_create_link(session, task, await get_member(session, "sharer"), "link")
+            code = link.code
+        await db.dispose()
+        return code
+
     async def drop(self) -> None:
         if self.name is None:
             return

@@ -17,12 +17,9 @@ from collections.abc import Callable
 import aiohttp
 from sqlalchemy import func, select
 
-from common import BenchDatabase, BotAndSimulator, MemberRow, free_port, percentile, summary
+from common import BenchDatabase, BotAndSimulator, free_port, percentile, summary
 
-from store import links as link_store
-from store import tasks as task_store
 from store.db import Database
-from store.members import get_member
 from store.models import Click
 
 BARE_SERVER = """
@@ -61,26 +58,22 @@ async def hammer(url: str, requests: int, concurrency: int,
 
 async def run(args: argparse.Namespace) -> None:
     db = await BenchDatabase.create(args.database)
-    await db.seed([MemberRow(0, "sharer", "分享者", "partner", "星河科技", "华东", ())])
+    code = await db.sharer_link("https://brand.example/landing?x=1")
     setup = Database(db.url)
-    async with setup.session() as session:
-        task = await task_store.create_task(session, title="Bench", url="https://brand.example/landing?x=1",
-                                            creator=None, status="active")
-        link = await link_store.get_or_create_link(session, task, await get_member(session, "sharer"), "link")
     try:
         bare_port = free_port()
         bare = subprocess.Popen([sys.executable, "-c", BARE_SERVER, str(bare_port)])
         try:
             await asyncio.sleep(1.0)
-            await hammer(f"http://127.0.0.1:{bare_port}/t/{link.code}", 500, args.concurrency)  # warm up
-            bare_time, bare_latencies, _ = await hammer(f"http://127.0.0.1:{bare_port}/t/{link.code}",
+            await hammer(f"http://127.0.0.1:{bare_port}/t/{code}", 500, args.concurrency)  # warm up
+            bare_time, bare_latencies, _ = await hammer(f"http://127.0.0.1:{bare_port}/t/{code}",
                                                         args.requests, args.concurrency)
         finally:
             bare.terminate()
             bare.wait(10)
 
         async with BotAndSimulator(db.url, args.redis, {"sharer": "分享者"}) as stack:
-            url = f"{stack.bot_url}/t/{link.code}"
+            url = f"{stack.bot_url}/t/{code}"
             wall, latencies, statuses = await hammer(url, args.requests, args.concurrency, stack.visitor_cookie)
             sent = args.requests
             deadline = time.monotonic() + 120

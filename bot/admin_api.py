@@ -4,13 +4,11 @@ from __future__ import annotations
 import hmac
 import logging
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
 from bot.config import Config
-from bot.posters import template_names
 from store import tasks as task_store
 from sqlalchemy import select
 
@@ -114,12 +112,7 @@ def admin_routes(config: Config, db_of: Any, client_of: Any) -> tuple[list[web.R
                 "shared_by": await task_store.share_count(session, task.id)}
 
     def check_template(name: str) -> str:
-        name = task_store.check_template(name)
-        available = template_names(Path(config.posters.templates_dir))
-        if name not in available:
-            raise task_store.InvalidTask("template", f"no poster template {name!r}; available: {', '.join(available)}",
-                                         "没有这个海报模板")
-        return name
+        return task_store.check_template(name, config.posters.templates_dir)
 
     async def create(request: web.Request) -> web.Response:
         body = await body_of(request)

@@ -28,12 +28,13 @@ from bot.invite_page import invite_routes
 from bot.landing import landing_routes
 from bot.links import LinkCache, Visitors, redirect_routes, visitor_secret
 from bot.logs import request_ids
-from bot.messages import Incoming
 from bot.metrics import CLICK_LAG, OUTBOX as OUTBOX_METRIC, OUTBOX_BACKLOG, OUTBOX_PARKED, exposition
 from bot.outbox import ChannelSender, OutboxSender
 from bot.posters import PosterRenderer
 from bot.ratelimit import MemberRateLimiter
-from bot.router import CommandTable, Router
+from bot.router import Router
+from handlers.replies import Incoming
+from handlers.context import CommandTable
 from handlers import command_table
 from store.db import Database
 from store import bindings

@@ -11,9 +11,9 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from bot.config import Config
-from bot.router import CommandTable
-from bot.messages import Text, reply_to_payload
 from bot.metrics import JOB_RUNS
+from handlers.context import CommandTable
+from handlers.replies import Text, reply_to_payload
 from handlers.stats import deals_line, funnel_line, money
 from handlers.tasks import queue_cards
 from sqlalchemy import func, select

@@ -15,7 +15,7 @@ from aiohttp import web
 
 from bot.config import Config
 from bot.links import LinkCache, Visitors, live_target, page
-from bot.messages import Text, reply_to_payload
+from handlers.replies import Text, reply_to_payload
 from store import leads as lead_store
 from store import outbox as outbox_store
 from store.bindings import MEMBER_CHANNEL

@@ -12,7 +12,8 @@ REPLY_SECONDS = Histogram("partnerbot_reply_seconds", "From a message being stor
                           buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30), registry=REGISTRY)
 OUTBOX = Counter("partnerbot_outbox_messages", "Outbox deliveries by outcome", ["result"], registry=REGISTRY)
 REDIRECTS = Counter("partnerbot_redirects", "Tracked-link redirects by outcome", ["result"], registry=REGISTRY)
-CLAIMS = Counter("partnerbot_claims", "Lead claims by outcome", ["result"], registry=REGISTRY)
+COMMAND_OUTCOMES = Counter("partnerbot_command_outcomes", "Chat commands by command and outcome (done, bad_input, refused)",
+                           ["command", "outcome"], registry=REGISTRY)
 JOB_RUNS = Counter("partnerbot_job_runs", "Periodic job runs by outcome", ["job", "result"], registry=REGISTRY)
 OUTBOX_BACKLOG = Gauge("partnerbot_outbox_backlog", "Outbox rows waiting to be sent", registry=REGISTRY)
 OUTBOX_PARKED = Gauge("partnerbot_outbox_parked", "Outbox rows WeChat refused outside its 48-hour window, "

@@ -16,6 +16,8 @@ from typing import Any
 import qrcode
 from PIL import Image, ImageDraw, ImageFont
 
+from store.tasks import template_names
+
 log = logging.getLogger(__name__)
 
 RENDERER_VERSION = "1"
@@ -249,11 +251,6 @@ def load_template(folder: Path, files: tuple[tuple[str, int, int], ...]) -> tupl
         raise ValueError(f"poster template {folder.name!r}: bad layout.json: {exc}") from exc
     logo = Image.open(folder / layout.qr.logo).convert("RGBA") if layout.qr.logo else None  # (load closes)
     return digest.hexdigest(), layout, Image.open(folder / "background.png").convert("RGB"), logo
-
-
-def template_names(templates_dir: Path) -> list[str]:
-    """The available template names: folders with a layout.json and a background.png."""
-    return sorted(p.parent.name for p in templates_dir.glob("*/layout.json") if (p.parent / "background.png").is_file())
 
 
 class PosterRenderer:

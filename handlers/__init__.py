@@ -5,7 +5,7 @@ really work are listed; help shows exactly these.
 """
 from __future__ import annotations
 
-from bot.router import EVERY_ROLE, FOLLOWER, GUEST, Command, CommandTable, optional_id, parse_id
+from handlers.context import EVERY_ROLE, FOLLOWER, GUEST, Command, CommandTable, optional_id, parse_id
 from handlers import help as help_
 from handlers import bindings, flags, leads, links, partners, posters, stats, tasks
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from zoneinfo import ZoneInfo
 
-from bot.messages import Text
-from bot.router import ADMIN, FOLLOWER, ArgError, Context
+from handlers.replies import Text
+from handlers.context import ADMIN, FOLLOWER, ArgError, Context
 from store import bindings
 from store import outbox as outbox_store
 from store.errors import Refusal

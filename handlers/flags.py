@@ -1,8 +1,8 @@
 """flags / 风控, clear / 放行 and reject / 驳回: admins review what the fraud rules held back."""
 from __future__ import annotations
 
-from bot.messages import Text
-from bot.router import Context
+from handlers.replies import Text
+from handlers.context import Context
 from store import fraud
 
 

@@ -1,8 +1,8 @@
 """help / 帮助: the commands this member's role may use, one example each."""
 from __future__ import annotations
 
-from bot.messages import Text
-from bot.router import ROLE_NAMES, Context
+from handlers.replies import Text
+from handlers.context import ROLE_NAMES, Context
 
 
 async def show_help(ctx: Context, _args: None) -> Text:

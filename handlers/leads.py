@@ -5,9 +5,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
-from bot.messages import Text
-from bot.metrics import CLAIMS
-from bot.router import ArgError, Context, parse_id
+from handlers.replies import Text
+from handlers.context import ArgError, Context, parse_id
 from store import pool
 from store.leads import mask_phone
 from store.models import Lead, utcnow
@@ -52,12 +51,7 @@ async def show_pool(ctx: Context, words: list[str]) -> Text:
 
 
 async def claim_lead(ctx: Context, lead_id: int) -> Text:
-    try:
-        lead = await pool.claim(ctx.session, ctx.member, lead_id, await pool.rule_book(ctx.session, ctx.config))
-    except pool.Refusal:
-        CLAIMS.labels("refused").inc()
-        raise
-    CLAIMS.labels("claimed").inc()
+    lead = await pool.claim(ctx.session, ctx.member, lead_id, await pool.rule_book(ctx.session, ctx.config))
     return Text(ctx.say(
         f"Lead #{lead.id} is yours: {_line(lead, full_phone=True)}\nLog what happens: follow {lead.id} called, sends quote",
         f"线索 #{lead.id} 已归您：{_line(lead, full_phone=True)}\n记录跟进：跟进 {lead.id} 已电话沟通，发报价"))

@@ -1,8 +1,8 @@
 """link N / 链接 N: a member's own tracked link for a task."""
 from __future__ import annotations
 
-from bot.messages import Text
-from bot.router import Context
+from handlers.replies import Text
+from handlers.context import Context
 from handlers.tasks import given_or_newest_task, no_task
 from store import links as link_store
 

@@ -7,8 +7,8 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
-from bot.messages import Poster, Reply, Text
-from bot.router import ArgError, Context
+from handlers.replies import Poster, Reply, Text
+from handlers.context import ArgError, Context
 from handlers.tasks import queue_cards
 from store import onboarding
 from store import tasks as task_store

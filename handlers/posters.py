@@ -1,8 +1,8 @@
 """poster N / 海报 N: the member's personal poster for a task, with a QR code of their own link."""
 from __future__ import annotations
 
-from bot.messages import Poster, Text
-from bot.router import Context
+from handlers.replies import Poster, Text
+from handlers.context import Context
 from handlers.links import tracked_url
 from handlers.tasks import given_or_newest_task, no_task
 from store import links as link_store

@@ -11,8 +11,8 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
-from bot.messages import Chart, Reply, Text
-from bot.router import ArgError, Context, parse_id
+from handlers.replies import Chart, Reply, Text
+from handlers.context import ArgError, Context, parse_id
 from store import attribution, points, stats
 from store import tasks as task_store
 from store.models import Member, Partner, Task

@@ -5,13 +5,11 @@ import re
 import shlex
 from dataclasses import dataclass
 from datetime import datetime, time
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from bot.messages import Button, Card, Text, reply_to_payload
-from bot.posters import template_names
-from bot.router import MARKETER, ADMIN, ArgError, CommandTable, Context, parse_id, shorten
+from handlers.replies import Button, Card, Text, reply_to_payload
+from handlers.context import MARKETER, ADMIN, ArgError, CommandTable, Context, parse_id, shorten
 from store import tasks as task_store
 from store.models import Member, Task
 
@@ -117,15 +115,11 @@ def _task_line(task: Task, ctx: Context) -> str:
 
 # ----- handlers ------------------------------------------------------------------------------------
 async def new_task(ctx: Context, args: NewTaskArgs) -> Text:
-    templates = template_names(Path(ctx.config.posters.templates_dir))
-    if args.template.strip().lower() not in templates:
-        return Text(ctx.say(f"Task not created: there is no poster template “{shorten(args.template)}”; "
-                            f"templates: {', '.join(templates)}.",
-                            f"未创建任务：没有名为“{shorten(args.template)}”的海报模板；可用模板：{'、'.join(templates)}。"))
     try:
         deadline = parse_deadline(args.deadline_text, ctx.config.server.timezone, ctx.now)
         task = await task_store.create_task(ctx.session, title=args.title, url=args.url, template=args.template,
-                                            deadline=deadline, creator=ctx.member)
+                                            deadline=deadline, creator=ctx.member,
+                                            templates_dir=ctx.config.posters.templates_dir)
     except task_store.InvalidTask as problem:
         return Text(ctx.say(f"Task not created: {problem.en}.", f"未创建任务：{problem.zh}。"))
     return Text(ctx.say(

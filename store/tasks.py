@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from sqlalchemy import and_, exists, func, or_, select, update
@@ -68,8 +69,17 @@ def check_description(description: str) -> str:
     return description
 
 
-def check_template(template: str) -> str:
-    template = template.strip().lower()
+def template_names(templates_dir: Path | str) -> list[str]:
+    """The available poster templates: folders with a layout.json and a background.png."""
+    return sorted(p.parent.name for p in Path(templates_dir).glob("*/layout.json") if (p.parent / "background.png").is_file())
+
+
+def check_template(template: str, templates_dir: Path | str | None = None) -> str:
+    """A template name as stored; with `templates_dir`, one of the templates there."""
+    shown, template = template.strip()[:32], template.strip().lower()
+    if templates_dir is not None and template not in (available := template_names(templates_dir)):
+        raise InvalidTask("template", f"there is no poster template “{shown}”; templates: {', '.join(available)}",
+                          f"没有名为“{shown}”的海报模板；可用模板：{'、'.join(available)}")
     if not TEMPLATE_PATTERN.match(template):
         raise InvalidTask("template", "the template name must be 1-32 letters, digits, - or _",
                           "模板名只能包含字母、数字、- 或 _（1-32 个字符）")
@@ -100,9 +110,11 @@ def check_cost(value: object) -> Decimal | None:
 
 async def create_task(session: AsyncSession, *, title: str, url: str, creator: Member | None,
                       description: str = "", template: str = "classic", deadline: datetime | None = None,
-                      status: str = "draft", cost: Decimal | None = None) -> Task:
+                      status: str = "draft", cost: Decimal | None = None,
+                      templates_dir: Path | str | None = None) -> Task:
+    """A new task; with `templates_dir`, its poster template must be one of those there."""
     task = Task(title=check_title(title), target_url=check_url(url), description=check_description(description),
-                poster_template=check_template(template), deadline=check_deadline(deadline, utcnow()),
+                poster_template=check_template(template, templates_dir), deadline=check_deadline(deadline, utcnow()),
                 status=status, creator_id=creator.id if creator else None, cost=cost)
     session.add(task)
     await session.flush()

@@ -28,8 +28,8 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from bot.app import create_app
 from bot.config import Config
 from bot.links import VISITOR_COOKIE, sign_visitor, visitor_secret
-from bot.router import CommandTable
 from bot.simulator import WeChatSimulator, WeComSimulator
+from handlers.context import CommandTable
 from store.db import Database, migrate
 from store.members import MemberRow, import_members
 

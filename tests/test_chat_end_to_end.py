@@ -138,8 +138,8 @@ async def test_a_permanent_wecom_error_is_recorded_not_retried(stack: Stack) -> 
 
 async def test_slow_handling_does_not_delay_the_acknowledgement(sqlite_url: str) -> None:
     """WeCom retries after 5 s without a 200: a slow command must not hold the answer to the callback."""
-    from bot.messages import Text
-    from bot.router import EVERY_ROLE, Command, CommandTable
+    from handlers.replies import Text
+    from handlers.context import EVERY_ROLE, Command, CommandTable
     from tests.conftest import make_config, seed, start_stack
 
     async def slow(ctx, _args):  # type: ignore[no-untyped-def]

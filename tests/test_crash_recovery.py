@@ -7,7 +7,7 @@ import pytest
 from aiohttp import web
 from sqlalchemy import select
 
-from bot.messages import Incoming
+from handlers.replies import Incoming
 from store import inbox
 from store.db import Database
 from store.models import InboxMessage, OutboxMessage, utcnow

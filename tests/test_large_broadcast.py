@@ -8,8 +8,8 @@ from sqlalchemy import func, insert, select
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from bot.inbox import is_transient
-from bot.messages import Incoming
 from bot.router import Router
+from handlers.replies import Incoming
 from handlers import command_table
 from store import tasks as task_store
 from store.db import Database

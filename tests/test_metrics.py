@@ -38,7 +38,8 @@ async def test_counters_follow_callbacks_replies_redirects_and_claims(stack: Sta
     assert grew("partnerbot_commands_total", result="answered") >= 4
     assert grew("partnerbot_redirects_total", result="redirected") == 1
     assert grew("partnerbot_redirects_total", result="not_found") == 1
-    assert grew("partnerbot_claims_total", result="refused") == 1
+    assert grew("partnerbot_command_outcomes_total", command="claim", outcome="refused") == 1
+    assert grew("partnerbot_command_outcomes_total", command="newtask", outcome="done") == 1
     assert grew("partnerbot_outbox_messages_total", result="sent") >= 4
     assert grew("partnerbot_reply_seconds_count") >= 4
     assert ("partnerbot_outbox_backlog", ()) in after and ("partnerbot_click_buffer_lag", ()) in after

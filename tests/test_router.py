@@ -2,8 +2,9 @@
 import pytest
 
 from bot.config import Config
-from bot.messages import Incoming, Text
-from bot.router import EVERY_ROLE, FOLLOWER, GUEST, MARKETER, ADMIN, Command, CommandTable, Context, Router, parse_id
+from bot.router import Router
+from handlers.replies import Incoming, Text
+from handlers.context import EVERY_ROLE, FOLLOWER, GUEST, MARKETER, ADMIN, Command, CommandTable, Context, parse_id
 from handlers import COMMANDS, command_table
 from store.db import Database
 from tests.conftest import seed

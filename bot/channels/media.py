@@ -9,8 +9,8 @@ import time
 from pathlib import Path
 
 from bot.channels.api_client import TokenClient
-from bot.messages import Chart, Image, Poster
 from bot.posters import PosterRenderer, PosterRequest
+from handlers.replies import Chart, Image, Poster
 from store.redis import SharedKeys
 
 MEDIA_REUSE_SECONDS = int(2.5 * 86400)

@@ -21,10 +21,10 @@ from bot.channels.envelope import (CALLBACK_MAX_BYTES, CallbackRejected, ascii_i
                                    read_body, refuse_oversized)
 from bot.channels.wecom_api import WeComClient
 from bot.config import WeComConfig
-from bot.messages import Incoming, Reply, reply_from_payload
 from bot.metrics import CALLBACKS
 from bot.channels.media import ImageUploads
 from bot.posters import PosterRenderer
+from handlers.replies import Incoming, Reply, reply_from_payload
 from store.redis import SharedKeys
 
 log = logging.getLogger(__name__)

@@ -1,0 +1,150 @@
+"""What every handler works with: the context of one message, the command table, roles and the
+errors that become polite replies. The router (bot/router.py) fills these in; handlers import
+nothing from bot/.
+"""
+from __future__ import annotations
+
+import difflib
+import re
+import unicodedata
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from handlers.replies import Reply
+from store.models import Member, utcnow
+
+if TYPE_CHECKING:  # the deployment's settings; handlers read them, never import bot at run time
+    from bot.config import Config
+
+PARTNER, MARKETER, ADMIN = "partner", "marketer", "admin"
+EVERY_ROLE = frozenset({PARTNER, MARKETER, ADMIN})
+# Someone the bot does not know yet: they may use only commands that list this role (join).
+GUEST = "guest"
+# A WeChat Official Account follower whose openid is not bound to a member: only `bind` works.
+FOLLOWER = "follower"
+ROLE_NAMES = {
+    GUEST: ("people not registered yet", "未开通的用户"),
+    FOLLOWER: ("WeChat followers not bound yet", "未绑定的微信关注者"),
+    PARTNER: ("partner staff", "合作伙伴销售"),
+    MARKETER: ("marketers", "市场人员"),
+    ADMIN: ("admins", "管理员"),
+}
+# Longest command word shown back to a user in "unknown command" replies.
+ECHO_LIMIT = 20
+_CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+class ArgError(Exception):
+    """Arguments that do not fit the command: the message is shown to the member."""
+
+    def __init__(self, en: str, zh: str) -> None:
+        super().__init__(en)
+        self.en, self.zh = en, zh
+
+
+@dataclass
+class Context:
+    """Everything a handler may use; handlers never reach for globals."""
+
+    member: Member
+    lang: str  # "en" or "zh": the language the command was written in
+    session: AsyncSession
+    config: Config
+    commands: CommandTable
+    now: datetime = field(default_factory=utcnow)
+    # Where the message came from: "wecom" or "wechat", and the sender's id there (userid or openid).
+    channel: str = "wecom"
+    user_id: str = ""
+
+    def say(self, en: str, zh: str) -> str:
+        return zh if self.lang == "zh" else en
+
+
+Handler = Callable[[Context, Any], Awaitable[Reply | Sequence[Reply]]]
+
+
+def no_args(_text: str) -> None:
+    return None
+
+
+def parse_id(text: str) -> int:
+    """`12`, `#12`, `＃１２` all mean 12."""
+    token = unicodedata.normalize("NFKC", text).strip().removeprefix("#")
+    # isdecimal: some digits (Kharosthi 𐩀) are isdigit() but int() refuses them.
+    if not token.isdecimal() or len(token) > 9:
+        raise ArgError(f"“{shorten(text)}” is not a number like 12", f"“{shorten(text)}”不是编号，例如 12")
+    return int(token)
+
+
+def optional_id(text: str) -> int | None:
+    return parse_id(text) if text.strip() else None
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    name_zh: str
+    roles: frozenset[str]
+    handler: Handler
+    help_en: str
+    help_zh: str
+    parse: Callable[[str], Any] = no_args
+    aliases: tuple[str, ...] = ()
+
+    def words(self) -> tuple[str, ...]:
+        return (self.name, self.name_zh, *self.aliases)
+
+
+class CommandTable:
+    def __init__(self, commands: Iterable[Command]) -> None:
+        self.commands = list(commands)
+        self._by_word: dict[str, Command] = {}
+        for command in self.commands:
+            if not command.roles or not command.help_en or not command.help_zh:
+                raise ValueError(f"command {command.name} needs roles and help in both languages")
+            for word in command.words():
+                key = word.lower()
+                if key in self._by_word:
+                    raise ValueError(f"command word {word!r} is used twice")
+                self._by_word[key] = command
+        # Longest first, so "我的线索" wins over "我的" when words are glued to their arguments.
+        self._cjk_words = sorted((w for w in self._by_word if _CJK.search(w)), key=len, reverse=True)
+
+    def lookup(self, word: str) -> Command | None:
+        return self._by_word.get(word.lower())
+
+    def split(self, line: str) -> tuple[str, str]:
+        """Split a command line into its command word and the rest."""
+        parts = line.split(maxsplit=1)
+        word = unicodedata.normalize("NFKC", parts[0]) if parts else ""
+        rest = parts[1] if len(parts) > 1 else ""
+        if word.lower() not in self._by_word:
+            # Chinese users often type 海报12 without a space.
+            for cjk_word in self._cjk_words:
+                if word.startswith(cjk_word):
+                    return cjk_word, (word[len(cjk_word):] + " " + rest).strip()
+        return word, rest
+
+    def for_role(self, role: str) -> list[Command]:
+        return [c for c in self.commands if role in c.roles]
+
+    def closest(self, word: str, role: str, lang: str) -> Command | None:
+        allowed = self.for_role(role)
+        candidates = {(c.name_zh if lang == "zh" else c.name).lower(): c for c in allowed}
+        candidates.update({a.lower(): c for c in allowed for a in c.aliases if len(a) > 1})
+        match = difflib.get_close_matches(word.lower(), list(candidates), n=1, cutoff=0.5)
+        return candidates[match[0]] if match else None
+
+
+def is_chinese(text: str) -> bool:
+    return bool(_CJK.search(text))
+
+
+def shorten(text: str, limit: int = ECHO_LIMIT) -> str:
+    text = _CONTROL.sub(" ", text).strip()
+    return text if len(text) <= limit else text[: limit - 1] + "…"

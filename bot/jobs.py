@@ -1,30 +1,31 @@
 """Periodic jobs. Each runs on every instance; a conditional update in the database decides which
-instance does a given piece of work, so it happens once however many instances run."""
+instance does a given piece of work, so it happens once however many instances run. What the
+notices say is written in handlers/notices.py."""
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from zoneinfo import ZoneInfo
 import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import func, select
 
 from bot.config import Config
 from bot.metrics import JOB_RUNS
+from handlers import notices
 from handlers.context import CommandTable
-from handlers.replies import Text, reply_to_payload
-from handlers.stats import deals_line, funnel_line, money
+from handlers.replies import reply_to_payload
 from handlers.tasks import queue_cards
-from sqlalchemy import func, select
 from store import fraud, points, pool, stats, tiers
-from store.pool_rules import TIER_NAMES
-from store.runs import claim_run
 from store import outbox as outbox_store
 from store import tasks as task_store
 from store.db import Database
 from store.members import active_admins
 from store.models import Member, OutboxMessage, PointsEntry, utcnow
+from store.runs import claim_run
 
 log = logging.getLogger(__name__)
 
@@ -78,19 +79,17 @@ async def recycle_idle_leads(db: Database, config: Config) -> int:
         holder = holders.get(lead.owner_id)
         if due > now:
             if holder is not None and due <= now + timedelta(days=1):
-                text = Text(f"⚠️ 线索 #{lead.id}（{lead.name}）明天将因未跟进被收回。发送“跟进 {lead.id} 内容”保留它。\n"
-                            f"Lead #{lead.id} goes back to the pool tomorrow without a follow-up: follow {lead.id} note")
                 # One warning per idle stretch: the key names the last activity it warns about.
-                warnings.append((holder.userid, f"idlewarn:{lead.id}:{last.isoformat()}", reply_to_payload(text)))
+                warnings.append((holder.userid, f"idlewarn:{lead.id}:{last.isoformat()}",
+                                 reply_to_payload(notices.idle_warning(lead))))
             continue
         async with db.session() as session:
             if not await pool.recycle(session, lead, idle_before):
                 continue
             if holder is not None:
-                text = Text(f"线索 #{lead.id}（{lead.name}）{idle_days} 天未跟进，已收回线索池。\n"
-                            f"Lead #{lead.id} had no follow-up for {idle_days} days and went back to the pool.")
                 await task_store.queue_messages(session, task_id=None, purpose="notice", rows=[
-                    (holder.userid, f"recycled:{lead.id}:{now.isoformat()}", reply_to_payload(text))])
+                    (holder.userid, f"recycled:{lead.id}:{now.isoformat()}",
+                     reply_to_payload(notices.recycled(lead, idle_days)))])
             recycled += 1
     if warnings:
         async with db.session() as session:
@@ -110,14 +109,8 @@ async def remind_nurturing(db: Database, config: Config) -> int:
                 continue
             recent = (await pool.history(session, lead.id))[-3:]
             tasks = [task for task, _ in await task_store.tasks_for_member(session, holder)][:3]
-            lines = [f"⏰ 今天该联系线索 #{lead.id}：{lead.name}（{lead.company or '—'}）{lead.phone}",
-                     *[f"• {e.at.astimezone(ZoneInfo(config.server.timezone)).strftime('%m-%d')} {e.kind}"
-                       + (f"：{e.note}" if e.note else "") for e in recent]]
-            if tasks:
-                lines.append("可发送的内容：" + "；".join(f"#{t.id} {t.title}（链接 {t.id}）" for t in tasks))
-            lines.append(f"联系后记录：跟进 {lead.id} 内容 / It is time to contact lead #{lead.id}.")
-            rows.append((holder.userid, f"nurture:{lead.id}:{lead.next_contact_at.isoformat()}",
-                         reply_to_payload(Text("\n".join(lines)))))
+            text = notices.time_to_contact(lead, recent, tasks, config.server.timezone)
+            rows.append((holder.userid, f"nurture:{lead.id}:{lead.next_contact_at.isoformat()}", reply_to_payload(text)))
         if rows:
             await task_store.queue_messages(session, task_id=None, purpose="notice", rows=rows)
     return len(rows)
@@ -141,11 +134,7 @@ async def send_daily_digest(db: Database, config: Config, now: datetime | None =
         funnel = await stats.funnel(session, stats.Scope(), period)
         partners = stats.ranked(await stats.partner_standings(session, await stats.member_standings(session, period)),
                                 "unique_clicks")[:5]
-        top = " · ".join(f"{i}. {p.name} {p.unique_clicks}" for i, p in enumerate(partners, 1) if p.unique_clicks)
-        text = Text("\n".join([
-            f"📊 昨日简报 {day.isoformat()} / Daily digest", funnel_line(funnel, "zh"),
-            deals_line(funnel, "zh"),
-            *([f"伙伴排行（独立点击）：{top}"] if top else []), "详情：统计 昨天 · 归因 线性"]))
+        text = notices.daily_digest(day, funnel, partners)
         return await task_store.queue_messages(session, task_id=None, purpose="digest", rows=[
             (admin.userid, keys[admin.id], reply_to_payload(text)) for admin in admins])
 
@@ -164,18 +153,12 @@ async def recalculate_tiers(db: Database, config: Config, now: datetime | None =
         changes = await tiers.recalculate(session, config, local.date())
         rows = []
         for change in changes:
-            up = tiers.TIERS.index(change.new) > tiers.TIERS.index(change.old)
-            s = change.standing
-            text = Text(f"{'🎉 ' if up else ''}{change.partner.name} 的伙伴等级已由{TIER_NAMES[change.old]}"
-                        f"{'升为' if up else '调整为'}{TIER_NAMES[change.new]}（近 {config.tiers.window_days} 天："
-                        f"独立点击 {s.unique_clicks}，线索 {s.leads}，成交额 {money(s.revenue)}）。\n"
-                        f"{change.partner.name} is now a {change.new} partner (was {change.old}).")
+            text = notices.tier_changed(change, config.tiers.window_days)
             members = await session.scalars(select(Member).where(Member.partner_id == change.partner.id,
                                                                  Member.active.is_(True)))
             rows += [(m.userid, f"tier:{month}:{change.partner.id}:{m.id}", reply_to_payload(text)) for m in members]
         if changes:
-            summary = Text(f"本月伙伴等级调整（{month}）：" + "；".join(
-                f"{c.partner.name} {TIER_NAMES[c.old]}→{TIER_NAMES[c.new]}" for c in changes))
+            summary = notices.tier_summary(month, changes)
             admins = await active_admins(session)
             rows += [(a.userid, f"tier:{month}:admin:{a.id}", reply_to_payload(summary)) for a in admins]
             await task_store.queue_messages(session, task_id=None, purpose="notice", rows=rows)
@@ -209,8 +192,7 @@ async def send_monthly_statements(db: Database, config: Config, now: datetime | 
                 .join(PointsEntry, PointsEntry.member_id == Member.id)
                 .where(PointsEntry.at >= start, PointsEntry.at < end, Member.active.is_(True))
                 .group_by(Member.id, Member.userid)):
-            text = Text(f"📒 {key} 积分结算：{int(earned)} 分，佣金 {money(Decimal(commission or 0))}。发送“积分”查看。\n"
-                        f"Your {key} statement: {int(earned)} points, commission {money(Decimal(commission or 0))}.")
+            text = notices.monthly_statement(key, int(earned), Decimal(commission or 0))
             rows.append((userid, f"statement:{key}:{member_id}", reply_to_payload(text)))
         if rows:
             await task_store.queue_messages(session, task_id=None, purpose="notice", rows=rows)
@@ -222,8 +204,7 @@ async def scan_for_fraud(db: Database, config: Config) -> int:
     async with db.session() as session:
         flags = await fraud.scan(session, config)
         if flags:
-            text = Text(f"🛡 风控：新增 {len(flags)} 条可疑记录，已暂不计入统计、等级和积分。发送“风控”查看。\n"
-                        f"{len(flags)} new flag(s) held back from the figures: send flags to review.")
+            text = notices.new_flags(len(flags))
             admins = await active_admins(session)
             await task_store.queue_messages(session, task_id=None, purpose="notice", rows=[
                 (a.userid, f"flags:{flags[0].id}:{a.id}", reply_to_payload(text)) for a in admins])

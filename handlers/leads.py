@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
-from zoneinfo import ZoneInfo
 
 from handlers.replies import Text
 from handlers.context import ArgError, Context, parse_id
@@ -119,7 +118,7 @@ async def lead_history(ctx: Context, lead_id: int) -> Text:
         return Text(ctx.say(f"There is no lead #{lead_id}.", f"没有线索 #{lead_id}。"))
     lines = [f"{_line(lead, full_phone=True)} — {lead.status}"]
     for event in await pool.history(ctx.session, lead_id):
-        when = event.at.astimezone(ZoneInfo(ctx.config.server.timezone)).strftime("%Y-%m-%d %H:%M")
+        when = pool.local_time(event.at, ctx.config.server.timezone)
         who = f" by member {event.member_id}" if event.member_id else ""
         lines.append(f"• {when} {event.kind}{who}" + (f": {event.note}" if event.note else ""))
     return Text("\n".join(lines))

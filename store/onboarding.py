@@ -45,14 +45,14 @@ async def create_partner(session: AsyncSession, name: str, region: str = "", ind
     industries = [clean_text(i) for i in industries or []]
     if not name or len(name) > 100:
         raise BadPartner("name", "a partner's name has 1 to 100 characters", "伙伴名称须为 1 到 100 个字")
-    if len(region) > 64 or any(len(i) > 32 for i in industries or []):
+    if len(region) > 64 or any(len(i) > 32 for i in industries):
         raise BadPartner("region", "the region has at most 64 characters, each industry at most 32",
                       "区域最多 64 个字，每个行业最多 32 个字")
     if tier not in TIERS:
         raise BadPartner("tier", f"the tier is one of {', '.join(TIERS)}", "等级须为 注册、银牌 或 金牌")
     if await session.scalar(select(Partner.id).where(Partner.name == name)) is not None:
         raise BadPartner("name", f"there is already a partner called {name}", f"已有名为 {name} 的伙伴")
-    partner = Partner(name=name, region=region, industries=list(industries or []), tier=tier)
+    partner = Partner(name=name, region=region, industries=industries, tier=tier)
     session.add(partner)
     await session.flush()
     return partner

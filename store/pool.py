@@ -14,7 +14,7 @@ from datetime import datetime, time, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, false, func, or_, select, update
+from sqlalchemy import and_, exists, false, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from store.errors import Refusal
@@ -131,9 +131,8 @@ async def _why_not_claimable(session: AsyncSession, member: Member, lead_id: int
         return Refusal(f"lead #{lead_id} is already yours", f"线索 #{lead_id} 已经是您的")
     if lead.owner_id is not None or lead.status != "new":
         return Refusal(f"lead #{lead_id} is held by someone else", f"线索 #{lead_id} 已被他人领取")
-    if lead.protected_until is not None and lead.protected_until > now and not await session.scalar(
-            select(func.count()).select_from(TrackedLink).where(TrackedLink.id == lead.link_id,
-                                                                 TrackedLink.member_id == member.id)):
+    if lead.protected_until is not None and not await session.scalar(
+            select(exists().where(Lead.id == lead_id, _open_to(member, now)))):
         until = local_time(lead.protected_until, rules.timezone)
         return Refusal(f"lead #{lead_id} is protected for its sharer until {until}; only they may follow it up",
                        f"线索 #{lead_id} 受保护至 {until}，仅原分享人可跟进")

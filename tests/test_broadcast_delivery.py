@@ -68,8 +68,9 @@ async def test_every_member_gets_exactly_one_card(crowd_stack: Stack) -> None:
 
 async def test_throttled_by_wecom_for_a_while_still_exactly_once(crowd_stack: Stack) -> None:
     crowd_stack.sim.send_latency = 0.002
+    # "api freq out of limit" in the middle of it: after the replies to mkt1 and 100 cards
+    crowd_stack.sim.fail_sends_for(45009, 1.5, after_sends=2 + 100)
     await broadcast_all(crowd_stack)
-    crowd_stack.sim.fail_sends_for(45009, 1.5)  # "api freq out of limit" in the middle of it
     await eventually(lambda: all_delivered_once(crowd_stack.sim), timeout=90)
     assert crowd_stack.sim.api_calls["message/send"] > 2 + 502  # some calls were refused and retried
 

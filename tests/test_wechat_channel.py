@@ -116,8 +116,9 @@ async def test_a_bound_follower_does_the_whole_partner_flow(wx_stack: Stack) -> 
         assert lead is not None and lead.owner_id == p2.id
 
     # A menu click runs its key's command.
+    before = len(wechat.bot_messages(P2_WX))
     await wechat.click_menu(P2_WX, "我的")
-    [me] = [m.body["content"] for m in (await wechat.wait_for_bot_messages(P2_WX, len(wechat.bot_messages(P2_WX))))[-1:]]
+    [me] = [m.body["content"] for m in (await wechat.wait_for_bot_messages(P2_WX, before + 1))[before:]]
     assert me.startswith("您近 30 天：分享 2 次")
 
     # WeCom still works for the same person, and it is the same member.

@@ -41,6 +41,21 @@ PER_MEMBER_PER_HOUR = 1000
 MEDIA_LIFETIME_SECONDS = 3 * 86400
 
 
+class _FailureWindow:
+    """WeCom refusing every message/send for `seconds`, from the `start_at`-th call on."""
+
+    def __init__(self, errcode: int, seconds: float, start_at: int) -> None:
+        self.errcode, self.seconds, self.start_at = errcode, seconds, start_at
+        self.until: float | None = None
+
+    def failing(self, call_number: int) -> bool:
+        if call_number <= self.start_at:
+            return False
+        if self.until is None:
+            self.until = time.monotonic() + self.seconds
+        return time.monotonic() < self.until
+
+
 class WeComSimulator:
     def __init__(self, *, corp_id: str, agent_id: int, secret: str, token: str, encoding_aes_key: str,
                  callback_url: str, callback_timeout: float = 5.0, callback_retries: int = 3,
@@ -75,7 +90,7 @@ class WeComSimulator:
         self._recent: dict[tuple[str, str], float] = {}
         self._forced_errors: deque[int] = deque()
         self.api_available = True
-        self._failing: tuple[int, float] | None = None
+        self._failing: _FailureWindow | None = None
         self._http: aiohttp.ClientSession | None = None
         self._deliveries: set[asyncio.Task[Delivery]] = set()
 
@@ -116,9 +131,10 @@ class WeComSimulator:
         """Make the next `count` message/send calls answer with this WeCom error code."""
         self._forced_errors.extend([errcode] * count)
 
-    def fail_sends_for(self, errcode: int, seconds: float) -> None:
-        """Answer every message/send with this error code for a while (WeCom blocking the app)."""
-        self._failing = (errcode, time.monotonic() + seconds)
+    def fail_sends_for(self, errcode: int, seconds: float, after_sends: int = 0) -> None:
+        """Answer every message/send with this error code for a while (WeCom blocking the app),
+        starting once `after_sends` more sends have gone through: a point in the stream, not in time."""
+        self._failing = _FailureWindow(errcode, seconds, self.api_calls["message/send"] + after_sends)
 
     @property
     def entries(self) -> list[ChatEntry]:
@@ -234,8 +250,8 @@ class WeComSimulator:
         code = None
         if self._forced_errors:
             code = self._forced_errors.popleft()
-        elif self._failing and self._failing[1] > time.monotonic():
-            code = self._failing[0]
+        elif self._failing is not None and self._failing.failing(self.api_calls["message/send"]):
+            code = self._failing.errcode
         if code is not None:
             return _error(code, {-1: "system busy", 45009: "api freq out of limit",
                                  45033: "api concurrent out of limit"}.get(code, "forced error"))

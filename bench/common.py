@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bot.links import VISITOR_COOKIE, sign_visitor  # noqa: E402
+from bot.web.links import VISITOR_COOKIE, sign_visitor  # noqa: E402
 from bot.simulator import WeComSimulator  # noqa: E402
 from store.db import Database, migrate  # noqa: E402
 from store.members import MemberRow, import_members  # noqa: E402

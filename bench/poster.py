@@ -1,4 +1,4 @@
-"""Benchmark: poster rendering (1080x1920) with bot.posters, cold (a cache miss: QR code, avatar, fitted
+"""Benchmark: poster rendering (1080x1920) with bot.render.posters, cold (a cache miss: QR code, avatar, fitted
 CJK text, PNG encode, atomic write) and cached (a hit: stat the template, hash the key, find the file),
 against a bare Pillow baseline measured in the same run: open the template's background.png, paste a
 ready QR image of the same size, encode the PNG with the renderer's settings (into memory).
@@ -24,7 +24,7 @@ sys.path.insert(0, str(REPO))
 
 from PIL import Image  # noqa: E402
 
-from bot.posters import Layout, PosterRenderer, PosterRequest, qr_image  # noqa: E402
+from bot.render.posters import Layout, PosterRenderer, PosterRequest, qr_image  # noqa: E402
 from common import summary  # noqa: E402
 
 TEMPLATES = REPO / "assets" / "posters"
@@ -63,7 +63,7 @@ def bench_template(renderer: PosterRenderer, template: str, runs: int) -> None:
         with Image.open(TEMPLATES / template / "background.png") as background:
             poster = background.convert("RGB")
         poster.paste(qr, (layout.qr.x, layout.qr.y))
-        poster.save(io.BytesIO(), "PNG", optimize=False, compress_level=3)  # the settings of bot/posters.py
+        poster.save(io.BytesIO(), "PNG", optimize=False, compress_level=3)  # the settings of bot/render/posters.py
 
     baseline = timed(bare, runs)
     base = statistics.median(baseline)

@@ -31,7 +31,7 @@ def median_time(samples: list[float]) -> float:
 
 
 async def run(args: argparse.Namespace) -> None:
-    from bot.charts import render_report  # after common.py put the repository on the path
+    from bot.render.charts import render_report  # after common.py put the repository on the path
 
     db = await BenchDatabase.create(args.database)
     members = [MemberRow(0, f"m{i:05d}", f"成员{i}", "partner", f"伙伴{i % args.partners:03d}", "", ())

@@ -12,27 +12,27 @@ import aiohttp
 from aiohttp import web
 from sqlalchemy import func, select, text
 
-from bot.admin_api import admin_routes
-from bot.admin_partners import partner_routes
-from bot.admin_stats import stats_routes
+from bot.web.admin.api import admin_routes
+from bot.web.admin.partners import partner_routes
+from bot.web.admin.stats import stats_routes
 from bot.channels import wechat, wecom
 from bot.channels.member import MemberSender
 from bot.channels.wechat_api import WeChatClient
 from bot.channels.wecom_api import WeComClient
 from bot.config import Config
-from bot.clicks import ClickRecorder
-from bot.inbox import InboxProcessor
+from bot.web.clicks import ClickRecorder
+from bot.pipeline.inbox import InboxProcessor
 from bot.jobs import (accrue_points, expire_parked_messages, recalculate_tiers, recycle_idle_leads, remind_nurturing, run_periodically,
                       scan_for_fraud, send_daily_digest, send_due_reminders, send_monthly_statements)
-from bot.invite_page import invite_routes
-from bot.landing import landing_routes
-from bot.links import LinkCache, Visitors, redirect_routes, visitor_secret
+from bot.web.invite import invite_routes
+from bot.web.landing import landing_routes
+from bot.web.links import LinkCache, Visitors, redirect_routes, visitor_secret
 from bot.logs import request_ids
 from bot.metrics import CLICK_LAG, OUTBOX as OUTBOX_METRIC, OUTBOX_BACKLOG, OUTBOX_PARKED, exposition
-from bot.outbox import ChannelSender, OutboxSender
-from bot.posters import PosterRenderer
-from bot.ratelimit import MemberRateLimiter
-from bot.router import Router
+from bot.pipeline.outbox import ChannelSender, OutboxSender
+from bot.render.posters import PosterRenderer
+from bot.pipeline.ratelimit import MemberRateLimiter
+from bot.pipeline.router import Router
 from handlers.replies import Incoming
 from handlers.context import CommandTable
 from handlers import command_table

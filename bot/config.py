@@ -12,6 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+# Templates, fonts and pages shipped with the code.
+ASSETS = Path(__file__).resolve().parents[1] / "assets"
+
 ENV_PREFIX = "PARTNERBOT_"
 CONFIG_ENV = "PARTNERBOT_CONFIG"
 
@@ -123,7 +126,7 @@ class LinksConfig:
 
 @dataclass
 class PostersConfig:
-    templates_dir: str = str(Path(__file__).resolve().parents[1] / "assets" / "posters")
+    templates_dir: str = str(ASSETS / "posters")
     # Rendered posters are kept here (keyed by template and content; safe to delete).
     cache_dir: str = "var/posters"
 

@@ -1,5 +1,5 @@
 """What every handler works with: the context of one message, the command table, roles and the
-errors that become polite replies. The router (bot/router.py) fills these in; handlers import
+errors that become polite replies. The router (bot/pipeline/router.py) fills these in; handlers import
 nothing from bot/.
 """
 from __future__ import annotations

@@ -67,7 +67,7 @@ class Poster:
 
 @dataclass(frozen=True)
 class Chart:
-    """A report chart as plain data (bot/charts.py documents the spec); the sender draws it, so
+    """A report chart as plain data (bot/render/charts.py documents the spec); the sender draws it, so
     any instance can send it and the outbox row stays small."""
 
     spec: dict[str, Any]

@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from bot.app import create_app
 from bot.config import Config
-from bot.links import VISITOR_COOKIE, sign_visitor, visitor_secret
+from bot.web.links import VISITOR_COOKIE, sign_visitor, visitor_secret
 from bot.simulator import WeChatSimulator, WeComSimulator
 from handlers.context import CommandTable
 from store.db import Database, migrate

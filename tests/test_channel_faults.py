@@ -16,9 +16,9 @@ from bot.channels.member import MemberSender
 from bot.channels.wechat_api import WeChatError
 from bot.channels.wecom_api import WeComClient
 from bot.config import OutboxConfig
-from bot.outbox import OutboxSender
-from bot.ratelimit import MemberRateLimiter
-from bot.router import Router
+from bot.pipeline.outbox import OutboxSender
+from bot.pipeline.ratelimit import MemberRateLimiter
+from bot.pipeline.router import Router
 from store import inbox as inbox_store
 from store import outbox as outbox_store
 from store.db import Database

@@ -11,7 +11,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from PIL import Image
 
-from bot.charts import render_report
+from bot.render.charts import render_report
 
 SPEC: dict[str, Any] = {
     "title": "统计报表 · 本月 2026-11-01 – 2026-11-28",

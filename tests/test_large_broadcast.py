@@ -7,8 +7,8 @@ import pytest
 from sqlalchemy import func, insert, select
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from bot.inbox import is_transient
-from bot.router import Router
+from bot.pipeline.inbox import is_transient
+from bot.pipeline.router import Router
 from handlers.replies import Incoming
 from handlers import command_table
 from store import tasks as task_store

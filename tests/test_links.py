@@ -10,7 +10,7 @@ from redis.asyncio import Redis
 from sqlalchemy import func, select
 
 from bot.app import CLICKS, DB
-from bot.clicks import ClickRecorder
+from bot.web.clicks import ClickRecorder
 from store.db import Database
 from store.models import Click, Share, Task, TrackedLink
 from tests.conftest import Stack, eventually, visitor_cookie
@@ -96,7 +96,7 @@ async def test_ended_task_is_410(stack: Stack, http: aiohttp.ClientSession) -> N
     code = await link_code(stack)
     async with stack.bot[DB].session() as session:
         (await session.get(Task, 1)).status = "ended"
-    from bot.links import LINK_CACHE_SECONDS  # noqa: F401  (the cache is per process; this link was never cached)
+    from bot.web.links import LINK_CACHE_SECONDS  # noqa: F401  (the cache is per process; this link was never cached)
     async with http.get(f"{stack.bot_url}/t/{code}", allow_redirects=False) as response:
         assert response.status == 410 and "活动已结束" in await response.text()
     assert await stored_clicks(stack) == []
@@ -196,5 +196,5 @@ async def test_clicks_buffered_in_redis_survive_their_instance(sqlite_url: str, 
     ("https://x.example/p", "utm_source=partnerbot&utm_medium=poster&utm_campaign=task-3"),
 ])
 def test_the_targets_own_query_is_kept_byte_for_byte(target: str, expected_query: str) -> None:
-    from bot.links import with_utm
+    from bot.web.links import with_utm
     assert urlsplit(with_utm(target, "poster", 3)).query == expected_query

@@ -22,7 +22,7 @@ async def test_answers_carry_a_request_id(stack: Stack) -> None:
 
 
 def test_log_lines_name_their_request_as_text_or_json() -> None:
-    record = logging.LogRecord("bot.inbox", logging.WARNING, __file__, 1, "inbox row %d: %s", (7, "slow"), None)
+    record = logging.LogRecord("bot.pipeline.inbox", logging.WARNING, __file__, 1, "inbox row %d: %s", (7, "slow"), None)
     token = REQUEST_ID.set("in-7")
     try:
         _RequestIdFilter().filter(record)

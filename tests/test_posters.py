@@ -12,8 +12,9 @@ import pytest
 import zxingcpp
 from PIL import Image, ImageChops
 
-from bot import posters
-from bot.posters import (
+from bot.config import ASSETS
+from bot.render import posters
+from bot.render.posters import (
     BUNDLED,
     Layout,
     PosterRenderer,
@@ -28,7 +29,7 @@ from bot.posters import (
     qr_image,
 )
 
-TEMPLATES = Path(posters.__file__).resolve().parents[1] / "assets" / "posters"
+TEMPLATES = ASSETS / "posters"
 URL = "https://partner.example.com/t/k3v9QpL2mZaX"
 NAMES = ["王子涵", "欧阳娜娜", "李梓萱", "周诗琪", "郭璐瑶", "胡鑫", "迪丽热巴·迪力木拉提"]
 TITLE = "企业数字化转型实战训练营：从战略规划到落地执行的全流程方法论，助你业绩翻倍增长"
@@ -130,7 +131,7 @@ def test_characters_outside_the_subset_fall_back_or_are_named_in_a_warning(
         assert choose_face("张喆", "regular") == posters.SYSTEM["regular"]
     missing = {w: (tmp_path / "absent.ttc", 2) for w in ("regular", "bold")}
     monkeypatch.setattr(posters, "SYSTEM", missing)
-    with caplog.at_level(logging.WARNING, logger="bot.posters"):
+    with caplog.at_level(logging.WARNING, logger="bot.render.posters"):
         assert choose_face("张喆", "bold") == BUNDLED["bold"]
     assert "喆" in caplog.text and "张" not in caplog.text.split("no glyph for")[1]
 

@@ -4,7 +4,7 @@ from redis.asyncio import Redis
 from sqlalchemy import select
 
 from bot.app import DB
-from bot.ratelimit import MemberRateLimiter
+from bot.pipeline.ratelimit import MemberRateLimiter
 from store.models import OutboxMessage, utcnow
 from tests.conftest import eventually, make_config, seed, start_stack
 

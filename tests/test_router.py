@@ -2,7 +2,7 @@
 import pytest
 
 from bot.config import Config
-from bot.router import Router
+from bot.pipeline.router import Router
 from handlers.replies import Incoming, Text
 from handlers.context import EVERY_ROLE, FOLLOWER, GUEST, MARKETER, ADMIN, Command, CommandTable, Context, parse_id
 from handlers import COMMANDS, command_table

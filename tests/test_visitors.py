@@ -7,7 +7,7 @@ from sqlalchemy import select
 
 from bot.app import CLICKS, DB, VISITORS
 from bot.config import ConfigError, load_config
-from bot.links import VISITOR_COOKIE, ClientAddress, sign_visitor, visitor_secret
+from bot.web.links import VISITOR_COOKIE, ClientAddress, sign_visitor, visitor_secret
 from store import fraud
 from store.models import Click, Flag
 from tests.conftest import Stack, make_config, visitor_cookie

@@ -4,7 +4,7 @@
     python assets/posters/make_backgrounds.py classic    # just one
 
 No external images: gradients, glows and shapes, drawn at 2x and shrunk for smooth edges. The text
-and the QR code are drawn per member by bot/posters.py at the positions in each folder's layout.json,
+and the QR code are drawn per member by bot/render/posters.py at the positions in each folder's layout.json,
 so keep the two in step when editing (e.g. the QR box and its corner marks).
 """
 from __future__ import annotations

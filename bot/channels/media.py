@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from bot.channels.api_client import TokenClient
-from bot.posters import PosterRenderer, PosterRequest
+from bot.render.posters import PosterRenderer, PosterRequest
 from handlers.replies import Chart, Image, Poster
 from store.redis import SharedKeys
 
@@ -29,7 +29,7 @@ class ImageUploads:
         if isinstance(reply, Image):
             return await self._upload(Path(reply.path))
         if isinstance(reply, Chart):
-            from bot.charts import render_report  # matplotlib loads on the first chart, not at start-up
+            from bot.render.charts import render_report  # matplotlib loads on the first chart, not at start-up
 
             png = await asyncio.to_thread(render_report, reply.spec)  # CPU-bound: off the event loop
             return await self.client.upload_media("image", f"report-{message_id}.png", png, "image/png")

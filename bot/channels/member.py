@@ -8,7 +8,7 @@ import asyncio
 import time
 from typing import Any
 
-from bot.outbox import ChannelSender
+from bot.pipeline.outbox import ChannelSender
 from store.bindings import MEMBER_CHANNEL, WECHAT, WECOM, wechat_push_addresses
 from store.db import Database
 

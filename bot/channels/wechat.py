@@ -31,7 +31,7 @@ from bot.channels.envelope import (CALLBACK_MAX_BYTES, CallbackRejected, ascii_i
 from bot.channels.wecom import Received, fit, parse_xml
 from bot.config import WeChatConfig
 from bot.metrics import CALLBACKS
-from bot.posters import PosterRenderer
+from bot.render.posters import PosterRenderer
 from handlers.replies import Card, Incoming, Reply, reply_from_payload
 from store import outbox as outbox_store
 from store.redis import SharedKeys

@@ -23,7 +23,7 @@ from bot.channels.wecom_api import WeComClient
 from bot.config import WeComConfig
 from bot.metrics import CALLBACKS
 from bot.channels.media import ImageUploads
-from bot.posters import PosterRenderer
+from bot.render.posters import PosterRenderer
 from handlers.replies import Incoming, Reply, reply_from_payload
 from store.redis import SharedKeys
 

@@ -7,16 +7,17 @@ sees exactly what a member or follower would.
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
+
+from bot.config import ASSETS
 
 if TYPE_CHECKING:
     from bot.simulator.server import WeComSimulator
     from bot.simulator.wechat import WeChatSimulator
 
-SANDBOX_PAGE = Path(__file__).resolve().parents[2] / "assets" / "pages" / "sandbox.html"
+SANDBOX_PAGE = ASSETS / "pages" / "sandbox.html"
 CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
        "script-src 'self' 'unsafe-inline'")
 USERID_PATTERN = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")

@@ -7,7 +7,7 @@ from typing import Any
 from aiohttp import web
 
 from bot.config import Config
-from bot.links import page
+from bot.web.links import page
 from store import onboarding
 from store.models import Partner, utcnow
 

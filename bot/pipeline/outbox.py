@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 from bot.config import OutboxConfig
 from bot.metrics import OUTBOX
-from bot.ratelimit import MemberRateLimiter
+from bot.pipeline.ratelimit import MemberRateLimiter
 from store import outbox as outbox_store
 from store.db import Database
 from store.models import utcnow

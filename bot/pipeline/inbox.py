@@ -16,8 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.config import Config
 from bot.logs import REQUEST_ID
 from bot.metrics import COMMANDS, REPLY_SECONDS
-from bot.outbox import OutboxSender
-from bot.router import Router
+from bot.pipeline.outbox import OutboxSender
+from bot.pipeline.router import Router
 from handlers.replies import Incoming, Reply, Text, reply_to_payload
 from store import inbox as inbox_store
 from store import outbox as outbox_store

@@ -9,7 +9,6 @@ import io
 import math
 import unicodedata
 from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 from matplotlib.axes import Axes
@@ -19,7 +18,9 @@ from matplotlib.font_manager import FontProperties
 from matplotlib.ft2font import FT2Font
 from matplotlib.ticker import MaxNLocator
 
-FONTS = Path(__file__).resolve().parent.parent / "assets" / "fonts"
+from bot.config import ASSETS
+
+FONTS = ASSETS / "fonts"
 REGULAR, BOLD = FONTS / "NotoSansSC-Subset-Regular.otf", FONTS / "NotoSansSC-Subset-Bold.otf"
 COLORS = ("#2f6fde", "#f08c2e", "#2ca46b", "#d64545", "#8a5cd6")
 NO_DATA = "暂无数据 / No data"

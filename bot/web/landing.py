@@ -7,14 +7,13 @@ import logging
 import secrets
 import time
 from html import escape
-from pathlib import Path
 from string import Template
 from typing import Any
 
 from aiohttp import web
 
-from bot.config import Config
-from bot.links import LinkCache, Visitors, live_target, page
+from bot.config import ASSETS, Config
+from bot.web.links import LinkCache, Visitors, live_target, page
 from handlers.replies import Text, reply_to_payload
 from store import leads as lead_store
 from store import outbox as outbox_store
@@ -24,7 +23,7 @@ from store.pool_rules import rule_book
 
 log = logging.getLogger(__name__)
 
-PAGE = Path(__file__).resolve().parents[1] / "assets" / "pages" / "landing.html"
+PAGE = ASSETS / "pages" / "landing.html"
 CSRF_COOKIE = "pb_csrf"
 FORM_FIELDS = ("name", "company", "phone", "region", "industry")
 SUBMITS_PER_WINDOW, SUBMIT_WINDOW_SECONDS = 5, 600

@@ -11,7 +11,7 @@ from aiohttp import web
 from sqlalchemy import select
 
 from bot.config import Config
-from bot.csv_export import csv_text
+from bot.web.csv_export import csv_text
 from store import attribution, points, stats
 from store.models import Member, Partner, PointsEntry, Task, utcnow
 

@@ -16,13 +16,14 @@ from typing import Any
 import qrcode
 from PIL import Image, ImageDraw, ImageFont
 
+from bot.config import ASSETS
 from store.tasks import template_names
 
 log = logging.getLogger(__name__)
 
 RENDERER_VERSION = "1"
 Face = tuple[Path, int]  # font file, face index in a collection
-FONTS = Path(__file__).resolve().parents[1] / "assets" / "fonts"
+FONTS = ASSETS / "fonts"
 BUNDLED: dict[str, Face] = {w: (FONTS / f"NotoSansSC-Subset-{w.title()}.otf", 0) for w in ("regular", "bold")}
 # The full Noto Sans CJK of Debian's fonts-noto-cjk (face 2 = SC), for characters the subset lacks.
 SYSTEM: dict[str, Face] = {w: (Path(f"/usr/share/fonts/opentype/noto/NotoSansCJK-{w.title()}.ttc"), 2) for w in BUNDLED}

@@ -1,0 +1,1 @@
+"""Images the bot draws: personal posters (posters) and stats charts (charts)."""

@@ -1,0 +1,1 @@
+"""The admin HTTP API: tasks, leads, pools and settings (api), partners (partners), figures (stats)."""

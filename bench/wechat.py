@@ -44,12 +44,13 @@ async def run(args: argparse.Namespace) -> None:
     members = [MemberRow(0, "p1", "Member 1", "partner", "Partner", "", ())]
     db = Database(url)
     try:
+        from store.bindings import WECHAT, attach
         from store.members import import_members
 
         async with db.session() as session:
             await import_members(session, members)
             member = await get_member(session, "p1")
-            member.wechat_openid = OPENID
+            await attach(session, member, WECHAT, OPENID, push_there=False)
         config = Config(source="bench")
         config.database.url = url
         config.posters.cache_dir = tempfile.mkdtemp()

@@ -6,7 +6,7 @@ import hmac
 import logging
 import secrets
 from pathlib import Path
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 import aiohttp
 from aiohttp import web
@@ -15,10 +15,9 @@ from sqlalchemy import func, select, text
 from bot.web.admin.api import admin_routes
 from bot.web.admin.partners import partner_routes
 from bot.web.admin.stats import stats_routes
-from bot.channels import wechat, wecom
-from bot.channels.member import MemberSender
-from bot.channels.wechat_api import WeChatClient
-from bot.channels.wecom_api import WeComClient
+from bot.channels import CHANNELS
+from bot.channels.base import Channel, Pipeline, SendingKit
+from bot.channels.member import MemberAddresses
 from bot.config import Config
 from bot.web.clicks import ClickRecorder
 from bot.pipeline.inbox import InboxProcessor
@@ -28,17 +27,14 @@ from bot.web.invite import invite_routes
 from bot.web.landing import landing_routes
 from bot.web.links import LinkCache, Visitors, redirect_routes, visitor_secret
 from bot.logs import request_ids
-from bot.metrics import CLICK_LAG, OUTBOX as OUTBOX_METRIC, OUTBOX_BACKLOG, OUTBOX_PARKED, exposition
-from bot.pipeline.outbox import ChannelSender, OutboxSender
+from bot.metrics import CLICK_LAG, OUTBOX_BACKLOG, OUTBOX_PARKED, exposition
+from bot.pipeline.outbox import OutboxSender
 from bot.render.posters import PosterRenderer
 from bot.pipeline.ratelimit import MemberRateLimiter
 from bot.pipeline.router import Router
-from handlers.replies import Incoming
 from handlers.context import CommandTable
 from handlers import command_table
 from store.db import Database
-from store import bindings
-from store import outbox as outbox_store
 from store.models import OutboxMessage
 from store.redis import SharedKeys, create_redis, warn_if_not_durable
 
@@ -47,14 +43,14 @@ log = logging.getLogger(__name__)
 CONFIG = web.AppKey("config", Config)
 DB = web.AppKey("db", Database)
 SHARED = web.AppKey("shared", SharedKeys)
-WECOM = web.AppKey("wecom", WeComClient)
 OUTBOX = web.AppKey("outbox", OutboxSender)
 INBOX = web.AppKey("inbox", InboxProcessor)
 CLICKS = web.AppKey("clicks", ClickRecorder)
 VISITORS = web.AppKey("visitors", Visitors)
 
 
-def create_app(config: Config, commands: CommandTable | None = None) -> web.Application:
+def create_app(config: Config, commands: CommandTable | None = None,
+               channels: Sequence[Channel] = CHANNELS) -> web.Application:
     visitors = Visitors(_ip_hash_salt(config), config.server.trusted_proxies, visitor_secret(config))
     # Refused requests are logged with the salted IP hash clicks use, never the address itself.
     admin, require_token = admin_routes(config, lambda request: request.app[DB], visitors.ip_hash)
@@ -63,26 +59,25 @@ def create_app(config: Config, commands: CommandTable | None = None) -> web.Appl
     app = web.Application(client_max_size=config.server.max_body_bytes, middlewares=[request_ids, require_token])
     app[CONFIG] = config
     commands = commands or command_table()
+    channels = [channel for channel in channels if channel.enabled(config)]
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
         db = Database(config.database.url, config.database.statement_timeout_seconds)
         redis = create_redis(config.redis.url)
         shared = SharedKeys(redis, config.redis.key_prefix)
         http = aiohttp.ClientSession()
-        client = WeComClient(config.wecom, http, shared)
-        limiter = MemberRateLimiter(redis, config.redis.key_prefix, config.wecom.member_messages_per_minute,
-                                    config.wecom.member_messages_per_hour)
-        posters = PosterRenderer(Path(config.posters.templates_dir), Path(config.posters.cache_dir))
-        senders: dict[str, ChannelSender] = {wecom.CHANNEL: wecom.WeComSender(client, posters, shared)}
-        if config.wechat.enabled:
-            senders[wechat.CHANNEL] = wechat.WeChatSender(WeChatClient(config.wechat, http, shared), posters, shared)
-        senders[MemberSender.channel] = MemberSender(db, dict(senders))
-        outbox = OutboxSender(db, senders, config.outbox, limiter)
-        inbox = InboxProcessor(db, shared, Router(commands, config), outbox, config)
+        kit = SendingKit(http, shared, PosterRenderer(Path(config.posters.templates_dir), Path(config.posters.cache_dir)))
+        senders = {channel.name: channel.sender(config, kit) for channel in channels}
+        limiters = {channel.name: MemberRateLimiter(redis, f"{config.redis.key_prefix}{channel.name}:",
+                                                    limits.per_minute, limits.per_hour)
+                    for channel in channels if (limits := channel.send_limits(config)) is not None}
+        outbox = OutboxSender(db, senders, config.outbox, limiters, MemberAddresses(db, senders))
+        inbox = InboxProcessor(db, shared, Router(commands, config), outbox, config,
+                               {channel.name: channel.dedupe_seconds(config) for channel in channels})
         clicks = ClickRecorder(db, redis, config.redis.key_prefix, config.links.flood_window_seconds,
                                flush_interval=config.links.flush_interval_seconds, timezone=config.server.timezone,
                                reclaim_after=config.links.stream_reclaim_seconds)
-        app[DB], app[SHARED], app[WECOM], app[OUTBOX], app[INBOX] = db, shared, client, outbox, inbox
+        app[DB], app[SHARED], app[OUTBOX], app[INBOX] = db, shared, outbox, inbox
         app[CLICKS] = clicks
         await warn_if_not_durable(redis)
         interval = config.inbox.sweep_interval_seconds
@@ -144,12 +139,9 @@ def create_app(config: Config, commands: CommandTable | None = None) -> web.Appl
 
     app.cleanup_ctx.append(resources)
 
-    async def receive(dedupe_key: str, message: Incoming) -> bool:
-        return await app[INBOX].receive(wecom.CHANNEL, dedupe_key, message)
-
-    app.add_routes(wecom.callback_routes(wecom.WeComCodec(config.wecom), receive, config.server.max_body_bytes))
-    if config.wechat.enabled:
-        app.add_routes(wechat_routes(app, config))
+    pipeline = Pipeline(db=lambda: app[DB], inbox=lambda: app[INBOX], outbox=lambda: app[OUTBOX])
+    for channel in channels:
+        app.add_routes(channel.routes(config, pipeline))
     links = LinkCache(lambda request: request.app[DB])
     app[VISITORS] = visitors
     app.add_routes(redirect_routes(links, lambda request: request.app[CLICKS], visitors))
@@ -166,42 +158,6 @@ def _ip_hash_salt(config: Config) -> bytes:
         log.warning("[server] ip_hash_salt is not set: visitor IP hashes will differ between instances and restarts")
         salt = secrets.token_bytes(32)
     return salt
-
-
-def wechat_routes(app: web.Application, config: Config) -> list[web.RouteDef]:
-    background: set[asyncio.Task[None]] = set()
-
-    async def release_parked(openid: str) -> None:
-        """The follower wrote, so WeChat takes customer-service messages again: what waited is due."""
-        try:
-            async with app[DB].session() as session:
-                recipients = await bindings.recipients_of(session, openid)
-                if await outbox_store.release_waiting(session, recipients, waiting_days=config.wechat.waiting_days):
-                    app[OUTBOX].kick()
-        except Exception as err:  # they are released the next time the follower writes
-            log.warning("wechat: cannot release waiting messages now (%s)", type(err).__name__)
-
-    async def receive(dedupe_key: str, message: Incoming, deadline: float) -> tuple[bool, list[outbox_store.Claim] | None]:
-        # Beside the callback, not in its way: the passive reply has a deadline.
-        task = asyncio.create_task(release_parked(message.user_id))
-        background.add(task)
-        task.add_done_callback(background.discard)
-        return await app[INBOX].receive_and_wait(wechat.CHANNEL, dedupe_key, message, deadline)
-
-    async def mark_passive(claim: outbox_store.Claim) -> bool:
-        try:
-            async with app[DB].session() as session:
-                if not await outbox_store.mark_sent(session, [claim]):
-                    return False  # another instance took the row over (our lease ran out): it sends it
-        except Exception as err:
-            log.warning("wechat: cannot record a passive reply (%s); sending it as a message", type(err).__name__)
-            return False
-        OUTBOX_METRIC.labels("passive").inc()
-        return True
-
-    handoff = wechat.ReplyHandoff(mark_passive, lambda claims: app[OUTBOX].submit_claimed(claims))
-    return wechat.callback_routes(wechat.WeChatCodec(config.wechat), receive, handoff, config.wechat,
-                                  config.server.max_body_bytes)
 
 
 async def metrics(request: web.Request) -> web.Response:

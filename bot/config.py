@@ -84,6 +84,8 @@ class WeChatConfig:
     max_clock_skew_seconds: int = 300
     api_timeout_seconds: float = 10.0
     binding_code_hours: int = 72
+    # How long a callback key is remembered for retry de-duplication.
+    dedupe_ttl_seconds: int = 86400
     # Messages WeChat refused outside its 48-hour window wait for the follower to write; after this
     # many days they are dropped instead (an old task card or reminder is no longer news).
     waiting_days: int = 7

@@ -72,13 +72,14 @@ async def seed_demo(session, timezone: str = "Asia/Shanghai") -> None:  # type: 
     and two weeks of one campaign's activity, so `统计` and `归因` have something to show."""
     from sqlalchemy import func, select
 
+    from store.bindings import WECHAT, attach
     from store.members import import_members
     from store.models import Lead, Member, Partner
 
     await import_members(session, DEMO_MEMBERS)
     for userid, openid in DEMO_WECHAT_ONLY.items():
         member = await session.scalar(select(Member).where(Member.userid == userid))
-        member.wechat_openid, member.push_channel = openid, "wechat"
+        await attach(session, member, WECHAT, openid, push_there=True)
     if await session.scalar(select(func.count()).select_from(Lead)):
         return
     partners = {p.name: p.id for p in await session.scalars(select(Partner))}

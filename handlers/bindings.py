@@ -1,6 +1,6 @@
-"""WeChat binding: bind / 绑定 CODE (on the Official Account), bindcode / 绑定码 [USERID] (a code for
-yourself, or an admin's code for someone outside WeCom), unbind / 解绑, and notify / 通知 [微信|企业微信]
-(where tasks and notices go)."""
+"""Binding another channel (the WeChat Official Account) to a member: bind / 绑定 CODE (sent there),
+bindcode / 绑定码 [USERID] (a code for yourself, or an admin's code for someone outside WeCom), unbind /
+解绑, and notify / 通知 [微信|企业微信] (where tasks and notices go)."""
 from __future__ import annotations
 
 from zoneinfo import ZoneInfo
@@ -34,16 +34,16 @@ def parse_userid(text: str) -> str | None:
 
 
 async def bind(ctx: Context, code: str) -> Text:
-    if ctx.channel != bindings.WECHAT:
+    if ctx.channel == bindings.HOME:
         raise Refusal("send the binding code to the brand's WeChat official account, not here",
                       "请在品牌的微信公众号里发送绑定码，而不是这里")
     if ctx.member.role != FOLLOWER:
         raise Refusal(f"this WeChat is already bound to {ctx.member.name}; send 解绑 (unbind) first to change it",
                       f"此微信已绑定 {ctx.member.name}，如需更换请先发送“解绑”")
-    member = await bindings.bind(ctx.session, code, ctx.user_id, ctx.config.server.timezone)
+    member = await bindings.bind(ctx.session, code, ctx.channel, ctx.user_id, ctx.config.server.timezone)
     await requeue_parked(ctx, member.userid)
     where = ctx.say(" Tasks and notices will come here.", "任务和通知将发送到这里。") \
-        if member.push_channel == bindings.WECHAT else ""
+        if member.push_channel == ctx.channel else ""
     return Text(ctx.say(
         f"Bound: this WeChat is now {member.name}.{where} Send tasks to see your tasks, help for everything else.",
         f"绑定成功：此微信已绑定为 {member.name}。{where}发送“任务”查看任务，发送“帮助”查看全部命令。"))
@@ -51,7 +51,7 @@ async def bind(ctx: Context, code: str) -> Text:
 
 async def binding_code(ctx: Context, userid: str | None) -> Text:
     if userid is None or userid == ctx.member.userid:
-        if ctx.channel == bindings.WECHAT:
+        if ctx.channel != bindings.HOME:
             raise Refusal("you are already using the WeChat official account", "您已经在使用微信公众号")
         member, for_someone_else = ctx.member, False
     else:
@@ -62,7 +62,7 @@ async def binding_code(ctx: Context, userid: str | None) -> Text:
             raise ArgError(f"there is no active member {userid}", f"没有在用的成员 {userid}")
         member, for_someone_else = found, True
     hours = ctx.config.wechat.binding_code_hours
-    code = await bindings.issue_code(ctx.session, member, hours=hours, by=ctx.member, push_to_wechat=for_someone_else)
+    code = await bindings.issue_code(ctx.session, member, hours=hours, by=ctx.member, push_there=for_someone_else)
     until = code.expires_at.astimezone(ZoneInfo(ctx.config.server.timezone)).strftime("%Y-%m-%d %H:%M")
     whom_en = f" for {member.name}" if for_someone_else else ""
     whom_zh = f"（给 {member.name}）" if for_someone_else else ""
@@ -76,7 +76,7 @@ async def binding_code(ctx: Context, userid: str | None) -> Text:
 
 async def refuse_if_only_on_wechat(ctx: Context) -> None:
     """Someone outside the brand's WeCom would cut themselves off: nothing would reach them."""
-    if ctx.channel == bindings.WECHAT and not await bindings.uses_wecom(ctx.session, ctx.member.userid):
+    if ctx.channel != bindings.HOME and not await bindings.uses_wecom(ctx.session, ctx.member.userid):
         raise Refusal("you have never used the bot in WeCom, so tasks and notices could not reach you there; "
                       "ask your admin if you want to change this",
                       "您从未在企业微信使用过本机器人，任务和通知将无法送达；如需变更请联系管理员")
@@ -84,7 +84,7 @@ async def refuse_if_only_on_wechat(ctx: Context) -> None:
 
 async def unbind(ctx: Context, _args: None) -> Text:
     await refuse_if_only_on_wechat(ctx)
-    await bindings.unbind(ctx.session, ctx.member)
+    await bindings.unbind(ctx.session, ctx.member, bindings.WECHAT if ctx.channel == bindings.HOME else ctx.channel)
     await requeue_parked(ctx, ctx.member.userid)
     return Text(ctx.say("Your WeChat is unbound. Tasks and notices go to WeCom again.",
                         "已解除微信绑定，任务和通知将改回企业微信发送。"))
@@ -104,7 +104,7 @@ def parse_channel(text: str) -> str | None:
 
 async def notify(ctx: Context, channel: str | None) -> Text:
     if channel is not None:
-        if channel == bindings.WECHAT and ctx.member.wechat_openid is None:
+        if channel != bindings.HOME and await bindings.identity_of(ctx.session, ctx.member, channel) is None:
             raise Refusal("bind your WeChat first: send bindcode here, then the code to the official account",
                           "请先绑定微信：在这里发送“绑定码”，再把绑定码发到公众号")
         if channel == bindings.WECOM:

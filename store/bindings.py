@@ -1,7 +1,9 @@
-"""Binding a WeChat Official Account openid to a member, so one person is one member on both channels.
+"""Who a channel's user is: a WeCom userid is a member's userid; an id on any other channel (a WeChat
+Official Account openid, ...) is bound to a member with a one-time code, so one person is one member
+on every channel.
 
 An admin issues a one-time code for a member (or a WeCom member asks for their own); the person sends
-`绑定 CODE` to the Official Account. A code works once, until it expires; a conditional UPDATE
+`绑定 CODE` on the other channel. A code works once, until it expires; a conditional UPDATE
 decides when two followers send the same code at once.
 """
 from __future__ import annotations
@@ -9,39 +11,54 @@ from __future__ import annotations
 from datetime import timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from store.errors import Refusal
-from store.models import BindingCode, InboxMessage, Member, utcnow
+from store.models import BindingCode, InboxMessage, Member, MemberIdentity, utcnow
 from store.onboarding import new_code, normalize_code
 
 WECOM, WECHAT = "wecom", "wechat"
+# The channel whose user ids are members' userids (WeCom); on every other channel a member is known
+# by a MemberIdentity, bound with a code.
+HOME = WECOM
 # The outbox channel of messages addressed to a member wherever they are reached (bot/channels/member.py).
 MEMBER_CHANNEL = "member"
 
 
 async def member_for(session: AsyncSession, channel: str, user_id: str) -> Member | None:
-    """The active member behind a channel's user id (a WeCom userid or a WeChat openid)."""
-    column = Member.wechat_openid if channel == WECHAT else Member.userid
-    return await session.scalar(select(Member).where(column == user_id, Member.active.is_(True)))
+    """The active member behind a channel's user id (a WeCom userid, a WeChat openid, ...)."""
+    if channel == HOME:
+        return await session.scalar(select(Member).where(Member.userid == user_id, Member.active.is_(True)))
+    return await session.scalar(select(Member).join(MemberIdentity).where(
+        MemberIdentity.channel == channel, MemberIdentity.external_id == user_id, Member.active.is_(True)))
+
+
+async def identity_of(session: AsyncSession, member: Member, channel: str) -> str | None:
+    """The member's id on `channel`, if they are bound there."""
+    if channel == HOME:
+        return member.userid
+    return await session.scalar(select(MemberIdentity.external_id).where(
+        MemberIdentity.member_id == member.id, MemberIdentity.channel == channel))
 
 
 async def issue_code(session: AsyncSession, member: Member, *, hours: int, by: Member | None,
-                     push_to_wechat: bool) -> BindingCode:
+                     push_there: bool) -> BindingCode:
+    """`push_there`: once the code is used, the member's pushes go to the channel it was used on."""
     if not member.active:
         raise Refusal(f"{member.userid} is not an active member", f"{member.userid} 不是在用的成员")
     now = utcnow()
-    code = BindingCode(code=new_code(), member_id=member.id, push_to_wechat=push_to_wechat,
+    code = BindingCode(code=new_code(), member_id=member.id, push_there=push_there,
                        expires_at=now + timedelta(hours=hours), created_by=by.id if by else None, created_at=now)
     session.add(code)
     await session.flush()
     return code
 
 
-async def bind(session: AsyncSession, code_text: str, openid: str, zone_name: str = "UTC") -> Member:
-    """Bind `openid` to the member the code was issued for; the code is spent only if this succeeds."""
+async def bind(session: AsyncSession, code_text: str, channel: str, external_id: str, zone_name: str = "UTC") -> Member:
+    """Bind `external_id` on `channel` to the member the code was issued for; the code is spent only
+    if this succeeds."""
     now = utcnow()
     code = normalize_code(code_text)
     row = await session.scalar(select(BindingCode).where(BindingCode.code == code))
@@ -57,58 +74,76 @@ async def bind(session: AsyncSession, code_text: str, openid: str, zone_name: st
     member = await session.get(Member, row.member_id)
     if member is None or not member.active:
         raise Refusal("the member this code was made for is no longer active", "该绑定码对应的成员已停用")
-    bound = await session.scalar(select(Member).where(Member.wechat_openid == openid))
-    if bound is not None and not bound.active:  # someone who has left: their WeChat is free again
-        bound.wechat_openid, bound.push_channel = None, WECOM
-        await session.flush()
-        bound = None
-    if bound is not None and bound.id != member.id:
-        raise Refusal(f"this WeChat is already bound to {bound.name}; send 解绑 (unbind) first",
-                      f"此微信已绑定 {bound.name}，如需更换请先发送“解绑”")
-    # One savepoint: the code is spent exactly when the openid is bound.
+    bound = await session.scalar(select(MemberIdentity).where(
+        MemberIdentity.channel == channel, MemberIdentity.external_id == external_id))
+    if bound is not None:
+        holder = await session.get(Member, bound.member_id)
+        if holder is not None and not holder.active:  # someone who has left: their id is free again
+            await _forget(session, holder, channel)
+        elif holder is not None and holder.id != member.id:
+            raise Refusal(f"this account is already bound to {holder.name}; send 解绑 (unbind) first",
+                          f"此账号已绑定 {holder.name}，如需更换请先发送“解绑”")
+    # One savepoint: the code is spent exactly when the id is bound.
     try:
-        await _spend_and_bind(session, row, member, openid)
-    except IntegrityError:  # another member took this openid at the same moment
-        raise Refusal("this WeChat was just bound to someone else; send 解绑 (unbind) first",
-                      "此微信刚刚已绑定其他成员，如需更换请先发送“解绑”") from None
+        await _spend_and_bind(session, row, member, channel, external_id)
+    except IntegrityError:  # another member took this id at the same moment
+        raise Refusal("this account was just bound to someone else; send 解绑 (unbind) first",
+                      "此账号刚刚已绑定其他成员，如需更换请先发送“解绑”") from None
     return member
 
 
-async def _spend_and_bind(session: AsyncSession, row: BindingCode, member: Member, openid: str) -> None:
+async def _spend_and_bind(session: AsyncSession, row: BindingCode, member: Member, channel: str,
+                          external_id: str) -> None:
     now = utcnow()
     async with session.begin_nested():
         spent = await session.execute(
             update(BindingCode).where(BindingCode.id == row.id, BindingCode.used_at.is_(None),
                                       BindingCode.expires_at > now)
-            .values(used_at=now, used_by=openid).execution_options(synchronize_session=False))
+            .values(used_at=now, used_by=external_id).execution_options(synchronize_session=False))
         if spent.rowcount != 1:
             raise Refusal("this binding code has just been used; ask your admin for a new one",
                           "该绑定码刚刚已被使用，请向管理员索取新的绑定码")
-        member.wechat_openid = openid  # a new code for a member moves them to a new WeChat (a new phone)
-        if row.push_to_wechat:
-            member.push_channel = WECHAT
-        await session.flush()
+        await attach(session, member, channel, external_id, push_there=row.push_there)
 
 
-async def unbind(session: AsyncSession, member: Member) -> None:
-    if member.wechat_openid is None:
-        raise Refusal("no WeChat is bound to you", "您尚未绑定微信")
-    member.wechat_openid = None
-    member.push_channel = WECOM
+async def attach(session: AsyncSession, member: Member, channel: str, external_id: str, *, push_there: bool) -> None:
+    """Make `external_id` the member's id on `channel` (a new phone replaces the old id there)."""
+    await session.execute(delete(MemberIdentity).where(MemberIdentity.member_id == member.id,
+                                                       MemberIdentity.channel == channel))
+    session.add(MemberIdentity(channel=channel, external_id=external_id, member_id=member.id, created_at=utcnow()))
+    if push_there:
+        member.push_channel = channel
     await session.flush()
 
 
-async def wechat_push_addresses(session: AsyncSession) -> dict[str, str]:
-    """userid -> openid of every active member whose tasks and notices go to WeChat (the others': WeCom)."""
-    rows = await session.execute(select(Member.userid, Member.wechat_openid).where(
-        Member.push_channel == WECHAT, Member.wechat_openid.is_not(None), Member.active.is_(True)))
-    return {userid: openid for userid, openid in rows.all()}
+async def _forget(session: AsyncSession, member: Member, channel: str) -> None:
+    await session.execute(delete(MemberIdentity).where(MemberIdentity.member_id == member.id,
+                                                       MemberIdentity.channel == channel))
+    if member.push_channel == channel:
+        member.push_channel = HOME
+    await session.flush()
 
 
-async def recipients_of(session: AsyncSession, openid: str) -> list[str]:
-    """Every outbox recipient that means this follower: the openid, and the member's userid if bound."""
-    userid = await session.scalar(select(Member.userid).where(Member.wechat_openid == openid))
-    return [openid, userid] if userid else [openid]
+async def unbind(session: AsyncSession, member: Member, channel: str) -> None:
+    if await identity_of(session, member, channel) is None:
+        raise Refusal("this account is not bound to you", "您尚未绑定此账号")
+    await _forget(session, member, channel)
+
+
+async def push_addresses(session: AsyncSession) -> dict[str, tuple[str, str]]:
+    """userid -> (channel, id there) of every active member whose tasks and notices go to a channel
+    other than WeCom and who is bound there (everyone else's go to WeCom, to their userid)."""
+    rows = await session.execute(
+        select(Member.userid, MemberIdentity.channel, MemberIdentity.external_id).join(MemberIdentity)
+        .where(MemberIdentity.channel == Member.push_channel, Member.active.is_(True)))
+    return {userid: (channel, external_id) for userid, channel, external_id in rows.all()}
+
+
+async def recipients_of(session: AsyncSession, channel: str, external_id: str) -> list[str]:
+    """Every outbox recipient that means this person on `channel`: the id, and the member's userid if bound."""
+    userid = await session.scalar(select(Member.userid).join(MemberIdentity).where(
+        MemberIdentity.channel == channel, MemberIdentity.external_id == external_id))
+    return [external_id, userid] if userid else [external_id]
 
 
 async def uses_wecom(session: AsyncSession, userid: str) -> bool:

@@ -13,7 +13,7 @@ import secrets
 import socket
 import string
 import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +26,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from bot.app import create_app
+from bot.channels import CHANNELS
+from bot.channels.base import Channel
 from bot.config import Config
 from bot.web.links import VISITOR_COOKIE, sign_visitor, visitor_secret
 from bot.simulator import WeChatSimulator, WeComSimulator
@@ -283,7 +285,8 @@ FOLLOWERS = {"oWxFollower000000000000000p2": "Li Na (WeChat)", "oWxFollower00000
 
 
 async def start_stack(config: Config, commands: CommandTable | None = None, directory: dict[str, str] | None = None,
-                      wechat_mode: str | None = None, **simulator_options: Any) -> Stack:
+                      wechat_mode: str | None = None, channels: Sequence[Channel] = CHANNELS,
+                      **simulator_options: Any) -> Stack:
     for attempt in range(3):
         # A port free a moment ago can be taken meanwhile (an outgoing connection may get it): try others.
         sim_port, bot_port = free_port(), free_port()
@@ -294,7 +297,7 @@ async def start_stack(config: Config, commands: CommandTable | None = None, dire
         sim = simulator_for(config, bot_port, directory, **simulator_options)
         runners: list[web.AppRunner] = []
         try:
-            for app, port in ((sim.create_app(), sim_port), (create_app(config, commands), bot_port)):
+            for app, port in ((sim.create_app(), sim_port), (create_app(config, commands, channels), bot_port)):
                 runner = web.AppRunner(app, access_log=None)
                 runners.append(runner)
                 await runner.setup()

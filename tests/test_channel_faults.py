@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import select
 
 from bot.app import DB
-from bot.channels.member import MemberSender
+from bot.channels.member import MemberAddresses
 from bot.channels.wechat_api import WeChatError
 from bot.channels.wecom_api import WeComClient
 from bot.config import OutboxConfig
@@ -43,7 +43,7 @@ async def test_wechat_daily_quota_fails_its_row_and_does_not_pause_wecom(sqlite_
     db = Database(sqlite_url)
     wecom = Recorder()
     sender = OutboxSender(db, {"wechat": Recorder(WeChatError(45009, "reach max api daily quota limit")),
-                               "wecom": wecom}, OutboxConfig(), MemberRateLimiter(None, "x:", 100, 1000))
+                               "wecom": wecom}, OutboxConfig(), {"wecom": MemberRateLimiter(None, "x:", 100, 1000)})
     try:
         async with db.session() as session:
             wx = await outbox_store.add(session, channel="wechat", recipient="oABC",
@@ -69,8 +69,8 @@ async def test_a_database_blip_while_routing_a_push_is_retried(sqlite_url: str) 
             raise PoolTimeout("QueuePool limit reached")
 
     db = Database(sqlite_url)
-    sender = OutboxSender(db, {"member": MemberSender(Blip(), {"wecom": Recorder()})}, OutboxConfig(),  # type: ignore[arg-type]
-                          MemberRateLimiter(None, "x:", 100, 1000))
+    sender = OutboxSender(db, {"wecom": Recorder()}, OutboxConfig(), {"wecom": MemberRateLimiter(None, "x:", 100, 1000)},
+                          MemberAddresses(Blip(), {"wecom"}))  # type: ignore[arg-type]
     try:
         async with db.session() as session:
             row = await outbox_store.add(session, channel="member", recipient="p1",

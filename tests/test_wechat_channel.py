@@ -18,7 +18,8 @@ from sqlalchemy import func, select, update
 from bot.app import DB
 from bot.channels.wechat_menu import MENU, menu_commands
 from handlers import command_table
-from store.models import BindingCode, InboxMessage, Lead, Member, OutboxMessage, Share, utcnow
+from store.bindings import identity_of
+from store.models import BindingCode, InboxMessage, Lead, Member, MemberIdentity, OutboxMessage, Share, utcnow
 from tests.conftest import ADMIN_TOKEN, FOLLOWERS, Stack, eventually, make_config, seed, start_stack
 from tests.test_pool import add_leads
 
@@ -48,6 +49,11 @@ async def bind(stack: Stack, openid: str, userid: str) -> str:
     return reply
 
 
+async def openid_of(stack: Stack, userid: str) -> str | None:
+    async with stack.bot[DB].session() as session:
+        return await identity_of(session, await member(stack, userid), "wechat")
+
+
 async def member(stack: Stack, userid: str) -> Member:
     async with stack.bot[DB].session() as session:
         found = await session.scalar(select(Member).where(Member.userid == userid))
@@ -68,8 +74,7 @@ async def test_an_unbound_follower_learns_how_to_bind_and_nothing_else(wx_stack:
     entry = wx_stack.wechat.bot_messages(STRANGER_WX)[-1]
     assert entry.body["via"] == "passive"
     async with wx_stack.bot[DB].session() as session:
-        assert await session.scalar(select(func.count()).select_from(Member).where(
-            Member.wechat_openid.is_not(None))) == 0
+        assert await session.scalar(select(func.count()).select_from(MemberIdentity)) == 0
 
 
 async def test_a_bound_follower_does_the_whole_partner_flow(wx_stack: Stack) -> None:
@@ -150,8 +155,7 @@ async def test_someone_outside_wecom_cannot_cut_themselves_off(wx_stack: Stack) 
     for text in ("解绑", "notify wecom"):
         [refused] = await wx_stack.ask_wechat(P2_WX, text)
         assert "never used the bot in WeCom" in refused or "从未在企业微信" in refused, refused
-    found = await member(wx_stack, "p2")
-    assert found.wechat_openid == P2_WX and found.push_channel == "wechat"
+    assert await openid_of(wx_stack, "p2") == P2_WX and (await member(wx_stack, "p2")).push_channel == "wechat"
 
 
 async def test_binding_misuse_is_refused_and_changes_nothing(wx_stack: Stack) -> None:
@@ -180,8 +184,8 @@ async def test_binding_misuse_is_refused_and_changes_nothing(wx_stack: Stack) ->
                               .values(expires_at=utcnow() - timedelta(minutes=1)))
     [expired] = await wx_stack.ask_wechat(P1_WX, f"bind {other}")
     assert expired.startswith("Sorry: this binding code expired at")
-    assert (await member(wx_stack, "p1")).wechat_openid is None
-    assert (await member(wx_stack, "p2")).wechat_openid == P2_WX
+    assert await openid_of(wx_stack, "p1") is None
+    assert await openid_of(wx_stack, "p2") == P2_WX
 
     # Partners cannot make codes for others; no argument or a bad user id is answered.
     [refused] = await wx_stack.ask("p1", "绑定码 p2")
@@ -352,12 +356,12 @@ async def test_one_code_binds_one_openid_when_several_race(database_url: str) ->
     try:
         async with db.session() as session:
             p2 = await session.scalar(select(Member).where(Member.userid == "p2"))
-            code = (await bindings.issue_code(session, p2, hours=1, by=None, push_to_wechat=True)).code
+            code = (await bindings.issue_code(session, p2, hours=1, by=None, push_there=True)).code
 
         async def attempt(i: int) -> bool:
             try:
                 async with db.session() as session:
-                    await bindings.bind(session, code, f"oRace{i:023d}")
+                    await bindings.bind(session, code, "wechat", f"oRace{i:023d}")
                 return True
             except Refusal:
                 return False
@@ -367,7 +371,7 @@ async def test_one_code_binds_one_openid_when_several_race(database_url: str) ->
         async with db.session() as session:
             p2 = await session.scalar(select(Member).where(Member.userid == "p2"))
             row = await session.scalar(select(BindingCode).where(BindingCode.code == code))
-            assert p2.wechat_openid == row.used_by == f"oRace{won.index(True):023d}"
+            assert await bindings.identity_of(session, p2, "wechat") == row.used_by == f"oRace{won.index(True):023d}"
     finally:
         await db.dispose()
 
@@ -382,11 +386,12 @@ async def test_the_wechat_of_someone_who_left_can_be_bound_again(sqlite_url: str
         async with db.session() as session:
             p1, p2 = [await session.scalar(select(Member).where(Member.userid == u)) for u in ("p1", "p2")]
             await bindings.bind(session, (await bindings.issue_code(session, p1, hours=1, by=None,
-                                                                    push_to_wechat=True)).code, P1_WX)
+                                                                    push_there=True)).code, "wechat", P1_WX)
             p1.active = False  # p1 left the partner
             member = await bindings.bind(session, (await bindings.issue_code(session, p2, hours=1, by=None,
-                                                                             push_to_wechat=False)).code, P1_WX)
-            assert member.userid == "p2" and p1.wechat_openid is None and p1.push_channel == "wecom"
+                                                                             push_there=False)).code, "wechat", P1_WX)
+            assert member.userid == "p2" and await bindings.identity_of(session, p1, "wechat") is None
+            assert p1.push_channel == "wecom"
             assert await bindings.member_for(session, "wechat", P1_WX) == p2
     finally:
         await db.dispose()

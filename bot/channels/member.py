@@ -1,18 +1,17 @@
 """The "member" channel: tasks, reminders and notices are addressed to a member (their userid) and go
-out on the channel that member is reached on — WeCom, or the WeChat Official Account for partner
-staff outside the brand's WeCom. Deciding at send time means a broadcast queued before someone bound
-their WeChat still reaches them there."""
+out on the channel that member is reached on — WeCom, or a channel they are bound on (the WeChat
+Official Account for partner staff outside the brand's WeCom). Deciding at send time means a
+broadcast queued before someone bound their WeChat still reaches them there."""
 from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
+from collections.abc import Container
 
-from bot.pipeline.outbox import ChannelSender
-from store.bindings import MEMBER_CHANNEL, WECHAT, WECOM, wechat_push_addresses
+from store.bindings import HOME, MEMBER_CHANNEL, push_addresses
 from store.db import Database
 
-# Who is reached on WeChat is read in one query for everyone, at most this often: a broadcast to
+# Who is reached elsewhere is read in one query for everyone, at most this often: a broadcast to
 # thousands must not cost a query per message. A new binding takes effect within this time.
 ADDRESSES_TTL_SECONDS = 10.0
 
@@ -23,13 +22,15 @@ class AddressesUnavailable(Exception):
     transient = True
 
 
-class MemberSender:
+class MemberAddresses:
+    """Where a message addressed to a member goes: (channel, that channel's id for them)."""
+
     channel = MEMBER_CHANNEL
 
-    def __init__(self, db: Database, senders: dict[str, ChannelSender]) -> None:
+    def __init__(self, db: Database, open_channels: Container[str]) -> None:
         self.db = db
-        self.senders = senders
-        self._wechat: dict[str, str] = {}
+        self.open_channels = open_channels
+        self._elsewhere: dict[str, tuple[str, str]] = {}
         self._expires = 0.0
         self._loaded = False
         self._lock = asyncio.Lock()
@@ -39,23 +40,17 @@ class MemberSender:
             async with self._lock:
                 if self._expires <= time.monotonic():
                     await self._refresh()
-        openid = self._wechat.get(userid)
-        return (WECHAT, openid) if openid and WECHAT in self.senders else (WECOM, userid)
+        elsewhere = self._elsewhere.get(userid)
+        return elsewhere if elsewhere is not None and elsewhere[0] in self.open_channels else (HOME, userid)
 
     async def _refresh(self) -> None:
         try:
             async with self.db.session() as session:
-                self._wechat = await wechat_push_addresses(session)
+                self._elsewhere = await push_addresses(session)
         except Exception as err:
             if self._loaded:  # a database blip: the addresses of a moment ago will do
                 self._expires = time.monotonic() + 1.0
                 return
-            raise AddressesUnavailable(f"cannot read who is reached on WeChat ({type(err).__name__})") from err
+            raise AddressesUnavailable(f"cannot read where members are reached ({type(err).__name__})") from err
         self._loaded = True
         self._expires = time.monotonic() + ADDRESSES_TTL_SECONDS
-
-    async def send(self, recipient: str, payload: dict[str, Any], *, message_id: int, duplicate_check: bool,
-                   duplicate_window: int) -> None:
-        channel, address = await self.address(recipient)
-        await self.senders[channel].send(address, payload, message_id=message_id, duplicate_check=duplicate_check,
-                                         duplicate_window=duplicate_window)

@@ -10,6 +10,7 @@ which WeChat accepts only within 48 hours of the follower's last message.
 """
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import re
@@ -24,15 +25,17 @@ from wechatpy.exceptions import InvalidSignatureException
 from wechatpy.replies import TextReply
 from wechatpy.utils import WeChatSigner
 
+from bot.channels.base import Pipeline, SendingKit
 from bot.channels.media import ImageUploads
 from bot.channels.wechat_api import WeChatClient
 from bot.channels.envelope import (CALLBACK_MAX_BYTES, CallbackRejected, ascii_int, check_timestamp, ciphertext_of,
                                    read_body, refuse_oversized)
 from bot.channels.wecom import Received, fit, parse_xml
-from bot.config import WeChatConfig
-from bot.metrics import CALLBACKS
+from bot.config import Config, WeChatConfig
+from bot.metrics import CALLBACKS, OUTBOX
 from bot.render.posters import PosterRenderer
 from handlers.replies import Card, Incoming, Reply, reply_from_payload
+from store import bindings
 from store import outbox as outbox_store
 from store.redis import SharedKeys
 
@@ -259,3 +262,57 @@ class WeChatSender:
             return {"msgtype": "news", "news": {"articles": [
                 {"title": reply.title[:64], "description": reply.description[:120], "url": reply.url}]}}
         return {"msgtype": "text", "text": {"content": as_text(reply) or ""}}
+
+
+class WeChatChannel:
+    """The brand's WeChat Official Account, for partner staff outside WeCom (on when [wechat] app_id is set)."""
+
+    name = CHANNEL
+
+    def enabled(self, config: Config) -> bool:
+        return config.wechat.enabled
+
+    def dedupe_seconds(self, config: Config) -> int:
+        return config.wechat.dedupe_ttl_seconds
+
+    def send_limits(self, config: Config) -> None:
+        return None  # WeChat's limit is its 48-hour window, which the sender reports per message
+
+    def routes(self, config: Config, pipeline: Pipeline) -> list[web.RouteDef]:
+        background: set[asyncio.Task[None]] = set()
+
+        async def release_parked(openid: str) -> None:
+            """The follower wrote, so WeChat takes customer-service messages again: what waited is due."""
+            try:
+                async with pipeline.db().session() as session:
+                    recipients = await bindings.recipients_of(session, CHANNEL, openid)
+                    if await outbox_store.release_waiting(session, recipients, waiting_days=config.wechat.waiting_days):
+                        pipeline.outbox().kick()
+            except Exception as err:  # they are released the next time the follower writes
+                log.warning("wechat: cannot release waiting messages now (%s)", type(err).__name__)
+
+        async def receive(dedupe_key: str, message: Incoming,
+                          deadline: float) -> tuple[bool, list[outbox_store.Claim] | None]:
+            # Beside the callback, not in its way: the passive reply has a deadline.
+            task = asyncio.create_task(release_parked(message.user_id))
+            background.add(task)
+            task.add_done_callback(background.discard)
+            return await pipeline.inbox().receive_and_wait(CHANNEL, dedupe_key, message, deadline)
+
+        async def mark_passive(claim: outbox_store.Claim) -> bool:
+            try:
+                async with pipeline.db().session() as session:
+                    if not await outbox_store.mark_sent(session, [claim]):
+                        return False  # another instance took the row over (our lease ran out): it sends it
+            except Exception as err:
+                log.warning("wechat: cannot record a passive reply (%s); sending it as a message", type(err).__name__)
+                return False
+            OUTBOX.labels("passive").inc()
+            return True
+
+        handoff = ReplyHandoff(mark_passive, lambda claims: pipeline.outbox().submit_claimed(claims))
+        return callback_routes(WeChatCodec(config.wechat), receive, handoff, config.wechat,
+                               config.server.max_body_bytes)
+
+    def sender(self, config: Config, kit: SendingKit) -> WeChatSender:
+        return WeChatSender(WeChatClient(config.wechat, kit.http, kit.shared), kit.posters, kit.shared)

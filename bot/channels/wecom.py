@@ -17,10 +17,11 @@ from wechatpy.enterprise.crypto import WeChatCrypto
 from wechatpy.exceptions import InvalidSignatureException
 from wechatpy.messages import UnknownMessage
 
+from bot.channels.base import Pipeline, SendingKit, SendLimits
 from bot.channels.envelope import (CALLBACK_MAX_BYTES, CallbackRejected, ascii_int, check_timestamp, ciphertext_of,
                                    read_body, refuse_oversized)
 from bot.channels.wecom_api import WeComClient
-from bot.config import WeComConfig
+from bot.config import Config, WeComConfig
 from bot.metrics import CALLBACKS
 from bot.channels.media import ImageUploads
 from bot.render.posters import PosterRenderer
@@ -225,3 +226,27 @@ class WeComSender:
         if reply.buttons:
             card["button_list"] = [{"text": b.text[:10], "key": _button_key(b.command)} for b in reply.buttons[:6]]
         return {"msgtype": "template_card", "template_card": card}
+
+
+class WeComChannel:
+    """The brand's WeCom app: always on (its user ids are members' userids, store/bindings.HOME)."""
+
+    name = CHANNEL
+
+    def enabled(self, config: Config) -> bool:
+        return True
+
+    def dedupe_seconds(self, config: Config) -> int:
+        return config.wecom.dedupe_ttl_seconds
+
+    def send_limits(self, config: Config) -> SendLimits:
+        return SendLimits(config.wecom.member_messages_per_minute, config.wecom.member_messages_per_hour)
+
+    def routes(self, config: Config, pipeline: Pipeline) -> list[web.RouteDef]:
+        async def receive(dedupe_key: str, message: Incoming) -> bool:
+            return await pipeline.inbox().receive(CHANNEL, dedupe_key, message)
+
+        return callback_routes(WeComCodec(config.wecom), receive, config.server.max_body_bytes)
+
+    def sender(self, config: Config, kit: SendingKit) -> WeComSender:
+        return WeComSender(WeComClient(config.wecom, kit.http, kit.shared), kit.posters, kit.shared)

@@ -43,18 +43,24 @@ def is_transient(err: BaseException) -> bool:
     return not any(marker in driver_message for marker in _STATEMENT_ERRORS)
 
 
+# The database's unique key catches a retry whatever this is; Redis only saves it the insert.
+DEFAULT_DEDUPE_SECONDS = 86400
+
+
 class LostClaim(Exception):
     """Another worker took the message over (our lease ran out); our work is rolled back."""
 
 
 class InboxProcessor:
     def __init__(self, db: Database, shared: SharedKeys, router: Router, outbox: OutboxSender,
-                 config: Config) -> None:
+                 config: Config, dedupe_seconds: dict[str, int] | None = None) -> None:
+        """`dedupe_seconds`: per channel, how long a callback key is remembered to spot retries."""
         self.db = db
         self.shared = shared
         self.router = router
         self.outbox = outbox
         self.config = config
+        self.dedupe_seconds = dedupe_seconds or {}
         self.lease = timedelta(seconds=config.inbox.lease_seconds)
         self._in_flight: set[int] = set()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -100,7 +106,7 @@ class InboxProcessor:
         async with self.db.session() as session:
             inbox_id = await inbox_store.add(session, channel=channel, dedupe_key=dedupe_key,
                                              user_id=message.user_id, payload=message.to_payload())
-        await self.shared.set(redis_key, "1", self.config.wecom.dedupe_ttl_seconds)
+        await self.shared.set(redis_key, "1", self.dedupe_seconds.get(channel, DEFAULT_DEDUPE_SECONDS))
         return inbox_id
 
     def _hand_over(self, inbox_id: int, claims: list[outbox_store.Claim]) -> None:

@@ -12,23 +12,18 @@ import logging
 import random
 import time
 from datetime import timedelta
-from typing import Any, Protocol
 
+from bot.channels.base import ChannelSender
+from bot.channels.member import MemberAddresses
 from bot.config import OutboxConfig
 from bot.metrics import OUTBOX
 from bot.pipeline.ratelimit import MemberRateLimiter
 from store import outbox as outbox_store
+from store.bindings import MEMBER_CHANNEL
 from store.db import Database
 from store.models import utcnow
 
 log = logging.getLogger(__name__)
-
-
-class ChannelSender(Protocol):
-    async def send(self, recipient: str, payload: dict[str, Any], *, message_id: int, duplicate_check: bool,
-                   duplicate_window: int) -> None: ...
-
-
 
 
 def is_transient(err: BaseException) -> bool:
@@ -37,11 +32,14 @@ def is_transient(err: BaseException) -> bool:
 
 class OutboxSender:
     def __init__(self, db: Database, senders: dict[str, ChannelSender], config: OutboxConfig,
-                 limiter: MemberRateLimiter) -> None:
+                 limiters: dict[str, MemberRateLimiter], addresses: MemberAddresses | None = None) -> None:
+        """`limiters`: the send limits of each channel that has them; `addresses`: where rows
+        addressed to a member (channel "member") go."""
         self.db = db
         self.senders = senders
         self.config = config
-        self.limiter = limiter
+        self.limiters = limiters
+        self.addresses = addresses
         self.lease = timedelta(seconds=config.lease_seconds)
         self._in_flight: set[int] = set()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -148,18 +146,29 @@ class OutboxSender:
             self._in_flight.discard(claim.id)
             self._wake.set()
 
+    async def _route(self, claim: outbox_store.Claim) -> tuple[str, str]:
+        if claim.channel == MEMBER_CHANNEL and self.addresses is not None:
+            return await self.addresses.address(claim.recipient)
+        return claim.channel, claim.recipient
+
     async def deliver(self, claim: outbox_store.Claim) -> None:
+        try:
+            channel, recipient = await self._route(claim)
+        except Exception as err:
+            await self._failed(claim, err)
+            return
         pause = self._paused_until - time.monotonic()
-        wait = pause if pause > 0 else await self.limiter.reserve(claim.recipient)
+        limiter = self.limiters.get(channel)
+        wait = pause if pause > 0 else await limiter.reserve(recipient) if limiter is not None else 0.0
         if wait > 0:
             await self._defer(claim, wait)
             return
-        sender = self.senders.get(claim.channel)
+        sender = self.senders.get(channel)
         try:
             if sender is None:
-                raise LookupError(f"no sender for channel {claim.channel!r}")
+                raise LookupError(f"no sender for channel {channel!r}")
             # A second attempt may follow a send that reached WeCom before we crashed or timed out.
-            await sender.send(claim.recipient, claim.payload, message_id=claim.id,
+            await sender.send(recipient, claim.payload, message_id=claim.id,
                               duplicate_check=claim.attempts > 1 or bool(claim.payload.get("duplicate_check")),
                               duplicate_window=self.config.duplicate_check_interval_seconds)
         except Exception as err:
@@ -179,18 +188,21 @@ class OutboxSender:
                 self._paused_until = max(self._paused_until, time.monotonic() + seconds)
                 await self._defer(claim, seconds)
                 return
-            retry = is_transient(err) and claim.attempts < self.config.max_attempts
-            retry_at = utcnow() + timedelta(seconds=self._backoff(claim.attempts)) if retry else None
-            if is_transient(err) or hasattr(err, "errcode"):
-                log.warning("outbox row %d: %s (%s)", claim.id, err, "will retry" if retry else "giving up")
-            else:
-                log.exception("outbox row %d failed", claim.id)
-            async with self.db.session() as session:
-                await outbox_store.mark_failed(session, claim, str(err), retry_at)
-            OUTBOX.labels("retry" if retry else "failed").inc()
+            await self._failed(claim, err)
             return
         OUTBOX.labels("sent").inc()
         self._sent.append(claim)
+
+    async def _failed(self, claim: outbox_store.Claim, err: Exception) -> None:
+        retry = is_transient(err) and claim.attempts < self.config.max_attempts
+        retry_at = utcnow() + timedelta(seconds=self._backoff(claim.attempts)) if retry else None
+        if is_transient(err) or hasattr(err, "errcode"):
+            log.warning("outbox row %d: %s (%s)", claim.id, err, "will retry" if retry else "giving up")
+        else:
+            log.exception("outbox row %d failed", claim.id)
+        async with self.db.session() as session:
+            await outbox_store.mark_failed(session, claim, str(err), retry_at)
+        OUTBOX.labels("retry" if retry else "failed").inc()
 
     async def _defer(self, claim: outbox_store.Claim, seconds: float) -> None:
         async with self.db.session() as session:

@@ -14,7 +14,7 @@ from bot.metrics import COMMAND_OUTCOMES
 from handlers.context import FOLLOWER, GUEST, ROLE_NAMES, ArgError, Command, CommandTable, Context, is_chinese, shorten
 from handlers.replies import Incoming, Reply, Text
 from store.errors import Refusal
-from store.bindings import WECHAT, member_for
+from store.bindings import HOME, member_for
 from store.models import Member
 
 log = logging.getLogger(__name__)
@@ -30,7 +30,8 @@ class Router:
         line = line.replace("\u3000", " ").strip()
         member = await member_for(session, message.channel, message.user_id)
         if member is None:
-            stranger = FOLLOWER if message.channel == WECHAT else GUEST
+            # Strangers in WeCom may join with an invite; elsewhere they may bind to a member.
+            stranger = GUEST if message.channel == HOME else FOLLOWER
             command = self.commands.lookup(self.commands.split(line)[0])
             if command is None or stranger not in command.roles:
                 return [Text(_unbound(line) if stranger == FOLLOWER else _unregistered(message.user_id, line))]

@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Integer, Numeric, String, Text
+from sqlalchemy import JSON, Boolean, ForeignKey, Integer, Numeric, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from store.models.base import Base, UTCDateTime, utcnow
@@ -27,8 +27,8 @@ class Partner(Base):
 
 
 class Member(Base):
-    """A person the bot knows: their WeCom userid (or an id the admin chose for people outside WeCom)
-    and, once bound with a binding code, their WeChat Official Account openid."""
+    """A person the bot knows: their WeCom userid (or an id the admin chose for people outside WeCom).
+    Their ids on other channels (a WeChat openid, ...) are MemberIdentity rows, bound with a code."""
 
     __tablename__ = "members"
 
@@ -40,8 +40,7 @@ class Member(Base):
     region: Mapped[str] = mapped_column(String(64), default="")
     industries: Mapped[list[str]] = mapped_column(JSON, default=list)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
-    wechat_openid: Mapped[str | None] = mapped_column(String(64), unique=True)
-    # Where tasks, reminders and notices reach them: "wecom", or "wechat" for staff outside WeCom.
+    # Where tasks, reminders and notices reach them: "wecom", or a channel they are bound on.
     push_channel: Mapped[str] = mapped_column(String(16), default="wecom", server_default="wecom")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
@@ -53,6 +52,20 @@ class Member(Base):
     @property
     def tag_names(self) -> list[str]:
         return [t.tag for t in self.tags]
+
+
+class MemberIdentity(Base):
+    """A member's id on a channel other than WeCom (whose ids are members' userids): one per member
+    and channel, and one member per id. A new channel needs no new column, only rows."""
+
+    __tablename__ = "member_identities"
+    __table_args__ = (UniqueConstraint("channel", "external_id"), UniqueConstraint("member_id", "channel"))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    channel: Mapped[str] = mapped_column(String(16))
+    external_id: Mapped[str] = mapped_column(String(128))
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class MemberTag(Base):
@@ -92,18 +105,19 @@ class InviteUse(Base):
 
 
 class BindingCode(Base):
-    """A one-time code that binds a WeChat openid to a member (store/bindings.py)."""
+    """A one-time code that binds a member's id on another channel (a WeChat openid) to them (store/bindings.py)."""
 
     __tablename__ = "binding_codes"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     code: Mapped[str] = mapped_column(String(16), unique=True)
     member_id: Mapped[int] = mapped_column(ForeignKey("members.id"), index=True)
-    # Issued by an admin for someone outside WeCom: once used, pushes go to WeChat.
-    push_to_wechat: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Issued by an admin for someone outside WeCom: once used, pushes go to the channel it was used on.
+    # (The column's name is from when WeChat was the only other channel.)
+    push_there: Mapped[bool] = mapped_column("push_to_wechat", Boolean, default=False)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    used_by: Mapped[str | None] = mapped_column(String(64))  # the openid that used it
+    used_by: Mapped[str | None] = mapped_column(String(64))  # the channel id (an openid) that used it
     created_by: Mapped[int | None] = mapped_column(ForeignKey("members.id"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 

@@ -163,7 +163,7 @@ def partner_routes(config: Config, db_of: Any) -> list[web.RouteDef]:
             member = await get_member(session, userid)
             if member is None:
                 return _error(404, "no such active member")
-            code = await bindings.issue_code(session, member, hours=hours, by=None, push_to_wechat=True)
+            code = await bindings.issue_code(session, member, hours=hours, by=None, push_there=True)
             return web.json_response({"code": code.code, "userid": member.userid, "expires_at": code.expires_at.isoformat(),
                                       "send": f"绑定 {code.code}"}, status=201)
 

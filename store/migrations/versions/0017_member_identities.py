@@ -20,7 +20,20 @@ branch_labels = None
 depends_on = None
 
 
+# On SQLite, batch mode rebuilds `members` to add or drop a column, and dropping the old table
+# cascades to member_identities (foreign keys are on): the openids wait in a scratch table meanwhile.
+_SCRATCH = '_member_openids_0017'
+
+
 def upgrade() -> None:
+    op.execute(sa.text(
+        f"CREATE TABLE {_SCRATCH} AS SELECT m.id AS member_id, m.wechat_openid AS external_id, "
+        "(SELECT MAX(b.used_at) FROM binding_codes b WHERE b.member_id = m.id AND b.used_by = m.wechat_openid) AS bound_at "
+        "FROM members m WHERE m.wechat_openid IS NOT NULL"))
+    with op.batch_alter_table('members', schema=None) as batch_op:
+        batch_op.drop_constraint(batch_op.f('uq_members_wechat_openid'), type_='unique')
+        batch_op.drop_column('wechat_openid')
+
     op.create_table('member_identities',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('channel', sa.String(length=16), nullable=False),
@@ -35,28 +48,24 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('member_identities', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_member_identities_member_id'), ['member_id'], unique=False)
-
     op.execute(sa.text(
         "INSERT INTO member_identities (channel, external_id, member_id, created_at) "
-        "SELECT 'wechat', m.wechat_openid, m.id, "
-        "COALESCE((SELECT MAX(b.used_at) FROM binding_codes b WHERE b.member_id = m.id AND b.used_by = m.wechat_openid), "
-        "CURRENT_TIMESTAMP) FROM members m WHERE m.wechat_openid IS NOT NULL"))
-
-    with op.batch_alter_table('members', schema=None) as batch_op:
-        batch_op.drop_constraint(batch_op.f('uq_members_wechat_openid'), type_='unique')
-        batch_op.drop_column('wechat_openid')
+        f"SELECT 'wechat', external_id, member_id, COALESCE(bound_at, CURRENT_TIMESTAMP) FROM {_SCRATCH}"))
+    op.drop_table(_SCRATCH)
 
 
 def downgrade() -> None:
-    with op.batch_alter_table('members', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('wechat_openid', sa.String(length=64), nullable=True))
-        batch_op.create_unique_constraint(batch_op.f('uq_members_wechat_openid'), ['wechat_openid'])
-    op.execute(sa.text(
-        "UPDATE members SET wechat_openid = (SELECT i.external_id FROM member_identities i "
-        "WHERE i.member_id = members.id AND i.channel = 'wechat')"))
-    # Pushes to a channel that no longer exists in this schema go back to WeCom.
-    op.execute(sa.text("UPDATE members SET push_channel = 'wecom' WHERE push_channel NOT IN ('wecom', 'wechat')"))
-
+    op.execute(sa.text(f"CREATE TABLE {_SCRATCH} AS SELECT member_id, external_id FROM member_identities "
+                       "WHERE channel = 'wechat'"))
     with op.batch_alter_table('member_identities', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_member_identities_member_id'))
     op.drop_table('member_identities')
+
+    with op.batch_alter_table('members', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('wechat_openid', sa.String(length=64), nullable=True))
+        batch_op.create_unique_constraint(batch_op.f('uq_members_wechat_openid'), ['wechat_openid'])
+    op.execute(sa.text(f"UPDATE members SET wechat_openid = (SELECT s.external_id FROM {_SCRATCH} s "
+                       "WHERE s.member_id = members.id)"))
+    # Pushes to a channel that no longer exists in this schema go back to WeCom.
+    op.execute(sa.text("UPDATE members SET push_channel = 'wecom' WHERE push_channel NOT IN ('wecom', 'wechat')"))
+    op.drop_table(_SCRATCH)

@@ -37,16 +37,17 @@ async def bind(ctx: Context, code: str) -> Text:
     if ctx.channel == bindings.HOME:
         raise Refusal("send the binding code to the brand's WeChat official account, not here",
                       "请在品牌的微信公众号里发送绑定码，而不是这里")
+    en, zh = ACCOUNT_NAMES.get(ctx.channel, ("account", "账号"))
     if ctx.member.role != FOLLOWER:
-        raise Refusal(f"this WeChat is already bound to {ctx.member.name}; send 解绑 (unbind) first to change it",
-                      f"此微信已绑定 {ctx.member.name}，如需更换请先发送“解绑”")
+        raise Refusal(f"this {en} is already bound to {ctx.member.name}; send 解绑 (unbind) first to change it",
+                      f"此{zh}已绑定 {ctx.member.name}，如需更换请先发送“解绑”")
     member = await bindings.bind(ctx.session, code, ctx.channel, ctx.user_id, ctx.config.server.timezone)
     await requeue_parked(ctx, member.userid)
     where = ctx.say(" Tasks and notices will come here.", "任务和通知将发送到这里。") \
         if member.push_channel == ctx.channel else ""
     return Text(ctx.say(
-        f"Bound: this WeChat is now {member.name}.{where} Send tasks to see your tasks, help for everything else.",
-        f"绑定成功：此微信已绑定为 {member.name}。{where}发送“任务”查看任务，发送“帮助”查看全部命令。"))
+        f"Bound: this {en} is now {member.name}.{where} Send tasks to see your tasks, help for everything else.",
+        f"绑定成功：此{zh}已绑定为 {member.name}。{where}发送“任务”查看任务，发送“帮助”查看全部命令。"))
 
 
 async def binding_code(ctx: Context, userid: str | None) -> Text:
@@ -92,6 +93,8 @@ async def unbind(ctx: Context, _args: None) -> Text:
 
 CHANNEL_WORDS = {"wechat": bindings.WECHAT, "微信": bindings.WECHAT, "公众号": bindings.WECHAT,
                  "wecom": bindings.WECOM, "企业微信": bindings.WECOM}
+# What a person's own account on a channel is called ("this WeChat is now Li Na").
+ACCOUNT_NAMES = {bindings.WECHAT: ("WeChat", "微信")}
 CHANNEL_NAMES = {bindings.WECHAT: ("the WeChat official account", "微信公众号"), bindings.WECOM: ("WeCom", "企业微信")}
 
 

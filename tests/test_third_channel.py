@@ -81,7 +81,7 @@ async def test_a_third_channel_binds_answers_and_receives_pushes(sqlite_url: str
         [reply] = await stack.ask("admin1", "bindcode p2")
         code = re.search(r": ([A-Z2-9]{8}) ", reply).group(1)  # type: ignore[union-attr]
         assert await say(stack, chat, "tc-li", f"bind {code}", "2")
-        assert chat.texts_to("tc-li")[-1].startswith("Bound: this WeChat is now Li Na")
+        assert chat.texts_to("tc-li")[-1].startswith("Bound: this account is now Li Na")
         assert not await say(stack, chat, "tc-li", f"bind {code}", "2")  # the platform's retry: stored once
 
         # The same member on both: commands answer as p2.

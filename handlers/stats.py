@@ -16,6 +16,7 @@ from handlers.context import ArgError, Context, parse_id
 from store import attribution, points, stats
 from store import tasks as task_store
 from store.models import Member, Partner, Task
+from store.partners import partner_by_name
 from store.stats import BadPeriod, Period, Scope
 
 STEP_NAMES = {"reached": ("reached", "触达"), "sharers": ("shared", "分享"), "unique_clicks": ("unique clicks", "独立点击"),
@@ -149,9 +150,10 @@ async def _scope(ctx: Context, args: ReportArgs) -> tuple[Scope, str]:
     """The scope asked for, within what this person may see, and a label for it."""
     partner_id, labels = None, []
     if args.partner is not None:
-        partner_id = await ctx.session.scalar(select(Partner.id).where(Partner.name == args.partner))
-        if partner_id is None:
+        partner = await partner_by_name(ctx.session, args.partner)
+        if partner is None:
             raise ArgError(f"there is no partner called {args.partner[:30]}", f"没有名为 {args.partner[:30]} 的伙伴")
+        partner_id = partner.id
     if ctx.member.role == "partner":
         if partner_id not in (None, ctx.member.partner_id) or ctx.member.partner_id is None:
             raise ArgError("you can see your own company's figures only", "您只能查看本公司的数据")

@@ -15,6 +15,7 @@ from sqlalchemy import select
 from store import leads as lead_store
 from store import pool, pool_rules
 from store.models import TASK_STATUSES, AssignmentRule, Lead, Member, Partner, PoolSettings, Task, utcnow
+from store.partners import partner_by_name
 
 log = logging.getLogger(__name__)
 
@@ -52,10 +53,10 @@ async def _pool_id(session: Any, name: str, field: str | None, status: int = 422
     """A pool named in a request: None for the public pool, else the partner's id (_Refused if none)."""
     if name.lower() in lead_store.PUBLIC_POOL_WORDS:
         return None
-    partner_id = await session.scalar(select(Partner.id).where(Partner.name == name))
-    if partner_id is None:
+    partner = await partner_by_name(session, name)
+    if partner is None:
         raise _Refused(_error(status, f"no partner called {name!r}: use public or a partner's name", field))
-    return int(partner_id)
+    return partner.id
 
 
 def admin_routes(config: Config, db_of: Any, client_of: Any) -> tuple[list[web.RouteDef], Any]:
@@ -268,9 +269,10 @@ def admin_routes(config: Config, db_of: Any, client_of: Any) -> tuple[list[web.R
         async with db_of(request).session() as session:
             partner_id = None
             if body.get("partner"):  # without a partner, the rule picks partners by industry and tier
-                partner_id = await session.scalar(select(Partner.id).where(Partner.name == body["partner"]))
-                if partner_id is None:
+                partner = await partner_by_name(session, body["partner"])
+                if partner is None:
                     return _error(422, f"no partner called {body['partner']!r}", "partner")
+                partner_id = partner.id
             rule = AssignmentRule(priority=body.get("priority", 100), region=body.get("region", "").strip(),
                                   industry=body.get("industry", "").strip(), partner_id=partner_id,
                                   min_tier=body.get("min_tier", "registered"), active=True)

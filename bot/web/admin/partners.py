@@ -11,6 +11,7 @@ from bot.config import Config
 from store import bindings, onboarding
 from store.errors import Refusal
 from store.members import USERID_PATTERN, get_member
+from store.partners import partner_by_name
 from store.models import Invite, Partner
 from store.text import clean_text
 
@@ -101,7 +102,7 @@ def partner_routes(config: Config, db_of: Any) -> list[web.RouteDef]:
         if isinstance(body, web.Response):
             return body
         async with db_of(request).session() as session:
-            partner = await session.scalar(select(Partner).where(Partner.name == request.match_info["name"]))
+            partner = await partner_by_name(session, request.match_info["name"])
             if partner is None:
                 return _error(404, "no such partner")
             if "commission_rate" in body:
@@ -123,7 +124,7 @@ def partner_routes(config: Config, db_of: Any) -> list[web.RouteDef]:
                                              for k in ("days", "uses")):
             return _error(400, "days and uses are whole numbers")
         async with db_of(request).session() as session:
-            partner = await session.scalar(select(Partner).where(Partner.name == request.match_info["name"]))
+            partner = await partner_by_name(session, request.match_info["name"])
             if partner is None:
                 return _error(404, "no such partner")
             try:

@@ -14,6 +14,7 @@ from bot.config import Config
 from bot.web.csv_export import csv_text
 from store import attribution, points, stats
 from store.models import Member, Partner, PointsEntry, Task, utcnow
+from store.partners import partner_by_name
 
 FUNNEL_COLUMNS = ["scope", "id", "name", "reached", "sharers", "shares", "deliveries", "clicks", "unique_clicks",
                   "bot_clicks", "held_clicks", "leads", "taken", "won", "held_leads", "deals", "revenue"]
@@ -112,7 +113,7 @@ def stats_routes(config: Config, db_of: Any) -> list[web.RouteDef]:
             return web.json_response({"error": str(bad), "field": bad.field}, status=400)
         after = (first + timedelta(days=32)).replace(day=1)
         async with db_of(request).session() as session:
-            partner = await session.scalar(select(Partner).where(Partner.name == request.query.get("partner", "")))
+            partner = await partner_by_name(session, request.query.get("partner", ""))
             if partner is None:
                 return web.json_response({"error": "no such partner", "field": "partner"}, status=404)
             entries = (await session.execute(

@@ -24,6 +24,7 @@ from store import outbox as outbox_store
 from store import tasks as task_store
 from store.db import Database
 from store.members import active_admins
+from store.pool_rules import rule_book
 from store.models import Member, OutboxMessage, PointsEntry, utcnow
 from store.runs import claim_run
 
@@ -65,7 +66,7 @@ async def recycle_idle_leads(db: Database, config: Config) -> int:
     updates and unique message keys make each happen once."""
     now = utcnow()
     async with db.session() as session:
-        book = await pool.rule_book(session, config)
+        book = await rule_book(session, config)
         # One query with the loosest cut-off (warnings included); each lead then meets its own pool's.
         candidates = await pool.idle_leads(session, now - timedelta(days=book.shortest_idle_days - 1),
                                            protected_before=now + timedelta(days=1))

@@ -10,16 +10,19 @@ gives it up by returning the lead; an admin's move overrides it.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from decimal import Decimal
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import and_, exists, false, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from store.errors import Refusal
-from store.models import Lead, LeadEvent, Member, TrackedLink, utcnow
-from store.pool_rules import TIER_NAMES, PoolRules, RuleBook, at_least, rule_book, rules_from  # noqa: F401 (the pool API)
+from store.models import Lead, LeadEvent, Member, Partner, PoolSettings, TrackedLink, utcnow
+from store.pool_rules import TIER_NAMES, PoolRules, RuleBook, at_least, rules_from  # noqa: F401 (the pool API)
+from store.pool_rules import EDITABLE, rule_book, set_overrides
 from store.text import clean_text
 
 OPEN = ("claimed", "following", "nurturing")  # held by someone, not finished
@@ -74,6 +77,39 @@ async def visible_pool(session: AsyncSession, member: Member, book: RuleBook, wo
         pattern = f"%{word.replace('%', '').replace('_', '')}%"
         query = query.where(or_(Lead.region.like(pattern), Lead.industry.like(pattern), Lead.company.like(pattern)))
     return list(await session.scalars(query.order_by(Lead.created_at.desc()).limit(limit)))
+
+
+@dataclass(frozen=True)
+class PoolView:
+    """One pool as admins see it: the rules in force, and which of them an admin set (the rest are
+    the config's [pool])."""
+
+    name: str
+    partner_id: int | None
+    rules: PoolRules
+    overrides: dict[str, Any]
+
+
+def _view(name: str, partner_id: int | None, book: RuleBook, settings: PoolSettings | None) -> PoolView:
+    overrides = {} if settings is None else {key: getattr(settings, key) for key in EDITABLE
+                                             if getattr(settings, key) is not None}
+    return PoolView(name, partner_id, book.of(partner_id), overrides)
+
+
+async def pools_overview(session: AsyncSession, config) -> list[PoolView]:  # type: ignore[no-untyped-def]
+    """The public pool, then every partner's pool by name."""
+    book = await rule_book(session, config)
+    settings = {s.partner_id: s for s in await session.scalars(select(PoolSettings))}
+    partners = (await session.execute(select(Partner.id, Partner.name).order_by(Partner.name))).all()
+    return [_view("public", None, book, settings.get(None))] + [
+        _view(name, partner_id, book, settings.get(partner_id)) for partner_id, name in partners]
+
+
+async def change_rules(session: AsyncSession, config, name: str, partner_id: int | None,  # type: ignore[no-untyped-def]
+                       changes: dict[str, Any]) -> PoolView:
+    """Set some of one pool's rules (None: back to the config's); BadRules names a bad one."""
+    settings = await set_overrides(session, partner_id, changes)
+    return _view(name, partner_id, await rule_book(session, config), settings)
 
 
 def local_time(at: datetime, zone: str) -> str:

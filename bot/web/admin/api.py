@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from store import leads as lead_store
 from store import pool, pool_rules
-from store.models import TASK_STATUSES, AssignmentRule, Lead, Member, Partner, PoolSettings, Task, utcnow
+from store.models import TASK_STATUSES, AssignmentRule, Lead, Member, Task, utcnow
 from store.partners import partner_by_name
 
 log = logging.getLogger(__name__)
@@ -218,7 +218,7 @@ def admin_routes(config: Config, db_of: Any, client_of: Any) -> tuple[list[web.R
             async with db_of(request).session() as session:
                 await _pool_id(session, body.get("pool", ""), "pool")  # the import looks it up by name again
                 row = lead_store.LeadRow(0, form, (body.get("source") or "api")[:32], body.get("pool", ""))
-                created, _ = await lead_store.import_leads(session, [row], book=await pool.rule_book(session, config))
+                created, _ = await lead_store.import_leads(session, [row], book=await pool_rules.rule_book(session, config))
                 if not created:
                     raise _Refused(_error(409, "a lead with this phone and company already exists", "phone"))
                 lead = await session.get(Lead, created[0])
@@ -318,20 +318,14 @@ def admin_routes(config: Config, db_of: Any, client_of: Any) -> tuple[list[web.R
         except _Refused as refused:
             return refused.response
 
-    def pool_json(name: str, partner_id: int | None, book: pool.RuleBook, settings: PoolSettings | None) -> dict[str, Any]:
-        rules = book.of(partner_id)
-        return {"pool": name, "rules": {key: getattr(rules, key) for key in pool_rules.EDITABLE},
-                "overrides": {key: getattr(settings, key) for key in pool_rules.EDITABLE
-                              if settings is not None and getattr(settings, key) is not None}}
+    def pool_json(view: pool.PoolView) -> dict[str, Any]:
+        return {"pool": view.name, "rules": {key: getattr(view.rules, key) for key in pool_rules.EDITABLE},
+                "overrides": view.overrides}
 
     async def list_pools(request: web.Request) -> web.Response:
         """Every pool with the rules in force and which of them an admin set (the rest: [pool] config)."""
         async with db_of(request).session() as session:
-            book = await pool.rule_book(session, config)
-            settings = {s.partner_id: s for s in await session.scalars(select(PoolSettings))}
-            partners = (await session.execute(select(Partner.id, Partner.name).order_by(Partner.name))).all()
-            return web.json_response({"pools": [pool_json("public", None, book, settings.get(None))] + [
-                pool_json(name, partner_id, book, settings.get(partner_id)) for partner_id, name in partners]})
+            return web.json_response({"pools": [pool_json(view) for view in await pool.pools_overview(session, config)]})
 
     async def set_pool_rules(request: web.Request) -> web.Response:
         """PATCH {"max_held": 50, "idle_days": null}: set some of one pool's rules (null = back to config)."""
@@ -348,11 +342,11 @@ def admin_routes(config: Config, db_of: Any, client_of: Any) -> tuple[list[web.R
             except _Refused as refused:
                 return refused.response
             try:
-                settings = await pool_rules.set_overrides(session, partner_id, body)
+                view = await pool.change_rules(session, config, name, partner_id, body)
             except pool_rules.BadRules as bad:
                 return _error(422, str(bad), bad.field)
             log.info("pool %s rules changed: %s", name, body)
-            return web.json_response(pool_json(name, partner_id, await pool.rule_book(session, config), settings))
+            return web.json_response(pool_json(view))
 
     routes = [
         web.get("/api/pools", list_pools),

@@ -12,13 +12,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from handlers.replies import Reply
 from store.models import Member, utcnow
 from store.pool_rules import RuleBook, rule_book
 
 if TYPE_CHECKING:  # the deployment's settings; handlers read them, never import bot at run time
+    from sqlalchemy.ext.asyncio import AsyncSession  # handlers pass the session on to store, never query
+
     from bot.config import Config
 
 PARTNER, MARKETER, ADMIN = "partner", "marketer", "admin"

@@ -7,7 +7,7 @@ from decimal import Decimal
 from handlers.replies import Text
 from handlers.context import ArgError, Context, parse_id
 from store import pool
-from store.leads import mask_phone
+from store.leads import get_lead, mask_phone
 from store.models import Lead, utcnow
 
 # Replies list at most this many leads; the pool is browsed with filter words.
@@ -113,7 +113,7 @@ async def lost_lead(ctx: Context, args: LeadText) -> Text:
 
 
 async def lead_history(ctx: Context, lead_id: int) -> Text:
-    lead = await ctx.session.get(Lead, lead_id)
+    lead = await get_lead(ctx.session, lead_id)
     if lead is None:
         return Text(ctx.say(f"There is no lead #{lead_id}.", f"没有线索 #{lead_id}。"))
     lines = [f"{_line(lead, full_phone=True)} — {lead.status}"]

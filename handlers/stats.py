@@ -9,14 +9,12 @@ from datetime import timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
-
 from handlers.replies import Chart, Reply, Text
 from handlers.context import ArgError, Context, parse_id
 from store import attribution, points, stats
 from store import tasks as task_store
-from store.models import Member, Partner, Task
-from store.partners import partner_by_name
+from store.members import member_by_userid
+from store.partners import partner_by_id, partner_by_name
 from store.stats import BadPeriod, Period, Scope
 
 STEP_NAMES = {"reached": ("reached", "触达"), "sharers": ("shared", "分享"), "unique_clicks": ("unique clicks", "独立点击"),
@@ -160,16 +158,17 @@ async def _scope(ctx: Context, args: ReportArgs) -> tuple[Scope, str]:
         partner_id = ctx.member.partner_id
     member_id = None
     if args.member is not None:
-        member = await ctx.session.scalar(select(Member).where(Member.userid == args.member))
+        member = await member_by_userid(ctx.session, args.member)
         # Partner staff may look at colleagues, not at other companies' people.
         if member is None or (ctx.member.role == "partner" and member.partner_id != ctx.member.partner_id):
             raise ArgError(f"there is no member {args.member} you may see", f"没有您可查看的成员 {args.member}")
         member_id = member.id
         labels.append(member.name)
     if partner_id is not None:
-        labels.append(await ctx.session.scalar(select(Partner.name).where(Partner.id == partner_id)) or "")
+        labelled = await partner_by_id(ctx.session, partner_id)
+        labels.append(labelled.name if labelled is not None else "")
     if args.task_id is not None:
-        task = await ctx.session.get(Task, args.task_id)
+        task = await task_store.get_task(ctx.session, args.task_id)
         # Partner staff see tasks their company got, as `task N` does; no title of another's task leaks.
         if task is None or (ctx.member.role == "partner" and not await task_store.reached_partner(
                 ctx.session, task.id, ctx.member.partner_id)):

@@ -64,3 +64,27 @@ async def auto_assign(session: AsyncSession, lead: Lead, book: RuleBook) -> Memb
                                     note=f"rule #{rule.id}", only_if=[Lead.owner_id.is_(None), Lead.status == "new"])
             return member if taken is not None else None
     return None
+
+
+async def active_rules(session: AsyncSession) -> list[AssignmentRule]:
+    return list(await session.scalars(select(AssignmentRule).where(AssignmentRule.active.is_(True))
+                                      .order_by(AssignmentRule.priority, AssignmentRule.id)))
+
+
+async def get_rule(session: AsyncSession, rule_id: int) -> AssignmentRule | None:
+    return await session.get(AssignmentRule, rule_id)
+
+
+async def add_rule(session: AsyncSession, *, priority: int, region: str, industry: str, partner_id: int | None,
+                   min_tier: str) -> AssignmentRule:
+    rule = AssignmentRule(priority=priority, region=region, industry=industry, partner_id=partner_id,
+                          min_tier=min_tier, active=True)
+    session.add(rule)
+    await session.flush()
+    return rule
+
+
+async def retire_rule(session: AsyncSession, rule: AssignmentRule) -> None:
+    """Rules are kept (leads' audit trails name them), only no longer applied."""
+    rule.active = False
+    await session.flush()

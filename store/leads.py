@@ -123,6 +123,10 @@ async def touches(session: AsyncSession, lead_id: int) -> list[LeadTouch]:
     return list(await session.scalars(select(LeadTouch).where(LeadTouch.lead_id == lead_id).order_by(LeadTouch.at)))
 
 
+async def get_lead(session: AsyncSession, lead_id: int) -> Lead | None:
+    return await session.get(Lead, lead_id)
+
+
 LEAD_CSV_COLUMNS = ("name", "company", "phone", "region", "industry", "source", "pool")
 PUBLIC_POOL_WORDS = ("", "public", "公共")
 

@@ -126,6 +126,12 @@ async def get_task(session: AsyncSession, task_id: int) -> Task | None:
     return await session.get(Task, task_id)
 
 
+async def published_tasks(session: AsyncSession) -> list[tuple[int, str]]:
+    """(id, title) of every task past draft, oldest first: the tasks reports list."""
+    return [(tid, title) for tid, title in await session.execute(
+        select(Task.id, Task.title).where(Task.status != "draft").order_by(Task.id))]
+
+
 # ----- targets -------------------------------------------------------------------------------------
 TARGET_KINDS = {"partner": "partner", "伙伴": "partner", "region": "region", "区域": "region", "tag": "tag",
                 "标签": "tag", "user": "user", "用户": "user"}

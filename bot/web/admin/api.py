@@ -9,12 +9,12 @@ from typing import Any
 from aiohttp import web
 
 from bot.config import Config
-from store import tasks as task_store
-from sqlalchemy import select
-
+from store import assignment
 from store import leads as lead_store
 from store import pool, pool_rules
-from store.models import TASK_STATUSES, AssignmentRule, Lead, Member, Task, utcnow
+from store import tasks as task_store
+from store.members import active_partner_member
+from store.models import TASK_STATUSES, AssignmentRule, Lead, Task, utcnow
 from store.partners import partner_by_name
 
 log = logging.getLogger(__name__)
@@ -44,9 +44,9 @@ def _path_id(raw: str) -> int | None:
     return int(raw) if raw.isascii() and raw.isdigit() and len(raw) < 10 else None
 
 
-async def _lookup(session: Any, model: Any, raw: str) -> Any:
+async def _lookup(session: Any, find: Any, raw: str) -> Any:
     key = _path_id(raw)
-    return None if key is None else await session.get(model, key)
+    return None if key is None else await find(session, key)
 
 
 async def _pool_id(session: Any, name: str, field: str | None, status: int = 422) -> int | None:
@@ -221,7 +221,7 @@ def admin_routes(config: Config, db_of: Any, client_of: Any) -> tuple[list[web.R
                 created, _ = await lead_store.import_leads(session, [row], book=await pool_rules.rule_book(session, config))
                 if not created:
                     raise _Refused(_error(409, "a lead with this phone and company already exists", "phone"))
-                lead = await session.get(Lead, created[0])
+                lead = await lead_store.get_lead(session, created[0])
                 return web.json_response(lead_json(lead, []), status=201)
         except _Refused as refused:
             return refused.response
@@ -238,16 +238,14 @@ def admin_routes(config: Config, db_of: Any, client_of: Any) -> tuple[list[web.R
     async def get_lead(request: web.Request) -> web.Response:
         raw = request.match_info["lead_id"]
         async with db_of(request).session() as session:
-            lead = await _lookup(session, Lead, raw)
+            lead = await _lookup(session, lead_store.get_lead, raw)
             if lead is None:
                 return _error(404, "no such lead")
             return web.json_response(lead_json(lead, await pool.history(session, lead.id)))
 
     async def list_rules(request: web.Request) -> web.Response:
         async with db_of(request).session() as session:
-            rules = await session.scalars(select(AssignmentRule).where(AssignmentRule.active.is_(True))
-                                          .order_by(AssignmentRule.priority, AssignmentRule.id))
-            return web.json_response({"rules": [rule_json(r) for r in rules]})
+            return web.json_response({"rules": [rule_json(r) for r in await assignment.active_rules(session)]})
 
     def rule_json(rule: AssignmentRule) -> dict[str, Any]:
         return {"id": rule.id, "priority": rule.priority, "region": rule.region, "industry": rule.industry,
@@ -273,20 +271,19 @@ def admin_routes(config: Config, db_of: Any, client_of: Any) -> tuple[list[web.R
                 if partner is None:
                     return _error(422, f"no partner called {body['partner']!r}", "partner")
                 partner_id = partner.id
-            rule = AssignmentRule(priority=body.get("priority", 100), region=body.get("region", "").strip(),
-                                  industry=body.get("industry", "").strip(), partner_id=partner_id,
-                                  min_tier=body.get("min_tier", "registered"), active=True)
-            session.add(rule)
-            await session.flush()
+            rule = await assignment.add_rule(session, priority=body.get("priority", 100),
+                                             region=body.get("region", "").strip(),
+                                             industry=body.get("industry", "").strip(), partner_id=partner_id,
+                                             min_tier=body.get("min_tier", "registered"))
             return web.json_response(rule_json(rule), status=201)
 
     async def remove_rule(request: web.Request) -> web.Response:
         raw = request.match_info["rule_id"]
         async with db_of(request).session() as session:
-            rule = await _lookup(session, AssignmentRule, raw)
+            rule = await _lookup(session, assignment.get_rule, raw)
             if rule is None or not rule.active:
                 return _error(404, "no such rule")
-            rule.active = False
+            await assignment.retire_rule(session, rule)
             return web.json_response({"id": rule.id, "active": False})
 
     async def assign_lead(request: web.Request) -> web.Response:
@@ -301,14 +298,13 @@ def admin_routes(config: Config, db_of: Any, client_of: Any) -> tuple[list[web.R
             return _error(400, 'give exactly one of {"pool": "PARTNER or empty"} or {"member": "USERID"}')
         try:
             async with db_of(request).session() as session:
-                lead = await _lookup(session, Lead, raw)
+                lead = await _lookup(session, lead_store.get_lead, raw)
                 if lead is None:
                     raise _Refused(_error(404, "no such lead"))
                 if lead.status in ("won", "lost"):
                     raise _Refused(_error(422, f"lead is {lead.status}", "status"))
                 if "member" in body:
-                    member = await session.scalar(select(Member).where(Member.userid == body["member"],
-                                                                       Member.active.is_(True), Member.role == "partner"))
+                    member = await active_partner_member(session, body["member"])
                     if member is None:
                         raise _Refused(_error(422, f"no active partner member {body['member']!r}", "member"))
                     await pool.move(session, lead, member=member)

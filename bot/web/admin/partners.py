@@ -5,13 +5,12 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from aiohttp import web
-from sqlalchemy import select
 
 from bot.config import Config
 from store import bindings, onboarding
 from store.errors import Refusal
 from store.members import USERID_PATTERN, get_member
-from store.partners import partner_by_name
+from store.partners import partner_by_name, partners_by_name
 from store.models import Invite, Partner
 from store.text import clean_text
 
@@ -80,8 +79,7 @@ def partner_routes(config: Config, db_of: Any) -> list[web.RouteDef]:
 
     async def list_partners(request: web.Request) -> web.Response:
         async with db_of(request).session() as session:
-            return web.json_response({"partners": [partner_json(p) for p in
-                                                   await session.scalars(select(Partner).order_by(Partner.name))]})
+            return web.json_response({"partners": [partner_json(p) for p in await partners_by_name(session)]})
 
     async def create(request: web.Request) -> web.Response:
         body = await read(request, creating=True)

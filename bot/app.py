@@ -10,7 +10,6 @@ from collections.abc import AsyncIterator, Sequence
 
 import aiohttp
 from aiohttp import web
-from sqlalchemy import func, select, text
 
 from bot.web.admin.api import admin_routes
 from bot.web.admin.partners import partner_routes
@@ -34,8 +33,8 @@ from bot.pipeline.ratelimit import MemberRateLimiter
 from bot.pipeline.router import Router
 from handlers.context import CommandTable
 from handlers import command_table
-from store.db import Database
-from store.models import OutboxMessage
+from store.db import Database, ping
+from store import outbox as outbox_store
 from store.redis import SharedKeys, create_redis, warn_if_not_durable
 
 log = logging.getLogger(__name__)
@@ -168,9 +167,7 @@ async def metrics(request: web.Request) -> web.Response:
         return web.Response(status=401, text="a valid bearer token is required",
                             headers={"WWW-Authenticate": 'Bearer realm="partnerbot"'})
     async with request.app[DB].session() as session:
-        by_status = dict((await session.execute(
-            select(OutboxMessage.status, func.count()).where(OutboxMessage.status.in_(("pending", "sending", "waiting")))
-            .group_by(OutboxMessage.status))).all())
+        by_status = await outbox_store.backlog(session)
     OUTBOX_BACKLOG.set(by_status.get("pending", 0) + by_status.get("sending", 0))
     OUTBOX_PARKED.set(by_status.get("waiting", 0))
     CLICK_LAG.set(await request.app[CLICKS].lag())
@@ -182,7 +179,7 @@ async def healthz(request: web.Request) -> web.Response:
     checks: dict[str, str] = {}
     try:
         async with request.app[DB].session() as session:
-            await session.execute(text("SELECT 1"))
+            await ping(session)
         checks["database"] = "ok"
     except Exception as err:
         checks["database"] = f"error: {type(err).__name__}"

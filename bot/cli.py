@@ -84,19 +84,13 @@ def cmd_migrate(config: Config, _args: argparse.Namespace) -> int:
 
 async def _fill_click_daily(config: Config) -> int:
     """Clicks stored before the daily counts existed get counted once, in the deployment's time zone."""
-    from sqlalchemy import select
-
     from store.db import Database
-    from store.models import Click, ClickDaily
-    from store.stats import rebuild_click_daily
+    from store.stats import fill_click_daily
 
     db = Database(config.database.url)
     try:
         async with db.session() as session:
-            if await session.scalar(select(ClickDaily.id).limit(1)) is not None \
-                    or await session.scalar(select(Click.id).limit(1)) is None:
-                return 0
-            return await rebuild_click_daily(session, config.server.timezone)
+            return await fill_click_daily(session, config.server.timezone)
     finally:
         await db.dispose()
 
@@ -168,10 +162,8 @@ def cmd_members_sync(config: Config, args: argparse.Namespace) -> int:
         raise ConfigError("members sync: partner staff need --partner NAME")
 
     async def run() -> int:
-        from sqlalchemy import select
-
         from store.db import Database
-        from store.models import Member
+        from store.members import members_by_userids
 
         await _require_current_schema(config)
         async with aiohttp.ClientSession() as http:
@@ -185,8 +177,7 @@ def cmd_members_sync(config: Config, args: argparse.Namespace) -> int:
         db = Database(config.database.url)
         try:
             async with db.session() as session:
-                existing = {m.userid: m for m in await session.scalars(
-                    select(Member).where(Member.userid.in_([u["userid"] for u in active])))}
+                existing = await members_by_userids(session, [u["userid"] for u in active])
                 rows = [MemberRow(0, u["userid"][:64], (u.get("name") or u["userid"])[:64], args.role,
                                   args.partner.strip() if args.role == "partner" else "",
                                   existing[u["userid"]].region if u["userid"] in existing else "",
@@ -206,13 +197,11 @@ def cmd_members_sync(config: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_leads_import(config: Config, args: argparse.Namespace) -> int:
-    from sqlalchemy import select
-
     from store.db import Database
     from store.leads import import_leads, parse_leads_csv
-    from store.pool_rules import rule_book
     from store.members import CsvRejected
-    from store.models import Partner
+    from store.partners import partner_names as stored_partner_names
+    from store.pool_rules import rule_book
 
     text = _read_csv(args.file)
 
@@ -221,7 +210,7 @@ def cmd_leads_import(config: Config, args: argparse.Namespace) -> int:
         db = Database(config.database.url)
         try:
             async with db.session() as session:
-                partner_names = set(await session.scalars(select(Partner.name)))
+                partner_names = await stored_partner_names(session)
             try:
                 rows = parse_leads_csv(text, partner_names)
             except CsvRejected as rejected:

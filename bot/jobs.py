@@ -8,10 +8,7 @@ import contextlib
 import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from decimal import Decimal
 from zoneinfo import ZoneInfo
-
-from sqlalchemy import func, select
 
 from bot.config import Config
 from bot.metrics import JOB_RUNS
@@ -23,8 +20,9 @@ from store import fraud, points, pool, stats, tiers
 from store import outbox as outbox_store
 from store import tasks as task_store
 from store.db import Database
-from store.members import active_admins
-from store.models import Member, OutboxMessage, PointsEntry, utcnow
+from store.members import active_admins, active_members_of, member_by_id, members_by_ids
+from store.pool_rules import rule_book
+from store.models import utcnow
 from store.runs import claim_run
 
 log = logging.getLogger(__name__)
@@ -65,12 +63,11 @@ async def recycle_idle_leads(db: Database, config: Config) -> int:
     updates and unique message keys make each happen once."""
     now = utcnow()
     async with db.session() as session:
-        book = await pool.rule_book(session, config)
+        book = await rule_book(session, config)
         # One query with the loosest cut-off (warnings included); each lead then meets its own pool's.
         candidates = await pool.idle_leads(session, now - timedelta(days=book.shortest_idle_days - 1),
                                            protected_before=now + timedelta(days=1))
-        holders = {m.id: m for m in await session.scalars(
-            select(Member).where(Member.id.in_([lead.owner_id for lead in candidates])))}
+        holders = await members_by_ids(session, [lead.owner_id for lead in candidates])
     recycled, warnings = 0, []
     for lead in candidates:
         rules = book.of(pool.home_pool(lead))
@@ -104,7 +101,7 @@ async def remind_nurturing(db: Database, config: Config) -> int:
     rows = []
     async with db.session() as session:
         for lead in await pool.due_for_contact(session, now):
-            holder = await session.get(Member, lead.owner_id)
+            holder = await member_by_id(session, lead.owner_id)
             if holder is None or lead.next_contact_at is None:
                 continue
             recent = (await pool.history(session, lead.id))[-3:]
@@ -127,8 +124,7 @@ async def send_daily_digest(db: Database, config: Config, now: datetime | None =
     async with db.session() as session:
         admins = await active_admins(session)
         keys = {admin.id: f"digest:{day.isoformat()}:{admin.id}" for admin in admins}
-        if not admins or await session.scalar(select(func.count()).select_from(OutboxMessage).where(
-                OutboxMessage.dedupe_key.in_(list(keys.values())))) == len(admins):
+        if not admins or await outbox_store.count_keys(session, list(keys.values())) == len(admins):
             return 0  # nobody to tell, or done today
         period = stats.Period(day, day, config.server.timezone, day.isoformat())
         funnel = await stats.funnel(session, stats.Scope(), period)
@@ -154,8 +150,7 @@ async def recalculate_tiers(db: Database, config: Config, now: datetime | None =
         rows = []
         for change in changes:
             text = notices.tier_changed(change, config.tiers.window_days)
-            members = await session.scalars(select(Member).where(Member.partner_id == change.partner.id,
-                                                                 Member.active.is_(True)))
+            members = await active_members_of(session, change.partner.id)
             rows += [(m.userid, f"tier:{month}:{change.partner.id}:{m.id}", reply_to_payload(text)) for m in members]
         if changes:
             summary = notices.tier_summary(month, changes)
@@ -187,12 +182,8 @@ async def send_monthly_statements(db: Database, config: Config, now: datetime | 
         start = points.month_start(last_month, config.server.timezone)
         end = points.month_start(local.date(), config.server.timezone)
         rows = []
-        for member_id, userid, earned, commission in await session.execute(
-                select(Member.id, Member.userid, func.sum(PointsEntry.points), func.sum(PointsEntry.commission))
-                .join(PointsEntry, PointsEntry.member_id == Member.id)
-                .where(PointsEntry.at >= start, PointsEntry.at < end, Member.active.is_(True))
-                .group_by(Member.id, Member.userid)):
-            text = notices.monthly_statement(key, int(earned), Decimal(commission or 0))
+        for member_id, userid, earned, commission in await points.totals_by_member(session, start, end):
+            text = notices.monthly_statement(key, earned, commission)
             rows.append((userid, f"statement:{key}:{member_id}", reply_to_payload(text)))
         if rows:
             await task_store.queue_messages(session, task_id=None, purpose="notice", rows=rows)

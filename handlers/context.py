@@ -12,12 +12,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from handlers.replies import Reply
 from store.models import Member, utcnow
+from store.pool_rules import RuleBook, rule_book
 
 if TYPE_CHECKING:  # the deployment's settings; handlers read them, never import bot at run time
+    from sqlalchemy.ext.asyncio import AsyncSession  # handlers pass the session on to store, never query
+
     from bot.config import Config
 
 PARTNER, MARKETER, ADMIN = "partner", "marketer", "admin"
@@ -60,9 +61,16 @@ class Context:
     # Where the message came from: "wecom" or "wechat", and the sender's id there (userid or openid).
     channel: str = "wecom"
     user_id: str = ""
+    _rule_book: RuleBook | None = field(default=None, init=False, repr=False)
 
     def say(self, en: str, zh: str) -> str:
         return zh if self.lang == "zh" else en
+
+    async def pool_rules(self) -> RuleBook:
+        """The rules of every pool, read from the database at most once per message."""
+        if self._rule_book is None:
+            self._rule_book = await rule_book(self.session, self.config)
+        return self._rule_book
 
 
 Handler = Callable[[Context, Any], Awaitable[Reply | Sequence[Reply]]]

@@ -5,14 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
-
 from handlers.replies import Poster, Reply, Text
 from handlers.context import ArgError, Context
 from handlers.tasks import queue_cards
 from store import onboarding
 from store import tasks as task_store
-from store.models import Partner
+from store.partners import partner_by_name
 
 DEFAULT_DAYS, DEFAULT_USES = 7, 50
 
@@ -81,7 +79,7 @@ def join_url(ctx: Context, code: str) -> str:
 
 
 async def invite(ctx: Context, args: InviteArgs) -> list[Reply]:
-    partner = await ctx.session.scalar(select(Partner).where(Partner.name == args.partner))
+    partner = await partner_by_name(ctx.session, args.partner)
     if partner is None:
         raise ArgError(f"there is no partner called {args.partner[:30]}", f"没有名为 {args.partner[:30]} 的伙伴")
     code = await onboarding.create_invite(ctx.session, partner, days=args.days, uses=args.uses, created_by=ctx.member)

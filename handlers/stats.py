@@ -9,13 +9,12 @@ from datetime import timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
-
 from handlers.replies import Chart, Reply, Text
 from handlers.context import ArgError, Context, parse_id
 from store import attribution, points, stats
 from store import tasks as task_store
-from store.models import Member, Partner, Task
+from store.members import member_by_userid
+from store.partners import partner_by_id, partner_by_name
 from store.stats import BadPeriod, Period, Scope
 
 STEP_NAMES = {"reached": ("reached", "触达"), "sharers": ("shared", "分享"), "unique_clicks": ("unique clicks", "独立点击"),
@@ -149,25 +148,27 @@ async def _scope(ctx: Context, args: ReportArgs) -> tuple[Scope, str]:
     """The scope asked for, within what this person may see, and a label for it."""
     partner_id, labels = None, []
     if args.partner is not None:
-        partner_id = await ctx.session.scalar(select(Partner.id).where(Partner.name == args.partner))
-        if partner_id is None:
+        partner = await partner_by_name(ctx.session, args.partner)
+        if partner is None:
             raise ArgError(f"there is no partner called {args.partner[:30]}", f"没有名为 {args.partner[:30]} 的伙伴")
+        partner_id = partner.id
     if ctx.member.role == "partner":
         if partner_id not in (None, ctx.member.partner_id) or ctx.member.partner_id is None:
             raise ArgError("you can see your own company's figures only", "您只能查看本公司的数据")
         partner_id = ctx.member.partner_id
     member_id = None
     if args.member is not None:
-        member = await ctx.session.scalar(select(Member).where(Member.userid == args.member))
+        member = await member_by_userid(ctx.session, args.member)
         # Partner staff may look at colleagues, not at other companies' people.
         if member is None or (ctx.member.role == "partner" and member.partner_id != ctx.member.partner_id):
             raise ArgError(f"there is no member {args.member} you may see", f"没有您可查看的成员 {args.member}")
         member_id = member.id
         labels.append(member.name)
     if partner_id is not None:
-        labels.append(await ctx.session.scalar(select(Partner.name).where(Partner.id == partner_id)) or "")
+        labelled = await partner_by_id(ctx.session, partner_id)
+        labels.append(labelled.name if labelled is not None else "")
     if args.task_id is not None:
-        task = await ctx.session.get(Task, args.task_id)
+        task = await task_store.get_task(ctx.session, args.task_id)
         # Partner staff see tasks their company got, as `task N` does; no title of another's task leaks.
         if task is None or (ctx.member.role == "partner" and not await task_store.reached_partner(
                 ctx.session, task.id, ctx.member.partner_id)):

@@ -11,7 +11,8 @@ from itertools import groupby
 from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from store.models import AssignmentRule, Lead, LeadEvent, Member, Partner, utcnow
+from store.models import AssignmentRule, Lead, LeadEvent, Member, Partner
+from store.ownership import hand_over
 from store.pool import OPEN
 from store.pool_rules import TIERS, RuleBook, at_least
 
@@ -59,9 +60,31 @@ async def auto_assign(session: AsyncSession, lead: Lead, book: RuleBook) -> Memb
             member = await next_member(session, partner_ids, max_held)
             if member is None:
                 continue
-            now = utcnow()
-            lead.owner_id, lead.status, lead.claimed_at, lead.updated_at = member.id, "claimed", now, now
-            session.add(LeadEvent(lead_id=lead.id, kind="assigned", member_id=member.id, note=f"rule #{rule.id}", at=now))
-            await session.flush()
-            return member
+            taken = await hand_over(session, lead.id, member, kind="assigned", member_id=member.id,
+                                    note=f"rule #{rule.id}", only_if=[Lead.owner_id.is_(None), Lead.status == "new"])
+            return member if taken is not None else None
     return None
+
+
+async def active_rules(session: AsyncSession) -> list[AssignmentRule]:
+    return list(await session.scalars(select(AssignmentRule).where(AssignmentRule.active.is_(True))
+                                      .order_by(AssignmentRule.priority, AssignmentRule.id)))
+
+
+async def get_rule(session: AsyncSession, rule_id: int) -> AssignmentRule | None:
+    return await session.get(AssignmentRule, rule_id)
+
+
+async def add_rule(session: AsyncSession, *, priority: int, region: str, industry: str, partner_id: int | None,
+                   min_tier: str) -> AssignmentRule:
+    rule = AssignmentRule(priority=priority, region=region, industry=industry, partner_id=partner_id,
+                          min_tier=min_tier, active=True)
+    session.add(rule)
+    await session.flush()
+    return rule
+
+
+async def retire_rule(session: AsyncSession, rule: AssignmentRule) -> None:
+    """Rules are kept (leads' audit trails name them), only no longer applied."""
+    rule.active = False
+    await session.flush()

@@ -126,3 +126,10 @@ async def current_revision(db: Database) -> str | None:
 
     async with db.engine.connect() as connection:
         return await connection.run_sync(lambda sync: MigrationContext.configure(sync).get_current_revision())
+
+
+async def ping(session: AsyncSession) -> None:
+    """Raises if the database does not answer (the health check)."""
+    from sqlalchemy import text
+
+    await session.execute(text("SELECT 1"))

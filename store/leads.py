@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from store.assignment import auto_assign
 from store.pool_rules import RuleBook
 from store.models import Click, Lead, LeadEvent, LeadTouch, Member, utcnow
+from store.ownership import hand_over
 from store.text import clean_text
 
 # Mainland mobile numbers: 11 digits starting 13-19, optionally written with +86 / 86 and separators.
@@ -94,8 +95,7 @@ async def create_from_form(session: AsyncSession, form: LeadForm, *, sharer: Mem
     lead_id = await session.scalar(
         insert(Lead).values(
             name=form.name, company=form.company, phone=form.phone, region=form.region, industry=form.industry,
-            source=f"form:{channel}", status="claimed" if sharer else "new", owner_id=sharer.id if sharer else None,
-            partner_id=sharer.partner_id if sharer else None, task_id=task_id, link_id=link_id,
+            source=f"form:{channel}", status="new", owner_id=None, partner_id=sharer.partner_id if sharer else None, task_id=task_id, link_id=link_id,
             visitor_id=visitor_id, consent_at=now, dedupe_key=form_dedupe_key(form.phone, task_id, now, book.of(None).timezone),
             protected_until=now + timedelta(days=book.of(sharer.partner_id).protect_days) if sharer else None, created_at=now, updated_at=now)
         .on_conflict_do_nothing(index_elements=["dedupe_key"]).returning(Lead.id))
@@ -105,7 +105,9 @@ async def create_from_form(session: AsyncSession, form: LeadForm, *, sharer: Mem
     assert lead is not None
     session.add(LeadEvent(lead_id=lead.id, kind="created", member_id=None, note=f"form via {channel}", at=now))
     if sharer is not None:
-        session.add(LeadEvent(lead_id=lead.id, kind="assigned", member_id=sharer.id, note="sharer", at=now))
+        # claimed_at stays empty as it always was for form leads: their clock runs from created_at.
+        await hand_over(session, lead.id, sharer, kind="assigned", member_id=sharer.id, note="sharer", now=now,
+                        claimed_at=None)
     else:
         await auto_assign(session, lead, book)
     clicks = (await session.execute(select(Click.id, Click.link_id, Click.at).where(
@@ -119,6 +121,10 @@ async def create_from_form(session: AsyncSession, form: LeadForm, *, sharer: Mem
 
 async def touches(session: AsyncSession, lead_id: int) -> list[LeadTouch]:
     return list(await session.scalars(select(LeadTouch).where(LeadTouch.lead_id == lead_id).order_by(LeadTouch.at)))
+
+
+async def get_lead(session: AsyncSession, lead_id: int) -> Lead | None:
+    return await session.get(Lead, lead_id)
 
 
 LEAD_CSV_COLUMNS = ("name", "company", "phone", "region", "industry", "source", "pool")

@@ -57,6 +57,34 @@ async def get_member(session: AsyncSession, userid: str) -> Member | None:
     return await session.scalar(select(Member).where(Member.userid == userid, Member.active.is_(True)))
 
 
+async def member_by_id(session: AsyncSession, member_id: int) -> Member | None:
+    """Also one who left (inactive): callers decide what a former member may still be."""
+    return await session.get(Member, member_id)
+
+
+async def member_by_userid(session: AsyncSession, userid: str) -> Member | None:
+    """Also one who left (inactive), unlike get_member."""
+    return await session.scalar(select(Member).where(Member.userid == userid))
+
+
+async def active_partner_member(session: AsyncSession, userid: str) -> Member | None:
+    """Partner staff still active: the only members a lead may be given to."""
+    return await session.scalar(select(Member).where(Member.userid == userid, Member.active.is_(True),
+                                                     Member.role == "partner"))
+
+
+async def members_by_ids(session: AsyncSession, member_ids: list[int]) -> dict[int, Member]:
+    return {m.id: m for m in await session.scalars(select(Member).where(Member.id.in_(member_ids)))}
+
+
+async def members_by_userids(session: AsyncSession, userids: list[str]) -> dict[str, Member]:
+    return {m.userid: m for m in await session.scalars(select(Member).where(Member.userid.in_(userids)))}
+
+
+async def active_members_of(session: AsyncSession, partner_id: int) -> list[Member]:
+    return list(await session.scalars(select(Member).where(Member.partner_id == partner_id, Member.active.is_(True))))
+
+
 def parse_members_csv(text: str) -> list[MemberRow]:
     """Validate every row before anything is written; raise CsvRejected listing all bad rows."""
     text = text.removeprefix("\ufeff")  # files saved by Excel start with a byte-order mark

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from store.errors import Refusal
 from store.models import Invite, InviteUse, Member, Partner, utcnow
+from store.partners import partner_by_name
 from store.pool_rules import TIER_NAMES, TIERS  # noqa: F401 (one list of tiers for pools and partners)
 from store.text import clean_text
 
@@ -50,7 +51,7 @@ async def create_partner(session: AsyncSession, name: str, region: str = "", ind
                       "区域最多 64 个字，每个行业最多 32 个字")
     if tier not in TIERS:
         raise BadPartner("tier", f"the tier is one of {', '.join(TIERS)}", "等级须为 注册、银牌 或 金牌")
-    if await session.scalar(select(Partner.id).where(Partner.name == name)) is not None:
+    if await partner_by_name(session, name) is not None:
         raise BadPartner("name", f"there is already a partner called {name}", f"已有名为 {name} 的伙伴")
     partner = Partner(name=name, region=region, industries=industries, tier=tier)
     session.add(partner)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, case, or_, select, tuple_, update
+from sqlalchemy import and_, case, func, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from store.models import OutboxMessage, utcnow
@@ -151,3 +151,16 @@ async def release_waiting(session: AsyncSession, recipients: Collection[str], *,
         .execution_options(synchronize_session=False)
     )
     return result.rowcount
+
+
+async def count_keys(session: AsyncSession, keys: list[str]) -> int:
+    """How many of these message keys are queued or sent already (a job's "done today?")."""
+    return int(await session.scalar(select(func.count()).select_from(OutboxMessage)
+                                     .where(OutboxMessage.dedupe_key.in_(keys))) or 0)
+
+
+async def backlog(session: AsyncSession) -> dict[str, int]:
+    """Messages not yet delivered, by status (pending, sending, waiting), for the metrics."""
+    return dict((await session.execute(
+        select(OutboxMessage.status, func.count()).where(OutboxMessage.status.in_(("pending", "sending", "waiting")))
+        .group_by(OutboxMessage.status))).all())

@@ -132,3 +132,24 @@ async def balance(session: AsyncSession, member_id: int, since: datetime | None 
 
 def month_start(day: date, zone: str) -> datetime:
     return datetime.combine(day.replace(day=1), time(0), tzinfo=ZoneInfo(zone))
+
+
+async def statement_entries(session: AsyncSession, partner_id: int, first: date, after: date,
+                            zone: str) -> list[tuple[PointsEntry, str, str]]:
+    """A partner's ledger entries from `first` up to `after` (local days), each with the member's
+    userid and name, in the order they were earned."""
+    return [(entry, userid, name) for entry, userid, name in (await session.execute(
+        select(PointsEntry, Member.userid, Member.name).join(Member, Member.id == PointsEntry.member_id)
+        .where(PointsEntry.partner_id == partner_id, PointsEntry.at >= month_start(first, zone),
+               PointsEntry.at < month_start(after, zone))
+        .order_by(PointsEntry.at, PointsEntry.id))).all()]
+
+
+async def totals_by_member(session: AsyncSession, start: datetime, end: datetime) -> list[tuple[int, str, int, Decimal]]:
+    """(member id, userid, points, commission) earned in [start, end) by each active member who earned any."""
+    return [(member_id, userid, int(earned), Decimal(commission or 0)) for member_id, userid, earned, commission in
+            await session.execute(
+                select(Member.id, Member.userid, func.sum(PointsEntry.points), func.sum(PointsEntry.commission))
+                .join(PointsEntry, PointsEntry.member_id == Member.id)
+                .where(PointsEntry.at >= start, PointsEntry.at < end, Member.active.is_(True))
+                .group_by(Member.id, Member.userid))]

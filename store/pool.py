@@ -1,8 +1,8 @@
 """The lead pool's rules (DESIGN §5), enforced in the database so they hold across instances.
 
 A member's claims are serialised by first writing their own member row (a row lock on PostgreSQL,
-the write lock on SQLite); the claim itself is a conditional UPDATE, so of two members claiming
-one lead at once exactly one wins.
+the write lock on SQLite); the claim itself is a conditional UPDATE (store/ownership.py, which
+writes every change of hands), so of two members claiming one lead at once exactly one wins.
 
 `protect_days`: a lead from a partner's own link is its sharer's until `protected_until`. That is
 part of the same conditional UPDATEs (claim and recycle), so it holds under races too. The sharer
@@ -10,16 +10,20 @@ gives it up by returning the lead; an admin's move overrides it.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from decimal import Decimal
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import and_, exists, false, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from store.errors import Refusal
-from store.models import Lead, LeadEvent, Member, TrackedLink, utcnow
-from store.pool_rules import TIER_NAMES, PoolRules, RuleBook, at_least, rule_book, rules_from  # noqa: F401 (the pool API)
+from store.models import Lead, LeadEvent, Member, Partner, PoolSettings, TrackedLink, utcnow
+from store.ownership import hand_over
+from store.pool_rules import TIER_NAMES, PoolRules, RuleBook, at_least, rules_from  # noqa: F401 (the pool API)
+from store.pool_rules import EDITABLE, rule_book, set_overrides
 from store.text import clean_text
 
 OPEN = ("claimed", "following", "nurturing")  # held by someone, not finished
@@ -76,6 +80,39 @@ async def visible_pool(session: AsyncSession, member: Member, book: RuleBook, wo
     return list(await session.scalars(query.order_by(Lead.created_at.desc()).limit(limit)))
 
 
+@dataclass(frozen=True)
+class PoolView:
+    """One pool as admins see it: the rules in force, and which of them an admin set (the rest are
+    the config's [pool])."""
+
+    name: str
+    partner_id: int | None
+    rules: PoolRules
+    overrides: dict[str, Any]
+
+
+def _view(name: str, partner_id: int | None, book: RuleBook, settings: PoolSettings | None) -> PoolView:
+    overrides = {} if settings is None else {key: getattr(settings, key) for key in EDITABLE
+                                             if getattr(settings, key) is not None}
+    return PoolView(name, partner_id, book.of(partner_id), overrides)
+
+
+async def pools_overview(session: AsyncSession, config) -> list[PoolView]:  # type: ignore[no-untyped-def]
+    """The public pool, then every partner's pool by name."""
+    book = await rule_book(session, config)
+    settings = {s.partner_id: s for s in await session.scalars(select(PoolSettings))}
+    partners = (await session.execute(select(Partner.id, Partner.name).order_by(Partner.name))).all()
+    return [_view("public", None, book, settings.get(None))] + [
+        _view(name, partner_id, book, settings.get(partner_id)) for partner_id, name in partners]
+
+
+async def change_rules(session: AsyncSession, config, name: str, partner_id: int | None,  # type: ignore[no-untyped-def]
+                       changes: dict[str, Any]) -> PoolView:
+    """Set some of one pool's rules (None: back to the config's); BadRules names a bad one."""
+    settings = await set_overrides(session, partner_id, changes)
+    return _view(name, partner_id, await rule_book(session, config), settings)
+
+
 def local_time(at: datetime, zone: str) -> str:
     return at.astimezone(ZoneInfo(zone)).strftime("%Y-%m-%d %H:%M")
 
@@ -108,17 +145,11 @@ async def claim(session: AsyncSession, member: Member, lead_id: int, book: RuleB
     if today >= rules.daily_claim_limit:
         raise Refusal(f"you have claimed {today} leads today, the daily limit; try again tomorrow",
                       f"您今天已领取 {today} 条线索，达到每日上限，请明天再来")
-    result = await session.execute(
-        update(Lead)
-        # Still in the pool whose rules were applied: a lead moved meanwhile is refused, not misjudged.
-        .where(Lead.id == lead_id, _claimable_in(pool_of_lead, member, rules, now))
-        .values(owner_id=member.id, status="claimed", claimed_at=now, updated_at=now)
-        .execution_options(synchronize_session=False))
-    if result.rowcount != 1:
+    lead = await hand_over(session, lead_id, member, kind="claimed", member_id=member.id, note="", now=now,
+                           # Still in the pool whose rules were applied: a lead moved meanwhile is refused, not misjudged.
+                           only_if=[_claimable_in(pool_of_lead, member, rules, now)])
+    if lead is None:
         raise await _why_not_claimable(session, member, lead_id, rules, now)
-    session.add(LeadEvent(lead_id=lead_id, kind="claimed", member_id=member.id, note="", at=now))
-    lead = await session.get(Lead, lead_id, populate_existing=True)
-    assert lead is not None
     return lead
 
 
@@ -179,12 +210,13 @@ async def give_back(session: AsyncSession, member: Member, lead_id: int, reason:
     reason = check_text(reason, "reason", "退回原因", required=rules.return_reason_required)
     now = utcnow()
     given_up = lead.protected_until if lead.protected_until is not None and lead.protected_until > now else None
-    lead.owner_id, lead.status, lead.claimed_at, lead.updated_at = None, "new", None, now
-    lead.protected_until = None
-    lead.pool_partner_id = home_pool(lead)
-    session.add(LeadEvent(lead_id=lead.id, kind="returned", member_id=member.id, note=reason, at=now))
-    await session.flush()
-    return lead, given_up
+    returned = await hand_over(session, lead.id, None, kind="returned", member_id=member.id, note=reason, now=now,
+                               only_if=[Lead.owner_id == member.id, Lead.status.in_(OPEN)],
+                               protected_until=None, pool_partner_id=home_pool(lead))
+    if returned is None:  # only without a row lock (SQLite): it changed hands since it was read
+        raise Refusal(f"lead #{lead_id} is not one of yours; send leads to see them",
+                      f"线索 #{lead_id} 不是您的；发送“我的线索”查看")
+    return returned, given_up
 
 
 async def follow_up(session: AsyncSession, member: Member, lead_id: int, note: str) -> Lead:
@@ -276,16 +308,12 @@ async def recycle(session: AsyncSession, lead: Lead, idle_before: datetime) -> b
     """Put an idle lead back in its pool; False if it moved meanwhile (followed up, or another
     instance recycled it first) or is protected for its sharer."""
     now = utcnow()
-    result = await session.execute(
-        update(Lead).where(Lead.id == lead.id, Lead.owner_id == lead.owner_id, Lead.status.in_(WORKING),
-                           _last_activity() <= idle_before, _unprotected(now))
-        .values(owner_id=None, status="new", claimed_at=None, protected_until=None, updated_at=now,
-                pool_partner_id=func.coalesce(Lead.pool_partner_id, Lead.partner_id))
-        .execution_options(synchronize_session=False))
-    if result.rowcount != 1:
-        return False
-    session.add(LeadEvent(lead_id=lead.id, kind="recycled", member_id=lead.owner_id, note="no follow-up", at=now))
-    return True
+    recycled = await hand_over(
+        session, lead.id, None, kind="recycled", member_id=lead.owner_id, note="no follow-up", now=now,
+        only_if=[Lead.owner_id == lead.owner_id, Lead.status.in_(WORKING), _last_activity() <= idle_before,
+                 _unprotected(now)],
+        protected_until=None, pool_partner_id=func.coalesce(Lead.pool_partner_id, Lead.partner_id))
+    return recycled is not None
 
 
 async def move(session: AsyncSession, lead: Lead, *, partner_id: int | None = None, member: Member | None = None,
@@ -294,20 +322,14 @@ async def move(session: AsyncSession, lead: Lead, *, partner_id: int | None = No
     An admin's move overrides `protect_days`: the protection ends (noted in the audit trail)."""
     now = utcnow()
     lifted = " (protection lifted)" if lead.protected_until is not None and lead.protected_until > now else ""
-    lead.protected_until = None
     if member is not None:
-        lead.owner_id, lead.status, lead.claimed_at = member.id, "claimed", now
-        lead.pool_partner_id = member.partner_id
-        session.add(LeadEvent(lead_id=lead.id, kind="assigned", member_id=member.id, note=f"by {by}{lifted}", at=now))
+        await hand_over(session, lead.id, member, kind="assigned", member_id=member.id, note=f"by {by}{lifted}",
+                        now=now, protected_until=None, pool_partner_id=member.partner_id)
     else:
-        if lead.owner_id is not None:
-            session.add(LeadEvent(lead_id=lead.id, kind="returned", member_id=lead.owner_id, note=f"moved by {by}", at=now))
-        lead.owner_id, lead.status, lead.claimed_at, lead.pool_partner_id = None, "new", None, partner_id
-        session.add(LeadEvent(lead_id=lead.id, kind="assigned", member_id=None,
-                              note=f"to {'partner pool ' + str(partner_id) if partner_id else 'public pool'} by {by}{lifted}",
-                              at=now))
-    lead.updated_at = now
-    await session.flush()
+        where = f"partner pool {partner_id}" if partner_id else "public pool"
+        await hand_over(session, lead.id, None, kind="assigned", member_id=None, note=f"to {where} by {by}{lifted}",
+                        now=now, released=None if lead.owner_id is None else (lead.owner_id, f"moved by {by}"),
+                        protected_until=None, pool_partner_id=partner_id)
 
 
 async def nurture(session: AsyncSession, member: Member, lead_id: int, until: datetime, note: str) -> Lead:

@@ -344,6 +344,16 @@ async def trend(session: AsyncSession, scope: Scope, period: Period) -> dict[str
     return series
 
 
+async def fill_click_daily(session: AsyncSession, zone: str) -> int:
+    """Clicks stored before the daily counts existed get counted once; 0 if there is nothing to do."""
+    from store.models import Click
+
+    if await session.scalar(select(ClickDaily.id).limit(1)) is not None \
+            or await session.scalar(select(Click.id).limit(1)) is None:
+        return 0
+    return await rebuild_click_daily(session, zone)
+
+
 async def rebuild_click_daily(session: AsyncSession, zone: str) -> int:
     """Recount the daily click table from the clicks (after an upgrade, or a time-zone change)."""
     from store.models import Click

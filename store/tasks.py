@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from store.bindings import MEMBER_CHANNEL
 from store.db import chunked
 from store.models import Broadcast, Member, MemberTag, OutboxMessage, Partner, Share, Task, utcnow
+from store.partners import partner_by_name
 from store.text import clean_text
 
 TITLE_MAX, DESCRIPTION_MAX, URL_MAX = 64, 1000, 2000
@@ -125,6 +126,12 @@ async def get_task(session: AsyncSession, task_id: int) -> Task | None:
     return await session.get(Task, task_id)
 
 
+async def published_tasks(session: AsyncSession) -> list[tuple[int, str]]:
+    """(id, title) of every task past draft, oldest first: the tasks reports list."""
+    return [(tid, title) for tid, title in await session.execute(
+        select(Task.id, Task.title).where(Task.status != "draft").order_by(Task.id))]
+
+
 # ----- targets -------------------------------------------------------------------------------------
 TARGET_KINDS = {"partner": "partner", "伙伴": "partner", "region": "region", "区域": "region", "tag": "tag",
                 "标签": "tag", "user": "user", "用户": "user"}
@@ -197,12 +204,12 @@ async def open_tasks_targeting(session: AsyncSession, member: Member) -> list[Ta
 
 async def _target_condition(session: AsyncSession, kind: str, value: str) -> Any:
     if kind == "partner":
-        partner_id = await session.scalar(select(Partner.id).where(Partner.name == value))
-        if partner_id is None:
+        partner = await partner_by_name(session, value)
+        if partner is None:
             names = list(await session.scalars(select(Partner.name).order_by(Partner.name).limit(20)))
             raise TargetError(f"no partner is called “{value[:40]}”; partners: {', '.join(names) or 'none yet'}",
                               f"没有名为“{value[:40]}”的伙伴；现有伙伴：{'、'.join(names) or '暂无'}")
-        return and_(Member.partner_id == partner_id, Member.role == "partner")
+        return and_(Member.partner_id == partner.id, Member.role == "partner")
     if kind == "region":
         regions = list(await session.scalars(
             select(Member.region).where(Member.role == "partner", Member.region != "").distinct().order_by(Member.region)))

@@ -9,7 +9,8 @@ from aiohttp import web
 from bot.config import Config
 from bot.web.links import page
 from store import onboarding
-from store.models import Partner, utcnow
+from store.models import utcnow
+from store.partners import partner_by_id
 
 
 def invite_routes(config: Config, db_of: Any) -> list[web.RouteDef]:
@@ -24,7 +25,7 @@ def invite_routes(config: Config, db_of: Any) -> list[web.RouteDef]:
                 status = 404 if invite is None else 410
                 return page(status, "邀请码不可用 / Invite not usable",
                             f"{problem.zh if problem else ''}。{problem.en if problem else ''}.")
-            partner = await session.get(Partner, invite.partner_id)
+            partner = await partner_by_id(session, invite.partner_id)
         name = partner.name if partner else ""
         return page(200, f"加入 {name} / Join {name}",
                     f"请在企业微信中向伙伴助手发送：加入 {invite.code}\n"

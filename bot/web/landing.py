@@ -18,7 +18,7 @@ from handlers.replies import Text, reply_to_payload
 from store import leads as lead_store
 from store import outbox as outbox_store
 from store.bindings import MEMBER_CHANNEL
-from store.models import Member
+from store.members import member_by_id
 from store.pool_rules import rule_book
 
 log = logging.getLogger(__name__)
@@ -97,7 +97,7 @@ def landing_routes(links: LinkCache, visitors: Visitors, config: Config, db_of: 
         visitor = visitors.visitor_id(request, ip_hash)
         claims: list[outbox_store.Claim] = []
         async with db_of(request).session() as session:
-            sharer = await session.get(Member, target.member_id)
+            sharer = await member_by_id(session, target.member_id)
             owner = sharer if sharer is not None and sharer.active else None  # one who left: to the pool
             lead = await lead_store.create_from_form(
                 session, lead_form, sharer=owner, task_id=target.task_id, link_id=target.link_id,

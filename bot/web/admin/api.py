@@ -9,12 +9,13 @@ from typing import Any
 from aiohttp import web
 
 from bot.config import Config
-from store import tasks as task_store
-from sqlalchemy import select
-
+from store import assignment
 from store import leads as lead_store
 from store import pool, pool_rules
-from store.models import TASK_STATUSES, AssignmentRule, Lead, Member, Partner, PoolSettings, Task, utcnow
+from store import tasks as task_store
+from store.members import active_partner_member
+from store.models import TASK_STATUSES, AssignmentRule, Lead, Task, utcnow
+from store.partners import partner_by_name
 
 log = logging.getLogger(__name__)
 
@@ -43,19 +44,19 @@ def _path_id(raw: str) -> int | None:
     return int(raw) if raw.isascii() and raw.isdigit() and len(raw) < 10 else None
 
 
-async def _lookup(session: Any, model: Any, raw: str) -> Any:
+async def _lookup(session: Any, find: Any, raw: str) -> Any:
     key = _path_id(raw)
-    return None if key is None else await session.get(model, key)
+    return None if key is None else await find(session, key)
 
 
 async def _pool_id(session: Any, name: str, field: str | None, status: int = 422) -> int | None:
     """A pool named in a request: None for the public pool, else the partner's id (_Refused if none)."""
     if name.lower() in lead_store.PUBLIC_POOL_WORDS:
         return None
-    partner_id = await session.scalar(select(Partner.id).where(Partner.name == name))
-    if partner_id is None:
+    partner = await partner_by_name(session, name)
+    if partner is None:
         raise _Refused(_error(status, f"no partner called {name!r}: use public or a partner's name", field))
-    return int(partner_id)
+    return partner.id
 
 
 def admin_routes(config: Config, db_of: Any, client_of: Any) -> tuple[list[web.RouteDef], Any]:
@@ -217,10 +218,10 @@ def admin_routes(config: Config, db_of: Any, client_of: Any) -> tuple[list[web.R
             async with db_of(request).session() as session:
                 await _pool_id(session, body.get("pool", ""), "pool")  # the import looks it up by name again
                 row = lead_store.LeadRow(0, form, (body.get("source") or "api")[:32], body.get("pool", ""))
-                created, _ = await lead_store.import_leads(session, [row], book=await pool.rule_book(session, config))
+                created, _ = await lead_store.import_leads(session, [row], book=await pool_rules.rule_book(session, config))
                 if not created:
                     raise _Refused(_error(409, "a lead with this phone and company already exists", "phone"))
-                lead = await session.get(Lead, created[0])
+                lead = await lead_store.get_lead(session, created[0])
                 return web.json_response(lead_json(lead, []), status=201)
         except _Refused as refused:
             return refused.response
@@ -237,16 +238,14 @@ def admin_routes(config: Config, db_of: Any, client_of: Any) -> tuple[list[web.R
     async def get_lead(request: web.Request) -> web.Response:
         raw = request.match_info["lead_id"]
         async with db_of(request).session() as session:
-            lead = await _lookup(session, Lead, raw)
+            lead = await _lookup(session, lead_store.get_lead, raw)
             if lead is None:
                 return _error(404, "no such lead")
             return web.json_response(lead_json(lead, await pool.history(session, lead.id)))
 
     async def list_rules(request: web.Request) -> web.Response:
         async with db_of(request).session() as session:
-            rules = await session.scalars(select(AssignmentRule).where(AssignmentRule.active.is_(True))
-                                          .order_by(AssignmentRule.priority, AssignmentRule.id))
-            return web.json_response({"rules": [rule_json(r) for r in rules]})
+            return web.json_response({"rules": [rule_json(r) for r in await assignment.active_rules(session)]})
 
     def rule_json(rule: AssignmentRule) -> dict[str, Any]:
         return {"id": rule.id, "priority": rule.priority, "region": rule.region, "industry": rule.industry,
@@ -268,23 +267,23 @@ def admin_routes(config: Config, db_of: Any, client_of: Any) -> tuple[list[web.R
         async with db_of(request).session() as session:
             partner_id = None
             if body.get("partner"):  # without a partner, the rule picks partners by industry and tier
-                partner_id = await session.scalar(select(Partner.id).where(Partner.name == body["partner"]))
-                if partner_id is None:
+                partner = await partner_by_name(session, body["partner"])
+                if partner is None:
                     return _error(422, f"no partner called {body['partner']!r}", "partner")
-            rule = AssignmentRule(priority=body.get("priority", 100), region=body.get("region", "").strip(),
-                                  industry=body.get("industry", "").strip(), partner_id=partner_id,
-                                  min_tier=body.get("min_tier", "registered"), active=True)
-            session.add(rule)
-            await session.flush()
+                partner_id = partner.id
+            rule = await assignment.add_rule(session, priority=body.get("priority", 100),
+                                             region=body.get("region", "").strip(),
+                                             industry=body.get("industry", "").strip(), partner_id=partner_id,
+                                             min_tier=body.get("min_tier", "registered"))
             return web.json_response(rule_json(rule), status=201)
 
     async def remove_rule(request: web.Request) -> web.Response:
         raw = request.match_info["rule_id"]
         async with db_of(request).session() as session:
-            rule = await _lookup(session, AssignmentRule, raw)
+            rule = await _lookup(session, assignment.get_rule, raw)
             if rule is None or not rule.active:
                 return _error(404, "no such rule")
-            rule.active = False
+            await assignment.retire_rule(session, rule)
             return web.json_response({"id": rule.id, "active": False})
 
     async def assign_lead(request: web.Request) -> web.Response:
@@ -299,14 +298,13 @@ def admin_routes(config: Config, db_of: Any, client_of: Any) -> tuple[list[web.R
             return _error(400, 'give exactly one of {"pool": "PARTNER or empty"} or {"member": "USERID"}')
         try:
             async with db_of(request).session() as session:
-                lead = await _lookup(session, Lead, raw)
+                lead = await _lookup(session, lead_store.get_lead, raw)
                 if lead is None:
                     raise _Refused(_error(404, "no such lead"))
                 if lead.status in ("won", "lost"):
                     raise _Refused(_error(422, f"lead is {lead.status}", "status"))
                 if "member" in body:
-                    member = await session.scalar(select(Member).where(Member.userid == body["member"],
-                                                                       Member.active.is_(True), Member.role == "partner"))
+                    member = await active_partner_member(session, body["member"])
                     if member is None:
                         raise _Refused(_error(422, f"no active partner member {body['member']!r}", "member"))
                     await pool.move(session, lead, member=member)
@@ -316,20 +314,14 @@ def admin_routes(config: Config, db_of: Any, client_of: Any) -> tuple[list[web.R
         except _Refused as refused:
             return refused.response
 
-    def pool_json(name: str, partner_id: int | None, book: pool.RuleBook, settings: PoolSettings | None) -> dict[str, Any]:
-        rules = book.of(partner_id)
-        return {"pool": name, "rules": {key: getattr(rules, key) for key in pool_rules.EDITABLE},
-                "overrides": {key: getattr(settings, key) for key in pool_rules.EDITABLE
-                              if settings is not None and getattr(settings, key) is not None}}
+    def pool_json(view: pool.PoolView) -> dict[str, Any]:
+        return {"pool": view.name, "rules": {key: getattr(view.rules, key) for key in pool_rules.EDITABLE},
+                "overrides": view.overrides}
 
     async def list_pools(request: web.Request) -> web.Response:
         """Every pool with the rules in force and which of them an admin set (the rest: [pool] config)."""
         async with db_of(request).session() as session:
-            book = await pool.rule_book(session, config)
-            settings = {s.partner_id: s for s in await session.scalars(select(PoolSettings))}
-            partners = (await session.execute(select(Partner.id, Partner.name).order_by(Partner.name))).all()
-            return web.json_response({"pools": [pool_json("public", None, book, settings.get(None))] + [
-                pool_json(name, partner_id, book, settings.get(partner_id)) for partner_id, name in partners]})
+            return web.json_response({"pools": [pool_json(view) for view in await pool.pools_overview(session, config)]})
 
     async def set_pool_rules(request: web.Request) -> web.Response:
         """PATCH {"max_held": 50, "idle_days": null}: set some of one pool's rules (null = back to config)."""
@@ -346,11 +338,11 @@ def admin_routes(config: Config, db_of: Any, client_of: Any) -> tuple[list[web.R
             except _Refused as refused:
                 return refused.response
             try:
-                settings = await pool_rules.set_overrides(session, partner_id, body)
+                view = await pool.change_rules(session, config, name, partner_id, body)
             except pool_rules.BadRules as bad:
                 return _error(422, str(bad), bad.field)
             log.info("pool %s rules changed: %s", name, body)
-            return web.json_response(pool_json(name, partner_id, await pool.rule_book(session, config), settings))
+            return web.json_response(pool_json(view))
 
     routes = [
         web.get("/api/pools", list_pools),

@@ -5,12 +5,12 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from aiohttp import web
-from sqlalchemy import select
 
 from bot.config import Config
 from store import bindings, onboarding
 from store.errors import Refusal
 from store.members import USERID_PATTERN, get_member
+from store.partners import partner_by_name, partners_by_name
 from store.models import Invite, Partner
 from store.text import clean_text
 
@@ -79,8 +79,7 @@ def partner_routes(config: Config, db_of: Any) -> list[web.RouteDef]:
 
     async def list_partners(request: web.Request) -> web.Response:
         async with db_of(request).session() as session:
-            return web.json_response({"partners": [partner_json(p) for p in
-                                                   await session.scalars(select(Partner).order_by(Partner.name))]})
+            return web.json_response({"partners": [partner_json(p) for p in await partners_by_name(session)]})
 
     async def create(request: web.Request) -> web.Response:
         body = await read(request, creating=True)
@@ -101,7 +100,7 @@ def partner_routes(config: Config, db_of: Any) -> list[web.RouteDef]:
         if isinstance(body, web.Response):
             return body
         async with db_of(request).session() as session:
-            partner = await session.scalar(select(Partner).where(Partner.name == request.match_info["name"]))
+            partner = await partner_by_name(session, request.match_info["name"])
             if partner is None:
                 return _error(404, "no such partner")
             if "commission_rate" in body:
@@ -123,7 +122,7 @@ def partner_routes(config: Config, db_of: Any) -> list[web.RouteDef]:
                                              for k in ("days", "uses")):
             return _error(400, "days and uses are whole numbers")
         async with db_of(request).session() as session:
-            partner = await session.scalar(select(Partner).where(Partner.name == request.match_info["name"]))
+            partner = await partner_by_name(session, request.match_info["name"])
             if partner is None:
                 return _error(404, "no such partner")
             try:

@@ -8,12 +8,13 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from aiohttp import web
-from sqlalchemy import select
 
 from bot.config import Config
 from bot.web.csv_export import csv_text
 from store import attribution, points, stats
-from store.models import Member, Partner, PointsEntry, Task, utcnow
+from store import tasks as task_store
+from store.models import utcnow
+from store.partners import partner_by_name, partner_ids_and_names
 
 FUNNEL_COLUMNS = ["scope", "id", "name", "reached", "sharers", "shares", "deliveries", "clicks", "unique_clicks",
                   "bot_clicks", "held_clicks", "leads", "taken", "won", "held_leads", "deals", "revenue"]
@@ -65,10 +66,10 @@ def stats_routes(config: Config, db_of: Any) -> list[web.RouteDef]:
             scopes: list[tuple[str, int | None, str, stats.Scope]] = [("all", None, "", stats.Scope())]
             if by == "partner":
                 scopes += [("partner", pid, name, stats.Scope(partner_id=pid)) for pid, name in
-                           await session.execute(select(Partner.id, Partner.name).order_by(Partner.id))]
+                           await partner_ids_and_names(session)]
             elif by == "task":
                 scopes += [("task", tid, title, stats.Scope(task_id=tid)) for tid, title in
-                           await session.execute(select(Task.id, Task.title).where(Task.status != "draft").order_by(Task.id))]
+                           await task_store.published_tasks(session)]
             rows = [{"scope": kind, "id": key, "name": name, **(await stats.funnel(session, scope, period)).as_dict()}
                     for kind, key, name, scope in scopes]
         return _table(request, f"funnel-{period.first_day}-{period.last_day}", FUNNEL_COLUMNS, rows,
@@ -112,14 +113,10 @@ def stats_routes(config: Config, db_of: Any) -> list[web.RouteDef]:
             return web.json_response({"error": str(bad), "field": bad.field}, status=400)
         after = (first + timedelta(days=32)).replace(day=1)
         async with db_of(request).session() as session:
-            partner = await session.scalar(select(Partner).where(Partner.name == request.query.get("partner", "")))
+            partner = await partner_by_name(session, request.query.get("partner", ""))
             if partner is None:
                 return web.json_response({"error": "no such partner", "field": "partner"}, status=404)
-            entries = (await session.execute(
-                select(PointsEntry, Member.userid, Member.name).join(Member, Member.id == PointsEntry.member_id)
-                .where(PointsEntry.partner_id == partner.id, PointsEntry.at >= points.month_start(first, zone),
-                       PointsEntry.at < points.month_start(after, zone))
-                .order_by(PointsEntry.at, PointsEntry.id))).all()
+            entries = await points.statement_entries(session, partner.id, first, after, zone)
         rows = [{"member": userid, "name": name, "kind": e.kind, "basis": e.basis, "points": e.points,
                  "commission": e.commission, "at": e.at.isoformat()} for e, userid, name in entries]
         return _table(request, f"statement-{partner.name}-{month}", STATEMENT_COLUMNS, rows, {

@@ -1,0 +1,74 @@
+"""The demo's data written: members, leads and a past campaign for `partnerbot demo` (the data
+itself is bot/demo.py's)."""
+from __future__ import annotations
+
+import random
+from datetime import timedelta
+from decimal import Decimal
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from store import links as link_store
+from store.bindings import WECHAT, attach
+from store.members import MemberRow, import_members
+from store.models import Lead, LeadEvent, LeadTouch, Member, Partner, Share, Task, TrackedLink, utcnow
+
+
+async def seed(session: AsyncSession, members: list[MemberRow], wechat_only: dict[str, str],
+               leads: list[tuple[str, str, str, str, str, str]], timezone: str) -> None:
+    """`members` (upserted), those in `wechat_only` bound to their openid and, on a fresh database,
+    `leads` in the public and partner pools and two weeks of one campaign's activity, so `统计` and
+    `归因` have something to show."""
+    await import_members(session, members)
+    for userid, openid in wechat_only.items():
+        member = await session.scalar(select(Member).where(Member.userid == userid))
+        await attach(session, member, WECHAT, openid, push_there=True)
+    if await session.scalar(select(func.count()).select_from(Lead)):
+        return
+    partners = {p.name: p.id for p in await session.scalars(select(Partner))}
+    session.add_all([Lead(name=name, company=company, phone=phone, region=region, industry=industry, source="demo",
+                          pool_partner_id=partners.get(pool_name)) for name, company, phone, region, industry, pool_name
+                     in leads])
+    await session.flush()
+    await _seed_campaign(session, timezone)
+
+
+async def _seed_campaign(session: AsyncSession, timezone: str) -> None:
+    """An ended campaign: shares and clicks over the last 14 days (through the real click path, so
+    the daily counts are right), two leads that came in through the links, one of them won."""
+    rng, now = random.Random(2026), utcnow()
+    members = {m.userid: m for m in await session.scalars(select(Member).where(Member.role == "partner"))}
+    task = Task(title="秋季新品体验周", target_url="https://brand.example/autumn", status="ended",
+                description="秋季新品体验周，欢迎预约", cost=Decimal(3000), created_at=now - timedelta(days=15))
+    session.add(task)
+    await session.flush()
+    links = {}
+    for userid, weight in (("zhangwei", 5), ("lina", 3), ("chenjie", 2)):
+        member = members[userid]
+        link = TrackedLink(code=f"demo{userid[:7]}", task_id=task.id, member_id=member.id, channel="link",
+                           created_at=now - timedelta(days=14))
+        session.add(link)
+        await session.flush()
+        links[userid] = link
+        session.add(Share(task_id=task.id, member_id=member.id, channel="link", created_at=now - timedelta(days=13)))
+        clicks = [{"event_id": f"demo-{userid}-{i}", "link_id": link.id,
+                   "at": now - timedelta(days=rng.uniform(0, 13)), "visitor_id": f"demo{rng.randint(0, 10**6)}",
+                   "ip_hash": "demo", "user_agent": "Mozilla/5.0", "referrer": "", "is_bot": rng.random() < 0.1,
+                   "is_unique": rng.random() < 0.7} for i in range(weight * 8)]
+        await link_store.insert_clicks(session, clicks, timezone)
+    for name, phone, sharer, won in (("吴总", "13900000011", "zhangwei", Decimal(26000)), ("郑经理", "13900000012", "chenjie", None)):
+        member, link = members[sharer], links[sharer]
+        created = now - timedelta(days=6)
+        lead = Lead(name=name, company=f"{name[0]}氏集团", phone=phone, source="form:link", status="won" if won else "claimed",
+                    owner_id=member.id, partner_id=member.partner_id, task_id=task.id, link_id=link.id,
+                    won_amount=won, won_at=now - timedelta(days=2) if won else None, claimed_at=created,
+                    created_at=created, updated_at=created)
+        session.add(lead)
+        await session.flush()
+        session.add_all([LeadEvent(lead_id=lead.id, kind="created", note="demo", at=created),
+                         LeadEvent(lead_id=lead.id, kind="assigned", member_id=member.id, note="sharer", at=created),
+                         LeadTouch(lead_id=lead.id, link_id=links["lina"].id, kind="click", at=created - timedelta(days=3)),
+                         LeadTouch(lead_id=lead.id, link_id=link.id, kind="form", at=created)])
+        if won:
+            session.add(LeadEvent(lead_id=lead.id, kind="won", member_id=member.id, note=str(won), at=lead.won_at))

@@ -20,8 +20,7 @@ from bot.channels.member import MemberAddresses
 from bot.config import Config
 from bot.web.clicks import ClickRecorder
 from bot.pipeline.inbox import InboxProcessor
-from bot.jobs import (accrue_points, expire_parked_messages, recalculate_tiers, recycle_idle_leads, remind_nurturing, run_periodically,
-                      scan_for_fraud, send_daily_digest, send_due_reminders, send_monthly_statements)
+from bot.jobs import run_periodically, schedule
 from bot.web.invite import invite_routes
 from bot.web.landing import landing_routes
 from bot.web.links import LinkCache, Visitors, redirect_routes, visitor_secret
@@ -80,41 +79,13 @@ def create_app(config: Config, commands: CommandTable | None = None,
         app[CLICKS] = clicks
         await warn_if_not_durable(redis)
         interval = config.inbox.sweep_interval_seconds
-        async def reminders() -> None:
-            if await send_due_reminders(db, commands, config):
-                outbox.kick()
-
-        async def recycle_then_kick() -> None:
-            await recycle_idle_leads(db, config)
-            await remind_nurturing(db, config)
-            await expire_parked_messages(db, config)
-            outbox.kick()
-
-        async def digest_and_tiers() -> None:
-            if await send_daily_digest(db, config) + await recalculate_tiers(db, config) \
-                    + await send_monthly_statements(db, config):
-                outbox.kick()
-
-        async def accrual() -> None:
-            await accrue_points(db, config)
-
-        async def fraud_scan() -> None:
-            if await scan_for_fraud(db, config):
-                outbox.kick()
-
         stop = asyncio.Event()
         loops = [
             asyncio.create_task(run_periodically("inbox sweep", inbox.sweep, interval, stop)),
             asyncio.create_task(outbox.run(interval, stop)),
-            asyncio.create_task(run_periodically("reminders", reminders, config.tasks.reminder_check_seconds, stop)),
-            asyncio.create_task(run_periodically("recycling", recycle_then_kick, config.pool.recycle_check_seconds, stop)),
-            # Not at start-up but one interval later: the clock-driven jobs then do not fire in every
-            # short-lived process (a test, a one-off) that happens to start after the digest hour.
-            asyncio.create_task(run_periodically("digest and tiers", digest_and_tiers, config.stats.digest_check_seconds,
-                                                 stop, first_delay=config.stats.digest_check_seconds)),
-            asyncio.create_task(run_periodically("points", accrual, config.points.accrue_check_seconds, stop)),
-            asyncio.create_task(run_periodically("fraud scan", fraud_scan, config.fraud.scan_check_seconds, stop)),
             asyncio.create_task(clicks.run(stop)),  # writes what is buffered before it ends
+            *(asyncio.create_task(run_periodically(job.name, job.run, job.every, stop, job.first_delay))
+              for job in schedule(db, config, commands, outbox.kick)),
         ]
         try:
             yield

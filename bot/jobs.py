@@ -1,12 +1,13 @@
-"""Periodic jobs. Each runs on every instance; a conditional update in the database decides which
-instance does a given piece of work, so it happens once however many instances run. What the
-notices say is written in handlers/notices.py."""
+"""Periodic jobs: `schedule` is the table of what runs how often. Each runs on every instance; a
+conditional update in the database decides which instance does a given piece of work, so it happens
+once however many instances run. What the notices say is written in handlers/notices.py."""
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -202,14 +203,56 @@ async def scan_for_fraud(db: Database, config: Config) -> int:
     return len(flags)
 
 
-async def run_periodically(name: str, job: Callable[[], object], interval: float, stop: asyncio.Event,
+@dataclass(frozen=True)
+class Job:
+    name: str  # the `job` label of partnerbot_job_runs_total
+    run: Callable[[], Awaitable[object]]
+    every: float  # seconds
+    first_delay: float = 0.0
+
+
+def schedule(db: Database, config: Config, commands: CommandTable, kick_outbox: Callable[[], None]) -> list[Job]:
+    """Every clock-driven job, how often it runs, and whether what it queued should go out now."""
+
+    async def reminders() -> None:
+        if await send_due_reminders(db, commands, config):
+            kick_outbox()
+
+    async def recycling() -> None:
+        await recycle_idle_leads(db, config)
+        await remind_nurturing(db, config)
+        await expire_parked_messages(db, config)
+        kick_outbox()
+
+    async def digest_and_tiers() -> None:
+        if await send_daily_digest(db, config) + await recalculate_tiers(db, config) \
+                + await send_monthly_statements(db, config):
+            kick_outbox()
+
+    async def fraud_scan() -> None:
+        if await scan_for_fraud(db, config):
+            kick_outbox()
+
+    return [
+        Job("reminders", reminders, config.tasks.reminder_check_seconds),
+        Job("recycling", recycling, config.pool.recycle_check_seconds),
+        # Not at start-up but one interval later: the clock-driven jobs then do not fire in every
+        # short-lived process (a test, a one-off) that happens to start after the digest hour.
+        Job("digest and tiers", digest_and_tiers, config.stats.digest_check_seconds,
+            first_delay=config.stats.digest_check_seconds),
+        Job("points", lambda: accrue_points(db, config), config.points.accrue_check_seconds),
+        Job("fraud scan", fraud_scan, config.fraud.scan_check_seconds),
+    ]
+
+
+async def run_periodically(name: str, job: Callable[[], Awaitable[object]], interval: float, stop: asyncio.Event,
                            first_delay: float = 0.0) -> None:
     """Run `job` every `interval` until `stop` is set; a stop never interrupts a run half-way."""
     with contextlib.suppress(asyncio.TimeoutError):
         await asyncio.wait_for(stop.wait(), first_delay)
     while not stop.is_set():
         try:
-            await job()  # type: ignore[misc]
+            await job()
             JOB_RUNS.labels(name, "ok").inc()
         except Exception:
             JOB_RUNS.labels(name, "failed").inc()

@@ -217,7 +217,7 @@ def admin_routes(config: Config, db_of: Any, client_of: Any) -> tuple[list[web.R
             async with db_of(request).session() as session:
                 await _pool_id(session, body.get("pool", ""), "pool")  # the import looks it up by name again
                 row = lead_store.LeadRow(0, form, (body.get("source") or "api")[:32], body.get("pool", ""))
-                created, _ = await lead_store.import_leads(session, [row], book=await pool.rule_book(session, config))
+                created, _ = await lead_store.import_leads(session, [row], book=await pool.rule_book(session, config.pool_rules))
                 if not created:
                     raise _Refused(_error(409, "a lead with this phone and company already exists", "phone"))
                 lead = await session.get(Lead, created[0])
@@ -325,7 +325,7 @@ def admin_routes(config: Config, db_of: Any, client_of: Any) -> tuple[list[web.R
     async def list_pools(request: web.Request) -> web.Response:
         """Every pool with the rules in force and which of them an admin set (the rest: [pool] config)."""
         async with db_of(request).session() as session:
-            book = await pool.rule_book(session, config)
+            book = await pool.rule_book(session, config.pool_rules)
             settings = {s.partner_id: s for s in await session.scalars(select(PoolSettings))}
             partners = (await session.execute(select(Partner.id, Partner.name).order_by(Partner.name))).all()
             return web.json_response({"pools": [pool_json("public", None, book, settings.get(None))] + [
@@ -350,7 +350,7 @@ def admin_routes(config: Config, db_of: Any, client_of: Any) -> tuple[list[web.R
             except pool_rules.BadRules as bad:
                 return _error(422, str(bad), bad.field)
             log.info("pool %s rules changed: %s", name, body)
-            return web.json_response(pool_json(name, partner_id, await pool.rule_book(session, config), settings))
+            return web.json_response(pool_json(name, partner_id, await pool.rule_book(session, config.pool_rules), settings))
 
     routes = [
         web.get("/api/pools", list_pools),

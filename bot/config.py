@@ -14,6 +14,7 @@ from typing import Any, Mapping
 
 from store.fraud import FraudSettings
 from store.points import PointsSettings
+from store.pool_rules import SETTINGS as POOL_SETTINGS, PoolRules
 from store.tiers import TierSettings
 
 ENV_PREFIX = "PARTNERBOT_"
@@ -99,17 +100,12 @@ class AdminConfig:
     api_token: str = ""
 
 
-@dataclass
-class PoolConfig:
-    daily_claim_limit: int = 10
-    max_held: int = 30
-    idle_days: int = 7
-    cooldown_days: int = 30
-    protect_days: int = 14
-    return_reason_required: bool = True
-    embargo_hours: int = 0
-    # How often each instance looks for idle leads to recycle (each lead is recycled once).
-    recycle_check_seconds: float = 300.0
+# [pool]: the rules every pool starts from (each declared once, in store.pool_rules; admins override
+# them per pool), then how often each instance looks for idle leads to recycle (each lead is
+# recycled once).
+PoolConfig = dataclasses.make_dataclass("PoolConfig", [
+    *((s.name, s.type, field(default=s.default)) for s in POOL_SETTINGS if s.in_config),
+    ("recycle_check_seconds", "float", field(default=300.0))])
 
 
 @dataclass
@@ -238,6 +234,12 @@ class Config:
     simulator: SimulatorConfig = field(default_factory=SimulatorConfig)
     log: LogConfig = field(default_factory=LogConfig)
     source: str = "defaults"
+
+    @property
+    def pool_rules(self) -> PoolRules:
+        """The rules of every pool before admins' overrides: `[pool]`, with days ending in [server] timezone."""
+        return PoolRules(timezone=self.server.timezone,
+                         **{s.name: getattr(self.pool, s.name) for s in POOL_SETTINGS if s.in_config})
 
     def require_wecom(self) -> None:
         """What `serve` needs to talk to a real WeCom app; `demo` fills these in itself."""

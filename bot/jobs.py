@@ -65,7 +65,7 @@ async def recycle_idle_leads(db: Database, config: Config) -> int:
     updates and unique message keys make each happen once."""
     now = utcnow()
     async with db.session() as session:
-        book = await pool.rule_book(session, config)
+        book = await pool.rule_book(session, config.pool_rules)
         # One query with the loosest cut-off (warnings included); each lead then meets its own pool's.
         candidates = await pool.idle_leads(session, now - timedelta(days=book.shortest_idle_days - 1),
                                            protected_before=now + timedelta(days=1))

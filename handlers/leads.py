@@ -39,7 +39,7 @@ def _line(lead: Lead, *, full_phone: bool) -> str:
 
 
 async def show_pool(ctx: Context, words: list[str]) -> Text:
-    leads = await pool.visible_pool(ctx.session, ctx.member, await pool.rule_book(ctx.session, ctx.config), words, PAGE)
+    leads = await pool.visible_pool(ctx.session, ctx.member, await pool.rule_book(ctx.session, ctx.config.pool_rules), words, PAGE)
     if not leads:
         return Text(ctx.say("No leads to claim right now" + (" for those words." if words else "."),
                             "目前没有可领取的线索" + ("（按这些条件）。" if words else "。")))
@@ -50,7 +50,7 @@ async def show_pool(ctx: Context, words: list[str]) -> Text:
 
 
 async def claim_lead(ctx: Context, lead_id: int) -> Text:
-    lead = await pool.claim(ctx.session, ctx.member, lead_id, await pool.rule_book(ctx.session, ctx.config))
+    lead = await pool.claim(ctx.session, ctx.member, lead_id, await pool.rule_book(ctx.session, ctx.config.pool_rules))
     return Text(ctx.say(
         f"Lead #{lead.id} is yours: {_line(lead, full_phone=True)}\nLog what happens: follow {lead.id} called, sends quote",
         f"线索 #{lead.id} 已归您：{_line(lead, full_phone=True)}\n记录跟进：跟进 {lead.id} 已电话沟通，发报价"))
@@ -58,7 +58,7 @@ async def claim_lead(ctx: Context, lead_id: int) -> Text:
 
 async def return_lead(ctx: Context, args: LeadText) -> Text:
     _, given_up = await pool.give_back(ctx.session, ctx.member, args.lead_id, args.text,
-                                       await pool.rule_book(ctx.session, ctx.config))
+                                       await pool.rule_book(ctx.session, ctx.config.pool_rules))
     if given_up is None:
         return Text(ctx.say(f"Lead #{args.lead_id} is back in the pool.", f"线索 #{args.lead_id} 已退回线索池。"))
     until = pool.local_time(given_up, ctx.config.server.timezone)

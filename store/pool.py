@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from store.errors import Refusal
 from store.models import Lead, LeadEvent, Member, TrackedLink, utcnow
-from store.pool_rules import TIER_NAMES, PoolRules, RuleBook, at_least, rule_book, rules_from  # noqa: F401 (the pool API)
+from store.pool_rules import TIER_NAMES, PoolRules, RuleBook, at_least, rule_book  # noqa: F401 (the pool API)
 from store.text import clean_text
 
 OPEN = ("claimed", "following", "nurturing")  # held by someone, not finished

@@ -166,7 +166,7 @@ async def test_held_clicks_earn_no_attribution_until_cleared(stack: Stack, decis
         lead = await create_from_form(session, LeadForm("客户", "", "13812345678", "", ""), sharer=p1,
                                       task_id=(await session.get(TrackedLink, links["p1"])).task_id,
                                       link_id=links["p1"], channel="link", visitor_id="flooder",
-                                      book=await rule_book(session, stack.config))
+                                      book=await rule_book(session, stack.config.pool_rules))
         assert lead is not None
         lead.status, lead.won_amount, lead.won_at = "won", Decimal(3000), utcnow()
         flag_id = await session.scalar(select(Flag.id))

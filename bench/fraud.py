@@ -61,7 +61,7 @@ async def run(args: argparse.Namespace) -> None:
                 await session.scalar(text("SELECT count(*) FROM clicks"))
                 baseline.append(time.perf_counter() - started)
                 started = time.perf_counter()
-                flags = await fraud.scan(session, config)
+                flags = await fraud.scan(session, config.fraud, config.server.timezone)
                 scans.append(time.perf_counter() - started)
                 if attempt == 0:
                     for flag in flags:

@@ -220,7 +220,7 @@ def cmd_leads_import(config: Config, args: argparse.Namespace) -> int:
                       file=sys.stderr)
                 return EXIT_BAD_DATA
             async with db.session() as session:
-                created, skipped = await import_leads(session, rows, book=await rule_book(session, config))
+                created, skipped = await import_leads(session, rows, book=await rule_book(session, config.pool_rules))
         finally:
             await db.dispose()
         for line in skipped:

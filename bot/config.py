@@ -12,6 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from store.fraud import FraudSettings
+from store.points import PointsSettings
+from store.pool_rules import SETTINGS as POOL_SETTINGS, PoolRules
+from store.tiers import TierSettings
+
 # Templates, fonts and pages shipped with the code.
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 
@@ -100,17 +105,12 @@ class AdminConfig:
     api_token: str = ""
 
 
-@dataclass
-class PoolConfig:
-    daily_claim_limit: int = 10
-    max_held: int = 30
-    idle_days: int = 7
-    cooldown_days: int = 30
-    protect_days: int = 14
-    return_reason_required: bool = True
-    embargo_hours: int = 0
-    # How often each instance looks for idle leads to recycle (each lead is recycled once).
-    recycle_check_seconds: float = 300.0
+# [pool]: the rules every pool starts from (each declared once, in store.pool_rules; admins override
+# them per pool), then how often each instance looks for idle leads to recycle (each lead is
+# recycled once).
+PoolConfig = dataclasses.make_dataclass("PoolConfig", [
+    *((s.name, s.type, field(default=s.default)) for s in POOL_SETTINGS if s.in_config),
+    ("recycle_check_seconds", "float", field(default=300.0))])
 
 
 @dataclass
@@ -152,47 +152,20 @@ class StatsConfig:
 
 
 @dataclass
-class TiersConfig:
-    # Partners' tiers are recalculated on this day of each month (local time, from digest_hour on),
-    # from their figures over the last window_days. A tier needs every threshold of it that is not 0.
+class TiersConfig(TierSettings):
+    # Partners' tiers are recalculated on this day of each month (local time, from digest_hour on).
     recalc_day: int = 1
-    window_days: int = 90
-    silver_unique_clicks: int = 200
-    silver_leads: int = 10
-    silver_revenue: float = 0.0
-    gold_unique_clicks: int = 1000
-    gold_leads: int = 50
-    gold_revenue: float = 100000.0
 
 
 @dataclass
-class PointsConfig:
-    # Points per share (once per task and member), unique human click, lead and won deal.
-    share: int = 1
-    unique_click: int = 1
-    lead: int = 10
-    won_deal: int = 50
-    # Commission on won revenue by the partner's tier (a partner's own rate, set by admins, wins).
-    commission_registered: float = 0.0
-    commission_silver: float = 0.02
-    commission_gold: float = 0.05
-    # Events this recent are (re)checked by the accrual run; older ones are settled.
-    settle_days: int = 35
+class PointsConfig(PointsSettings):
+    # How often each instance brings the points ledger up to date.
     accrue_check_seconds: float = 600.0
 
 
 @dataclass
-class FraudConfig:
-    # Explainable rules over the last scan_window_hours of clicks and leads (store/fraud.py).
-    visitor_clicks_per_day: int = 20  # one visitor on one link
-    ip_clicks_per_day: int = 200  # one IP hash on one link (carrier NAT puts many people on one IP)
-    burst_factor: float = 10.0  # an hour's clicks on a link above this many times its usual hourly rate
-    burst_min_clicks: int = 60  # ... and at least this many
-    lead_ratio_factor: float = 5.0  # a partner's leads per unique click above this many times the norm
-    lead_ratio_min_leads: int = 5
-    duplicate_phone_days: int = 30  # the same phone through another partner within this many days
-    headless_agents: str = "headlesschrome,phantomjs,python-requests,python-urllib,curl/,wget/,go-http-client,okhttp,java/,scrapy,selenium,puppeteer,playwright"
-    scan_window_hours: int = 24
+class FraudConfig(FraudSettings):
+    # How often each instance runs the fraud rules.
     scan_check_seconds: float = 300.0
 
 
@@ -266,6 +239,12 @@ class Config:
     simulator: SimulatorConfig = field(default_factory=SimulatorConfig)
     log: LogConfig = field(default_factory=LogConfig)
     source: str = "defaults"
+
+    @property
+    def pool_rules(self) -> PoolRules:
+        """The rules of every pool before admins' overrides: `[pool]`, with days ending in [server] timezone."""
+        return PoolRules(timezone=self.server.timezone,
+                         **{s.name: getattr(self.pool, s.name) for s in POOL_SETTINGS if s.in_config})
 
     def require_wecom(self) -> None:
         """What `serve` needs to talk to a real WeCom app; `demo` fills these in itself."""

@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from bot.config import Config, ConfigError
+from store.pool_rules import SETTINGS as POOL_SETTINGS
 
 
 def _is_aes_key(key: str) -> bool:
@@ -118,13 +119,8 @@ def validate(config: Config) -> None:
     ):
         if value < 1:
             fail(key, f"must be at least 1, got {value}")
-    for key, value in (
-        ("[pool] daily_claim_limit", config.pool.daily_claim_limit),
-        ("[pool] max_held", config.pool.max_held),
-        ("[pool] idle_days", config.pool.idle_days),
-        ("[pool] cooldown_days", config.pool.cooldown_days),
-        ("[pool] protect_days", config.pool.protect_days),
-        ("[pool] embargo_hours", config.pool.embargo_hours),
-    ):
-        if value < 0:
-            fail(key, f"must not be negative, got {value}")
+    # The same bounds as an admin's overrides: beyond them a value is surely a typo.
+    for setting in (s for s in POOL_SETTINGS if s.in_config):
+        value = getattr(config.pool, setting.name)
+        if problem := setting.problem(value):
+            fail(f"[pool] {setting.name}", f"{problem}, got {value}")

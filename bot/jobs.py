@@ -64,7 +64,7 @@ async def recycle_idle_leads(db: Database, config: Config) -> int:
     updates and unique message keys make each happen once."""
     now = utcnow()
     async with db.session() as session:
-        book = await rule_book(session, config)
+        book = await rule_book(session, config.pool_rules)
         # One query with the loosest cut-off (warnings included); each lead then meets its own pool's.
         candidates = await pool.idle_leads(session, now - timedelta(days=book.shortest_idle_days - 1),
                                            protected_before=now + timedelta(days=1))
@@ -147,7 +147,7 @@ async def recalculate_tiers(db: Database, config: Config, now: datetime | None =
     async with db.session() as session:
         if not await claim_run(session, "tiers", month):
             return 0  # another instance did this month's (a failure rolls the claim back with it)
-        changes = await tiers.recalculate(session, config, local.date())
+        changes = await tiers.recalculate(session, config.tiers, config.server.timezone, local.date())
         rows = []
         for change in changes:
             text = notices.tier_changed(change, config.tiers.window_days)
@@ -165,7 +165,7 @@ async def recalculate_tiers(db: Database, config: Config, now: datetime | None =
 async def accrue_points(db: Database, config: Config) -> int:
     """Bring the incentive ledger in line with the events (idempotent: entries have unique refs)."""
     async with db.session() as session:
-        return await points.accrue(session, config)
+        return await points.accrue(session, config.points, config.server.timezone)
 
 
 async def send_monthly_statements(db: Database, config: Config, now: datetime | None = None) -> int:
@@ -179,7 +179,7 @@ async def send_monthly_statements(db: Database, config: Config, now: datetime | 
     async with db.session() as session:
         if not await claim_run(session, "statements", key):
             return 0
-        await points.accrue(session, config, now)
+        await points.accrue(session, config.points, config.server.timezone, now)
         start = points.month_start(last_month, config.server.timezone)
         end = points.month_start(local.date(), config.server.timezone)
         rows = []
@@ -194,7 +194,7 @@ async def send_monthly_statements(db: Database, config: Config, now: datetime | 
 async def scan_for_fraud(db: Database, config: Config) -> int:
     """Run the fraud rules; admins hear about new flags (at most one notice per scan)."""
     async with db.session() as session:
-        flags = await fraud.scan(session, config)
+        flags = await fraud.scan(session, config.fraud, config.server.timezone)
         if flags:
             text = notices.new_flags(len(flags))
             admins = await active_admins(session)

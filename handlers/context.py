@@ -69,7 +69,7 @@ class Context:
     async def pool_rules(self) -> RuleBook:
         """The rules of every pool, read from the database at most once per message."""
         if self._rule_book is None:
-            self._rule_book = await rule_book(self.session, self.config)
+            self._rule_book = await rule_book(self.session, self.config.pool_rules)
         return self._rule_book
 
 

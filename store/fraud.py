@@ -29,6 +29,21 @@ RULE_NAMES = {
 }
 
 
+@dataclass
+class FraudSettings:
+    """The thresholds of the rules (`[fraud]` in config), over the last `scan_window_hours`."""
+
+    visitor_clicks_per_day: int = 20  # one visitor on one link
+    ip_clicks_per_day: int = 200  # one IP hash on one link (carrier NAT puts many people on one IP)
+    burst_factor: float = 10.0  # an hour's clicks on a link above this many times its usual hourly rate
+    burst_min_clicks: int = 60  # ... and at least this many
+    lead_ratio_factor: float = 5.0  # a partner's leads per unique click above this many times the norm
+    lead_ratio_min_leads: int = 5
+    duplicate_phone_days: int = 30  # the same phone through another partner within this many days
+    headless_agents: str = "headlesschrome,phantomjs,python-requests,python-urllib,curl/,wget/,go-http-client,okhttp,java/,scrapy,selenium,puppeteer,playwright"
+    scan_window_hours: int = 24
+
+
 @dataclass(frozen=True)
 class Found:
     kind: str
@@ -148,16 +163,16 @@ async def _invalid_phones(session: AsyncSession, since: datetime) -> list[Found]
             for lead_id, phone, partner_id in rows if normalize_phone(phone) != phone]
 
 
-async def scan(session: AsyncSession, config, now: datetime | None = None) -> list[Flag]:  # type: ignore[no-untyped-def]
-    """Run every rule over the window; flag (and hold) what they find that is not flagged yet."""
-    f = config.fraud
+async def scan(session: AsyncSession, f: FraudSettings, timezone: str, now: datetime | None = None) -> list[Flag]:
+    """Run every rule over the window; flag (and hold) what they find that is not flagged yet.
+    Daily click figures (and the norm of leads per click) are by days in `timezone`."""
     since = (now or utcnow()) - timedelta(hours=f.scan_window_hours)
     found = [
         *await _floods(session, since, Click.visitor_id, f.visitor_clicks_per_day, "visitor_flood", "visitor"),
         *await _floods(session, since, Click.ip_hash, f.ip_clicks_per_day, "ip_flood", "IP hash"),
         *await _bursts(session, since, f.burst_factor, f.burst_min_clicks),
         *await _headless(session, since, [a.strip().lower() for a in f.headless_agents.split(",") if a.strip()]),
-        *await _lead_ratios(session, since, f.lead_ratio_factor, f.lead_ratio_min_leads, config.server.timezone),
+        *await _lead_ratios(session, since, f.lead_ratio_factor, f.lead_ratio_min_leads, timezone),
         *await _duplicate_phones(session, since, f.duplicate_phone_days),
         *await _invalid_phones(session, since),
     ]
@@ -171,7 +186,7 @@ async def scan(session: AsyncSession, config, now: datetime | None = None) -> li
             held = (await session.execute(
                 update(Click).where(item.where, *_fresh_clicks(since)).values(flag_id=flag.id, held=True)
                 .returning(Click.link_id, Click.at, Click.is_bot, Click.is_unique))).all()
-            await bump_daily(session, held, config.server.timezone, hold=True)
+            await bump_daily(session, held, timezone, hold=True)
         else:
             held = (await session.execute(
                 update(Lead).where(item.where, Lead.flag_id.is_(None)).values(flag_id=flag.id, held=True)

@@ -21,6 +21,23 @@ from store.models import ClickDaily, Lead, Member, Partner, PointsEntry, Share, 
 CENT = Decimal("0.01")
 
 
+@dataclass
+class PointsSettings:
+    """What the incentives are worth (`[points]` in config)."""
+
+    # Points per share (once per task and member), unique human click, lead and won deal.
+    share: int = 1
+    unique_click: int = 1
+    lead: int = 10
+    won_deal: int = 50
+    # Commission on won revenue by the partner's tier (a partner's own rate, set by admins, wins).
+    commission_registered: float = 0.0
+    commission_silver: float = 0.02
+    commission_gold: float = 0.05
+    # Events this recent are (re)checked by the accrual run; older ones are settled.
+    settle_days: int = 35
+
+
 @dataclass(frozen=True)
 class Worth:
     kind: str
@@ -30,18 +47,18 @@ class Worth:
     commission: Decimal = Decimal(0)
 
 
-def commission_rate(partner: Partner | None, config) -> Decimal:  # type: ignore[no-untyped-def]
+def commission_rate(partner: Partner | None, settings: PointsSettings) -> Decimal:
     if partner is None:
         return Decimal(0)
     if partner.commission_rate is not None:
         return Decimal(partner.commission_rate)
-    return Decimal(str(getattr(config.points, f"commission_{partner.tier}", 0.0)))
+    return Decimal(str(getattr(settings, f"commission_{partner.tier}", 0.0)))
 
 
-async def worth(session: AsyncSession, config, now: datetime) -> dict[str, Worth]:  # type: ignore[no-untyped-def]
+async def worth(session: AsyncSession, p: PointsSettings, timezone: str, now: datetime) -> dict[str, Worth]:
     """What every basis from the last `settle_days` is worth now (0 for one that no longer counts,
-    such as a rejected lead: its earlier entries are then reversed)."""
-    p, zone = config.points, ZoneInfo(config.server.timezone)
+    such as a rejected lead: its earlier entries are then reversed). Days end in `timezone`."""
+    zone = ZoneInfo(timezone)
     since = now - timedelta(days=p.settle_days)
     today = now.astimezone(zone).date()
     members = {m.id: m for m in await session.scalars(select(Member))}
@@ -72,7 +89,7 @@ async def worth(session: AsyncSession, config, now: datetime) -> dict[str, Worth
             select(Lead.id, Lead.owner_id, Lead.won_amount, counts_for_incentives())
             .where(Lead.status == "won", Lead.won_at >= since, Lead.owner_id.is_not(None))):
         partner_id = partner_of(owner_id)
-        commission = (Decimal(amount or 0) * commission_rate(partners.get(partner_id), config)).quantize(CENT)
+        commission = (Decimal(amount or 0) * commission_rate(partners.get(partner_id), p)).quantize(CENT)
         found[f"won:{lead_id}"] = Worth("won", owner_id, partner_id, p.won_deal if valid else 0,
                                         commission if valid else Decimal(0))
     return found
@@ -83,11 +100,11 @@ def counts_for_incentives():  # type: ignore[no-untyped-def]
     return Lead.held.is_(False)
 
 
-async def accrue(session: AsyncSession, config, now: datetime | None = None) -> int:  # type: ignore[no-untyped-def]
+async def accrue(session: AsyncSession, settings: PointsSettings, timezone: str, now: datetime | None = None) -> int:
     """Append the entries that make each recent basis add up to its worth; returns how many."""
     now = now or utcnow()
-    since = now - timedelta(days=config.points.settle_days)
-    target = await worth(session, config, now)
+    since = now - timedelta(days=settings.settle_days)
+    target = await worth(session, settings, timezone, now)
     booked: dict[str, tuple[int, Decimal, int]] = {}
     # Entries come after their event, so a basis in the window has all its entries in it too.
     for basis, points, commission, entries, member_id, partner_id in await session.execute(

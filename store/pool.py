@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from store.errors import Refusal
 from store.models import Lead, LeadEvent, Member, Partner, PoolSettings, TrackedLink, utcnow
 from store.ownership import hand_over
-from store.pool_rules import TIER_NAMES, PoolRules, RuleBook, at_least, rules_from  # noqa: F401 (the pool API)
+from store.pool_rules import TIER_NAMES, PoolRules, RuleBook, at_least  # noqa: F401 (the pool API)
 from store.pool_rules import EDITABLE, rule_book, set_overrides
 from store.text import clean_text
 
@@ -97,20 +97,20 @@ def _view(name: str, partner_id: int | None, book: RuleBook, settings: PoolSetti
     return PoolView(name, partner_id, book.of(partner_id), overrides)
 
 
-async def pools_overview(session: AsyncSession, config) -> list[PoolView]:  # type: ignore[no-untyped-def]
-    """The public pool, then every partner's pool by name."""
-    book = await rule_book(session, config)
+async def pools_overview(session: AsyncSession, default: PoolRules) -> list[PoolView]:
+    """The public pool, then every partner's pool by name (`default`: the [pool] config's rules)."""
+    book = await rule_book(session, default)
     settings = {s.partner_id: s for s in await session.scalars(select(PoolSettings))}
     partners = (await session.execute(select(Partner.id, Partner.name).order_by(Partner.name))).all()
     return [_view("public", None, book, settings.get(None))] + [
         _view(name, partner_id, book, settings.get(partner_id)) for partner_id, name in partners]
 
 
-async def change_rules(session: AsyncSession, config, name: str, partner_id: int | None,  # type: ignore[no-untyped-def]
+async def change_rules(session: AsyncSession, default: PoolRules, name: str, partner_id: int | None,
                        changes: dict[str, Any]) -> PoolView:
     """Set some of one pool's rules (None: back to the config's); BadRules names a bad one."""
     settings = await set_overrides(session, partner_id, changes)
-    return _view(name, partner_id, await rule_book(session, config), settings)
+    return _view(name, partner_id, await rule_book(session, default), settings)
 
 
 def local_time(at: datetime, zone: str) -> str:

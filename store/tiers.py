@@ -15,6 +15,20 @@ from store.models import Partner, TierChange, utcnow
 from store.pool_rules import TIERS
 
 
+@dataclass
+class TierSettings:
+    """What each tier takes (`[tiers]` in config): figures over the last `window_days`; a tier
+    needs every threshold of it that is not 0."""
+
+    window_days: int = 90
+    silver_unique_clicks: int = 200
+    silver_leads: int = 10
+    silver_revenue: float = 0.0
+    gold_unique_clicks: int = 1000
+    gold_leads: int = 50
+    gold_revenue: float = 100000.0
+
+
 @dataclass(frozen=True)
 class Threshold:
     unique_clicks: int
@@ -26,8 +40,7 @@ class Threshold:
             (standing.unique_clicks, self.unique_clicks), (standing.leads, self.leads), (standing.revenue, self.revenue)))
 
 
-def thresholds(config) -> dict[str, Threshold]:  # type: ignore[no-untyped-def]
-    t = config.tiers
+def thresholds(t: TierSettings) -> dict[str, Threshold]:
     return {"silver": Threshold(t.silver_unique_clicks, t.silver_leads, Decimal(str(t.silver_revenue))),
             "gold": Threshold(t.gold_unique_clicks, t.gold_leads, Decimal(str(t.gold_revenue)))}
 
@@ -47,18 +60,19 @@ class Change:
     standing: stats.Standing
 
 
-async def recalculate(session: AsyncSession, config, today: date) -> list[Change]:  # type: ignore[no-untyped-def]
-    """Every partner's tier from the window ending yesterday; returns (and records) the changes."""
+async def recalculate(session: AsyncSession, settings: TierSettings, timezone: str, today: date) -> list[Change]:
+    """Every partner's tier from the window ending yesterday (days end in `timezone`); returns (and
+    records) the changes."""
     last = today - timedelta(days=1)
-    period = stats.Period(last - timedelta(days=config.tiers.window_days - 1), last, config.server.timezone, "")
+    period = stats.Period(last - timedelta(days=settings.window_days - 1), last, timezone, "")
     standings = {s.key: s for s in await stats.partner_standings(session, await stats.member_standings(session, period))}
-    rules, changes, now = thresholds(config), [], utcnow()
+    rules, changes, now = thresholds(settings), [], utcnow()
     for partner in await session.scalars(select(Partner).order_by(Partner.id)):
         standing = standings.get(partner.id) or stats.Standing(partner.id, partner.name)
         new = tier_for(standing, rules)
         if new == partner.tier:
             continue
-        reason = (f"{config.tiers.window_days} days to {last}: {standing.unique_clicks} unique clicks, "
+        reason = (f"{settings.window_days} days to {last}: {standing.unique_clicks} unique clicks, "
                   f"{standing.leads} leads, revenue {standing.revenue}")
         session.add(TierChange(partner_id=partner.id, old_tier=partner.tier, new_tier=new, reason=reason, at=now))
         changes.append(Change(partner, partner.tier, new, standing))

@@ -43,7 +43,7 @@ def test_other_scripts_do_not_make_invalid_numbers_valid(raw: str) -> None:
 async def flags(stack: Stack) -> list[tuple[str, int]]:
     """Every flag after a scan (the stack's own periodic scan may have run first)."""
     async with stack.bot[DB].session() as session:
-        await fraud.scan(session, stack.config)
+        await fraud.scan(session, stack.config.fraud, stack.config.server.timezone)
     async with stack.bot[DB].session() as session:
         return sorted((f.rule, f.count) for f in await session.scalars(select(Flag)))
 

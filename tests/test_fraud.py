@@ -48,7 +48,7 @@ def local_today(zone: str):  # type: ignore[no-untyped-def]
 
 async def scan(stack: Stack) -> list[tuple[str, int]]:
     async with stack.bot[DB].session() as session:
-        return [(f.rule, f.count) for f in await fraud.scan(session, stack.config)]
+        return [(f.rule, f.count) for f in await fraud.scan(session, stack.config.fraud, stack.config.server.timezone)]
 
 
 async def add_lead(stack: Stack, userid: str, link_id: int | None, phone: str, **extra) -> int:  # type: ignore[no-untyped-def]
@@ -119,7 +119,7 @@ async def test_held_items_count_nowhere_until_cleared(stack: Stack) -> None:
     [roi] = await stack.ask("admin1", "roi")
     assert "Held back by fraud checks: ¥5,000" in roi and "0 won" in roi
     async with stack.bot[DB].session() as session:
-        await points.accrue(session, stack.config, utcnow() + timedelta(days=1))  # yesterday's clicks settle too
+        await points.accrue(session, stack.config.points, stack.config.server.timezone, utcnow() + timedelta(days=1))  # yesterday's clicks settle too
         p1 = await get_member(session, "p1")
         assert (await points.balance(session, p1.id)).points == 3  # 3 real clicks; the lead and the win earn nothing
         partner = await session.get(Partner, p1.partner_id)
@@ -130,7 +130,7 @@ async def test_held_items_count_nowhere_until_cleared(stack: Stack) -> None:
     stack.config.tiers.window_days = 3
     async with stack.bot[DB].session() as session:
         tomorrow = (utcnow() + timedelta(days=1)).astimezone(tiers.stats.ZoneInfo(stack.config.server.timezone)).date()
-        assert await tiers.recalculate(session, stack.config, tomorrow) == []
+        assert await tiers.recalculate(session, stack.config.tiers, stack.config.server.timezone, tomorrow) == []
     listing = (await stack.ask("admin1", "风控"))[0]
     assert "同一访客反复点击同一链接 · 30 次点击" in listing and "手机号无效 · 1 条线索" in listing
     async with stack.bot[DB].session() as session:
@@ -166,7 +166,7 @@ async def test_held_clicks_earn_no_attribution_until_cleared(stack: Stack, decis
         lead = await create_from_form(session, LeadForm("客户", "", "13812345678", "", ""), sharer=p1,
                                       task_id=(await session.get(TrackedLink, links["p1"])).task_id,
                                       link_id=links["p1"], channel="link", visitor_id="flooder",
-                                      book=await rule_book(session, stack.config))
+                                      book=await rule_book(session, stack.config.pool_rules))
         assert lead is not None
         lead.status, lead.won_amount, lead.won_at = "won", Decimal(3000), utcnow()
         flag_id = await session.scalar(select(Flag.id))
@@ -252,12 +252,12 @@ async def test_newcomer_joins_gets_a_task_and_a_click_flood_on_their_link_is_hel
     report, _ = await stack.ask("admin1", "report", expect=2)
     assert "Held back by fraud checks: 30 click(s)" in report
     async with stack.bot[DB].session() as session:
-        await points.accrue(session, stack.config, utcnow() + timedelta(days=1))
+        await points.accrue(session, stack.config.points, stack.config.server.timezone, utcnow() + timedelta(days=1))
         newbie = await session.scalar(select(Member).where(Member.userid == "newbie"))
         assert (await points.balance(session, newbie.id)).points == 1  # the share only
         flag_id = await session.scalar(select(Flag.id).where(Flag.rule == "ip_flood"))
     await stack.ask("admin1", f"clear {flag_id}")
     assert "30 unique click(s)" in (await stack.ask("newbie", "me"))[0]
     async with stack.bot[DB].session() as session:
-        await points.accrue(session, stack.config, utcnow() + timedelta(days=1))
+        await points.accrue(session, stack.config.points, stack.config.server.timezone, utcnow() + timedelta(days=1))
         assert (await points.balance(session, newbie.id)).points == 31

@@ -138,7 +138,7 @@ async def test_two_submissions_at_the_same_instant_make_one_lead(database_url: s
                 sharer = await get_member(session, "p1")
                 return await lead_store.create_from_form(session, form, sharer=sharer, task_id=task.id, link_id=link.id,
                                                          channel="link", visitor_id="v" * 20,
-                                                         book=pool.RuleBook(pool.PoolRules(10, 30, 30, True, 0, "UTC")))
+                                                         book=pool.RuleBook(pool.PoolRules(timezone="UTC")))
 
         results = await asyncio.gather(*(submit() for _ in range(4)))
         assert sum(r is not None for r in results) == 1
@@ -176,7 +176,7 @@ async def test_one_lead_per_phone_and_task_and_local_day(sqlite_url: str) -> Non
     from tests.conftest import seed
     await seed(sqlite_url)
     db = Database(sqlite_url)
-    book = pool.RuleBook(pool.PoolRules(10, 30, 30, True, 0, "Asia/Shanghai"))
+    book = pool.RuleBook(pool.PoolRules(timezone="Asia/Shanghai"))
     try:
         async with db.session() as session:
             task = await task_store.create_task(session, title="T", url="https://x.example", creator=None)

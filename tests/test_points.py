@@ -104,7 +104,7 @@ async def test_ledger_equals_a_recomputation_after_random_sequences(database_url
                     partner.tier = rng.choice(list(RATES))
                     partner.commission_rate = rng.choice([None, Decimal("0.1")])
                 elif action == "accrue":
-                    await points.accrue(session, config, now)
+                    await points.accrue(session, config.points, config.server.timezone, now)
                     seen_entries.update({e.ref: (e.points, e.commission) for e in await session.scalars(select(PointsEntry))})
             if action in ("win", "unwin"):  # keep the test's copies in step with the database
                 async with db.session() as session:
@@ -121,14 +121,14 @@ async def test_ledger_equals_a_recomputation_after_random_sequences(database_url
         # Append-only: every entry seen along the way is still there, unchanged.
         assert {e.ref: (e.points, e.commission) for e in entries if e.ref in seen_entries} == seen_entries
         async with db.session() as session:  # a run with nothing new books nothing
-            assert await points.accrue(session, config, now) == 0
+            assert await points.accrue(session, config.points, config.server.timezone, now) == 0
     finally:
         await db.dispose()
 
 
 async def accrue_once(db: Database, config, now) -> int:  # type: ignore[no-untyped-def]
     async with db.session() as session:
-        return await points.accrue(session, config, now)
+        return await points.accrue(session, config.points, config.server.timezone, now)
 
 
 async def test_points_in_chat_and_the_monthly_statement(api_stack: Stack) -> None:
@@ -145,7 +145,7 @@ async def test_points_in_chat_and_the_monthly_statement(api_stack: Stack) -> Non
                          won_amount=Decimal(20000), won_at=now, created_at=now))
         (await session.get(Partner, p1.partner_id)).tier = "gold"
     async with stack.bot[DB].session() as session:
-        assert await points.accrue(session, stack.config) == 2
+        assert await points.accrue(session, stack.config.points, stack.config.server.timezone) == 2
     [reply] = await stack.ask("p1", "积分")
     assert reply.startswith("您本月积分：51（佣金 ¥1,000）")  # share 1 + won 50; 5 % of 20,000
     [english] = await stack.ask("p1", "points")

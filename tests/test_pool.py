@@ -139,7 +139,7 @@ async def test_concurrent_claims_of_one_lead_have_one_winner(database_url: str) 
     await seed(database_url, [*MEMBERS, *crowd])
     [lead_id, *_] = await add_leads(database_url)
     db = Database(database_url)
-    rules = pool.RuleBook(pool.PoolRules(10, 30, 30, True, 0, "Asia/Shanghai"))
+    rules = pool.RuleBook(pool.PoolRules(timezone="Asia/Shanghai"))
 
     async def try_claim(userid: str) -> str:
         async with db.session() as session:
@@ -164,7 +164,7 @@ async def test_one_members_parallel_claims_respect_max_held(database_url: str) -
     await seed(database_url)
     await add_leads(database_url)
     db = Database(database_url)
-    rules = pool.RuleBook(pool.PoolRules(10, 1, 30, True, 0, "Asia/Shanghai"))
+    rules = pool.RuleBook(pool.PoolRules(max_held=1, timezone="Asia/Shanghai"))
 
     async def try_claim(lead_id: int) -> bool:
         async with db.session() as session:

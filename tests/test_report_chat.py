@@ -212,7 +212,7 @@ async def test_a_pool_lead_i_won_counts_in_me_report_and_points(stack: Stack) ->
     text, _ = await stack.ask("p1", "统计", expect=2)
     assert "本期成交 2 单，成交额 ¥12,000" in text
     async with stack.bot[DB].session() as session:
-        await points.accrue(session, stack.config)
+        await points.accrue(session, stack.config.points, stack.config.server.timezone)
         p1 = await get_member(session, "p1")
         wins = await session.scalar(select(func.count()).select_from(PointsEntry).where(
             PointsEntry.member_id == p1.id, PointsEntry.kind == "won"))

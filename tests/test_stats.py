@@ -227,7 +227,7 @@ async def points_match(db: Database, h: History) -> None:
     now, p = utcnow(), config.points
     since = now - timedelta(days=p.settle_days)
     async with db.session() as session:
-        worth = await points.worth(session, config, now)
+        worth = await points.worth(session, config.points, config.server.timezone, now)
     links, zone = h.links, ZoneInfo(ZONE)
     expected: dict[str, tuple[int, int]] = {}
     for lead in h.leads:

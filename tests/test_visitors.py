@@ -46,7 +46,7 @@ async def test_thirty_invented_cookies_from_one_device_are_one_visitor(stack: St
     assert sum(c.is_unique for c in clicks) == 1
     assert "1 unique click(s)" in (await stack.ask("p1", "me"))[0]
     async with stack.bot[DB].session() as session:
-        await fraud.scan(session, stack.config)
+        await fraud.scan(session, stack.config.fraud, stack.config.server.timezone)
     async with stack.bot[DB].session() as session:
         flags = [(f.rule, f.count) for f in await session.scalars(select(Flag))]
     assert flags == [("visitor_flood", 30)]  # one visitor clicking 30 times, not 30 people

@@ -101,7 +101,7 @@ def landing_routes(links: LinkCache, visitors: Visitors, config: Config, db_of: 
             owner = sharer if sharer is not None and sharer.active else None  # one who left: to the pool
             lead = await lead_store.create_from_form(
                 session, lead_form, sharer=owner, task_id=target.task_id, link_id=target.link_id,
-                channel=target.channel, visitor_id=visitor, book=await rule_book(session, config))
+                channel=target.channel, visitor_id=visitor, book=await rule_book(session, config.pool_rules))
             # None: the same person for the same task today, already stored (a double tap, a re-send).
             if lead is not None:
                 log.info("lead %d from link %d (phone %s)", lead.id, target.link_id, lead_store.mask_phone(lead.phone))

@@ -218,7 +218,7 @@ def admin_routes(config: Config, db_of: Any, client_of: Any) -> tuple[list[web.R
             async with db_of(request).session() as session:
                 await _pool_id(session, body.get("pool", ""), "pool")  # the import looks it up by name again
                 row = lead_store.LeadRow(0, form, (body.get("source") or "api")[:32], body.get("pool", ""))
-                created, _ = await lead_store.import_leads(session, [row], book=await pool_rules.rule_book(session, config))
+                created, _ = await lead_store.import_leads(session, [row], book=await pool_rules.rule_book(session, config.pool_rules))
                 if not created:
                     raise _Refused(_error(409, "a lead with this phone and company already exists", "phone"))
                 lead = await lead_store.get_lead(session, created[0])
@@ -321,7 +321,7 @@ def admin_routes(config: Config, db_of: Any, client_of: Any) -> tuple[list[web.R
     async def list_pools(request: web.Request) -> web.Response:
         """Every pool with the rules in force and which of them an admin set (the rest: [pool] config)."""
         async with db_of(request).session() as session:
-            return web.json_response({"pools": [pool_json(view) for view in await pool.pools_overview(session, config)]})
+            return web.json_response({"pools": [pool_json(view) for view in await pool.pools_overview(session, config.pool_rules)]})
 
     async def set_pool_rules(request: web.Request) -> web.Response:
         """PATCH {"max_held": 50, "idle_days": null}: set some of one pool's rules (null = back to config)."""
@@ -338,7 +338,7 @@ def admin_routes(config: Config, db_of: Any, client_of: Any) -> tuple[list[web.R
             except _Refused as refused:
                 return refused.response
             try:
-                view = await pool.change_rules(session, config, name, partner_id, body)
+                view = await pool.change_rules(session, config.pool_rules, name, partner_id, body)
             except pool_rules.BadRules as bad:
                 return _error(422, str(bad), bad.field)
             log.info("pool %s rules changed: %s", name, body)

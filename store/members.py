@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
 from sqlalchemy import select
@@ -55,6 +56,24 @@ async def active_admins(session: AsyncSession) -> list[Member]:
 
 async def get_member(session: AsyncSession, userid: str) -> Member | None:
     return await session.scalar(select(Member).where(Member.userid == userid, Member.active.is_(True)))
+
+
+async def member_names(session: AsyncSession, member_ids: Iterable[int]) -> dict[int, tuple[str, str]]:
+    """Member id → (name, partner name or ""), for texts that name people instead of ids; members
+    who left are named too, since history outlives them."""
+    ids = sorted(set(member_ids))
+    if not ids:
+        return {}
+    rows = await session.execute(select(Member.id, Member.name, Partner.name)
+                                 .outerjoin(Partner, Partner.id == Member.partner_id).where(Member.id.in_(ids)))
+    return {member_id: (name, partner or "") for member_id, name, partner in rows}
+
+
+async def partner_names(session: AsyncSession, partner_ids: Iterable[int]) -> dict[int, str]:
+    ids = sorted(set(partner_ids))
+    if not ids:
+        return {}
+    return dict((await session.execute(select(Partner.id, Partner.name).where(Partner.id.in_(ids)))).all())
 
 
 def parse_members_csv(text: str) -> list[MemberRow]:

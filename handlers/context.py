@@ -64,6 +64,11 @@ class Context:
     def say(self, en: str, zh: str) -> str:
         return zh if self.lang == "zh" else en
 
+    def may_use(self, command_name: str) -> bool:
+        """Whether a reply may point this person at a command: only at ones their role can run."""
+        command = self.commands.lookup(command_name)
+        return command is not None and self.member.role in command.roles
+
 
 Handler = Callable[[Context, Any], Awaitable[Reply | Sequence[Reply]]]
 

@@ -72,6 +72,11 @@ class Context:
             self._rule_book = await rule_book(self.session, self.config.pool_rules)
         return self._rule_book
 
+    def may_use(self, command_name: str) -> bool:
+        """Whether a reply may point this person at a command: only at ones their role can run."""
+        command = self.commands.lookup(command_name)
+        return command is not None and self.member.role in command.roles
+
 
 Handler = Callable[[Context, Any], Awaitable[Reply | Sequence[Reply]]]
 

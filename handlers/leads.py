@@ -5,9 +5,12 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from handlers.replies import Text
+from handlers import words
 from handlers.context import ArgError, Context, parse_id
 from store import pool
 from store.leads import get_lead, mask_phone
+from store.members import member_names
+from store.partners import partner_names_by_id
 from store.models import Lead, utcnow
 
 # Replies list at most this many leads; the pool is browsed with filter words.
@@ -116,11 +119,16 @@ async def lead_history(ctx: Context, lead_id: int) -> Text:
     lead = await get_lead(ctx.session, lead_id)
     if lead is None:
         return Text(ctx.say(f"There is no lead #{lead_id}.", f"没有线索 #{lead_id}。"))
-    lines = [f"{_line(lead, full_phone=True)} — {lead.status}"]
-    for event in await pool.history(ctx.session, lead_id):
+    events = await pool.history(ctx.session, lead_id)
+    people = await member_names(ctx.session, (e.member_id for e in events if e.member_id))
+    partners = await partner_names_by_id(ctx.session, words.pool_partner_ids([e.note for e in events]))
+    lines = [f"{_line(lead, full_phone=True)} — {words.word(words.LEAD_STATUSES, lead.status, ctx.lang)}"]
+    for event in events:
         when = pool.local_time(event.at, ctx.config.server.timezone)
-        who = f" by member {event.member_id}" if event.member_id else ""
-        lines.append(f"• {when} {event.kind}{who}" + (f": {event.note}" if event.note else ""))
+        name, partner = people.get(event.member_id or 0, ("", ""))
+        who = words.person(name, partner, ctx.lang) if name else None
+        note = words.event_note(event.kind, event.note, ctx.lang, partners) if event.note else ""
+        lines.append(f"• {when} {words.event(event.kind, who, ctx.lang)}" + (ctx.say(": ", "：") + note if note else ""))
     return Text("\n".join(lines))
 
 

@@ -9,12 +9,22 @@ from datetime import date
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
+from handlers import words
 from handlers.replies import Text
 from handlers.stats import deals_line, funnel_line, money
 from store import stats
+from store.leads import mask_phone
 from store.models import Lead, LeadEvent, Task
 from store.pool_rules import TIER_NAMES
 from store.tiers import TIERS, Change
+
+
+def new_lead(lead: Lead, task_id: int | None, channel: str) -> Text:
+    """To the sharer whose link or poster brought the lead in (bot/web/landing.py)."""
+    via_en, via_zh = words.CHANNELS.get(channel, words.CHANNELS["other"])
+    return Text(f"🎉 新线索！{lead.name}（{lead.company or '未填公司'}，{mask_phone(lead.phone)}）"
+                f"通过您在任务 #{task_id} 的{via_zh}留下了信息，已归属于您。记录跟进：跟进 {lead.id} 内容\n"
+                f"New lead from your {via_en} for task #{task_id}: {lead.name}. Log what happens: follow {lead.id} note")
 
 
 def idle_warning(lead: Lead) -> Text:
@@ -30,11 +40,11 @@ def recycled(lead: Lead, idle_days: int) -> Text:
 def time_to_contact(lead: Lead, recent: Sequence[LeadEvent], tasks: Sequence[Task], zone: str) -> Text:
     """A nurturing lead's date has come: its contact (for its holder), recent history, and content to send."""
     lines = [f"⏰ 今天该联系线索 #{lead.id}：{lead.name}（{lead.company or '—'}）{lead.phone}",
-             *[f"• {e.at.astimezone(ZoneInfo(zone)).strftime('%m-%d')} {e.kind}" + (f"：{e.note}" if e.note else "")
-               for e in recent]]
+             *[f"• {e.at.astimezone(ZoneInfo(zone)).strftime('%m-%d')} {words.event(e.kind, None, 'zh')}"
+               + (f"：{words.event_note(e.kind, e.note, 'zh')}" if e.note else "") for e in recent]]
     if tasks:
         lines.append("可发送的内容：" + "；".join(f"#{t.id} {t.title}（链接 {t.id}）" for t in tasks))
-    lines.append(f"联系后记录：跟进 {lead.id} 内容 / It is time to contact lead #{lead.id}.")
+    lines += [f"联系后记录：跟进 {lead.id} 内容", f"It is time to contact lead #{lead.id}; log it after: follow {lead.id} note"]
     return Text("\n".join(lines))
 
 

@@ -68,6 +68,11 @@ def deals_line(funnel: stats.Funnel, lang: str) -> str:
             f"included) · {funnel.shares} share(s) · clicks {funnel.clicks} (bots {funnel.bot_clicks} not counted)")
 
 
+def flags_hint(ctx: Context) -> str:
+    """Where held-back figures are reviewed, for those who may review them (admins)."""
+    return ctx.say(" (flags)", "（风控）") if ctx.may_use("flags") else ""
+
+
 def today(ctx: Context):  # type: ignore[no-untyped-def]
     return ctx.now.astimezone(ZoneInfo(ctx.config.server.timezone)).date()
 
@@ -189,13 +194,13 @@ async def report(ctx: Context, args: ReportArgs) -> list[Reply]:
     title = ctx.say(f"📊 Report · {period.label}", f"📊 统计 · {period.label}") + (f" · {label}" if label else "")
     lines = [title, funnel_line(funnel, ctx.lang), deals_line(funnel, ctx.lang)]
     if funnel.held_clicks or funnel.held_leads:
-        lines.append(ctx.say(f"Held back by fraud checks: {funnel.held_clicks} click(s), {funnel.held_leads} lead(s) (flags)",
-                             f"风控暂扣：点击 {funnel.held_clicks} 次，线索 {funnel.held_leads} 条（风控）"))
+        lines.append(ctx.say(f"Held back by fraud checks: {funnel.held_clicks} click(s), {funnel.held_leads} lead(s)",
+                             f"风控暂扣：点击 {funnel.held_clicks} 次，线索 {funnel.held_leads} 条") + flags_hint(ctx))
     for name_en, name_zh, board in (("Partners", "伙伴排行", top_partners), ("Members", "成员排行", top_members)):
         if board and board[0].unique_clicks + board[0].shares + board[0].leads:
             shown = " · ".join(f"{i}. {s.name} {s.unique_clicks}" for i, s in enumerate(board[:5], 1))
             lines.append(ctx.say(f"{name_en} by unique clicks: {shown}", f"{name_zh}（独立点击）：{shown}"))
-    if ctx.member.role != "partner":  # partner staff may not use roi
+    if ctx.may_use("roi"):
         lines.append(ctx.say("Revenue by attribution model: roi linear", "归因分析：归因 线性"))
     series = await stats.trend(ctx.session, scope, period_of(ctx, f"{today(ctx) - timedelta(days=13)}..{today(ctx)}", ""))
     board = top_partners or top_members
@@ -239,8 +244,8 @@ async def roi(ctx: Context, args: RoiArgs) -> Text:
                      f"💰 归因 · {name} · {period.label}：成交 {result.won_leads} 单，{money(result.revenue)}"
                      f"（无追踪触点：{money(result.unattributed)}）")]
     if result.held_revenue:
-        lines.append(ctx.say(f"Held back by fraud checks: {money(result.held_revenue)} (flags)",
-                             f"风控暂扣成交额：{money(result.held_revenue)}（风控）"))
+        lines.append(ctx.say(f"Held back by fraud checks: {money(result.held_revenue)}",
+                             f"风控暂扣成交额：{money(result.held_revenue)}") + flags_hint(ctx))
     tasks = sorted(result.by_task.items(), key=lambda kv: (-kv[1], kv[0]))[:8]
     if tasks:
         lines.append(ctx.say("By task:", "按任务："))

@@ -8,6 +8,7 @@ from datetime import datetime, time
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from handlers import words
 from handlers.replies import Button, Card, Text, reply_to_payload
 from handlers.context import MARKETER, ADMIN, ArgError, CommandTable, Context, parse_id, shorten
 from store import tasks as task_store
@@ -179,10 +180,11 @@ async def show_task(ctx: Context, task_id: int) -> Text:
     lines.append(ctx.say(f"Link: {task.target_url}", f"链接：{task.target_url}"))
     waiting_en = f" {progress['waiting']} wait for WeChat followers to write." if progress["waiting"] else ""
     waiting_zh = f"{progress['waiting']} 张等待微信关注者发消息后送达。" if progress["waiting"] else ""
+    status = words.word(words.TASK_STATUSES, task.status, ctx.lang)
     lines.append(ctx.say(
-        f"Status: {task.status}. Cards: {progress['pending'] + progress['sending']} queued, {progress['sent']} sent, "
+        f"Status: {status}. Cards: {progress['pending'] + progress['sending']} queued, {progress['sent']} sent, "
         f"{progress['failed']} failed.{waiting_en} {shared} member(s) have shared.",
-        f"状态：{task.status}。卡片：排队 {progress['pending'] + progress['sending']}，已发送 {progress['sent']}，"
+        f"状态：{status}。卡片：排队 {progress['pending'] + progress['sending']}，已发送 {progress['sent']}，"
         f"失败 {progress['failed']}。{waiting_zh}已分享 {shared} 人。"))
     return Text("\n".join(lines))
 
@@ -208,7 +210,7 @@ async def list_tasks(ctx: Context) -> Text:
                             "还没有任务。创建：新任务 标题 | https://…"))
     lines = [ctx.say("Recent tasks:", "最近的任务：")]
     for task in recent:
-        lines.append(f"• {_task_line(task, ctx)} — {task.status}")
+        lines.append(f"• {_task_line(task, ctx)} — {words.word(words.TASK_STATUSES, task.status, ctx.lang)}")
     lines.append(ctx.say("Details and progress: task N", "详情与进度：任务 N"))
     return Text("\n".join(lines))
 

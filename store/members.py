@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
 from sqlalchemy import select
@@ -83,6 +84,17 @@ async def members_by_userids(session: AsyncSession, userids: list[str]) -> dict[
 
 async def active_members_of(session: AsyncSession, partner_id: int) -> list[Member]:
     return list(await session.scalars(select(Member).where(Member.partner_id == partner_id, Member.active.is_(True))))
+
+
+async def member_names(session: AsyncSession, member_ids: Iterable[int]) -> dict[int, tuple[str, str]]:
+    """Member id → (name, partner name or ""), for texts that name people instead of ids; members
+    who left are named too, since history outlives them."""
+    ids = sorted(set(member_ids))
+    if not ids:
+        return {}
+    rows = await session.execute(select(Member.id, Member.name, Partner.name)
+                                 .outerjoin(Partner, Partner.id == Member.partner_id).where(Member.id.in_(ids)))
+    return {member_id: (name, partner or "") for member_id, name, partner in rows}
 
 
 def parse_members_csv(text: str) -> list[MemberRow]:

@@ -1,6 +1,8 @@
 """Partners looked up: by the name people type (chat, admin API, CSV) or by id."""
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -22,6 +24,13 @@ async def partners_by_name(session: AsyncSession) -> list[Partner]:
 
 async def partner_names(session: AsyncSession) -> set[str]:
     return set(await session.scalars(select(Partner.name)))
+
+
+async def partner_names_by_id(session: AsyncSession, partner_ids: Iterable[int]) -> dict[int, str]:
+    ids = sorted(set(partner_ids))
+    if not ids:
+        return {}
+    return dict((await session.execute(select(Partner.id, Partner.name).where(Partner.id.in_(ids)))).all())
 
 
 async def partner_ids_and_names(session: AsyncSession) -> list[tuple[int, str]]:

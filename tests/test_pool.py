@@ -283,7 +283,7 @@ async def test_nurturing_lead_waits_for_its_date_then_the_holder_is_reminded(poo
         return [m.body.get("content", "") for m in s.sim.bot_messages("p1") if "今天该联系线索" in m.body.get("content", "")]
 
     [text] = await eventually(reminder)
-    assert text.startswith("⏰ 今天该联系线索 #1：赵总（华星制造）13800000001") and "nurturing：next contact 2099-03-01" in text
+    assert text.startswith("⏰ 今天该联系线索 #1：赵总（华星制造）13800000001") and "转为孵化：下次联系 2099-03-01" in text
     await asyncio.sleep(0.3)
     assert len(await reminder()) == 1
     [reply] = await s.ask("p1", "follow 1 called, meeting booked")

@@ -383,7 +383,7 @@ async def test_lead_pool_claim_follow_return_win_and_audit(pool_leads: list[int]
     await expect(history).to_have_count(1, timeout=STEP_TIMEOUT_MS)
     text = await history.inner_text()
     positions, start = [], 0
-    for kind in ["claimed", "followed", "returned", "claimed", "won"]:
+    for kind in ["领取", "跟进", "退回线索池", "领取", "成交"]:
         start = text.index(kind, start)
         positions.append(start)
         start += len(kind)

@@ -14,7 +14,8 @@ from aiohttp import web
 
 from bot.config import ASSETS, Config
 from bot.web.links import LinkCache, Visitors, live_target, page
-from handlers.replies import Text, reply_to_payload
+from handlers import notices
+from handlers.replies import reply_to_payload
 from store import leads as lead_store
 from store import outbox as outbox_store
 from store.bindings import MEMBER_CHANNEL
@@ -106,10 +107,7 @@ def landing_routes(links: LinkCache, visitors: Visitors, config: Config, db_of: 
             if lead is not None:
                 log.info("lead %d from link %d (phone %s)", lead.id, target.link_id, lead_store.mask_phone(lead.phone))
             if lead is not None and owner is not None:
-                via = "海报" if target.channel == "poster" else "链接"
-                note = Text(f"🎉 新线索！{lead.name}（{lead.company or '未填公司'}，{lead_store.mask_phone(lead.phone)}）"
-                            f"通过您在任务 #{target.task_id} 的{via}留下了信息，已归属于您。\n"
-                            f"New lead from your {target.channel} for task #{target.task_id}: {lead.name}.")
+                note = notices.new_lead(lead, target.task_id, target.channel)
                 claims.append(await outbox_store.add(session, channel=MEMBER_CHANNEL, recipient=owner.userid,
                                                      payload=reply_to_payload(note), claimed=True))
         if claims:

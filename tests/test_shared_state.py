@@ -63,6 +63,7 @@ async def test_reserve_in_windows_slides_each_window(shared: SharedKeys) -> None
     assert await shared.reserve_in_windows("other", limits, t + 10) == 0
     # At t+60 the send at t has just left the minute: the slot is free (and taken), never "wait 0".
     assert await shared.reserve_in_windows("u", limits, t + 60) == 0
+    assert await shared.reserve_in_windows("u", limits, t + 60.5) == pytest.approx(0.5)  # t+60 was taken
     assert await shared.reserve_in_windows("u", limits, t + 61.5) == 0
     assert await shared.reserve_in_windows("u", limits, t + 200) == pytest.approx(3400)
     assert await shared.reserve_in_windows("u", limits, t + 3600) == 0

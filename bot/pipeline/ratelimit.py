@@ -25,5 +25,6 @@ class MemberRateLimiter:
     async def reserve(self, recipient: str, now: float | None = None) -> float:
         """Take a send slot for this member: 0.0 if taken, else the seconds until one frees up."""
         now = time.time() if now is None else now
-        return await self.shared.reserve_in_windows(f"sends:{recipient}", [(self.per_hour, HOUR), (self.per_minute, MINUTE)],
-                                                    now, degraded="per-member send limits counted in this process")
+        limits = [(self.per_hour, HOUR), (self.per_minute, MINUTE)]
+        return await self.shared.reserve_in_windows(f"sends:{recipient}", limits, now,
+                                                    degraded="per-member send limits counted in this process")

@@ -37,6 +37,8 @@ def create_redis(url: str) -> Redis | None:
                           max_connections=200)
 
 
+# ARGV: now, a unique member for it, the key's expiry, the score up to which entries are dropped, then
+# (limit, window, exclusive lower bound) per window, checked in the caller's order.
 _SLIDING_RESERVE = """
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[4])
 for i = 5, #ARGV, 3 do

@@ -1,15 +1,23 @@
-"""Redis helpers. Redis is optional for one instance: every caller has an in-process or database
-fallback, and a Redis outage degrades to that fallback (logged) instead of failing requests."""
+"""Shared state: Redis when configured, in-process otherwise. Redis is optional for one instance;
+with several it is what they share. Every operation of SharedKeys has one Redis implementation and
+one in-process one (LocalKeys), and a Redis outage degrades to the latter (logged) instead of
+failing requests."""
 from __future__ import annotations
 
 import logging
+import secrets
 import time
+from collections import OrderedDict, deque
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
 
 from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
 log = logging.getLogger(__name__)
 _last_warned: dict[str, float] = {}
+T = TypeVar("T")
 DEGRADED_LOG_INTERVAL_SECONDS = 30.0
 
 
@@ -29,61 +37,176 @@ def create_redis(url: str) -> Redis | None:
                           max_connections=200)
 
 
-class SharedKeys:
-    """Namespaced Redis operations that never raise: None means "Redis did not answer"."""
+# ARGV: now, a unique member for it, the key's expiry, the score up to which entries are dropped, then
+# (limit, window, exclusive lower bound) per window, checked in the caller's order.
+_SLIDING_RESERVE = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[4])
+for i = 5, #ARGV, 3 do
+  local limit, window = tonumber(ARGV[i]), tonumber(ARGV[i + 1])
+  local within = redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[i + 2], '+inf', 'WITHSCORES', 'LIMIT', 0, limit)
+  if #within >= limit * 2 then
+    return tostring(tonumber(within[2]) + window - tonumber(ARGV[1]))
+  end
+end
+redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+return '0'
+"""
+# Sliding-window entries outlive their longest window by this much, so a key is never dropped
+# while one of its entries can still count.
+_WINDOW_SLACK_SECONDS = 100
 
-    def __init__(self, redis: Redis | None, prefix: str) -> None:
+
+class LocalKeys:
+    """What SharedKeys keeps in this process: values that expire, and at most max_items of them
+    (the least recently written go first), so memory is bounded whatever the traffic."""
+
+    def __init__(self, max_items: int = 200_000) -> None:
+        self.items: OrderedDict[str, tuple[float, Any]] = OrderedDict()
+        self.max_items = max_items
+
+    def _live(self, key: str, now: float) -> Any | None:
+        expires, value = self.items.get(key, (0.0, None))
+        if expires > now:
+            return value
+        self.items.pop(key, None)
+        return None
+
+    def _put(self, key: str, value: Any, ttl: float, now: float) -> None:
+        self.items[key] = (now + ttl, value)
+        self.items.move_to_end(key)
+        while len(self.items) > self.max_items:
+            self.items.popitem(last=False)
+
+    def get(self, key: str, now: float | None = None) -> str | None:
+        return self._live(key, _now(now))
+
+    def set(self, key: str, value: str, ttl: float, now: float | None = None) -> None:
+        self._put(key, value, ttl, _now(now))
+
+    def delete(self, key: str) -> None:
+        self.items.pop(key, None)
+
+    def add_once(self, key: str, ttl: float, now: float | None = None) -> bool:
+        now = _now(now)
+        if self._live(key, now) is not None:
+            return False
+        self._put(key, "1", ttl, now)
+        return True
+
+    def count_in_window(self, key: str, window: float, now: float | None = None) -> int:
+        now = _now(now)
+        counter = self._live(key, now)
+        if counter is None:  # the window starts with its first hit, as Redis's EXPIRE NX does
+            counter = [0]
+            self._put(key, counter, window, now)
+        counter[0] += 1
+        return int(counter[0])
+
+    def reserve_in_windows(self, key: str, limits: Sequence[tuple[int, float]], now: float | None = None) -> float:
+        now = _now(now)
+        longest = max(window for _, window in limits)
+        taken: deque[float] = self._live(key, now) or deque()
+        while taken and taken[0] <= now - longest:
+            taken.popleft()
+        for limit, window in limits:
+            within = [t for t in taken if t > now - window]
+            if len(within) >= limit:
+                return within[0] + window - now
+        taken.append(now)
+        self._put(key, taken, longest + _WINDOW_SLACK_SECONDS, now)
+        return 0.0
+
+
+def _now(now: float | None) -> float:
+    return time.time() if now is None else now
+
+
+_NO_ANSWER: Any = object()
+
+
+class SharedKeys:
+    """Namespaced shared state: Redis when configured, this process's LocalKeys otherwise. Nothing
+    here raises for Redis: while it does not answer, the same operation runs on LocalKeys (logged)."""
+
+    def __init__(self, redis: Redis | None, prefix: str, local: LocalKeys | None = None) -> None:
         self.redis = redis
         self.prefix = prefix
+        self.local = local or LocalKeys()
+        self._scripts: dict[str, AsyncScript] = {}
 
-    async def exists(self, key: str) -> bool:
+    async def _ask(self, command: Callable[[Redis], Awaitable[T]], degraded: str) -> T:
+        """The one place that falls back: _NO_ANSWER without Redis or while it fails."""
         if self.redis is None:
-            return False
+            return _NO_ANSWER
         try:
-            return bool(await self.redis.exists(self.prefix + key))
+            return await command(self.redis)
         except RedisError as err:
-            warn_degraded("de-duplication falls back to the database", err)
-            return False
+            warn_degraded(degraded, err)
+            return _NO_ANSWER
 
     async def get(self, key: str) -> str | None:
-        if self.redis is None:
-            return None
-        try:
-            value = await self.redis.get(self.prefix + key)
-        except RedisError as err:
-            warn_degraded("shared reads fall back to this process", err)
-            return None
-        return value.decode() if isinstance(value, bytes) else value
+        # What is set here does not change once written (a media id, a token with its expiry, a
+        # committed message key), so this process's copy answers when Redis has lost the key too.
+        value = await self._ask(lambda r: r.get(self.prefix + key), "shared reads fall back to this process")
+        if value is _NO_ANSWER or value is None:
+            return self.local.get(key)
+        return value.decode() if isinstance(value, bytes) else str(value)
+
+    async def exists(self, key: str) -> bool:
+        found = await self._ask(lambda r: r.exists(self.prefix + key),
+                                "de-duplication falls back to this process and the database")
+        return (found is not _NO_ANSWER and bool(found)) or self.local.get(key) is not None
 
     async def set(self, key: str, value: str, ttl_seconds: int) -> None:
-        if self.redis is None:
-            return
-        try:
-            await self.redis.set(self.prefix + key, value, ex=ttl_seconds)
-        except RedisError as err:
-            warn_degraded("shared writes skipped", err)
+        self.local.set(key, value, ttl_seconds)  # kept here too, so that an outage forgets nothing
+        await self._ask(lambda r: r.set(self.prefix + key, value, ex=ttl_seconds), "shared writes kept in this process")
 
     async def delete(self, key: str) -> None:
-        if self.redis is None:
-            return
-        try:
-            await self.redis.delete(self.prefix + key)
-        except RedisError as err:
-            warn_degraded("shared deletes skipped", err)
+        self.local.delete(key)
+        await self._ask(lambda r: r.delete(self.prefix + key), "shared deletes made in this process only")
 
-    async def count_in_window(self, key: str, window_seconds: int) -> int | None:
-        """Count one more hit in a fixed window shared by all instances; None without Redis."""
-        if self.redis is None:
-            return None
-        try:
-            async with self.redis.pipeline(transaction=True) as pipe:
+    async def add_once(self, key: str, ttl_seconds: float, now: float | None = None) -> bool:
+        """True for the first call per key within ttl_seconds (SET NX), across instances."""
+        first = await self._ask(lambda r: r.set(self.prefix + key, "1", nx=True, px=max(1, int(ttl_seconds * 1000))),
+                                "first-time checks made in this process")
+        return self.local.add_once(key, ttl_seconds, now) if first is _NO_ANSWER else bool(first)
+
+    async def count_in_window(self, key: str, window_seconds: int) -> int:
+        """Count one more hit in a fixed window that starts with the key's first hit."""
+        async def count(redis: Redis) -> int:
+            async with redis.pipeline(transaction=True) as pipe:
                 pipe.incr(self.prefix + key)
                 pipe.expire(self.prefix + key, window_seconds, nx=True)
-                count, _ = await pipe.execute()
-            return int(count)
-        except RedisError as err:
-            warn_degraded("rate limits counted in this process", err)
-            return None
+                hits, _ = await pipe.execute()
+            return int(hits)
+        hits = await self._ask(count, "rate limits counted in this process")
+        return self.local.count_in_window(key, window_seconds) if hits is _NO_ANSWER else hits
+
+    async def reserve_in_windows(self, key: str, limits: Sequence[tuple[int, float]], now: float | None = None,
+                                 degraded: str = "rate limits counted in this process") -> float:
+        """Take a slot under every (limit, window seconds) sliding window: 0.0 if taken, else the
+        seconds until the oldest entry that blocks it leaves its window."""
+        now = _now(now)
+        longest = max(window for _, window in limits)
+        # Bounds are written here, not computed in Lua: Lua prints numbers with 14 digits only.
+        args: list[Any] = [repr(now), f"{now!r}:{secrets.token_hex(4)}", int(longest) + _WINDOW_SLACK_SECONDS,
+                           repr(now - longest)]
+        for limit, window in limits:
+            args += [limit, window, f"({now - window!r}"]
+        wait = await self.run_script(_SLIDING_RESERVE, [key], args, parse=float,
+                                     locally=lambda local: local.reserve_in_windows(key, limits, now), degraded=degraded)
+        return max(0.0, wait)
+
+    async def run_script(self, lua: str, keys: list[str], args: list[Any], *, parse: Callable[[Any], T],
+                         locally: Callable[[LocalKeys], T], degraded: str) -> T:
+        """Run a Lua script on Redis (keys get the prefix) and parse its answer, or run its in-process
+        equivalent on LocalKeys. For steps that must happen together in one round trip."""
+        script = self._scripts.get(lua)
+        if script is None and self.redis is not None:
+            script = self._scripts[lua] = self.redis.register_script(lua)
+        answer = await self._ask(lambda r: script(keys=[self.prefix + k for k in keys], args=args), degraded)
+        return locally(self.local) if answer is _NO_ANSWER else parse(answer)
 
 
 async def warn_if_not_durable(redis: Redis | None) -> None:

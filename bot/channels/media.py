@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import mimetypes
-import time
 from pathlib import Path
 
 from bot.channels.api_client import TokenClient
@@ -22,8 +21,6 @@ class ImageUploads:
         self.posters = posters
         self.shared = shared
         self.namespace = namespace  # media ids of one platform (or app) mean nothing to another
-        # Uploads are also remembered in this process (needed without Redis), for as long as in Redis.
-        self._media: dict[str, tuple[str, float]] = {}
 
     async def media_id(self, reply: Image | Poster | Chart, message_id: int) -> str:
         if isinstance(reply, Image):
@@ -36,18 +33,11 @@ class ImageUploads:
         request = PosterRequest(reply.template, reply.qr_url, reply.member_name, reply.partner_name, reply.task_title)
         path = await asyncio.to_thread(self.posters.render, request)  # CPU-bound; cached on disk
         key = f"media:{self.namespace}:poster:{path.stem}"  # the file name is its content key
-        media_id = await self.shared.get(key) or self._local(key)
+        media_id = await self.shared.get(key)  # without Redis, this process remembers
         if media_id is None:
             media_id = await self._upload(path)
-            if len(self._media) > 10_000:
-                self._media.clear()
-            self._media[key] = (media_id, time.monotonic() + MEDIA_REUSE_SECONDS)
             await self.shared.set(key, media_id, MEDIA_REUSE_SECONDS)
         return media_id
-
-    def _local(self, key: str) -> str | None:
-        media_id, expires = self._media.get(key, ("", 0.0))
-        return media_id if expires > time.monotonic() else None
 
     async def _upload(self, path: Path) -> str:
         content_type = mimetypes.guess_type(path.name)[0] or "image/png"

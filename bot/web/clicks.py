@@ -15,7 +15,6 @@ import os
 import secrets
 import socket
 import time
-from collections import OrderedDict
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from typing import Any
@@ -25,7 +24,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from store import links as link_store
 from store.db import Database
-from store.redis import warn_degraded
+from store.redis import LocalKeys, SharedKeys
 
 log = logging.getLogger(__name__)
 
@@ -58,24 +57,6 @@ class ClickEvent:
         return values
 
 
-class _TtlSet:
-    """Bounded in-process "seen recently" set: the fallback for Redis SET NX EX."""
-
-    def __init__(self, max_items: int = 200_000) -> None:
-        self.items: OrderedDict[str, float] = OrderedDict()
-        self.max_items = max_items
-
-    def add_once(self, key: str, ttl: float, now: float) -> bool:
-        expires = self.items.get(key)
-        if expires is not None and expires > now:
-            return False
-        self.items[key] = now + ttl
-        self.items.move_to_end(key)
-        while len(self.items) > self.max_items:
-            self.items.popitem(last=False)
-        return True
-
-
 class ClickRecorder:
     def __init__(self, db: Database, redis: Redis | None, prefix: str, flood_window: float,
                  batch_size: int = 500, flush_interval: float = 0.5, timezone: str = "UTC",
@@ -90,9 +71,9 @@ class ClickRecorder:
         self.flush_interval = flush_interval
         self.consumer = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
         self._local: list[ClickEvent] = []
-        self._seen = _TtlSet()
+        # Its own in-process keys: a burst of clicks must not push other state out of a shared bound.
+        self.shared = SharedKeys(redis, prefix, LocalKeys(max_items=200_000))
         self._group_ready = False
-        self._record_script = redis.register_script(_RECORD) if redis is not None else None
         self._pending: set[asyncio.Task[ClickEvent | None]] = set()
         # Recording runs after the response; this keeps a burst from opening a Redis connection each.
         self._slots = asyncio.Semaphore(32)
@@ -122,23 +103,22 @@ class ClickRecorder:
         visitor_key = f"{link_id}:{visitor_id}"
         event = ClickEvent(secrets.token_hex(16), link_id, now, visitor_id, ip_hash, user_agent[:512],
                            referrer[:1024], is_bot, False)
-        if self._record_script is not None:
-            try:
-                unique = await self._record_script(
-                    keys=[f"{self.prefix}clk:flood:{visitor_key}", f"{self.prefix}clk:uniq:{visitor_key}", self.stream],
-                    args=[int(self.flood_window * 1000) or 1, UNIQUE_WINDOW_SECONDS * 1000, json.dumps(asdict(event))])
-                return None if int(unique) < 0 else replace(event, is_unique=bool(int(unique)))
-            except RedisError as err:
-                warn_degraded("clicks buffered in this process", err)
-        if not await self._first(f"clk:flood:{visitor_key}", self.flood_window, now):
-            return None
-        event = replace(event, is_unique=await self._first(f"clk:uniq:{visitor_key}", UNIQUE_WINDOW_SECONDS, now))
-        self._local.append(event)
-        return event
+        flood_key, unique_key = f"clk:flood:{visitor_key}", f"clk:uniq:{visitor_key}"
 
-    async def _first(self, key: str, ttl: float, now: float) -> bool:
-        # Without Redis (or while it is down), one process's memory decides.
-        return self._seen.add_once(key, ttl, now)
+        def parse(unique: Any) -> ClickEvent | None:
+            return None if int(unique) < 0 else replace(event, is_unique=bool(int(unique)))
+
+        def locally(local: LocalKeys) -> ClickEvent | None:
+            if not local.add_once(flood_key, self.flood_window, now):
+                return None
+            buffered = replace(event, is_unique=local.add_once(unique_key, UNIQUE_WINDOW_SECONDS, now))
+            self._local.append(buffered)
+            return buffered
+
+        return await self.shared.run_script(
+            _RECORD, [flood_key, unique_key, "clicks"],
+            [int(self.flood_window * 1000) or 1, UNIQUE_WINDOW_SECONDS * 1000, json.dumps(asdict(event))],
+            parse=parse, locally=locally, degraded="clicks buffered in this process")
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hmac
 import logging
 import secrets
-import time
 from html import escape
 from string import Template
 from typing import Any
@@ -34,7 +33,6 @@ MAX_FORM_BYTES = 8192
 def landing_routes(links: LinkCache, visitors: Visitors, config: Config, db_of: Any, outbox_of: Any,
                    shared_of: Any) -> list[web.RouteDef]:
     template = Template(PAGE.read_text(encoding="utf-8"))
-    local_hits: dict[str, tuple[float, int]] = {}
 
     def render(status: int, title: str, token: str, values: dict[str, str], problems: dict[str, str],
                done: bool = False) -> web.Response:
@@ -49,16 +47,7 @@ def landing_routes(links: LinkCache, visitors: Visitors, config: Config, db_of: 
         return response
 
     async def too_many(request: web.Request, who: str) -> bool:
-        key = f"landing:{who}"
-        count = await shared_of(request).count_in_window(key, SUBMIT_WINDOW_SECONDS)
-        if count is None:  # no Redis: this process counts
-            start, hits = local_hits.get(key, (time.monotonic(), 0))
-            if time.monotonic() - start > SUBMIT_WINDOW_SECONDS:
-                start, hits = time.monotonic(), 0
-            if len(local_hits) > 100_000:
-                local_hits.clear()
-            local_hits[key] = (start, hits + 1)
-            count = hits + 1
+        count = await shared_of(request).count_in_window(f"landing:{who}", SUBMIT_WINDOW_SECONDS)
         return count > SUBMITS_PER_WINDOW
 
     async def show(request: web.Request) -> web.StreamResponse:

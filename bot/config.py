@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from bot.config_checks import ConfigError, validate
 from store.fraud import FraudSettings
 from store.points import PointsSettings
 from store.pool_rules import SETTINGS as POOL_SETTINGS, PoolRules
@@ -22,10 +23,6 @@ ASSETS = Path(__file__).resolve().parents[1] / "assets"
 
 ENV_PREFIX = "PARTNERBOT_"
 CONFIG_ENV = "PARTNERBOT_CONFIG"
-
-
-class ConfigError(Exception):
-    """A wrong or missing configuration value; str(err) is one line for the operator."""
 
 
 @dataclass
@@ -312,8 +309,6 @@ def load_config(path: str | Path | None = None, environ: Mapping[str, str] | Non
             env_name = f"{ENV_PREFIX}{section_name.upper()}_{f.name.upper()}"
             if env_name in environ:
                 setattr(section, f.name, _coerce(environ[env_name], f.type, f"{env_name} (environment)"))
-
-    from bot.config_checks import validate  # the checks need the section types defined here
 
     validate(config)
     return config

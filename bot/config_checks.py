@@ -6,10 +6,17 @@ import binascii
 import ipaddress
 from pathlib import Path
 from urllib.parse import urlsplit
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from bot.config import Config, ConfigError
 from store.pool_rules import SETTINGS as POOL_SETTINGS
+
+if TYPE_CHECKING:  # bot/config.py imports this module to check what it loaded
+    from bot.config import Config
+
+
+class ConfigError(Exception):
+    """A wrong or missing configuration value; str(err) is one line for the operator."""
 
 
 def _is_aes_key(key: str) -> bool:

@@ -19,12 +19,14 @@ from store.pool_rules import TIER_NAMES
 from store.tiers import TIERS, Change
 
 
-def new_lead(lead: Lead, task_id: int | None, channel: str) -> Text:
-    """To the sharer whose link or poster brought the lead in (bot/web/landing.py)."""
+def new_lead(lead: Lead, task_id: int | None, channel: str, content_id: int | None = None) -> Text:
+    """To the sharer whose link or poster (or copy of a content item) brought the lead in (bot/web/landing.py)."""
     via_en, via_zh = words.CHANNELS.get(channel, words.CHANNELS["other"])
+    where_zh, where_en = (f"任务 #{task_id} 的{via_zh}", f"{via_en} for task #{task_id}") if content_id is None \
+        else (f"素材 #{content_id} 的链接", f"link for content #{content_id}")
     return Text(f"🎉 新线索！{lead.name}（{lead.company or '未填公司'}，{mask_phone(lead.phone)}）"
-                f"通过您在任务 #{task_id} 的{via_zh}留下了信息，已归属于您。记录跟进：跟进 {lead.id} 内容\n"
-                f"New lead from your {via_en} for task #{task_id}: {lead.name}. Log what happens: follow {lead.id} note")
+                f"通过您在{where_zh}留下了信息，已归属于您。记录跟进：跟进 {lead.id} 内容\n"
+                f"New lead from your {where_en}: {lead.name}. Log what happens: follow {lead.id} note")
 
 
 def idle_warning(lead: Lead) -> Text:

@@ -97,7 +97,8 @@ async def attribute(session: AsyncSession, period: Period, model: str) -> Attrib
         rows = list(rows)
         touched.add(lead_id)
         for row, part in zip(rows, credit(amounts[lead_id], len(rows), model)):
-            result.by_task[row.task_id] += part
+            if row.task_id is not None:  # a content copy's touch credits its partner; content credit comes later
+                result.by_task[row.task_id] += part
             result.by_partner[row.partner_id] += part
     result.unattributed = sum((a for lead_id, a in amounts.items() if lead_id not in touched), Decimal(0))
     # Tasks that were credited, and those with a cost (spent, maybe for nothing yet).

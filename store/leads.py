@@ -79,12 +79,12 @@ def validate_form(values: dict[str, str], consent: bool) -> tuple[LeadForm | Non
     return LeadForm(cleaned["name"], cleaned["company"], phone or "", cleaned["region"], cleaned["industry"]), {}
 
 
-def form_dedupe_key(phone: str, task_id: int, now: datetime, zone: str) -> str:
+def form_dedupe_key(phone: str, task_id: int | str, now: datetime, zone: str) -> str:
     """One lead per phone, task and local day: a double tap or a re-send the same day is the same lead."""
     return f"form:{task_id}:{phone}:{now.astimezone(ZoneInfo(zone)).strftime('%Y%m%d')}"
 
 
-async def create_from_form(session: AsyncSession, form: LeadForm, *, sharer: Member | None, task_id: int,
+async def create_from_form(session: AsyncSession, form: LeadForm, *, sharer: Member | None, task_id: int | None,
                            link_id: int, channel: str, visitor_id: str, book: RuleBook) -> Lead | None:
     """A partner-sourced lead: it goes to the member who shared, protected for their pool's `protect_days`,
     with the visitor's earlier clicks (any tracked link) and this form fill as its touches.
@@ -96,7 +96,9 @@ async def create_from_form(session: AsyncSession, form: LeadForm, *, sharer: Mem
         insert(Lead).values(
             name=form.name, company=form.company, phone=form.phone, region=form.region, industry=form.industry,
             source=f"form:{channel}", status="new", owner_id=None, partner_id=sharer.partner_id if sharer else None, task_id=task_id, link_id=link_id,
-            visitor_id=visitor_id, consent_at=now, dedupe_key=form_dedupe_key(form.phone, task_id, now, book.of(None).timezone),
+            visitor_id=visitor_id, consent_at=now,
+            dedupe_key=form_dedupe_key(form.phone, task_id if task_id is not None else f"link{link_id}", now,
+                                       book.of(None).timezone),
             protected_until=now + timedelta(days=book.of(sharer.partner_id).protect_days) if sharer else None, created_at=now, updated_at=now)
         .on_conflict_do_nothing(index_elements=["dedupe_key"]).returning(Lead.id))
     if lead_id is None:

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from store.models import Click, ClickDaily, Member, Share, Task, TrackedLink, utcnow
+from store.models import Click, ClickDaily, ContentItem, Member, Share, Task, TrackedLink, utcnow
 
 CHANNELS = ("poster", "link", "other")
 
@@ -49,23 +49,31 @@ async def record_share(session: AsyncSession, task: Task, member: Member, channe
 @dataclass(frozen=True)
 class LinkTarget:
     link_id: int
-    task_id: int
+    task_id: int | None
     member_id: int
     channel: str
-    target_url: str
+    target_url: str  # empty for a talk script's link: the sharer's sign-up form is where it goes
     ended: bool
-    task_title: str
+    task_title: str  # the task's title, or the content item's
+    content_id: int | None = None
 
 
 async def resolve(session: AsyncSession, code: str) -> LinkTarget | None:
     row = (await session.execute(
         select(TrackedLink.id, TrackedLink.task_id, TrackedLink.member_id, TrackedLink.channel, Task.target_url,
-               Task.status, Task.title)
-        .join(Task, Task.id == TrackedLink.task_id).where(TrackedLink.code == code))).first()
+               Task.status, Task.title, TrackedLink.content_id)
+        .outerjoin(Task, Task.id == TrackedLink.task_id).where(TrackedLink.code == code))).first()
     if row is None:
         return None
-    return LinkTarget(row.id, row.task_id, row.member_id, row.channel, row.target_url, row.status == "ended",
-                      row.title)
+    if row.content_id is None:
+        return LinkTarget(row.id, row.task_id, row.member_id, row.channel, row.target_url, row.status == "ended",
+                          row.title)
+    item = await session.get(ContentItem, row.content_id)
+    if item is None:
+        return None
+    # A retired or expired item's links end like an ended task's.
+    ended = item.status != "published" or (item.expires_at is not None and item.expires_at <= utcnow())
+    return LinkTarget(row.id, None, row.member_id, row.channel, item.url, ended, item.title, item.id)
 
 
 DAILY_COUNTS = ("clicks", "unique_clicks", "bot_clicks", "held_clicks")

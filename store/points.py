@@ -70,7 +70,9 @@ async def worth(session: AsyncSession, p: PointsSettings, timezone: str, now: da
         return member.partner_id if member else None
 
     for task_id, member_id in await session.execute(
-            select(Share.task_id, Share.member_id).group_by(Share.task_id, Share.member_id)
+            # Content copies earn no share points yet (their incentive is still to be decided).
+            select(Share.task_id, Share.member_id).where(Share.task_id.is_not(None))
+            .group_by(Share.task_id, Share.member_id)
             .having(func.min(Share.created_at) >= since)):
         found[f"share:{task_id}:{member_id}"] = Worth("share", member_id, partner_of(member_id), p.share)
     # A day's clicks count once the day is over (late clicks and flags then settle with it).

@@ -96,7 +96,7 @@ def landing_routes(links: LinkCache, visitors: Visitors, config: Config, db_of: 
             if lead is not None:
                 log.info("lead %d from link %d (phone %s)", lead.id, target.link_id, lead_store.mask_phone(lead.phone))
             if lead is not None and owner is not None:
-                note = notices.new_lead(lead, target.task_id, target.channel)
+                note = notices.new_lead(lead, target.task_id, target.channel, target.content_id)
                 claims.append(await outbox_store.add(session, channel=MEMBER_CHANNEL, recipient=owner.userid,
                                                      payload=reply_to_payload(note), claimed=True))
         if claims:

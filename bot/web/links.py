@@ -50,12 +50,13 @@ def page(status: int, title: str, text: str) -> web.Response:
 UTM_KEYS = ("utm_source", "utm_medium", "utm_campaign")
 
 
-def with_utm(target: str, channel: str, task_id: int) -> str:
+def with_utm(target: str, channel: str, task_id: int | None, content_id: int | None = None) -> str:
     """Add our utm parameters; the target's own query is kept byte for byte (it may be GBK-encoded
     or signed), only its utm parameters of the same names are replaced."""
     parts = urlsplit(target)
     kept = [p for p in parts.query.split("&") if p and p.split("=", 1)[0] not in UTM_KEYS]
-    utm = urlencode({"utm_source": "partnerbot", "utm_medium": channel, "utm_campaign": f"task-{task_id}"})
+    campaign = f"task-{task_id}" if content_id is None else f"content-{content_id}"
+    utm = urlencode({"utm_source": "partnerbot", "utm_medium": channel, "utm_campaign": campaign})
     return urlunsplit((parts.scheme, parts.netloc, parts.path, "&".join([*kept, utm]), parts.fragment))
 
 
@@ -176,7 +177,9 @@ def redirect_routes(links: LinkCache, recorder_of: Any, visitors: Visitors) -> l
             return target
         REDIRECTS.labels("redirected").inc()
         response = web.Response(status=302, headers={
-            "Location": with_utm(target.target_url, target.channel, target.task_id),
+            # A talk script has no page of its own: its link opens the sharer's sign-up form.
+            "Location": with_utm(target.target_url, target.channel, target.task_id, target.content_id)
+            if target.target_url else f"/l/{request.match_info['code']}",
             "Cache-Control": "no-store", "Referrer-Policy": "no-referrer-when-downgrade"})
         ip_hash = visitors.ip_hash(request)
         visitor = visitors.visitor_id(request, ip_hash)

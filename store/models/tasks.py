@@ -55,21 +55,26 @@ class Share(Base):
     __table_args__ = (Index("ix_shares_task_member", "task_id", "member_id"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    task_id: Mapped[int] = mapped_column(ForeignKey("tasks.id"))
+    # A task's share, or (task_id null) a copy of a content item taken: one per member and item.
+    task_id: Mapped[int | None] = mapped_column(ForeignKey("tasks.id"))
+    content_id: Mapped[int | None] = mapped_column(ForeignKey("content_items.id"), index=True)
     member_id: Mapped[int] = mapped_column(ForeignKey("members.id"), index=True)
     channel: Mapped[str] = mapped_column(String(16))  # poster / link / other
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
 
 
 class TrackedLink(Base):
-    """A member's own link for a task and channel; its short code is what posters and links carry."""
+    """A member's own link for a task (or a content item) and channel; its short code is what posters
+    and links carry. Exactly one of task_id and content_id is set."""
 
     __tablename__ = "tracked_links"
-    __table_args__ = (UniqueConstraint("task_id", "member_id", "channel"),)
+    __table_args__ = (UniqueConstraint("task_id", "member_id", "channel"),
+                      UniqueConstraint("content_id", "member_id", "channel"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     code: Mapped[str] = mapped_column(String(16), unique=True)
-    task_id: Mapped[int] = mapped_column(ForeignKey("tasks.id"), index=True)
+    task_id: Mapped[int | None] = mapped_column(ForeignKey("tasks.id"), index=True)
+    content_id: Mapped[int | None] = mapped_column(ForeignKey("content_items.id"), index=True)
     member_id: Mapped[int] = mapped_column(ForeignKey("members.id"), index=True)
     channel: Mapped[str] = mapped_column(String(16))  # poster / link / other
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

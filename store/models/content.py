@@ -1,0 +1,53 @@
+"""The content library: articles, files, images, video links and talk scripts partners take their own
+copy of (DESIGN §11). A copy is a tracked link and a share that name the item (`content_id`)."""
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from store.models.base import Base, UTCDateTime, utcnow
+
+CONTENT_KINDS = ("link", "file", "image", "video", "script")
+CONTENT_STATUSES = ("draft", "published", "retired")
+
+
+class ContentItem(Base):
+    """One piece of content. `audience` is written like broadcast targets (`all`, `partner:"X"`,
+    `region:Y`, `tag:Z`, `user:ID`) and matched the same way."""
+
+    __tablename__ = "content_items"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    title: Mapped[str] = mapped_column(String(64))
+    summary: Mapped[str] = mapped_column(Text, default="")
+    url: Mapped[str] = mapped_column(String(2000), default="")
+    # A talk script's text, with {姓名} {公司} {链接} (or {name} {company} {link}) filled per member.
+    body: Mapped[str] = mapped_column(Text, default="")
+    audience: Mapped[str] = mapped_column(String(500), default="all")
+    status: Mapped[str] = mapped_column(String(16), default="published", index=True)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("members.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class ContentTag(Base):
+    __tablename__ = "content_tags"
+
+    content_id: Mapped[int] = mapped_column(ForeignKey("content_items.id", ondelete="CASCADE"), primary_key=True)
+    tag: Mapped[str] = mapped_column(String(20), primary_key=True, index=True)
+
+
+class ContentAttachment(Base):
+    """Content offered on a task's card (`attach TASK CONTENT`)."""
+
+    __tablename__ = "content_attachments"
+    __table_args__ = (UniqueConstraint("task_id", "content_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    task_id: Mapped[int] = mapped_column(ForeignKey("tasks.id"), index=True)
+    content_id: Mapped[int] = mapped_column(ForeignKey("content_items.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from handlers.context import EVERY_ROLE, FOLLOWER, GUEST, Command, CommandTable, optional_id, parse_id
 from handlers import help as help_
-from handlers import bindings, flags, leads, links, partners, posters, stats, tasks
+from handlers import bindings, content, flags, leads, links, partners, posters, stats, tasks
 
 PARTNER_ONLY = frozenset({"partner"})
 
@@ -90,6 +90,19 @@ COMMANDS: list[Command] = [
     Command("notify", "通知", roles=EVERY_ROLE, handler=bindings.notify, parse=bindings.parse_channel,
             help_en="notify [wechat|wecom] — where your tasks and notices go",
             help_zh="通知 [微信|企业微信] — 任务和通知发到哪里"),
+    Command("content", "素材", roles=EVERY_ROLE, handler=content.content, parse=content.parse_content,
+            help_en="content [tags] — the content library · content 5 — your own copy of #5 (staff: its details)",
+            help_zh="素材 [标签] — 素材库 · 素材 5 — 获取素材 #5 的专属版本（员工：查看详情）"),
+    Command("newcontent", "新素材", roles=tasks.STAFF, handler=content.new_content, parse=content.parse_newcontent,
+            help_en="newcontent Title | https://… | tags [| partner:NAME] — add an article or video link",
+            help_zh="新素材 标题 | https://… | 标签 [| 伙伴:名称] — 添加文章或视频链接"),
+    Command("newscript", "新话术", roles=tasks.STAFF, handler=content.new_script, parse=content.parse_newscript,
+            help_en="newscript Title | text with {name} {company} {link} — add a talk script",
+            help_zh="新话术 标题 | 含 {姓名} {公司} {链接} 的正文 — 添加话术"),
+    Command("attach", "关联", roles=tasks.STAFF, handler=content.attach, parse=content.parse_attach,
+            help_en="attach 12 5 — offer content #5 on task #12's card", help_zh="关联 12 5 — 在任务 #12 的卡片上附带素材 #5"),
+    Command("retirecontent", "下架素材", roles=tasks.STAFF, handler=content.retire_content, parse=parse_id,
+            help_en="retirecontent 5 — take content #5 out of use", help_zh="下架素材 5 — 下架素材 #5"),
     Command("remind", "催办", roles=tasks.STAFF, handler=tasks.remind, parse=parse_id,
             help_en="remind 12 — remind who has not shared task #12", help_zh="催办 12 — 提醒未分享任务 #12 的成员"),
 ]

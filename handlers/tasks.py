@@ -11,8 +11,9 @@ from zoneinfo import ZoneInfo
 from handlers import words
 from handlers.replies import Button, Card, Text, reply_to_payload
 from handlers.context import MARKETER, ADMIN, ArgError, CommandTable, Context, parse_id, shorten
+from store import content as content_store
 from store import tasks as task_store
-from store.models import Member, Task
+from store.models import ContentItem, Member, Task
 
 STAFF = frozenset({MARKETER, ADMIN})
 CONFIRM_WORDS = ("confirm", "确认")
@@ -93,20 +94,40 @@ def format_time(value: datetime | None, zone: str, lang: str) -> str:
 
 
 # ----- cards ---------------------------------------------------------------------------------------
-def task_buttons(task_id: int, commands: CommandTable) -> tuple[Button, ...]:
+# WeCom shows at most 6 buttons on a card: three for the task, up to three for attached content.
+CONTENT_BUTTONS = 3
+
+
+def task_buttons(task_id: int, commands: CommandTable, content_ids: tuple[int, ...] = ()) -> tuple[Button, ...]:
     """Buttons run commands as if typed; only commands that exist get a button."""
     wanted = (("poster", "我的海报"), ("link", "我的链接"), ("task", "任务详情"))
-    return tuple(Button(label, f"{cmd.name_zh} {task_id}")
-                 for name, label in wanted if (cmd := commands.lookup(name)) is not None)
+    buttons = [Button(label, f"{cmd.name_zh} {task_id}")
+               for name, label in wanted if (cmd := commands.lookup(name)) is not None]
+    if (content := commands.lookup("content")) is not None:
+        buttons += [Button(f"素材 #{cid}", f"{content.name_zh} {cid}") for cid in content_ids[:CONTENT_BUTTONS]]
+    return tuple(buttons)
 
 
-def task_card(task: Task, commands: CommandTable, zone: str, *, reminder: bool, card_id: str) -> dict[str, Any]:
+def attached_lines(ctx: Context, items: list[ContentItem]) -> list[str]:
+    """The content a task offers, as `task N` shows it, each with the command that gives a copy."""
+    command = ctx.commands.lookup("content")
+    if not items or command is None:
+        return []
+    take = command.name if ctx.lang == "en" else command.name_zh
+    kinds = words.CONTENT_KINDS
+    return [ctx.say("Content for this task:", "本任务的素材：")] + \
+        [f"• #{i.id} [{words.word(kinds, i.kind, ctx.lang)}] {shorten(i.title, 40)} — {take} {i.id}" for i in items]
+
+
+def task_card(task: Task, commands: CommandTable, zone: str, *, reminder: bool, card_id: str,
+              content_ids: tuple[int, ...] = ()) -> dict[str, Any]:
     deadline = f"截止 {format_time(task.deadline, zone, 'zh')}" if task.deadline else "长期有效"
     if reminder:
         title, description = f"⏰ 提醒：{task.title}", f"{deadline}，您还没有分享"
     else:
         title, description = f"新任务 #{task.id}：{task.title}", f"{deadline}，点下方按钮获取您的专属物料"
-    card = Card(title=title, description=description, buttons=task_buttons(task.id, commands), card_id=card_id)
+    card = Card(title=title, description=description, buttons=task_buttons(task.id, commands, content_ids),
+                card_id=card_id)
     return reply_to_payload(card) | {"duplicate_check": True}
 
 
@@ -174,6 +195,7 @@ async def show_task(ctx: Context, task_id: int) -> Text:
                    for c in (ctx.commands.lookup("poster"), ctx.commands.lookup("link")) if c is not None]
         if actions and task.status != "ended":
             lines.append(ctx.say("Next: ", "下一步：") + ctx.say(", ", "、").join(actions))
+            lines += attached_lines(ctx, await content_store.attached_to(ctx.session, task.id, ctx.now))
         return Text("\n".join(lines))
     progress = await task_store.delivery_progress(ctx.session, task.id)
     shared = await task_store.share_count(ctx.session, task.id)
@@ -186,6 +208,7 @@ async def show_task(ctx: Context, task_id: int) -> Text:
         f"{progress['failed']} failed.{waiting_en} {shared} member(s) have shared.",
         f"状态：{status}。卡片：排队 {progress['pending'] + progress['sending']}，已发送 {progress['sent']}，"
         f"失败 {progress['failed']}。{waiting_zh}已分享 {shared} 人。"))
+    lines += attached_lines(ctx, await content_store.attached_to(ctx.session, task.id, ctx.now, live_only=False))
     return Text("\n".join(lines))
 
 
@@ -289,16 +312,19 @@ async def queue_cards(session: Any, task: Task, members: list[Member], commands:
                       reminder: bool, automatic: bool, now: datetime) -> int:
     """One card per member; a key per (task, member) — and per day for reminders — means nobody
     gets the same card twice, even if the command or job runs twice."""
+    content_ids = tuple(i.id for i in await content_store.attached_to(session, task.id, now))
     if reminder:
         day = now.astimezone(ZoneInfo(zone)).strftime("%Y%m%d")
         kind = "autoremind" if automatic else f"remind{day}"
         rows = [(m.userid, f"task:{task.id}:{kind}:member:{m.id}",
-                 task_card(task, commands, zone, reminder=True, card_id=f"t{task.id}-{kind}-m{m.id}"))
+                 task_card(task, commands, zone, reminder=True, card_id=f"t{task.id}-{kind}-m{m.id}",
+                           content_ids=content_ids))
                 for m in members]
         purpose = task_store.REMINDER
     else:
         rows = [(m.userid, task_store.card_dedupe_key(task.id, m.id),
-                 task_card(task, commands, zone, reminder=False, card_id=f"t{task.id}-m{m.id}")) for m in members]
+                 task_card(task, commands, zone, reminder=False, card_id=f"t{task.id}-m{m.id}",
+                           content_ids=content_ids)) for m in members]
         purpose = task_store.TASK_CARD
     return await task_store.queue_messages(session, task_id=task.id, purpose=purpose, rows=rows)
 

@@ -27,7 +27,10 @@ SOURCES = {"import": ("import", "导入"), "api": ("API", "接口"), "demo": ("d
 # Why a lead went to someone, as the store notes it.
 REASONS = {"sharer": ("as its sharer", "分享者本人"), "no follow-up": ("no follow-up", "未跟进"),
            "admin": ("an admin", "管理员")}
-TABLES = (TASK_STATUSES, LEAD_STATUSES, EVENTS, CHANNELS, SOURCES, REASONS)
+CONTENT_KINDS = {"link": ("article", "文章"), "file": ("file", "文件"), "image": ("image", "图片"),
+                 "video": ("video", "视频"), "script": ("talk script", "话术")}
+CONTENT_STATUSES = {"draft": ("draft", "草稿"), "published": ("published", "已发布"), "retired": ("retired", "已下架")}
+TABLES = (TASK_STATUSES, LEAD_STATUSES, EVENTS, CHANNELS, SOURCES, REASONS, CONTENT_KINDS, CONTENT_STATUSES)
 
 
 def word(table: dict[str, tuple[str, str]], value: str, lang: str) -> str:

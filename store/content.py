@@ -13,9 +13,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from store.errors import Refusal
 from store.links import _insert, new_code
-from store.models import (CONTENT_KINDS, CONTENT_STATUSES, ContentAttachment, ContentItem, ContentTag, Member, Share,
-                          Task, TrackedLink, utcnow)
-from store.tasks import InvalidTask, TargetError, check_title, check_url, resolve_targets
+from store.models import (CONTENT_STATUSES, ContentAttachment, ContentItem, ContentTag, Member, OutboxMessage,
+                          Share, Task, TrackedLink, utcnow)
+from store.tasks import TASK_CARD, InvalidTask, TargetError, check_title, check_url, resolve_targets
 from store.text import clean_text
 
 # The field errors speak like a task's (title, url): one kind of "this cannot be stored".
@@ -153,6 +153,13 @@ async def in_audience(session: AsyncSession, item: ContentItem, member: Member) 
         return False
 
 
+async def _offered_on_a_task_to(session: AsyncSession, item: ContentItem, member: Member) -> bool:
+    """Attached to a task whose card this member got: the task's audience may take it too."""
+    return bool(await session.scalar(select(exists().where(
+        ContentAttachment.content_id == item.id, OutboxMessage.task_id == ContentAttachment.task_id,
+        OutboxMessage.purpose == TASK_CARD, OutboxMessage.recipient == member.userid))))
+
+
 def is_live(item: ContentItem, now: datetime) -> bool:
     return item.status == "published" and (item.expires_at is None or item.expires_at > now)
 
@@ -163,15 +170,16 @@ async def check_may_take(session: AsyncSession, item: ContentItem | None, conten
     partner staff only published, unexpired items meant for them (others' items stay unnamed)."""
     if member.role in STAFF_ROLES and item is not None:
         return item
-    if item is None or item.status == "draft" or not await in_audience(session, item, member):
-        raise Refusal(f"There is no content #{content_id} for you. Send content to see yours.",
-                      f"没有适合您的素材 #{content_id}。发送“素材”查看可用素材。")
+    if item is None or item.status == "draft" or not (await in_audience(session, item, member)
+                                                       or await _offered_on_a_task_to(session, item, member)):
+        raise Refusal(f"There is no content #{content_id} for you. Send content to see yours",
+                      f"没有适合您的素材 #{content_id}。发送“素材”查看可用素材")
     if item.status == "retired":
-        raise Refusal(f"Content #{content_id} has been retired and may no longer be shared.",
-                      f"素材 #{content_id} 已下架，不能再分享。")
+        raise Refusal(f"Content #{content_id} has been retired and may no longer be shared",
+                      f"素材 #{content_id} 已下架，不能再分享")
     if item.expires_at is not None and item.expires_at <= now:
-        raise Refusal(f"Content #{content_id} expired on {item.expires_at:%Y-%m-%d} (UTC) and may no longer be shared.",
-                      f"素材 #{content_id} 已于 {item.expires_at:%Y-%m-%d}（UTC）过期，不能再分享。")
+        raise Refusal(f"Content #{content_id} expired on {item.expires_at:%Y-%m-%d} (UTC) and may no longer be shared",
+                      f"素材 #{content_id} 已于 {item.expires_at:%Y-%m-%d}（UTC）过期，不能再分享")
     return item
 
 
@@ -217,8 +225,8 @@ async def take_copy(session: AsyncSession, item: ContentItem, member: Member, ch
 async def attach(session: AsyncSession, task: Task, item: ContentItem) -> bool:
     """Offer the item on the task's card; False if it was already attached."""
     if item.status == "retired":
-        raise Refusal(f"Content #{item.id} has been retired; publish it again first.",
-                      f"素材 #{item.id} 已下架，请先重新发布。")
+        raise Refusal(f"Content #{item.id} has been retired; publish it again first",
+                      f"素材 #{item.id} 已下架，请先重新发布")
     result = await session.execute(_insert(session)(ContentAttachment)
                                    .values(task_id=task.id, content_id=item.id, created_at=utcnow())
                                    .on_conflict_do_nothing(index_elements=["task_id", "content_id"]))

@@ -12,6 +12,7 @@ import aiohttp
 from aiohttp import web
 
 from bot.web.admin.api import admin_routes
+from bot.web.admin.content import content_routes
 from bot.web.admin.partners import partner_routes
 from bot.web.admin.stats import stats_routes
 from bot.channels import CHANNELS
@@ -54,6 +55,7 @@ def create_app(config: Config, commands: CommandTable | None = None,
     admin, require_token = admin_routes(config, lambda request: request.app[DB], visitors.ip_hash)
     admin += stats_routes(config, lambda request: request.app[DB])
     admin += partner_routes(config, lambda request: request.app[DB])
+    admin += content_routes(config, lambda request: request.app[DB])
     app = web.Application(client_max_size=config.server.max_body_bytes, middlewares=[request_ids, require_token])
     app[CONFIG] = config
     commands = commands or command_table()

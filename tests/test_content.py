@@ -171,3 +171,19 @@ async def test_attached_content_rides_on_the_task_card(stack: Stack) -> None:
     assert "/t/" in messages[-2].body["card_action"]["url"]
     [task] = await stack.ask("p1", "任务 1")
     assert f"• #{item} [文章] Spring case — 素材 {item}" in task
+
+
+async def test_a_copy_and_its_clicks_leave_the_task_figures_as_they_were(stack: Stack) -> None:
+    await stack.ask("mkt1", "newtask Spring | https://brand.example/spring")
+    await stack.ask("mkt1", "broadcast 1 all confirm")
+    await stack.ask("p1", "link 1")
+    before, _ = await stack.ask("mkt1", "report task 1", expect=2)
+    item = await add(stack, "newcontent Case | https://brand.example/case")
+    await stack.ask("mkt1", f"attach 1 {item}")
+    _, text = await stack.ask("p1", f"content {item}", expect=2)
+    assert (await follow(stack, code_in(text))).status == 302
+    async with stack.bot[DB].session() as session:
+        link = (await session.scalars(select(TrackedLink).where(TrackedLink.code == code_in(text)))).one()
+    await eventually(lambda: stored_clicks(stack, link.id))
+    after, _ = await stack.ask("mkt1", "report task 1", expect=2)
+    assert after == before

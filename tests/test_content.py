@@ -176,6 +176,7 @@ async def test_attached_content_rides_on_the_task_card(stack: Stack) -> None:
 async def test_a_copy_and_its_clicks_leave_the_task_figures_as_they_were(stack: Stack) -> None:
     await stack.ask("mkt1", "newtask Spring | https://brand.example/spring")
     await stack.ask("mkt1", "broadcast 1 all confirm")
+    await stack.sim.wait_for_bot_messages("p1", 1)  # the card first, so the next reply is link's
     await stack.ask("p1", "link 1")
     before, _ = await stack.ask("mkt1", "report task 1", expect=2)
     item = await add(stack, "newcontent Case | https://brand.example/case")

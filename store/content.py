@@ -12,7 +12,8 @@ from sqlalchemy import exists, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from store.errors import Refusal
-from store.links import _insert, new_code
+from store.db import dialect_insert
+from store.links import new_code
 from store.models import (CONTENT_STATUSES, ContentAttachment, ContentItem, ContentTag, Member, OutboxMessage,
                           Share, Task, TrackedLink, utcnow)
 from store.tasks import TASK_CARD, InvalidTask, TargetError, check_title, check_url, resolve_targets
@@ -211,7 +212,7 @@ async def take_copy(session: AsyncSession, item: ContentItem, member: Member, ch
     """The member's own link for the item (made once, safe when two requests race) and, the first
     time, a share of the item."""
     values = dict(code=new_code(), content_id=item.id, member_id=member.id, channel=channel, created_at=utcnow())
-    await session.execute(_insert(session)(TrackedLink).values(**values)
+    await session.execute(dialect_insert(session)(TrackedLink).values(**values)
                           .on_conflict_do_nothing(index_elements=["content_id", "member_id", "channel"]))
     code = (await session.scalars(select(TrackedLink.code).where(
         TrackedLink.content_id == item.id, TrackedLink.member_id == member.id, TrackedLink.channel == channel))).one()
@@ -227,7 +228,7 @@ async def attach(session: AsyncSession, task: Task, item: ContentItem) -> bool:
     if item.status == "retired":
         raise Refusal(f"Content #{item.id} has been retired; publish it again first",
                       f"素材 #{item.id} 已下架，请先重新发布")
-    result = await session.execute(_insert(session)(ContentAttachment)
+    result = await session.execute(dialect_insert(session)(ContentAttachment)
                                    .values(task_id=task.id, content_id=item.id, created_at=utcnow())
                                    .on_conflict_do_nothing(index_elements=["task_id", "content_id"]))
     return result.rowcount == 1

@@ -5,9 +5,10 @@ import logging
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy import event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
@@ -133,3 +134,8 @@ async def ping(session: AsyncSession) -> None:
     from sqlalchemy import text
 
     await session.execute(text("SELECT 1"))
+
+
+def dialect_insert(session: AsyncSession) -> Any:
+    """INSERT with the session's dialect's ON CONFLICT (PostgreSQL's or SQLite's, which both speak)."""
+    return postgresql.insert if session.bind.dialect.name == "postgresql" else sqlite.insert

@@ -10,9 +10,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from store.db import dialect_insert
 from store.models import InboxMessage, utcnow
 
 
@@ -28,7 +28,7 @@ async def add(session: AsyncSession, *, channel: str, dedupe_key: str, user_id: 
               payload: dict[str, Any]) -> int | None:
     """Store a received message; None when the same key was stored before (a platform retry)."""
     # One statement, no savepoint: this runs on every callback before it is acknowledged.
-    insert = postgresql.insert if session.bind.dialect.name == "postgresql" else sqlite.insert
+    insert = dialect_insert(session)
     statement = (
         insert(InboxMessage)
         .values(channel=channel, dedupe_key=dedupe_key, user_id=user_id, payload=payload, status="pending",

@@ -8,9 +8,9 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from store.db import dialect_insert
 from store.assignment import auto_assign
 from store.pool_rules import RuleBook
 from store.models import Click, Lead, LeadEvent, LeadTouch, Member, utcnow
@@ -91,7 +91,7 @@ async def create_from_form(session: AsyncSession, form: LeadForm, *, sharer: Mem
     Without a sharer (they left) it waits in the pool. None: this phone already signed up for
     this task today (the unique key decides, also for two submissions at the same instant)."""
     now = utcnow()
-    insert = postgresql.insert if session.bind.dialect.name == "postgresql" else sqlite.insert
+    insert = dialect_insert(session)
     lead_id = await session.scalar(
         insert(Lead).values(
             name=form.name, company=form.company, phone=form.phone, region=form.region, industry=form.industry,

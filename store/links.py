@@ -9,9 +9,9 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from store.db import dialect_insert
 from store.models import Click, ClickDaily, ContentItem, Member, Share, Task, TrackedLink, utcnow
 
 CHANNELS = ("poster", "link", "other")
@@ -22,10 +22,6 @@ def new_code() -> str:
     return secrets.token_urlsafe(8)
 
 
-def _insert(session: AsyncSession) -> Any:
-    return postgresql.insert if session.bind.dialect.name == "postgresql" else sqlite.insert
-
-
 async def get_or_create_link(session: AsyncSession, task: Task, member: Member, channel: str) -> TrackedLink:
     """One link per (task, member, channel), created on first use; safe when two requests race."""
     existing = await session.scalar(select(TrackedLink).where(
@@ -33,7 +29,7 @@ async def get_or_create_link(session: AsyncSession, task: Task, member: Member, 
     if existing is not None:
         return existing
     await session.execute(
-        _insert(session)(TrackedLink)
+        dialect_insert(session)(TrackedLink)
         .values(code=new_code(), task_id=task.id, member_id=member.id, channel=channel, created_at=utcnow())
         .on_conflict_do_nothing(index_elements=["task_id", "member_id", "channel"]))
     return (await session.scalars(select(TrackedLink).where(
@@ -103,7 +99,7 @@ async def bump_daily(session: AsyncSession, clicks: Any, timezone: str, hold: bo
     values = daily_click_rows(clicks, timezone, hold)
     if not values:
         return
-    upsert = _insert(session)(ClickDaily).values(values)
+    upsert = dialect_insert(session)(ClickDaily).values(values)
     await session.execute(upsert.on_conflict_do_update(
         index_elements=["day", "link_id"],
         set_={name: getattr(ClickDaily, name) + getattr(upsert.excluded, name) for name in DAILY_COUNTS}))
@@ -115,6 +111,6 @@ async def insert_clicks(session: AsyncSession, clicks: list[dict[str, Any]], tim
     if not clicks:
         return
     stored = (await session.execute(
-        _insert(session)(Click).values(clicks).on_conflict_do_nothing(index_elements=["event_id"])
+        dialect_insert(session)(Click).values(clicks).on_conflict_do_nothing(index_elements=["event_id"])
         .returning(Click.link_id, Click.at, Click.is_bot, Click.is_unique))).all()
     await bump_daily(session, stored, timezone)

@@ -7,9 +7,9 @@ import secrets
 from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from store.db import dialect_insert
 from store.errors import Refusal
 from store.models import Invite, InviteUse, Member, Partner, utcnow
 from store.partners import partner_by_name
@@ -123,7 +123,7 @@ async def join(session: AsyncSession, code: str, userid: str, name: str, zone_na
         if taken.rowcount != 1:
             raise Refusal("this invite code has just been used up; ask for a new one", "该邀请码的名额刚刚用完，请索取新的邀请码")
         if member is None:
-            insert = postgresql.insert if session.bind.dialect.name == "postgresql" else sqlite.insert
+            insert = dialect_insert(session)
             member_id = await session.scalar(
                 insert(Member).values(userid=userid, name=name[:64] or userid, role="partner", partner_id=partner.id,
                                       region=partner.region, industries=[], active=True, created_at=now, updated_at=now)

@@ -13,9 +13,9 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from store.db import dialect_insert
 from store.models import ClickDaily, Lead, Member, Partner, PointsEntry, Share, TrackedLink, utcnow
 
 CENT = Decimal("0.01")
@@ -129,7 +129,7 @@ async def accrue(session: AsyncSession, settings: PointsSettings, timezone: str,
                      "member_id": want.member_id, "partner_id": want.partner_id, "points": want.points - points,
                      "commission": want.commission - commission, "note": "" if entries == 0 else "adjusted", "at": now})
     if rows:
-        insert = postgresql.insert if session.bind.dialect.name == "postgresql" else sqlite.insert
+        insert = dialect_insert(session)
         for start in range(0, len(rows), 1000):
             await session.execute(insert(PointsEntry).values(rows[start:start + 1000])
                                   .on_conflict_do_nothing(index_elements=["ref"]))

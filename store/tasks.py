@@ -11,11 +11,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from sqlalchemy import and_, exists, func, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from store.bindings import MEMBER_CHANNEL
-from store.db import chunked
+from store.db import chunked, dialect_insert
 from store.models import Broadcast, Member, MemberTag, OutboxMessage, Partner, Share, Task, utcnow
 from store.partners import partner_by_name
 from store.text import clean_text
@@ -239,7 +238,7 @@ async def queue_messages(session: AsyncSession, *, task_id: int | None, purpose:
                          rows: list[tuple[str, str, dict[str, Any]]], chunk: int = 1000) -> int:
     """Queue (recipient, dedupe_key, payload) rows; a key that was ever queued is skipped, so a
     member can never get the same thing twice, however often or concurrently this runs."""
-    insert = postgresql.insert if session.bind.dialect.name == "postgresql" else sqlite.insert
+    insert = dialect_insert(session)
     # One statement compiled once and executed for many rows (SQLAlchemy batches them into multi-row
     # INSERTs): compiling a 1,000-row VALUES list afresh took a second per chunk.
     table = OutboxMessage.__table__

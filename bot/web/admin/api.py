@@ -14,14 +14,12 @@ from store import leads as lead_store
 from store import pool, pool_rules
 from store import tasks as task_store
 from store.members import active_partner_member
-from store.models import TASK_STATUSES, AssignmentRule, Lead, Task, utcnow
+from store.models import AssignmentRule, Lead, Task
 from store.partners import partner_by_name
 
 log = logging.getLogger(__name__)
 
-EDITABLE = ("title", "url", "description", "template", "deadline", "status", "cost")
-# A task only moves forward: draft → active → ended.
-_STATUS_ORDER = {status: i for i, status in enumerate(TASK_STATUSES)}
+EDITABLE = task_store.TASK_FIELDS
 
 
 class _Refused(Exception):
@@ -112,23 +110,17 @@ def admin_routes(config: Config, db_of: Any, client_of: Any) -> tuple[list[web.R
                 "deliveries": await task_store.delivery_progress(session, task.id),
                 "shared_by": await task_store.share_count(session, task.id)}
 
-    def check_template(name: str) -> str:
-        return task_store.check_template(name, config.posters.templates_dir)
-
     async def create(request: web.Request) -> web.Response:
         body = await body_of(request)
         if isinstance(body, web.Response):
             return body
-        status = body.get("status", "draft")
-        if status not in ("draft", "active"):
-            return _error(422, "a new task is draft or active", "status")
         try:
             async with db_of(request).session() as session:
                 task = await task_store.create_task(
                     session, title=body.get("title", ""), url=body.get("url", ""), creator=None,
-                    description=body.get("description", ""), template=check_template(body.get("template", "classic")),
-                    deadline=deadline_of(body.get("deadline")), status=status,
-                    cost=task_store.check_cost(body.get("cost")))
+                    description=body.get("description", ""), template=body.get("template", "classic"),
+                    deadline=deadline_of(body.get("deadline")), status=body.get("status", "draft"),
+                    cost=task_store.check_cost(body.get("cost")), templates_dir=config.posters.templates_dir)
                 return web.json_response(await task_json(session, task), status=201)
         except task_store.InvalidTask as problem:
             return _error(422, problem.en, problem.field)
@@ -168,29 +160,8 @@ def admin_routes(config: Config, db_of: Any, client_of: Any) -> tuple[list[web.R
                 task = await task_store.get_task(session, task_id) if task_id else None
                 if task is None:
                     raise _Refused(_error(404, "no such task"))
-                if task.status == "ended" and set(body) - {"status"}:
-                    raise _Refused(_error(422, "an ended task cannot be edited", "status"))
-                if "status" in body:
-                    new = body["status"]
-                    if new not in _STATUS_ORDER:
-                        raise _Refused(_error(422, f"status must be one of {', '.join(TASK_STATUSES)}", "status"))
-                    if _STATUS_ORDER[new] < _STATUS_ORDER[task.status]:
-                        raise _Refused(_error(422, f"a task cannot go from {task.status} back to {new}", "status"))
-                    task.status = new
-                if "title" in body:
-                    task.title = task_store.check_title(body["title"])
-                if "url" in body:
-                    task.target_url = task_store.check_url(body["url"])
-                if "description" in body:
-                    task.description = task_store.check_description(body["description"])
-                if "template" in body:
-                    task.poster_template = check_template(body["template"])
-                if "cost" in body:
-                    task.cost = task_store.check_cost(body["cost"])
-                if "deadline" in body:
-                    task.deadline = task_store.check_deadline(deadline_of(body["deadline"]), utcnow())
-                    task.auto_reminded_at = None  # a new deadline earns a new automatic reminder
-                await session.flush()
+                changes = {**body, "deadline": deadline_of(body["deadline"])} if "deadline" in body else body
+                await task_store.change_task(session, task, changes, templates_dir=config.posters.templates_dir)
                 return web.json_response(await task_json(session, task))
         except _Refused as refused:
             return refused.response

@@ -16,6 +16,7 @@ from store import tasks as task_store
 from store.members import active_partner_member
 from store.models import AssignmentRule, Lead, Task
 from store.partners import partner_by_name
+from store.text import whole_number
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +39,7 @@ def _error(status: int, message: str, field: str | None = None) -> web.Response:
 
 
 def _path_id(raw: str) -> int | None:
-    # ASCII only: "¹".isdigit() is True but int() refuses it (a 500 before).
-    return int(raw) if raw.isascii() and raw.isdigit() and len(raw) < 10 else None
+    return whole_number(raw, 9)
 
 
 async def _lookup(session: Any, find: Any, raw: str) -> Any:

@@ -322,11 +322,11 @@ def cmd_demo(config: Config, _args: argparse.Namespace) -> int:
 
 
 async def install_menu(config: Config) -> None:
-    """menu/create with bot/channels/wechat_menu.MENU (it replaces the account's current menu)."""
+    """menu/create with handlers/menu.MENU (it replaces the account's current menu)."""
     import aiohttp
 
     from bot.channels.wechat_api import WeChatClient
-    from bot.channels.wechat_menu import MENU
+    from handlers.menu import MENU
     from store.redis import SharedKeys
 
     async with aiohttp.ClientSession() as http:
@@ -335,7 +335,7 @@ async def install_menu(config: Config) -> None:
 
 def cmd_wechat_menu(config: Config, _args: argparse.Namespace) -> int:
     from bot.channels.api_client import ApiError, ApiUnavailable
-    from bot.channels.wechat_menu import menu_commands
+    from handlers.menu import menu_commands
 
     if not config.wechat.enabled or not config.wechat.secret:
         raise ConfigError("wechat menu: set [wechat] app_id and secret (PARTNERBOT_WECHAT_APP_ID / _SECRET)")

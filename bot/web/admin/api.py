@@ -24,7 +24,8 @@ EDITABLE = task_store.TASK_FIELDS
 
 
 class _Refused(Exception):
-    """Leave the unit of work without committing anything, answering with `response`."""
+    """Leave the unit of work without committing anything, answering with `response` (the
+    middleware answers it, from any admin route)."""
 
     def __init__(self, response: web.Response) -> None:
         super().__init__(response.status)
@@ -36,6 +37,14 @@ def _error(status: int, message: str, field: str | None = None) -> web.Response:
     if field:
         body["field"] = field
     return web.json_response(body, status=status)
+
+
+async def json_body(request: web.Request) -> Any:
+    """The request's JSON (any shape: each route checks its own); _Refused with a 400 if it is not JSON."""
+    try:
+        return await request.json()
+    except (ValueError, UnicodeDecodeError):
+        raise _Refused(_error(400, "the body must be JSON")) from None
 
 
 def _path_id(raw: str) -> int | None:
@@ -74,13 +83,13 @@ def admin_routes(config: Config, db_of: Any, client_of: Any) -> tuple[list[web.R
             log.warning("admin API: refused a request without a valid token from client %s", client_of(request)[:16])
             return web.json_response({"error": "a valid bearer token is required"}, status=401,
                                      headers={"WWW-Authenticate": 'Bearer realm="partnerbot"'})
-        return await handler(request)
+        try:
+            return await handler(request)
+        except _Refused as refused:
+            return refused.response
 
     async def body_of(request: web.Request) -> dict[str, Any] | web.Response:
-        try:
-            body = await request.json()
-        except (ValueError, UnicodeDecodeError):
-            return _error(400, "the body must be JSON")
+        body = await json_body(request)
         if not isinstance(body, dict):
             return _error(400, "the body must be a JSON object")
         unknown = sorted(set(body) - set(EDITABLE))
@@ -163,18 +172,13 @@ def admin_routes(config: Config, db_of: Any, client_of: Any) -> tuple[list[web.R
                 changes = {**body, "deadline": deadline_of(body["deadline"])} if "deadline" in body else body
                 await task_store.change_task(session, task, changes, templates_dir=config.posters.templates_dir)
                 return web.json_response(await task_json(session, task))
-        except _Refused as refused:
-            return refused.response
         except task_store.InvalidTask as problem:
             return _error(422, problem.en, problem.field)
         except ValueError:
             return _error(422, "deadline must be ISO 8601, e.g. 2026-12-31T18:00:00+08:00", "deadline")
 
     async def create_lead(request: web.Request) -> web.Response:
-        try:
-            body = await request.json()
-        except (ValueError, UnicodeDecodeError):
-            return _error(400, "the body must be JSON")
+        body = await json_body(request)
         fields = ("name", "company", "phone", "region", "industry", "source", "pool")
         if not isinstance(body, dict) or any(not isinstance(body.get(k, ""), str) for k in fields):
             return _error(400, f"the body must be a JSON object of strings: {', '.join(fields)}")
@@ -185,17 +189,14 @@ def admin_routes(config: Config, db_of: Any, client_of: Any) -> tuple[list[web.R
         if form is None:
             field, message = next(iter(problems.items()))
             return _error(422, message.split(" / ")[-1], field)
-        try:
-            async with db_of(request).session() as session:
-                await _pool_id(session, body.get("pool", ""), "pool")  # the import looks it up by name again
-                row = lead_store.LeadRow(0, form, (body.get("source") or "api")[:32], body.get("pool", ""))
-                created, _ = await lead_store.import_leads(session, [row], book=await pool_rules.rule_book(session, config.pool_rules))
-                if not created:
-                    raise _Refused(_error(409, "a lead with this phone and company already exists", "phone"))
-                lead = await lead_store.get_lead(session, created[0])
-                return web.json_response(lead_json(lead, []), status=201)
-        except _Refused as refused:
-            return refused.response
+        async with db_of(request).session() as session:
+            await _pool_id(session, body.get("pool", ""), "pool")  # the import looks it up by name again
+            row = lead_store.LeadRow(0, form, (body.get("source") or "api")[:32], body.get("pool", ""))
+            created, _ = await lead_store.import_leads(session, [row], book=await pool_rules.rule_book(session, config.pool_rules))
+            if not created:
+                raise _Refused(_error(409, "a lead with this phone and company already exists", "phone"))
+            lead = await lead_store.get_lead(session, created[0])
+            return web.json_response(lead_json(lead, []), status=201)
 
     def lead_json(lead: Lead, events: list[Any]) -> dict[str, Any]:
         # The admin API is the admins' view: full phone, as in chat for admins.
@@ -223,10 +224,7 @@ def admin_routes(config: Config, db_of: Any, client_of: Any) -> tuple[list[web.R
                 "partner_id": rule.partner_id, "min_tier": rule.min_tier}
 
     async def add_rule(request: web.Request) -> web.Response:
-        try:
-            body = await request.json()
-        except (ValueError, UnicodeDecodeError):
-            return _error(400, "the body must be JSON")
+        body = await json_body(request)
         if not isinstance(body, dict) \
                 or not all(isinstance(body.get(k, ""), str) and len(body.get(k, "")) <= 32
                            for k in ("partner", "region", "industry", "min_tier")) \
@@ -260,30 +258,24 @@ def admin_routes(config: Config, db_of: Any, client_of: Any) -> tuple[list[web.R
     async def assign_lead(request: web.Request) -> web.Response:
         """Move a lead: {"pool": ""} public, {"pool": "PARTNER"} that partner's pool, {"member": "USERID"}."""
         raw = request.match_info["lead_id"]
-        try:
-            body = await request.json()
-        except (ValueError, UnicodeDecodeError):
-            return _error(400, "the body must be JSON")
+        body = await json_body(request)
         if not isinstance(body, dict) or len(body) != 1 or not isinstance(next(iter(body.values()), None), str) \
                 or next(iter(body)) not in ("pool", "member"):
             return _error(400, 'give exactly one of {"pool": "PARTNER or empty"} or {"member": "USERID"}')
-        try:
-            async with db_of(request).session() as session:
-                lead = await _lookup(session, lead_store.get_lead, raw)
-                if lead is None:
-                    raise _Refused(_error(404, "no such lead"))
-                if lead.status in ("won", "lost"):
-                    raise _Refused(_error(422, f"lead is {lead.status}", "status"))
-                if "member" in body:
-                    member = await active_partner_member(session, body["member"])
-                    if member is None:
-                        raise _Refused(_error(422, f"no active partner member {body['member']!r}", "member"))
-                    await pool.move(session, lead, member=member)
-                else:
-                    await pool.move(session, lead, partner_id=await _pool_id(session, body["pool"], "pool"))
-                return web.json_response(lead_json(lead, await pool.history(session, lead.id)))
-        except _Refused as refused:
-            return refused.response
+        async with db_of(request).session() as session:
+            lead = await _lookup(session, lead_store.get_lead, raw)
+            if lead is None:
+                raise _Refused(_error(404, "no such lead"))
+            if lead.status in ("won", "lost"):
+                raise _Refused(_error(422, f"lead is {lead.status}", "status"))
+            if "member" in body:
+                member = await active_partner_member(session, body["member"])
+                if member is None:
+                    raise _Refused(_error(422, f"no active partner member {body['member']!r}", "member"))
+                await pool.move(session, lead, member=member)
+            else:
+                await pool.move(session, lead, partner_id=await _pool_id(session, body["pool"], "pool"))
+            return web.json_response(lead_json(lead, await pool.history(session, lead.id)))
 
     def pool_json(view: pool.PoolView) -> dict[str, Any]:
         return {"pool": view.name, "rules": {key: getattr(view.rules, key) for key in pool_rules.EDITABLE},
@@ -297,17 +289,11 @@ def admin_routes(config: Config, db_of: Any, client_of: Any) -> tuple[list[web.R
     async def set_pool_rules(request: web.Request) -> web.Response:
         """PATCH {"max_held": 50, "idle_days": null}: set some of one pool's rules (null = back to config)."""
         name = request.match_info["pool"]
-        try:
-            body = await request.json()
-        except (ValueError, UnicodeDecodeError):
-            return _error(400, "the body must be JSON")
+        body = await json_body(request)
         if not isinstance(body, dict) or not body:
             return _error(400, f"give an object of rules to set: {', '.join(pool_rules.EDITABLE)}")
         async with db_of(request).session() as session:
-            try:
-                partner_id = await _pool_id(session, name, None, status=404)  # the path names the pool
-            except _Refused as refused:
-                return refused.response
+            partner_id = await _pool_id(session, name, None, status=404)  # the path names the pool
             try:
                 view = await pool.change_rules(session, config.pool_rules, name, partner_id, body)
             except pool_rules.BadRules as bad:

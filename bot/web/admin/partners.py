@@ -6,6 +6,7 @@ from typing import Any
 from aiohttp import web
 
 from bot.config import Config
+from bot.web.admin.api import json_body
 from store import bindings, onboarding
 from store.errors import Refusal
 from store.members import USERID_PATTERN, get_member
@@ -63,9 +64,7 @@ def _check(body: Any, creating: bool) -> dict[str, Any]:
 def partner_routes(config: Config, db_of: Any) -> list[web.RouteDef]:
     async def read(request: web.Request, creating: bool) -> dict[str, Any] | web.Response:
         try:
-            return _check(await request.json(), creating)
-        except (ValueError, UnicodeDecodeError):
-            return _error(400, "the body must be JSON")
+            return _check(await json_body(request), creating)
         except _Bad as bad:
             return bad.response()
 
@@ -101,10 +100,7 @@ def partner_routes(config: Config, db_of: Any) -> list[web.RouteDef]:
             return web.json_response(partner_json(partner))
 
     async def new_invite(request: web.Request) -> web.Response:
-        try:
-            body = await request.json() if request.can_read_body else {}
-        except (ValueError, UnicodeDecodeError):
-            return _error(400, "the body must be JSON")
+        body = await json_body(request) if request.can_read_body else {}
         if not isinstance(body, dict) or any(not isinstance(body.get(k, 1), int) or isinstance(body.get(k), bool)
                                              for k in ("days", "uses")):
             return _error(400, "days and uses are whole numbers")

@@ -119,17 +119,20 @@ def _read_csv(path: str) -> str:
         raise ConfigError(f"{path}: cannot read it as UTF-8 text ({type(err).__name__})") from None
 
 
+def _rejected(file: str, errors: list[str]) -> int:
+    for error in errors:
+        print(f"{file}: {error}", file=sys.stderr)
+    print(f"{file}: nothing imported ({len(errors)} bad row(s)); fix them and run again", file=sys.stderr)
+    return EXIT_BAD_DATA
+
+
 def cmd_members_import(config: Config, args: argparse.Namespace) -> int:
     from store.members import CsvRejected, import_members, parse_members_csv
 
     try:
         rows = parse_members_csv(_read_csv(args.file))
     except CsvRejected as rejected:
-        for error in rejected.errors:
-            print(f"{args.file}: {error}", file=sys.stderr)
-        print(f"{args.file}: nothing imported ({len(rejected.errors)} bad row(s)); fix them and run again",
-              file=sys.stderr)
-        return EXIT_BAD_DATA
+        return _rejected(args.file, rejected.errors)
 
     async def run() -> str:
         from store.db import Database
@@ -214,11 +217,7 @@ def cmd_leads_import(config: Config, args: argparse.Namespace) -> int:
             try:
                 rows = parse_leads_csv(text, partner_names)
             except CsvRejected as rejected:
-                for error in rejected.errors:
-                    print(f"{args.file}: {error}", file=sys.stderr)
-                print(f"{args.file}: nothing imported ({len(rejected.errors)} bad row(s)); fix them and run again",
-                      file=sys.stderr)
-                return EXIT_BAD_DATA
+                return _rejected(args.file, rejected.errors)
             async with db.session() as session:
                 created, skipped = await import_leads(session, rows, book=await rule_book(session, config.pool_rules))
         finally:

@@ -171,11 +171,7 @@ def parse_leads_csv(text: str, partner_names: set[str]) -> list[LeadRow]:
             rows.append(LeadRow(line, form, source, "" if pool.lower() in PUBLIC_POOL_WORDS else pool))
     except csv.Error as err:
         errors.append(f"line {reader.line_num}: not valid CSV ({err})")
-    if not errors and not rows:
-        errors.append("line 2: the file has a header but no leads")
-    if errors:
-        raise CsvRejected(errors)
-    return rows
+    return CsvRejected.unless_fine(rows, errors, "leads")
 
 
 async def import_leads(session: AsyncSession, rows: list[LeadRow],

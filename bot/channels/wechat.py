@@ -29,7 +29,7 @@ from bot.channels.base import Pipeline, SendingKit
 from bot.channels.media import MediaSender
 from bot.channels.wechat_api import WeChatClient
 from bot.channels.envelope import (CALLBACK_MAX_BYTES, CallbackRejected, ascii_int, check_timestamp, ciphertext_of,
-                                   read_body, refuse_oversized)
+                                   read_body, refuse_oversized, url_verification)
 from bot.channels.wecom import Received, fit, parse_xml
 from bot.config import Config, WeChatConfig
 from bot.metrics import CALLBACKS, OUTBOX
@@ -177,13 +177,7 @@ def callback_routes(codec: WeChatCodec, receive: Receive, handoff: ReplyHandoff,
     """`receive(key, message, deadline)` stores the message (False: a retry) and, when its replies are
     queued before `deadline` (time.monotonic()), returns them still unsent."""
 
-    async def verify(request: web.Request) -> web.Response:
-        try:
-            echo = codec.verify_url(request.query)
-        except CallbackRejected as err:
-            log.warning("wechat URL verification refused: %s", err.reason)
-            return web.Response(status=err.status, text=err.reason)
-        return web.Response(text=echo)
+    verify = url_verification(codec, CHANNEL)
 
     limit = min(max_body_bytes, CALLBACK_MAX_BYTES)
 

@@ -19,7 +19,7 @@ from wechatpy.messages import UnknownMessage
 
 from bot.channels.base import Pipeline, SendingKit, SendLimits
 from bot.channels.envelope import (CALLBACK_MAX_BYTES, CallbackRejected, ascii_int, check_timestamp, ciphertext_of,
-                                   read_body, refuse_oversized)
+                                   read_body, refuse_oversized, url_verification)
 from bot.channels.wecom_api import WeComClient
 from bot.config import Config, WeComConfig
 from bot.metrics import CALLBACKS
@@ -128,13 +128,7 @@ def read_message(plaintext: str) -> Received:
 def callback_routes(codec: WeComCodec, receive: Any, max_body_bytes: int) -> list[web.RouteDef]:
     """`receive(dedupe_key, message) -> bool` stores the message durably (False: a retry)."""
 
-    async def verify(request: web.Request) -> web.Response:
-        try:
-            echo = codec.verify_url(request.query)
-        except CallbackRejected as err:
-            log.warning("wecom URL verification refused: %s", err.reason)
-            return web.Response(status=err.status, text=err.reason)
-        return web.Response(text=echo)
+    verify = url_verification(codec, CHANNEL)
 
     limit = min(max_body_bytes, CALLBACK_MAX_BYTES)
 

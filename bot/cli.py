@@ -119,17 +119,20 @@ def _read_csv(path: str) -> str:
         raise ConfigError(f"{path}: cannot read it as UTF-8 text ({type(err).__name__})") from None
 
 
+def _rejected(file: str, errors: list[str]) -> int:
+    for error in errors:
+        print(f"{file}: {error}", file=sys.stderr)
+    print(f"{file}: nothing imported ({len(errors)} bad row(s)); fix them and run again", file=sys.stderr)
+    return EXIT_BAD_DATA
+
+
 def cmd_members_import(config: Config, args: argparse.Namespace) -> int:
     from store.members import CsvRejected, import_members, parse_members_csv
 
     try:
         rows = parse_members_csv(_read_csv(args.file))
     except CsvRejected as rejected:
-        for error in rejected.errors:
-            print(f"{args.file}: {error}", file=sys.stderr)
-        print(f"{args.file}: nothing imported ({len(rejected.errors)} bad row(s)); fix them and run again",
-              file=sys.stderr)
-        return EXIT_BAD_DATA
+        return _rejected(args.file, rejected.errors)
 
     async def run() -> str:
         from store.db import Database
@@ -214,11 +217,7 @@ def cmd_leads_import(config: Config, args: argparse.Namespace) -> int:
             try:
                 rows = parse_leads_csv(text, partner_names)
             except CsvRejected as rejected:
-                for error in rejected.errors:
-                    print(f"{args.file}: {error}", file=sys.stderr)
-                print(f"{args.file}: nothing imported ({len(rejected.errors)} bad row(s)); fix them and run again",
-                      file=sys.stderr)
-                return EXIT_BAD_DATA
+                return _rejected(args.file, rejected.errors)
             async with db.session() as session:
                 created, skipped = await import_leads(session, rows, book=await rule_book(session, config.pool_rules))
         finally:
@@ -322,11 +321,11 @@ def cmd_demo(config: Config, _args: argparse.Namespace) -> int:
 
 
 async def install_menu(config: Config) -> None:
-    """menu/create with bot/channels/wechat_menu.MENU (it replaces the account's current menu)."""
+    """menu/create with handlers/menu.MENU (it replaces the account's current menu)."""
     import aiohttp
 
     from bot.channels.wechat_api import WeChatClient
-    from bot.channels.wechat_menu import MENU
+    from handlers.menu import MENU
     from store.redis import SharedKeys
 
     async with aiohttp.ClientSession() as http:
@@ -335,7 +334,7 @@ async def install_menu(config: Config) -> None:
 
 def cmd_wechat_menu(config: Config, _args: argparse.Namespace) -> int:
     from bot.channels.api_client import ApiError, ApiUnavailable
-    from bot.channels.wechat_menu import menu_commands
+    from handlers.menu import menu_commands
 
     if not config.wechat.enabled or not config.wechat.secret:
         raise ConfigError("wechat menu: set [wechat] app_id and secret (PARTNERBOT_WECHAT_APP_ID / _SECRET)")

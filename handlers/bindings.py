@@ -107,13 +107,9 @@ def parse_channel(text: str) -> str | None:
 
 async def notify(ctx: Context, channel: str | None) -> Text:
     if channel is not None:
-        if channel != bindings.HOME and await bindings.identity_of(ctx.session, ctx.member, channel) is None:
-            raise Refusal("bind your WeChat first: send bindcode here, then the code to the official account",
-                          "请先绑定微信：在这里发送“绑定码”，再把绑定码发到公众号")
         if channel == bindings.WECOM:
             await refuse_if_only_on_wechat(ctx)
-        ctx.member.push_channel = channel
-        await ctx.session.flush()
+        await bindings.set_push_channel(ctx.session, ctx.member, channel)
         await requeue_parked(ctx, ctx.member.userid)
     en, zh = CHANNEL_NAMES[ctx.member.push_channel]
     return Text(ctx.say(f"Your tasks and notices go to {en}. Change it: notify wechat / notify wecom",

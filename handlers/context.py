@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from handlers.replies import Reply
 from store.models import Member, utcnow
 from store.pool_rules import RuleBook, rule_book
+from store.text import ascii_digits, whole_number
 
 if TYPE_CHECKING:  # the deployment's settings; handlers read them, never import bot at run time
     from sqlalchemy.ext.asyncio import AsyncSession  # handlers pass the session on to store, never query
@@ -87,11 +88,10 @@ def no_args(_text: str) -> None:
 
 def parse_id(text: str) -> int:
     """`12`, `#12`, `＃１２` all mean 12."""
-    token = unicodedata.normalize("NFKC", text).strip().removeprefix("#")
-    # isdecimal: some digits (Kharosthi 𐩀) are isdigit() but int() refuses them.
-    if not token.isdecimal() or len(token) > 9:
+    number = whole_number(ascii_digits(text).strip().removeprefix("#"), 9)
+    if number is None:
         raise ArgError(f"“{shorten(text)}” is not a number like 12", f"“{shorten(text)}”不是编号，例如 12")
-    return int(token)
+    return number
 
 
 def optional_id(text: str) -> int | None:

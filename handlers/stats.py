@@ -212,6 +212,8 @@ async def report(ctx: Context, args: ReportArgs) -> list[Reply]:
         "leaderboard": {"title": ctx.say("Partners" if top_partners else "Members", "伙伴排行" if top_partners else "成员排行")
                                  + ctx.say(" · unique clicks", " · 独立点击"),
                         "rows": [[s.name, s.unique_clicks] for s in board]},
+        "labels": {"funnel": ctx.say("Funnel", "转化漏斗"), "trend": ctx.say("Last 14 days", "近 14 天趋势"),
+                   "no_data": ctx.say("No data", "暂无数据")},
     }
     return [Text("\n".join(lines)), Chart(spec)]
 

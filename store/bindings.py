@@ -116,6 +116,15 @@ async def attach(session: AsyncSession, member: Member, channel: str, external_i
     await session.flush()
 
 
+async def set_push_channel(session: AsyncSession, member: Member, channel: str) -> None:
+    """Send the member's tasks and notices to `channel`, where they must be bound (WeCom needs none)."""
+    if channel != HOME and await identity_of(session, member, channel) is None:
+        raise Refusal("bind your WeChat first: send bindcode here, then the code to the official account",
+                      "请先绑定微信：在这里发送“绑定码”，再把绑定码发到公众号")
+    member.push_channel = channel
+    await session.flush()
+
+
 async def _forget(session: AsyncSession, member: Member, channel: str) -> None:
     await session.execute(delete(MemberIdentity).where(MemberIdentity.member_id == member.id,
                                                        MemberIdentity.channel == channel))

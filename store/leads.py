@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import re
-import unicodedata
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -15,7 +14,7 @@ from store.assignment import auto_assign
 from store.pool_rules import RuleBook
 from store.models import Click, Lead, LeadEvent, LeadTouch, Member, utcnow
 from store.ownership import hand_over
-from store.text import clean_text
+from store.text import ascii_digits, clean_text
 
 # Mainland mobile numbers: 11 digits starting 13-19, optionally written with +86 / 86 and separators.
 # ASCII digits only: `\d` also matches full-width and Arabic-Indic digits, which made one phone
@@ -25,16 +24,9 @@ _SEPARATORS = re.compile(r"[\s\-()]")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f<>]")
 
 
-def _ascii_digits(text: str) -> str:
-    """NFKC folds full-width forms (１３８, ＋, －); digits of other scripts (Arabic-Indic ١٣٨) survive
-    NFKC, so every Unicode decimal digit then becomes its ASCII digit."""
-    text = unicodedata.normalize("NFKC", text)
-    return "".join(str(unicodedata.decimal(c)) if c.isdecimal() else c for c in text)
-
-
 def normalize_phone(raw: str) -> str | None:
     """The canonical form (13800138000) that is stored and compared everywhere, or None if invalid."""
-    digits = _SEPARATORS.sub("", _ascii_digits(clean_text(raw)))
+    digits = _SEPARATORS.sub("", ascii_digits(clean_text(raw)))
     digits = digits.removeprefix("+86") if digits.startswith("+86") else digits
     if len(digits) == 13 and digits.startswith("86"):
         digits = digits[2:]
@@ -181,11 +173,7 @@ def parse_leads_csv(text: str, partner_names: set[str]) -> list[LeadRow]:
             rows.append(LeadRow(line, form, source, "" if pool.lower() in PUBLIC_POOL_WORDS else pool))
     except csv.Error as err:
         errors.append(f"line {reader.line_num}: not valid CSV ({err})")
-    if not errors and not rows:
-        errors.append("line 2: the file has a header but no leads")
-    if errors:
-        raise CsvRejected(errors)
-    return rows
+    return CsvRejected.unless_fine(rows, errors, "leads")
 
 
 async def import_leads(session: AsyncSession, rows: list[LeadRow],

@@ -6,6 +6,7 @@ import io
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
+from typing import TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -40,12 +41,24 @@ class ImportResult:
     partners_created: list[str] = field(default_factory=list)
 
 
+Row = TypeVar("Row")
+
+
 class CsvRejected(Exception):
     """The file has bad rows; nothing was imported. `errors` lists every one by line number."""
 
     def __init__(self, errors: list[str]) -> None:
         super().__init__(f"{len(errors)} problem(s)")
         self.errors = errors
+
+    @staticmethod
+    def unless_fine(rows: list[Row], errors: list[str], noun: str) -> list[Row]:
+        """The rows, or CsvRejected listing every bad line (a header with no rows is one)."""
+        if not errors and not rows:
+            errors.append(f"line 2: the file has a header but no {noun}")
+        if errors:
+            raise CsvRejected(errors)
+        return rows
 
 
 async def active_admins(session: AsyncSession) -> list[Member]:
@@ -150,11 +163,7 @@ def parse_members_csv(text: str) -> list[MemberRow]:
             rows.append(MemberRow(line, userid, name, role, partner, region, industries, tags))
     except csv.Error as err:
         errors.append(f"line {reader.line_num}: not valid CSV ({err})")
-    if not errors and not rows:
-        errors.append("line 2: the file has a header but no members")
-    if errors:
-        raise CsvRejected(errors)
-    return rows
+    return CsvRejected.unless_fine(rows, errors, "members")
 
 
 def _set_tags(member: Member, tags: tuple[str, ...]) -> None:

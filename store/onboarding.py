@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import secrets
 from datetime import datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -40,8 +42,46 @@ def normalize_code(text: str) -> str:
     return text.strip().upper().replace("-", "").replace(" ", "")[:32]
 
 
+def check_commission_rate(value: object) -> Decimal | None:
+    """A partner's own commission rate: a fraction from 0 to 1, or None for its tier's rate."""
+    if value is None:
+        return None
+    try:
+        rate = Decimal(str(value))
+    except InvalidOperation:
+        rate = Decimal(-1)
+    if isinstance(value, bool) or not rate.is_finite() or not 0 <= rate <= 1:
+        raise BadPartner("commission_rate",
+                         "commission_rate is a fraction from 0 to 1 (0.05 = 5 %), or null for the tier's rate",
+                         "佣金比例须为 0 到 1 之间的小数（0.05 即 5%），或留空使用等级的比例")
+    return rate
+
+
+async def change_partner(session: AsyncSession, partner: Partner, **changes: Any) -> Partner:
+    """Set some of region, industries, tier, commission_rate (checked first; BadPartner names the
+    first that cannot be stored). Region and industries are cut to their column lengths."""
+    unknown = sorted(set(changes) - {"region", "industries", "tier", "commission_rate"})
+    if unknown:
+        raise BadPartner(unknown[0], f"unknown or fixed field(s): {', '.join(unknown)}", f"未知或不可改的字段：{'、'.join(unknown)}")
+    values: dict[str, Any] = {}
+    if "commission_rate" in changes:
+        values["commission_rate"] = check_commission_rate(changes["commission_rate"])
+    if "region" in changes:
+        values["region"] = clean_text(changes["region"])[:64]
+    if "industries" in changes:
+        values["industries"] = [clean_text(i)[:32] for i in changes["industries"]]
+    if "tier" in changes:
+        if changes["tier"] not in TIERS:
+            raise BadPartner("tier", f"tier must be one of {', '.join(TIERS)}", "等级须为 注册、银牌 或 金牌")
+        values["tier"] = changes["tier"]  # an admin's decision; the monthly recalculation may change it again
+    for column, value in values.items():
+        setattr(partner, column, value)
+    await session.flush()
+    return partner
+
+
 async def create_partner(session: AsyncSession, name: str, region: str = "", industries: list[str] | None = None,
-                         tier: str = "registered") -> Partner:
+                         tier: str = "registered", commission_rate: object = None) -> Partner:
     name, region = clean_text(name), clean_text(region)
     industries = [clean_text(i) for i in industries or []]
     if not name or len(name) > 100:
@@ -53,7 +93,8 @@ async def create_partner(session: AsyncSession, name: str, region: str = "", ind
         raise BadPartner("tier", f"the tier is one of {', '.join(TIERS)}", "等级须为 注册、银牌 或 金牌")
     if await partner_by_name(session, name) is not None:
         raise BadPartner("name", f"there is already a partner called {name}", f"已有名为 {name} 的伙伴")
-    partner = Partner(name=name, region=region, industries=industries, tier=tier)
+    partner = Partner(name=name, region=region, industries=industries, tier=tier,
+                      commission_rate=check_commission_rate(commission_rate))
     session.add(partner)
     await session.flush()
     return partner

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from store.bindings import MEMBER_CHANNEL
 from store.db import chunked, dialect_insert
-from store.models import Broadcast, Member, MemberTag, OutboxMessage, Partner, Share, Task, utcnow
+from store.models import TASK_STATUSES, Broadcast, Member, MemberTag, OutboxMessage, Partner, Share, Task, utcnow
 from store.partners import partner_by_name
 from store.text import clean_text
 
@@ -113,10 +113,51 @@ async def create_task(session: AsyncSession, *, title: str, url: str, creator: M
                       status: str = "draft", cost: Decimal | None = None,
                       templates_dir: Path | str | None = None) -> Task:
     """A new task; with `templates_dir`, its poster template must be one of those there."""
+    if status not in ("draft", "active"):
+        raise InvalidTask("status", "a new task is draft or active", "新任务的状态须为 draft 或 active")
     task = Task(title=check_title(title), target_url=check_url(url), description=check_description(description),
                 poster_template=check_template(template, templates_dir), deadline=check_deadline(deadline, utcnow()),
                 status=status, creator_id=creator.id if creator else None, cost=cost)
     session.add(task)
+    await session.flush()
+    return task
+
+
+# What change_task accepts, named as the admin API names them; a task only moves forward: draft → active → ended.
+TASK_FIELDS = ("title", "url", "description", "template", "deadline", "status", "cost")
+_STATUS_ORDER = {status: i for i, status in enumerate(TASK_STATUSES)}
+
+
+async def change_task(session: AsyncSession, task: Task, changes: dict[str, Any], *,
+                      templates_dir: Path | str | None = None) -> Task:
+    """Apply `changes` (TASK_FIELDS; deadline a datetime or None) after checking all of them:
+    InvalidTask names the first that cannot be stored, and then nothing changes."""
+    unknown = sorted(set(changes) - set(TASK_FIELDS))
+    if unknown:
+        raise InvalidTask(unknown[0], f"unknown field(s): {', '.join(unknown)}", f"未知字段：{'、'.join(unknown)}")
+    if task.status == "ended" and set(changes) - {"status"}:
+        raise InvalidTask("status", "an ended task cannot be edited", "已结束的任务不能再编辑")
+    values: dict[str, Any] = {}
+    if "status" in changes:
+        new = changes["status"]
+        if new not in _STATUS_ORDER:
+            raise InvalidTask("status", f"status must be one of {', '.join(TASK_STATUSES)}",
+                              f"状态须为 {'、'.join(TASK_STATUSES)} 之一")
+        if _STATUS_ORDER[new] < _STATUS_ORDER[task.status]:
+            raise InvalidTask("status", f"a task cannot go from {task.status} back to {new}",
+                              f"任务不能从 {task.status} 退回 {new}")
+        values["status"] = new
+    checks = {"title": ("title", check_title), "url": ("target_url", check_url),
+              "description": ("description", check_description),
+              "template": ("poster_template", lambda name: check_template(name, templates_dir)), "cost": ("cost", check_cost),
+              "deadline": ("deadline", lambda deadline: check_deadline(deadline, utcnow()))}
+    for field, (column, check) in checks.items():
+        if field in changes:
+            values[column] = check(changes[field])
+    if "deadline" in values:
+        values["auto_reminded_at"] = None  # a new deadline earns a new automatic reminder
+    for column, value in values.items():
+        setattr(task, column, value)
     await session.flush()
     return task
 

@@ -7,7 +7,7 @@ from sqlalchemy import select
 from bot.app import DB
 from store.members import import_members, parse_members_csv
 from store.models import LeadEvent, Member, Partner
-from store.text import clean_text
+from store.text import ascii_digits, clean_text, whole_number
 from tests.conftest import Stack
 from tests.test_landing import GOOD, leads, open_form
 from tests.test_links import BROWSER, link_code, task_for_p1
@@ -62,3 +62,15 @@ async def test_a_new_partner_from_chat_is_named_clean(stack: Stack) -> None:
     await stack.ask("admin1", f"newpartner 云帆{RLO}科技 | 华北 | 制造")
     async with stack.bot[DB].session() as session:
         assert await session.scalar(select(Partner.name).where(Partner.name.like("云帆%"))) == "云帆科技"
+
+
+@pytest.mark.parametrize("text, max_digits, expected", [
+    ("12", 9, 12), ("0", 1, 0), ("123456789", 9, 123456789), ("1234567890", 9, None), ("", 9, None),
+    (" 12", 9, None), ("+12", 9, None), ("-1", 9, None), ("1.5", 9, None), ("¹", 9, None), ("١٢", 9, None),
+    ("１２", 9, None), ("\U00010a40", 9, None)])
+def test_whole_numbers_are_ascii_digits_only(text: str, max_digits: int, expected: int | None) -> None:
+    assert whole_number(text, max_digits) == expected
+
+
+def test_every_decimal_digit_becomes_ascii() -> None:
+    assert ascii_digits("＃１２ ١٣٨ ¹") == "#12 138 1"

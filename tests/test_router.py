@@ -33,7 +33,7 @@ def test_duplicate_words_or_missing_help_are_rejected() -> None:
         CommandTable([Command("a", "甲", frozenset(), _noop, "a", "甲")])
 
 
-@pytest.mark.parametrize("text, expected", [("12", 12), ("#12", 12), ("＃１２", 12), (" 7 ", 7)])
+@pytest.mark.parametrize("text, expected", [("12", 12), ("#12", 12), ("＃１２", 12), (" 7 ", 7), ("١٢", 12)])
 def test_ids_with_or_without_hash(text: str, expected: int) -> None:
     assert parse_id(text) == expected
 

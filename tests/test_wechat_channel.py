@@ -16,7 +16,7 @@ from PIL import Image
 from sqlalchemy import func, select, update
 
 from bot.app import DB
-from bot.channels.wechat_menu import MENU, menu_commands
+from handlers.menu import MENU, menu_commands
 from handlers import command_table
 from store.bindings import identity_of
 from store.models import BindingCode, InboxMessage, Lead, Member, MemberIdentity, OutboxMessage, Share, utcnow

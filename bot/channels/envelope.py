@@ -8,10 +8,15 @@ stall every other request for 1.8 s: an XML parser spends ~200 ms on 256 KB of t
 """
 from __future__ import annotations
 
+import logging
 import re
 import time
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
+
+from store.text import whole_number
 
 # WeCom and WeChat callbacks are a few KB (a text message carries at most 2,048 bytes of content,
 # encrypted and base64-encoded: under 4 KB with its envelope). 64 KB leaves room for any event and
@@ -31,10 +36,10 @@ class CallbackRejected(Exception):
 
 
 def check_timestamp(timestamp: str, max_skew_seconds: float, now: float | None = None) -> None:
-    # ASCII digits only: str.isdigit() also accepts "¹" and "²", which int() refuses.
-    if not (timestamp.isascii() and timestamp.isdigit()) or len(timestamp) > 12:
+    seconds = whole_number(timestamp, 12)
+    if seconds is None:
         raise CallbackRejected(400, "timestamp is not a number")
-    skew = abs((time.time() if now is None else now) - int(timestamp))
+    skew = abs((time.time() if now is None else now) - seconds)
     if skew > max_skew_seconds:
         raise CallbackRejected(403, f"timestamp {skew:.0f} s away from our clock (replay?)")
 
@@ -73,5 +78,18 @@ async def read_body(request: web.Request, limit: int) -> bytes:
 
 def ascii_int(text: object) -> int | None:
     """A whole number written in ASCII digits, else None (a CreateTime of "¹" is not a time)."""
-    value = str(text or "")
-    return int(value) if value.isascii() and value.isdigit() and len(value) <= 18 else None
+    return whole_number(str(text or ""), 18)
+
+
+def url_verification(codec: Any, channel: str) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """GET on a callback URL: the platform checks that it is ours by having us echo what it signed."""
+
+    async def verify(request: web.Request) -> web.Response:
+        try:
+            echo = codec.verify_url(request.query)
+        except CallbackRejected as err:
+            logging.getLogger(f"bot.channels.{channel}").warning("%s URL verification refused: %s", channel, err.reason)
+            return web.Response(status=err.status, text=err.reason)
+        return web.Response(text=echo)
+
+    return verify

@@ -6,10 +6,11 @@ from __future__ import annotations
 import asyncio
 import mimetypes
 from pathlib import Path
+from typing import Any
 
 from bot.channels.api_client import TokenClient
 from bot.render.posters import PosterRenderer, PosterRequest
-from handlers.replies import Chart, Image, Poster
+from handlers.replies import Chart, Image, Poster, Reply, reply_from_payload
 from store.redis import SharedKeys
 
 MEDIA_REUSE_SECONDS = int(2.5 * 86400)
@@ -43,3 +44,23 @@ class ImageUploads:
         content_type = mimetypes.guess_type(path.name)[0] or "image/png"
         content = await asyncio.to_thread(path.read_bytes)
         return await self.client.upload_media("image", path.name, content, content_type)
+
+
+class MediaSender:
+    """What every channel's sender shares: its client, and pictures sent as the platform's uploaded
+    media. A channel says how the rest of a reply looks there (`_body`)."""
+
+    channel: str
+
+    def __init__(self, client: Any, posters: PosterRenderer, shared: SharedKeys) -> None:
+        self.client = client
+        self.images = ImageUploads(client, posters, shared, namespace=self.channel)
+
+    async def body_of(self, payload: dict[str, Any], message_id: int) -> dict[str, Any]:
+        reply = reply_from_payload(payload)
+        if isinstance(reply, (Image, Poster, Chart)):
+            return {"msgtype": "image", "image": {"media_id": await self.images.media_id(reply, message_id)}}
+        return await self._body(reply, message_id)
+
+    async def _body(self, reply: Reply, message_id: int) -> dict[str, Any]:
+        raise NotImplementedError

@@ -26,18 +26,16 @@ from wechatpy.replies import TextReply
 from wechatpy.utils import WeChatSigner
 
 from bot.channels.base import Pipeline, SendingKit
-from bot.channels.media import ImageUploads
+from bot.channels.media import MediaSender
 from bot.channels.wechat_api import WeChatClient
 from bot.channels.envelope import (CALLBACK_MAX_BYTES, CallbackRejected, ascii_int, check_timestamp, ciphertext_of,
-                                   read_body, refuse_oversized)
+                                   read_body, refuse_oversized, url_verification)
 from bot.channels.wecom import Received, fit, parse_xml
 from bot.config import Config, WeChatConfig
 from bot.metrics import CALLBACKS, OUTBOX
-from bot.render.posters import PosterRenderer
 from handlers.replies import Card, Incoming, Reply, reply_from_payload
 from store import bindings
 from store import outbox as outbox_store
-from store.redis import SharedKeys
 
 log = logging.getLogger(__name__)
 
@@ -179,13 +177,7 @@ def callback_routes(codec: WeChatCodec, receive: Receive, handoff: ReplyHandoff,
     """`receive(key, message, deadline)` stores the message (False: a retry) and, when its replies are
     queued before `deadline` (time.monotonic()), returns them still unsent."""
 
-    async def verify(request: web.Request) -> web.Response:
-        try:
-            echo = codec.verify_url(request.query)
-        except CallbackRejected as err:
-            log.warning("wechat URL verification refused: %s", err.reason)
-            return web.Response(status=err.status, text=err.reason)
-        return web.Response(text=echo)
+    verify = url_verification(codec, CHANNEL)
 
     limit = min(max_body_bytes, CALLBACK_MAX_BYTES)
 
@@ -235,23 +227,18 @@ def callback_routes(codec: WeChatCodec, receive: Receive, handoff: ReplyHandoff,
     return [web.get("/wechat/callback", verify), web.post("/wechat/callback", callback)]
 
 
-class WeChatSender:
+class WeChatSender(MediaSender):
     """Sends one outbox payload to one follower as a customer-service message."""
 
-    def __init__(self, client: WeChatClient, posters: PosterRenderer, shared: SharedKeys) -> None:
-        self.client = client
-        self.images = ImageUploads(client, posters, shared, namespace=CHANNEL)
+    channel = CHANNEL
+    client: WeChatClient
 
     async def send(self, recipient: str, payload: dict[str, Any], *, message_id: int, duplicate_check: bool,
                    duplicate_window: int) -> None:
         # WeChat has no duplicate check: a resend after a crash between sending and marking shows twice.
-        reply = reply_from_payload(payload)
-        body = await self._body(reply, message_id)
-        await self.client.send_custom({"touser": recipient, **body})
+        await self.client.send_custom({"touser": recipient, **await self.body_of(payload, message_id)})
 
     async def _body(self, reply: Reply, message_id: int) -> dict[str, Any]:
-        if reply.kind in ("image", "poster", "chart"):
-            return {"msgtype": "image", "image": {"media_id": await self.images.media_id(reply, message_id)}}  # type: ignore[arg-type]
         if isinstance(reply, Card) and reply.buttons:
             # A message menu: tapping an item sends its text back, i.e. runs the button's command.
             return {"msgtype": "msgmenu", "msgmenu": {

@@ -19,14 +19,12 @@ from wechatpy.messages import UnknownMessage
 
 from bot.channels.base import Pipeline, SendingKit, SendLimits
 from bot.channels.envelope import (CALLBACK_MAX_BYTES, CallbackRejected, ascii_int, check_timestamp, ciphertext_of,
-                                   read_body, refuse_oversized)
+                                   read_body, refuse_oversized, url_verification)
 from bot.channels.wecom_api import WeComClient
 from bot.config import Config, WeComConfig
 from bot.metrics import CALLBACKS
-from bot.channels.media import ImageUploads
-from bot.render.posters import PosterRenderer
-from handlers.replies import Incoming, Reply, reply_from_payload
-from store.redis import SharedKeys
+from bot.channels.media import MediaSender
+from handlers.replies import Incoming, Reply
 
 log = logging.getLogger(__name__)
 
@@ -130,13 +128,7 @@ def read_message(plaintext: str) -> Received:
 def callback_routes(codec: WeComCodec, receive: Any, max_body_bytes: int) -> list[web.RouteDef]:
     """`receive(dedupe_key, message) -> bool` stores the message durably (False: a retry)."""
 
-    async def verify(request: web.Request) -> web.Response:
-        try:
-            echo = codec.verify_url(request.query)
-        except CallbackRejected as err:
-            log.warning("wecom URL verification refused: %s", err.reason)
-            return web.Response(status=err.status, text=err.reason)
-        return web.Response(text=echo)
+    verify = url_verification(codec, CHANNEL)
 
     limit = min(max_body_bytes, CALLBACK_MAX_BYTES)
 
@@ -187,17 +179,15 @@ def _button_key(command: str) -> str:
     return command
 
 
-class WeComSender:
+class WeComSender(MediaSender):
     """Sends one outbox payload to one member through message/send."""
 
-    def __init__(self, client: WeComClient, posters: PosterRenderer, shared: SharedKeys) -> None:
-        self.client = client
-        self.images = ImageUploads(client, posters, shared, namespace=CHANNEL)
+    channel = CHANNEL
+    client: WeComClient
 
     async def send(self, recipient: str, payload: dict[str, Any], *, message_id: int, duplicate_check: bool,
                    duplicate_window: int) -> None:
-        reply = reply_from_payload(payload)
-        body = await self._body(reply, message_id)
+        body = await self.body_of(payload, message_id)
         body["touser"] = recipient
         if duplicate_check:
             # WeCom drops a message identical to one this member got within the window.
@@ -210,8 +200,6 @@ class WeComSender:
             return {"msgtype": "text", "text": {"content": fit(reply.content)}}
         if reply.kind == "markdown":
             return {"msgtype": "markdown", "markdown": {"content": fit(reply.content)}}
-        if reply.kind in ("image", "poster", "chart"):
-            return {"msgtype": "image", "image": {"media_id": await self.images.media_id(reply, message_id)}}
         if not reply.buttons and not reply.url:
             # A text_notice card must have a click action; without one, plain text says the same.
             return {"msgtype": "text", "text": {"content": fit(f"{reply.title}\n{reply.description}".strip())}}

@@ -18,7 +18,8 @@ from bot.logs import REQUEST_ID
 from bot.metrics import COMMANDS, REPLY_SECONDS
 from bot.pipeline.outbox import OutboxSender
 from bot.pipeline.router import Router
-from handlers.replies import Incoming, Reply, Text, reply_to_payload
+from handlers import answers
+from handlers.replies import Incoming, Reply, reply_to_payload
 from store import inbox as inbox_store
 from store import outbox as outbox_store
 from store.db import Database
@@ -27,7 +28,6 @@ from store.redis import SharedKeys
 
 log = logging.getLogger(__name__)
 
-APOLOGY = Text("抱歉，处理您的消息时出错了，请稍后再试。\nSorry, something went wrong with your message. Please try again later.")
 _TRANSIENT_DB_ERRORS = (OperationalError, DBAPIError, ConnectionError, TimeoutError, OSError)
 # Driver errors about the statement itself (too many variables, too deep): the same statement fails
 # the same way every time, so retrying only delays the answer.
@@ -186,7 +186,7 @@ class InboxProcessor:
         async with self.db.session() as session:
             if not await inbox_store.finish(session, claim, "failed", error[:1000]):
                 return
-            outbox_claims = await self._enqueue(session, message, [APOLOGY], claim.id)
+            outbox_claims = await self._enqueue(session, message, [answers.APOLOGY], claim.id)
         self._hand_over(claim.id, outbox_claims)
 
     @staticmethod

@@ -23,7 +23,6 @@ from bot.config import ASSETS
 FONTS = ASSETS / "fonts"
 REGULAR, BOLD = FONTS / "NotoSansSC-Subset-Regular.otf", FONTS / "NotoSansSC-Subset-Bold.otf"
 COLORS = ("#2f6fde", "#f08c2e", "#2ca46b", "#d64545", "#8a5cd6")
-NO_DATA = "暂无数据 / No data"
 LABEL_CHARS = 14
 
 
@@ -73,9 +72,13 @@ def _wrap(s: str, em: float) -> str:
     return s[:first] + ("\n" + (rest if second == len(rest) else rest[: second - 1] + "…") if rest else "")
 
 
-def _no_data(ax: Axes) -> None:
+def _no_data(ax: Axes, text: str) -> None:
+    if not text:  # the spec gave no words for it: an empty frame, still visibly a panel
+        ax.set_xticks([])
+        ax.set_yticks([])
+        return
     ax.axis("off")
-    ax.text(0.5, 0.5, NO_DATA, transform=ax.transAxes, ha="center", va="center", color="#888888",
+    ax.text(0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center", color="#888888",
             fontproperties=_font(15), parse_math=False)
 
 
@@ -131,9 +134,11 @@ def _trend(ax: Axes, days: list[str], series: dict[str, list[float]]) -> None:
 
 def render_report(spec: dict[str, Any]) -> bytes:
     """PNG of `spec`: {"title": str, "funnel": [[step, n, note?], ...], "trend": {"days": [label, ...],
-    "series": {name: [n per day]}}, "leaderboard": {"title": str, "rows": [[name, n], ...]}}.
-    Any panel may be missing or empty: it then says "no data". Names are cut to 14 characters."""
-    zh = any(unicodedata.east_asian_width(c) in "WF" for c in str(spec.get("title", "")))
+    "series": {name: [n per day]}}, "leaderboard": {"title": str, "rows": [[name, n], ...]},
+    "labels": {"funnel": str, "trend": str, "no_data": str}} (the words are the handler's, in the asker's
+    language). Any panel may be missing or empty: it then shows labels["no_data"]. Names are cut to 14 characters."""
+    labels = spec.get("labels") if isinstance(spec.get("labels"), dict) else {}
+    no_data = _text(labels.get("no_data") or "", None)
     funnel = _pairs(spec.get("funnel"))
     notes = [_text(r[2], None) if len(r) > 2 and r[2] else "" for r in spec.get("funnel") or []
              if isinstance(r, (list, tuple)) and len(r) >= 2]
@@ -148,16 +153,15 @@ def render_report(spec: dict[str, Any]) -> bytes:
     fig.suptitle(_wrap(_text(spec.get("title") or "", None), 23), fontproperties=_font(21, True), parse_math=False)
     # One subfigure per panel, so the leaderboard's long names don't push the other panels right.
     subs = fig.subfigures(3, 1, height_ratios=[1, 1, 1.25], hspace=0.02)
-    n = len(days) or 14
-    titles = [("转化漏斗", "Funnel"), (f"近 {n} 天趋势", f"Last {n} days"), ("排行", "Ranking")]
+    titles = [labels.get("funnel"), labels.get("trend"), board.get("title")]
     for sub, title in zip(subs, titles):
-        text = _text(board.get("title"), None) if sub is subs[2] and board.get("title") else title[0 if zh else 1]
+        text = _text(title or "", None)
         sub.suptitle(_wrap(text, 26), x=0.01, ha="left", fontproperties=_font(17, True), parse_math=False)
     axes = [sub.subplots() for sub in subs]
-    _funnel(axes[0], funnel, notes) if funnel else _no_data(axes[0])
-    _trend(axes[1], days, series) if series else _no_data(axes[1])
+    _funnel(axes[0], funnel, notes) if funnel else _no_data(axes[0], no_data)
+    _trend(axes[1], days, series) if series else _no_data(axes[1], no_data)
     ranked = [(f"{i}. {name}", v) for i, (name, v) in enumerate(rows, 1)]
-    _bars(axes[2], ranked, [_fmt(v) for _, v in rows], COLORS[2]) if rows else _no_data(axes[2])
+    _bars(axes[2], ranked, [_fmt(v) for _, v in rows], COLORS[2]) if rows else _no_data(axes[2], no_data)
     buffer = io.BytesIO()
     FigureCanvasAgg(fig).print_png(buffer)
     return buffer.getvalue()

@@ -8,6 +8,7 @@ from aiohttp import web
 
 from bot.config import Config
 from bot.web.links import page
+from handlers import pages
 from store import onboarding
 from store.models import utcnow
 from store.partners import partner_by_id
@@ -17,18 +18,15 @@ def invite_routes(config: Config, db_of: Any) -> list[web.RouteDef]:
     async def invite_page(request: web.Request) -> web.Response:
         code = onboarding.normalize_code(request.match_info["code"])
         if not code.isalnum() or len(code) > 16:
-            return page(404, "邀请码无效 / Invalid invite", "请核对二维码或邀请码。Please check the code.")
+            return page(404, pages.INVITE_INVALID)
         async with db_of(request).session() as session:
             invite = await onboarding.find_invite(session, code)
             problem = onboarding.why_unusable(invite, code, utcnow(), config.server.timezone)
             if invite is None or problem is not None:
                 status = 404 if invite is None else 410
-                return page(status, "邀请码不可用 / Invite not usable",
-                            f"{problem.zh if problem else ''}。{problem.en if problem else ''}.")
+                return page(status, pages.invite_unusable(problem))
             partner = await partner_by_id(session, invite.partner_id)
         name = partner.name if partner else ""
-        return page(200, f"加入 {name} / Join {name}",
-                    f"请在企业微信中向伙伴助手发送：加入 {invite.code}\n"
-                    f"In WeCom, send this to the partner bot: join {invite.code}")
+        return page(200, pages.how_to_join(name, invite.code))
 
     return [web.get("/join/{code}", invite_page)]

@@ -13,7 +13,7 @@ from aiohttp import web
 
 from bot.config import ASSETS, Config
 from bot.web.links import LinkCache, Visitors, live_target, page
-from handlers import notices
+from handlers import notices, pages
 from handlers.replies import reply_to_payload
 from store import leads as lead_store
 from store import outbox as outbox_store
@@ -65,16 +65,16 @@ def landing_routes(links: LinkCache, visitors: Visitors, config: Config, db_of: 
         if isinstance(target, web.Response):
             return target
         if request.content_length is not None and request.content_length > MAX_FORM_BYTES:
-            return page(413, "内容太长 / Too much data", "请精简后再提交。Please shorten your entries.")
+            return page(413, pages.FORM_TOO_LONG)
         try:
             form = await request.post()
         except ValueError:
-            return page(400, "无法读取表单 / Cannot read the form", "请返回重试。Please go back and try again.")
+            return page(400, pages.FORM_UNREADABLE)
         cookie_token = request.cookies.get(CSRF_COOKIE, "")
         form_token = str(form.get("csrf", ""))
         if not cookie_token or not hmac.compare_digest(cookie_token.encode(), form_token.encode()):
             log.warning("landing form refused: CSRF token missing or wrong (link %d)", target.link_id)
-            return page(403, "页面已过期 / This page has expired", "请刷新页面后重新提交。Please reload the page and submit again.")
+            return page(403, pages.FORM_EXPIRED)
         values = {k: str(form.get(k, ""))[:200] for k in FORM_FIELDS}
         lead_form, problems = lead_store.validate_form(values, consent=form.get("consent") == "yes")
         if lead_form is None:
@@ -83,7 +83,7 @@ def landing_routes(links: LinkCache, visitors: Visitors, config: Config, db_of: 
         # (common on mobile networks) must not lock real people out.
         ip_hash = visitors.ip_hash(request)
         if await too_many(request, f"{ip_hash}:{target.link_id}"):
-            return page(429, "提交太频繁 / Too many submissions", "请稍后再试。Please try again later.")
+            return page(429, pages.FORM_TOO_OFTEN)
         visitor = visitors.visitor_id(request, ip_hash)
         claims: list[outbox_store.Claim] = []
         async with db_of(request).session() as session:

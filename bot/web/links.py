@@ -12,14 +12,17 @@ import re
 import secrets
 import time
 from html import escape
+from string import Template
 from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from aiohttp import web
 from crawlerdetect import CrawlerDetect
 
-from bot.config import Config
+from bot.config import ASSETS, Config
 from bot.metrics import REDIRECTS
+from handlers import pages
+from handlers.pages import PageText
 from store import links as link_store
 
 log = logging.getLogger(__name__)
@@ -33,17 +36,12 @@ FALLBACK_VISITOR_SECONDS = 86400
 LINK_CACHE_SECONDS = 30.0
 _crawlers = CrawlerDetect()
 
-_PAGE = """<!doctype html><html lang="zh"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width,initial-scale=1"><title>{title}</title>
-<style>body{{font-family:system-ui,-apple-system,"PingFang SC","Microsoft YaHei",sans-serif;display:flex;
-min-height:90vh;align-items:center;justify-content:center;background:#f4f6fb;color:#1f2937;margin:0}}
-main{{background:#fff;border-radius:16px;padding:32px 28px;max-width:360px;text-align:center;
-box-shadow:0 8px 30px rgba(0,0,0,.08)}}h1{{font-size:20px;margin:0 0 12px}}p{{color:#6b7280;line-height:1.6}}</style>
-</head><body><main><h1>{title}</h1><p>{text}</p></main></body></html>"""
+_PAGE = Template((ASSETS / "pages" / "message.html").read_text(encoding="utf-8"))
 
 
-def page(status: int, title: str, text: str) -> web.Response:
-    return web.Response(status=status, text=_PAGE.format(title=escape(title), text=escape(text)),
+def page(status: int, words: PageText) -> web.Response:
+    """A one-message page: what handlers/pages.py says, in assets/pages/message.html."""
+    return web.Response(status=status, text=_PAGE.substitute(title=escape(words.title), text=escape(words.text)),
                         content_type="text/html", headers={"Cache-Control": "no-store"})
 
 
@@ -155,17 +153,13 @@ class LinkCache:
         return target
 
 
-NOT_FOUND = ("链接不存在 / Link not found", "这个链接无效，请向分享给您的人确认。This link does not exist.")
-ENDED = ("活动已结束 / This campaign has ended", "感谢关注，本次活动已经结束。Thank you for your interest.")
-
-
 async def live_target(links: LinkCache, request: web.Request) -> link_store.LinkTarget | web.Response:
     """The link in the path, or the friendly page to answer instead (unknown: 404, ended: 410)."""
     target = await links.lookup(request, request.match_info["code"])
     if target is None:
-        return page(404, *NOT_FOUND)
+        return page(404, pages.LINK_NOT_FOUND)
     if target.ended:
-        return page(410, *ENDED)
+        return page(410, pages.CAMPAIGN_ENDED)
     return target
 
 

@@ -14,18 +14,18 @@ from store import leads as lead_store
 from store import pool, pool_rules
 from store import tasks as task_store
 from store.members import active_partner_member
-from store.models import TASK_STATUSES, AssignmentRule, Lead, Task, utcnow
+from store.models import AssignmentRule, Lead, Task
 from store.partners import partner_by_name
+from store.text import whole_number
 
 log = logging.getLogger(__name__)
 
-EDITABLE = ("title", "url", "description", "template", "deadline", "status", "cost")
-# A task only moves forward: draft → active → ended.
-_STATUS_ORDER = {status: i for i, status in enumerate(TASK_STATUSES)}
+EDITABLE = task_store.TASK_FIELDS
 
 
 class _Refused(Exception):
-    """Leave the unit of work without committing anything, answering with `response`."""
+    """Leave the unit of work without committing anything, answering with `response` (the
+    middleware answers it, from any admin route)."""
 
     def __init__(self, response: web.Response) -> None:
         super().__init__(response.status)
@@ -39,9 +39,16 @@ def _error(status: int, message: str, field: str | None = None) -> web.Response:
     return web.json_response(body, status=status)
 
 
+async def json_body(request: web.Request) -> Any:
+    """The request's JSON (any shape: each route checks its own); _Refused with a 400 if it is not JSON."""
+    try:
+        return await request.json()
+    except (ValueError, UnicodeDecodeError):
+        raise _Refused(_error(400, "the body must be JSON")) from None
+
+
 def _path_id(raw: str) -> int | None:
-    # ASCII only: "¹".isdigit() is True but int() refuses it (a 500 before).
-    return int(raw) if raw.isascii() and raw.isdigit() and len(raw) < 10 else None
+    return whole_number(raw, 9)
 
 
 async def _lookup(session: Any, find: Any, raw: str) -> Any:
@@ -76,13 +83,13 @@ def admin_routes(config: Config, db_of: Any, client_of: Any) -> tuple[list[web.R
             log.warning("admin API: refused a request without a valid token from client %s", client_of(request)[:16])
             return web.json_response({"error": "a valid bearer token is required"}, status=401,
                                      headers={"WWW-Authenticate": 'Bearer realm="partnerbot"'})
-        return await handler(request)
+        try:
+            return await handler(request)
+        except _Refused as refused:
+            return refused.response
 
     async def body_of(request: web.Request) -> dict[str, Any] | web.Response:
-        try:
-            body = await request.json()
-        except (ValueError, UnicodeDecodeError):
-            return _error(400, "the body must be JSON")
+        body = await json_body(request)
         if not isinstance(body, dict):
             return _error(400, "the body must be a JSON object")
         unknown = sorted(set(body) - set(EDITABLE))
@@ -112,23 +119,17 @@ def admin_routes(config: Config, db_of: Any, client_of: Any) -> tuple[list[web.R
                 "deliveries": await task_store.delivery_progress(session, task.id),
                 "shared_by": await task_store.share_count(session, task.id)}
 
-    def check_template(name: str) -> str:
-        return task_store.check_template(name, config.posters.templates_dir)
-
     async def create(request: web.Request) -> web.Response:
         body = await body_of(request)
         if isinstance(body, web.Response):
             return body
-        status = body.get("status", "draft")
-        if status not in ("draft", "active"):
-            return _error(422, "a new task is draft or active", "status")
         try:
             async with db_of(request).session() as session:
                 task = await task_store.create_task(
                     session, title=body.get("title", ""), url=body.get("url", ""), creator=None,
-                    description=body.get("description", ""), template=check_template(body.get("template", "classic")),
-                    deadline=deadline_of(body.get("deadline")), status=status,
-                    cost=task_store.check_cost(body.get("cost")))
+                    description=body.get("description", ""), template=body.get("template", "classic"),
+                    deadline=deadline_of(body.get("deadline")), status=body.get("status", "draft"),
+                    cost=task_store.check_cost(body.get("cost")), templates_dir=config.posters.templates_dir)
                 return web.json_response(await task_json(session, task), status=201)
         except task_store.InvalidTask as problem:
             return _error(422, problem.en, problem.field)
@@ -168,42 +169,16 @@ def admin_routes(config: Config, db_of: Any, client_of: Any) -> tuple[list[web.R
                 task = await task_store.get_task(session, task_id) if task_id else None
                 if task is None:
                     raise _Refused(_error(404, "no such task"))
-                if task.status == "ended" and set(body) - {"status"}:
-                    raise _Refused(_error(422, "an ended task cannot be edited", "status"))
-                if "status" in body:
-                    new = body["status"]
-                    if new not in _STATUS_ORDER:
-                        raise _Refused(_error(422, f"status must be one of {', '.join(TASK_STATUSES)}", "status"))
-                    if _STATUS_ORDER[new] < _STATUS_ORDER[task.status]:
-                        raise _Refused(_error(422, f"a task cannot go from {task.status} back to {new}", "status"))
-                    task.status = new
-                if "title" in body:
-                    task.title = task_store.check_title(body["title"])
-                if "url" in body:
-                    task.target_url = task_store.check_url(body["url"])
-                if "description" in body:
-                    task.description = task_store.check_description(body["description"])
-                if "template" in body:
-                    task.poster_template = check_template(body["template"])
-                if "cost" in body:
-                    task.cost = task_store.check_cost(body["cost"])
-                if "deadline" in body:
-                    task.deadline = task_store.check_deadline(deadline_of(body["deadline"]), utcnow())
-                    task.auto_reminded_at = None  # a new deadline earns a new automatic reminder
-                await session.flush()
+                changes = {**body, "deadline": deadline_of(body["deadline"])} if "deadline" in body else body
+                await task_store.change_task(session, task, changes, templates_dir=config.posters.templates_dir)
                 return web.json_response(await task_json(session, task))
-        except _Refused as refused:
-            return refused.response
         except task_store.InvalidTask as problem:
             return _error(422, problem.en, problem.field)
         except ValueError:
             return _error(422, "deadline must be ISO 8601, e.g. 2026-12-31T18:00:00+08:00", "deadline")
 
     async def create_lead(request: web.Request) -> web.Response:
-        try:
-            body = await request.json()
-        except (ValueError, UnicodeDecodeError):
-            return _error(400, "the body must be JSON")
+        body = await json_body(request)
         fields = ("name", "company", "phone", "region", "industry", "source", "pool")
         if not isinstance(body, dict) or any(not isinstance(body.get(k, ""), str) for k in fields):
             return _error(400, f"the body must be a JSON object of strings: {', '.join(fields)}")
@@ -214,17 +189,14 @@ def admin_routes(config: Config, db_of: Any, client_of: Any) -> tuple[list[web.R
         if form is None:
             field, message = next(iter(problems.items()))
             return _error(422, message.split(" / ")[-1], field)
-        try:
-            async with db_of(request).session() as session:
-                await _pool_id(session, body.get("pool", ""), "pool")  # the import looks it up by name again
-                row = lead_store.LeadRow(0, form, (body.get("source") or "api")[:32], body.get("pool", ""))
-                created, _ = await lead_store.import_leads(session, [row], book=await pool_rules.rule_book(session, config.pool_rules))
-                if not created:
-                    raise _Refused(_error(409, "a lead with this phone and company already exists", "phone"))
-                lead = await lead_store.get_lead(session, created[0])
-                return web.json_response(lead_json(lead, []), status=201)
-        except _Refused as refused:
-            return refused.response
+        async with db_of(request).session() as session:
+            await _pool_id(session, body.get("pool", ""), "pool")  # the import looks it up by name again
+            row = lead_store.LeadRow(0, form, (body.get("source") or "api")[:32], body.get("pool", ""))
+            created, _ = await lead_store.import_leads(session, [row], book=await pool_rules.rule_book(session, config.pool_rules))
+            if not created:
+                raise _Refused(_error(409, "a lead with this phone and company already exists", "phone"))
+            lead = await lead_store.get_lead(session, created[0])
+            return web.json_response(lead_json(lead, []), status=201)
 
     def lead_json(lead: Lead, events: list[Any]) -> dict[str, Any]:
         # The admin API is the admins' view: full phone, as in chat for admins.
@@ -252,10 +224,7 @@ def admin_routes(config: Config, db_of: Any, client_of: Any) -> tuple[list[web.R
                 "partner_id": rule.partner_id, "min_tier": rule.min_tier}
 
     async def add_rule(request: web.Request) -> web.Response:
-        try:
-            body = await request.json()
-        except (ValueError, UnicodeDecodeError):
-            return _error(400, "the body must be JSON")
+        body = await json_body(request)
         if not isinstance(body, dict) \
                 or not all(isinstance(body.get(k, ""), str) and len(body.get(k, "")) <= 32
                            for k in ("partner", "region", "industry", "min_tier")) \
@@ -289,30 +258,24 @@ def admin_routes(config: Config, db_of: Any, client_of: Any) -> tuple[list[web.R
     async def assign_lead(request: web.Request) -> web.Response:
         """Move a lead: {"pool": ""} public, {"pool": "PARTNER"} that partner's pool, {"member": "USERID"}."""
         raw = request.match_info["lead_id"]
-        try:
-            body = await request.json()
-        except (ValueError, UnicodeDecodeError):
-            return _error(400, "the body must be JSON")
+        body = await json_body(request)
         if not isinstance(body, dict) or len(body) != 1 or not isinstance(next(iter(body.values()), None), str) \
                 or next(iter(body)) not in ("pool", "member"):
             return _error(400, 'give exactly one of {"pool": "PARTNER or empty"} or {"member": "USERID"}')
-        try:
-            async with db_of(request).session() as session:
-                lead = await _lookup(session, lead_store.get_lead, raw)
-                if lead is None:
-                    raise _Refused(_error(404, "no such lead"))
-                if lead.status in ("won", "lost"):
-                    raise _Refused(_error(422, f"lead is {lead.status}", "status"))
-                if "member" in body:
-                    member = await active_partner_member(session, body["member"])
-                    if member is None:
-                        raise _Refused(_error(422, f"no active partner member {body['member']!r}", "member"))
-                    await pool.move(session, lead, member=member)
-                else:
-                    await pool.move(session, lead, partner_id=await _pool_id(session, body["pool"], "pool"))
-                return web.json_response(lead_json(lead, await pool.history(session, lead.id)))
-        except _Refused as refused:
-            return refused.response
+        async with db_of(request).session() as session:
+            lead = await _lookup(session, lead_store.get_lead, raw)
+            if lead is None:
+                raise _Refused(_error(404, "no such lead"))
+            if lead.status in ("won", "lost"):
+                raise _Refused(_error(422, f"lead is {lead.status}", "status"))
+            if "member" in body:
+                member = await active_partner_member(session, body["member"])
+                if member is None:
+                    raise _Refused(_error(422, f"no active partner member {body['member']!r}", "member"))
+                await pool.move(session, lead, member=member)
+            else:
+                await pool.move(session, lead, partner_id=await _pool_id(session, body["pool"], "pool"))
+            return web.json_response(lead_json(lead, await pool.history(session, lead.id)))
 
     def pool_json(view: pool.PoolView) -> dict[str, Any]:
         return {"pool": view.name, "rules": {key: getattr(view.rules, key) for key in pool_rules.EDITABLE},
@@ -326,17 +289,11 @@ def admin_routes(config: Config, db_of: Any, client_of: Any) -> tuple[list[web.R
     async def set_pool_rules(request: web.Request) -> web.Response:
         """PATCH {"max_held": 50, "idle_days": null}: set some of one pool's rules (null = back to config)."""
         name = request.match_info["pool"]
-        try:
-            body = await request.json()
-        except (ValueError, UnicodeDecodeError):
-            return _error(400, "the body must be JSON")
+        body = await json_body(request)
         if not isinstance(body, dict) or not body:
             return _error(400, f"give an object of rules to set: {', '.join(pool_rules.EDITABLE)}")
         async with db_of(request).session() as session:
-            try:
-                partner_id = await _pool_id(session, name, None, status=404)  # the path names the pool
-            except _Refused as refused:
-                return refused.response
+            partner_id = await _pool_id(session, name, None, status=404)  # the path names the pool
             try:
                 view = await pool.change_rules(session, config.pool_rules, name, partner_id, body)
             except pool_rules.BadRules as bad:

@@ -1,18 +1,17 @@
 """Partners and invite codes through the admin API (the same rules as newpartner / invite in chat)."""
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from aiohttp import web
 
 from bot.config import Config
+from bot.web.admin.api import json_body
 from store import bindings, onboarding
 from store.errors import Refusal
 from store.members import USERID_PATTERN, get_member
 from store.partners import partner_by_name, partners_by_name
 from store.models import Invite, Partner
-from store.text import clean_text
 
 FIELDS = ("name", "region", "industries", "tier", "commission_rate")
 
@@ -36,17 +35,11 @@ class _Bad(Exception):
         return _error(self.status, str(self), self.field)
 
 
-def _rate(value: Any) -> Decimal | None:
-    if value is None:
-        return None
+def _rate(value: Any) -> None:
     try:
-        rate = Decimal(str(value))
-    except InvalidOperation:
-        rate = Decimal(-1)
-    if isinstance(value, bool) or not rate.is_finite() or not 0 <= rate <= 1:
-        raise _Bad(422, "commission_rate is a fraction from 0 to 1 (0.05 = 5 %), or null for the tier's rate",
-                   "commission_rate")
-    return rate
+        onboarding.check_commission_rate(value)
+    except onboarding.BadPartner as bad:
+        raise _Bad(422, bad.en, bad.field) from None
 
 
 def _check(body: Any, creating: bool) -> dict[str, Any]:
@@ -71,9 +64,7 @@ def _check(body: Any, creating: bool) -> dict[str, Any]:
 def partner_routes(config: Config, db_of: Any) -> list[web.RouteDef]:
     async def read(request: web.Request, creating: bool) -> dict[str, Any] | web.Response:
         try:
-            return _check(await request.json(), creating)
-        except (ValueError, UnicodeDecodeError):
-            return _error(400, "the body must be JSON")
+            return _check(await json_body(request), creating)
         except _Bad as bad:
             return bad.response()
 
@@ -89,10 +80,9 @@ def partner_routes(config: Config, db_of: Any) -> list[web.RouteDef]:
             try:
                 partner = await onboarding.create_partner(session, body.get("name", ""), body.get("region", ""),
                                                           [i.strip() for i in body.get("industries", [])],
-                                                          body.get("tier", "registered"))
+                                                          body.get("tier", "registered"), body.get("commission_rate"))
             except onboarding.BadPartner as bad:
                 return _error(409 if "already" in bad.en else 422, bad.en, bad.field)
-            partner.commission_rate = _rate(body.get("commission_rate"))
             return web.json_response(partner_json(partner), status=201)
 
     async def edit(request: web.Request) -> web.Response:
@@ -103,21 +93,14 @@ def partner_routes(config: Config, db_of: Any) -> list[web.RouteDef]:
             partner = await partner_by_name(session, request.match_info["name"])
             if partner is None:
                 return _error(404, "no such partner")
-            if "commission_rate" in body:
-                partner.commission_rate = _rate(body["commission_rate"])
-            if "region" in body:
-                partner.region = clean_text(body["region"])[:64]
-            if "industries" in body:
-                partner.industries = [clean_text(i)[:32] for i in body["industries"]]
-            if "tier" in body:
-                partner.tier = body["tier"]  # an admin's decision; the monthly recalculation may change it again
+            try:
+                await onboarding.change_partner(session, partner, **body)
+            except onboarding.BadPartner as bad:
+                return _error(422, bad.en, bad.field)
             return web.json_response(partner_json(partner))
 
     async def new_invite(request: web.Request) -> web.Response:
-        try:
-            body = await request.json() if request.can_read_body else {}
-        except (ValueError, UnicodeDecodeError):
-            return _error(400, "the body must be JSON")
+        body = await json_body(request) if request.can_read_body else {}
         if not isinstance(body, dict) or any(not isinstance(body.get(k, 1), int) or isinstance(body.get(k), bool)
                                              for k in ("days", "uses")):
             return _error(400, "days and uses are whole numbers")

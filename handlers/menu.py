@@ -1,5 +1,6 @@
-"""The Official Account's custom menu (installed by `partnerbot wechat menu`). Each click button's key
-is the command line it runs, like a WeCom card button; WeChat allows 3 top-level buttons of up to 5."""
+"""The Official Account's custom menu (installed by `partnerbot wechat menu`): what its buttons say, and
+as each click button's key the command line it runs, like a WeCom card button. WeChat allows 3
+top-level buttons of up to 5."""
 from __future__ import annotations
 
 from typing import Any

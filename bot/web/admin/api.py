@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import hmac
 import logging
-from datetime import datetime, timezone
 from typing import Any
 
 from aiohttp import web
 
 from bot.config import Config
+from bot.web.admin.common import Refused, aware_time, error, iso, json_body, path_id
 from store import assignment
 from store import leads as lead_store
 from store import pool, pool_rules
@@ -16,53 +16,24 @@ from store import tasks as task_store
 from store.members import active_partner_member
 from store.models import AssignmentRule, Lead, Task
 from store.partners import partner_by_name
-from store.text import whole_number
 
 log = logging.getLogger(__name__)
 
 EDITABLE = task_store.TASK_FIELDS
 
 
-class _Refused(Exception):
-    """Leave the unit of work without committing anything, answering with `response` (the
-    middleware answers it, from any admin route)."""
-
-    def __init__(self, response: web.Response) -> None:
-        super().__init__(response.status)
-        self.response = response
-
-
-def _error(status: int, message: str, field: str | None = None) -> web.Response:
-    body: dict[str, Any] = {"error": message}
-    if field:
-        body["field"] = field
-    return web.json_response(body, status=status)
-
-
-async def json_body(request: web.Request) -> Any:
-    """The request's JSON (any shape: each route checks its own); _Refused with a 400 if it is not JSON."""
-    try:
-        return await request.json()
-    except (ValueError, UnicodeDecodeError):
-        raise _Refused(_error(400, "the body must be JSON")) from None
-
-
-def _path_id(raw: str) -> int | None:
-    return whole_number(raw, 9)
-
-
 async def _lookup(session: Any, find: Any, raw: str) -> Any:
-    key = _path_id(raw)
+    key = path_id(raw)
     return None if key is None else await find(session, key)
 
 
 async def _pool_id(session: Any, name: str, field: str | None, status: int = 422) -> int | None:
-    """A pool named in a request: None for the public pool, else the partner's id (_Refused if none)."""
+    """A pool named in a request: None for the public pool, else the partner's id (Refused if none)."""
     if name.lower() in lead_store.PUBLIC_POOL_WORDS:
         return None
     partner = await partner_by_name(session, name)
     if partner is None:
-        raise _Refused(_error(status, f"no partner called {name!r}: use public or a partner's name", field))
+        raise Refused(status, f"no partner called {name!r}: use public or a partner's name", field)
     return partner.id
 
 
@@ -76,7 +47,7 @@ def admin_routes(config: Config, db_of: Any, client_of: Any) -> tuple[list[web.R
         if not request.path.startswith("/api/"):
             return await handler(request)
         if not token:
-            return _error(503, "the admin API is disabled: set PARTNERBOT_ADMIN_API_TOKEN")
+            return error(503, "the admin API is disabled: set PARTNERBOT_ADMIN_API_TOKEN")
         given = request.headers.get("Authorization", "")
         scheme, _, value = given.partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip().encode(), token.encode()):
@@ -85,56 +56,43 @@ def admin_routes(config: Config, db_of: Any, client_of: Any) -> tuple[list[web.R
                                      headers={"WWW-Authenticate": 'Bearer realm="partnerbot"'})
         try:
             return await handler(request)
-        except _Refused as refused:
+        except Refused as refused:
             return refused.response
 
-    async def body_of(request: web.Request) -> dict[str, Any] | web.Response:
+    async def body_of(request: web.Request) -> dict[str, Any]:
         body = await json_body(request)
         if not isinstance(body, dict):
-            return _error(400, "the body must be a JSON object")
+            raise Refused(400, "the body must be a JSON object")
         unknown = sorted(set(body) - set(EDITABLE))
         if unknown:
-            return _error(400, f"unknown field(s): {', '.join(unknown)}; known: {', '.join(EDITABLE)}", unknown[0])
+            raise Refused(400, f"unknown field(s): {', '.join(unknown)}; known: {', '.join(EDITABLE)}", unknown[0])
         if any(not isinstance(body[k], str) for k in body if k not in ("deadline", "cost")) or \
                 not isinstance(body.get("deadline", ""), (str, type(None))) or \
                 not isinstance(body.get("cost", ""), (str, int, float, type(None))) or isinstance(body.get("cost"), bool):
-            return _error(400, "fields must be strings (deadline: ISO 8601 or null; cost: an amount or null)")
+            raise Refused(400, "fields must be strings (deadline: ISO 8601 or null; cost: an amount or null)")
         return body
-
-    def deadline_of(value: str | None) -> datetime | None:
-        if not value:
-            return None
-        parsed = datetime.fromisoformat(value)
-        if parsed.tzinfo is None:
-            raise task_store.InvalidTask("deadline", "give the deadline with its time zone, e.g. 2026-12-31T18:00:00+08:00",
-                                         "截止时间需带时区")
-        return parsed
 
     async def task_json(session: Any, task: Task) -> dict[str, Any]:
         return {"id": task.id, "title": task.title, "url": task.target_url, "description": task.description,
                 "template": task.poster_template, "status": task.status,
                 "cost": str(task.cost) if task.cost is not None else None,
-                "deadline": task.deadline.astimezone(timezone.utc).isoformat() if task.deadline else None,
-                "created_at": task.created_at.astimezone(timezone.utc).isoformat(),
+                "deadline": iso(task.deadline),
+                "created_at": iso(task.created_at),
                 "deliveries": await task_store.delivery_progress(session, task.id),
                 "shared_by": await task_store.share_count(session, task.id)}
 
     async def create(request: web.Request) -> web.Response:
         body = await body_of(request)
-        if isinstance(body, web.Response):
-            return body
         try:
             async with db_of(request).session() as session:
                 task = await task_store.create_task(
                     session, title=body.get("title", ""), url=body.get("url", ""), creator=None,
                     description=body.get("description", ""), template=body.get("template", "classic"),
-                    deadline=deadline_of(body.get("deadline")), status=body.get("status", "draft"),
+                    deadline=aware_time(body.get("deadline"), "deadline"), status=body.get("status", "draft"),
                     cost=task_store.check_cost(body.get("cost")), templates_dir=config.posters.templates_dir)
                 return web.json_response(await task_json(session, task), status=201)
         except task_store.InvalidTask as problem:
-            return _error(422, problem.en, problem.field)
-        except ValueError:
-            return _error(422, "deadline must be ISO 8601, e.g. 2026-12-31T18:00:00+08:00", "deadline")
+            return error(422, problem.en, problem.field)
 
     async def list_(request: web.Request) -> web.Response:
         async with db_of(request).session() as session:
@@ -143,20 +101,18 @@ def admin_routes(config: Config, db_of: Any, client_of: Any) -> tuple[list[web.R
 
     def task_id_of(request: web.Request) -> int | None:
         raw = request.match_info["task_id"]
-        return _path_id(raw)
+        return path_id(raw)
 
     async def get(request: web.Request) -> web.Response:
         task_id = task_id_of(request)
         async with db_of(request).session() as session:
             task = await task_store.get_task(session, task_id) if task_id else None
             if task is None:
-                return _error(404, "no such task")
+                return error(404, "no such task")
             return web.json_response(await task_json(session, task))
 
     async def edit(request: web.Request) -> web.Response:
         body = await body_of(request)
-        if isinstance(body, web.Response):
-            return body
         return await _change(request, body)
 
     async def end(request: web.Request) -> web.Response:
@@ -168,33 +124,31 @@ def admin_routes(config: Config, db_of: Any, client_of: Any) -> tuple[list[web.R
             async with db_of(request).session() as session:
                 task = await task_store.get_task(session, task_id) if task_id else None
                 if task is None:
-                    raise _Refused(_error(404, "no such task"))
-                changes = {**body, "deadline": deadline_of(body["deadline"])} if "deadline" in body else body
+                    raise Refused(404, "no such task")
+                changes = {**body, "deadline": aware_time(body["deadline"], "deadline")} if "deadline" in body else body
                 await task_store.change_task(session, task, changes, templates_dir=config.posters.templates_dir)
                 return web.json_response(await task_json(session, task))
         except task_store.InvalidTask as problem:
-            return _error(422, problem.en, problem.field)
-        except ValueError:
-            return _error(422, "deadline must be ISO 8601, e.g. 2026-12-31T18:00:00+08:00", "deadline")
+            return error(422, problem.en, problem.field)
 
     async def create_lead(request: web.Request) -> web.Response:
         body = await json_body(request)
         fields = ("name", "company", "phone", "region", "industry", "source", "pool")
         if not isinstance(body, dict) or any(not isinstance(body.get(k, ""), str) for k in fields):
-            return _error(400, f"the body must be a JSON object of strings: {', '.join(fields)}")
+            return error(400, f"the body must be a JSON object of strings: {', '.join(fields)}")
         unknown = sorted(set(body) - set(fields))
         if unknown:
-            return _error(400, f"unknown field(s): {', '.join(unknown)}", unknown[0])
+            return error(400, f"unknown field(s): {', '.join(unknown)}", unknown[0])
         form, problems = lead_store.validate_form(body, consent=True)
         if form is None:
             field, message = next(iter(problems.items()))
-            return _error(422, message.split(" / ")[-1], field)
+            return error(422, message.split(" / ")[-1], field)
         async with db_of(request).session() as session:
             await _pool_id(session, body.get("pool", ""), "pool")  # the import looks it up by name again
             row = lead_store.LeadRow(0, form, (body.get("source") or "api")[:32], body.get("pool", ""))
             created, _ = await lead_store.import_leads(session, [row], book=await pool_rules.rule_book(session, config.pool_rules))
             if not created:
-                raise _Refused(_error(409, "a lead with this phone and company already exists", "phone"))
+                raise Refused(409, "a lead with this phone and company already exists", "phone")
             lead = await lead_store.get_lead(session, created[0])
             return web.json_response(lead_json(lead, []), status=201)
 
@@ -205,14 +159,14 @@ def admin_routes(config: Config, db_of: Any, client_of: Any) -> tuple[list[web.R
                 "owner_id": lead.owner_id, "pool_partner_id": lead.pool_partner_id,
                 "won_amount": str(lead.won_amount) if lead.won_amount is not None else None,
                 "history": [{"kind": e.kind, "member_id": e.member_id, "note": e.note,
-                             "at": e.at.astimezone(timezone.utc).isoformat()} for e in events]}
+                             "at": iso(e.at)} for e in events]}
 
     async def get_lead(request: web.Request) -> web.Response:
         raw = request.match_info["lead_id"]
         async with db_of(request).session() as session:
             lead = await _lookup(session, lead_store.get_lead, raw)
             if lead is None:
-                return _error(404, "no such lead")
+                return error(404, "no such lead")
             return web.json_response(lead_json(lead, await pool.history(session, lead.id)))
 
     async def list_rules(request: web.Request) -> web.Response:
@@ -229,16 +183,16 @@ def admin_routes(config: Config, db_of: Any, client_of: Any) -> tuple[list[web.R
                 or not all(isinstance(body.get(k, ""), str) and len(body.get(k, "")) <= 32
                            for k in ("partner", "region", "industry", "min_tier")) \
                 or not isinstance(body.get("priority", 100), int) or isinstance(body.get("priority", 100), bool):
-            return _error(400, "give partner (name) or min_tier, and optionally region, industry (≤ 32 characters), "
+            return error(400, "give partner (name) or min_tier, and optionally region, industry (≤ 32 characters), "
                                "priority (integer)")
         if body.get("min_tier", "registered") not in pool_rules.TIERS:
-            return _error(422, f"min_tier must be one of {', '.join(pool_rules.TIERS)}", "min_tier")
+            return error(422, f"min_tier must be one of {', '.join(pool_rules.TIERS)}", "min_tier")
         async with db_of(request).session() as session:
             partner_id = None
             if body.get("partner"):  # without a partner, the rule picks partners by industry and tier
                 partner = await partner_by_name(session, body["partner"])
                 if partner is None:
-                    return _error(422, f"no partner called {body['partner']!r}", "partner")
+                    return error(422, f"no partner called {body['partner']!r}", "partner")
                 partner_id = partner.id
             rule = await assignment.add_rule(session, priority=body.get("priority", 100),
                                              region=body.get("region", "").strip(),
@@ -251,7 +205,7 @@ def admin_routes(config: Config, db_of: Any, client_of: Any) -> tuple[list[web.R
         async with db_of(request).session() as session:
             rule = await _lookup(session, assignment.get_rule, raw)
             if rule is None or not rule.active:
-                return _error(404, "no such rule")
+                return error(404, "no such rule")
             await assignment.retire_rule(session, rule)
             return web.json_response({"id": rule.id, "active": False})
 
@@ -261,17 +215,17 @@ def admin_routes(config: Config, db_of: Any, client_of: Any) -> tuple[list[web.R
         body = await json_body(request)
         if not isinstance(body, dict) or len(body) != 1 or not isinstance(next(iter(body.values()), None), str) \
                 or next(iter(body)) not in ("pool", "member"):
-            return _error(400, 'give exactly one of {"pool": "PARTNER or empty"} or {"member": "USERID"}')
+            return error(400, 'give exactly one of {"pool": "PARTNER or empty"} or {"member": "USERID"}')
         async with db_of(request).session() as session:
             lead = await _lookup(session, lead_store.get_lead, raw)
             if lead is None:
-                raise _Refused(_error(404, "no such lead"))
+                raise Refused(404, "no such lead")
             if lead.status in ("won", "lost"):
-                raise _Refused(_error(422, f"lead is {lead.status}", "status"))
+                raise Refused(422, f"lead is {lead.status}", "status")
             if "member" in body:
                 member = await active_partner_member(session, body["member"])
                 if member is None:
-                    raise _Refused(_error(422, f"no active partner member {body['member']!r}", "member"))
+                    raise Refused(422, f"no active partner member {body['member']!r}", "member")
                 await pool.move(session, lead, member=member)
             else:
                 await pool.move(session, lead, partner_id=await _pool_id(session, body["pool"], "pool"))
@@ -291,13 +245,13 @@ def admin_routes(config: Config, db_of: Any, client_of: Any) -> tuple[list[web.R
         name = request.match_info["pool"]
         body = await json_body(request)
         if not isinstance(body, dict) or not body:
-            return _error(400, f"give an object of rules to set: {', '.join(pool_rules.EDITABLE)}")
+            return error(400, f"give an object of rules to set: {', '.join(pool_rules.EDITABLE)}")
         async with db_of(request).session() as session:
             partner_id = await _pool_id(session, name, None, status=404)  # the path names the pool
             try:
                 view = await pool.change_rules(session, config.pool_rules, name, partner_id, body)
             except pool_rules.BadRules as bad:
-                return _error(422, str(bad), bad.field)
+                return error(422, str(bad), bad.field)
             log.info("pool %s rules changed: %s", name, body)
             return web.json_response(pool_json(view))
 

@@ -6,7 +6,7 @@ from typing import Any
 from aiohttp import web
 
 from bot.config import Config
-from bot.web.admin.api import json_body
+from bot.web.admin.common import Refused, error, iso, json_body
 from store import bindings, onboarding
 from store.errors import Refusal
 from store.members import USERID_PATTERN, get_member
@@ -16,57 +16,41 @@ from store.models import Invite, Partner
 FIELDS = ("name", "region", "industries", "tier", "commission_rate")
 
 
-def _error(status: int, message: str, field: str | None = None) -> web.Response:
-    return web.json_response({"error": message, **({"field": field} if field else {})}, status=status)
-
-
 def partner_json(partner: Partner) -> dict[str, Any]:
     return {"id": partner.id, "name": partner.name, "region": partner.region, "industries": partner.industries,
             "tier": partner.tier,
             "commission_rate": str(partner.commission_rate) if partner.commission_rate is not None else None}
 
 
-class _Bad(Exception):
-    def __init__(self, status: int, message: str, field: str) -> None:
-        super().__init__(message)
-        self.status, self.field = status, field
-
-    def response(self) -> web.Response:
-        return _error(self.status, str(self), self.field)
-
-
 def _rate(value: Any) -> None:
     try:
         onboarding.check_commission_rate(value)
     except onboarding.BadPartner as bad:
-        raise _Bad(422, bad.en, bad.field) from None
+        raise Refused(422, bad.en, bad.field) from None
 
 
 def _check(body: Any, creating: bool) -> dict[str, Any]:
     """Shapes and the fields that need no database; the store checks the rest."""
     if not isinstance(body, dict) or (not body and not creating):
-        raise _Bad(400, "the body must be a JSON object with some of: " + ", ".join(FIELDS), "body")
+        raise Refused(400, "the body must be a JSON object with some of: " + ", ".join(FIELDS), "body")
     unknown = sorted(set(body) - set(FIELDS) | ({"name"} & set(body) if not creating else set()))
     if unknown:
-        raise _Bad(400, f"unknown or fixed field(s): {', '.join(unknown)}", unknown[0])
+        raise Refused(400, f"unknown or fixed field(s): {', '.join(unknown)}", unknown[0])
     for key in ("name", "region", "tier"):
         if key in body and not isinstance(body[key], str):
-            raise _Bad(400, f"{key} must be a string", key)
+            raise Refused(400, f"{key} must be a string", key)
     if "industries" in body and (not isinstance(body["industries"], list)
                                  or not all(isinstance(i, str) and i.strip() for i in body["industries"])):
-        raise _Bad(400, "industries must be a list of names", "industries")
+        raise Refused(400, "industries must be a list of names", "industries")
     if "tier" in body and body["tier"] not in onboarding.TIERS:
-        raise _Bad(422, f"tier must be one of {', '.join(onboarding.TIERS)}", "tier")
+        raise Refused(422, f"tier must be one of {', '.join(onboarding.TIERS)}", "tier")
     _rate(body.get("commission_rate"))
     return body
 
 
 def partner_routes(config: Config, db_of: Any) -> list[web.RouteDef]:
-    async def read(request: web.Request, creating: bool) -> dict[str, Any] | web.Response:
-        try:
-            return _check(await json_body(request), creating)
-        except _Bad as bad:
-            return bad.response()
+    async def read(request: web.Request, creating: bool) -> dict[str, Any]:
+        return _check(await json_body(request), creating)
 
     async def list_partners(request: web.Request) -> web.Response:
         async with db_of(request).session() as session:
@@ -74,50 +58,46 @@ def partner_routes(config: Config, db_of: Any) -> list[web.RouteDef]:
 
     async def create(request: web.Request) -> web.Response:
         body = await read(request, creating=True)
-        if isinstance(body, web.Response):
-            return body
         async with db_of(request).session() as session:
             try:
                 partner = await onboarding.create_partner(session, body.get("name", ""), body.get("region", ""),
                                                           [i.strip() for i in body.get("industries", [])],
                                                           body.get("tier", "registered"), body.get("commission_rate"))
             except onboarding.BadPartner as bad:
-                return _error(409 if "already" in bad.en else 422, bad.en, bad.field)
+                return error(409 if "already" in bad.en else 422, bad.en, bad.field)
             return web.json_response(partner_json(partner), status=201)
 
     async def edit(request: web.Request) -> web.Response:
         body = await read(request, creating=False)
-        if isinstance(body, web.Response):
-            return body
         async with db_of(request).session() as session:
             partner = await partner_by_name(session, request.match_info["name"])
             if partner is None:
-                return _error(404, "no such partner")
+                return error(404, "no such partner")
             try:
                 await onboarding.change_partner(session, partner, **body)
             except onboarding.BadPartner as bad:
-                return _error(422, bad.en, bad.field)
+                return error(422, bad.en, bad.field)
             return web.json_response(partner_json(partner))
 
     async def new_invite(request: web.Request) -> web.Response:
         body = await json_body(request) if request.can_read_body else {}
         if not isinstance(body, dict) or any(not isinstance(body.get(k, 1), int) or isinstance(body.get(k), bool)
                                              for k in ("days", "uses")):
-            return _error(400, "days and uses are whole numbers")
+            return error(400, "days and uses are whole numbers")
         async with db_of(request).session() as session:
             partner = await partner_by_name(session, request.match_info["name"])
             if partner is None:
-                return _error(404, "no such partner")
+                return error(404, "no such partner")
             try:
                 invite = await onboarding.create_invite(session, partner, days=body.get("days", 7),
                                                         uses=body.get("uses", 50), created_by=None)
             except Refusal as bad:
-                return _error(422, bad.en, "days" if "days" in bad.en else "uses")
+                return error(422, bad.en, "days" if "days" in bad.en else "uses")
             return web.json_response(invite_json(invite), status=201)
 
     def invite_json(invite: Invite) -> dict[str, Any]:
         return {"code": invite.code, "url": f"{config.server.public_base_url.rstrip('/')}/join/{invite.code}",
-                "uses": invite.uses, "max_uses": invite.max_uses, "expires_at": invite.expires_at.isoformat(),
+                "uses": invite.uses, "max_uses": invite.max_uses, "expires_at": iso(invite.expires_at),
                 "revoked": invite.revoked_at is not None}
 
     async def revoke(request: web.Request) -> web.Response:
@@ -125,28 +105,28 @@ def partner_routes(config: Config, db_of: Any) -> list[web.RouteDef]:
             try:
                 return web.json_response(invite_json(await onboarding.revoke(session, request.match_info["code"])))
             except Refusal:
-                return _error(404, "no such invite code")
+                return error(404, "no such invite code")
 
     async def binding_code(request: web.Request) -> web.Response:
         """A one-time code for someone outside WeCom to use the bot from the WeChat Official Account."""
         if not config.wechat.enabled:
-            return _error(409, "the WeChat Official Account is not configured ([wechat] app_id)")
+            return error(409, "the WeChat Official Account is not configured ([wechat] app_id)")
         try:
             body = await request.json() if request.can_read_body else {}
         except (ValueError, UnicodeDecodeError):
-            return _error(400, "the body must be JSON, e.g. {\"hours\": 72}", "body")
+            return error(400, "the body must be JSON, e.g. {\"hours\": 72}", "body")
         hours = body.get("hours", config.wechat.binding_code_hours) if isinstance(body, dict) else None
         if not isinstance(hours, int) or isinstance(hours, bool) or not 1 <= hours <= 24 * 30:
-            return _error(400, "hours is a whole number from 1 to 720", "hours")
+            return error(400, "hours is a whole number from 1 to 720", "hours")
         userid = request.match_info["userid"]
         if not USERID_PATTERN.fullmatch(userid):  # also keeps NUL bytes away from PostgreSQL
-            return _error(404, "no such active member")
+            return error(404, "no such active member")
         async with db_of(request).session() as session:
             member = await get_member(session, userid)
             if member is None:
-                return _error(404, "no such active member")
+                return error(404, "no such active member")
             code = await bindings.issue_code(session, member, hours=hours, by=None, push_there=True)
-            return web.json_response({"code": code.code, "userid": member.userid, "expires_at": code.expires_at.isoformat(),
+            return web.json_response({"code": code.code, "userid": member.userid, "expires_at": iso(code.expires_at),
                                       "send": f"绑定 {code.code}"}, status=201)
 
     return [web.get("/api/partners", list_partners), web.post("/api/partners", create),

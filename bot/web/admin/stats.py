@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 from aiohttp import web
 
 from bot.config import Config
+from bot.web.admin.common import Refused, iso
 from bot.web.csv_export import csv_text
 from store import attribution, points, stats
 from store import tasks as task_store
@@ -20,12 +21,6 @@ FUNNEL_COLUMNS = ["scope", "id", "name", "reached", "sharers", "shares", "delive
                   "bot_clicks", "held_clicks", "leads", "taken", "won", "held_leads", "deals", "revenue"]
 ATTRIBUTION_COLUMNS = ["kind", "id", "name", "credited", "cost", "roi"]
 STATEMENT_COLUMNS = ["member", "name", "kind", "basis", "points", "commission", "at"]
-
-
-class _BadQuery(Exception):
-    def __init__(self, message: str, field: str) -> None:
-        super().__init__(message)
-        self.field = field
 
 
 def _table(request: web.Request, name: str, columns: list[str], rows: list[dict[str, Any]],
@@ -47,21 +42,18 @@ def stats_routes(config: Config, db_of: Any) -> list[web.RouteDef]:
         try:
             return stats.parse_period(request.query.get("period", "month"), zone, today)
         except stats.BadPeriod as bad:
-            raise _BadQuery(str(bad), "period") from None
+            raise Refused(400, str(bad), "period") from None
 
     def check_format(request: web.Request) -> None:
         if request.query.get("format", "json") not in ("json", "csv"):
-            raise _BadQuery("format must be json or csv", "format")
+            raise Refused(400, "format must be json or csv", "format")
 
     async def funnel(request: web.Request) -> web.Response:
         """?by=partner|task adds one row per partner or task after the total."""
-        try:
-            check_format(request)
-            period, by = period_of(request), request.query.get("by", "")
-            if by not in ("", "partner", "task"):
-                raise _BadQuery("by must be partner or task", "by")
-        except _BadQuery as bad:
-            return web.json_response({"error": str(bad), "field": bad.field}, status=400)
+        check_format(request)
+        period, by = period_of(request), request.query.get("by", "")
+        if by not in ("", "partner", "task"):
+            raise Refused(400, "by must be partner or task", "by")
         async with db_of(request).session() as session:
             scopes: list[tuple[str, int | None, str, stats.Scope]] = [("all", None, "", stats.Scope())]
             if by == "partner":
@@ -78,13 +70,10 @@ def stats_routes(config: Config, db_of: Any) -> list[web.RouteDef]:
 
     async def attribution_table(request: web.Request) -> web.Response:
         model = attribution.MODEL_WORDS.get(request.query.get("model", "linear").lower())
-        try:
-            check_format(request)
-            period = period_of(request)
-            if model is None:
-                raise _BadQuery(f"model must be one of {', '.join(attribution.MODELS)}", "model")
-        except _BadQuery as bad:
-            return web.json_response({"error": str(bad), "field": bad.field}, status=400)
+        check_format(request)
+        period = period_of(request)
+        if model is None:
+            raise Refused(400, f"model must be one of {', '.join(attribution.MODELS)}", "model")
         async with db_of(request).session() as session:
             result = await attribution.attribute(session, period, model)
         rows = [{"kind": "task", "id": task_id, "name": result.task_names.get(task_id, ""), "credited": amount,
@@ -102,23 +91,20 @@ def stats_routes(config: Config, db_of: Any) -> list[web.RouteDef]:
     async def statement(request: web.Request) -> web.Response:
         """?partner=NAME&month=2026-11: the partner's ledger entries of that month (what each member
         earned, and from which share, click day, lead or win), with totals."""
+        check_format(request)
+        month = request.query.get("month", "")
         try:
-            check_format(request)
-            month = request.query.get("month", "")
-            try:
-                first = date.fromisoformat(f"{month}-01")
-            except ValueError:
-                raise _BadQuery("month must be like 2026-11", "month") from None
-        except _BadQuery as bad:
-            return web.json_response({"error": str(bad), "field": bad.field}, status=400)
+            first = date.fromisoformat(f"{month}-01")
+        except ValueError:
+            raise Refused(400, "month must be like 2026-11", "month") from None
         after = (first + timedelta(days=32)).replace(day=1)
         async with db_of(request).session() as session:
             partner = await partner_by_name(session, request.query.get("partner", ""))
             if partner is None:
-                return web.json_response({"error": "no such partner", "field": "partner"}, status=404)
+                raise Refused(404, "no such partner", "partner")
             entries = await points.statement_entries(session, partner.id, first, after, zone)
         rows = [{"member": userid, "name": name, "kind": e.kind, "basis": e.basis, "points": e.points,
-                 "commission": e.commission, "at": e.at.isoformat()} for e, userid, name in entries]
+                 "commission": e.commission, "at": iso(e.at)} for e, userid, name in entries]
         return _table(request, f"statement-{partner.name}-{month}", STATEMENT_COLUMNS, rows, {
             "partner": partner.name, "month": month, "tier": partner.tier,
             "points": sum(r["points"] for r in rows),

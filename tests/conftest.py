@@ -206,6 +206,40 @@ async def database_url(request: pytest.FixtureRequest, db_dir: Path) -> AsyncIte
         yield url
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def empty_database_url(request: pytest.FixtureRequest, db_dir: Path) -> AsyncIterator[str]:
+    """A database with no tables on each backend: for migration tests, which migrate it themselves."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{db_dir / 'old.db'}"
+        return
+    need(POSTGRES_URL, "postgres")
+    name, url = await _new_postgres_database()
+    try:
+        yield url
+    finally:
+        await _drop_postgres_database(name)
+
+
+async def sql_rows(url: str, sql: str) -> list[tuple[Any, ...]]:
+    """The rows of one raw query: migration tests look at tables as they are, not through the models."""
+    db = Database(url)
+    try:
+        async with db.session() as session:
+            return [tuple(r) for r in await session.execute(text(sql))]
+    finally:
+        await db.dispose()
+
+
+async def sql_run(url: str, *statements: str) -> None:
+    db = Database(url)
+    try:
+        async with db.session() as session:
+            for sql in statements:
+                await session.execute(text(sql))
+    finally:
+        await db.dispose()
+
+
 @pytest.fixture
 def redis_url() -> str:
     need(REDIS_URL, "redis")
@@ -334,6 +368,13 @@ async def api_stack(sqlite_url: str) -> AsyncIterator[Stack]:
     running = await start_stack(config)
     yield running
     await running.stop()
+
+
+@pytest.fixture
+async def api(api_stack: Stack) -> AsyncIterator[tuple[Stack, aiohttp.ClientSession]]:
+    """The admin API's stack and an HTTP session carrying its token."""
+    async with admin_http(api_stack) as http:
+        yield api_stack, http
 
 
 def admin_http(stack: Stack) -> aiohttp.ClientSession:

@@ -1,5 +1,4 @@
 """The admin HTTP API: bearer token, task create/edit/end, validation, nothing half-written."""
-from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
@@ -7,27 +6,15 @@ from sqlalchemy import func, select
 
 from bot.app import DB
 from store.models import Task
-from tests.conftest import Stack, make_config, seed, start_stack
+from tests.conftest import ADMIN_TOKEN, Stack
 
-TOKEN = "s3cret-admin-token-0123456789"
-
-
-@pytest.fixture
-async def api(sqlite_url: str) -> AsyncIterator[tuple[Stack, aiohttp.ClientSession]]:
-    await seed(sqlite_url)
-    config = make_config(sqlite_url)
-    config.admin.api_token = TOKEN
-    stack = await start_stack(config)
-    async with aiohttp.ClientSession(base_url=stack.bot_url, headers={"Authorization": f"Bearer {TOKEN}"}) as http:
-        yield stack, http
-    await stack.stop()
 
 
 async def test_requests_without_the_right_token_are_refused(api) -> None:  # type: ignore[no-untyped-def]
     stack, _ = api
     async with aiohttp.ClientSession(base_url=stack.bot_url) as anonymous:
-        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN},
-                        {"Authorization": f"Basic {TOKEN}"}):
+        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": ADMIN_TOKEN},
+                        {"Authorization": f"Basic {ADMIN_TOKEN}"}):
             async with anonymous.post("/api/tasks", json={"title": "T", "url": "https://x.example"},
                                       headers=headers) as response:
                 assert response.status == 401

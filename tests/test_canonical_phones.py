@@ -3,7 +3,6 @@ and checked as 13800138000 by the form, the CSV import, the admin API and the fr
 0016 canonicalises rows stored before."""
 import asyncio
 from datetime import datetime, timezone
-from pathlib import Path
 
 import aiohttp
 import pytest
@@ -14,7 +13,7 @@ from store import fraud, leads as lead_store, links as link_store, tasks as task
 from store.db import Database, migrate
 from store.members import CsvRejected, get_member
 from store.models import Flag, Lead
-from tests.conftest import POSTGRES_URL, Stack, _drop_postgres_database, _new_postgres_database, admin_http, need
+from tests.conftest import Stack, admin_http, sql_rows
 from tests.test_landing import GOOD, leads, open_form
 from tests.test_links import BROWSER, link_code, task_for_p1
 
@@ -122,27 +121,12 @@ async def _rows_after_migration(url: str) -> list[tuple]:
     finally:
         await db.dispose()
     await asyncio.to_thread(migrate, url, "head")
-    db = Database(url)
-    try:
-        async with db.session() as session:
-            return [tuple(r) for r in await session.execute(text("SELECT id, phone, dedupe_key FROM leads ORDER BY id"))]
-    finally:
-        await db.dispose()
+    return await sql_rows(url, "SELECT id, phone, dedupe_key FROM leads ORDER BY id")
 
 
 EXPECTED = [(1, "13900000001", None), (2, "13900000001", "form:1:13900000001:20261130"), (3, "13900000001", None),
             (4, "13900000002", "form:2:13900000002:20261130"), (5, full_width("123"), None)]
 
 
-async def test_migration_0016_canonicalises_stored_phones_on_sqlite(tmp_path: Path) -> None:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'old.db'}"
-    assert await _rows_after_migration(url) == EXPECTED
-
-
-async def test_migration_0016_canonicalises_stored_phones_on_postgres() -> None:
-    need(POSTGRES_URL, "postgres")
-    name, url = await _new_postgres_database()
-    try:
-        assert await _rows_after_migration(url) == EXPECTED
-    finally:
-        await _drop_postgres_database(name)
+async def test_migration_0016_canonicalises_stored_phones(empty_database_url: str) -> None:
+    assert await _rows_after_migration(empty_database_url) == EXPECTED

@@ -4,20 +4,18 @@ removes content copies with their clicks and touches, leaving every task's rows 
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 
 from alembic import command
 
 from store.db import alembic_config, migrate
-from tests.conftest import POSTGRES_URL, _drop_postgres_database, _new_postgres_database, need
-from tests.test_member_identities_migration import _execute, _query
+from tests.conftest import sql_rows, sql_run
 
 NOW = "'2026-11-30 08:00:00+00:00'"
 
 
 async def _round_trip(url: str) -> None:
     await asyncio.to_thread(migrate, url, "0017")
-    await _execute(
+    await sql_run(
         url,
         "INSERT INTO members (id, userid, name, role, region, industries, active, push_channel, created_at, updated_at) "
         f"VALUES (1, 'p1', 'Li', 'partner', '', '[]', true, 'wecom', {NOW}, {NOW})",
@@ -28,11 +26,11 @@ async def _round_trip(url: str) -> None:
         "INSERT INTO clicks (id, link_id, at, visitor_id, ip_hash, user_agent, referrer, is_bot, is_unique, event_id, held) "
         f"VALUES (1, 1, {NOW}, 'v', 'h', '', '', false, true, 'e1', false)")
     await asyncio.to_thread(migrate, url)
-    assert await _query(url, "SELECT id, link_id FROM clicks") == [(1, 1)]
-    assert await _query(url, "SELECT id, task_id, content_id FROM tracked_links") == [(1, 1, None)]
-    assert await _query(url, "SELECT id, task_id, content_id FROM shares") == [(1, 1, None)]
+    assert await sql_rows(url, "SELECT id, link_id FROM clicks") == [(1, 1)]
+    assert await sql_rows(url, "SELECT id, task_id, content_id FROM tracked_links") == [(1, 1, None)]
+    assert await sql_rows(url, "SELECT id, task_id, content_id FROM shares") == [(1, 1, None)]
 
-    await _execute(
+    await sql_run(
         url,
         "INSERT INTO content_items (id, kind, title, summary, url, body, audience, status, created_at, updated_at) "
         f"VALUES (1, 'link', 'C', '', 'https://brand.example/c', '', 'all', 'published', {NOW}, {NOW})",
@@ -41,20 +39,11 @@ async def _round_trip(url: str) -> None:
         "INSERT INTO clicks (id, link_id, at, visitor_id, ip_hash, user_agent, referrer, is_bot, is_unique, event_id, held) "
         f"VALUES (2, 2, {NOW}, 'v', 'h', '', '', false, true, 'e2', false)")
     await asyncio.to_thread(command.downgrade, alembic_config(url), "0017")
-    assert await _query(url, "SELECT id, link_id FROM clicks") == [(1, 1)]
-    assert await _query(url, "SELECT id, task_id FROM tracked_links") == [(1, 1)]
-    assert await _query(url, "SELECT id, task_id FROM shares") == [(1, 1)]
+    assert await sql_rows(url, "SELECT id, link_id FROM clicks") == [(1, 1)]
+    assert await sql_rows(url, "SELECT id, task_id FROM tracked_links") == [(1, 1)]
+    assert await sql_rows(url, "SELECT id, task_id FROM shares") == [(1, 1)]
     await asyncio.to_thread(migrate, url)
 
 
-async def test_migration_0018_keeps_task_links_and_drops_copies_on_downgrade_on_sqlite(tmp_path: Path) -> None:
-    await _round_trip(f"sqlite+aiosqlite:///{tmp_path / 'old.db'}")
-
-
-async def test_migration_0018_keeps_task_links_and_drops_copies_on_downgrade_on_postgres() -> None:
-    need(POSTGRES_URL, "postgres")
-    name, url = await _new_postgres_database()
-    try:
-        await _round_trip(url)
-    finally:
-        await _drop_postgres_database(name)
+async def test_migration_0018_keeps_task_links_and_drops_copies_on_downgrade(empty_database_url: str) -> None:
+    await _round_trip(empty_database_url)

@@ -4,21 +4,17 @@ columns (a migration), config.toml and the README. Config loading and the admin 
 through the declaration, so they are checked to accept exactly what it declares."""
 import dataclasses
 import tomllib
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 from sqlalchemy import Boolean, Integer, String
 
 from bot.config import Config, ConfigError, PoolConfig, load_config
 from store.models import PoolSettings
 from store.pool_rules import EDITABLE, SETTINGS, PoolRules, PoolSetting, check_changes
-from tests.conftest import Stack, make_config, seed, start_stack
 
 ROOT = Path(__file__).resolve().parent.parent
-TOKEN = "s3cret-admin-token-0123456789"
 COLUMN_TYPES = {"int": Integer, "bool": Boolean, "str": String}
 IN_CONFIG = [s for s in SETTINGS if s.in_config]
 
@@ -98,17 +94,6 @@ def test_admins_may_not_set_what_is_not_editable() -> None:
         if not s.editable:
             with pytest.raises(ValueError, match="unknown rule"):
                 check_changes({s.name: s.default})
-
-
-@pytest.fixture
-async def api(sqlite_url: str) -> AsyncIterator[tuple[Stack, aiohttp.ClientSession]]:
-    await seed(sqlite_url)
-    config = make_config(sqlite_url)
-    config.admin.api_token = TOKEN
-    stack = await start_stack(config)
-    async with aiohttp.ClientSession(base_url=stack.bot_url, headers={"Authorization": f"Bearer {TOKEN}"}) as http:
-        yield stack, http
-    await stack.stop()
 
 
 async def test_the_admin_api_takes_exactly_the_editable_rules(api) -> None:  # type: ignore[no-untyped-def]

@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 
 import aiohttp
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import select
 
 from bot.app import DB
 from store import fraud, leads as lead_store, links as link_store, tasks as task_store

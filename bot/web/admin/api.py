@@ -58,6 +58,8 @@ def admin_routes(config: Config, db_of: Any, client_of: Any) -> tuple[list[web.R
             return await handler(request)
         except Refused as refused:
             return refused.response
+        except task_store.InvalidTask as problem:  # a field the store will not keep (tasks, content)
+            return error(422, problem.en, problem.field)
 
     async def body_of(request: web.Request) -> dict[str, Any]:
         body = await json_body(request)
@@ -83,16 +85,13 @@ def admin_routes(config: Config, db_of: Any, client_of: Any) -> tuple[list[web.R
 
     async def create(request: web.Request) -> web.Response:
         body = await body_of(request)
-        try:
-            async with db_of(request).session() as session:
-                task = await task_store.create_task(
-                    session, title=body.get("title", ""), url=body.get("url", ""), creator=None,
-                    description=body.get("description", ""), template=body.get("template", "classic"),
-                    deadline=aware_time(body.get("deadline"), "deadline"), status=body.get("status", "draft"),
-                    cost=task_store.check_cost(body.get("cost")), templates_dir=config.posters.templates_dir)
-                return web.json_response(await task_json(session, task), status=201)
-        except task_store.InvalidTask as problem:
-            return error(422, problem.en, problem.field)
+        async with db_of(request).session() as session:
+            task = await task_store.create_task(
+                session, title=body.get("title", ""), url=body.get("url", ""), creator=None,
+                description=body.get("description", ""), template=body.get("template", "classic"),
+                deadline=aware_time(body.get("deadline"), "deadline"), status=body.get("status", "draft"),
+                cost=task_store.check_cost(body.get("cost")), templates_dir=config.posters.templates_dir)
+            return web.json_response(await task_json(session, task), status=201)
 
     async def list_(request: web.Request) -> web.Response:
         async with db_of(request).session() as session:
@@ -120,16 +119,13 @@ def admin_routes(config: Config, db_of: Any, client_of: Any) -> tuple[list[web.R
 
     async def _change(request: web.Request, body: dict[str, Any]) -> web.Response:
         task_id = task_id_of(request)
-        try:
-            async with db_of(request).session() as session:
-                task = await task_store.get_task(session, task_id) if task_id else None
-                if task is None:
-                    raise Refused(404, "no such task")
-                changes = {**body, "deadline": aware_time(body["deadline"], "deadline")} if "deadline" in body else body
-                await task_store.change_task(session, task, changes, templates_dir=config.posters.templates_dir)
-                return web.json_response(await task_json(session, task))
-        except task_store.InvalidTask as problem:
-            return error(422, problem.en, problem.field)
+        async with db_of(request).session() as session:
+            task = await task_store.get_task(session, task_id) if task_id else None
+            if task is None:
+                raise Refused(404, "no such task")
+            changes = {**body, "deadline": aware_time(body["deadline"], "deadline")} if "deadline" in body else body
+            await task_store.change_task(session, task, changes, templates_dir=config.posters.templates_dir)
+            return web.json_response(await task_json(session, task))
 
     async def create_lead(request: web.Request) -> web.Response:
         body = await json_body(request)

@@ -7,7 +7,7 @@ from typing import Any
 from aiohttp import web
 
 from bot.config import Config
-from bot.web.admin.common import Refused, aware_time, error, iso, json_body, path_id
+from bot.web.admin.common import Refused, aware_time, iso, json_body, path_id
 from store import content as content_store
 from store.models import ContentItem
 
@@ -48,21 +48,18 @@ def content_routes(config: Config, db_of: Any) -> list[web.RouteDef]:
         return _check(await json_body(request), fields)
 
     async def create(request: web.Request) -> web.Response:
-        try:
-            body = await body_of(request, CREATE_FIELDS)
-            if body.get("kind") in ("file", "image"):
-                raise Refused(422, "files and images cannot be added yet; kinds: link, video, script", "kind")
-            if body.get("kind", "link") not in ("link", "video", "script"):
-                raise Refused(422, "kind is one of link, video, script", "kind")
-            async with db_of(request).session() as session:
-                item = await content_store.create_content(
-                    session, title=body.get("title", ""), url=body.get("url", ""), body=body.get("body", ""),
-                    kind=body.get("kind"), tags=body.get("tags", []), audience=body.get("audience", "all"),
-                    summary=body.get("summary", ""), status=body.get("status", "published"),
-                    expires_at=body.get("expires_at"), creator=None)
-                return web.json_response(await content_json(session, item), status=201)
-        except content_store.InvalidContent as problem:
-            return error(422, problem.en, problem.field)
+        body = await body_of(request, CREATE_FIELDS)
+        if body.get("kind") in ("file", "image"):
+            raise Refused(422, "files and images cannot be added yet; kinds: link, video, script", "kind")
+        if body.get("kind", "link") not in ("link", "video", "script"):
+            raise Refused(422, "kind is one of link, video, script", "kind")
+        async with db_of(request).session() as session:
+            item = await content_store.create_content(
+                session, title=body.get("title", ""), url=body.get("url", ""), body=body.get("body", ""),
+                kind=body.get("kind"), tags=body.get("tags", []), audience=body.get("audience", "all"),
+                summary=body.get("summary", ""), status=body.get("status", "published"),
+                expires_at=body.get("expires_at"), creator=None)
+            return web.json_response(await content_json(session, item), status=201)
 
     async def list_(request: web.Request) -> web.Response:
         async with db_of(request).session() as session:
@@ -71,19 +68,16 @@ def content_routes(config: Config, db_of: Any) -> list[web.RouteDef]:
 
     async def edit(request: web.Request) -> web.Response:
         content_id = path_id(request.match_info["content_id"])
-        try:
-            body = await body_of(request, EDIT_FIELDS)
-            async with db_of(request).session() as session:
-                item = await content_store.get_content(session, content_id) if content_id else None
-                if item is None:
-                    raise Refused(404, "no such content")
-                await content_store.update_content(
-                    session, item, title=body.get("title"), tags=body.get("tags"), audience=body.get("audience"),
-                    status=body.get("status"), expires_at=body.get("expires_at"),
-                    clear_expiry="expires_at" in body and body["expires_at"] is None)
-                return web.json_response(await content_json(session, item))
-        except content_store.InvalidContent as problem:
-            return error(422, problem.en, problem.field)
+        body = await body_of(request, EDIT_FIELDS)
+        async with db_of(request).session() as session:
+            item = await content_store.get_content(session, content_id) if content_id else None
+            if item is None:
+                raise Refused(404, "no such content")
+            await content_store.update_content(
+                session, item, title=body.get("title"), tags=body.get("tags"), audience=body.get("audience"),
+                status=body.get("status"), expires_at=body.get("expires_at"),
+                clear_expiry="expires_at" in body and body["expires_at"] is None)
+            return web.json_response(await content_json(session, item))
 
     return [web.get("/api/content", list_), web.post("/api/content", create),
             web.patch("/api/content/{content_id}", edit)]

@@ -30,8 +30,6 @@ if TYPE_CHECKING:
 MAX_ATTACHMENTS = 9
 MAX_TEXT_BYTES = 4000
 ATTACHMENT_TYPES = ("image", "link", "miniprogram", "video", "file")
-# A mass message just created is still being dispatched for this long (get_groupmsg_send_result: 41063).
-DISPATCH_SECONDS = 0.0
 
 
 @dataclass
@@ -65,6 +63,8 @@ class CustomerContact:
         self.customers: dict[str, list[str]] = {}
         self.no_permission: set[str] = set()  # members outside the customer-contact scope
         self.api_allowed = True
+        # A mass message just created is still being dispatched this long (get_groupmsg_send_result: 41063).
+        self.dispatch_seconds = 0.0
         self.mass_messages: dict[str, MassMessage] = {}
         self.moments: dict[str, MomentTask] = {}
         self._ids = itertools.count(1)
@@ -165,7 +165,7 @@ class CustomerContact:
         message = self.mass_messages.get(msgid)
         if message is None:
             return _error(41047, "invalid msgid")
-        if time.time() - message.created < DISPATCH_SECONDS:
+        if time.time() - message.created < self.dispatch_seconds:
             return _error(41063, "msg is being dispatched, try again later")
         limit = body.get("limit", 500)
         if not isinstance(limit, int) or not 1 <= limit <= 1000:

@@ -17,6 +17,8 @@ from bot.web.admin.partners import partner_routes
 from bot.web.admin.stats import stats_routes
 from bot.channels import CHANNELS
 from bot.channels.base import Channel, Pipeline, SendingKit
+from bot.channels.customers import WeComCustomers
+from bot.channels.wecom_api import WeComClient
 from bot.channels.member import MemberAddresses
 from bot.config import Config
 from bot.web.clicks import ClickRecorder
@@ -72,7 +74,10 @@ def create_app(config: Config, commands: CommandTable | None = None,
                                                     limits.per_minute, limits.per_hour)
                     for channel in channels if (limits := channel.send_limits(config)) is not None}
         outbox = OutboxSender(db, senders, config.outbox, limiters, MemberAddresses(db, senders))
-        inbox = InboxProcessor(db, shared, Router(commands, config), outbox, config,
+        # `forward N` and the job reading its results back reach WeCom's customer contact.
+        customers = WeComCustomers(WeComClient(config.wecom, http, shared)) \
+            if any(channel.name == "wecom" for channel in channels) else None
+        inbox = InboxProcessor(db, shared, Router(commands, config, customers), outbox, config,
                                {channel.name: channel.dedupe_seconds(config) for channel in channels})
         clicks = ClickRecorder(db, redis, config.redis.key_prefix, config.links.flood_window_seconds,
                                flush_interval=config.links.flush_interval_seconds, timezone=config.server.timezone,
@@ -87,7 +92,7 @@ def create_app(config: Config, commands: CommandTable | None = None,
             asyncio.create_task(outbox.run(interval, stop)),
             asyncio.create_task(clicks.run(stop)),  # writes what is buffered before it ends
             *(asyncio.create_task(run_periodically(job.name, job.run, job.every, stop, job.first_delay))
-              for job in schedule(db, config, commands, outbox.kick)),
+              for job in schedule(db, config, commands, outbox.kick, customers)),
         ]
         try:
             yield

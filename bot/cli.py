@@ -284,7 +284,8 @@ def cmd_simulator(config: Config, args: argparse.Namespace) -> int:
 
 def cmd_demo(config: Config, _args: argparse.Namespace) -> int:
     from bot.app import create_app
-    from bot.demo import demo_config, demo_directory, demo_followers, seed_demo
+    from bot.demo import (DEMO_CUSTOMERS, DEMO_NO_CUSTOMER_PERMISSION, demo_config, demo_directory, demo_followers,
+                          seed_demo)
     from store.db import Database, migrate
 
     config = demo_config(config)
@@ -300,6 +301,9 @@ def cmd_demo(config: Config, _args: argparse.Namespace) -> int:
 
     asyncio.run(seed())
     simulator = _simulator_for(config, demo_directory(), demo_followers())
+    for userid, count in DEMO_CUSTOMERS.items():
+        simulator.customers.give(userid, count)
+    simulator.customers.no_permission.update(DEMO_NO_CUSTOMER_PERMISSION)
     background: set[asyncio.Task[None]] = set()
 
     async def install_demo_menu() -> None:

@@ -71,6 +71,8 @@ class WeComConfig:
     # WeCom's per-app, per-member limits for message/send; over them messages vanish silently.
     member_messages_per_minute: int = 30
     member_messages_per_hour: int = 1000
+    # How often each instance reads back what content forwarded to customers (`forward N`) reached.
+    forward_check_seconds: float = 600.0
 
 
 @dataclass

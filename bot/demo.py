@@ -55,6 +55,11 @@ def demo_config(config: Config) -> Config:
     return config
 
 
+# WeCom customers of the demo's partner staff (`转发 N` reaches them); 陈杰 has no customer-contact permission.
+DEMO_CUSTOMERS = {"zhangwei": 12, "lina": 5}
+DEMO_NO_CUSTOMER_PERMISSION = ("chenjie",)
+
+
 def demo_directory() -> dict[str, str]:
     return {**{m.userid: m.name for m in DEMO_MEMBERS if m.userid not in DEMO_WECHAT_ONLY}, **DEMO_GUESTS}
 

@@ -14,10 +14,10 @@ from zoneinfo import ZoneInfo
 from bot.config import Config
 from bot.metrics import JOB_RUNS
 from handlers import notices
-from handlers.context import CommandTable
+from handlers.context import CommandTable, CustomerContact
 from handlers.replies import reply_to_payload
 from handlers.tasks import queue_cards
-from store import fraud, points, pool, stats, tiers
+from store import forwards, fraud, points, pool, stats, tiers
 from store import outbox as outbox_store
 from store import tasks as task_store
 from store.db import Database
@@ -203,6 +203,23 @@ async def scan_for_fraud(db: Database, config: Config) -> int:
     return len(flags)
 
 
+async def read_forward_results(db: Database, customers: CustomerContact) -> int:
+    """How many customers each recent `forward N` reached (WeCom's get_groupmsg_send_result), for
+    forwards younger than store.forwards.CHECK_DAYS; the count only grows, so instances may overlap."""
+    now = utcnow()
+    async with db.session() as session:
+        due = await forwards.forwards_to_check(session, now)
+    updated = 0
+    for forward_id, msgid, sender in due:
+        reached = await customers.reached(msgid, sender)
+        if reached is None:
+            continue  # still being dispatched, or WeCom unreachable: the next run asks again
+        async with db.session() as session:
+            await forwards.record_reached(session, forward_id, reached, now)
+        updated += 1
+    return updated
+
+
 @dataclass(frozen=True)
 class Job:
     name: str  # the `job` label of partnerbot_job_runs_total
@@ -211,7 +228,8 @@ class Job:
     first_delay: float = 0.0
 
 
-def schedule(db: Database, config: Config, commands: CommandTable, kick_outbox: Callable[[], None]) -> list[Job]:
+def schedule(db: Database, config: Config, commands: CommandTable, kick_outbox: Callable[[], None],
+             customers: CustomerContact | None = None) -> list[Job]:
     """Every clock-driven job, how often it runs, and whether what it queued should go out now."""
 
     async def reminders() -> None:
@@ -233,7 +251,7 @@ def schedule(db: Database, config: Config, commands: CommandTable, kick_outbox: 
         if await scan_for_fraud(db, config):
             kick_outbox()
 
-    return [
+    jobs = [
         Job("reminders", reminders, config.tasks.reminder_check_seconds),
         Job("recycling", recycling, config.pool.recycle_check_seconds),
         # Not at start-up but one interval later: the clock-driven jobs then do not fire in every
@@ -243,6 +261,10 @@ def schedule(db: Database, config: Config, commands: CommandTable, kick_outbox: 
         Job("points", lambda: accrue_points(db, config), config.points.accrue_check_seconds),
         Job("fraud scan", fraud_scan, config.fraud.scan_check_seconds),
     ]
+    if customers is not None:  # only where the bot has WeCom
+        reader = customers
+        jobs.append(Job("forward results", lambda: read_forward_results(db, reader), config.wecom.forward_check_seconds))
+    return jobs
 
 
 async def run_periodically(name: str, job: Callable[[], Awaitable[object]], interval: float, stop: asyncio.Event,

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from handlers.context import EVERY_ROLE, FOLLOWER, GUEST, Command, CommandTable, optional_id, parse_id
 from handlers import help as help_
-from handlers import bindings, content, flags, leads, links, partners, posters, stats, tasks
+from handlers import bindings, content, flags, forward, leads, links, partners, posters, stats, tasks
 
 PARTNER_ONLY = frozenset({"partner"})
 
@@ -93,6 +93,9 @@ COMMANDS: list[Command] = [
     Command("content", "素材", roles=EVERY_ROLE, handler=content.content, parse=content.parse_content,
             help_en="content [tags] — the content library · content 5 — your own copy of #5 (staff: its details)",
             help_zh="素材 [标签] — 素材库 · 素材 5 — 获取素材 #5 的专属版本（员工：查看详情）"),
+    Command("forward", "转发", roles=PARTNER_ONLY, handler=forward.forward, parse=parse_id,
+            help_en="forward 5 — send your copy of content #5 to your WeCom customers (you confirm in WeCom)",
+            help_zh="转发 5 — 把素材 #5 的专属版本群发给您的企业微信客户（在企业微信中确认发送）"),
     Command("newcontent", "新素材", roles=tasks.STAFF, handler=content.new_content, parse=content.parse_newcontent,
             help_en="newcontent Title | https://… | tags [| partner:NAME] — add an article or video link",
             help_zh="新素材 标题 | https://… | 标签 [| 伙伴:名称] — 添加文章或视频链接"),

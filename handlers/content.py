@@ -11,6 +11,7 @@ from handlers.links import tracked_url
 from handlers.tasks import format_time
 from handlers.replies import Card, Reply, Text
 from store import content as content_store
+from store import forwards
 from store import tasks as task_store
 from store.models import ContentItem
 from store.partners import partner_by_id
@@ -174,12 +175,15 @@ async def show_content(ctx: Context, item: ContentItem) -> Text:
     tags = (await content_store.tags_of(ctx.session, [item.id]))[item.id]
     status = words.word(words.CONTENT_STATUSES, item.status, ctx.lang)
     copies = await content_store.copies_taken(ctx.session, item.id)
+    reached = await forwards.customers_reached(ctx.session, content_id=item.id)
     lines = [f"#{item.id} [{_kind(ctx, item)}] {item.title}",
              ctx.say(f"Status: {status}. Audience: {item.audience}. Expires: {_expiry(ctx, item.expires_at)}.",
                      f"状态：{status}。适用对象：{item.audience}。有效期至：{_expiry(ctx, item.expires_at)}。"),
              ctx.say(f"Tags: {' '.join(tags) or 'none'}", f"标签：{' '.join(tags) or '无'}"),
              item.url or item.body,
-             ctx.say(f"{copies} member(s) took their copy.", f"已有 {copies} 人获取专属版本。")]
+             ctx.say(f"{copies} member(s) took their copy.", f"已有 {copies} 人获取专属版本。"),
+             ctx.say(f"Forwarded to {reached} customer(s) in WeCom.", f"已群发给 {reached} 位企业微信客户。")
+             if reached else ""]
     return Text("\n".join(line for line in lines if line))
 
 

@@ -10,7 +10,7 @@ import unicodedata
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from handlers.replies import Reply
 from store.models import Member, utcnow
@@ -49,6 +49,24 @@ class ArgError(Exception):
         self.en, self.zh = en, zh
 
 
+@dataclass(frozen=True)
+class MassMessage:
+    """What WeCom said to a customer mass message (`forward N`): "created" (msgid, how many customers
+    it can reach once the member confirms), "no_permission", "no_customers" or "unavailable"."""
+
+    outcome: str
+    msgid: str = ""
+    reachable: int = 0
+
+
+class CustomerContact(Protocol):
+    """The member's WeCom customers (客户联系), as bot/channels/customers.py reaches them."""
+
+    async def mass_message(self, sender: str, text: str, title: str, description: str, url: str) -> MassMessage: ...
+
+    async def reached(self, msgid: str, sender: str) -> int | None: ...
+
+
 @dataclass
 class Context:
     """Everything a handler may use; handlers never reach for globals."""
@@ -62,6 +80,8 @@ class Context:
     # Where the message came from: "wecom" or "wechat", and the sender's id there (userid or openid).
     channel: str = "wecom"
     user_id: str = ""
+    # WeCom customer contact, when the deployment has WeCom (None otherwise).
+    customers: CustomerContact | None = None
     _rule_book: RuleBook | None = field(default=None, init=False, repr=False)
 
     def say(self, en: str, zh: str) -> str:

@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 
 from handlers.replies import Chart, Reply, Text
 from handlers.context import ArgError, Context, parse_id
-from store import attribution, points, stats
+from store import attribution, forwards, points, stats
 from store import tasks as task_store
 from store.members import member_by_userid
 from store.partners import partner_by_id, partner_by_name
@@ -100,6 +100,9 @@ async def my_figures(ctx: Context, _args: None) -> Text:
             f"Rank by unique clicks: #{overall} of {len(everyone)}"
             + (f", #{inside} of {len(colleagues)} in your company." if inside else "."),
             f"独立点击排名：第 {overall}/{len(everyone)} 名" + (f"，公司内第 {inside}/{len(colleagues)} 名。" if inside else "。"))
+    reached = await forwards.customers_reached(ctx.session, member_id=ctx.member.id, since=period.start)
+    if reached:
+        rank_line += "\n" + ctx.say(f"Forwarded to {reached} WeCom customer(s).", f"已群发给 {reached} 位企业微信客户。")
     return Text(ctx.say(
         f"Your last 30 days: {mine.shares} share(s), {mine.unique_clicks} unique click(s) (bots excluded), "
         f"{mine.leads} lead(s) from your links, {claimed} claimed from the pool, {mine.won} won ({money(mine.revenue)}; "

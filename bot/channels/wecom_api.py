@@ -15,6 +15,20 @@ class WeComError(ApiError):
     # -1 system busy; 45009 frequency limit; 45033 too many concurrent calls (DESIGN §10).
     transient_errcodes = frozenset({-1, 45009, 45033})
     throttles = {45009: "throttle_pause_seconds", 45033: "concurrency_pause_seconds"}
+    # Customer contact: 48002 the app may not call these APIs; 84074 the member is outside the
+    # customer-contact scope; 84061 / 41048 the member has no customers (to send to); 41063 a mass
+    # message just created is still being dispatched (ask again later).
+    no_permission_errcodes = frozenset({48002, 84074})
+    no_customers_errcodes = frozenset({84061, 41048})
+    dispatching_errcode = 41063
+
+    @property
+    def no_customer_permission(self) -> bool:
+        return self.errcode in self.no_permission_errcodes
+
+    @property
+    def no_customers(self) -> bool:
+        return self.errcode in self.no_customers_errcodes
 
 
 WeComUnavailable = ApiUnavailable
@@ -41,3 +55,49 @@ class WeComClient(TokenClient):
         data = await self.call("GET", "/cgi-bin/user/list",
                                params={"department_id": str(department_id), "fetch_child": "1" if fetch_child else "0"})
         return list(data.get("userlist", []))
+
+    # ----- customer contact (客户联系) ---------------------------------------------------------------
+    async def list_customers(self, userid: str) -> list[str]:
+        """externalcontact/list: the member's customers (external_userid); none is WeCom's 84061."""
+        try:
+            data = await self.call("GET", "/cgi-bin/externalcontact/list", params={"userid": userid})
+        except WeComError as err:
+            if err.errcode == 84061:
+                return []
+            raise
+        return [str(c) for c in data.get("external_userid", [])]
+
+    async def add_msg_template(self, sender: str, text: str, attachments: list[dict[str, Any]],
+                               external_userids: list[str] | None = None) -> tuple[str, list[str]]:
+        """externalcontact/add_msg_template (chat_type single): a customer mass message the sender
+        confirms in WeCom's 客户群发. Returns (msgid, fail_list)."""
+        body: dict[str, Any] = {"chat_type": "single", "sender": sender, "text": {"content": text},
+                                "attachments": attachments, "allow_select": False}
+        if external_userids is not None:
+            body["external_userid"] = external_userids
+        data = await self.call("POST", "/cgi-bin/externalcontact/add_msg_template", json=body)
+        return str(data["msgid"]), [str(c) for c in data.get("fail_list", [])]
+
+    async def groupmsg_send_result(self, msgid: str, userid: str) -> list[dict[str, Any]]:
+        """externalcontact/get_groupmsg_send_result, every page: one row per customer, status 0
+        unsent, 1 sent, 2 not a friend, 3 already got a mass message."""
+        rows: list[dict[str, Any]] = []
+        cursor = ""
+        while True:
+            data = await self.call("POST", "/cgi-bin/externalcontact/get_groupmsg_send_result",
+                                   json={"msgid": msgid, "userid": userid, "limit": 1000, "cursor": cursor})
+            rows += list(data.get("send_list", []))
+            cursor = str(data.get("next_cursor") or "")
+            if not cursor:
+                return rows
+
+    async def add_moment_task(self, senders: list[str], text: str, attachments: list[dict[str, Any]]) -> str:
+        """externalcontact/add_moment_task: an asynchronous job; returns its jobid."""
+        data = await self.call("POST", "/cgi-bin/externalcontact/add_moment_task", json={
+            "text": {"content": text}, "attachments": attachments,
+            "visible_range": {"sender_list": {"user_list": senders}}})
+        return str(data["jobid"])
+
+    async def moment_task_result(self, jobid: str) -> dict[str, Any]:
+        """externalcontact/get_moment_task_result: status 1 started, 2 running, 3 done, and the result."""
+        return await self.call("GET", "/cgi-bin/externalcontact/get_moment_task_result", params={"jobid": jobid})

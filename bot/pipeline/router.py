@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.config import Config
 from bot.metrics import COMMAND_OUTCOMES
 from handlers import answers
-from handlers.context import FOLLOWER, GUEST, ArgError, CommandTable, Context, is_chinese
+from handlers.context import FOLLOWER, GUEST, ArgError, CommandTable, Context, CustomerContact, is_chinese
 from handlers.replies import Incoming, Reply
 from store.errors import Refusal
 from store.bindings import HOME, member_for
@@ -22,9 +22,10 @@ log = logging.getLogger(__name__)
 
 
 class Router:
-    def __init__(self, commands: CommandTable, config: Config) -> None:
+    def __init__(self, commands: CommandTable, config: Config, customers: CustomerContact | None = None) -> None:
         self.commands = commands
         self.config = config
+        self.customers = customers
 
     async def dispatch(self, session: AsyncSession, message: Incoming) -> list[Reply]:
         line = message.event_key if message.kind == "card_event" else message.text
@@ -47,7 +48,7 @@ class Router:
         command = self.commands.lookup(word)
         lang = "zh" if is_chinese(word if command else line) else "en"
         ctx = Context(member=member, lang=lang, session=session, config=self.config, commands=self.commands,
-                      channel=message.channel, user_id=message.user_id)
+                      channel=message.channel, user_id=message.user_id, customers=self.customers)
         if command is None:
             return [answers.unknown(ctx, word, self.commands.closest(word, member.role, lang))]
         if member.role not in command.roles:

@@ -2,7 +2,8 @@
 
 It plays WeCom's side of both directions exactly as the bot sees it in production:
 - API: gettoken, message/send (with WeCom's error codes, its silent per-member frequency limit and
-  its duplicate check), media/upload and media/get, user/get, user/list, message/update_template_card;
+  its duplicate check), media/upload and media/get, user/get, user/list, message/update_template_card,
+  and customer contact (customers.py: externalcontact list, mass messages and Moments);
 - callbacks: encrypted with WeCom's scheme (wechatpy), POSTed to the bot's callback URL with
   msg_signature/timestamp/nonce, retried when the bot does not answer 200 within the timeout.
 The sandbox page on top (sandbox.py) lets a person chat as any directory member, and, when a
@@ -27,6 +28,7 @@ from wechatpy.enterprise.crypto import WeChatCrypto
 
 from bot.simulator.common import (ChatEntry, ChatLog, Delivery, _error, _is_jpg_or_png, message_xml,
                                   msg_id_field, read_upload)
+from bot.simulator.customers import CustomerContact
 from bot.simulator.sandbox import Sandbox
 
 if TYPE_CHECKING:
@@ -93,6 +95,8 @@ class WeComSimulator:
         self._failing: _FailureWindow | None = None
         self._http: aiohttp.ClientSession | None = None
         self._deliveries: set[asyncio.Task[Delivery]] = set()
+        # Customer contact (客户联系): members' customers, mass messages, Moments (customers.py).
+        self.customers = CustomerContact(self)
 
     # ----- the aiohttp application -------------------------------------------------------------
     def create_app(self) -> web.Application:
@@ -106,6 +110,7 @@ class WeComSimulator:
             web.get("/cgi-bin/user/get", self.api_user_get),
             web.get("/cgi-bin/user/list", self.api_user_list),
             web.post("/cgi-bin/message/update_template_card", self.api_update_card),
+            *self.customers.routes(),
         ])
         app.add_routes(Sandbox(self, self.wechat).routes())
         if self.wechat is not None:

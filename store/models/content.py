@@ -51,3 +51,20 @@ class ContentAttachment(Base):
     task_id: Mapped[int] = mapped_column(ForeignKey("tasks.id"), index=True)
     content_id: Mapped[int] = mapped_column(ForeignKey("content_items.id"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ContentForward(Base):
+    """A member's copy sent to their WeCom customers as a customer mass message (`forward N`): WeCom's
+    msgid, how many customers it could reach when created, and how many it reached once the member
+    confirmed it in WeCom (read back by a periodic job; null until then)."""
+
+    __tablename__ = "content_forwards"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    content_id: Mapped[int] = mapped_column(ForeignKey("content_items.id"), index=True)
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id"), index=True)
+    msgid: Mapped[str] = mapped_column(String(64), unique=True)
+    reachable: Mapped[int] = mapped_column(Integer)
+    reached: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -4,7 +4,7 @@ A member's copy of a content item sent to their WeCom customers as a customer ma
 (`forward N`): WeCom's msgid, how many customers it could reach, and how many it reached once the
 member confirmed it (read back by a periodic job).
 
-Revision ID: 0019_forwards
+Revision ID: 0019
 Revises: 0018
 Create Date: 2026-12-01 04:20:00
 """
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 import store.models
 
 
-revision = '0019_forwards'
+revision = '0019'
 down_revision = '0018'
 branch_labels = None
 depends_on = None

@@ -25,6 +25,24 @@ DEMO_LEADS = [
     ("孙女士", "星河老客户", "13800000003", "上海", "零售", "星河科技"),
     ("李先生", "蓝海金融", "13800000004", "深圳", "金融", "蓝海渠道"),
 ]
+# The content library (issue 16), oldest first so the article is 素材 1: keyword arguments of
+# store.content.create_content. Files and images (the gated whitepaper, the case-study image) join
+# once the library takes those kinds.
+DEMO_CONTENT = [
+    dict(title="制造业数字化转型：华星制造的 90 天", url="https://brand.example/cases/huaxing-90-days",
+         summary="一家 300 人工厂如何在 90 天内上线数字化产线，成本下降 18%。", tags=("制造", "案例")),
+    dict(title="三分钟看懂秋季新品", url="https://www.bilibili.com/video/BV1demo00001",
+         summary="新品功能演示视频，适合发给第一次了解的客户。", tags=("新品", "视频")),
+    dict(title="首次联系客户", tags=("开场",), body=(
+        "您好，我是{公司}的{姓名}。\n"
+        "我们和品牌方整理了一份制造业数字化案例，三分钟就能看完：\n"
+        "{链接}\n"
+        "如果对贵司有参考价值，我可以约个时间详细聊聊。")),
+    dict(title="活动后跟进", tags=("跟进",), body=(
+        "感谢您昨天来到我们的展位！\n"
+        "您关心的方案资料在这里：{链接}\n"
+        "有任何问题随时找我——{姓名}")),
+]
 # In the WeCom directory but not registered with the bot: shows what a newcomer sees.
 DEMO_GUESTS = {"guest01": "访客（未开通）"}
 
@@ -73,8 +91,9 @@ def demo_followers() -> dict[str, str]:
 
 
 async def seed_demo(session, timezone: str = "Asia/Shanghai") -> None:  # type: ignore[no-untyped-def]
-    """Demo members (upserted) and, on a fresh database, a few leads in the public and partner pools
-    and two weeks of one campaign's activity, so `统计` and `归因` have something to show."""
+    """Demo members (upserted) and, on a fresh database, a few leads in the public and partner pools,
+    two weeks of one campaign's activity, so `统计` and `归因` have something to show, and a small
+    content library for `素材`."""
     from store.demo import seed
 
-    await seed(session, DEMO_MEMBERS, DEMO_WECHAT_ONLY, DEMO_LEADS, timezone)
+    await seed(session, DEMO_MEMBERS, DEMO_WECHAT_ONLY, DEMO_LEADS, timezone, DEMO_CONTENT)

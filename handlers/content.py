@@ -9,7 +9,7 @@ from handlers import words
 from handlers.context import ArgError, Context, parse_id
 from handlers.links import tracked_url
 from handlers.tasks import format_time
-from handlers.replies import Card, Reply, Text
+from handlers.replies import News, Reply, Text
 from store import content as content_store
 from store import forwards
 from store import tasks as task_store
@@ -199,8 +199,7 @@ async def my_copy(ctx: Context, item: ContentItem) -> list[Reply]:
                 Text(filled)]
     description = item.summary or ctx.say("Your own link: clicks and sign-ups count for you",
                                           "您的专属链接：点击和留资都记在您名下")
-    card = Card(title=item.title, description=description, url=url, card_id=f"c{item.id}-m{ctx.member.id}")
-    return [card, Text(ctx.say(f"Your own link for content #{item.id} — forward it to your customers:\n{item.title}\n{url}",
+    return [News(title=item.title, description=description, url=url), Text(ctx.say(f"Your own link for content #{item.id} — forward it to your customers:\n{item.title}\n{url}",
                                f"您的素材 #{item.id} 专属链接，转发给客户即可：\n{item.title}\n{url}"))]
 
 

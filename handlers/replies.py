@@ -93,9 +93,21 @@ class Card:
     kind: Literal["card"] = "card"
 
 
-Reply = Union[Text, Markdown, Image, Poster, Chart, Card]
+@dataclass(frozen=True)
+class News:
+    """A link shared as an article: title, description and cover picture, tapped to open `url` (WeCom's
+    and WeChat's news message). Channels cut title and description to their own limits."""
+
+    title: str
+    url: str
+    description: str = ""
+    picurl: str = ""
+    kind: Literal["news"] = "news"
+
+
+Reply = Union[Text, Markdown, Image, Poster, Chart, Card, News]
 _REPLY_TYPES: dict[str, type] = {"text": Text, "markdown": Markdown, "image": Image, "poster": Poster, "chart": Chart,
-                                 "card": Card}
+                                 "card": Card, "news": News}
 
 
 def reply_to_payload(reply: Reply) -> dict[str, Any]:

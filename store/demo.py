@@ -1,29 +1,36 @@
-"""The demo's data written: members, leads and a past campaign for `partnerbot demo` (the data
-itself is bot/demo.py's)."""
+"""The demo's data written: members, leads, a past campaign and a content library for `partnerbot
+demo` (the data itself is bot/demo.py's)."""
 from __future__ import annotations
 
 import random
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from store import links as link_store
 from store.bindings import WECHAT, attach
+from store.content import create_content
 from store.members import MemberRow, import_members
-from store.models import Lead, LeadEvent, LeadTouch, Member, Partner, Share, Task, TrackedLink, utcnow
+from store.models import (ContentItem, Lead, LeadEvent, LeadTouch, Member, Partner, Share, Task, TrackedLink,
+                          utcnow)
 
 
 async def seed(session: AsyncSession, members: list[MemberRow], wechat_only: dict[str, str],
-               leads: list[tuple[str, str, str, str, str, str]], timezone: str) -> None:
-    """`members` (upserted), those in `wechat_only` bound to their openid and, on a fresh database,
-    `leads` in the public and partner pools and two weeks of one campaign's activity, so `统计` and
-    `归因` have something to show."""
+               leads: list[tuple[str, str, str, str, str, str]], timezone: str,
+               content: Sequence[Mapping[str, Any]] = ()) -> None:
+    """`members` (upserted), those in `wechat_only` bound to their openid, on a database without
+    content the `content` library, and, on a fresh database, `leads` in the public and partner pools
+    and two weeks of one campaign's activity, so `统计` and `归因` have something to show."""
     await import_members(session, members)
     for userid, openid in wechat_only.items():
         member = await session.scalar(select(Member).where(Member.userid == userid))
         await attach(session, member, WECHAT, openid, push_there=True)
+    if content and not await session.scalar(select(func.count()).select_from(ContentItem)):
+        await seed_content(session, content)
     if await session.scalar(select(func.count()).select_from(Lead)):
         return
     partners = {p.name: p.id for p in await session.scalars(select(Partner))}
@@ -32,6 +39,13 @@ async def seed(session: AsyncSession, members: list[MemberRow], wechat_only: dic
                      in leads])
     await session.flush()
     await _seed_campaign(session, timezone)
+
+
+async def seed_content(session: AsyncSession, content: Sequence[Mapping[str, Any]]) -> list[ContentItem]:
+    """Each item through the library's own rules (store.content.create_content), added by the first
+    marketer, oldest first."""
+    creator = await session.scalar(select(Member).where(Member.role == "marketer").order_by(Member.id).limit(1))
+    return [await create_content(session, creator=creator, **item) for item in content]
 
 
 async def _seed_campaign(session: AsyncSession, timezone: str) -> None:

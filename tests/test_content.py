@@ -55,8 +55,9 @@ async def test_partner_takes_a_tracked_copy_of_a_link_and_its_clicks_count_for_t
 
     _, text = await stack.ask("p1", f"content {item}", expect=2)
     [message, _] = stack.sim.bot_messages("p1")[-2:]
-    url = message.body["card_action"]["url"]
-    assert message.msgtype == "template_card" and message.body["main_title"]["title"] == "2026 whitepaper"
+    [article] = message.body["articles"]  # WeCom's news message: a link card that opens the URL
+    url = article["url"]
+    assert message.msgtype == "news" and article["title"] == "2026 whitepaper"
     code = code_in(url)
     assert url == f"{stack.config.server.public_base_url}/t/{code}" and url in text
     # Taking it again gives the same link and counts no second share.
@@ -168,7 +169,7 @@ async def test_attached_content_rides_on_the_task_card(stack: Stack) -> None:
     before = len(stack.sim.bot_messages("p1"))
     await stack.sim.click("p1", keys[-1], card.body["task_id"])
     messages = await stack.sim.wait_for_bot_messages("p1", before + 2)
-    assert "/t/" in messages[-2].body["card_action"]["url"]
+    assert "/t/" in messages[-2].body["articles"][0]["url"]
     [task] = await stack.ask("p1", "任务 1")
     assert f"• #{item} [文章] Spring case — 素材 {item}" in task
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from bot.demo import DEMO_WECHAT_ONLY
+from bot.demo import DEMO_CONTENT, DEMO_WECHAT_ONLY
 from tests.conftest import eventually, free_port
 
 
@@ -51,6 +51,18 @@ async def test_demo_answers_help_through_the_sandbox(tmp_path: Path) -> None:
 
             listed = await eventually(pool_reply, timeout=15)
             assert "赵总" in listed and "孙女士" in listed and "李先生" not in listed and "138****0001" in listed
+
+            # The demo's content library: 张伟 lists it and takes the article as a news card.
+            async with http.post(f"{url}sandbox/api/send", json={"userid": "zhangwei", "text": "素材 1"}) as sent:
+                assert sent.status == 200
+
+            async def article() -> dict[str, str] | None:
+                async with http.get(f"{url}sandbox/api/messages", params={"userid": "zhangwei"}) as r:
+                    news = [m for m in (await r.json())["messages"] if m["msgtype"] == "news"]
+                return news[0]["body"]["articles"][0] if news else None
+
+            card = await eventually(article, timeout=15)
+            assert card["title"] == DEMO_CONTENT[0]["title"] and "/t/" in card["url"]
 
             # The demo's Official Account: its menu was installed through the API, and 王芳 (outside
             # WeCom, bound on WeChat) is answered there.
@@ -102,5 +114,33 @@ async def test_the_demos_report_shows_no_rate_over_100_percent(tmp_path: Path, w
             assert rates and all(rate <= 100 for rate in rates), line
         if word == "30d":
             assert funnel.sharers and funnel.unique_clicks and funnel.leads  # the demo has a campaign to show
+    finally:
+        await db.dispose()
+
+
+async def test_the_demo_seeds_a_content_library_once(tmp_path: Path) -> None:
+    """An article, a video link and two talk scripts (one Chinese with {姓名}{公司}{链接}), through the
+    library's own rules, added by the demo's marketer; a second start adds nothing."""
+    from sqlalchemy import select
+
+    from bot.demo import seed_demo
+    from store.content import tags_of
+    from store.db import Database
+    from store.models import ContentItem, Member
+    from tests.conftest import migrated_sqlite
+
+    db = Database(await migrated_sqlite(tmp_path))
+    try:
+        for _ in range(2):
+            async with db.session() as session:
+                await seed_demo(session)
+        async with db.session() as session:
+            items = list(await session.scalars(select(ContentItem).order_by(ContentItem.id)))
+            tags = await tags_of(session, [i.id for i in items])
+            marketer = await session.scalar(select(Member).where(Member.userid == "demo-marketer"))
+        assert [(i.id, i.kind) for i in items] == [(1, "link"), (2, "video"), (3, "script"), (4, "script")]
+        assert all(i.status == "published" and i.audience == "all" and i.created_by == marketer.id for i in items)
+        assert items[0].url.startswith("https://") and items[0].summary and sorted(tags[1]) == sorted(["制造", "案例"])
+        assert all(v in items[2].body for v in ("{姓名}", "{公司}", "{链接}"))
     finally:
         await db.dispose()

@@ -195,7 +195,7 @@ async def test_bot_content_is_never_html(sandbox: Sandbox) -> None:
     await expect(card).to_contain_text("<b>T</b>")
     await expect(card).to_contain_text("<i>D</i>")
     await expect(card.locator("a")).to_have_count(0)
-    await expect(page.locator(".msg.from-bot[data-msgtype='news'] pre")).to_contain_text("<svg onload=window.__xss=4>")
+    await expect(page.locator(".msg.from-bot[data-msgtype='news'] .card-title")).to_have_text("<svg onload=window.__xss=4>")
 
     assert await page.evaluate("typeof window.__xss") == "undefined"
     assert await page.locator("a[href^='javascript' i]").count() == 0

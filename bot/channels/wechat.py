@@ -33,7 +33,7 @@ from bot.channels.envelope import (CALLBACK_MAX_BYTES, CallbackRejected, ascii_i
 from bot.channels.wecom import Received, fit, parse_xml
 from bot.config import Config, WeChatConfig
 from bot.metrics import CALLBACKS, OUTBOX
-from handlers.replies import Card, Incoming, Reply, reply_from_payload
+from handlers.replies import Card, Incoming, News, Reply, reply_from_payload
 from store import bindings
 from store import outbox as outbox_store
 
@@ -143,6 +143,8 @@ def as_text(reply: Reply) -> str | None:
     """The reply as WeChat text, if it is text at heart (a card with buttons lists their commands)."""
     if reply.kind in ("text", "markdown"):
         return fit(reply.content)
+    if isinstance(reply, News):
+        return fit("\n".join(line for line in (reply.title, reply.description, reply.url) if line))
     if isinstance(reply, Card):
         lines = [reply.title, reply.description, reply.url]
         lines += [f"• {b.text}：{b.command}" for b in reply.buttons]
@@ -245,9 +247,11 @@ class WeChatSender(MediaSender):
                 "head_content": fit(f"{reply.title}\n{reply.description}".strip()),
                 "list": [{"id": str(i), "content": b.command} for i, b in enumerate(reply.buttons[:10], 1)],
                 "tail_content": reply.url}}
-        if isinstance(reply, Card) and reply.url:
-            return {"msgtype": "news", "news": {"articles": [
-                {"title": reply.title[:64], "description": reply.description[:120], "url": reply.url}]}}
+        if isinstance(reply, (Card, News)) and reply.url:
+            article = {"title": reply.title[:64], "description": reply.description[:120], "url": reply.url}
+            if isinstance(reply, News) and reply.picurl:
+                article["picurl"] = reply.picurl
+            return {"msgtype": "news", "news": {"articles": [article]}}
         return {"msgtype": "text", "text": {"content": as_text(reply) or ""}}
 
 

@@ -29,8 +29,10 @@ from handlers.replies import Incoming, Reply
 log = logging.getLogger(__name__)
 
 CHANNEL = "wecom"
-# message/send rejects text and markdown content over 2,048 bytes.
+# message/send rejects text and markdown content over 2,048 bytes, a news article's title over 128 and
+# its description over 512.
 MAX_CONTENT_BYTES = 2048
+NEWS_TITLE_BYTES, NEWS_DESCRIPTION_BYTES = 128, 512
 _MEDIA_TYPES = {"image", "voice", "video", "file", "location", "link"}
 # Event fields that tell two events of one second apart (DESIGN §10).
 _EVENT_KEY_FIELDS = ("Event", "EventKey", "TaskId", "ResponseCode", "ChangeType", "CardType")
@@ -165,11 +167,11 @@ def callback_routes(codec: WeComCodec, receive: Any, max_body_bytes: int) -> lis
     return [web.get("/wecom/callback", verify), web.post("/wecom/callback", callback)]
 
 
-def fit(content: str) -> str:
+def fit(content: str, limit: int = MAX_CONTENT_BYTES) -> str:
     data = content.encode("utf-8")
-    if len(data) <= MAX_CONTENT_BYTES:
+    if len(data) <= limit:
         return content
-    return data[: MAX_CONTENT_BYTES - 3].decode("utf-8", errors="ignore") + "…"
+    return data[: limit - 3].decode("utf-8", errors="ignore") + "…"
 
 
 def _button_key(command: str) -> str:
@@ -200,6 +202,12 @@ class WeComSender(MediaSender):
             return {"msgtype": "text", "text": {"content": fit(reply.content)}}
         if reply.kind == "markdown":
             return {"msgtype": "markdown", "markdown": {"content": fit(reply.content)}}
+        if reply.kind == "news":
+            article = {"title": fit(reply.title, NEWS_TITLE_BYTES), "description": fit(reply.description, NEWS_DESCRIPTION_BYTES),
+                       "url": reply.url}
+            if reply.picurl:
+                article["picurl"] = reply.picurl
+            return {"msgtype": "news", "news": {"articles": [article]}}
         if not reply.buttons and not reply.url:
             # A text_notice card must have a click action; without one, plain text says the same.
             return {"msgtype": "text", "text": {"content": fit(f"{reply.title}\n{reply.description}".strip())}}

@@ -7,6 +7,7 @@ import itertools
 import time
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import unquote
 
 from aiohttp import web
 
@@ -93,8 +94,8 @@ def _is_jpg_or_png(content: bytes) -> bool:
     return content.startswith(b"\x89PNG\r\n\x1a\n") or content.startswith(b"\xff\xd8\xff")
 
 
-async def read_upload(request: web.Request) -> tuple[bytes, str] | web.Response:
-    """media/upload's multipart field `media` (content, content type), or both platforms' 41005."""
+async def read_upload(request: web.Request) -> tuple[bytes, str, str] | web.Response:
+    """media/upload's multipart field `media` (content, content type, file name), or both platforms' 41005."""
     try:
         form = await request.post()
     except ValueError:
@@ -102,7 +103,8 @@ async def read_upload(request: web.Request) -> tuple[bytes, str] | web.Response:
     media = form.get("media")
     if not isinstance(media, web.FileField):
         return _error(41005, "media data missing")
-    return media.file.read(), media.content_type or "application/octet-stream"
+    # aiohttp's client (the bot's) percent-encodes a file name that is not ASCII.
+    return media.file.read(), media.content_type or "application/octet-stream", unquote(media.filename or "") or "file"
 
 
 def message_xml(to: str, sender: str, create_time: int, **fields: str | int) -> str:

@@ -19,8 +19,9 @@ import re
 import secrets
 import time
 from collections import defaultdict, deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import aiohttp
 from aiohttp import web
@@ -37,6 +38,12 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_CONTENT_BYTES = 2048
+# message/send news: 1-8 articles, title <= 128 bytes, description <= 512, url <= 2,048.
+MAX_ARTICLES, MAX_TITLE_BYTES, MAX_DESCRIPTION_BYTES, MAX_URL_BYTES = 8, 128, 512, 2048
+# media/upload sizes per type (bytes); every file is at least 5 bytes.
+MEDIA_MAX_BYTES = {"image": 10 * 1024 * 1024, "voice": 2 * 1024 * 1024, "video": 10 * 1024 * 1024,
+                   "file": 20 * 1024 * 1024}
+MEDIA_MIN_BYTES = 5
 # WeCom's per-app, per-member limits for message/send; excess is dropped without an error (§10).
 PER_MEMBER_PER_MINUTE = 30
 PER_MEMBER_PER_HOUR = 1000
@@ -87,6 +94,7 @@ class WeComSimulator:
         self.api_calls: defaultdict[str, int] = defaultdict(int)
         self.tokens: dict[str, float] = {}
         self.media: dict[str, tuple[bytes, str, float]] = {}
+        self.media_names: dict[str, str] = {}  # media id -> the uploaded file's name
         self._msg_ids = itertools.count(7_000_000_000_000_000_000)
         self._sends: defaultdict[str, deque[float]] = defaultdict(deque)
         self._recent: dict[tuple[str, str], float] = {}
@@ -100,7 +108,8 @@ class WeComSimulator:
 
     # ----- the aiohttp application -------------------------------------------------------------
     def create_app(self) -> web.Application:
-        app = web.Application(client_max_size=20 * 1024 * 1024, middlewares=[self._outage])
+        # A little over the 20 MB file limit, so an oversized upload gets WeCom's 40006, not a 413.
+        app = web.Application(client_max_size=21 * 1024 * 1024, middlewares=[self._outage])
         app.cleanup_ctx.append(self._http_session)
         app.add_routes([
             web.get("/cgi-bin/gettoken", self.api_gettoken),
@@ -269,7 +278,7 @@ class WeComSimulator:
         if body.get("agentid") != self.agent_id:
             return _error(40056, "invalid agentid")
         msgtype = body.get("msgtype")
-        if (problem := _check_content(msgtype, body, self.media)) is not None:
+        if (problem := _check_content(msgtype, body, self.live_media)) is not None:
             return problem
         users = [u for u in str(body.get("touser", "")).split("|") if u]
         valid = [u for u in users if u in self.directory]
@@ -293,7 +302,7 @@ class WeComSimulator:
                 continue
             sends.append(now)
             self._recent[(user, content)] = now
-            self.record(user, "bot", msgtype, body.get(msgtype) or {})
+            self.record(user, "bot", msgtype, self._as_shown(msgtype, body.get(msgtype) or {}))
         return web.json_response({"errcode": 0, "errmsg": "ok", "invaliduser": "|".join(invalid),
                                   "msgid": secrets.token_hex(12)})
 
@@ -307,11 +316,14 @@ class WeComSimulator:
         upload = await read_upload(request)
         if isinstance(upload, web.Response):
             return upload
-        content, content_type = upload
-        if kind == "image" and (len(content) > 10 * 1024 * 1024 or not _is_jpg_or_png(content)):
+        content, content_type, filename = upload
+        if kind == "image" and (len(content) > MEDIA_MAX_BYTES["image"] or not _is_jpg_or_png(content)):
             return _error(40005, "invalid file type or size")
+        if not MEDIA_MIN_BYTES <= len(content) <= MEDIA_MAX_BYTES[kind]:
+            return _error(40006, "invalid file size")
         media_id = secrets.token_urlsafe(32)
         self.media[media_id] = (content, content_type, time.time())
+        self.media_names[media_id] = filename
         return web.json_response({"errcode": 0, "errmsg": "ok", "type": kind, "media_id": media_id,
                                   "created_at": str(int(time.time()))})
 
@@ -358,16 +370,32 @@ class WeComSimulator:
             return _error(40078, "invalid response_code")
         return web.json_response({"errcode": 0, "errmsg": "ok"})
 
+    def live_media(self, media_id: Any) -> bool:
+        """Uploaded, and younger than WeCom's 3 days."""
+        item = self.media.get(media_id) if isinstance(media_id, str) else None
+        return item is not None and item[2] >= time.time() - MEDIA_LIFETIME_SECONDS
+
+    def _as_shown(self, msgtype: str, part: dict[str, Any]) -> dict[str, Any]:
+        """What the member's WeCom shows: a file message names the file and its size."""
+        if msgtype != "file":
+            return part
+        media_id = part["media_id"]
+        return {**part, "name": self.media_names.get(media_id, "file"), "size": len(self.media[media_id][0])}
+
     def media_response(self, media_id: str) -> web.Response:
-        item = self.media.get(media_id)
-        if item is None or item[2] < time.time() - MEDIA_LIFETIME_SECONDS:
+        if not self.live_media(media_id):
             return _error(40007, "invalid media_id")
-        return web.Response(body=item[0], content_type=item[1])
+        content, content_type, _ = self.media[media_id]
+        headers = {}
+        if media_id in self.media_names:
+            # media/get answers with the uploaded file's name, as WeCom does.
+            headers["Content-Disposition"] = f"attachment; filename*=UTF-8''{quote(self.media_names[media_id])}"
+        return web.Response(body=content, content_type=content_type, headers=headers)
 
 
-def _check_content(msgtype: Any, body: dict[str, Any], media: dict[str, Any]) -> web.Response | None:
+def _check_content(msgtype: Any, body: dict[str, Any], media_ok: Callable[[Any], bool]) -> web.Response | None:
     part = body.get(msgtype) if isinstance(msgtype, str) else None
-    if msgtype not in ("text", "markdown", "image", "textcard", "template_card", "news"):
+    if msgtype not in ("text", "markdown", "image", "file", "textcard", "template_card", "news"):
         return _error(40008, "invalid message type")
     if not isinstance(part, dict):
         return _error(41011, f"missing {msgtype}")
@@ -377,11 +405,32 @@ def _check_content(msgtype: Any, body: dict[str, Any], media: dict[str, Any]) ->
             return _error(44004, "empty content")
         if len(content.encode("utf-8")) > MAX_CONTENT_BYTES:
             return _error(45002, "content size out of limit")
-    if msgtype == "image" and part.get("media_id") not in media:
+    if msgtype in ("image", "file") and not media_ok(part.get("media_id")):
         return _error(40007, "invalid media_id")
+    if msgtype == "news":
+        return _check_news(part)
     if msgtype == "template_card" and part.get("card_type") not in (
             "text_notice", "news_notice", "button_interaction", "vote_interaction", "multiple_interaction"):
         return _error(40058, "invalid card_type")
+    return None
+
+
+def _check_news(part: dict[str, Any]) -> web.Response | None:
+    articles = part.get("articles")
+    if not isinstance(articles, list) or not articles:
+        return _error(44003, "empty news")
+    if len(articles) > MAX_ARTICLES:
+        return _error(45008, "article size out of limit")
+    for article in articles:
+        if not isinstance(article, dict) or not isinstance(article.get("title"), str) or not article["title"]:
+            return _error(44003, "empty news")
+        if len(article["title"].encode("utf-8")) > MAX_TITLE_BYTES:
+            return _error(45003, "title size out of limit")
+        if len(str(article.get("description") or "").encode("utf-8")) > MAX_DESCRIPTION_BYTES:
+            return _error(45004, "description size out of limit")
+        for key in ("url", "picurl"):
+            if len(str(article.get(key) or "").encode("utf-8")) > MAX_URL_BYTES:
+                return _error(45005 if key == "url" else 45006, f"{key} size out of limit")
     return None
 
 

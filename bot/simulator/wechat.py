@@ -341,7 +341,7 @@ class WeChatSimulator:
         upload = await read_upload(request)
         if isinstance(upload, web.Response):
             return upload
-        content, content_type = upload
+        content, content_type, _filename = upload
         # Only images are checked closely: they are all the bot uploads.
         if kind == "image" and not (_is_jpg_or_png(content) or content.startswith((b"GIF87a", b"GIF89a"))):
             return _error(40005, "invalid file type")

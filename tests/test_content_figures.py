@@ -1,13 +1,11 @@
 """Content in the figures (issue 16) end to end through the simulator: one item's funnel (`统计 素材 N`)
 by the task funnel's definitions, the top-content board in `统计`, the funnel export by content, and
 `roi` crediting the content item a won lead's touches came through."""
-import re
-
 import aiohttp
 from sqlalchemy import select
 
 from bot.app import CLICKS, DB
-from store.models import Click, TrackedLink
+from store.models import Click, Lead, TrackedLink
 from tests.conftest import Stack, eventually, visitor_cookie
 from tests.test_content import add, code_in
 from tests.test_csv_exports import fetch_csv
@@ -49,9 +47,11 @@ async def copy_clicked_and_a_lead(stack: Stack) -> tuple[int, int]:
 
     clicks = await eventually(all_clicks)
     assert sorted((c.is_bot, c.is_unique) for c in clicks) == [(False, True), (False, True), (True, True)]
-    [lead_note] = [m.body.get("content", "") for m in stack.sim.bot_messages("p1")[-1:]]
-    lead_id = int(re.search(r"#(\d+)", lead_note).group(1))
-    return item, lead_id
+    async with stack.bot[DB].session() as session:
+        [lead] = await session.scalars(select(Lead).join(TrackedLink, TrackedLink.id == Lead.link_id)
+                                       .where(TrackedLink.code == code))
+    assert (lead.task_id, lead.owner_id is not None) == (None, True)  # the sharer keeps it
+    return item, lead.id
 
 
 async def test_one_items_funnel_the_overview_and_the_export(api: tuple[Stack, aiohttp.ClientSession]) -> None:

@@ -10,8 +10,10 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 from handlers.replies import Chart, Reply, Text
-from handlers.context import ArgError, Context, parse_id
+from handlers.context import ROLE_NAMES, ArgError, Context, parse_id
 from store import attribution, forwards, points, stats
+from store.content import STAFF_ROLES, get_content
+from store.errors import Refusal
 from store import tasks as task_store
 from store.members import member_by_userid
 from store.partners import partner_by_id, partner_by_name
@@ -24,6 +26,7 @@ PEOPLE_STEPS = ("reached", "sharers")  # counted in people: "人"
 MULTIPLIER_NOTES = {"unique_clicks": ("{n} per sharer", "每位分享者带来 {n} 次"),
                     "leads": ("{n} per 100 unique clicks", "每百次独立点击 {n} 条")}
 TASK_WORDS, PARTNER_WORDS, MEMBER_WORDS = ("task", "任务"), ("partner", "伙伴"), ("member", "成员")
+CONTENT_WORDS = ("content", "素材")
 
 
 def money(amount: Decimal) -> str:
@@ -117,11 +120,13 @@ class ReportArgs:
     task_id: int | None = None
     partner: str | None = None
     member: str | None = None
+    content_id: int | None = None
 
 
 def parse_report(text: str) -> ReportArgs:
-    """`month`, `task 12`, `member zhangwei`, `partner Blue Ocean week`, `统计 任务 3 本周`, `2026-11-01..2026-11-15`."""
-    words, period, task_id, partner, member = text.split(), None, None, None, None
+    """`month`, `task 12`, `content 5`, `member zhangwei`, `partner Blue Ocean week`, `统计 任务 3 本周`,
+    `统计 素材 5`, `2026-11-01..2026-11-15`."""
+    words, period, task_id, partner, member, content_id = text.split(), None, None, None, None, None
     i = 0
     while i < len(words):
         word = words[i]
@@ -132,6 +137,10 @@ def parse_report(text: str) -> ReportArgs:
             if not tail:
                 i += 1
             task_id = parse_id(tail or (words[i] if i < len(words) else ""))
+        elif word.lower() in CONTENT_WORDS or (tail and head.lower() in CONTENT_WORDS):
+            if not tail:
+                i += 1
+            content_id = parse_id(tail or (words[i] if i < len(words) else ""))
         elif word.lower() in MEMBER_WORDS or (tail and head.lower() in MEMBER_WORDS):
             if not tail:
                 i += 1
@@ -146,10 +155,10 @@ def parse_report(text: str) -> ReportArgs:
                 raise ArgError("give the partner's name: report partner NAME", "请写伙伴名称：统计 伙伴 名称")
             break
         else:
-            raise ArgError(f"“{word[:20]}” is not a period, task N or partner NAME",
-                           f"“{word[:20]}”不是时间段、任务 N 或 伙伴 名称")
+            raise ArgError(f"“{word[:20]}” is not a period, task N, content N or partner NAME",
+                           f"“{word[:20]}”不是时间段、任务 N、素材 N 或 伙伴 名称")
         i += 1
-    return ReportArgs(period, task_id, partner, member)
+    return ReportArgs(period, task_id, partner, member, content_id)
 
 
 async def _scope(ctx: Context, args: ReportArgs) -> tuple[Scope, str]:
@@ -182,14 +191,26 @@ async def _scope(ctx: Context, args: ReportArgs) -> tuple[Scope, str]:
                 ctx.session, task.id, ctx.member.partner_id)):
             raise ArgError(f"there is no task #{args.task_id} for you", f"没有属于您的任务 #{args.task_id}")
         labels.append(f"#{task.id} {task.title}")
-    return Scope(task_id=args.task_id, partner_id=partner_id, member_id=member_id), " · ".join(labels)
+    if args.content_id is not None:
+        if ctx.member.role not in STAFF_ROLES:
+            who_en = " and ".join(ROLE_NAMES[r][0] for r in STAFF_ROLES)
+            who_zh = "和".join(ROLE_NAMES[r][1] for r in STAFF_ROLES)
+            raise Refusal(f"one content item's figures (report content N) are for {who_en} only",
+                          f"单个素材的数据（统计 素材 N）仅限{who_zh}查看")
+        item = await get_content(ctx.session, args.content_id)
+        if item is None:
+            raise ArgError(f"there is no content #{args.content_id}; send content to see the library",
+                           f"没有素材 #{args.content_id}；发送“素材”查看素材库")
+        labels.append(ctx.say(f"content #{item.id} {item.title}", f"素材 #{item.id} {item.title}"))
+    return Scope(task_id=args.task_id, partner_id=partner_id, member_id=member_id,
+                 content_id=args.content_id), " · ".join(labels)
 
 
 async def report(ctx: Context, args: ReportArgs) -> list[Reply]:
     period = period_of(ctx, args.period, "month")
     scope, label = await _scope(ctx, args)
     funnel = await stats.funnel(ctx.session, scope, period)
-    members = await stats.member_standings(ctx.session, period, scope.partner_id, scope.task_id)
+    members = await stats.member_standings(ctx.session, period, scope.partner_id, scope.task_id, scope.content_id)
     # One company's report ranks its people; the whole programme's ranks companies and people.
     partners = [] if scope.partner_id else await stats.partner_standings(ctx.session, members)
     top_partners = stats.ranked(partners, "unique_clicks")[:10]
@@ -203,6 +224,8 @@ async def report(ctx: Context, args: ReportArgs) -> list[Reply]:
         if board and board[0].unique_clicks + board[0].shares + board[0].leads:
             shown = " · ".join(f"{i}. {s.name} {s.unique_clicks}" for i, s in enumerate(board[:5], 1))
             lines.append(ctx.say(f"{name_en} by unique clicks: {shown}", f"{name_zh}（独立点击）：{shown}"))
+    if scope.content_id is None:
+        lines += await top_content(ctx, scope, period)
     if ctx.may_use("roi"):
         lines.append(ctx.say("Revenue by attribution model: roi linear", "归因分析：归因 线性"))
     series = await stats.trend(ctx.session, scope, period_of(ctx, f"{today(ctx) - timedelta(days=13)}..{today(ctx)}", ""))
@@ -219,6 +242,19 @@ async def report(ctx: Context, args: ReportArgs) -> list[Reply]:
                    "no_data": ctx.say("No data", "暂无数据")},
     }
     return [Text("\n".join(lines)), Chart(spec)]
+
+
+async def top_content(ctx: Context, scope: Scope, period: Period) -> list[str]:
+    """The five content items that did best in the period (nothing when none was copied, clicked or
+    brought a lead), with the command for one item's funnel for those who may send it."""
+    board = (await stats.content_standings(ctx.session, scope, period))[:5]
+    if not board:
+        return []
+    shown = " · ".join(ctx.say(f"{i}. #{s.key} {s.title} {s.unique_clicks} (copies {s.shares}, leads {s.leads})",
+                               f"{i}. #{s.key} {s.title} {s.unique_clicks}（复制 {s.shares}，线索 {s.leads}）")
+                       for i, s in enumerate(board, 1))
+    more = ctx.say(" · one item: report content N", " · 单个素材：统计 素材 N") if ctx.member.role in STAFF_ROLES else ""
+    return [ctx.say(f"Content by unique clicks: {shown}", f"素材排行（独立点击）：{shown}") + more]
 
 
 @dataclass(frozen=True)
@@ -264,6 +300,10 @@ async def roi(ctx: Context, args: RoiArgs) -> Text:
         lines.append(ctx.say("By partner:", "按伙伴："))
         nobody = ctx.say("(no partner)", "（无伙伴）")
         lines += [f"• {result.partner_names.get(p, nobody) if p else nobody} {money(amount)}" for p, amount in partners]
+    items = sorted(((c, a) for c, a in result.by_content.items() if a), key=lambda kv: (-kv[1], kv[0]))[:5]
+    if items:
+        lines.append(ctx.say("By content:", "按素材："))
+        lines += [f"• #{c} {result.content_names.get(c, '')} {money(amount)}" for c, amount in items]
     other = [m for m in attribution.MODELS if m != args.model]
     lines.append(ctx.say("Other models: " + ", ".join(f"roi {m}" for m in other),
                          "其他模型：" + "、".join(f"归因 {attribution.MODEL_COMMAND_ZH[m]}" for m in other)))

@@ -1,7 +1,8 @@
 """Won revenue credited over each lead's touches (DESIGN §4): first, last, linear, U-shaped.
 
-A touch is a click or form fill on a tracked link, so it names a task and (through the member
-who shared it) a partner; clicks a fraud flag holds are not touches while held. Credits are in
+A touch is a click or form fill on a tracked link, so it names a task or a content item (a copy's
+link) and, through the member who shared it, a partner; clicks a fraud flag holds are not touches
+while held. Each touch's credit goes to its task or content item and to its partner alike. Credits are in
 cents and always add up to the won amount exactly; a won lead with no touch is reported as
 unattributed, so every model's total is the won revenue.
 """
@@ -15,7 +16,7 @@ from itertools import groupby
 from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from store.models import Click, Lead, LeadTouch, Member, Partner, Task, TrackedLink
+from store.models import Click, ContentItem, Lead, LeadTouch, Member, Partner, Task, TrackedLink
 from store.stats import Period
 
 CENT = Decimal("0.01")
@@ -65,9 +66,11 @@ class Attribution:
     held_revenue: Decimal = field(default_factory=lambda: Decimal(0))  # won leads a fraud flag holds
     by_task: dict[int, Decimal] = field(default_factory=lambda: defaultdict(Decimal))
     by_partner: dict[int | None, Decimal] = field(default_factory=lambda: defaultdict(Decimal))
+    by_content: dict[int, Decimal] = field(default_factory=lambda: defaultdict(Decimal))
     task_names: dict[int, str] = field(default_factory=dict)
     task_costs: dict[int, Decimal | None] = field(default_factory=dict)
     partner_names: dict[int, str] = field(default_factory=dict)
+    content_names: dict[int, str] = field(default_factory=dict)
 
     def roi(self, task_id: int) -> float | None:
         """(credited − cost) / cost; None without a cost."""
@@ -85,7 +88,7 @@ async def attribute(session: AsyncSession, period: Period, model: str) -> Attrib
     amounts = {lead_id: Decimal(amount or 0) for lead_id, amount in won}
     result.won_leads, result.revenue = len(amounts), sum(amounts.values(), Decimal(0))
     touches = (await session.execute(
-        select(LeadTouch.lead_id, TrackedLink.task_id, Member.partner_id)
+        select(LeadTouch.lead_id, TrackedLink.task_id, TrackedLink.content_id, Member.partner_id)
         .join(Lead, Lead.id == LeadTouch.lead_id).join(TrackedLink, TrackedLink.id == LeadTouch.link_id)
         .join(Member, Member.id == TrackedLink.member_id).outerjoin(Click, Click.id == LeadTouch.click_id)
         # A click a fraud flag holds is no touch (until an admin clears it; rejected, it never is).
@@ -97,8 +100,10 @@ async def attribute(session: AsyncSession, period: Period, model: str) -> Attrib
         rows = list(rows)
         touched.add(lead_id)
         for row, part in zip(rows, credit(amounts[lead_id], len(rows), model)):
-            if row.task_id is not None:  # a content copy's touch credits its partner; content credit comes later
+            if row.task_id is not None:
                 result.by_task[row.task_id] += part
+            if row.content_id is not None:  # a content copy's link
+                result.by_content[row.content_id] += part
             result.by_partner[row.partner_id] += part
     result.unattributed = sum((a for lead_id, a in amounts.items() if lead_id not in touched), Decimal(0))
     # Tasks that were credited, and those with a cost (spent, maybe for nothing yet).
@@ -107,4 +112,6 @@ async def attribute(session: AsyncSession, period: Period, model: str) -> Attrib
         result.task_names[task_id], result.task_costs[task_id] = title, cost
         result.by_task[task_id] += 0
     result.partner_names = dict((await session.execute(select(Partner.id, Partner.name))).all())
+    result.content_names = dict((await session.execute(select(ContentItem.id, ContentItem.title)
+                                                       .where(ContentItem.id.in_(list(result.by_content))))).all())
     return result

@@ -266,3 +266,10 @@ async def update_content(session: AsyncSession, item: ContentItem, *, title: str
 
 async def recent_content(session: AsyncSession, limit: int) -> list[ContentItem]:
     return list(await session.scalars(select(ContentItem).order_by(ContentItem.id.desc()).limit(limit)))
+
+
+async def content_ids_and_titles(session: AsyncSession) -> list[tuple[int, str]]:
+    """(id, title) of every item, oldest first: the items the figures' export lists (drafts too: staff
+    may take a copy of one)."""
+    return [(cid, title) for cid, title in await session.execute(
+        select(ContentItem.id, ContentItem.title).order_by(ContentItem.id))]

@@ -1,4 +1,4 @@
-"""Funnel, leaderboards and trends (DESIGN §4) for a scope (task / partner / member) and a period.
+"""Funnel, leaderboards and trends (DESIGN §4) for a scope (task / content item / partner / member) and a period.
 
 One definition per figure, used by `me`, `report`, leaderboards, tiers, the digest and exports
 (the README's stats section writes them down):
@@ -13,98 +13,33 @@ date as clicks are stored), never from the click table itself.
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import exists, func, select, union
+from sqlalchemy import exists, false, func, select, union
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from store.links import DAILY_COUNTS, bump_daily, daily_click_rows
-from store.models import ClickDaily, Lead, LeadEvent, Member, OutboxMessage, Partner, Share, TrackedLink
+from store.models import ClickDaily, ContentItem, Lead, LeadEvent, Member, OutboxMessage, Partner, Share, TrackedLink
+# Periods live in store/periods.py; callers name them through this module too.
+from store.periods import (EARLIEST_DAY, LATEST_DAY, MAX_DAYS, PERIOD_WORDS,  # noqa: F401
+                           BadPeriod, Period, is_period_word, parse_period)
 from store.tasks import TASK_CARD
-
-MAX_DAYS = 366
-# Days a period may name. Wider ones are typos, and at the ends of Python's calendar (0001-01-01,
-# 9999-12-31) the period's start or end moment does not exist (OverflowError: a 500, an apology).
-EARLIEST_DAY, LATEST_DAY = date(2000, 1, 1), date(2100, 12, 31)
-
-
-class BadPeriod(ValueError):
-    def __init__(self, en: str, zh: str) -> None:
-        super().__init__(en)
-        self.en, self.zh = en, zh
-
-
-@dataclass(frozen=True)
-class Period:
-    first_day: date  # local days, both included
-    last_day: date
-    timezone: str
-    label: str
-
-    @property
-    def start(self) -> datetime:
-        return datetime.combine(self.first_day, time(0), tzinfo=ZoneInfo(self.timezone))
-
-    @property
-    def end(self) -> datetime:  # exclusive
-        return datetime.combine(self.last_day + timedelta(days=1), time(0), tzinfo=ZoneInfo(self.timezone))
-
-    def days(self) -> list[date]:
-        return [self.first_day + timedelta(days=i) for i in range((self.last_day - self.first_day).days + 1)]
-
-
-PERIOD_WORDS = {"today": "today", "今天": "today", "今日": "today", "yesterday": "yesterday", "昨天": "yesterday",
-                "week": "week", "本周": "week", "month": "month", "本月": "month", "30d": "30d", "近30天": "30d"}
-_RANGE = re.compile(r"^(\d{4}-\d{1,2}-\d{1,2})(?:\.\.|~|～|至|到|—|–)(\d{4}-\d{1,2}-\d{1,2})$")
-
-
-def is_period_word(word: str) -> bool:
-    return word.lower() in PERIOD_WORDS or bool(_RANGE.match(word)) or bool(re.fullmatch(r"\d{4}-\d{1,2}-\d{1,2}", word))
-
-
-def parse_period(word: str, zone: str, today: date) -> Period:
-    """today / week (since Monday) / month (since the 1st) / 30d / a day / FROM..TO, in local days."""
-    kind = PERIOD_WORDS.get(word.lower())
-    if kind == "today":
-        return Period(today, today, zone, today.isoformat())
-    if kind == "yesterday":
-        day = today - timedelta(days=1)
-        return Period(day, day, zone, day.isoformat())
-    if kind == "week":
-        return Period(today - timedelta(days=today.weekday()), today, zone, f"{today - timedelta(days=today.weekday())} – {today}")
-    if kind == "month":
-        return Period(today.replace(day=1), today, zone, f"{today.replace(day=1)} – {today}")
-    if kind == "30d":
-        return Period(today - timedelta(days=29), today, zone, f"{today - timedelta(days=29)} – {today}")
-    match = _RANGE.match(word)
-    parts = match.groups() if match else (word, word)
-    try:
-        first, last = (date.fromisoformat("-".join(p.zfill(2) for p in part.split("-"))) for part in parts)
-    except ValueError:
-        raise BadPeriod(f"“{word[:30]}” is not a period: use today, week, month or 2026-11-01..2026-11-15",
-                        f"“{word[:30]}”不是时间段：请用 今天、本周、本月 或 2026-11-01..2026-11-15") from None
-    if first < EARLIEST_DAY or last > LATEST_DAY:
-        raise BadPeriod(f"a period must lie between {EARLIEST_DAY} and {LATEST_DAY}",
-                        f"时间段须在 {EARLIEST_DAY} 至 {LATEST_DAY} 之间")
-    if last < first:
-        raise BadPeriod("the period ends before it starts", "时间段的结束早于开始")
-    if (last - first).days >= MAX_DAYS:
-        raise BadPeriod(f"a period can be at most {MAX_DAYS} days", f"时间段最长 {MAX_DAYS} 天")
-    return Period(first, last, zone, f"{first} – {last}" if first != last else first.isoformat())
 
 
 @dataclass(frozen=True)
 class Scope:
-    """Whose figures: everything, or one task, partner or member (they combine)."""
+    """Whose figures: everything, or one task, content item, partner or member (they combine). A content
+    item's figures are its copies (shares), the clicks on and leads from their links: the same
+    definitions as a task's, with no task cards (a copy is taken, not delivered)."""
 
     task_id: int | None = None
     partner_id: int | None = None
     member_id: int | None = None
+    content_id: int | None = None
 
 
 def _members_of(scope: Scope) -> Any | None:
@@ -169,11 +104,18 @@ def _brought_by(members: Any) -> Any:
     return Lead.link_id.in_(select(TrackedLink.id).where(TrackedLink.member_id.in_(members)))
 
 
+def _source(scope: Scope) -> list[Any]:
+    """A lead's task or content item, as the scope names one: its task, or a copy's link it came through."""
+    return [*([Lead.task_id == scope.task_id] if scope.task_id is not None else []),
+            *([Lead.link_id.in_(select(TrackedLink.id).where(TrackedLink.content_id == scope.content_id))]
+              if scope.content_id is not None else [])]
+
+
 def _lead_conditions(scope: Scope, period: Period, held_too: bool = False) -> list[Any]:
     """The scope's leads that came in during the period; held (flagged) ones only if asked."""
     members = _members_of(scope)
     return [*_in(Lead.created_at, period.start, period.end), *([] if held_too else [Lead.held.is_(False)]),
-            *([Lead.task_id == scope.task_id] if scope.task_id is not None else []),
+            *_source(scope),
             *([_brought_by(members)] if members is not None else [])]
 
 
@@ -181,13 +123,14 @@ def _deal_conditions(scope: Scope, period: Period) -> list[Any]:
     """Leads won during the period, for the member who holds them, whatever their source."""
     members = _members_of(scope)
     return [Lead.status == "won", *_in(Lead.won_at, period.start, period.end), Lead.held.is_(False),
-            *([Lead.task_id == scope.task_id] if scope.task_id is not None else []),
+            *_source(scope),
             *([Lead.owner_id.in_(members)] if members is not None else [])]
 
 
 def _link_conditions(scope: Scope) -> list[Any]:
     members = _members_of(scope)
     return [*([TrackedLink.task_id == scope.task_id] if scope.task_id is not None else []),
+            *([TrackedLink.content_id == scope.content_id] if scope.content_id is not None else []),
             *([TrackedLink.member_id.in_(members)] if members is not None else [])]
 
 
@@ -195,6 +138,7 @@ def _share_conditions(scope: Scope, period: Period) -> list[Any]:
     members = _members_of(scope)
     return [*_in(Share.created_at, period.start, period.end),
             *([Share.task_id == scope.task_id] if scope.task_id is not None else []),
+            *([Share.content_id == scope.content_id] if scope.content_id is not None else []),
             *([Share.member_id.in_(members)] if members is not None else [])]
 
 
@@ -203,6 +147,7 @@ def _card_conditions(scope: Scope, period: Period) -> list[Any]:
     return [OutboxMessage.purpose == TASK_CARD, OutboxMessage.status == "sent",
             *_in(OutboxMessage.sent_at, period.start, period.end),
             *([OutboxMessage.task_id == scope.task_id] if scope.task_id is not None else []),
+            *([false()] if scope.content_id is not None else []),  # no card is a content item's
             *([OutboxMessage.recipient.in_(select(Member.userid).where(Member.id.in_(members)))]
               if members is not None else [])]
 
@@ -257,13 +202,13 @@ METRICS = ("shares", "unique_clicks", "leads", "revenue")
 
 
 async def member_standings(session: AsyncSession, period: Period, partner_id: int | None = None,
-                           task_id: int | None = None) -> dict[int, Standing]:
+                           task_id: int | None = None, content_id: int | None = None) -> dict[int, Standing]:
     """Every partner member's figures (zeros included, so ranks count everyone; see `active`)."""
     member_query = select(Member.id, Member.name, Member.partner_id, Member.active).where(Member.role == "partner")
     if partner_id is not None:
         member_query = member_query.where(Member.partner_id == partner_id)
     table = {row.id: Standing(row.id, row.name, row.partner_id, active=row.active) for row in await session.execute(member_query)}
-    everyone = Scope(task_id=task_id)
+    everyone = Scope(task_id=task_id, content_id=content_id)
     for member_id, count in await session.execute(
             select(Share.member_id, func.count()).where(*_share_conditions(everyone, period)).group_by(Share.member_id)):
         if member_id in table:
@@ -306,6 +251,51 @@ async def partner_standings(session: AsyncSession, members: dict[int, Standing])
         p.won += m.won
         p.revenue += m.revenue
     return list(partners.values())
+
+
+@dataclass
+class ContentStanding:
+    """One content item's figures in a period, for the top-content board and the export."""
+
+    key: int
+    title: str
+    shares: int = 0  # copies taken
+    unique_clicks: int = 0
+    leads: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"id": self.key, "title": self.title, "shares": self.shares,
+                "unique_clicks": self.unique_clicks, "leads": self.leads}
+
+
+async def content_standings(session: AsyncSession, scope: Scope, period: Period) -> list[ContentStanding]:
+    """The content items with copies taken, unique clicks or leads in the period (within the scope's
+    partner or member), best first by unique clicks, then leads, then copies: the funnel's definitions,
+    held and bot clicks excluded."""
+    table: dict[int, ContentStanding] = {}
+
+    def row(content_id: int) -> ContentStanding:
+        return table.setdefault(content_id, ContentStanding(content_id, ""))
+
+    for content_id, count in await session.execute(
+            select(Share.content_id, func.count()).where(Share.content_id.is_not(None), *_share_conditions(scope, period))
+            .group_by(Share.content_id)):
+        row(content_id).shares = int(count)
+    for content_id, count in await session.execute(
+            select(TrackedLink.content_id, func.sum(ClickDaily.unique_clicks)).join(TrackedLink, TrackedLink.id == ClickDaily.link_id)
+            .where(TrackedLink.content_id.is_not(None), ClickDaily.day >= period.first_day, ClickDaily.day <= period.last_day,
+                   *_link_conditions(scope))
+            .group_by(TrackedLink.content_id)):
+        if count:
+            row(content_id).unique_clicks = int(count)
+    for content_id, count in await session.execute(
+            select(TrackedLink.content_id, func.count()).select_from(Lead).join(TrackedLink, TrackedLink.id == Lead.link_id)
+            .where(TrackedLink.content_id.is_not(None), *_lead_conditions(scope, period)).group_by(TrackedLink.content_id)):
+        row(content_id).leads = int(count)
+    for content_id, title in await session.execute(select(ContentItem.id, ContentItem.title)
+                                                   .where(ContentItem.id.in_(list(table)))):
+        table[content_id].title = title
+    return sorted(table.values(), key=lambda s: (-s.unique_clicks, -s.leads, -s.shares, s.key))
 
 
 def active(standings: dict[int, Standing]) -> list[Standing]:

@@ -1,8 +1,9 @@
 """The truth of the figures partners are paid by: generated histories (members, tasks, deliveries,
-shares, clicks with bots, retried batches and held ones, leads from links and from the pool, claims,
-assignments, wins, held leads, touches) against a brute-force recount written here in plain Python
+shares, content copies (a content item's link and share), clicks with bots, retried batches and held
+ones, leads from links and from the pool, claims, assignments, wins, held leads, touches) against a brute-force recount written here in plain Python
 over the raw rows, independently of store/stats.py and store/attribution.py. Every figure of the
-funnel (report, digest, exports), the leaderboards (me, tiers) and roi under all four models."""
+funnel (report, digest, exports) for tasks, content items, partners and members, the leaderboards
+(me, tiers, top content) and roi (tasks, content items, partners) under all four models."""
 import random
 import secrets
 from collections import defaultdict
@@ -20,7 +21,7 @@ from store import links as link_store
 from store import stats
 from store.db import Database
 from store.members import MemberRow
-from store.models import Click, Lead, LeadEvent, LeadTouch, Member, OutboxMessage, Share, Task, TrackedLink, utcnow
+from store.models import Click, ContentItem, Lead, LeadEvent, LeadTouch, Member, OutboxMessage, Share, Task, TrackedLink, utcnow
 from store.stats import Scope
 from store.tasks import TASK_CARD
 from tests.conftest import MEMBERS, seed
@@ -36,6 +37,7 @@ class History:
 
     members: list[Any]
     tasks: list[Any]
+    contents: list[Any]
     links: dict[int, Any]
     shares: list[Any]
     outbox: list[Any]
@@ -58,12 +60,19 @@ async def generate(db: Database, rng: random.Random) -> History:
         tasks = [Task(title=f"T{i}", target_url="https://x.example", status="active") for i in range(3)]
         session.add_all(tasks)
         await session.flush()
+        contents = [ContentItem(kind="link", title=f"C{i}", url="https://c.example") for i in range(2)]
+        session.add_all(contents)
+        await session.flush()
         links = [TrackedLink(code=secrets.token_hex(6), task_id=t.id, member_id=m.id, channel="link")
                  for t in tasks for m in members]
+        # A member's copy of a content item: its link, and (the first time) a share of the item.
+        copies = [(c, m) for c in contents for m in members if rng.random() < 0.7]
+        links += [TrackedLink(code=secrets.token_hex(6), content_id=c.id, member_id=m.id, channel="link") for c, m in copies]
         session.add_all(links)
         await session.flush()
         shares = [Share(task_id=rng.choice(tasks).id, member_id=rng.choice(members).id, channel="link", created_at=when())
                   for _ in range(120)]
+        shares += [Share(content_id=c.id, member_id=m.id, channel="link", created_at=when()) for c, m in copies]
         outbox = [OutboxMessage(channel="wecom", recipient=m.userid, kind="card", payload={}, purpose=purpose,
                                 task_id=t.id, status=rng.choice(["sent", "sent", "failed"]), sent_at=when())
                   for t in tasks for m in members for purpose in (TASK_CARD, "reminder") if rng.random() < 0.7]
@@ -123,7 +132,7 @@ async def generate(db: Database, rng: random.Random) -> History:
                                       at=c["at"]) for c in rng.sample([c for c in clicks if not c["is_bot"]], rng.randint(0, 4))]
                 touches.append(LeadTouch(lead_id=lead.id, link_id=link.id, click_id=None, kind="form", at=created))
         session.add_all(events + touches)
-    return History(members, tasks, {link.id: link for link in links}, shares, outbox, clicks, leads, events, touches,
+    return History(members, tasks, contents, {link.id: link for link in links}, shares, outbox, clicks, leads, events, touches,
                    held_ids)
 
 
@@ -148,21 +157,26 @@ class Recount:
         who = self.members_of(scope)
         by_userid = {m.userid: m.id for m in self.h.members}
 
-        def ok(task_id: int | None, member_id: int | None) -> bool:
-            return (scope.task_id is None or task_id == scope.task_id) and (who is None or member_id in who)
+        def ok(task_id: int | None, content_id: int | None, member_id: int | None) -> bool:
+            return (scope.task_id is None or task_id == scope.task_id) and (who is None or member_id in who) \
+                and (scope.content_id is None or content_id == scope.content_id)
+
+        def content_of(lead: Any) -> int | None:  # the content item whose copy's link brought the lead
+            return self.h.links[lead.link_id].content_id if lead.link_id else None
 
         cards = [o for o in self.h.outbox if o.purpose == TASK_CARD and o.status == "sent" and self.in_period(o.sent_at)
-                 and ok(o.task_id, by_userid[o.recipient])]
-        shares = [s for s in self.h.shares if self.in_period(s.created_at) and ok(s.task_id, s.member_id)]
+                 and ok(o.task_id, None, by_userid[o.recipient])]
+        shares = [s for s in self.h.shares if self.in_period(s.created_at) and ok(s.task_id, s.content_id, s.member_id)]
         clicks = [c for c in self.h.clicks if self.in_period(c["at"])
-                  and ok(self.h.links[c["link_id"]].task_id, self.h.links[c["link_id"]].member_id)]
+                  and ok(self.h.links[c["link_id"]].task_id, self.h.links[c["link_id"]].content_id,
+                         self.h.links[c["link_id"]].member_id)]
         counted = [c for c in clicks if not c["is_bot"] and not c["held"]]
         cohort = [lead for lead in self.h.leads if self.in_period(lead.created_at)
-                  and ok(lead.task_id, self.h.links[lead.link_id].member_id if lead.link_id else None)]
+                  and ok(lead.task_id, content_of(lead), self.h.links[lead.link_id].member_id if lead.link_id else None)]
         taken_ids = {e.lead_id for e in self.h.events if e.kind in ("claimed", "assigned") and e.member_id}
         leads = [lead for lead in cohort if not lead.held]
         deals = [lead for lead in self.h.leads if lead.status == "won" and self.in_period(lead.won_at) and not lead.held
-                 and ok(lead.task_id, lead.owner_id)]
+                 and ok(lead.task_id, content_of(lead), lead.owner_id)]
         return {
             "reached": len({by_userid[o.recipient] for o in cards} | {s.member_id for s in shares}),
             "sharers": len({s.member_id for s in shares}), "shares": len(shares), "deliveries": len(cards),
@@ -196,8 +210,9 @@ class Recount:
             parts[i] += CENT
         return parts
 
-    def attribution(self, model: str) -> tuple[dict[int, Decimal], dict[int | None, Decimal], Decimal]:
+    def attribution(self, model: str) -> tuple[dict[int, Decimal], dict[int | None, Decimal], Decimal, dict[int, Decimal]]:
         by_task: dict[int, Decimal] = defaultdict(Decimal)
+        by_content: dict[int, Decimal] = defaultdict(Decimal)
         by_partner: dict[int | None, Decimal] = defaultdict(Decimal)
         unattributed = Decimal(0)
         for lead in self.h.leads:
@@ -210,9 +225,13 @@ class Recount:
                 continue
             for touch, part in zip(mine, self.credit(lead.won_amount, len(mine), model)):
                 link = self.h.links[touch.link_id]
-                by_task[link.task_id] += part
+                if link.task_id is not None:
+                    by_task[link.task_id] += part
+                if link.content_id is not None:
+                    by_content[link.content_id] += part
                 by_partner[self.member[link.member_id].partner_id] += part
-        return ({k: v for k, v in by_task.items() if v}, {k: v for k, v in by_partner.items() if v}, unattributed)
+        return ({k: v for k, v in by_task.items() if v}, {k: v for k, v in by_partner.items() if v}, unattributed,
+                {k: v for k, v in by_content.items() if v})
 
 
 async def points_match(db: Database, h: History) -> None:
@@ -261,8 +280,9 @@ async def test_every_figure_matches_a_brute_force_recount(database_url: str, see
         m = h.members
         scopes = [Scope(), Scope(task_id=h.tasks[0].id), Scope(partner_id=m[0].partner_id),
                   Scope(member_id=m[1].id), Scope(task_id=h.tasks[1].id, partner_id=m[1].partner_id),
-                  Scope(member_id=m[-1].id)]
-        covered = 0
+                  Scope(member_id=m[-1].id), Scope(content_id=h.contents[0].id),
+                  Scope(content_id=h.contents[1].id, partner_id=m[0].partner_id)]
+        covered, content_covered = 0, Decimal(0)
         for period in periods:
             recount = Recount(h, period)
             for scope in scopes:
@@ -272,6 +292,8 @@ async def test_every_figure_matches_a_brute_force_recount(database_url: str, see
                 steps = [got[s] for s in ("reached", "sharers")] + [got[s] for s in ("leads", "taken", "won")]
                 assert steps[1] <= steps[0] and steps[4] <= steps[3] <= steps[2]  # no rate over 100 %
                 covered += got["clicks"] + got["leads"] + got["deals"]
+                if scope.content_id is not None:
+                    content_covered += got["shares"] + got["clicks"] + got["leads"] + got["deals"]
             async with db.session() as session:
                 standings = await stats.member_standings(session, period)
                 partners = {p.key: p for p in await stats.partner_standings(session, standings)}
@@ -283,18 +305,33 @@ async def test_every_figure_matches_a_brute_force_recount(database_url: str, see
                 assert (p.shares, p.unique_clicks, p.leads, p.won, p.revenue) == tuple(
                     sum((row[i] for row in mine), Decimal(0) if i == 4 else 0) for i in range(5))
             assert [s.key for s in stats.active(standings)] == [x.id for x in m if x.active]
+            async with db.session() as session:  # the top-content board: each item's funnel figures
+                board = await stats.content_standings(session, Scope(), period)
+            expected_board = {}
+            for c in h.contents:
+                f = recount.funnel(Scope(content_id=c.id))
+                if f["shares"] or f["unique_clicks"] or f["leads"]:
+                    expected_board[c.id] = (f["shares"], f["unique_clicks"], f["leads"])
+            assert {s.key: (s.shares, s.unique_clicks, s.leads) for s in board} == expected_board, period
+            assert [s.key for s in board] == sorted(expected_board, key=lambda k: (
+                -expected_board[k][1], -expected_board[k][2], -expected_board[k][0], k))
             for model in attribution.MODELS:
                 async with db.session() as session:
                     result = await attribution.attribute(session, period, model)
-                by_task, by_partner, unattributed = recount.attribution(model)
+                by_task, by_partner, unattributed, by_content = recount.attribution(model)
                 assert {k: v for k, v in result.by_task.items() if v} == by_task, (model, period)
+                assert {k: v for k, v in result.by_content.items() if v} == by_content, (model, period)
+                content_covered += sum(by_content.values(), Decimal(0))
                 assert {k: v for k, v in result.by_partner.items() if v} == by_partner, (model, period)
                 assert result.unattributed == unattributed
                 # Every model credits exactly the revenue won in the period: the funnel's deals.
                 whole = recount.funnel(Scope())
                 assert result.revenue == Decimal(whole["revenue"]) and result.won_leads == whole["deals"]
-                assert sum(by_task.values(), Decimal(0)) + unattributed == result.revenue
+                # A touch is a task's or a content copy's: between them they credit all that was touched.
+                assert sum(by_task.values(), Decimal(0)) + sum(by_content.values(), Decimal(0)) + unattributed \
+                    == result.revenue
         assert covered > 1000  # the comparison really covered data, not empty periods
+        assert content_covered > 100  # content items' figures and credits too
 
         await points_match(db, h)
         period = periods[-1]

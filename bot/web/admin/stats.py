@@ -14,6 +14,7 @@ from bot.web.admin.common import Refused, iso
 from bot.web.csv_export import csv_text
 from store import attribution, points, stats
 from store import tasks as task_store
+from store.content import content_ids_and_titles
 from store.models import utcnow
 from store.partners import partner_by_name, partner_ids_and_names
 
@@ -49,11 +50,11 @@ def stats_routes(config: Config, db_of: Any) -> list[web.RouteDef]:
             raise Refused(400, "format must be json or csv", "format")
 
     async def funnel(request: web.Request) -> web.Response:
-        """?by=partner|task adds one row per partner or task after the total."""
+        """?by=partner|task|content adds one row per partner, task or content item after the total."""
         check_format(request)
         period, by = period_of(request), request.query.get("by", "")
-        if by not in ("", "partner", "task"):
-            raise Refused(400, "by must be partner or task", "by")
+        if by not in ("", "partner", "task", "content"):
+            raise Refused(400, "by must be partner, task or content", "by")
         async with db_of(request).session() as session:
             scopes: list[tuple[str, int | None, str, stats.Scope]] = [("all", None, "", stats.Scope())]
             if by == "partner":
@@ -62,6 +63,9 @@ def stats_routes(config: Config, db_of: Any) -> list[web.RouteDef]:
             elif by == "task":
                 scopes += [("task", tid, title, stats.Scope(task_id=tid)) for tid, title in
                            await task_store.published_tasks(session)]
+            elif by == "content":
+                scopes += [("content", cid, title, stats.Scope(content_id=cid)) for cid, title in
+                           await content_ids_and_titles(session)]
             rows = [{"scope": kind, "id": key, "name": name, **(await stats.funnel(session, scope, period)).as_dict()}
                     for kind, key, name, scope in scopes]
         return _table(request, f"funnel-{period.first_day}-{period.last_day}", FUNNEL_COLUMNS, rows,
@@ -83,6 +87,8 @@ def stats_routes(config: Config, db_of: Any) -> list[web.RouteDef]:
         rows += [{"kind": "partner", "id": pid, "name": result.partner_names.get(pid, "") if pid else "",
                   "credited": amount, "cost": "", "roi": ""}
                  for pid, amount in sorted(result.by_partner.items(), key=lambda kv: kv[0] or 0) if amount]
+        rows += [{"kind": "content", "id": cid, "name": result.content_names.get(cid, ""), "credited": amount,
+                  "cost": "", "roi": ""} for cid, amount in sorted(result.by_content.items()) if amount]
         rows.append({"kind": "unattributed", "id": "", "name": "", "credited": result.unattributed, "cost": "", "roi": ""})
         return _table(request, f"attribution-{model}-{period.first_day}-{period.last_day}", ATTRIBUTION_COLUMNS, rows,
                       {"model": model, "period": {"from": str(period.first_day), "to": str(period.last_day), "timezone": zone},

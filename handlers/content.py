@@ -9,8 +9,9 @@ from handlers import words
 from handlers.context import ArgError, Context, parse_id
 from handlers.links import tracked_url
 from handlers.tasks import format_time
-from handlers.replies import Card, Reply, Text
+from handlers.replies import Card, Reply, Stamped, Text
 from store import content as content_store
+from store import content_files
 from store import tasks as task_store
 from store.models import ContentItem
 from store.partners import partner_by_id
@@ -193,11 +194,35 @@ async def my_copy(ctx: Context, item: ContentItem) -> list[Reply]:
         return [Text(ctx.say(f"Your script “{item.title}”, with your name and link — copy the next message:",
                              f"您的话术“{item.title}”已填好您的信息和专属链接，复制下一条发送即可：")),
                 Text(filled)]
+    if item.kind in ("image", "file"):
+        return await _media_copy(ctx, item, copy.code)
     description = item.summary or ctx.say("Your own link: clicks and sign-ups count for you",
                                           "您的专属链接：点击和留资都记在您名下")
     card = Card(title=item.title, description=description, url=url, card_id=f"c{item.id}-m{ctx.member.id}")
     return [card, Text(ctx.say(f"Your own link for content #{item.id} — forward it to your customers:\n{item.title}\n{url}",
                                f"您的素材 #{item.id} 专属链接，转发给客户即可：\n{item.title}\n{url}"))]
+
+
+async def _media_copy(ctx: Context, item: ContentItem, code: str) -> list[Reply]:
+    """An image with the member's QR code (drawn by the sender, like a poster); a file behind their
+    tracked download page /d/<code> (the sign-up form first when the item is gated)."""
+    info = await content_files.file_info(ctx.session, item.id)
+    if info is None:
+        return [Text(ctx.say(f"Content #{item.id} has no file yet; ask your marketer.",
+                             f"素材 #{item.id} 还没有上传文件，请联系市场人员。"))]
+    if item.kind == "image":
+        return [Stamped(item.id, info.sha256, tracked_url(ctx, code)),
+                Text(ctx.say(f"Your copy of “{item.title}”: scans of its QR code count for you — forward the picture.",
+                             f"这是您的“{item.title}”专属图片，扫码都会记在您名下，转发图片即可。"))]
+    url = tracked_url(ctx, code, "d")
+    size = f"{info.size / 1024 / 1024:.1f} MB" if info.size >= 1024 * 1024 else f"{max(1, info.size // 1024)} KB"
+    gate_en, gate_zh = (" Visitors leave their details first; leads count for you.", "访客先留资再下载，线索记在您名下。") \
+        if item.gated else ("", "")
+    card = Card(title=item.title, description=item.summary or f"{info.filename} · {size}", url=url,
+                card_id=f"c{item.id}-m{ctx.member.id}")
+    return [card, Text(ctx.say(f"Your own download link for content #{item.id} ({info.filename}, {size}) — forward it "
+                               f"to your customers:{gate_en}\n{url}",
+                               f"您的素材 #{item.id} 专属下载链接（{info.filename}，{size}），转发给客户即可。{gate_zh}\n{url}"))]
 
 
 async def attach(ctx: Context, args: AttachArgs) -> Text:

@@ -180,8 +180,21 @@ async def show_content(ctx: Context, item: ContentItem) -> Text:
                      f"状态：{status}。适用对象：{item.audience}。有效期至：{_expiry(ctx, item.expires_at)}。"),
              ctx.say(f"Tags: {' '.join(tags) or 'none'}", f"标签：{' '.join(tags) or '无'}"),
              item.url or item.body,
+             await _file_line(ctx, item),
              ctx.say(f"{copies} member(s) took their copy.", f"已有 {copies} 人获取专属版本。")]
     return Text("\n".join(line for line in lines if line))
+
+
+def _size(size: int) -> str:
+    return f"{size / 1024 / 1024:.1f} MB" if size >= 1024 * 1024 else f"{max(1, size // 1024)} KB"
+
+
+async def _file_line(ctx: Context, item: ContentItem) -> str:
+    info = await content_files.file_info(ctx.session, item.id) if item.kind in ("file", "image") else None
+    if info is None:
+        return ""
+    gate = ctx.say(" Behind the sign-up form.", "留资后下载。") if item.gated else ""
+    return ctx.say(f"File: {info.filename} ({_size(info.size)}).{gate}", f"文件：{info.filename}（{_size(info.size)}）。{gate}")
 
 
 async def my_copy(ctx: Context, item: ContentItem) -> list[Reply]:
@@ -215,7 +228,7 @@ async def _media_copy(ctx: Context, item: ContentItem, code: str) -> list[Reply]
                 Text(ctx.say(f"Your copy of “{item.title}”: scans of its QR code count for you — forward the picture.",
                              f"这是您的“{item.title}”专属图片，扫码都会记在您名下，转发图片即可。"))]
     url = tracked_url(ctx, code, "d")
-    size = f"{info.size / 1024 / 1024:.1f} MB" if info.size >= 1024 * 1024 else f"{max(1, info.size // 1024)} KB"
+    size = _size(info.size)
     gate_en, gate_zh = (" Visitors leave their details first; leads count for you.", "访客先留资再下载，线索记在您名下。") \
         if item.gated else ("", "")
     card = Card(title=item.title, description=item.summary or f"{info.filename} · {size}", url=url,

@@ -51,7 +51,8 @@ def request(template: str, i: int) -> PosterRequest:
     return PosterRequest(template, url, f"王子涵{i}", "杭州云栖信息科技有限公司", TITLE)
 
 
-def bench_template(renderer: PosterRenderer, template: str, runs: int) -> None:
+def bench_template(renderer: PosterRenderer, template: str, runs: int) -> float:
+    """Prints the figures; returns the baseline's median (s)."""
     layout = Layout.parse(json.loads((TEMPLATES / template / "layout.json").read_text(encoding="utf-8")))
     renderer.render(request(template, -2))  # the template decoded and memoised, as in a running bot
     cold = timed(lambda i: renderer.render(request(template, i)), runs)
@@ -74,6 +75,7 @@ def bench_template(renderer: PosterRenderer, template: str, runs: int) -> None:
     summary(f"poster {template} (cold)", statistics.median(cold) * 1000, "ms", base * 1000, "ms open-paste-encode",
             statistics.median(cold) / base)
     print(f"    poster PNG                   {size / 1024:7.0f} KiB (WeCom takes images up to 10 MB)")
+    return base
 
 
 def main() -> None:

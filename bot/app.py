@@ -25,7 +25,8 @@ from bot.web.clicks import ClickRecorder
 from bot.pipeline.inbox import InboxProcessor
 from bot.jobs import run_periodically, schedule
 from bot.web.invite import invite_routes
-from bot.web.landing import landing_routes
+from bot.web.downloads import download_routes, stored_bytes
+from bot.web.landing import LeadForm, landing_routes
 from bot.web.links import LinkCache, Visitors, redirect_routes, visitor_secret
 from bot.logs import request_ids
 from bot.metrics import CLICK_LAG, OUTBOX_BACKLOG, OUTBOX_PARKED, exposition
@@ -68,7 +69,8 @@ def create_app(config: Config, commands: CommandTable | None = None,
         redis = create_redis(config.redis.url)
         shared = SharedKeys(redis, config.redis.key_prefix)
         http = aiohttp.ClientSession()
-        kit = SendingKit(http, shared, PosterRenderer(Path(config.posters.templates_dir), Path(config.posters.cache_dir)))
+        kit = SendingKit(http, shared, PosterRenderer(Path(config.posters.templates_dir), Path(config.posters.cache_dir)),
+                         sources=lambda content_id: stored_bytes(db, content_id))
         senders = {channel.name: channel.sender(config, kit) for channel in channels}
         limiters = {channel.name: MemberRateLimiter(redis, f"{config.redis.key_prefix}{channel.name}:",
                                                     limits.per_minute, limits.per_hour)
@@ -122,8 +124,11 @@ def create_app(config: Config, commands: CommandTable | None = None,
     links = LinkCache(lambda request: request.app[DB])
     app[VISITORS] = visitors
     app.add_routes(redirect_routes(links, lambda request: request.app[CLICKS], visitors))
-    app.add_routes(landing_routes(links, visitors, config, lambda request: request.app[DB],
-                                  lambda request: request.app[OUTBOX], lambda request: request.app[SHARED]))
+    form = LeadForm(visitors, config, lambda request: request.app[DB], lambda request: request.app[OUTBOX],
+                    lambda request: request.app[SHARED])
+    app.add_routes(landing_routes(form, links))
+    app.add_routes(download_routes(links, visitors, form, lambda request: request.app[DB],
+                                   lambda request: request.app[CLICKS], visitors.secret))
     app.add_routes(invite_routes(config, lambda request: request.app[DB]))
     app.add_routes([web.get("/healthz", healthz), web.get("/metrics", metrics), *admin])
     return app

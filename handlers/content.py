@@ -9,9 +9,9 @@ from handlers import words
 from handlers.context import ArgError, Context, parse_id
 from handlers.links import tracked_url
 from handlers.tasks import format_time
-from handlers.replies import News, Reply, Text
+from handlers.replies import Card, News, Reply, Stamped, Text
 from store import content as content_store
-from store import forwards
+from store import content_files, forwards
 from store import tasks as task_store
 from store.models import ContentItem
 from store.partners import partner_by_id
@@ -181,10 +181,23 @@ async def show_content(ctx: Context, item: ContentItem) -> Text:
                      f"状态：{status}。适用对象：{item.audience}。有效期至：{_expiry(ctx, item.expires_at)}。"),
              ctx.say(f"Tags: {' '.join(tags) or 'none'}", f"标签：{' '.join(tags) or '无'}"),
              item.url or item.body,
+             await _file_line(ctx, item),
              ctx.say(f"{copies} member(s) took their copy.", f"已有 {copies} 人获取专属版本。"),
              ctx.say(f"Forwarded to {reached} customer(s) in WeCom.", f"已群发给 {reached} 位企业微信客户。")
              if reached else ""]
     return Text("\n".join(line for line in lines if line))
+
+
+def _size(size: int) -> str:
+    return f"{size / 1024 / 1024:.1f} MB" if size >= 1024 * 1024 else f"{max(1, size // 1024)} KB"
+
+
+async def _file_line(ctx: Context, item: ContentItem) -> str:
+    info = await content_files.file_info(ctx.session, item.id) if item.kind in ("file", "image") else None
+    if info is None:
+        return ""
+    gate = ctx.say(" Behind the sign-up form.", "留资后下载。") if item.gated else ""
+    return ctx.say(f"File: {info.filename} ({_size(info.size)}).{gate}", f"文件：{info.filename}（{_size(info.size)}）。{gate}")
 
 
 async def my_copy(ctx: Context, item: ContentItem) -> list[Reply]:
@@ -197,10 +210,34 @@ async def my_copy(ctx: Context, item: ContentItem) -> list[Reply]:
         return [Text(ctx.say(f"Your script “{item.title}”, with your name and link — copy the next message:",
                              f"您的话术“{item.title}”已填好您的信息和专属链接，复制下一条发送即可：")),
                 Text(filled)]
+    if item.kind in ("image", "file"):
+        return await _media_copy(ctx, item, copy.code)
     description = item.summary or ctx.say("Your own link: clicks and sign-ups count for you",
                                           "您的专属链接：点击和留资都记在您名下")
     return [News(title=item.title, description=description, url=url), Text(ctx.say(f"Your own link for content #{item.id} — forward it to your customers:\n{item.title}\n{url}",
                                f"您的素材 #{item.id} 专属链接，转发给客户即可：\n{item.title}\n{url}"))]
+
+
+async def _media_copy(ctx: Context, item: ContentItem, code: str) -> list[Reply]:
+    """An image with the member's QR code (drawn by the sender, like a poster); a file behind their
+    tracked download page /d/<code> (the sign-up form first when the item is gated)."""
+    info = await content_files.file_info(ctx.session, item.id)
+    if info is None:
+        return [Text(ctx.say(f"Content #{item.id} has no file yet; ask your marketer.",
+                             f"素材 #{item.id} 还没有上传文件，请联系市场人员。"))]
+    if item.kind == "image":
+        return [Stamped(item.id, info.sha256, tracked_url(ctx, code)),
+                Text(ctx.say(f"Your copy of “{item.title}”: scans of its QR code count for you — forward the picture.",
+                             f"这是您的“{item.title}”专属图片，扫码都会记在您名下，转发图片即可。"))]
+    url = tracked_url(ctx, code, "d")
+    size = _size(info.size)
+    gate_en, gate_zh = (" Visitors leave their details first; leads count for you.", "访客先留资再下载，线索记在您名下。") \
+        if item.gated else ("", "")
+    card = Card(title=item.title, description=item.summary or f"{info.filename} · {size}", url=url,
+                card_id=f"c{item.id}-m{ctx.member.id}")
+    return [card, Text(ctx.say(f"Your own download link for content #{item.id} ({info.filename}, {size}) — forward it "
+                               f"to your customers:{gate_en}\n{url}",
+                               f"您的素材 #{item.id} 专属下载链接（{info.filename}，{size}），转发给客户即可。{gate_zh}\n{url}"))]
 
 
 async def attach(ctx: Context, args: AttachArgs) -> Text:

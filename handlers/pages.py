@@ -22,6 +22,9 @@ FORM_UNREADABLE = PageText("无法读取表单 / Cannot read the form", "请返�
 FORM_EXPIRED = PageText("页面已过期 / This page has expired", "请刷新页面后重新提交。Please reload the page and submit again.")
 FORM_TOO_OFTEN = PageText("提交太频繁 / Too many submissions", "请稍后再试。Please try again later.")
 
+DOWNLOAD_NOW = "下载文件 / Download the file"
+DOWNLOAD_EXPIRED = PageText("下载链接已过期 / This download link has expired",
+                            "请重新打开分享给您的链接。Please open the link you were given again.")
 INVITE_INVALID = PageText("邀请码无效 / Invalid invite", "请核对二维码或邀请码。Please check the code.")
 
 

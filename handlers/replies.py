@@ -66,6 +66,17 @@ class Poster:
 
 
 @dataclass(frozen=True)
+class Stamped:
+    """A content image with the member's QR code stamped on it, drawn (and cached) by the sender from the
+    stored bytes (`content_id`, identified by their `sha256`): any instance can send it."""
+
+    content_id: int
+    sha256: str
+    qr_url: str
+    kind: Literal["stamped"] = "stamped"
+
+
+@dataclass(frozen=True)
 class Chart:
     """A report chart as plain data (bot/render/charts.py documents the spec); the sender draws it, so
     any instance can send it and the outbox row stays small."""
@@ -105,9 +116,9 @@ class News:
     kind: Literal["news"] = "news"
 
 
-Reply = Union[Text, Markdown, Image, Poster, Chart, Card, News]
-_REPLY_TYPES: dict[str, type] = {"text": Text, "markdown": Markdown, "image": Image, "poster": Poster, "chart": Chart,
-                                 "card": Card, "news": News}
+Reply = Union[Text, Markdown, Image, Poster, Stamped, Chart, Card, News]
+_REPLY_TYPES: dict[str, type] = {"text": Text, "markdown": Markdown, "image": Image, "poster": Poster, "stamped": Stamped,
+                                 "chart": Chart, "card": Card, "news": News}
 
 
 def reply_to_payload(reply: Reply) -> dict[str, Any]:

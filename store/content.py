@@ -118,8 +118,8 @@ async def create_content(session: AsyncSession, *, title: str, creator: Member |
         url = check_url(url)
         kind = kind or kind_of_url(url)
         if kind not in ("link", "video"):
-            raise InvalidContent("kind", "only link, video and script items can be added for now",
-                                 "目前只能添加链接、视频链接和话术")
+            raise InvalidContent("kind", "kind is link, video or script here (files and images are uploaded)",
+                                 "此处类型须为链接、视频链接或话术（文件和图片请上传）")
     summary = clean_text(summary)
     if len(summary) > SUMMARY_MAX:
         raise InvalidContent("summary", f"the summary is longer than {SUMMARY_MAX} characters",
@@ -247,7 +247,12 @@ async def copies_taken(session: AsyncSession, content_id: int) -> int:
 
 async def update_content(session: AsyncSession, item: ContentItem, *, title: str | None = None,
                          tags: list[str] | None = None, audience: str | None = None, status: str | None = None,
-                         expires_at: datetime | None = None, clear_expiry: bool = False) -> ContentItem:
+                         expires_at: datetime | None = None, clear_expiry: bool = False,
+                         gated: bool | None = None) -> ContentItem:
+    if gated is not None:
+        if gated and item.kind != "file":
+            raise InvalidContent("gated", "only a file can be behind the sign-up form", "只有文件可以设置留资后下载")
+        item.gated = gated
     if title is not None:
         item.title = check_title(title)
     if audience is not None:

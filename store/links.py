@@ -52,6 +52,8 @@ class LinkTarget:
     ended: bool
     task_title: str  # the task's title, or the content item's
     content_id: int | None = None
+    content_kind: str = ""  # a content item's kind: a file's link is its download page /d/<code>
+    gated: bool = False  # a file behind the sign-up form
 
 
 async def resolve(session: AsyncSession, code: str) -> LinkTarget | None:
@@ -69,7 +71,8 @@ async def resolve(session: AsyncSession, code: str) -> LinkTarget | None:
         return None
     # A retired or expired item's links end like an ended task's.
     ended = item.status != "published" or (item.expires_at is not None and item.expires_at <= utcnow())
-    return LinkTarget(row.id, None, row.member_id, row.channel, item.url, ended, item.title, item.id)
+    return LinkTarget(row.id, None, row.member_id, row.channel, item.url, ended, item.title, item.id, item.kind,
+                      item.gated)
 
 
 DAILY_COUNTS = ("clicks", "unique_clicks", "bot_clicks", "held_clicks")

@@ -7,7 +7,7 @@ A new channel is a module here plus one line in `CHANNELS` (bot/channels/__init_
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -51,11 +51,13 @@ class Pipeline:
 @dataclass(frozen=True)
 class SendingKit:
     """What a channel's sender may use: one HTTP session, the shared keys (access tokens, media ids)
-    and the poster renderer (image replies)."""
+    and the poster renderer (image replies); `sources(content_id)` gives a content image's stored bytes
+    (for stamped copies; None when the item has none)."""
 
     http: aiohttp.ClientSession
     shared: SharedKeys
     posters: PosterRenderer
+    sources: Callable[[int], Awaitable[bytes | None]] | None = None
 
 
 class Channel(Protocol):

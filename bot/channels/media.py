@@ -10,20 +10,22 @@ from typing import Any
 
 from bot.channels.api_client import TokenClient
 from bot.render.posters import PosterRenderer, PosterRequest
-from handlers.replies import Chart, Image, Poster, Reply, reply_from_payload
+from handlers.replies import Chart, Image, Poster, Reply, Stamped, reply_from_payload
 from store.redis import SharedKeys
 
 MEDIA_REUSE_SECONDS = int(2.5 * 86400)
 
 
 class ImageUploads:
-    def __init__(self, client: TokenClient, posters: PosterRenderer, shared: SharedKeys, namespace: str) -> None:
+    def __init__(self, client: TokenClient, posters: PosterRenderer, shared: SharedKeys, namespace: str,
+                 sources: Any = None) -> None:
         self.client = client
+        self.sources = sources  # content_id -> the stored image's bytes (stamped copies)
         self.posters = posters
         self.shared = shared
         self.namespace = namespace  # media ids of one platform (or app) mean nothing to another
 
-    async def media_id(self, reply: Image | Poster | Chart, message_id: int) -> str:
+    async def media_id(self, reply: Image | Poster | Stamped | Chart, message_id: int) -> str:
         if isinstance(reply, Image):
             return await self._upload(Path(reply.path))
         if isinstance(reply, Chart):
@@ -31,14 +33,28 @@ class ImageUploads:
 
             png = await asyncio.to_thread(render_report, reply.spec)  # CPU-bound: off the event loop
             return await self.client.upload_media("image", f"report-{message_id}.png", png, "image/png")
-        request = PosterRequest(reply.template, reply.qr_url, reply.member_name, reply.partner_name, reply.task_title)
-        path = await asyncio.to_thread(self.posters.render, request)  # CPU-bound; cached on disk
+        if isinstance(reply, Stamped):
+            path = await self._stamped(reply)
+        else:
+            request = PosterRequest(reply.template, reply.qr_url, reply.member_name, reply.partner_name,
+                                    reply.task_title)
+            path = await asyncio.to_thread(self.posters.render, request)  # CPU-bound; cached on disk
         key = f"media:{self.namespace}:poster:{path.stem}"  # the file name is its content key
         media_id = await self.shared.get(key)  # without Redis, this process remembers
         if media_id is None:
             media_id = await self._upload(path)
             await self.shared.set(key, media_id, MEDIA_REUSE_SECONDS)
         return media_id
+
+    async def _stamped(self, reply: Stamped) -> Path:
+        """The member's copy of a content image: from the cache, else stamped from the stored bytes."""
+        path = self.posters.stamped_path(reply.sha256, reply.qr_url)
+        if path.is_file():
+            return path
+        source = await self.sources(reply.content_id) if self.sources is not None else None
+        if source is None:
+            raise LookupError(f"content #{reply.content_id} has no stored image")
+        return await asyncio.to_thread(self.posters.stamp, source, reply.sha256, reply.qr_url)
 
     async def _upload(self, path: Path) -> str:
         content_type = mimetypes.guess_type(path.name)[0] or "image/png"
@@ -52,13 +68,13 @@ class MediaSender:
 
     channel: str
 
-    def __init__(self, client: Any, posters: PosterRenderer, shared: SharedKeys) -> None:
+    def __init__(self, client: Any, posters: PosterRenderer, shared: SharedKeys, sources: Any = None) -> None:
         self.client = client
-        self.images = ImageUploads(client, posters, shared, namespace=self.channel)
+        self.images = ImageUploads(client, posters, shared, namespace=self.channel, sources=sources)
 
     async def body_of(self, payload: dict[str, Any], message_id: int) -> dict[str, Any]:
         reply = reply_from_payload(payload)
-        if isinstance(reply, (Image, Poster, Chart)):
+        if isinstance(reply, (Image, Poster, Stamped, Chart)):
             return {"msgtype": "image", "image": {"media_id": await self.images.media_id(reply, message_id)}}
         return await self._body(reply, message_id)
 

@@ -306,4 +306,4 @@ class WeChatChannel:
                                config.server.max_body_bytes)
 
     def sender(self, config: Config, kit: SendingKit) -> WeChatSender:
-        return WeChatSender(WeChatClient(config.wechat, kit.http, kit.shared), kit.posters, kit.shared)
+        return WeChatSender(WeChatClient(config.wechat, kit.http, kit.shared), kit.posters, kit.shared, kit.sources)

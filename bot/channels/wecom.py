@@ -245,4 +245,4 @@ class WeComChannel:
         return callback_routes(WeComCodec(config.wecom), receive, config.server.max_body_bytes)
 
     def sender(self, config: Config, kit: SendingKit) -> WeComSender:
-        return WeComSender(WeComClient(config.wecom, kit.http, kit.shared), kit.posters, kit.shared)
+        return WeComSender(WeComClient(config.wecom, kit.http, kit.shared), kit.posters, kit.shared, kit.sources)

@@ -3,6 +3,7 @@ Cached on disk; `render` is for `asyncio.to_thread`: no shared mutable state but
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import os
@@ -14,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import qrcode
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 from bot.config import ASSETS
 from store.tasks import template_names
@@ -32,6 +33,9 @@ NO_LINE_END = set("（《「『【〔〈“‘([{")  # never end a line
 WORD = re.compile(r"[A-Za-z0-9@#&+\-_./:%'’]+\s*|\s+|.", re.S)  # Latin words stay whole
 SEPARATOR_AT_END = re.compile(r"\s+·?\s*$")  # "A · B" broken after the dot: the dot goes
 TRIM = " ，、,;；：:·"  # dropped before an ellipsis
+# A content image with a member's QR code: the longest side at most STAMP_MAX, the shortest at least STAMP_MIN
+# (a small picture is enlarged so its code scans), the code a quarter of the shortest side.
+STAMP, STAMP_MAX, STAMP_MIN, STAMP_QR_MIN = "stamp-1", 2048, 640, 160
 VALUES = ("member_name", "partner_name", "task_title")  # the request's fields a layout places
 
 
@@ -285,15 +289,50 @@ class PosterRenderer:
         for name, spec in layout.texts.items():
             if text := (getattr(request, name) if name in VALUES else "").strip() or spec.text:
                 draw_text(poster, text, spec)
+        return self._save(out, poster)
+
+    def _save(self, out: Path, picture: Image.Image) -> Path:
+        """Write atomically into the cache: readers see the whole picture or none."""
         self.cache_dir.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.cache_dir, prefix=f".{key[:12]}-", suffix=".tmp")
+        fd, tmp = tempfile.mkstemp(dir=self.cache_dir, prefix=f".{out.stem[:12]}-", suffix=".tmp")
         try:
             with os.fdopen(fd, "wb") as fh:
-                poster.save(fh, "PNG", optimize=False, compress_level=3)
+                if out.suffix == ".jpg":
+                    picture.save(fh, "JPEG", quality=90)
+                else:
+                    picture.save(fh, "PNG", optimize=False, compress_level=3)
                 fh.flush()
                 os.fsync(fh.fileno())
-            os.replace(tmp, out)  # atomic: readers see the whole poster or none
+            os.replace(tmp, out)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
         return out
+
+    def stamped_path(self, source_sha256: str, qr_url: str) -> Path:
+        """Where the copy of a content image with this QR code is (or will be) cached."""
+        key = hashlib.sha256(json.dumps([RENDERER_VERSION, STAMP, source_sha256, qr_url]).encode()).hexdigest()
+        return self.cache_dir / f"{key}.jpg"  # JPEG whatever the source: a photo as PNG can pass WeCom's 10 MB
+
+    def stamp(self, source: bytes, source_sha256: str, qr_url: str) -> Path:
+        """A content image with the member's QR code in its bottom-right corner (the poster's QR drawing:
+        whole-pixel modules, level H, a white quiet zone), scaled to at most STAMP_MAX px a side; cached."""
+        out = self.stamped_path(source_sha256, qr_url)
+        if out.is_file():
+            return out
+        with Image.open(io.BytesIO(source)) as opened:
+            picture = ImageOps.exif_transpose(opened)
+            if picture.mode in ("RGBA", "LA", "P"):
+                rgba = picture.convert("RGBA")
+                picture = Image.new("RGB", rgba.size, "#ffffff")
+                picture.paste(rgba, mask=rgba)
+            picture = picture.convert("RGB")
+        scale = min(STAMP_MAX / max(picture.size), max(1.0, STAMP_MIN / min(picture.size)))
+        if scale != 1.0:
+            picture = picture.resize((round(picture.width * scale), round(picture.height * scale)),
+                                     Image.Resampling.LANCZOS)
+        side = max(STAMP_QR_MIN, min(picture.size) // 4)
+        margin = side // 12
+        picture.paste(qr_image(qr_url, QRSpec(0, 0, side)), (picture.width - side - margin,
+                                                              picture.height - side - margin))
+        return self._save(out, picture)

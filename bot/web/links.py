@@ -163,24 +163,33 @@ async def live_target(links: LinkCache, request: web.Request) -> link_store.Link
     return target
 
 
+def count_click(request: web.Request, link_id: int, response: web.StreamResponse, visitors: Visitors,
+                recorder: Any) -> None:
+    """Count a visit of a tracked link (after the response: bot/web/clicks.py) and remember the visitor."""
+    ip_hash = visitors.ip_hash(request)
+    visitor = visitors.visitor_id(request, ip_hash)
+    visitors.remember(response, visitor)
+    user_agent = request.headers.get("User-Agent", "")
+    recorder.record_soon(link_id, visitor, ip_hash, user_agent, request.headers.get("Referer", ""),
+                         is_bot(user_agent, request.method))
+
+
 def redirect_routes(links: LinkCache, recorder_of: Any, visitors: Visitors) -> list[web.RouteDef]:
     async def follow(request: web.Request) -> web.StreamResponse:
         target = await live_target(links, request)
         if isinstance(target, web.Response):
             REDIRECTS.labels("not_found" if target.status == 404 else "ended").inc()
             return target
+        code = request.match_info["code"]
+        if target.content_kind == "file":  # a file's page is its download page, which counts the click
+            return web.Response(status=302, headers={"Location": f"/d/{code}", "Cache-Control": "no-store"})
         REDIRECTS.labels("redirected").inc()
         response = web.Response(status=302, headers={
-            # A talk script has no page of its own: its link opens the sharer's sign-up form.
+            # A talk script or an image has no page of its own: its link opens the sharer's sign-up form.
             "Location": with_utm(target.target_url, target.channel, target.task_id, target.content_id)
-            if target.target_url else f"/l/{request.match_info['code']}",
+            if target.target_url else f"/l/{code}",
             "Cache-Control": "no-store", "Referrer-Policy": "no-referrer-when-downgrade"})
-        ip_hash = visitors.ip_hash(request)
-        visitor = visitors.visitor_id(request, ip_hash)
-        visitors.remember(response, visitor)
-        user_agent = request.headers.get("User-Agent", "")
-        recorder_of(request).record_soon(target.link_id, visitor, ip_hash, user_agent,
-                                         request.headers.get("Referer", ""), is_bot(user_agent, request.method))
+        count_click(request, target.link_id, response, visitors, recorder_of(request))
         return response
 
     # Any path under /t/ lands here (a malformed one gets the friendly 404); HEAD is answered too.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import Boolean, ForeignKey, Integer, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from store.models.base import Base, UTCDateTime, utcnow
@@ -29,6 +29,8 @@ class ContentItem(Base):
     audience: Mapped[str] = mapped_column(String(500), default="all")
     status: Mapped[str] = mapped_column(String(16), default="published", index=True)
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # A file item behind the landing form: the download follows a valid sign-up (a lead magnet).
+    gated: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
     created_by: Mapped[int | None] = mapped_column(ForeignKey("members.id"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
@@ -68,3 +70,18 @@ class ContentForward(Base):
     reached: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class ContentFile(Base):
+    """A file or image item's bytes, in the database so every instance can serve and stamp them (≤ 20 MB,
+    WeCom's file limit). Its own table: listing items never loads the bytes."""
+
+    __tablename__ = "content_files"
+
+    content_id: Mapped[int] = mapped_column(ForeignKey("content_items.id", ondelete="CASCADE"), primary_key=True)
+    filename: Mapped[str] = mapped_column(String(200))
+    content_type: Mapped[str] = mapped_column(String(100))
+    size: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64))
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

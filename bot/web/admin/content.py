@@ -8,18 +8,22 @@ from aiohttp import web
 
 from bot.config import Config
 from bot.web.admin.common import Refused, aware_time, iso, json_body, path_id
+from bot.web.admin.uploads import read_upload
 from store import content as content_store
+from store import content_files
 from store.models import ContentItem
 
 CREATE_FIELDS = ("kind", "title", "url", "body", "summary", "tags", "audience", "status", "expires_at")
-EDIT_FIELDS = ("title", "tags", "audience", "status", "expires_at")
+EDIT_FIELDS = ("title", "tags", "audience", "status", "expires_at", "gated")
 
 
 async def content_json(session: Any, item: ContentItem) -> dict[str, Any]:
     return {"id": item.id, "kind": item.kind, "title": item.title, "summary": item.summary, "url": item.url,
             "body": item.body, "tags": (await content_store.tags_of(session, [item.id]))[item.id],
             "audience": item.audience, "status": item.status, "expires_at": iso(item.expires_at),
-            "created_at": iso(item.created_at), "copies": await content_store.copies_taken(session, item.id)}
+            "created_at": iso(item.created_at), "copies": await content_store.copies_taken(session, item.id),
+            "gated": item.gated, "file": ({"filename": f.filename, "content_type": f.content_type, "size": f.size}
+                                          if (f := await content_files.file_info(session, item.id)) else None)}
 
 
 def _check(body: Any, fields: tuple[str, ...]) -> dict[str, Any]:
@@ -33,6 +37,9 @@ def _check(body: Any, fields: tuple[str, ...]) -> dict[str, Any]:
         if key == "tags":
             if not isinstance(value, list) or not all(isinstance(t, str) for t in value):
                 raise Refused(400, "tags must be a list of strings", "tags")
+        elif key == "gated":
+            if not isinstance(value, bool):
+                raise Refused(400, "gated must be true or false", key)
         elif key == "expires_at":
             if not isinstance(value, (str, type(None))):
                 raise Refused(400, "expires_at must be ISO 8601 with a zone, or null", key)
@@ -48,9 +55,11 @@ def content_routes(config: Config, db_of: Any) -> list[web.RouteDef]:
         return _check(await json_body(request), fields)
 
     async def create(request: web.Request) -> web.Response:
+        if request.content_type == "multipart/form-data":
+            return await upload(request)
         body = await body_of(request, CREATE_FIELDS)
         if body.get("kind") in ("file", "image"):
-            raise Refused(422, "files and images cannot be added yet; kinds: link, video, script", "kind")
+            raise Refused(422, "a file or image is uploaded as multipart/form-data with a `file` part", "kind")
         if body.get("kind", "link") not in ("link", "video", "script"):
             raise Refused(422, "kind is one of link, video, script", "kind")
         async with db_of(request).session() as session:
@@ -59,6 +68,16 @@ def content_routes(config: Config, db_of: Any) -> list[web.RouteDef]:
                 kind=body.get("kind"), tags=body.get("tags", []), audience=body.get("audience", "all"),
                 summary=body.get("summary", ""), status=body.get("status", "published"),
                 expires_at=body.get("expires_at"), creator=None)
+            return web.json_response(await content_json(session, item), status=201)
+
+    async def upload(request: web.Request) -> web.Response:
+        fields, filename, data = await read_upload(request)
+        async with db_of(request).session() as session:
+            item = await content_files.create_file_content(
+                session, kind=fields.get("kind", ""), title=fields.get("title", ""), filename=filename, data=data,
+                tags=fields.get("tags", []), audience=fields.get("audience") or "all", summary=fields.get("summary", ""),
+                status=fields.get("status") or "published", expires_at=aware_time(fields.get("expires_at"), "expires_at"),
+                gated=fields.get("gated", False), creator=None)
             return web.json_response(await content_json(session, item), status=201)
 
     async def list_(request: web.Request) -> web.Response:
@@ -75,7 +94,7 @@ def content_routes(config: Config, db_of: Any) -> list[web.RouteDef]:
                 raise Refused(404, "no such content")
             await content_store.update_content(
                 session, item, title=body.get("title"), tags=body.get("tags"), audience=body.get("audience"),
-                status=body.get("status"), expires_at=body.get("expires_at"),
+                status=body.get("status"), expires_at=body.get("expires_at"), gated=body.get("gated"),
                 clear_expiry="expires_at" in body and body["expires_at"] is None)
             return web.json_response(await content_json(session, item))
 

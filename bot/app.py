@@ -5,6 +5,7 @@ import asyncio
 import hmac
 import logging
 import secrets
+from functools import partial
 from pathlib import Path
 from collections.abc import AsyncIterator, Sequence
 
@@ -18,6 +19,7 @@ from bot.web.admin.stats import stats_routes
 from bot.channels import CHANNELS
 from bot.channels.base import Channel, Pipeline, SendingKit
 from bot.channels.customers import WeComCustomers
+from bot.forwarding import send_forwards
 from bot.channels.wecom_api import WeComClient
 from bot.channels.member import MemberAddresses
 from bot.config import Config
@@ -80,7 +82,8 @@ def create_app(config: Config, commands: CommandTable | None = None,
         customers = WeComCustomers(WeComClient(config.wecom, http, shared)) \
             if any(channel.name == "wecom" for channel in channels) else None
         inbox = InboxProcessor(db, shared, Router(commands, config, customers), outbox, config,
-                               {channel.name: channel.dedupe_seconds(config) for channel in channels})
+                               {channel.name: channel.dedupe_seconds(config) for channel in channels},
+                               after_commit=partial(send_forwards, db, customers) if customers is not None else None)
         clicks = ClickRecorder(db, redis, config.redis.key_prefix, config.links.flood_window_seconds,
                                flush_interval=config.links.flush_interval_seconds, timezone=config.server.timezone,
                                reclaim_after=config.links.stream_reclaim_seconds)

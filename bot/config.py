@@ -73,6 +73,9 @@ class WeComConfig:
     member_messages_per_hour: int = 1000
     # How often each instance reads back what content forwarded to customers (`forward N`) reached.
     forward_check_seconds: float = 600.0
+    # `forward N` also makes a Moments (客户朋友圈) task, the member its only sender, for members with
+    # customer-contact permission.
+    forward_to_moments: bool = False
 
 
 @dataclass

@@ -12,12 +12,13 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from bot.config import Config
+from bot.forwarding import read_forward_results, send_forwards
 from bot.metrics import JOB_RUNS
 from handlers import notices
 from handlers.context import CommandTable, CustomerContact
 from handlers.replies import reply_to_payload
 from handlers.tasks import queue_cards
-from store import forwards, fraud, points, pool, stats, tiers
+from store import fraud, points, pool, stats, tiers
 from store import outbox as outbox_store
 from store import tasks as task_store
 from store.db import Database
@@ -203,23 +204,6 @@ async def scan_for_fraud(db: Database, config: Config) -> int:
     return len(flags)
 
 
-async def read_forward_results(db: Database, customers: CustomerContact) -> int:
-    """How many customers each recent `forward N` reached (WeCom's get_groupmsg_send_result), for
-    forwards younger than store.forwards.CHECK_DAYS; the count only grows, so instances may overlap."""
-    now = utcnow()
-    async with db.session() as session:
-        due = await forwards.forwards_to_check(session, now)
-    updated = 0
-    for forward_id, msgid, sender in due:
-        reached = await customers.reached(msgid, sender)
-        if reached is None:
-            continue  # still being dispatched, or WeCom unreachable: the next run asks again
-        async with db.session() as session:
-            await forwards.record_reached(session, forward_id, reached, now)
-        updated += 1
-    return updated
-
-
 @dataclass(frozen=True)
 class Job:
     name: str  # the `job` label of partnerbot_job_runs_total
@@ -263,7 +247,13 @@ def schedule(db: Database, config: Config, commands: CommandTable, kick_outbox: 
     ]
     if customers is not None:  # only where the bot has WeCom
         reader = customers
-        jobs.append(Job("forward results", lambda: read_forward_results(db, reader), config.wecom.forward_check_seconds))
+
+        async def forward_results() -> None:
+            await send_forwards(db, reader)  # any a crash left pending after their commit
+            await read_forward_results(db, reader)
+            kick_outbox()
+
+        jobs.append(Job("forward results", forward_results, config.wecom.forward_check_seconds))
     return jobs
 
 

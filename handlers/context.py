@@ -52,19 +52,37 @@ class ArgError(Exception):
 @dataclass(frozen=True)
 class MassMessage:
     """What WeCom said to a customer mass message (`forward N`): "created" (msgid, how many customers
-    it can reach once the member confirms), "no_permission", "no_customers" or "unavailable"."""
+    it can reach once the member confirms), "no_permission", "no_customers" or "unavailable"; asked
+    only how many customers the member has, "ready" (how many)."""
 
     outcome: str
     msgid: str = ""
     reachable: int = 0
 
 
+@dataclass(frozen=True)
+class MomentState:
+    """A Moments (客户朋友圈) task as WeCom knows it: its moment_id ("" when the task failed) and
+    whether the member published it."""
+
+    moment_id: str
+    published: bool = False
+
+
 class CustomerContact(Protocol):
-    """The member's WeCom customers (客户联系), as bot/channels/customers.py reaches them."""
+    """The member's WeCom customers (客户联系), as bot/channels/customers.py reaches them. Only
+    `customers` is safe to call from a handler (it only reads); the rest create things in WeCom and are
+    called once, after the forward was committed (bot/forwarding.py)."""
+
+    async def customers(self, sender: str) -> MassMessage: ...
 
     async def mass_message(self, sender: str, text: str, title: str, description: str, url: str) -> MassMessage: ...
 
     async def reached(self, msgid: str, sender: str) -> int | None: ...
+
+    async def moment(self, sender: str, text: str, title: str, description: str, url: str) -> str | None: ...
+
+    async def moment_state(self, jobid: str, moment_id: str | None, sender: str) -> MomentState | None: ...
 
 
 @dataclass
@@ -82,6 +100,9 @@ class Context:
     user_id: str = ""
     # WeCom customer contact, when the deployment has WeCom (None otherwise).
     customers: CustomerContact | None = None
+    # The inbox row of the chat message being answered (None outside the inbox): what makes a side
+    # effect in another system (a `forward N`) happen at most once however often the message is processed.
+    message_id: int | None = None
     _rule_book: RuleBook | None = field(default=None, init=False, repr=False)
 
     def say(self, en: str, zh: str) -> str:

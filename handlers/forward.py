@@ -1,6 +1,10 @@
 """`forward N` / `转发 N` (DESIGN §2, §11): the member's own copy of content N as a WeCom customer
 mass message, sender the member, their tracked link as its attachment; they confirm it in WeCom's
-客户群发. Members without customer-contact permission (or without customers) get their copy instead."""
+客户群发. Where allowed (`[wecom] forward_to_moments`) also a Moments (客户朋友圈) task only they post.
+The handler only records the forward (one per chat message, Context.message_id) after asking WeCom
+how many customers the member has, which only reads: WeCom creates it once the message is committed
+(bot/forwarding.py), so answering the same message twice never makes a second mass message. Members
+without customer-contact permission (or without customers) get their copy instead."""
 from __future__ import annotations
 
 from handlers.content import my_copy
@@ -24,16 +28,21 @@ async def forward(ctx: Context, content_id: int) -> list[Reply]:
                                          link=url)
     else:
         text = item.summary or item.title
-    sent = (await ctx.customers.mass_message(ctx.member.userid, text, item.title, item.summary, url)
-            if ctx.customers is not None else MassMessage("unavailable"))
-    if sent.outcome != "created":
-        return [*await my_copy(ctx, item), Text(_why_not(ctx, sent.outcome))]
-    await forwards.record_forward(ctx.session, item, ctx.member, sent.msgid, sent.reachable)
+    ready = (await ctx.customers.customers(ctx.member.userid)
+             if ctx.customers is not None else MassMessage("unavailable"))
+    if ready.outcome != "ready":
+        return [*await my_copy(ctx, item), Text(_why_not(ctx, ready.outcome))]
+    moment = ctx.config.wecom.forward_to_moments
+    await forwards.record_forward(ctx.session, item, ctx.member, inbox_id=ctx.message_id, text=text,
+                                  title=item.title, description=item.summary, url=url, reachable=ready.reachable,
+                                  moment=moment)
+    also = ctx.say(" A Moments post (客户朋友圈) with your link waits for you there too: publish it from WeCom → "
+                   "Customer Moments.", "另已生成客户朋友圈任务（附您的专属链接），请在企业微信「客户朋友圈」中发表。") if moment else ""
     return [Text(ctx.say(
-        f"Content #{item.id} “{item.title}” is ready to go to your {sent.reachable} WeCom customer(s) with your own "
-        f"link. It waits for you: open WeCom → Customer mass messages (客户群发) and confirm to send it.\n{url}",
-        f"素材 #{item.id}“{item.title}”已生成客户群发（附您的专属链接），可发给您的 {sent.reachable} 位客户。"
-        f"请在企业微信「客户群发」中确认发送。\n{url}"))]
+        f"Content #{item.id} “{item.title}” is ready to go to your {ready.reachable} WeCom customer(s) with your own "
+        f"link. It waits for you: open WeCom → Customer mass messages (客户群发) and confirm to send it.{also}\n{url}",
+        f"素材 #{item.id}“{item.title}”已生成客户群发（附您的专属链接），可发给您的 {ready.reachable} 位客户。"
+        f"请在企业微信「客户群发」中确认发送。{also}\n{url}"))]
 
 
 def _why_not(ctx: Context, outcome: str) -> str:

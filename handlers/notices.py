@@ -80,3 +80,10 @@ def monthly_statement(month: str, earned: int, commission: Decimal) -> Text:
 def new_flags(count: int) -> Text:
     return Text(f"🛡 风控：新增 {count} 条可疑记录，已暂不计入统计、等级和积分。发送“风控”查看。\n"
                 f"{count} new flag(s) held back from the figures: send flags to review.")
+
+
+def forward_failed() -> Text:
+    """To a member whose `forward N` WeCom would not create after all (customers gone, an outage)."""
+    return Text("企业微信未能创建刚才的客户群发：请手动转发您的专属版本（发送“素材 编号”获取），或稍后再试。\n"
+                "WeCom could not create the customer mass message after all: forward your copy yourself "
+                "(send content N for it), or try again later.")

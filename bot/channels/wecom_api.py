@@ -101,3 +101,17 @@ class WeComClient(TokenClient):
     async def moment_task_result(self, jobid: str) -> dict[str, Any]:
         """externalcontact/get_moment_task_result: status 1 started, 2 running, 3 done, and the result."""
         return await self.call("GET", "/cgi-bin/externalcontact/get_moment_task_result", params={"jobid": jobid})
+
+    async def moment_publish_status(self, moment_id: str) -> dict[str, int]:
+        """externalcontact/get_moment_task, every page: per sender (userid), publish_status 0 not yet
+        published, 1 published."""
+        statuses: dict[str, int] = {}
+        cursor = ""
+        while True:
+            data = await self.call("POST", "/cgi-bin/externalcontact/get_moment_task",
+                                   json={"moment_id": moment_id, "cursor": cursor, "limit": 1000})
+            statuses.update({str(row.get("userid")): int(row.get("publish_status", 0))
+                             for row in data.get("task_list", [])})
+            cursor = str(data.get("next_cursor") or "")
+            if not cursor:
+                return statuses

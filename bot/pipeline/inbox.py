@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -53,14 +54,18 @@ class LostClaim(Exception):
 
 class InboxProcessor:
     def __init__(self, db: Database, shared: SharedKeys, router: Router, outbox: OutboxSender,
-                 config: Config, dedupe_seconds: dict[str, int] | None = None) -> None:
-        """`dedupe_seconds`: per channel, how long a callback key is remembered to spot retries."""
+                 config: Config, dedupe_seconds: dict[str, int] | None = None,
+                 after_commit: Callable[[int], Awaitable[object]] | None = None) -> None:
+        """`dedupe_seconds`: per channel, how long a callback key is remembered to spot retries.
+        `after_commit(inbox_id)`: what a handler recorded for another system (a `forward N`), done once
+        its message is committed and before its replies go out; a periodic job finishes what it missed."""
         self.db = db
         self.shared = shared
         self.router = router
         self.outbox = outbox
         self.config = config
         self.dedupe_seconds = dedupe_seconds or {}
+        self.after_commit = after_commit
         self.lease = timedelta(seconds=config.inbox.lease_seconds)
         self._in_flight: set[int] = set()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -157,7 +162,7 @@ class InboxProcessor:
             return
         try:
             async with self.db.session() as session:
-                replies = await self.router.dispatch(session, message)
+                replies = await self.router.dispatch(session, message, claim.id)
                 outbox_claims = await self._enqueue(session, message, replies, claim.id)
                 if not await inbox_store.finish(session, claim, "done"):
                     raise LostClaim()
@@ -177,6 +182,11 @@ class InboxProcessor:
             await self._give_up(claim, message, f"{type(err).__name__}: {err}")
             return
         COMMANDS.labels("answered").inc()
+        if self.after_commit is not None:
+            try:
+                await self.after_commit(claim.id)
+            except Exception:
+                log.exception("inbox row %d: its side effects failed; the periodic job retries them", inbox_id)
         if claim.received_at is not None:
             REPLY_SECONDS.observe(max((utcnow() - claim.received_at).total_seconds(), 0.0))
         self._hand_over(claim.id, outbox_claims)

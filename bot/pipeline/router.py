@@ -27,7 +27,8 @@ class Router:
         self.config = config
         self.customers = customers
 
-    async def dispatch(self, session: AsyncSession, message: Incoming) -> list[Reply]:
+    async def dispatch(self, session: AsyncSession, message: Incoming, message_id: int | None = None) -> list[Reply]:
+        """`message_id`: the inbox row being answered, handed to the handler (Context.message_id)."""
         line = message.event_key if message.kind == "card_event" else message.text
         line = line.replace("\u3000", " ").strip()
         member = await member_for(session, message.channel, message.user_id)
@@ -48,7 +49,8 @@ class Router:
         command = self.commands.lookup(word)
         lang = "zh" if is_chinese(word if command else line) else "en"
         ctx = Context(member=member, lang=lang, session=session, config=self.config, commands=self.commands,
-                      channel=message.channel, user_id=message.user_id, customers=self.customers)
+                      channel=message.channel, user_id=message.user_id, customers=self.customers,
+                      message_id=message_id)
         if command is None:
             return [answers.unknown(ctx, word, self.commands.closest(word, member.role, lang))]
         if member.role not in command.roles:

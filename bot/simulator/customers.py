@@ -8,9 +8,11 @@ and Moments tasks, with WeCom's shapes and error codes.
   sender's); 41048 when nobody is left to send to.
 - externalcontact/get_groupmsg_send_result: per customer, status 0 unsent, 1 sent, 2 not a friend
   (any more), 3 already got a mass message today; 41063 right after creation (still being dispatched).
-- externalcontact/add_moment_task + get_moment_task_result: an asynchronous job (jobid).
+- externalcontact/add_moment_task + get_moment_task_result: an asynchronous job (jobid) that makes a
+  moment (moment_id); get_moment_task: per sender, publish_status 0 not yet, 1 published.
 When the app is not on the customer-contact API list (`api_allowed` False), every call is 48002.
-`confirm(msgid)` is the member tapping send in WeCom (tests, and the sandbox's button).
+`confirm(msgid)` is the member tapping send in WeCom (tests, and the sandbox's button); `publish(moment_id)`
+the member publishing a Moments post.
 """
 from __future__ import annotations
 
@@ -55,6 +57,7 @@ class MomentTask:
     text: str
     attachments: list[dict[str, Any]]
     moment_id: str = field(default_factory=lambda: "mom" + secrets.token_hex(8))
+    published: set[str] = field(default_factory=set)
 
 
 class CustomerContact:
@@ -88,6 +91,14 @@ class CustomerContact:
             message.results[customer] = (1, now) if reached is None or i < reached else (2, 0)
         return sum(1 for status, _ in message.results.values() if status == 1)
 
+    def moments_by(self, sender: str) -> list[MomentTask]:
+        return [m for m in self.moments.values() if sender in m.senders]
+
+    def publish(self, moment_id: str, sender: str | None = None) -> None:
+        """The sender (every sender if None) publishes the Moments post in WeCom."""
+        task = next(m for m in self.moments.values() if m.moment_id == moment_id)
+        task.published.update([sender] if sender else task.senders)
+
     # ----- the API -----------------------------------------------------------------------------
     def routes(self) -> list[web.RouteDef]:
         api = "/cgi-bin/externalcontact/"
@@ -95,7 +106,8 @@ class CustomerContact:
                 web.post(api + "add_msg_template", self._guard(self.api_add_msg_template, body=True)),
                 web.post(api + "get_groupmsg_send_result", self._guard(self.api_send_result, body=True)),
                 web.post(api + "add_moment_task", self._guard(self.api_add_moment_task, body=True)),
-                web.get(api + "get_moment_task_result", self._guard(self.api_moment_result))]
+                web.get(api + "get_moment_task_result", self._guard(self.api_moment_result)),
+                web.post(api + "get_moment_task", self._guard(self.api_moment_task, body=True))]
 
     def _guard(self, handler: Callable[..., web.Response], body: bool = False) -> Callable[[web.Request], Any]:
         async def route(request: web.Request) -> web.Response:
@@ -199,6 +211,13 @@ class CustomerContact:
             "errcode": 0, "errmsg": "ok", "moment_id": task.moment_id,
             "invalid_sender_list": {"user_list": task.invalid, "department_list": []},
             "invalid_external_contact_list": {"tag_list": []}}})
+
+    def api_moment_task(self, body: dict[str, Any]) -> web.Response:
+        task = next((m for m in self.moments.values() if m.moment_id == body.get("moment_id")), None)
+        if task is None:
+            return _error(40058, "invalid moment_id")
+        return web.json_response({"errcode": 0, "errmsg": "ok", "next_cursor": "", "task_list": [
+            {"userid": s, "publish_status": 1 if s in task.published else 0} for s in task.senders]})
 
 
 def _check_attachments(attachments: Any) -> web.Response | None:

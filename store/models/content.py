@@ -56,18 +56,34 @@ class ContentAttachment(Base):
 
 
 class ContentForward(Base):
-    """A member's copy sent to their WeCom customers as a customer mass message (`forward N`): WeCom's
-    msgid, how many customers it could reach when created, and how many it reached once the member
-    confirmed it in WeCom (read back by a periodic job; null until then)."""
+    """A member's copy sent to their WeCom customers as a customer mass message (`forward N`), and
+    where allowed a Moments (朋友圈) task. Recorded first, keyed by the chat message (`inbox_id`: one
+    chat message makes at most one forward), then created in WeCom once after the commit
+    (`status` pending → sending → created or failed; a row left `sending` is never sent again).
+    `reachable`: customers it could reach when asked; `reached`: how many it did once the member
+    confirmed it (read back by a periodic job; null until then)."""
 
     __tablename__ = "content_forwards"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     content_id: Mapped[int] = mapped_column(ForeignKey("content_items.id"), index=True)
     member_id: Mapped[int] = mapped_column(ForeignKey("members.id"), index=True)
-    msgid: Mapped[str] = mapped_column(String(64), unique=True)
+    inbox_id: Mapped[int | None] = mapped_column(Integer, unique=True)
+    status: Mapped[str] = mapped_column(String(16), default="created", server_default="created", index=True)
+    # What goes to WeCom: the text and the tracked link's card.
+    text: Mapped[str] = mapped_column(Text, default="", server_default="")
+    title: Mapped[str] = mapped_column(String(64), default="", server_default="")
+    description: Mapped[str] = mapped_column(Text, default="", server_default="")
+    url: Mapped[str] = mapped_column(String(2000), default="", server_default="")
+    msgid: Mapped[str | None] = mapped_column(String(64), unique=True)
     reachable: Mapped[int] = mapped_column(Integer)
     reached: Mapped[int | None] = mapped_column(Integer)
+    # The Moments task: wanted (config and permission), WeCom's jobid, then its moment_id and whether
+    # the member published it (null until known).
+    moment: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+    moment_jobid: Mapped[str | None] = mapped_column(String(64))
+    moment_id: Mapped[str | None] = mapped_column(String(64))
+    moment_published: Mapped[bool | None] = mapped_column(Boolean)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 

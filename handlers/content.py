@@ -175,7 +175,7 @@ async def show_content(ctx: Context, item: ContentItem) -> Text:
     tags = (await content_store.tags_of(ctx.session, [item.id]))[item.id]
     status = words.word(words.CONTENT_STATUSES, item.status, ctx.lang)
     copies = await content_store.copies_taken(ctx.session, item.id)
-    reached = await forwards.customers_reached(ctx.session, content_id=item.id)
+    forwarded = forwarded_line(ctx, await forwards.forward_figures(ctx.session, content_id=item.id))
     lines = [f"#{item.id} [{_kind(ctx, item)}] {item.title}",
              ctx.say(f"Status: {status}. Audience: {item.audience}. Expires: {_expiry(ctx, item.expires_at)}.",
                      f"状态：{status}。适用对象：{item.audience}。有效期至：{_expiry(ctx, item.expires_at)}。"),
@@ -183,9 +183,19 @@ async def show_content(ctx: Context, item: ContentItem) -> Text:
              item.url or item.body,
              await _file_line(ctx, item),
              ctx.say(f"{copies} member(s) took their copy.", f"已有 {copies} 人获取专属版本。"),
-             ctx.say(f"Forwarded to {reached} customer(s) in WeCom.", f"已群发给 {reached} 位企业微信客户。")
-             if reached else ""]
+             forwarded]
     return Text("\n".join(line for line in lines if line))
+
+
+def forwarded_line(ctx: Context, figures: forwards.ForwardFigures) -> str:
+    """`forward N` in WeCom: mass messages and the customers they reached, Moments posts ("" if none)."""
+    if not figures.mass_messages and not figures.moments:
+        return ""
+    moments_en = f"; {figures.moments} Moments post(s), {figures.moments_published} published" if figures.moments else ""
+    moments_zh = f"；客户朋友圈 {figures.moments} 条，已发表 {figures.moments_published} 条" if figures.moments else ""
+    return ctx.say(f"Forwarded in WeCom: {figures.mass_messages} customer mass message(s), reaching "
+                   f"{figures.reached} customer(s){moments_en}.",
+                   f"企业微信转发：客户群发 {figures.mass_messages} 次，已送达 {figures.reached} 位客户{moments_zh}。")
 
 
 def _size(size: int) -> str:

@@ -10,6 +10,7 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 from handlers.replies import Chart, Reply, Text
+from handlers.content import forwarded_line
 from handlers.context import ROLE_NAMES, ArgError, Context, parse_id
 from store import attribution, forwards, points, stats
 from store.content import STAFF_ROLES, get_content
@@ -103,9 +104,10 @@ async def my_figures(ctx: Context, _args: None) -> Text:
             f"Rank by unique clicks: #{overall} of {len(everyone)}"
             + (f", #{inside} of {len(colleagues)} in your company." if inside else "."),
             f"独立点击排名：第 {overall}/{len(everyone)} 名" + (f"，公司内第 {inside}/{len(colleagues)} 名。" if inside else "。"))
-    reached = await forwards.customers_reached(ctx.session, member_id=ctx.member.id, since=period.start)
-    if reached:
-        rank_line += "\n" + ctx.say(f"Forwarded to {reached} WeCom customer(s).", f"已群发给 {reached} 位企业微信客户。")
+    forwarded = forwarded_line(ctx, await forwards.forward_figures(ctx.session, member_id=ctx.member.id,
+                                                                   since=period.start))
+    if forwarded:
+        rank_line += "\n" + forwarded
     return Text(ctx.say(
         f"Your last 30 days: {mine.shares} share(s), {mine.unique_clicks} unique click(s) (bots excluded), "
         f"{mine.leads} lead(s) from your links, {claimed} claimed from the pool, {mine.won} won ({money(mine.revenue)}; "
@@ -217,6 +219,9 @@ async def report(ctx: Context, args: ReportArgs) -> list[Reply]:
     top_members = stats.ranked(stats.active(members), "unique_clicks")[:10]
     title = ctx.say(f"📊 Report · {period.label}", f"📊 统计 · {period.label}") + (f" · {label}" if label else "")
     lines = [title, funnel_line(funnel, ctx.lang), deals_line(funnel, ctx.lang)]
+    if scope.content_id is not None and (reached := await forwards.customers_reached(
+            ctx.session, content_id=scope.content_id, since=period.start)):
+        lines.append(ctx.say(f"Customers reached by WeCom mass messages: {reached}", f"客户群发送达客户：{reached} 位"))
     if funnel.held_clicks or funnel.held_leads:
         lines.append(ctx.say(f"Held back by fraud checks: {funnel.held_clicks} click(s), {funnel.held_leads} lead(s)",
                              f"风控暂扣：点击 {funnel.held_clicks} 次，线索 {funnel.held_leads} 条") + flags_hint(ctx))

@@ -14,7 +14,6 @@ from store import content as content_store
 from store import content_files, forwards
 from store import tasks as task_store
 from store.models import ContentItem
-from store.partners import partner_by_id
 
 # Replies list at most this many items; the library is narrowed with tags, like the lead pool with words.
 PAGE = 10
@@ -214,9 +213,7 @@ async def my_copy(ctx: Context, item: ContentItem) -> list[Reply]:
     copy = await content_store.take_copy(ctx.session, item, ctx.member)
     url = tracked_url(ctx, copy.code)
     if item.kind == "script":
-        partner = await partner_by_id(ctx.session, ctx.member.partner_id) if ctx.member.partner_id else None
-        filled = content_store.fill_script(item.body, name=ctx.member.name, company=partner.name if partner else "",
-                                           link=url)
+        filled = await content_store.script_for(ctx.session, item, ctx.member, url)
         return [Text(ctx.say(f"Your script “{item.title}”, with your name and link — copy the next message:",
                              f"您的话术“{item.title}”已填好您的信息和专属链接，复制下一条发送即可：")),
                 Text(filled)]

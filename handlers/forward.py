@@ -13,7 +13,6 @@ from handlers.links import tracked_url
 from handlers.replies import Reply, Text
 from store import content as content_store
 from store import forwards
-from store.partners import partner_by_id
 
 
 async def forward(ctx: Context, content_id: int) -> list[Reply]:
@@ -23,9 +22,7 @@ async def forward(ctx: Context, content_id: int) -> list[Reply]:
     copy = await content_store.take_copy(ctx.session, item, ctx.member)
     url = tracked_url(ctx, copy.code)
     if item.kind == "script":
-        partner = await partner_by_id(ctx.session, ctx.member.partner_id) if ctx.member.partner_id else None
-        text = content_store.fill_script(item.body, name=ctx.member.name, company=partner.name if partner else "",
-                                         link=url)
+        text = await content_store.script_for(ctx.session, item, ctx.member, url)
     else:
         text = item.summary or item.title
     ready = (await ctx.customers.customers(ctx.member.userid)

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from store.errors import Refusal
 from store.db import dialect_insert
 from store.links import new_code
+from store.partners import partner_by_id
 from store.models import (CONTENT_STATUSES, ContentAttachment, ContentItem, ContentTag, Member, OutboxMessage,
                           Share, Task, TrackedLink, utcnow)
 from store.tasks import TASK_CARD, InvalidTask, TargetError, check_title, check_url, resolve_targets
@@ -68,6 +69,12 @@ def check_script(body: str) -> str:
 def fill_script(body: str, *, name: str, company: str, link: str) -> str:
     values = {"name": name, "company": company, "link": link}
     return _VARIABLE.sub(lambda m: values.get(VARIABLES.get(m[1].strip(), ""), m[0]), body)
+
+
+async def script_for(session: AsyncSession, item: ContentItem, member: Member, link: str) -> str:
+    """A talk script filled for `member`: their name, their company, their own link."""
+    partner = await partner_by_id(session, member.partner_id) if member.partner_id else None
+    return fill_script(item.body, name=member.name, company=partner.name if partner else "", link=link)
 
 
 async def check_audience(session: AsyncSession, audience: str) -> str:

@@ -67,6 +67,24 @@ class CustomerContact(Protocol):
     async def reached(self, msgid: str, sender: str) -> int | None: ...
 
 
+@dataclass(frozen=True)
+class Download:
+    """What fetching an image or file a member sent gave: "ok" (its bytes and the platform's file name),
+    "expired" (the platform no longer has it: WeCom's 40007 after 3 days), "too_large" (`size`: at least
+    this many bytes, more than asked for) or "unavailable" (the platform could not be reached)."""
+
+    outcome: str
+    data: bytes = b""
+    filename: str = ""
+    size: int = 0
+
+
+class MediaDownloads(Protocol):
+    """Images and files members send to the bot, as bot/channels/downloads.py fetches them (media/get)."""
+
+    async def fetch(self, media_id: str, max_bytes: int) -> Download: ...
+
+
 @dataclass
 class Context:
     """Everything a handler may use; handlers never reach for globals."""
@@ -82,6 +100,8 @@ class Context:
     user_id: str = ""
     # WeCom customer contact, when the deployment has WeCom (None otherwise).
     customers: CustomerContact | None = None
+    # What members send to the bot (images, files), when the deployment has WeCom (None otherwise).
+    media: MediaDownloads | None = None
     _rule_book: RuleBook | None = field(default=None, init=False, repr=False)
 
     def say(self, en: str, zh: str) -> str:

@@ -140,3 +140,11 @@ def test_the_demo_whitepaper_is_a_well_formed_pdf() -> None:
     assert pdf[start:].startswith(b"xref\n0 6\n") and pdf.endswith(b"%%EOF\n")
     offsets = [int(line[:10]) for line in pdf[start:].split(b"\n")[3:8]]
     assert [pdf[o:o + 8] for o in offsets] == [f"{n} 0 obj\n".encode() for n in range(1, 6)]
+
+
+def test_media_get_names_the_file_like_wecom() -> None:
+    from bot.channels.wecom_api import disposition_name
+
+    assert disposition_name('attachment; filename="MEDIA_ID.jpg"') == "MEDIA_ID.jpg"
+    assert disposition_name("attachment; filename*=UTF-8''%E7%99%BD%E7%9A%AE%E4%B9%A6.pdf") == "白皮书.pdf"
+    assert disposition_name("") == ""

@@ -20,6 +20,7 @@ from bot.channels import CHANNELS
 from bot.channels.base import Channel, Pipeline, SendingKit
 from bot.channels.customers import WeComCustomers
 from bot.forwarding import send_forwards
+from bot.channels.downloads import WeComDownloads
 from bot.channels.wecom_api import WeComClient
 from bot.channels.member import MemberAddresses
 from bot.config import Config
@@ -78,10 +79,12 @@ def create_app(config: Config, commands: CommandTable | None = None,
                                                     limits.per_minute, limits.per_hour)
                     for channel in channels if (limits := channel.send_limits(config)) is not None}
         outbox = OutboxSender(db, senders, config.outbox, limiters, MemberAddresses(db, senders))
-        # `forward N` and the job reading its results back reach WeCom's customer contact.
-        customers = WeComCustomers(WeComClient(config.wecom, http, shared)) \
-            if any(channel.name == "wecom" for channel in channels) else None
-        inbox = InboxProcessor(db, shared, Router(commands, config, customers), outbox, config,
+        # `forward N` and the job reading its results back reach WeCom's customer contact; `keep` fetches
+        # what marketers send (media/get).
+        wecom = WeComClient(config.wecom, http, shared) if any(c.name == "wecom" for c in channels) else None
+        customers = WeComCustomers(wecom) if wecom is not None else None
+        media = WeComDownloads(wecom) if wecom is not None else None
+        inbox = InboxProcessor(db, shared, Router(commands, config, customers, media), outbox, config,
                                {channel.name: channel.dedupe_seconds(config) for channel in channels},
                                after_commit=partial(send_forwards, db, customers) if customers is not None else None)
         clicks = ClickRecorder(db, redis, config.redis.key_prefix, config.links.flood_window_seconds,

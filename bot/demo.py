@@ -26,8 +26,7 @@ DEMO_LEADS = [
     ("李先生", "蓝海金融", "13800000004", "深圳", "金融", "蓝海渠道"),
 ]
 # The content library (issue 16), oldest first so the article is 素材 1: keyword arguments of
-# store.content.create_content. Files and images (the gated whitepaper, the case-study image) join
-# once the library takes those kinds.
+# store.content.create_content; then DEMO_FILES (the gated whitepaper, the case-study image).
 DEMO_CONTENT = [
     dict(title="制造业数字化转型：华星制造的 90 天", url="https://brand.example/cases/huaxing-90-days",
          summary="一家 300 人工厂如何在 90 天内上线数字化产线，成本下降 18%。", tags=("制造", "案例")),
@@ -42,6 +41,54 @@ DEMO_CONTENT = [
         "感谢您昨天来到我们的展位！\n"
         "您关心的方案资料在这里：{链接}\n"
         "有任何问题随时找我——{姓名}")),
+]
+
+
+def whitepaper_pdf() -> bytes:
+    """A small, valid one-page PDF (catalog, page tree, page, font, content stream, xref table)."""
+    lines = ["Manufacturing Digitalisation Whitepaper 2026", "", "1. Why 90 days is enough",
+             "2. Costs down 18%: where the savings come from", "3. A checklist for your first production line"]
+    text = "BT /F1 14 Tf 72 760 Td 18 TL " + " ".join(f"({line}) '" for line in lines) + " ET"
+    objects = ["<< /Type /Catalog /Pages 2 0 R >>", "<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+               "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 4 0 R >> >> "
+               "/Contents 5 0 R >>", "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+               f"<< /Length {len(text)} >>\nstream\n{text}\nendstream"]
+    out, offsets = bytearray(b"%PDF-1.4\n"), []
+    for number, body in enumerate(objects, 1):
+        offsets.append(len(out))
+        out += f"{number} 0 obj\n{body}\nendobj\n".encode("latin-1")
+    xref = len(out)
+    out += f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode()
+    out += b"".join(f"{offset:010d} 00000 n \n".encode() for offset in offsets)
+    out += f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
+    return bytes(out)
+
+
+def case_study_png() -> bytes:
+    """A case-study picture (bars of a before/after chart), room left for the partner's QR code."""
+    import io
+
+    from PIL import Image, ImageDraw
+
+    image = Image.new("RGB", (900, 600), "#f4efe6")
+    draw = ImageDraw.Draw(image)
+    draw.rectangle((0, 0, 900, 90), fill="#1f4e79")
+    for i, (before, after) in enumerate(((380, 300), (320, 210), (260, 150))):
+        x = 120 + i * 220
+        draw.rectangle((x, 520 - before, x + 70, 520), fill="#9aa9b8")
+        draw.rectangle((x + 80, 520 - after, x + 150, 520), fill="#2e8b57")
+    out = io.BytesIO()
+    image.save(out, "PNG")
+    return out.getvalue()
+
+
+# File and image items: keyword arguments of store.content_files.create_file_content but `data`, which
+# `make` draws when the demo seeds.
+DEMO_FILES = [
+    dict(kind="file", title="2026 制造业数字化白皮书", filename="2026 制造业数字化白皮书.pdf", make=whitepaper_pdf,
+         summary="留资后下载：90 天上线数字化产线的方法与清单。", tags=("白皮书", "制造"), gated=True),
+    dict(kind="image", title="案例：华星制造降本 18%", filename="华星制造案例.png", make=case_study_png,
+         tags=("案例", "制造")),
 ]
 # In the WeCom directory but not registered with the bot: shows what a newcomer sees.
 DEMO_GUESTS = {"guest01": "访客（未开通）"}
@@ -96,4 +143,5 @@ async def seed_demo(session, timezone: str = "Asia/Shanghai") -> None:  # type: 
     content library for `素材`."""
     from store.demo import seed
 
-    await seed(session, DEMO_MEMBERS, DEMO_WECHAT_ONLY, DEMO_LEADS, timezone, DEMO_CONTENT)
+    files = [{**{k: v for k, v in item.items() if k != "make"}, "data": item["make"]()} for item in DEMO_FILES]
+    await seed(session, DEMO_MEMBERS, DEMO_WECHAT_ONLY, DEMO_LEADS, timezone, DEMO_CONTENT, files)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from handlers.context import EVERY_ROLE, FOLLOWER, GUEST, Command, CommandTable, optional_id, parse_id
 from handlers import help as help_
-from handlers import bindings, content, flags, forward, leads, links, partners, posters, stats, tasks
+from handlers import bindings, content, flags, forward, keep, leads, links, partners, posters, stats, tasks
 
 PARTNER_ONLY = frozenset({"partner"})
 
@@ -99,6 +99,9 @@ COMMANDS: list[Command] = [
     Command("newcontent", "新素材", roles=tasks.STAFF, handler=content.new_content, parse=content.parse_newcontent,
             help_en="newcontent Title | https://… | tags [| partner:NAME] — add an article or video link",
             help_zh="新素材 标题 | https://… | 标签 [| 伙伴:名称] — 添加文章或视频链接"),
+    Command("keep", "收录", roles=tasks.STAFF, handler=keep.keep, parse=keep.parse_keep,
+            help_en="keep Title | tags — add the picture or file you just sent me as content",
+            help_zh="收录 标题 | 标签 — 把刚发给我的图片或文件收录为素材"),
     Command("newscript", "新话术", roles=tasks.STAFF, handler=content.new_script, parse=content.parse_newscript,
             help_en="newscript Title | text with {name} {company} {link} — add a talk script",
             help_zh="新话术 标题 | 含 {姓名} {公司} {链接} 的正文 — 添加话术"),

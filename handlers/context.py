@@ -85,6 +85,24 @@ class CustomerContact(Protocol):
     async def moment_state(self, jobid: str, moment_id: str | None, sender: str) -> MomentState | None: ...
 
 
+@dataclass(frozen=True)
+class Download:
+    """What fetching an image or file a member sent gave: "ok" (its bytes and the platform's file name),
+    "expired" (the platform no longer has it: WeCom's 40007 after 3 days), "too_large" (`size`: at least
+    this many bytes, more than asked for) or "unavailable" (the platform could not be reached)."""
+
+    outcome: str
+    data: bytes = b""
+    filename: str = ""
+    size: int = 0
+
+
+class MediaDownloads(Protocol):
+    """Images and files members send to the bot, as bot/channels/downloads.py fetches them (media/get)."""
+
+    async def fetch(self, media_id: str, max_bytes: int) -> Download: ...
+
+
 @dataclass
 class Context:
     """Everything a handler may use; handlers never reach for globals."""
@@ -103,6 +121,8 @@ class Context:
     # The inbox row of the chat message being answered (None outside the inbox): what makes a side
     # effect in another system (a `forward N`) happen at most once however often the message is processed.
     message_id: int | None = None
+    # What members send to the bot (images, files), when the deployment has WeCom (None otherwise).
+    media: MediaDownloads | None = None
     _rule_book: RuleBook | None = field(default=None, init=False, repr=False)
 
     def say(self, en: str, zh: str) -> str:

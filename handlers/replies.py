@@ -9,7 +9,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal, Union
 
-IncomingKind = Literal["text", "card_event", "unsupported"]
+IncomingKind = Literal["text", "card_event", "media", "unsupported"]
 
 
 @dataclass(frozen=True)
@@ -23,6 +23,11 @@ class Incoming:
     card_task_id: str = ""
     response_code: str = ""
     create_time: int = 0
+    # For an image or file sent to the bot ("media"): the platform's media id (WeCom keeps it 3 days),
+    # "image" or "file", and a file's name.
+    media_id: str = ""
+    media_type: str = ""
+    filename: str = ""
 
     def to_payload(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

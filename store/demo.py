@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from store import links as link_store
 from store.bindings import WECHAT, attach
 from store.content import create_content
+from store.content_files import create_file_content
 from store.members import MemberRow, import_members
 from store.models import (ContentItem, Lead, LeadEvent, LeadTouch, Member, Partner, Share, Task, TrackedLink,
                           utcnow)
@@ -21,16 +22,16 @@ from store.models import (ContentItem, Lead, LeadEvent, LeadTouch, Member, Partn
 
 async def seed(session: AsyncSession, members: list[MemberRow], wechat_only: dict[str, str],
                leads: list[tuple[str, str, str, str, str, str]], timezone: str,
-               content: Sequence[Mapping[str, Any]] = ()) -> None:
+               content: Sequence[Mapping[str, Any]] = (), files: Sequence[Mapping[str, Any]] = ()) -> None:
     """`members` (upserted), those in `wechat_only` bound to their openid, on a database without
-    content the `content` library, and, on a fresh database, `leads` in the public and partner pools
+    content the `content` library (then the `files`: store.content_files.create_file_content's arguments), and, on a fresh database, `leads` in the public and partner pools
     and two weeks of one campaign's activity, so `统计` and `归因` have something to show."""
     await import_members(session, members)
     for userid, openid in wechat_only.items():
         member = await session.scalar(select(Member).where(Member.userid == userid))
         await attach(session, member, WECHAT, openid, push_there=True)
     if content and not await session.scalar(select(func.count()).select_from(ContentItem)):
-        await seed_content(session, content)
+        await seed_content(session, content, files)
     if await session.scalar(select(func.count()).select_from(Lead)):
         return
     partners = {p.name: p.id for p in await session.scalars(select(Partner))}
@@ -41,11 +42,13 @@ async def seed(session: AsyncSession, members: list[MemberRow], wechat_only: dic
     await _seed_campaign(session, timezone)
 
 
-async def seed_content(session: AsyncSession, content: Sequence[Mapping[str, Any]]) -> list[ContentItem]:
-    """Each item through the library's own rules (store.content.create_content), added by the first
-    marketer, oldest first."""
+async def seed_content(session: AsyncSession, content: Sequence[Mapping[str, Any]],
+                       files: Sequence[Mapping[str, Any]] = ()) -> list[ContentItem]:
+    """Each item through the library's own rules (store.content.create_content, and for files and
+    images store.content_files.create_file_content), added by the first marketer, oldest first."""
     creator = await session.scalar(select(Member).where(Member.role == "marketer").order_by(Member.id).limit(1))
-    return [await create_content(session, creator=creator, **item) for item in content]
+    return [*[await create_content(session, creator=creator, **item) for item in content],
+            *[await create_file_content(session, creator=creator, **item) for item in files]]
 
 
 async def _seed_campaign(session: AsyncSession, timezone: str) -> None:

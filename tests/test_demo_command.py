@@ -119,7 +119,8 @@ async def test_the_demos_report_shows_no_rate_over_100_percent(tmp_path: Path, w
 
 
 async def test_the_demo_seeds_a_content_library_once(tmp_path: Path) -> None:
-    """An article, a video link and two talk scripts (one Chinese with {姓名}{公司}{链接}), through the
+    """An article, a video link, two talk scripts (one Chinese with {姓名}{公司}{链接}), a gated whitepaper
+    and a case-study image, through the
     library's own rules, added by the demo's marketer; a second start adds nothing."""
     from sqlalchemy import select
 
@@ -138,7 +139,8 @@ async def test_the_demo_seeds_a_content_library_once(tmp_path: Path) -> None:
             items = list(await session.scalars(select(ContentItem).order_by(ContentItem.id)))
             tags = await tags_of(session, [i.id for i in items])
             marketer = await session.scalar(select(Member).where(Member.userid == "demo-marketer"))
-        assert [(i.id, i.kind) for i in items] == [(1, "link"), (2, "video"), (3, "script"), (4, "script")]
+        assert [(i.id, i.kind) for i in items] == [(1, "link"), (2, "video"), (3, "script"), (4, "script"), (5, "file"),
+                                               (6, "image")]
         assert all(i.status == "published" and i.audience == "all" and i.created_by == marketer.id for i in items)
         assert items[0].url.startswith("https://") and items[0].summary and sorted(tags[1]) == sorted(["制造", "案例"])
         assert all(v in items[2].body for v in ("{姓名}", "{公司}", "{链接}"))

@@ -115,3 +115,23 @@ async def test_a_file_message_is_a_chip_that_downloads_the_file(sandbox: Sandbox
     assert download.suggested_filename == "2026 制造业白皮书.pdf"
     assert Path(await download.path()).read_bytes() == pdf
     sandbox.assert_clean()
+
+
+async def test_marketer_sends_a_picture_from_the_page_and_keeps_it(sandbox: Sandbox) -> None:
+    """The 📎 button sends a picture as a WeCom image message; the bot offers 收录, which keeps it."""
+    from bot.demo import case_study_png
+    from store.content_files import file_bytes
+
+    page, stack = sandbox.page, sandbox.stack
+    await sandbox.choose("mkt1")
+    data = case_study_png()
+    await page.locator("#attach-file").set_input_files(files=[{"name": "案例.png", "mimeType": "image/png", "buffer": data}])
+    await expect(page.locator(".msg.from-user[data-msgtype='image'] img")).to_have_count(1, timeout=STEP_TIMEOUT_MS)
+    await expect(sandbox.bot("收录 标题 | 标签…")).to_have_count(1, timeout=STEP_TIMEOUT_MS)
+    await sandbox.type_and_enter("收录 华星案例 | 制造")
+    kept = sandbox.bot("已收录为素材 #")
+    await expect(kept).to_have_count(1, timeout=STEP_TIMEOUT_MS)
+    content_id = int(re.search(r"#(\d+)", await kept.inner_text()).group(1))
+    async with stack.bot[DB].session() as session:
+        assert await file_bytes(session, content_id) == data
+    sandbox.assert_clean()

@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import aiohttp
 
@@ -20,6 +21,7 @@ from store.redis import SharedKeys
 log = logging.getLogger(__name__)
 
 TOKEN_SAFETY_MARGIN_SECONDS = 300
+T = TypeVar("T")
 
 
 class ApiError(Exception):
@@ -97,16 +99,23 @@ class TokenClient:
     async def call(self, method: str, path: str, *, json: Any = None, data: Any = None,
                    params: dict[str, str] | None = None) -> dict[str, Any]:
         """Call an API that takes access_token; refresh the token once if the platform rejects it."""
+        async def once(token: str) -> dict[str, Any]:
+            # A multipart body can be read only once, so it arrives as a factory.
+            body = data() if callable(data) else data
+            return await self._request(method, path, params={**(params or {}), "access_token": token},
+                                       json=json, data=body)
+
+        return await self.with_token(once)
+
+    async def with_token(self, attempt: Callable[[str], Awaitable[T]]) -> T:
+        """`attempt(token)`, once more with a new token if the platform rejects this one."""
         rejected = None
-        for attempt in (1, 2):
+        for number in (1, 2):
             token = await self.access_token(rejected=rejected)
             try:
-                # A multipart body can be read only once, so it arrives as a factory.
-                body = data() if callable(data) else data
-                return await self._request(method, path, params={**(params or {}), "access_token": token},
-                                           json=json, data=body)
+                return await attempt(token)
             except ApiError as err:
-                if err.errcode not in self.token_errcodes or attempt == 2:
+                if err.errcode not in self.token_errcodes or number == 2:
                     raise
                 rejected = token
                 log.info("%s rejected the access token (%d); fetching a new one", err.platform, err.errcode)

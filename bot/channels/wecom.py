@@ -120,6 +120,11 @@ def read_message(plaintext: str) -> Received:
         message = Incoming(CHANNEL, user_id, "card_event", event_key=str(raw.get("EventKey") or ""),
                            card_task_id=str(raw.get("TaskId") or ""),
                            response_code=str(raw.get("ResponseCode") or ""), create_time=create_time)
+    elif msg_type in ("image", "file") and str(raw.get("MediaId") or ""):
+        # A picture or file sent to the app: its media id lets the bot fetch it (media/get) for 3 days.
+        message = Incoming(CHANNEL, user_id, "media", media_id=str(raw["MediaId"]), media_type=msg_type,
+                           filename=str(raw.get("FileName") or "") if msg_type == "file" else "",
+                           create_time=create_time)
     elif msg_type in _MEDIA_TYPES:
         message = Incoming(CHANNEL, user_id, "unsupported", create_time=create_time)
     else:

@@ -1,7 +1,11 @@
 """WeCom server API client (the shared machinery is in api_client.py)."""
 from __future__ import annotations
 
+import asyncio
+import re
+from dataclasses import dataclass
 from typing import Any
+from urllib.parse import unquote
 
 import aiohttp
 
@@ -32,6 +36,31 @@ class WeComError(ApiError):
 
 
 WeComUnavailable = ApiUnavailable
+# media/get's answer names the file: `filename*=UTF-8''<percent-encoded>` or `filename="name"`.
+_EXTENDED_NAME = re.compile(r"filename\*\s*=\s*(?:UTF-8|utf-8)''([^;]+)")
+_PLAIN_NAME = re.compile(r'filename\s*=\s*"?([^";]+)"?')
+
+
+class MediaTooLarge(Exception):
+    """media/get's file is over the size asked for: at least `size` bytes (the rest is not read)."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__(f"media of at least {size} bytes")
+        self.size = size
+
+
+@dataclass(frozen=True)
+class MediaFile:
+    data: bytes
+    filename: str
+    content_type: str
+
+
+def disposition_name(header: str) -> str:
+    if match := _EXTENDED_NAME.search(header):
+        return unquote(match.group(1).strip())
+    match = _PLAIN_NAME.search(header)
+    return match.group(1).strip() if match else ""
 
 
 class WeComClient(TokenClient):
@@ -55,6 +84,37 @@ class WeComClient(TokenClient):
         data = await self.call("GET", "/cgi-bin/user/list",
                                params={"department_id": str(department_id), "fetch_child": "1" if fetch_child else "0"})
         return list(data.get("userlist", []))
+
+    async def get_media(self, media_id: str, max_bytes: int) -> MediaFile:
+        """media/get: an image or file a member sent the app (WeCom keeps it 3 days, then 40007). Read
+        as it streams in: MediaTooLarge as soon as it is over `max_bytes`."""
+        async def once(token: str) -> MediaFile:
+            # Big files take a while: the usual API timeout, but at least a minute.
+            timeout = aiohttp.ClientTimeout(total=max(self.timeout, 60.0))
+            try:
+                async with self.http.get(self.base + "/cgi-bin/media/get", timeout=timeout,
+                                         params={"access_token": token, "media_id": media_id}) as response:
+                    if response.status != 200:
+                        raise ApiUnavailable(f"HTTP {response.status} from /cgi-bin/media/get")
+                    if response.content_type in ("application/json", "text/plain"):
+                        answer = await response.json(content_type=None)  # an error is JSON, a file is not
+                        errcode = int(answer.get("errcode", 0) or 0) if isinstance(answer, dict) else 0
+                        if errcode:
+                            raise WeComError(errcode, str(answer.get("errmsg", "")))
+                        raise ApiUnavailable("media/get answered JSON without an error code")
+                    if response.content_length is not None and response.content_length > max_bytes:
+                        raise MediaTooLarge(response.content_length)
+                    data = bytearray()
+                    async for chunk in response.content.iter_chunked(256 * 1024):
+                        data += chunk
+                        if len(data) > max_bytes:
+                            raise MediaTooLarge(len(data))
+                    return MediaFile(bytes(data), disposition_name(response.headers.get("Content-Disposition", "")),
+                                     response.content_type)
+            except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as err:
+                raise ApiUnavailable(f"{type(err).__name__} calling /cgi-bin/media/get") from err
+
+        return await self.with_token(once)
 
     # ----- customer contact (客户联系) ---------------------------------------------------------------
     async def list_customers(self, userid: str) -> list[str]:

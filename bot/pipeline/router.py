@@ -11,8 +11,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.config import Config
 from bot.metrics import COMMAND_OUTCOMES
-from handlers import answers
-from handlers.context import FOLLOWER, GUEST, ArgError, CommandTable, Context, CustomerContact, is_chinese
+from handlers import answers, keep
+from handlers.context import (FOLLOWER, GUEST, ArgError, CommandTable, Context, CustomerContact, MediaDownloads,
+                              is_chinese)
 from handlers.replies import Incoming, Reply
 from store.errors import Refusal
 from store.bindings import HOME, member_for
@@ -22,10 +23,12 @@ log = logging.getLogger(__name__)
 
 
 class Router:
-    def __init__(self, commands: CommandTable, config: Config, customers: CustomerContact | None = None) -> None:
+    def __init__(self, commands: CommandTable, config: Config, customers: CustomerContact | None = None,
+                 media: MediaDownloads | None = None) -> None:
         self.commands = commands
         self.config = config
         self.customers = customers
+        self.media = media
 
     async def dispatch(self, session: AsyncSession, message: Incoming, message_id: int | None = None) -> list[Reply]:
         """`message_id`: the inbox row being answered, handed to the handler (Context.message_id)."""
@@ -40,6 +43,12 @@ class Router:
                 return [answers.unbound(line) if stranger == FOLLOWER else answers.unregistered(message.user_id, line)]
             # Not stored: the handler decides whether this person becomes a member.
             member = Member(userid=message.user_id, name=message.user_id, role=stranger, partner_id=None)
+        if message.kind == "media":
+            # A picture or file: staff who may `keep` it get the offer; everyone else, text only.
+            ctx = self._context(session, member, message, "zh", message_id)
+            if not message.media_id or not ctx.may_use("keep"):
+                return [answers.TEXT_ONLY]
+            return [await keep.offer(ctx, message.media_id, message.media_type, message.filename)]
         if message.kind == "unsupported":
             return [answers.TEXT_ONLY]
         if not line:
@@ -48,9 +57,7 @@ class Router:
         word, rest = self.commands.split(line)
         command = self.commands.lookup(word)
         lang = "zh" if is_chinese(word if command else line) else "en"
-        ctx = Context(member=member, lang=lang, session=session, config=self.config, commands=self.commands,
-                      channel=message.channel, user_id=message.user_id, customers=self.customers,
-                      message_id=message_id)
+        ctx = self._context(session, member, message, lang, message_id)
         if command is None:
             return [answers.unknown(ctx, word, self.commands.closest(word, member.role, lang))]
         if member.role not in command.roles:
@@ -67,3 +74,9 @@ class Router:
             return [answers.sorry(ctx, refusal)]
         COMMAND_OUTCOMES.labels(command.name, "done").inc()
         return [result] if not isinstance(result, (list, tuple)) else list(result)
+
+    def _context(self, session: AsyncSession, member: Member, message: Incoming, lang: str,
+                 message_id: int | None = None) -> Context:
+        return Context(member=member, lang=lang, session=session, config=self.config, commands=self.commands,
+                       channel=message.channel, user_id=message.user_id, customers=self.customers, media=self.media,
+                       message_id=message_id)

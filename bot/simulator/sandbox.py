@@ -6,6 +6,8 @@ sees exactly what a member or follower would.
 """
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +28,8 @@ OPENID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{28}$")
 ID_PROBLEM = {"wecom": "userid must be 1-64 letters, digits or _-.@",
               "wechat": "openid must be 28 letters, digits, _ or -"}
 MAX_TEXT = 2048
+# A picture or file sent from the page travels as base64 in JSON, inside the app's 21 MB body limit.
+MAX_MEDIA_BYTES = 15 * 1024 * 1024
 
 
 class Sandbox:
@@ -40,6 +44,7 @@ class Sandbox:
             web.get("/sandbox/api/messages", self.messages),
             web.get("/sandbox/api/menu", self.menu),
             web.post("/sandbox/api/send", self.send),
+            web.post("/sandbox/api/send-media", self.send_media),
             web.post("/sandbox/api/click", self.click),
             web.post("/sandbox/api/follow", self.follow),
             web.get("/sandbox/media/{media_id}", self.media),
@@ -85,6 +90,25 @@ class Sandbox:
             self.wechat.start(self.wechat.send_text(body["userid"], body["text"]))
         else:
             self.wecom.start(self.wecom.send_text(body["userid"], body["text"]))
+        return web.json_response({"ok": True})
+
+    async def send_media(self, request: web.Request) -> web.Response:
+        """A WeCom member sends a picture (kind "image") or a file: {userid, kind, filename, data (base64)}."""
+        body = await self._body(request, "userid", "kind", "filename", "data")
+        if isinstance(body, web.Response):
+            return body
+        if body["channel"] != "wecom" or body["kind"] not in ("image", "file"):
+            return _problem("WeCom members send kind image or file")
+        try:
+            data = base64.b64decode(body["data"], validate=True)
+        except (binascii.Error, ValueError):
+            return _problem("data must be base64")
+        if not data or len(data) > MAX_MEDIA_BYTES:
+            return _problem(f"the file must be 1 byte to {MAX_MEDIA_BYTES // 1024 // 1024} MB here")
+        content_type = "image/png" if data.startswith(b"\x89PNG") else \
+            "image/jpeg" if data.startswith(b"\xff\xd8") else "application/octet-stream"
+        self.wecom.start(self.wecom.send_media(body["userid"], body["kind"], data, body["filename"][:200],
+                                               content_type))
         return web.json_response({"ok": True})
 
     async def click(self, request: web.Request) -> web.Response:

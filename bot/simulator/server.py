@@ -19,7 +19,6 @@ import re
 import secrets
 import time
 from collections import defaultdict, deque
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
@@ -30,16 +29,15 @@ from wechatpy.enterprise.crypto import WeChatCrypto
 from bot.simulator.common import (ChatEntry, ChatLog, Delivery, _error, _is_jpg_or_png, message_xml,
                                   msg_id_field, read_upload)
 from bot.simulator.customers import CustomerContact
+from bot.simulator.member_media import MemberMedia
 from bot.simulator.sandbox import Sandbox
+from bot.simulator.wecom_rules import check_content
 
 if TYPE_CHECKING:
     from bot.simulator.wechat import WeChatSimulator
 
 log = logging.getLogger(__name__)
 
-MAX_CONTENT_BYTES = 2048
-# message/send news: 1-8 articles, title <= 128 bytes, description <= 512, url <= 2,048.
-MAX_ARTICLES, MAX_TITLE_BYTES, MAX_DESCRIPTION_BYTES, MAX_URL_BYTES = 8, 128, 512, 2048
 # media/upload sizes per type (bytes); every file is at least 5 bytes.
 MEDIA_MAX_BYTES = {"image": 10 * 1024 * 1024, "voice": 2 * 1024 * 1024, "video": 10 * 1024 * 1024,
                    "file": 20 * 1024 * 1024}
@@ -65,7 +63,7 @@ class _FailureWindow:
         return time.monotonic() < self.until
 
 
-class WeComSimulator:
+class WeComSimulator(MemberMedia):
     def __init__(self, *, corp_id: str, agent_id: int, secret: str, token: str, encoding_aes_key: str,
                  callback_url: str, callback_timeout: float = 5.0, callback_retries: int = 3,
                  directory: dict[str, str] | None = None, per_member_per_minute: int = PER_MEMBER_PER_MINUTE,
@@ -278,7 +276,7 @@ class WeComSimulator:
         if body.get("agentid") != self.agent_id:
             return _error(40056, "invalid agentid")
         msgtype = body.get("msgtype")
-        if (problem := _check_content(msgtype, body, self.live_media)) is not None:
+        if (problem := check_content(msgtype, body, self.live_media)) is not None:
             return problem
         users = [u for u in str(body.get("touser", "")).split("|") if u]
         valid = [u for u in users if u in self.directory]
@@ -328,6 +326,7 @@ class WeComSimulator:
                                   "created_at": str(int(time.time()))})
 
     async def api_media_get(self, request: web.Request) -> web.Response:
+        self.api_calls["media/get"] += 1
         if (problem := self._check_token(request)) is not None:
             return problem
         return self.media_response(request.query.get("media_id", ""))
@@ -391,47 +390,6 @@ class WeComSimulator:
             # media/get answers with the uploaded file's name, as WeCom does.
             headers["Content-Disposition"] = f"attachment; filename*=UTF-8''{quote(self.media_names[media_id])}"
         return web.Response(body=content, content_type=content_type, headers=headers)
-
-
-def _check_content(msgtype: Any, body: dict[str, Any], media_ok: Callable[[Any], bool]) -> web.Response | None:
-    part = body.get(msgtype) if isinstance(msgtype, str) else None
-    if msgtype not in ("text", "markdown", "image", "file", "textcard", "template_card", "news"):
-        return _error(40008, "invalid message type")
-    if not isinstance(part, dict):
-        return _error(41011, f"missing {msgtype}")
-    if msgtype in ("text", "markdown"):
-        content = part.get("content")
-        if not isinstance(content, str) or not content:
-            return _error(44004, "empty content")
-        if len(content.encode("utf-8")) > MAX_CONTENT_BYTES:
-            return _error(45002, "content size out of limit")
-    if msgtype in ("image", "file") and not media_ok(part.get("media_id")):
-        return _error(40007, "invalid media_id")
-    if msgtype == "news":
-        return _check_news(part)
-    if msgtype == "template_card" and part.get("card_type") not in (
-            "text_notice", "news_notice", "button_interaction", "vote_interaction", "multiple_interaction"):
-        return _error(40058, "invalid card_type")
-    return None
-
-
-def _check_news(part: dict[str, Any]) -> web.Response | None:
-    articles = part.get("articles")
-    if not isinstance(articles, list) or not articles:
-        return _error(44003, "empty news")
-    if len(articles) > MAX_ARTICLES:
-        return _error(45008, "article size out of limit")
-    for article in articles:
-        if not isinstance(article, dict) or not isinstance(article.get("title"), str) or not article["title"]:
-            return _error(44003, "empty news")
-        if len(article["title"].encode("utf-8")) > MAX_TITLE_BYTES:
-            return _error(45003, "title size out of limit")
-        if len(str(article.get("description") or "").encode("utf-8")) > MAX_DESCRIPTION_BYTES:
-            return _error(45004, "description size out of limit")
-        for key in ("url", "picurl"):
-            if len(str(article.get(key) or "").encode("utf-8")) > MAX_URL_BYTES:
-                return _error(45005 if key == "url" else 45006, f"{key} size out of limit")
-    return None
 
 
 __all__ = ["WeComSimulator", "Delivery", "ChatEntry", "ChatLog"]

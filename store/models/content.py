@@ -101,3 +101,16 @@ class ContentFile(Base):
     sha256: Mapped[str] = mapped_column(String(64))
     data: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class PendingUpload(Base):
+    """The image or file a marketer (or admin) last sent to the bot in WeCom, waiting for `keep title |
+    tags`: one per member, the newest wins. WeCom keeps the media 3 days; so does this row's offer."""
+
+    __tablename__ = "pending_uploads"
+
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id", ondelete="CASCADE"), primary_key=True)
+    media_id: Mapped[str] = mapped_column(String(255))
+    media_type: Mapped[str] = mapped_column(String(16))  # "image" or "file"
+    filename: Mapped[str] = mapped_column(String(255), default="")
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -219,8 +219,8 @@ async def report(ctx: Context, args: ReportArgs) -> list[Reply]:
     top_members = stats.ranked(stats.active(members), "unique_clicks")[:10]
     title = ctx.say(f"📊 Report · {period.label}", f"📊 统计 · {period.label}") + (f" · {label}" if label else "")
     lines = [title, funnel_line(funnel, ctx.lang), deals_line(funnel, ctx.lang)]
-    if scope.content_id is not None and (reached := await forwards.customers_reached(
-            ctx.session, content_id=scope.content_id, since=period.start)):
+    if scope.content_id is not None and (reached := (await forwards.forward_figures(
+            ctx.session, content_id=scope.content_id, since=period.start, until=period.end)).reached):
         lines.append(ctx.say(f"Customers reached by WeCom mass messages: {reached}", f"客户群发送达客户：{reached} 位"))
     if funnel.held_clicks or funnel.held_leads:
         lines.append(ctx.say(f"Held back by fraud checks: {funnel.held_clicks} click(s), {funnel.held_leads} lead(s)",

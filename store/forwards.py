@@ -123,19 +123,6 @@ async def record_reached(session: AsyncSession, forward_id: int, reached: int, n
         await session.flush()
 
 
-async def customers_reached(session: AsyncSession, *, content_id: int | None = None, member_id: int | None = None,
-                            since: datetime | None = None) -> int:
-    """Customers the forwards (of one item, by one member, since a time) actually reached."""
-    query = select(func.coalesce(func.sum(ContentForward.reached), 0))
-    if content_id is not None:
-        query = query.where(ContentForward.content_id == content_id)
-    if member_id is not None:
-        query = query.where(ContentForward.member_id == member_id)
-    if since is not None:
-        query = query.where(ContentForward.created_at >= since)
-    return int(await session.scalar(query) or 0)
-
-
 @dataclass(frozen=True)
 class ForwardFigures:
     mass_messages: int  # created in WeCom
@@ -145,8 +132,8 @@ class ForwardFigures:
 
 
 async def forward_figures(session: AsyncSession, *, content_id: int | None = None, member_id: int | None = None,
-                          since: datetime | None = None) -> ForwardFigures:
-    """Forwards (of one item, by one member, since a time): mass messages and Moments, customers reached."""
+                          since: datetime | None = None, until: datetime | None = None) -> ForwardFigures:
+    """Forwards (of one item, by one member, made in [since, until)): mass messages and Moments, customers reached."""
     query = select(func.count(ContentForward.msgid), func.count(ContentForward.moment_jobid),
                    func.count(ContentForward.id).filter(ContentForward.moment_published.is_(True)),
                    func.coalesce(func.sum(ContentForward.reached), 0))
@@ -156,5 +143,7 @@ async def forward_figures(session: AsyncSession, *, content_id: int | None = Non
         query = query.where(ContentForward.member_id == member_id)
     if since is not None:
         query = query.where(ContentForward.created_at >= since)
+    if until is not None:
+        query = query.where(ContentForward.created_at < until)
     row = (await session.execute(query)).one()
     return ForwardFigures(int(row[0]), int(row[1]), int(row[2]), int(row[3]))

@@ -137,11 +137,16 @@ async def new_script(ctx: Context, args: NewScriptArgs) -> Text:
     return _added(ctx, item)
 
 
+async def item_for(ctx: Context, content_id: int) -> ContentItem:
+    """Content item `content_id` if the asker may see and take it (store's Refusal says why not)."""
+    return await content_store.check_may_take(ctx.session, await content_store.get_content(ctx.session, content_id),
+                                              content_id, ctx.member, ctx.now, ctx.config.server.timezone)
+
+
 async def content(ctx: Context, query: ContentQuery) -> Reply | list[Reply]:
     if query.content_id is None:
         return await list_content(ctx, query.tags)
-    item = await content_store.check_may_take(ctx.session, await content_store.get_content(ctx.session, query.content_id),
-                                              query.content_id, ctx.member, ctx.now)
+    item = await item_for(ctx, query.content_id)
     if ctx.member.role != "partner":
         return await show_content(ctx, item)
     return await my_copy(ctx, item)

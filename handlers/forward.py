@@ -7,7 +7,7 @@ how many customers the member has, which only reads: WeCom creates it once the m
 without customer-contact permission (or without customers) get their copy instead."""
 from __future__ import annotations
 
-from handlers.content import my_copy
+from handlers.content import item_for, my_copy
 from handlers.context import Context, MassMessage
 from handlers.links import tracked_url
 from handlers.replies import Reply, Text
@@ -16,8 +16,7 @@ from store import forwards
 
 
 async def forward(ctx: Context, content_id: int) -> list[Reply]:
-    item = await content_store.check_may_take(ctx.session, await content_store.get_content(ctx.session, content_id),
-                                              content_id, ctx.member, ctx.now)
+    item = await item_for(ctx, content_id)
     # Taking the copy first: the link is the member's, and it counts as one share however often sent.
     copy = await content_store.take_copy(ctx.session, item, ctx.member)
     url = tracked_url(ctx, copy.code)

@@ -7,6 +7,7 @@ import shlex
 from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import exists, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -173,7 +174,7 @@ def is_live(item: ContentItem, now: datetime) -> bool:
 
 
 async def check_may_take(session: AsyncSession, item: ContentItem | None, content_id: int, member: Member,
-                         now: datetime) -> ContentItem:
+                         now: datetime, zone: str = "UTC") -> ContentItem:
     """The item if this member may see and take it, else a Refusal saying why. Staff see every item;
     partner staff only published, unexpired items meant for them (others' items stay unnamed)."""
     if member.role in STAFF_ROLES and item is not None:
@@ -186,8 +187,9 @@ async def check_may_take(session: AsyncSession, item: ContentItem | None, conten
         raise Refusal(f"Content #{content_id} has been retired and may no longer be shared",
                       f"素材 #{content_id} 已下架，不能再分享")
     if item.expires_at is not None and item.expires_at <= now:
-        raise Refusal(f"Content #{content_id} expired on {item.expires_at:%Y-%m-%d} (UTC) and may no longer be shared",
-                      f"素材 #{content_id} 已于 {item.expires_at:%Y-%m-%d}（UTC）过期，不能再分享")
+        day = item.expires_at.astimezone(ZoneInfo(zone)).strftime("%Y-%m-%d")
+        raise Refusal(f"Content #{content_id} expired on {day} and may no longer be shared",
+                      f"素材 #{content_id} 已于 {day} 过期，不能再分享")
     return item
 
 

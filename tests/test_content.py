@@ -5,6 +5,7 @@ task rides on its card (the admin API: tests/test_content_api.py)."""
 import re
 from datetime import timedelta
 from urllib.parse import parse_qs, urlsplit
+from zoneinfo import ZoneInfo
 
 import aiohttp
 import pytest
@@ -122,10 +123,13 @@ async def test_retired_and_expired_items_are_refused_with_the_reason(stack: Stac
     assert "Old deck (retired)" in (await stack.ask("mkt1", "content"))[0]
 
     other = await add(stack, "newcontent Autumn | https://brand.example/autumn")
+    # 23:30 UTC is the next morning in the server's zone (Asia/Shanghai): the day shown is the local one.
+    ended = (utcnow() - timedelta(days=2)).replace(hour=23, minute=30, second=0, microsecond=0)
     async with stack.bot[DB].session() as session:
-        (await session.get(ContentItem, other)).expires_at = utcnow() - timedelta(days=1)
+        (await session.get(ContentItem, other)).expires_at = ended
     [expired] = await stack.ask("p1", f"content {other}")
-    assert expired.startswith(f"Sorry: Content #{other} expired on ")
+    local_day = ended.astimezone(ZoneInfo(stack.config.server.timezone)).strftime("%Y-%m-%d")
+    assert expired == f"Sorry: Content #{other} expired on {local_day} and may no longer be shared."
     assert f"#{other}" not in (await stack.ask("p1", "content"))[0]
 
 

@@ -219,13 +219,15 @@ class Copy:
 
 async def take_copy(session: AsyncSession, item: ContentItem, member: Member, channel: str = "link") -> Copy:
     """The member's own link for the item (made once, safe when two requests race) and, the first
-    time, a share of the item."""
+    time, a share of the item: only the request whose insert made the link may record it, so two
+    taking at once count one share."""
     values = dict(code=new_code(), content_id=item.id, member_id=member.id, channel=channel, created_at=utcnow())
-    await session.execute(dialect_insert(session)(TrackedLink).values(**values)
-                          .on_conflict_do_nothing(index_elements=["content_id", "member_id", "channel"]))
+    made = await session.execute(dialect_insert(session)(TrackedLink).values(**values)
+                                 .on_conflict_do_nothing(index_elements=["content_id", "member_id", "channel"]))
     code = (await session.scalars(select(TrackedLink.code).where(
         TrackedLink.content_id == item.id, TrackedLink.member_id == member.id, TrackedLink.channel == channel))).one()
-    first = not await session.scalar(select(exists().where(Share.content_id == item.id, Share.member_id == member.id)))
+    first = made.rowcount == 1 and not await session.scalar(
+        select(exists().where(Share.content_id == item.id, Share.member_id == member.id)))
     if first:
         session.add(Share(content_id=item.id, member_id=member.id, channel=channel, created_at=utcnow()))
         await session.flush()

@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 import aiohttp
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from bot.app import CLICKS, DB
 from store.models import Click, ContentItem, Share, TrackedLink, utcnow
@@ -193,3 +193,33 @@ async def test_a_copy_and_its_clicks_leave_the_task_figures_as_they_were(stack: 
     await eventually(lambda: stored_clicks(stack, link.id))
     after, _ = await stack.ask("mkt1", "report task 1", expect=2)
     assert after == before
+
+
+async def test_a_member_taking_one_copy_many_times_at_once_counts_one_share(database_url: str) -> None:
+    import asyncio
+
+    from store import content as content_store
+    from store.db import Database
+    from store.members import get_member
+    from tests.conftest import seed
+
+    await seed(database_url)
+    db = Database(database_url)
+    try:
+        async with db.session() as session:
+            item = await content_store.create_content(session, title="Deck", url="https://brand.example/deck",
+                                                      creator=None)
+            item_id = item.id
+
+        async def take() -> bool:
+            async with db.session() as session:
+                member = await get_member(session, "p1")
+                return (await content_store.take_copy(session, await content_store.get_content(session, item_id),
+                                                      member)).first
+
+        firsts = await asyncio.gather(*(take() for _ in range(8)))
+        async with db.session() as session:
+            shares = await session.scalar(select(func.count()).select_from(Share).where(Share.content_id == item_id))
+        assert (sum(firsts), shares) == (1, 1)
+    finally:
+        await db.dispose()

@@ -11,7 +11,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import func, select
 
 from store import inbox, outbox
-from store.db import Database, current_revision, head_revision
+from store.db import Database, current_revision, head_revision, migrate
 from store.members import CsvRejected, import_members, parse_members_csv
 from store.models import Base, Member, Partner
 
@@ -182,3 +182,19 @@ def test_migrate_command_on_a_new_sqlite_file(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert f"is at migration {head_revision()}" in result.stdout
     assert (tmp_path / "sub" / "new.db").exists()
+
+
+async def test_every_migration_goes_down_and_up_again(empty_database_url: str) -> None:
+    """Each migration's downgrade runs (a release can be rolled back) and the schema comes back whole."""
+    from alembic import command
+
+    from store.db import alembic_config
+
+    await asyncio.to_thread(migrate, empty_database_url)
+    await asyncio.to_thread(command.downgrade, alembic_config(empty_database_url), "base")
+    await asyncio.to_thread(migrate, empty_database_url)
+    db = Database(empty_database_url)
+    try:
+        assert await current_revision(db) == head_revision()
+    finally:
+        await db.dispose()

@@ -139,3 +139,13 @@ async def ping(session: AsyncSession) -> None:
 def dialect_insert(session: AsyncSession) -> Any:
     """INSERT with the session's dialect's ON CONFLICT (PostgreSQL's or SQLite's, which both speak)."""
     return postgresql.insert if session.bind.dialect.name == "postgresql" else sqlite.insert
+
+
+def leave_for_after_commit(session: AsyncSession, what: str) -> None:
+    """Note that this unit of work recorded something another system must be told once it commits
+    (a `forward N`), so whoever committed it acts on it without asking the database every time."""
+    session.info.setdefault("after_commit", set()).add(what)
+
+
+def left_for_after_commit(session: AsyncSession) -> set[str]:
+    return set(session.info.get("after_commit", ()))

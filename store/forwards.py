@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from store.db import leave_for_after_commit
 from store.models import ContentForward, ContentItem, Member, utcnow
 
 # WeCom keeps a mass message confirmable for a few days; results are read back for this long.
@@ -38,6 +39,7 @@ async def record_forward(session: AsyncSession, item: ContentItem, member: Membe
                              moment=moment, created_at=utcnow())
     session.add(forward)
     await session.flush()
+    leave_for_after_commit(session, "forwards")
     return forward
 
 

@@ -23,7 +23,7 @@ from handlers import answers
 from handlers.replies import Incoming, Reply, reply_to_payload
 from store import inbox as inbox_store
 from store import outbox as outbox_store
-from store.db import Database
+from store.db import Database, left_for_after_commit
 from store.models import utcnow
 from store.redis import SharedKeys
 
@@ -58,7 +58,8 @@ class InboxProcessor:
                  after_commit: Callable[[int], Awaitable[object]] | None = None) -> None:
         """`dedupe_seconds`: per channel, how long a callback key is remembered to spot retries.
         `after_commit(inbox_id)`: what a handler recorded for another system (a `forward N`), done once
-        its message is committed and before its replies go out; a periodic job finishes what it missed."""
+        its message is committed and before its replies go out — only for messages whose unit of work
+        noted such a thing (store.db.leave_for_after_commit); a periodic job finishes what it missed."""
         self.db = db
         self.shared = shared
         self.router = router
@@ -163,6 +164,7 @@ class InboxProcessor:
         try:
             async with self.db.session() as session:
                 replies = await self.router.dispatch(session, message, claim.id)
+                left_behind = left_for_after_commit(session)
                 outbox_claims = await self._enqueue(session, message, replies, claim.id)
                 if not await inbox_store.finish(session, claim, "done"):
                     raise LostClaim()
@@ -182,7 +184,7 @@ class InboxProcessor:
             await self._give_up(claim, message, f"{type(err).__name__}: {err}")
             return
         COMMANDS.labels("answered").inc()
-        if self.after_commit is not None:
+        if self.after_commit is not None and left_behind:
             try:
                 await self.after_commit(claim.id)
             except Exception:

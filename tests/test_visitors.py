@@ -1,6 +1,9 @@
 """Unforgeable visitors: the `pb_vid` cookie is signed by the bot. An unsigned or tampered cookie is not
 believed: the visitor is then one per (salted IP hash, user agent) and day, so a script inventing a
 cookie for every click is one visitor; a cookie the bot signed stays one visitor from any address."""
+import hashlib
+import hmac
+
 import aiohttp
 import pytest
 from sqlalchemy import select
@@ -17,13 +20,22 @@ A_DAY = 1_800_000_000.0  # the visitors' clock, pinned: no click of a test falls
 
 
 async def follow(stack: Stack, code: str, cookie: str | None, forwarded_for: str = "") -> str:
-    """One tap on the link; the signed cookie the bot answers with."""
+    """One tap on the link; the signed cookie the browser holds afterwards (the one the bot set, else
+    the one it sent)."""
+    return (await tap(stack, code, cookie, forwarded_for))[0]
+
+
+async def tap(stack: Stack, code: str, cookie: str | None, forwarded_for: str = "") -> tuple[str, bool]:
+    """(the browser's cookie afterwards, whether the bot set it)."""
     headers = {"User-Agent": BROWSER, **({"Cookie": cookie} if cookie else {}),
                **({"X-Forwarded-For": forwarded_for} if forwarded_for else {})}
     async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as http:
         async with http.get(f"{stack.bot_url}/t/{code}", allow_redirects=False, headers=headers) as response:
             assert response.status == 302
-            return response.cookies[VISITOR_COOKIE].value
+            if VISITOR_COOKIE in response.cookies:
+                return response.cookies[VISITOR_COOKIE].value, True
+            assert cookie is not None, "a visitor without a cookie must get one"
+            return cookie.partition("=")[2], False
 
 
 @pytest.fixture
@@ -38,8 +50,9 @@ async def test_thirty_invented_cookies_from_one_device_are_one_visitor(stack: St
     answered = {await follow(stack, link, f"{VISITOR_COOKIE}=invented{i:012d}") for i in range(30)}
     assert len(answered) == 1  # each answer re-signs the same visitor
     [signed] = answered
-    visitor, _, signature = signed.partition(".")
-    assert signed == sign_visitor(visitor_secret(stack.config), visitor) and len(signature) == 32
+    visitor, day, signature = signed.split(".")
+    assert int(day) == A_DAY // 86400 and len(signature) == 32
+    assert signed == sign_visitor(visitor_secret(stack.config), visitor, int(day))
 
     clicks = await stored_clicks(stack)
     assert len(clicks) == 30 and {c.visitor_id for c in clicks} == {visitor}
@@ -55,7 +68,7 @@ async def test_thirty_invented_cookies_from_one_device_are_one_visitor(stack: St
 async def test_a_tampered_or_unsigned_cookie_is_not_believed(stack: Stack, link: str) -> None:
     secret = visitor_secret(stack.config)
     honest = sign_visitor(secret, "v" * 20)
-    signature = honest.partition(".")[2]
+    signature = honest.rpartition(".")[2]
     await follow(stack, link, f"{VISITOR_COOKIE}={honest}")
     await follow(stack, link, f"{VISITOR_COOKIE}={'w' * 20}.{signature}")  # another id under v's signature
     await follow(stack, link, f"{VISITOR_COOKIE}={honest[:-1]}{'0' if honest[-1] != '0' else '1'}")
@@ -75,6 +88,24 @@ async def test_a_signed_cookie_from_another_address_is_the_same_visitor(stack: S
     assert first.visitor_id == second.visitor_id == cookie.partition(".")[0] != stranger.visitor_id
     assert first.ip_hash != second.ip_hash == stranger.ip_hash
     assert [c.is_unique for c in (first, second, stranger)] == [True, False, True]
+
+
+async def test_a_current_cookie_is_not_signed_again_an_old_one_is(stack: Stack, link: str) -> None:
+    secret, today = visitor_secret(stack.config), int(A_DAY // 86400)
+    fresh = sign_visitor(secret, "f" * 20, today - 29)
+    assert await tap(stack, link, f"{VISITOR_COOKIE}={fresh}") == (fresh, False)  # no Set-Cookie
+    renewed, was_set = await tap(stack, link, f"{VISITOR_COOKIE}={sign_visitor(secret, 'o' * 20, today - 30)}")
+    assert was_set and renewed == sign_visitor(secret, "o" * 20, today)
+    # The form before the signing day: believed, and given the new form.
+    old_form = f"{'p' * 20}.{hmac.new(secret, b'p' * 20, hashlib.sha256).hexdigest()[:32]}"
+    renewed, was_set = await tap(stack, link, f"{VISITOR_COOKIE}={old_form}")
+    assert was_set and renewed == sign_visitor(secret, "p" * 20, today)
+    # A signing day changed by hand breaks the signature: not believed, a new visitor is signed.
+    forged = f"{'f' * 20}.{today}.{fresh.rpartition('.')[2]}"
+    renewed, was_set = await tap(stack, link, f"{VISITOR_COOKIE}={forged}", forwarded_for="")
+    assert was_set and not renewed.startswith("f" * 20)
+    visitors = [c.visitor_id for c in await stored_clicks(stack)]
+    assert visitors[:3] == ["f" * 20, "o" * 20, "p" * 20] and visitors[3] not in visitors[:3]
 
 
 async def test_the_tests_helper_signs_as_the_bot_does(stack: Stack) -> None:

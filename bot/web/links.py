@@ -11,6 +11,7 @@ import logging
 import re
 import secrets
 import time
+from functools import lru_cache
 from html import escape
 from string import Template
 from typing import Any
@@ -29,8 +30,15 @@ log = logging.getLogger(__name__)
 
 CODE_PATTERN = re.compile(r"^[A-Za-z0-9_-]{8,16}$")
 VISITOR_COOKIE = "pb_vid"
-# "<visitor id>.<HMAC-SHA256 of it, 128 bits in hex>": only this server hands out visitor ids.
-SIGNED_VISITOR = re.compile(r"^([A-Za-z0-9]{16,40})\.([0-9a-f]{32})$")
+# "<visitor id>.<day it was signed>.<HMAC-SHA256 of both, 128 bits in hex>": only this server hands
+# out visitor ids. Cookies from before the day was added ("<id>.<HMAC of the id>") are still believed.
+SIGNED_VISITOR = re.compile(r"^([A-Za-z0-9]{16,40})(?:\.([0-9]{1,6}))?\.([0-9a-f]{32})$")
+# The visitor cookie in a Cookie header, read without parsing every other cookie there.
+VISITOR_IN_HEADER = re.compile(rf"(?:^|;)\s*{VISITOR_COOKIE}=([^;]*)")
+VISITOR_COOKIE_DAYS = 365
+# A believed cookie is signed again only when it is this old (or in the old form), so a returning
+# visitor keeps their id for a year after their last renewal, and most redirects set no cookie.
+RENEW_VISITOR_AFTER_DAYS = 30
 # Without a valid cookie, one (IP hash, user agent) is one visitor for this long (a UTC day).
 FALLBACK_VISITOR_SECONDS = 86400
 LINK_CACHE_SECONDS = 30.0
@@ -48,6 +56,7 @@ def page(status: int, words: PageText) -> web.Response:
 UTM_KEYS = ("utm_source", "utm_medium", "utm_campaign")
 
 
+@lru_cache(maxsize=4096)  # the same few links are followed again and again
 def with_utm(target: str, channel: str, task_id: int | None, content_id: int | None = None) -> str:
     """Add our utm parameters; the target's own query is kept byte for byte (it may be GBK-encoded
     or signed), only its utm parameters of the same names are replaced."""
@@ -58,9 +67,14 @@ def with_utm(target: str, channel: str, task_id: int | None, content_id: int | N
     return urlunsplit((parts.scheme, parts.netloc, parts.path, "&".join([*kept, utm]), parts.fragment))
 
 
+@lru_cache(maxsize=4096)  # a few phone and app versions make most of the traffic
+def is_crawler(user_agent: str) -> bool:
+    return bool(_crawlers.isCrawler(user_agent))
+
+
 def is_bot(user_agent: str, method: str) -> bool:
     # HEAD requests come from link checkers and preview fetchers, never from a person tapping a link.
-    return method == "HEAD" or not user_agent.strip() or _crawlers.isCrawler(user_agent)
+    return method == "HEAD" or not user_agent.strip() or is_crawler(user_agent)
 
 
 class ClientAddress:
@@ -68,8 +82,11 @@ class ClientAddress:
 
     def __init__(self, trusted_proxies: str) -> None:
         self.trusted = [ipaddress.ip_network(p.strip(), strict=False) for p in trusted_proxies.split(",") if p.strip()]
+        self._is_trusted = lru_cache(maxsize=4096)(self._check)  # parsing an address costs more than a redirect's hash
 
-    def _is_trusted(self, address: str) -> bool:
+    def _check(self, address: str) -> bool:
+        if not self.trusted:
+            return False
         try:
             ip = ipaddress.ip_address(address)
         except ValueError:
@@ -101,8 +118,14 @@ def visitor_secret(config: Config) -> bytes:
     return secrets.token_bytes(32)
 
 
-def sign_visitor(secret: bytes, visitor: str) -> str:
-    return f"{visitor}.{hmac.new(secret, visitor.encode(), hashlib.sha256).hexdigest()[:32]}"
+def sign_visitor(secret: bytes, visitor: str, day: int | None = None) -> str:
+    """The cookie value for `visitor`, signed on `day` (days since 1970, UTC; default today)."""
+    signed = f"{visitor}.{int(time.time() // 86400) if day is None else day}"
+    return f"{signed}.{hmac.new(secret, signed.encode(), hashlib.sha256).hexdigest()[:32]}"
+
+
+def _signature(secret: bytes, signed: str) -> str:
+    return hmac.new(secret, signed.encode(), hashlib.sha256).hexdigest()[:32]
 
 
 class Visitors:
@@ -113,21 +136,37 @@ class Visitors:
         self.secret = secret
         self.clock = clock
         self.addresses = ClientAddress(trusted_proxies)
+        # The same phone taps many links: its address's hash is kept (bounded) instead of recomputed.
+        self._ip_hashes: dict[str, str] = {}
 
     def ip_hash(self, request: web.Request) -> str:
-        return hmac.new(self.salt, self.addresses.of(request).encode(), hashlib.sha256).hexdigest()
+        address = self.addresses.of(request)
+        hashed = self._ip_hashes.get(address)
+        if hashed is None:
+            if len(self._ip_hashes) >= 10_000:
+                self._ip_hashes.clear()
+            hashed = self._ip_hashes[address] = hmac.new(self.salt, address.encode(), hashlib.sha256).hexdigest()
+        return hashed
+
+    def visitor(self, request: web.Request, ip_hash: str) -> tuple[str, bool]:
+        """(visitor id, whether their cookie needs no renewal). The id in a cookie this server signed
+        (from any IP); else one per (IP hash, agent) and day, so a script inventing a new cookie for
+        every click is still one visitor."""
+        found = VISITOR_IN_HEADER.search(request.headers.get("Cookie", ""))
+        signed = SIGNED_VISITOR.match(found[1].strip().strip('"')) if found else None
+        today = int(self.clock() // FALLBACK_VISITOR_SECONDS)
+        if signed:
+            visitor, day, signature = signed.groups()
+            if hmac.compare_digest(_signature(self.secret, visitor if day is None else f"{visitor}.{day}"), signature):
+                return visitor, day is not None and 0 <= today - int(day) < RENEW_VISITOR_AFTER_DAYS
+        return hashlib.sha256(f"{ip_hash}|{request.headers.get('User-Agent', '')}|{today}".encode()).hexdigest()[:32], False
 
     def visitor_id(self, request: web.Request, ip_hash: str) -> str:
-        """The id in a cookie this server signed (from any IP); else one per (IP hash, agent) and day,
-        so a script inventing a new cookie for every click is still one visitor."""
-        signed = SIGNED_VISITOR.match(request.cookies.get(VISITOR_COOKIE, ""))
-        if signed and hmac.compare_digest(sign_visitor(self.secret, signed[1]), signed[0]):
-            return signed[1]
-        day = int(self.clock() // FALLBACK_VISITOR_SECONDS)
-        return hashlib.sha256(f"{ip_hash}|{request.headers.get('User-Agent', '')}|{day}".encode()).hexdigest()[:32]
+        return self.visitor(request, ip_hash)[0]
 
     def remember(self, response: web.StreamResponse, visitor: str) -> None:
-        response.set_cookie(VISITOR_COOKIE, sign_visitor(self.secret, visitor), max_age=365 * 86400, httponly=True,
+        cookie = sign_visitor(self.secret, visitor, int(self.clock() // 86400))
+        response.set_cookie(VISITOR_COOKIE, cookie, max_age=VISITOR_COOKIE_DAYS * 86400, httponly=True,
                             samesite="Lax", path="/")
 
 
@@ -167,14 +206,17 @@ def count_click(request: web.Request, link_id: int, response: web.StreamResponse
                 recorder: Any) -> None:
     """Count a visit of a tracked link (after the response: bot/web/clicks.py) and remember the visitor."""
     ip_hash = visitors.ip_hash(request)
-    visitor = visitors.visitor_id(request, ip_hash)
-    visitors.remember(response, visitor)
+    visitor, current = visitors.visitor(request, ip_hash)
+    if not current:  # new, forged, old or in the old form: (re)sign it; a current one is left alone
+        visitors.remember(response, visitor)
     user_agent = request.headers.get("User-Agent", "")
     recorder.record_soon(link_id, visitor, ip_hash, user_agent, request.headers.get("Referer", ""),
                          is_bot(user_agent, request.method))
 
 
 def redirect_routes(links: LinkCache, recorder_of: Any, visitors: Visitors) -> list[web.RouteDef]:
+    # crawlerdetect compiles its large pattern on first use (~0.5 s): here, not in the first visitor's redirect.
+    _crawlers.isCrawler("partnerbot")
     async def follow(request: web.Request) -> web.StreamResponse:
         target = await live_target(links, request)
         if isinstance(target, web.Response):

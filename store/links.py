@@ -4,11 +4,11 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 from collections import defaultdict
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from store.db import dialect_insert
@@ -54,6 +54,7 @@ class LinkTarget:
     content_id: int | None = None
     content_kind: str = ""  # a content item's kind: a file's link is its download page /d/<code>
     gated: bool = False  # a file behind the sign-up form
+    ends_at: datetime | None = None  # a content item's expiry: the link ends then without any change
 
 
 async def resolve(session: AsyncSession, code: str) -> LinkTarget | None:
@@ -72,7 +73,17 @@ async def resolve(session: AsyncSession, code: str) -> LinkTarget | None:
     # A retired or expired item's links end like an ended task's.
     ended = item.status != "published" or (item.expires_at is not None and item.expires_at <= utcnow())
     return LinkTarget(row.id, None, row.member_id, row.channel, item.url, ended, item.title, item.id, item.kind,
-                      item.gated)
+                      item.gated, item.expires_at)
+
+
+async def targets_version(session: AsyncSession) -> tuple[Any, ...]:
+    """Changes whenever a task or a content item is changed, added or deleted (ended, retired, its
+    URL or expiry edited): what a cached link target depends on. One cheap query for a cache to
+    ask every second instead of reading each link's target on every redirect."""
+    return tuple((await session.execute(select(
+        select(func.max(Task.updated_at)).scalar_subquery(), select(func.count(Task.id)).scalar_subquery(),
+        select(func.max(ContentItem.updated_at)).scalar_subquery(),
+        select(func.count(ContentItem.id)).scalar_subquery()))).one())
 
 
 DAILY_COUNTS = ("clicks", "unique_clicks", "bot_clicks", "held_clicks")

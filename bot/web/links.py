@@ -11,6 +11,7 @@ import logging
 import re
 import secrets
 import time
+from datetime import datetime, timezone
 from functools import lru_cache
 from html import escape
 from string import Template
@@ -41,6 +42,9 @@ VISITOR_COOKIE_DAYS = 365
 RENEW_VISITOR_AFTER_DAYS = 30
 # Without a valid cookie, one (IP hash, user agent) is one visitor for this long (a UTC day).
 FALLBACK_VISITOR_SECONDS = 86400
+# A cached link target is dropped when any task or content item changes (checked at most this often,
+# across instances: the check reads the database), and after LINK_CACHE_SECONDS in any case.
+LINK_CHANGES_CHECK_SECONDS = 1.0
 LINK_CACHE_SECONDS = 30.0
 _crawlers = CrawlerDetect()
 
@@ -171,24 +175,53 @@ class Visitors:
 
 
 class LinkCache:
-    """Code → destination, cached briefly per process: the redirect's only database read."""
+    """Code → destination, cached per process: a redirect reads the database only for a link not
+    seen lately. A task ended or an item retired (on any instance) ends its links within
+    LINK_CHANGES_CHECK_SECONDS; an item's expiry ends them on time."""
 
-    def __init__(self, db_of: Any) -> None:
+    def __init__(self, db_of: Any, check_every: float = LINK_CHANGES_CHECK_SECONDS) -> None:
         self.db_of = db_of
+        self.check_every = check_every
         self.entries: dict[str, tuple[float, link_store.LinkTarget]] = {}
+        self._version: tuple[Any, ...] | None = None
+        self._checked = float("-inf")
+        self._checking = False
+        # Bumped when the entries are dropped: a lookup that read the database before then keeps
+        # its answer out of the cache (it may predate the change).
+        self._generation = 0
+
+    async def _drop_if_changed(self, request: web.Request) -> None:
+        if self._checking or time.monotonic() - self._checked < self.check_every:
+            return
+        self._checking = True  # one check at a time; other redirects meanwhile use the cache
+        try:
+            async with self.db_of(request).session() as session:
+                version = await link_store.targets_version(session)
+            self._checked = time.monotonic()
+            if version != self._version:
+                self._version = version
+                self._generation += 1
+                self.entries.clear()
+        finally:
+            self._checking = False
 
     async def lookup(self, request: web.Request, code: str) -> link_store.LinkTarget | None:
         if not CODE_PATTERN.match(code):
             return None
+        await self._drop_if_changed(request)
         hit = self.entries.get(code)
         if hit and hit[0] > time.monotonic():
             return hit[1]
+        generation = self._generation
         async with self.db_of(request).session() as session:
             target = await link_store.resolve(session, code)
-        if target is not None:
+        if target is not None and generation == self._generation:
             if len(self.entries) > 50_000:
                 self.entries.clear()
-            self.entries[code] = (time.monotonic() + LINK_CACHE_SECONDS, target)
+            keep = LINK_CACHE_SECONDS
+            if target.ends_at is not None and not target.ended:
+                keep = min(keep, (target.ends_at - datetime.now(timezone.utc)).total_seconds())
+            self.entries[code] = (time.monotonic() + keep, target)
         return target
 
 

@@ -6,8 +6,12 @@ claimed twice.
 
     python bench/instances.py [--messages 2000] [--redirects 5000] [--claims 2000]
 
-All processes (bots, simulator, load) share this machine's cores, so the ratio shows what a second
-instance adds on one box, not on two.
+All processes (bots, simulator, load) share this machine's cores, so the rates show what a second
+instance adds on one box, not on two. What does carry over to more boxes is the work per unit: the
+CPU-seconds all `serve` processes together spend per callback answered, per redirect (its click
+stored) and per claim answered, read from /proc. With 2 instances that should stay close to 1's
+(the goal is <= 1.1 x): more would mean the instances make work for each other (contention on rows
+or keys, duplicate processing, retries).
 """
 from __future__ import annotations
 
@@ -23,7 +27,7 @@ import time
 import aiohttp
 from sqlalchemy import func, select
 
-from common import BenchDatabase, BotAndSimulator, MemberRow, free_port, summary
+from common import BenchDatabase, BotAndSimulator, MemberRow, cpu_seconds, free_port, summary
 
 from store import links as link_store
 from store import tasks as task_store
@@ -91,32 +95,79 @@ async def measure(instances: int, args: argparse.Namespace) -> dict[str, float]:
                 process, url = await start_extra(stack)
                 extras.append(process)
                 urls.append(url)
+            assert stack.bot is not None
+            pids = [stack.bot.pid, *(process.pid for process in extras)]
+
+            def cpu() -> float:  # every serve process's CPU-seconds so far
+                return sum(cpu_seconds(pid) for pid in pids)
+
+            # What the processes spend doing nothing (their periodic jobs, polling): a second instance
+            # doubles it, which is a cost of running two but not contention between them.
+            await asyncio.sleep(1.0)
+            cpu_before, idle_started = cpu(), time.perf_counter()
+            await asyncio.sleep(3.0)
+            idle_rate = (cpu() - cpu_before) / (time.perf_counter() - idle_started)
             sim, now = stack.sim, int(time.time())
-            callbacks = []
-            for i in range(args.messages):
-                query, body = sim.encrypt_callback(sim.text_xml(members[i % len(members)].userid, "help", str(10**15 + i), now))
-                callbacks.append(("POST", f"/wecom/callback?{query}", {"Content-Type": "text/xml"}, body))
+
+            def callbacks_of(first: int, count: int) -> list[tuple[str, str, dict, bytes | None]]:
+                made = []
+                for i in range(first, first + count):
+                    xml = sim.text_xml(members[i % len(members)].userid, "help", str(10**15 + i), now)
+                    query, body = sim.encrypt_callback(xml)
+                    made.append(("POST", f"/wecom/callback?{query}", {"Content-Type": "text/xml"}, body))
+                return made
+
+            async def replies(expected: int, started: float) -> None:
+                while len(sim.bot_messages()) < expected:
+                    if time.perf_counter() - started > 600:
+                        raise SystemExit(f"only {len(sim.bot_messages())} of {expected} replies arrived")
+                    await asyncio.sleep(0.02)
+
+            async def clicks_stored(expected: int) -> int:
+                for _ in range(300):  # clicks are stored after the answer, through the Redis stream
+                    async with store.session() as session:
+                        stored = int(await session.scalar(select(func.count()).select_from(Click)))
+                    if stored >= expected:
+                        break
+                    await asyncio.sleep(0.1)
+                return stored
+
+            # Warm up every instance (connections, prepared statements, the token, each link in its
+            # link cache) so that the figures are the steady state's, not each process's first minute.
+            warm = 50 * len(urls)
+            await spread(urls, callbacks_of(args.messages, warm), args.concurrency)
+            await replies(warm, time.perf_counter())
+            warm_redirects = [("GET", f"/t/{codes[i % len(codes)]}", {"Cookie": stack.visitor_cookie(10**6 + i),
+                                                                      "User-Agent": BROWSER}, None)
+                              for i in range(len(codes) * len(urls))]
+            await spread(urls, warm_redirects, args.concurrency)
+            warm_clicks = await clicks_stored(len(warm_redirects))
+            await asyncio.sleep(1.0)
+            before = len(sim.bot_messages())
+
+            callbacks = callbacks_of(0, args.messages)
+            cpu_before = cpu()
             started = time.perf_counter()
             await spread(urls, callbacks, args.concurrency)
-            while len(sim.bot_messages()) < args.messages:
-                if time.perf_counter() - started > 600:
-                    raise SystemExit(f"only {len(sim.bot_messages())} of {args.messages} replies arrived")
-                await asyncio.sleep(0.02)
+            await replies(before + args.messages, started)
             answered = args.messages / (time.perf_counter() - started)
+            callback_cpu = (cpu() - cpu_before) / args.messages
+            callback_idle = idle_rate * (time.perf_counter() - started) / args.messages
             await asyncio.sleep(1.0)
-            duplicates = len(sim.bot_messages()) - args.messages
+            duplicates = len(sim.bot_messages()) - before - args.messages
 
             redirects = [("GET", f"/t/{codes[i % len(codes)]}", {"Cookie": stack.visitor_cookie(i), "User-Agent": BROWSER},
                           None) for i in range(args.redirects)]
+            cpu_before, started = cpu(), time.perf_counter()
             seconds = await spread(urls, redirects, args.concurrency)
-            for _ in range(300):  # clicks are stored after the answer, through the Redis stream
-                async with store.session() as session:
-                    stored = await session.scalar(select(func.count()).select_from(Click))
-                if stored >= args.redirects:
-                    break
-                await asyncio.sleep(0.1)
+            stored = await clicks_stored(warm_clicks + args.redirects) - warm_clicks
+            redirect_cpu = (cpu() - cpu_before) / args.redirects
+            redirect_idle = idle_rate * (time.perf_counter() - started) / args.redirects
 
+            cpu_before, started = cpu(), time.perf_counter()
             claimed = await claim_phase(store, sim, urls, members, args)
+            claim_cpu = (cpu() - cpu_before) / args.claims
+            claim_idle = idle_rate * (time.perf_counter() - started) / args.claims
     finally:
         for process in extras:
             process.terminate()
@@ -124,7 +175,9 @@ async def measure(instances: int, args: argparse.Namespace) -> dict[str, float]:
         await store.dispose()
         await db.drop()
     return {"answered": answered, "duplicates": duplicates, "redirects": args.redirects / seconds,
-            "clicks": stored, **claimed}
+            "clicks": stored, **claimed, "callback_cpu": callback_cpu, "redirect_cpu": redirect_cpu,
+            "claim_cpu": claim_cpu, "callback_net": callback_cpu - callback_idle,
+            "redirect_net": redirect_cpu - redirect_idle, "claim_net": claim_cpu - claim_idle, "idle": idle_rate}
 
 
 async def claim_phase(store: Database, sim, urls: list[str], members: list[MemberRow],  # type: ignore[no-untyped-def]
@@ -169,12 +222,28 @@ async def run(args: argparse.Namespace) -> None:
               f"redirects {result['redirects']:7.0f}/s (clicks stored {result['clicks']:.0f} of {args.redirects})   "
               f"claims answered {result['claims']:6.0f}/s ({result['claimed']:.0f} leads claimed, "
               f"{result['double_claims']:.0f} twice)")
+    for name, result in (("1 instance", one), ("2 instances", two)):
+        print(f"  {name:12s} serve CPU per callback {result['callback_cpu'] * 1000:6.2f} ms   "
+              f"per redirect {result['redirect_cpu'] * 1e6:6.0f} µs   per claim {result['claim_cpu'] * 1000:6.2f} ms   "
+              f"(idle: {result['idle'] * 1000:.0f} ms CPU/s)")
+        print(f"  {'':12s} beyond idle   callback {result['callback_net'] * 1000:6.2f} ms   "
+              f"per redirect {result['redirect_net'] * 1e6:6.0f} µs   per claim {result['claim_net'] * 1000:6.2f} ms")
+    for unit, scale, shown in (("callback", 1000, "ms"), ("redirect", 1e6, "µs"), ("claim", 1000, "ms")):
+        for key, extra in ((f"{unit}_cpu", ""), (f"{unit}_net", " beyond idle")):
+            summary(f"serve CPU per {unit}{extra}, 2 instances", two[key] * scale, f"{shown} CPU", one[key] * scale,
+                    f"{shown} CPU 1 instance", two[key] / one[key])
+    ok = one["duplicates"] == two["duplicates"] == 0 and one["double_claims"] == two["double_claims"] == 0 \
+        and one["clicks"] == two["clicks"] == args.redirects
+    print(f"  invariants: every message answered once, every click stored once, no lead claimed twice: "
+          f"{'held' if ok else 'BROKEN'}")
     summary("callbacks answered, 2 instances", two["answered"], "msg/s", one["answered"], "msg/s 1 instance",
             two["answered"] / one["answered"])
     summary("redirects, 2 instances", two["redirects"], "/s", one["redirects"], "/s 1 instance",
             two["redirects"] / one["redirects"])
     summary("claims answered, 2 instances", two["claims"], "/s", one["claims"], "/s 1 instance",
             two["claims"] / one["claims"])
+    if not ok:
+        raise SystemExit("an invariant broke: see the lines above")
 
 
 def main() -> None:

@@ -12,7 +12,6 @@ WeChatSimulator is passed in (wechat.py), as any follower of the simulated Offic
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
 import logging
 import re
@@ -26,7 +25,7 @@ import aiohttp
 from aiohttp import web
 from wechatpy.enterprise.crypto import WeChatCrypto
 
-from bot.simulator.common import (ChatEntry, ChatLog, Delivery, _error, _is_jpg_or_png, message_xml,
+from bot.simulator.common import (ChatEntry, ChatLog, Delivery, MsgIds, _error, _is_jpg_or_png, message_xml,
                                   msg_id_field, read_upload)
 from bot.simulator.customers import CustomerContact
 from bot.simulator.member_media import MemberMedia
@@ -93,7 +92,7 @@ class WeComSimulator(MemberMedia):
         self.tokens: dict[str, float] = {}
         self.media: dict[str, tuple[bytes, str, float]] = {}
         self.media_names: dict[str, str] = {}  # media id -> the uploaded file's name
-        self._msg_ids = itertools.count(7_000_000_000_000_000_000)
+        self._msg_ids = MsgIds(7_000_000_000_000_000_000)
         self._sends: defaultdict[str, deque[float]] = defaultdict(deque)
         self._recent: dict[tuple[str, str], float] = {}
         self._forced_errors: deque[int] = deque()

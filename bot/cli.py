@@ -24,6 +24,8 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         config = load_config(args.config)
+        for warning in config.warnings:
+            print(f"partnerbot: warning: {warning}", file=sys.stderr)
         from bot import logs
 
         logs.setup(config.log.level, config.log.format)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from bot.config_checks import ConfigError, validate
+from bot.config_checks import ConfigError, secrets_in_file, unknown_environment, validate
 from store.fraud import FraudSettings
 from store.points import PointsSettings
 from store.pool_rules import SETTINGS as POOL_SETTINGS, PoolRules
@@ -241,6 +241,9 @@ class Config:
     simulator: SimulatorConfig = field(default_factory=SimulatorConfig)
     log: LogConfig = field(default_factory=LogConfig)
     source: str = "defaults"
+    # What loading found questionable but not wrong (a secret in the file, an unknown PARTNERBOT_*
+    # variable): one line each, which the command line prints before it runs.
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def pool_rules(self) -> PoolRules:
@@ -308,14 +311,17 @@ def load_config(path: str | Path | None = None, environ: Mapping[str, str] | Non
                 )
             setattr(section, key, _coerce(value, known[key].type, f"{path}: [{section_name}] {key}"))
 
+    env_names = []
     for section_name, section_type in _SECTION_TYPES.items():
         section = getattr(config, section_name)
         for f in dataclasses.fields(section_type):
             env_name = f"{ENV_PREFIX}{section_name.upper()}_{f.name.upper()}"
+            env_names.append(env_name)
             if env_name in environ:
                 setattr(section, f.name, _coerce(environ[env_name], f.type, f"{env_name} (environment)"))
 
     validate(config)
+    config.warnings = secrets_in_file(path, raw) + unknown_environment(environ, env_names)
     return config
 
 

@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import difflib
 import ipaddress
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from store.pool_rules import SETTINGS as POOL_SETTINGS
@@ -131,3 +133,43 @@ def validate(config: Config) -> None:
         value = getattr(config.pool, setting.name)
         if problem := setting.problem(value):
             fail(f"[pool] {setting.name}", f"{problem}, got {value}")
+
+
+# Keys whose values are secrets: the README and docs/DESIGN.md §7 say they belong in the environment,
+# where they stay out of version control and out of copies of the file.
+SECRET_KEYS = (("wecom", "secret"), ("wecom", "token"), ("wecom", "encoding_aes_key"), ("wechat", "secret"),
+               ("wechat", "token"), ("wechat", "encoding_aes_key"), ("admin", "api_token"),
+               ("server", "ip_hash_salt"), ("links", "visitor_secret"))
+# Environment variables of ours that are no config key: the file's path, and the test suite's servers.
+NOT_KEYS = ("PARTNERBOT_CONFIG", "PARTNERBOT_TEST_")
+
+
+def secrets_in_file(path: Path | str, raw: dict[str, Any]) -> list[str]:
+    """One warning per secret written in the configuration file (and per URL carrying a password)."""
+    warnings = []
+    for section, key in SECRET_KEYS:
+        if (raw.get(section) or {}).get(key):
+            env = f"PARTNERBOT_{section.upper()}_{key.upper()}"
+            warnings.append(f"{path}: [{section}] {key} is a secret written in the file: move it to the "
+                            f"environment ({env}) and remove it from the file")
+    for section in ("database", "redis"):
+        url = (raw.get(section) or {}).get("url")
+        if isinstance(url, str) and urlsplit(url).password:
+            warnings.append(f"{path}: [{section}] url carries a password: set the URL in the environment "
+                            f"(PARTNERBOT_{section.upper()}_URL) instead")
+    return warnings
+
+
+def unknown_environment(environ: Mapping[str, str], known: Iterable[str]) -> list[str]:
+    """One warning per PARTNERBOT_* variable that sets no key (a typo is otherwise silently ignored),
+    naming the closest real one."""
+    prefix = "PARTNERBOT_"
+    keys = sorted(name.removeprefix(prefix) for name in known)  # the shared prefix would make all look close
+    warnings = []
+    for name in sorted(environ):
+        if not name.startswith(prefix) or name.removeprefix(prefix) in keys or name.startswith(NOT_KEYS):
+            continue
+        close = difflib.get_close_matches(name.removeprefix(prefix), keys, n=1, cutoff=0.6)
+        hint = f"did you mean {prefix}{close[0]}?" if close else "no configuration key has this name"
+        warnings.append(f"environment: {name} is not a configuration key and is ignored; {hint}")
+    return warnings

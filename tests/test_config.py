@@ -77,3 +77,45 @@ def test_cli_bad_value_exit_2_without_traceback(tmp_path: Path) -> None:
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert result.stderr.strip() == f"partnerbot: {path}: [server] port: must be a whole number, got 'x'"
+
+
+def test_a_mistyped_environment_variable_names_the_closest_key(tmp_path: Path) -> None:
+    """PARTNERBOT_POOL_MAXHELD once did nothing, silently: now it is named, with the key it meant."""
+    config = load_config(REPO / "config.toml", environ={"PARTNERBOT_POOL_MAXHELD": "3", "PARTNERBOT_SERVER_PORT": "9100",
+                                                        "PARTNERBOT_CONFIG": "", "PARTNERBOT_TEST_REDIS_URL": "x",
+                                                        "PARTNERBOT_ZZZ": "1", "OTHER_POOL_MAXHELD": "1"})
+    assert config.pool.max_held != 3 and config.server.port == 9100
+    assert config.warnings == [
+        "environment: PARTNERBOT_POOL_MAXHELD is not a configuration key and is ignored; "
+        "did you mean PARTNERBOT_POOL_MAX_HELD?",
+        "environment: PARTNERBOT_ZZZ is not a configuration key and is ignored; no configuration key has this name"]
+
+
+def test_secrets_written_in_the_file_get_a_warning(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text('[wecom]\nsecret = "s3cret"\ntoken = ""\n[admin]\napi_token = "t0ken"\n'
+                    '[links]\nvisitor_secret = "v"\n[wechat]\nencoding_aes_key = ""\n'
+                    '[database]\nurl = "postgresql+asyncpg://bot:pw@db/bot"\n')
+    warnings = load_config(path, environ={}).warnings
+    assert [w.split(" is a secret")[0].split(" url carries")[0] for w in warnings] == [
+        f"{path}: [wecom] secret", f"{path}: [admin] api_token", f"{path}: [links] visitor_secret",
+        f"{path}: [database]"]
+    assert "PARTNERBOT_WECOM_SECRET" in warnings[0] and "s3cret" not in " ".join(warnings)
+    assert "pw" not in warnings[3] and "PARTNERBOT_DATABASE_URL" in warnings[3]
+    assert load_config(REPO / "config.toml", environ={}).warnings == []  # the shipped file holds no secret
+
+
+def test_the_command_line_prints_the_warnings(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text('[admin]\napi_token = "t0ken"\n[server]\nport = "x"\n')
+    result = subprocess.run([sys.executable, "-m", "bot", "migrate", "--config", str(path)], capture_output=True,
+                            text=True, timeout=60, env={"PATH": "/usr/bin:/bin", "PARTNERBOT_OUTBOX_CONCURENCY": "4"})
+    # The bad value still stops it (exit 2); a warning alone would not.
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    path.write_text('[admin]\napi_token = "t0ken"\n' f'[database]\nurl = "sqlite+aiosqlite:///{tmp_path}/x.db"\n')
+    result = subprocess.run([sys.executable, "-m", "bot", "migrate", "--config", str(path)], capture_output=True,
+                            text=True, timeout=60, env={"PATH": "/usr/bin:/bin", "PARTNERBOT_OUTBOX_CONCURENCY": "4"})
+    assert result.returncode == 0, result.stderr
+    assert f"partnerbot: warning: {path}: [admin] api_token is a secret written in the file" in result.stderr
+    assert "PARTNERBOT_OUTBOX_CONCURENCY is not a configuration key and is ignored; did you mean " \
+           "PARTNERBOT_OUTBOX_CONCURRENCY?" in result.stderr

@@ -11,6 +11,7 @@ from pathlib import Path
 from aiohttp import web
 from sqlalchemy.engine import make_url
 
+from bot.cli_help import describe, version
 from bot.config import Config, ConfigError, load_config
 
 EXIT_OK, EXIT_BAD_DATA, EXIT_USAGE = 0, 1, 2
@@ -42,6 +43,7 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--config", metavar="PATH",
                         help="configuration file (default: $PARTNERBOT_CONFIG, else ./config.toml)")
     parser = argparse.ArgumentParser(prog="partnerbot", description="WeCom bot for partner co-marketing")
+    parser.add_argument("--version", action="version", version=f"partnerbot {version()}")
     sub = parser.add_subparsers(metavar="COMMAND")
     sub.add_parser("demo", parents=[common], help="run bot + WeCom simulator + sandbox on SQLite").set_defaults(run=cmd_demo)
     sub.add_parser("serve", parents=[common], help="run the production server").set_defaults(run=cmd_serve)
@@ -56,7 +58,8 @@ def _parser() -> argparse.ArgumentParser:
     member_sync = members.add_parser("sync", parents=[common],
                                      help="add or update members from a WeCom department (user/list)")
     member_sync.add_argument("--department", type=int, required=True, metavar="ID", help="WeCom department id")
-    member_sync.add_argument("--partner", default="", metavar="NAME", help="the partner they belong to")
+    member_sync.add_argument("--partner", default="", metavar="NAME",
+                             help="the partner they belong to (required with --role partner, the default)")
     member_sync.add_argument("--role", default="partner", choices=("partner", "marketer", "admin"))
     member_sync.set_defaults(run=cmd_members_sync)
     wechat = sub.add_parser("wechat", help="the WeChat Official Account").add_subparsers(metavar="ACTION")
@@ -66,6 +69,7 @@ def _parser() -> argparse.ArgumentParser:
     lead_import = leads.add_parser("import", parents=[common], help="import leads from CSV into their pools")
     lead_import.add_argument("file", metavar="FILE.csv")
     lead_import.set_defaults(run=cmd_leads_import)
+    describe(parser)
     return parser
 
 

@@ -122,12 +122,15 @@ def attached_lines(ctx: Context, items: list[ContentItem]) -> list[str]:
 def task_card(task: Task, commands: CommandTable, zone: str, *, reminder: bool, card_id: str,
               content_ids: tuple[int, ...] = ()) -> dict[str, Any]:
     deadline = f"截止 {format_time(task.deadline, zone, 'zh')}" if task.deadline else "长期有效"
+    menu_description = ""  # the same text fits WeChat's message menu
     if reminder:
         title, description = f"⏰ 提醒：{task.title}", f"{deadline}，您还没有分享"
     else:
         title, description = f"新任务 #{task.id}：{task.title}", f"{deadline}，点下方按钮获取您的专属物料"
+        # WeChat shows the buttons as the commands they run ("海报 2"), which can also be typed.
+        menu_description = f"{deadline}，点下方指令（或直接发送）获取您的专属物料"
     card = Card(title=title, description=description, buttons=task_buttons(task.id, commands, content_ids),
-                card_id=card_id)
+                card_id=card_id, menu_description=menu_description)
     return reply_to_payload(card) | {"duplicate_check": True}
 
 

@@ -9,6 +9,7 @@ import logging
 import os
 import re
 import tempfile
+import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -22,7 +23,7 @@ from store.tasks import template_names
 
 log = logging.getLogger(__name__)
 
-RENDERER_VERSION = "1"
+RENDERER_VERSION = "2"  # 2: emoji no font here can draw are left out, not drawn as empty boxes
 Face = tuple[Path, int]  # font file, face index in a collection
 FONTS = ASSETS / "fonts"
 BUNDLED: dict[str, Face] = {w: (FONTS / f"NotoSansSC-Subset-{w.title()}.otf", 0) for w in ("regular", "bold")}
@@ -130,6 +131,21 @@ def has_glyph(face: Face, char: str) -> bool:
     return bytes(probe.getmask(char)) != bytes(probe.getmask("\U0010fffd"))  # (plane-16 private use)
 
 
+# Emoji and other pictographs (symbols, modifiers, joiners, variation selectors): neither the bundled
+# subset nor Noto Sans CJK draws most of them, and a missing one shows as an empty box.
+PICTOGRAPH_CATEGORIES = ("So", "Sk", "Cf", "Mn", "Co")
+
+
+def without_undrawable_symbols(text: str, weight: str) -> str:
+    """`text` without the emoji and symbols that no available font draws (🚀, ✨, 👍🏻, flags, ZWJ
+    sequences); letters and hanzi are kept (a missing one falls back to the system font, see
+    choose_face), and ★ or ① stay, since the fonts have them."""
+    faces = (BUNDLED[weight], *[f for f in (SYSTEM[weight],) if f[0].is_file()])
+    kept = "".join(c for c in text if unicodedata.category(c) not in PICTOGRAPH_CATEGORIES
+                   or any(has_glyph(face, c) for face in faces))
+    return " ".join(kept.split())
+
+
 def choose_face(text: str, weight: str) -> Face:
     """The bundled subset if it has every glyph, else the full system font if installed, else warn."""
     drawn = {c for c in text if c.isprintable() and not c.isspace()}
@@ -180,7 +196,7 @@ def wrap(text: str, f: ImageFont.FreeTypeFont, max_width: int, phrases: bool = F
 def fit_text(value: str, spec: TextSpec) -> FittedText:
     """Wrap into `max_lines`, stepping the size down to `min_size`; only then ellipsize the last line.
     Each size tries breaks at spaces/punctuation first; lines are balanced (the narrowest width)."""
-    text = " ".join(value.split())
+    text = without_undrawable_symbols(value, spec.weight)
     face = choose_face(text, spec.weight)
     for size in (*range(spec.size, spec.min_size or spec.size, -2), spec.min_size or spec.size):
         f = font(face, size)
@@ -236,6 +252,7 @@ def draw_avatar(canvas: Image.Image, name: str, spec: AvatarSpec) -> None:
     ImageDraw.Draw(disc).ellipse((ring, ring, big - 1 - ring, big - 1 - ring), fill=spec.fill)
     disc = disc.resize((spec.size, spec.size), Image.Resampling.LANCZOS)
     canvas.paste(disc, (spec.x, spec.y), disc)
+    name = without_undrawable_symbols(name, "bold")  # "Tom 🚀" is T, not "om"
     text = ("".join(c for c in name if c.isalnum())[-2:] if any(ord(c) >= 0x2E80 for c in name)
             else "".join(w[0] for w in name.split()[:2]))
     size, width = int(spec.size * (0.34 if len(text) > 1 else 0.44)), int(spec.size * 0.74)

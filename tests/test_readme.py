@@ -63,3 +63,13 @@ def test_the_readme_points_only_at_files_in_the_repository() -> None:
                 found = [f for p in paths for f in ((doc.parent / p).resolve(), (REPO / p).resolve()) if f.exists()]
                 # inside the repository: ../shared/DESIGN.md exists on the machine it was written on, not in a clone
                 assert any(f.is_relative_to(REPO) for f in found), f"{doc.name}: {target}"
+
+
+def test_docs_name_every_chat_command_in_both_languages() -> None:
+    from handlers import COMMANDS
+
+    design = (REPO / "docs" / "DESIGN.md").read_text(encoding="utf-8")
+    section = design.split("## 2. Chat commands", 1)[1].split("\n## ", 1)[0]
+    words = set(re.findall(r"`([^` ]+)", section))
+    missing = [word for c in COMMANDS for word in (c.name, c.name_zh) if word not in words]
+    assert not missing, f"docs/DESIGN.md §2 does not name: {missing}"

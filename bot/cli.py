@@ -44,6 +44,10 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("demo", parents=[common], help="run bot + WeCom simulator + sandbox on SQLite").set_defaults(run=cmd_demo)
     sub.add_parser("serve", parents=[common], help="run the production server").set_defaults(run=cmd_serve)
     sub.add_parser("migrate", parents=[common], help="apply database migrations").set_defaults(run=cmd_migrate)
+    check = sub.add_parser("check", parents=[common],
+                           help="try the WeCom app and Official Account for real and explain what is wrong")
+    check.add_argument("--to", default="", metavar="USERID", help="send yourself (your WeCom userid) a test message")
+    check.set_defaults(run=cmd_check)
     simulator = sub.add_parser("simulator", parents=[common], help="run the WeCom simulator alone")
     simulator.add_argument("--members", metavar="FILE.csv", help="members CSV to fill the simulated directory")
     simulator.set_defaults(run=cmd_simulator)
@@ -228,6 +232,15 @@ def cmd_leads_import(config: Config, args: argparse.Namespace) -> int:
         return EXIT_OK
 
     return asyncio.run(run())
+
+
+def cmd_check(config: Config, args: argparse.Namespace) -> int:
+    """Exit 0 only when everything a production start needs works (warnings allowed)."""
+    from bot.doctor import run_check
+
+    doctor = asyncio.run(run_check(config, args.to.strip(), lambda finding: print(finding.line(), flush=True)))
+    print(doctor.summary())
+    return EXIT_OK if doctor.ready else EXIT_BAD_DATA
 
 
 def cmd_serve(config: Config, _args: argparse.Namespace) -> int:

@@ -1,0 +1,367 @@
+"""`partnerbot check`: try the configured WeCom app and Official Account for real, over HTTP, through
+the clients `serve` uses, and explain every failure in one line with its fix (handlers/doctor.py says
+the lines). Nothing is cached: the access tokens are fetched anew, so the Secret is really tried.
+
+Callback settings get the round trip the platform makes when an admin presses save in its console:
+a GET with a signed echostr, answered by our own verification handler (started here on a loopback
+port), and by `[server] public_base_url` when something answers there.
+"""
+from __future__ import annotations
+
+import asyncio
+import re
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+from aiohttp import web
+from wechatpy.utils import WeChatSigner
+
+from bot.channels.api_client import ApiError, ApiUnavailable
+from bot.channels.envelope import url_verification
+from bot.channels.wechat import WeChatCodec
+from bot.channels.wechat_api import WeChatClient
+from bot.channels.wecom import WeComCodec
+from bot.channels.wecom_api import WeComClient
+from bot.config import Config, WeChatConfig, WeComConfig
+from bot.config_checks import _is_aes_key
+from handlers.doctor import CALLBACK_PLACES, FAIL, HOW_VERIFIED, OK, SKIP, WARN, counts, say
+from handlers.menu import menu_commands
+from store.redis import SharedKeys
+
+TOKEN_PATTERN = re.compile(r"^[A-Za-z0-9]{1,32}$")
+_WECOM_IP = re.compile(r"from ip:\s*([0-9A-Fa-f.:]+)")
+_WECHAT_IP = re.compile(r"(?:invalid ip|requestIP:)\s*([0-9A-Fa-f.:]+)")
+WECOM_SECRET_ERRCODES = frozenset({40001, 40091, 41004, 42001})
+WECOM_UNREACHED_ERRCODES = frozenset({81013, 40003, 60111, 60011, 40031})
+WECHAT_SECRET_ERRCODES = frozenset({40001, 40125, 41004})
+WECHAT_IP_ERRCODES = frozenset({40164, 61004})
+# How long each platform waits for the answer to its URL verification.
+VERIFY_LIMIT_MS = {"wecom": 1000, "wechat": 5000}
+DEFAULT_API = {"wecom": WeComConfig.api_base_url, "wechat": WeChatConfig.api_base_url}
+
+
+@dataclass(frozen=True)
+class Finding:
+    status: str
+    topic: str
+    text: str
+
+    def line(self) -> str:
+        return f"{self.status:<4}  {self.topic:<20} {self.text}"
+
+
+class Doctor:
+    def __init__(self, config: Config, http: aiohttp.ClientSession, to: str = "",
+                 report: Callable[[Finding], None] | None = None) -> None:
+        self.config = config
+        self.http = http
+        self.to = to
+        self.findings: list[Finding] = []
+        self._report = report or (lambda finding: None)
+        self._shared = SharedKeys(None, config.redis.key_prefix)  # in-process: never a token cached elsewhere
+
+    def note(self, status: str, topic: str, text: str, /, **facts: Any) -> None:
+        finding = Finding(status, topic, say(text, **facts))
+        self.findings.append(finding)
+        self._report(finding)
+
+    @property
+    def ready(self) -> bool:
+        return all(f.status != FAIL for f in self.findings)
+
+    def summary(self) -> str:
+        return say("summary.ready" if self.ready else "summary.not_ready",
+                   counts=counts([f.status for f in self.findings]))
+
+    async def run(self) -> bool:
+        await self.check_wecom()
+        await self.check_callback("wecom")
+        await self.check_official_account()
+        return self.ready
+
+    # ----- WeCom -------------------------------------------------------------------------------------
+    async def check_wecom(self) -> None:
+        w = self.config.wecom
+        missing = [(key, f"PARTNERBOT_WECOM_{key.upper()}", where) for key, value, where in (
+            ("corp_id", w.corp_id, "我的企业 → 企业信息 → 企业ID"),
+            ("agent_id", w.agent_id > 0, "the app's AgentId"),
+            ("secret", w.secret, "the app's Secret"))
+            if not value]
+        for key, env, where in missing:
+            self.note(FAIL, "wecom settings", "wecom.missing", key=key, env=env, where=where)
+        if any(key in ("corp_id", "secret") for key, _, _ in missing):
+            return
+        client = WeComClient(w, self.http, self._shared)
+        if not await self._token(client, "wecom", "wecom token", "gettoken", self._wecom_token_refused):
+            return
+        self.note(OK, "wecom token", "wecom.token.ok", corp_id=w.corp_id)
+        if w.agent_id <= 0:
+            return
+        try:
+            agent = await client.call("GET", "/cgi-bin/agent/get", params={"agentid": str(w.agent_id)})
+        except ApiError as err:
+            if err.errcode == 60020:
+                self.note(FAIL, "wecom trusted IP", "wecom.ip.60020", ip=_ip_in(err.errmsg, _WECOM_IP))
+                self.note(SKIP, "wecom app", "wecom.blocked", what="agent/get, the visible range and the test message")
+            elif err.errcode in (301002, 40056):
+                self.note(FAIL, "wecom app", "wecom.agent.301002", agent_id=w.agent_id, code=err.errcode)
+            else:
+                self.note(FAIL, "wecom app", "wecom.agent.other", agent_id=w.agent_id, code=err.errcode,
+                          errmsg=err.errmsg)
+            return
+        except ApiUnavailable as err:
+            self._network(err, "wecom", "wecom app", "agent/get")
+            return
+        self.note(OK, "wecom trusted IP", "wecom.ip.ok")
+        name = str(agent.get("name") or w.agent_id)
+        if agent.get("close"):
+            self.note(FAIL, "wecom app", "wecom.agent.closed", name=name)
+        users = [str(u.get("userid")) for u in (agent.get("allow_userinfos") or {}).get("user", [])]
+        departments = [int(d) for d in (agent.get("allow_partys") or {}).get("partyid", [])]
+        tags = list((agent.get("allow_tags") or {}).get("tagid", []))
+        if not (users or departments or tags):
+            self.note(FAIL, "wecom visible range", "wecom.range.empty", name=name)
+        else:
+            self.note(OK, "wecom visible range", "wecom.range.ok", name=name, users=len(users),
+                      departments=len(departments), tags=len(tags))
+        if not self.to:
+            self.note(SKIP, "wecom test message", "wecom.message.skip")
+            return
+        if users or departments or tags:
+            inside = await self._in_range(client, users, departments)
+            self.note(OK if inside else WARN, "wecom visible range",
+                      "wecom.range.inside" if inside else "wecom.range.outside", userid=self.to, name=name)
+        await self._test_message(client, name)
+
+    def _wecom_token_refused(self, err: ApiError) -> None:
+        w = self.config.wecom
+        if err.errcode in (40013, 41002):
+            self.note(FAIL, "wecom token", "wecom.token.40013", corp_id=w.corp_id)
+        elif err.errcode in WECOM_SECRET_ERRCODES:
+            self.note(FAIL, "wecom token", "wecom.token.secret", code=err.errcode, errmsg=_short(err.errmsg))
+        elif err.errcode == 60020:
+            self.note(FAIL, "wecom trusted IP", "wecom.ip.60020", ip=_ip_in(err.errmsg, _WECOM_IP))
+        else:
+            self.note(FAIL, "wecom token", "wecom.token.other", code=err.errcode, errmsg=_short(err.errmsg))
+
+    async def _in_range(self, client: WeComClient, users: list[str], departments: list[int]) -> bool:
+        if self.to in users or 1 in departments:
+            return True
+        if not departments:
+            return False
+        try:
+            user = await client.call("GET", "/cgi-bin/user/get", params={"userid": self.to})
+        except (ApiError, ApiUnavailable):
+            return False  # the test message says why
+        return bool(set(user.get("department") or []) & set(departments))
+
+    async def _test_message(self, client: WeComClient, name: str) -> None:
+        try:
+            answer = await client.send_message({"touser": self.to, "msgtype": "text",
+                                                "text": {"content": say("wecom.message.text")}})
+        except ApiError as err:
+            if err.errcode in WECOM_UNREACHED_ERRCODES:
+                self.note(FAIL, "wecom test message", "wecom.message.unreached", userid=self.to,
+                          detail=f"{err.errcode} {_short(err.errmsg)}")
+            elif err.errcode == 60020:
+                self.note(FAIL, "wecom trusted IP", "wecom.ip.60020", ip=_ip_in(err.errmsg, _WECOM_IP))
+            else:
+                self.note(FAIL, "wecom test message", "wecom.message.other", userid=self.to, code=err.errcode,
+                          errmsg=_short(err.errmsg))
+            return
+        except ApiUnavailable as err:
+            self._network(err, "wecom", "wecom test message", "message/send")
+            return
+        if self.to in str(answer.get("invaliduser") or "").split("|"):
+            self.note(FAIL, "wecom test message", "wecom.message.unreached", userid=self.to, detail="invaliduser")
+        else:
+            self.note(OK, "wecom test message", "wecom.message.ok", userid=self.to, name=name)
+
+    # ----- the Official Account ----------------------------------------------------------------------
+    async def check_official_account(self) -> None:
+        c = self.config.wechat
+        if not c.enabled:
+            self.note(SKIP, "official account", "oa.skip")
+            return
+        if not c.secret:
+            self.note(FAIL, "oa settings", "oa.missing")
+        else:
+            client = WeChatClient(c, self.http, self._shared)
+            if await self._token(client, "wechat", "oa token", "token", self._oa_token_refused):
+                self.note(OK, "oa token", "oa.token.ok", app_id=c.app_id)
+                await self._oa_menu(client)
+        await self.check_callback("wechat")
+
+    def _oa_token_refused(self, err: ApiError) -> None:
+        if err.errcode in (40013, 41002):
+            self.note(FAIL, "oa token", "oa.token.40013", app_id=self.config.wechat.app_id)
+        elif err.errcode in WECHAT_SECRET_ERRCODES:
+            self.note(FAIL, "oa token", "oa.token.secret", code=err.errcode, errmsg=_short(err.errmsg))
+        elif err.errcode in WECHAT_IP_ERRCODES:
+            self.note(FAIL, "oa IP whitelist", "oa.token.ip", code=err.errcode, ip=_ip_in(err.errmsg, _WECHAT_IP))
+        else:
+            self.note(FAIL, "oa token", "oa.token.other", code=err.errcode, errmsg=_short(err.errmsg))
+
+    async def _oa_menu(self, client: WeChatClient) -> None:
+        try:
+            installed = (await client.get_menu()).get("menu") or {}
+        except ApiError as err:
+            if err.errcode == 46003:
+                self.note(WARN, "oa menu", "oa.menu.none")
+            elif err.errcode == 48001:
+                self.note(FAIL, "oa menu", "oa.menu.48001")
+            else:
+                self.note(WARN, "oa menu", "oa.menu.other", code=err.errcode, errmsg=_short(err.errmsg))
+            return
+        except ApiUnavailable as err:
+            self._network(err, "wechat", "oa menu", "menu/get")
+            return
+        try:
+            ours = sorted(menu_commands(installed)) == sorted(menu_commands())
+        except (KeyError, TypeError, AttributeError):
+            ours = False
+        if ours:
+            self.note(OK, "oa menu", "oa.menu.ok", buttons=len(menu_commands()))
+        else:
+            self.note(WARN, "oa menu", "oa.menu.foreign")
+
+    # ----- shared --------------------------------------------------------------------------------------
+    async def _token(self, client: WeComClient | WeChatClient, section: str, topic: str, api: str,
+                     refused: Callable[[ApiError], None]) -> bool:
+        try:
+            await client.access_token()
+        except ApiUnavailable as err:
+            if isinstance(err.__cause__, ApiError):
+                refused(err.__cause__)
+            else:
+                self._network(err, section, topic, api)
+            return False
+        return True
+
+    def _network(self, err: ApiUnavailable, section: str, topic: str, api: str) -> None:
+        settings = getattr(self.config, section)
+        base = settings.api_base_url
+        facts = {"host": urlsplit(base).hostname or base, "base": base, "section": section, "api": api}
+        cause = err.__cause__
+        if isinstance(cause, aiohttp.ClientConnectorDNSError):
+            key = "net.dns"
+        elif isinstance(cause, aiohttp.ClientSSLError):
+            key, facts["error"] = "net.tls", type(cause).__name__
+        elif isinstance(cause, aiohttp.ClientConnectorError):
+            key, facts["error"] = "net.connect", cause.os_error.strerror or type(cause.os_error).__name__
+        elif isinstance(cause, asyncio.TimeoutError):
+            key, facts["seconds"] = "net.timeout", settings.api_timeout_seconds
+        elif (status := re.match(r"HTTP (\d+)", str(err))) is not None:
+            key, facts["status"], facts["default"] = "net.http", status.group(1), DEFAULT_API[section]
+        else:
+            key, facts["error"] = "net.other", str(err)
+        self.note(FAIL, topic, key, **facts)
+
+    async def check_callback(self, section: str) -> None:
+        """Token and EncodingAESKey as the console takes them, then URL verification as the platform does it."""
+        settings: WeComConfig | WeChatConfig = getattr(self.config, section)
+        platform, where, id_name = CALLBACK_PLACES[section]
+        topic, env = f"{'wecom' if section == 'wecom' else 'oa'} callback", f"PARTNERBOT_{section.upper()}_"
+        ready = True
+        if not settings.token:
+            self.note(FAIL, topic, "callback.token.missing", section=section, env=env + "TOKEN", where=where)
+            ready = False
+        elif not TOKEN_PATTERN.fullmatch(settings.token):
+            self.note(WARN, topic, "callback.token.format", section=section, length=len(settings.token),
+                      env=env + "TOKEN")
+        key = settings.encoding_aes_key
+        if not key and section == "wecom":
+            self.note(FAIL, topic, "callback.key.missing", section=section, env=env + "ENCODING_AES_KEY", where=where)
+            ready = False
+        elif key and (len(key) != 43 or not _is_aes_key(key)):
+            self.note(FAIL, topic, "callback.key.format", section=section, length=len(key),
+                      env=env + "ENCODING_AES_KEY", where=where)
+            ready = False
+        if not ready or (section == "wecom" and not settings.corp_id):
+            return
+        path = f"/{section}/callback"
+        public = self.config.server.public_base_url.rstrip("/") + path
+        verify = url_verification(WeComCodec(settings) if isinstance(settings, WeComConfig) else WeChatCodec(settings),
+                                  section)
+        query, echo = verification_query(settings)
+        status, body, ms = await _serve_once(verify, path, lambda url: self._get(url, query))
+        if status == 200 and body == echo:
+            self.note(OK, topic, "callback.local.ok", platform=platform, ms=ms,
+                      how=HOW_VERIFIED[section].format(url=public))
+        else:
+            self.note(FAIL, topic, "callback.local.fail", platform=platform, status=status, body=body[:80],
+                      id_name=id_name)
+            return
+        query, echo = verification_query(settings)
+        try:
+            status, body, ms = await self._get(public, query)
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as err:
+            self.note(WARN, topic, "callback.public.down", url=public, platform=platform,
+                      error=type(err).__name__)
+            return
+        if status != 200 or body != echo:
+            self.note(FAIL, topic, "callback.public.wrong", url=public, platform=platform, status=status,
+                      body=body[:80], id_name=id_name, path=path)
+        elif ms > VERIFY_LIMIT_MS[section]:
+            self.note(WARN, topic, "callback.public.slow", url=public, platform=platform, ms=ms,
+                      limit_ms=VERIFY_LIMIT_MS[section])
+        else:
+            self.note(OK, topic, "callback.public.ok", url=public, platform=platform, ms=ms)
+
+    async def _get(self, url: str, query: dict[str, str]) -> tuple[int, str, int]:
+        started = time.monotonic()
+        async with self.http.get(url, params=query, timeout=aiohttp.ClientTimeout(total=6)) as response:
+            body = await response.text()
+            return response.status, body, round((time.monotonic() - started) * 1000)
+
+
+def verification_query(settings: WeComConfig | WeChatConfig) -> tuple[dict[str, str], str]:
+    """The query a platform sends to verify a callback URL, and the answer it expects."""
+    timestamp, nonce, echo = str(int(time.time())), str(secrets.randbelow(10**10)), secrets.token_hex(12)
+    if isinstance(settings, WeComConfig):
+        # WeCom encrypts the echostr (wechatpy, like every message) and signs the ciphertext.
+        sealed = WeComCodec(settings).crypto.encrypt_message(echo, nonce, timestamp)
+        encrypted = re.search(r"<Encrypt><!\[CDATA\[(.*?)\]\]>", sealed).group(1)  # type: ignore[union-attr]
+        signature = re.search(r"<MsgSignature><!\[CDATA\[(.*?)\]\]>", sealed).group(1)  # type: ignore[union-attr]
+        return {"msg_signature": signature, "timestamp": timestamp, "nonce": nonce, "echostr": encrypted}, echo
+    signer = WeChatSigner()
+    signer.add_data(settings.token, timestamp, nonce)
+    return {"signature": signer.signature, "timestamp": timestamp, "nonce": nonce, "echostr": echo}, echo
+
+
+async def _serve_once(handler: Callable[[web.Request], Awaitable[web.StreamResponse]], path: str,
+                      ask: Callable[[str], Awaitable[tuple[int, str, int]]]) -> tuple[int, str, int]:
+    """Run `handler` at `path` on a loopback port just long enough for `ask(url)`."""
+    app = web.Application()
+    app.router.add_get(path, handler)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = runner.addresses[0][1]
+        return await ask(f"http://127.0.0.1:{port}{path}")
+    finally:
+        await runner.cleanup()
+
+
+def _ip_in(errmsg: str, pattern: re.Pattern[str]) -> str:
+    found = pattern.search(errmsg)
+    return found.group(1) if found else "(the platform did not say which)"
+
+
+def _short(errmsg: str) -> str:
+    """errmsg up to its hint: the rest (hint, from ip, more info) is noise in one line."""
+    return errmsg.split(", hint:")[0].split(" rid:")[0].strip().rstrip(",")
+
+
+async def run_check(config: Config, to: str = "", report: Callable[[Finding], None] | None = None) -> Doctor:
+    async with aiohttp.ClientSession() as http:
+        doctor = Doctor(config, http, to, report)
+        await doctor.run()
+    return doctor

@@ -129,6 +129,7 @@ class Doctor:
         else:
             self.note(OK, "wecom visible range", "wecom.range.ok", name=name, users=len(users),
                       departments=len(departments), tags=len(tags))
+        await self._customer_contact(client)
         if not self.to:
             self.note(SKIP, "wecom test message", "wecom.message.skip")
             return
@@ -159,6 +160,29 @@ class Doctor:
         except (ApiError, ApiUnavailable):
             return False  # the test message says why
         return bool(set(user.get("department") or []) & set(departments))
+
+    async def _customer_contact(self, client: WeComClient) -> None:
+        """Optional (only `转发 N` needs it), so never a failure: what is missing is a warning."""
+        topic = "wecom customers"
+        try:
+            answer = await client.call("GET", "/cgi-bin/externalcontact/get_follow_user_list")
+        except ApiError as err:
+            if err.errcode == 48002:
+                self.note(WARN, topic, "wecom.customers.48002")
+            else:
+                self.note(WARN, topic, "wecom.customers.other", code=err.errcode, errmsg=_short(err.errmsg))
+            return
+        except ApiUnavailable as err:
+            self._network(err, "wecom", topic, "externalcontact/get_follow_user_list")
+            return
+        members = [str(u) for u in answer.get("follow_user") or []]
+        if not members:
+            self.note(WARN, topic, "wecom.customers.none")
+        elif self.to and self.to not in members:
+            self.note(WARN, topic, "wecom.customers.outside", userid=self.to)
+        else:
+            self.note(OK, topic, "wecom.customers.ok", count=len(members),
+                      who=say("wecom.customers.you", userid=self.to) if self.to else "")
 
     async def _test_message(self, client: WeComClient, name: str) -> None:
         try:

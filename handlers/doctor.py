@@ -37,6 +37,16 @@ TEXTS: dict[str, str] = {
     "wecom.range.outside": "{userid} is not in the visible range (可见范围) of '{name}' as far as agent/get and "
                            "user/get show: add them under {app} → 可见范围 (the test message tells for sure)",
     "wecom.range.inside": "{userid} is in the visible range (可见范围) of '{name}'",
+    # ----- customer contact (客户联系), which `转发 N` needs ----------------------------------------------
+    "wecom.customers.ok": "{count} member(s) may use customer contact (客户联系), so `转发 N` works for them{who}",
+    "wecom.customers.you": ", {userid} among them",
+    "wecom.customers.none": "nobody may use customer contact (客户联系), so `转发 N` only hands out copies: add "
+                            "people under 客户与上下游 → 客户联系 → 权限配置 → 使用范围",
+    "wecom.customers.outside": "{userid} may not use customer contact (客户联系), so `转发 N` only hands them a copy: "
+                               "add them under 客户与上下游 → 客户联系 → 权限配置 → 使用范围",
+    "wecom.customers.48002": "the app may not call customer contact (48002 api forbidden), so `转发 N` only hands out "
+                             "copies: add it under 客户与上下游 → 客户联系 → 客户 → API → 可调用接口的应用",
+    "wecom.customers.other": "customer contact refused get_follow_user_list ({code} {errmsg}): `转发 N` may not work",
     # ----- the test message --------------------------------------------------------------------------
     "wecom.message.ok": "sent a test message to {userid}: it should be in their WeCom now, from the app '{name}'",
     "wecom.message.skip": "no test message: add --to YOUR_USERID (通讯录 → your name → 账号) to get one",

@@ -347,3 +347,20 @@ async def test_the_command_line(setup: Setup, tmp_path: Path) -> None:
     # A malformed EncodingAESKey is refused when the configuration is read, like every command does.
     code, out, err = await _partnerbot(env | {"PARTNERBOT_WECOM_ENCODING_AES_KEY": "short"}, "check")
     assert code == EXIT_USAGE and "[wecom] encoding_aes_key must be the 43-character EncodingAESKey" in err
+
+
+async def test_customer_contact(setup: Setup, capsys) -> None:  # type: ignore[no-untyped-def]
+    """Only `转发 N` needs it: what is missing is a warning, never a failure."""
+    code, out = await check(setup.config, capsys)
+    assert code == EXIT_OK
+    assert "5 member(s) may use customer contact (客户联系), so `转发 N` works for them, admin1 among them" \
+        in line(out, "ok    wecom customers")
+    setup.sim.customers.no_permission.add("admin1")
+    code, out = await check(setup.config, capsys)
+    assert code == EXIT_OK
+    assert "admin1 may not use customer contact (客户联系)" in line(out, "warn  wecom customers")
+    assert "客户联系 → 权限配置 → 使用范围" in out
+    setup.sim.faults.apply("no_customer_contact")
+    code, out = await check(setup.config, capsys)
+    assert code == EXIT_OK
+    assert "the app may not call customer contact (48002 api forbidden)" in line(out, "warn  wecom customers")

@@ -35,6 +35,7 @@ WECOM_FAULTS: dict[str, tuple[str, int, str]] = {
     "wrong_secret": ("gettoken", 40001, "invalid credential"),
     "ip_not_trusted": (EVERY_CALL, 60020, WECOM_IP_REFUSED),
     "message_refused": ("message/send", 81013, "user & party & tag all invalid"),
+    "no_customer_contact": ("externalcontact/get_follow_user_list", 48002, "api forbidden"),
 }
 WECHAT_FAULTS: dict[str, tuple[str, int, str]] = {
     "oa_wrong_secret": ("token", 40125, "invalid appsecret"),

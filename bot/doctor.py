@@ -1,47 +1,36 @@
 """`partnerbot check`: try the configured WeCom app and Official Account for real, over HTTP, through
 the clients `serve` uses, and explain every failure in one line with its fix (handlers/doctor.py says
 the lines). Nothing is cached: the access tokens are fetched anew, so the Secret is really tried.
-
-Callback settings get the round trip the platform makes when an admin presses save in its console:
-a GET with a signed echostr, answered by our own verification handler (started here on a loopback
-port), and by `[server] public_base_url` when something answers there.
+The callback settings' checks are in doctor_callback.py.
 """
 from __future__ import annotations
 
 import asyncio
+import ipaddress
+import os
 import re
-import secrets
-import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
-from aiohttp import web
-from wechatpy.utils import WeChatSigner
 
 from bot.channels.api_client import ApiError, ApiUnavailable
-from bot.channels.envelope import url_verification
-from bot.channels.wechat import WeChatCodec
 from bot.channels.wechat_api import WeChatClient
-from bot.channels.wecom import WeComCodec
 from bot.channels.wecom_api import WeComClient
 from bot.config import Config, WeChatConfig, WeComConfig
-from bot.config_checks import _is_aes_key
-from handlers.doctor import CALLBACK_PLACES, FAIL, HOW_VERIFIED, OK, SKIP, WARN, counts, say
+from bot.doctor_callback import CallbackChecks
+from handlers.doctor import FAIL, OK, SKIP, WARN, counts, say
 from handlers.menu import menu_commands
 from store.redis import SharedKeys
 
-TOKEN_PATTERN = re.compile(r"^[A-Za-z0-9]{1,32}$")
 _WECOM_IP = re.compile(r"from ip:\s*([0-9A-Fa-f.:]+)")
 _WECHAT_IP = re.compile(r"(?:invalid ip|requestIP:)\s*([0-9A-Fa-f.:]+)")
 WECOM_SECRET_ERRCODES = frozenset({40001, 40091, 41004, 42001})
 WECOM_UNREACHED_ERRCODES = frozenset({81013, 40003, 60111, 60011, 40031})
 WECHAT_SECRET_ERRCODES = frozenset({40001, 40125, 41004})
 WECHAT_IP_ERRCODES = frozenset({40164, 61004})
-# How long each platform waits for the answer to its URL verification.
-VERIFY_LIMIT_MS = {"wecom": 1000, "wechat": 5000}
 DEFAULT_API = {"wecom": WeComConfig.api_base_url, "wechat": WeChatConfig.api_base_url}
 
 
@@ -55,7 +44,7 @@ class Finding:
         return f"{self.status:<4}  {self.topic:<20} {self.text}"
 
 
-class Doctor:
+class Doctor(CallbackChecks):
     def __init__(self, config: Config, http: aiohttp.ClientSession, to: str = "",
                  report: Callable[[Finding], None] | None = None) -> None:
         self.config = config
@@ -79,10 +68,22 @@ class Doctor:
                    counts=counts([f.status for f in self.findings]))
 
     async def run(self) -> bool:
+        self.check_public_url()
         await self.check_wecom()
         await self.check_callback("wecom")
         await self.check_official_account()
         return self.ready
+
+    def check_public_url(self) -> None:
+        """The platforms, and the customers who open tracked links, reach the bot at public_base_url."""
+        url = self.config.server.public_base_url
+        host = urlsplit(url).hostname or ""
+        try:
+            private = host == "localhost" or not ipaddress.ip_address(host).is_global
+        except ValueError:
+            private = False  # a name: the round trips below tell whether it answers
+        if private:
+            self.note(WARN, "server public URL", "server.public_url.private", url=url)
 
     # ----- WeCom -------------------------------------------------------------------------------------
     async def check_wecom(self) -> None:
@@ -277,7 +278,8 @@ class Doctor:
         elif isinstance(cause, aiohttp.ClientSSLError):
             key, facts["error"] = "net.tls", type(cause).__name__
         elif isinstance(cause, aiohttp.ClientConnectorError):
-            key, facts["error"] = "net.connect", cause.os_error.strerror or type(cause.os_error).__name__
+            errno = cause.os_error.errno
+            key, facts["error"] = "net.connect", os.strerror(errno) if errno else type(cause.os_error).__name__
         elif isinstance(cause, asyncio.TimeoutError):
             key, facts["seconds"] = "net.timeout", settings.api_timeout_seconds
         elif (status := re.match(r"HTTP (\d+)", str(err))) is not None:
@@ -285,94 +287,6 @@ class Doctor:
         else:
             key, facts["error"] = "net.other", str(err)
         self.note(FAIL, topic, key, **facts)
-
-    async def check_callback(self, section: str) -> None:
-        """Token and EncodingAESKey as the console takes them, then URL verification as the platform does it."""
-        settings: WeComConfig | WeChatConfig = getattr(self.config, section)
-        platform, where, id_name = CALLBACK_PLACES[section]
-        topic, env = f"{'wecom' if section == 'wecom' else 'oa'} callback", f"PARTNERBOT_{section.upper()}_"
-        ready = True
-        if not settings.token:
-            self.note(FAIL, topic, "callback.token.missing", section=section, env=env + "TOKEN", where=where)
-            ready = False
-        elif not TOKEN_PATTERN.fullmatch(settings.token):
-            self.note(WARN, topic, "callback.token.format", section=section, length=len(settings.token),
-                      env=env + "TOKEN")
-        key = settings.encoding_aes_key
-        if not key and section == "wecom":
-            self.note(FAIL, topic, "callback.key.missing", section=section, env=env + "ENCODING_AES_KEY", where=where)
-            ready = False
-        elif key and (len(key) != 43 or not _is_aes_key(key)):
-            self.note(FAIL, topic, "callback.key.format", section=section, length=len(key),
-                      env=env + "ENCODING_AES_KEY", where=where)
-            ready = False
-        if not ready or (section == "wecom" and not settings.corp_id):
-            return
-        path = f"/{section}/callback"
-        public = self.config.server.public_base_url.rstrip("/") + path
-        verify = url_verification(WeComCodec(settings) if isinstance(settings, WeComConfig) else WeChatCodec(settings),
-                                  section)
-        query, echo = verification_query(settings)
-        status, body, ms = await _serve_once(verify, path, lambda url: self._get(url, query))
-        if status == 200 and body == echo:
-            self.note(OK, topic, "callback.local.ok", platform=platform, ms=ms,
-                      how=HOW_VERIFIED[section].format(url=public))
-        else:
-            self.note(FAIL, topic, "callback.local.fail", platform=platform, status=status, body=body[:80],
-                      id_name=id_name)
-            return
-        query, echo = verification_query(settings)
-        try:
-            status, body, ms = await self._get(public, query)
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as err:
-            self.note(WARN, topic, "callback.public.down", url=public, platform=platform,
-                      error=type(err).__name__)
-            return
-        if status != 200 or body != echo:
-            self.note(FAIL, topic, "callback.public.wrong", url=public, platform=platform, status=status,
-                      body=body[:80], id_name=id_name, path=path)
-        elif ms > VERIFY_LIMIT_MS[section]:
-            self.note(WARN, topic, "callback.public.slow", url=public, platform=platform, ms=ms,
-                      limit_ms=VERIFY_LIMIT_MS[section])
-        else:
-            self.note(OK, topic, "callback.public.ok", url=public, platform=platform, ms=ms)
-
-    async def _get(self, url: str, query: dict[str, str]) -> tuple[int, str, int]:
-        started = time.monotonic()
-        async with self.http.get(url, params=query, timeout=aiohttp.ClientTimeout(total=6)) as response:
-            body = await response.text()
-            return response.status, body, round((time.monotonic() - started) * 1000)
-
-
-def verification_query(settings: WeComConfig | WeChatConfig) -> tuple[dict[str, str], str]:
-    """The query a platform sends to verify a callback URL, and the answer it expects."""
-    timestamp, nonce, echo = str(int(time.time())), str(secrets.randbelow(10**10)), secrets.token_hex(12)
-    if isinstance(settings, WeComConfig):
-        # WeCom encrypts the echostr (wechatpy, like every message) and signs the ciphertext.
-        sealed = WeComCodec(settings).crypto.encrypt_message(echo, nonce, timestamp)
-        encrypted = re.search(r"<Encrypt><!\[CDATA\[(.*?)\]\]>", sealed).group(1)  # type: ignore[union-attr]
-        signature = re.search(r"<MsgSignature><!\[CDATA\[(.*?)\]\]>", sealed).group(1)  # type: ignore[union-attr]
-        return {"msg_signature": signature, "timestamp": timestamp, "nonce": nonce, "echostr": encrypted}, echo
-    signer = WeChatSigner()
-    signer.add_data(settings.token, timestamp, nonce)
-    return {"signature": signer.signature, "timestamp": timestamp, "nonce": nonce, "echostr": echo}, echo
-
-
-async def _serve_once(handler: Callable[[web.Request], Awaitable[web.StreamResponse]], path: str,
-                      ask: Callable[[str], Awaitable[tuple[int, str, int]]]) -> tuple[int, str, int]:
-    """Run `handler` at `path` on a loopback port just long enough for `ask(url)`."""
-    app = web.Application()
-    app.router.add_get(path, handler)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = runner.addresses[0][1]
-        return await ask(f"http://127.0.0.1:{port}{path}")
-    finally:
-        await runner.cleanup()
-
 
 def _ip_in(errmsg: str, pattern: re.Pattern[str]) -> str:
     found = pattern.search(errmsg)

@@ -14,6 +14,8 @@ WECOM_LOOKUP = "https://open.work.weixin.qq.com/devtool/query?e={code}"
 OA_BASIC = "设置与开发 → 基本配置"
 
 TEXTS: dict[str, str] = {
+    "server.public_url.private": "[server] public_base_url is {url}, which WeCom, WeChat and customers cannot "
+                                 "reach: set PARTNERBOT_SERVER_PUBLIC_BASE_URL to https://<your host>",
     # ----- WeCom: settings and token -----------------------------------------------------------------
     "wecom.missing": "[wecom] {key} is not set: set {env} ({where})",
     "wecom.token.ok": "gettoken works: CorpID {corp_id} and the app's Secret are right",

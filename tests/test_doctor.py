@@ -80,6 +80,7 @@ async def test_a_working_setup_exits_0_and_sends_the_admin_a_test_message(setup:
     assert "nothing answers at http://127.0.0.1:" in line(out, "warn  wecom callback")
     assert line(out, "ok    oa token") and "partnerbot's (7 buttons)" in line(out, "ok    oa menu")
     assert "WeChat URL verification works" in line(out, "ok    oa callback")
+    assert "which WeCom, WeChat and customers cannot reach" in line(out, "warn  server public URL")
     assert "FAIL" not in out
     assert out.splitlines()[-1].startswith("partnerbot check: ") and out.rstrip().endswith("ready for production")
 
@@ -200,11 +201,15 @@ async def test_callback_token_and_key_formats(setup: Setup, capsys) -> None:  # 
     assert "must be 43 letters and digits (base64 of 32 bytes), it is 42 characters" in line(out, "FAIL  wecom callback")
 
 
-async def test_network_failures(setup: Setup, capsys, unused_tcp_port: int) -> None:  # type: ignore[no-untyped-def]
+async def test_network_failures(setup: Setup, capsys) -> None:  # type: ignore[no-untyped-def]
     config = setup.config
     config.wecom.api_base_url = f"http://127.0.0.1:{free_port()}"
     code, out = await check(config, capsys)
-    assert code == EXIT_BAD_DATA and "cannot connect to 127.0.0.1 (" in line(out, "FAIL  wecom token")
+    assert code == EXIT_BAD_DATA and "cannot connect to 127.0.0.1 (Connection refused)" in line(out, "FAIL  wecom token")
+    config.wecom.api_base_url = setup.url.replace("http:", "https:")  # a server that does not speak TLS
+    code, out = await check(config, capsys)
+    assert code == EXIT_BAD_DATA and "TLS with 127.0.0.1 failed (ClientConnectorSSLError): check this server's " \
+        "clock and CA certificates" in line(out, "FAIL  wecom token")
     config.wecom.api_base_url = setup.url
     setup.sim.api_available = False
     code, out = await check(config, capsys)

@@ -236,9 +236,18 @@ def cmd_leads_import(config: Config, args: argparse.Namespace) -> int:
 
 def cmd_check(config: Config, args: argparse.Namespace) -> int:
     """Exit 0 only when everything a production start needs works (warnings allowed)."""
+    import logging
+
     from bot.doctor import run_check
 
-    doctor = asyncio.run(run_check(config, args.to.strip(), lambda finding: print(finding.line(), flush=True)))
+    # Its own lines say what happened; "fetched a new access token" would only be noise between them.
+    tokens = logging.getLogger("bot.channels.api_client")
+    level = tokens.level
+    tokens.setLevel(logging.WARNING)
+    try:
+        doctor = asyncio.run(run_check(config, args.to.strip(), lambda finding: print(finding.line(), flush=True)))
+    finally:
+        tokens.setLevel(level)
     print(doctor.summary())
     return EXIT_OK if doctor.ready else EXIT_BAD_DATA
 

@@ -130,14 +130,14 @@ class Doctor(CallbackChecks):
         else:
             self.note(OK, "wecom visible range", "wecom.range.ok", name=name, users=len(users),
                       departments=len(departments), tags=len(tags))
+        if self.to and (users or departments or tags):
+            inside = await self._in_range(client, users, departments)
+            self.note(OK if inside else WARN, "wecom visible range",
+                      "wecom.range.inside" if inside else "wecom.range.outside", userid=self.to, name=name)
         await self._customer_contact(client)
         if not self.to:
             self.note(SKIP, "wecom test message", "wecom.message.skip")
             return
-        if users or departments or tags:
-            inside = await self._in_range(client, users, departments)
-            self.note(OK if inside else WARN, "wecom visible range",
-                      "wecom.range.inside" if inside else "wecom.range.outside", userid=self.to, name=name)
         await self._test_message(client, name)
 
     def _wecom_token_refused(self, err: ApiError) -> None:

@@ -11,10 +11,12 @@ import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
+from sqlalchemy.engine import make_url
 
 from bot.channels.api_client import ApiError, ApiUnavailable
 from bot.channels.wechat_api import WeChatClient
@@ -23,7 +25,8 @@ from bot.config import Config, WeChatConfig, WeComConfig
 from bot.doctor_callback import CallbackChecks
 from handlers.doctor import FAIL, OK, SKIP, WARN, counts, say
 from handlers.menu import menu_commands
-from store.redis import SharedKeys
+from store.db import Database, current_revision, head_revision
+from store.redis import SharedKeys, create_redis
 
 _WECOM_IP = re.compile(r"from ip:\s*([0-9A-Fa-f.:]+)")
 _WECHAT_IP = re.compile(r"(?:invalid ip|requestIP:)\s*([0-9A-Fa-f.:]+)")
@@ -68,11 +71,44 @@ class Doctor(CallbackChecks):
                    counts=counts([f.status for f in self.findings]))
 
     async def run(self) -> bool:
+        await self.check_storage()
         self.check_public_url()
         await self.check_wecom()
         await self.check_callback("wecom")
         await self.check_official_account()
         return self.ready
+
+    async def check_storage(self) -> None:
+        """`serve` starts only on a database at the newest migration; with Redis configured it needs Redis."""
+        parsed = make_url(self.config.database.url)
+        url = parsed.render_as_string(hide_password=True)
+        if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:") \
+                and not Path(str(parsed.database)).exists():
+            self.note(FAIL, "database", "db.missing", url=url)  # connecting would make an empty file
+        else:
+            db = Database(self.config.database.url)
+            try:
+                current = await current_revision(db)
+            except Exception as err:
+                self.note(FAIL, "database", "db.down", url=url, error=type(err).__name__)
+            else:
+                head = head_revision()
+                self.note(OK if current == head else FAIL, "database", "db.ok" if current == head else "db.behind",
+                          url=url, current=current or "none", head=head)
+            finally:
+                await db.dispose()
+        if not self.config.redis.url:
+            self.note(SKIP, "redis", "redis.none")
+            return
+        redis = create_redis(self.config.redis.url)
+        assert redis is not None
+        try:
+            await redis.ping()
+            self.note(OK, "redis", "redis.ok")
+        except Exception as err:
+            self.note(FAIL, "redis", "redis.down", error=type(err).__name__)
+        finally:
+            await redis.aclose()
 
     def check_public_url(self) -> None:
         """The platforms, and the customers who open tracked links, reach the bot at public_base_url."""

@@ -14,6 +14,15 @@ WECOM_LOOKUP = "https://open.work.weixin.qq.com/devtool/query?e={code}"
 OA_BASIC = "设置与开发 → 基本配置"
 
 TEXTS: dict[str, str] = {
+    "db.ok": "database {url} is at the newest migration ({head})",
+    "db.missing": "the database file of {url} does not exist yet: run `partnerbot migrate`",
+    "db.behind": "database {url} is at migration {current}, not {head}: run `partnerbot migrate`",
+    "db.down": "cannot use the database {url} ({error}): check [database] url (PARTNERBOT_DATABASE_URL) and that "
+               "the server is up",
+    "redis.none": "no Redis ([redis] url is empty): fine for one instance; several need one",
+    "redis.ok": "Redis answers",
+    "redis.down": "Redis does not answer ({error}): check [redis] url (PARTNERBOT_REDIS_URL) and that Redis is up, "
+                  "or leave it empty for a single instance",
     "server.public_url.private": "[server] public_base_url is {url}, which WeCom, WeChat and customers cannot "
                                  "reach: set PARTNERBOT_SERVER_PUBLIC_BASE_URL to https://<your host>",
     # ----- WeCom: settings and token -----------------------------------------------------------------

@@ -8,6 +8,7 @@ import argparse
 import asyncio
 import os
 import secrets
+import shutil
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -21,7 +22,8 @@ from bot.config import Config
 from bot.simulator import WeComSimulator
 from bot.simulator.wechat_protocol import menu_as_stored
 from handlers.menu import MENU
-from tests.conftest import FOLLOWERS, Stack, aes_key, free_port, make_config, simulator_for, wechat_simulator_for
+from store.db import migrate
+from tests.conftest import FOLLOWERS, REDIS_URL, Stack, aes_key, free_port, make_config, simulator_for, wechat_simulator_for
 
 
 class Setup:
@@ -37,10 +39,20 @@ async def _serve(app: web.Application) -> tuple[web.AppRunner, str]:
     return runner, f"http://127.0.0.1:{port}"
 
 
+@pytest.fixture(scope="module")
+def migrated_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One migrated SQLite file for the module; each test gets a copy (the check only reads it)."""
+    path = tmp_path_factory.mktemp("doctor") / "template.db"
+    migrate(f"sqlite+aiosqlite:///{path}")
+    return path
+
+
 @pytest.fixture
-async def setup() -> AsyncIterator[Setup]:
-    """A WeCom app and an Official Account (with partnerbot's menu) in the simulator, configured right."""
-    config = make_config("sqlite+aiosqlite:///unused.db")
+async def setup(migrated_template: Path, tmp_path: Path) -> AsyncIterator[Setup]:
+    """A WeCom app and an Official Account (with partnerbot's menu) in the simulator, configured right,
+    on a migrated database."""
+    shutil.copy(migrated_template, tmp_path / "bot.db")
+    config = make_config(f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}")
     config.wecom.token = "Tok" + secrets.token_hex(8)  # as the console's 随机获取 makes them: letters and digits
     bot_port = free_port()
     wechat = wechat_simulator_for(config, bot_port, "safe", FOLLOWERS)
@@ -218,7 +230,7 @@ async def test_network_failures(setup: Setup, capsys) -> None:  # type: ignore[n
            "(https://qyapi.weixin.qq.com)?" in line(out, "FAIL  wecom token")
 
     async def never(_request: web.Request) -> web.Response:
-        await asyncio.sleep(5)
+        await asyncio.sleep(2)  # far past the 0.3 s timeout
         return web.Response()
 
     slow = web.Application()
@@ -326,7 +338,8 @@ def _env(config: Config, tmp_path: Path) -> dict[str, str]:
     w, c = config.wecom, config.wechat
     env = {k: v for k, v in os.environ.items() if not k.startswith("PARTNERBOT_")}
     return env | {
-        "PARTNERBOT_CONFIG": str(empty), "PARTNERBOT_WECOM_CORP_ID": w.corp_id,
+        "PARTNERBOT_CONFIG": str(empty), "PARTNERBOT_DATABASE_URL": config.database.url,
+        "PARTNERBOT_WECOM_CORP_ID": w.corp_id,
         "PARTNERBOT_WECOM_AGENT_ID": str(w.agent_id), "PARTNERBOT_WECOM_SECRET": w.secret,
         "PARTNERBOT_WECOM_TOKEN": w.token, "PARTNERBOT_WECOM_ENCODING_AES_KEY": w.encoding_aes_key,
         "PARTNERBOT_WECOM_API_BASE_URL": w.api_base_url, "PARTNERBOT_SERVER_PUBLIC_BASE_URL": config.server.public_base_url,
@@ -369,3 +382,29 @@ async def test_customer_contact(setup: Setup, capsys) -> None:  # type: ignore[n
     code, out = await check(setup.config, capsys)
     assert code == EXIT_OK
     assert "the app may not call customer contact (48002 api forbidden)" in line(out, "warn  wecom customers")
+
+
+async def test_database_and_redis(setup: Setup, capsys, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    code, out = await check(setup.config, capsys)
+    assert code == EXIT_OK and "is at the newest migration" in line(out, "ok    database")
+    assert "no Redis ([redis] url is empty)" in line(out, "skip  redis")
+    missing = tmp_path / "nothing-here.db"
+    setup.config.database.url = f"sqlite+aiosqlite:///{missing}"
+    code, out = await check(setup.config, capsys)
+    assert code == EXIT_BAD_DATA and "does not exist yet: run `partnerbot migrate`" in line(out, "FAIL  database")
+    assert not missing.exists()  # the check made no empty database
+    missing.touch()
+    code, out = await check(setup.config, capsys)
+    assert code == EXIT_BAD_DATA and "is at migration none, not " in line(out, "FAIL  database")
+    setup.config.database.url = f"postgresql+asyncpg://partnerbot:secret@127.0.0.1:{free_port()}/partnerbot"
+    code, out = await check(setup.config, capsys)
+    assert code == EXIT_BAD_DATA
+    assert "cannot use the database postgresql+asyncpg://partnerbot:***@127.0.0.1:" in line(out, "FAIL  database")
+    assert "secret" not in out
+    if REDIS_URL:  # the real one where the tests have it (CI does)
+        setup.config.redis.url = REDIS_URL
+        code, out = await check(setup.config, capsys)
+        assert line(out, "ok    redis")
+    setup.config.redis.url = f"redis://127.0.0.1:{free_port()}/0"
+    code, out = await check(setup.config, capsys)
+    assert "Redis does not answer (ConnectionError)" in line(out, "FAIL  redis")

@@ -149,7 +149,7 @@ class Doctor(CallbackChecks):
                 self.note(FAIL, "wecom app", "wecom.agent.301002", agent_id=w.agent_id, code=err.errcode)
             else:
                 self.note(FAIL, "wecom app", "wecom.agent.other", agent_id=w.agent_id, code=err.errcode,
-                          errmsg=err.errmsg)
+                          errmsg=_short(err.errmsg))
             return
         except ApiUnavailable as err:
             self._network(err, "wecom", "wecom app", "agent/get")

@@ -408,3 +408,11 @@ async def test_database_and_redis(setup: Setup, capsys, tmp_path: Path) -> None:
     setup.config.redis.url = f"redis://127.0.0.1:{free_port()}/0"
     code, out = await check(setup.config, capsys)
     assert "Redis does not answer (ConnectionError)" in line(out, "FAIL  redis")
+
+
+async def test_any_other_agent_get_error_is_quoted_with_wecoms_lookup_page(setup: Setup, capsys) -> None:  # type: ignore[no-untyped-def]
+    setup.sim.faults.refuse("agent/get", 48002, "api forbidden, hint: [1701], from ip: 127.0.0.1, more info at x")
+    code, out = await check(setup.config, capsys)
+    assert code == EXIT_BAD_DATA
+    assert line(out, "FAIL  wecom app").endswith("WeCom refused agent/get for AgentId 1000002 (48002 api forbidden): "
+                                                 "see https://open.work.weixin.qq.com/devtool/query?e=48002")

@@ -120,6 +120,9 @@ class Doctor(CallbackChecks):
             private = False  # a name: the round trips below tell whether it answers
         if private:
             self.note(WARN, "server public URL", "server.public_url.private", url=url)
+        port = urlsplit(url).port
+        if self.config.wechat.enabled and port not in (None, 80, 443):
+            self.note(WARN, "server public URL", "server.public_url.port", url=url, port=port)
 
     # ----- WeCom -------------------------------------------------------------------------------------
     async def check_wecom(self) -> None:

@@ -25,6 +25,8 @@ TEXTS: dict[str, str] = {
                   "or leave it empty for a single instance",
     "server.public_url.private": "[server] public_base_url is {url}, which WeCom, WeChat and customers cannot "
                                  "reach: set PARTNERBOT_SERVER_PUBLIC_BASE_URL to https://<your host>",
+    "server.public_url.port": "[server] public_base_url {url} has port {port}; the Official Account's server URL "
+                              "takes only 80 (http) or 443 (https): serve it through a proxy on 443",
     # ----- WeCom: settings and token -----------------------------------------------------------------
     "wecom.missing": "[wecom] {key} is not set: set {env} ({where})",
     "wecom.token.ok": "gettoken works: CorpID {corp_id} and the app's Secret are right",

@@ -92,7 +92,8 @@ async def test_a_working_setup_exits_0_and_sends_the_admin_a_test_message(setup:
     assert "nothing answers at http://127.0.0.1:" in line(out, "warn  wecom callback")
     assert line(out, "ok    oa token") and "partnerbot's (7 buttons)" in line(out, "ok    oa menu")
     assert "WeChat URL verification works" in line(out, "ok    oa callback")
-    assert "which WeCom, WeChat and customers cannot reach" in line(out, "warn  server public URL")
+    assert "which WeCom, WeChat and customers cannot reach" in line(out, "warn  server public URL", "reach")
+    assert "takes only 80 (http) or 443 (https)" in line(out, "warn  server public URL", "port")
     assert "FAIL" not in out
     assert out.splitlines()[-1].startswith("partnerbot check: ") and out.rstrip().endswith("ready for production")
 

@@ -27,6 +27,7 @@ from bot.config import Config
 from bot.web.clicks import ClickRecorder
 from bot.pipeline.inbox import InboxProcessor
 from bot.jobs import run_periodically, schedule
+from bot.retention import RetentionJob
 from bot.web.invite import invite_routes
 from bot.web.downloads import download_routes, stored_bytes
 from bot.web.landing import LeadForm, landing_routes
@@ -92,6 +93,8 @@ def create_app(config: Config, commands: CommandTable | None = None,
                                reclaim_after=config.links.stream_reclaim_seconds)
         app[DB], app[SHARED], app[OUTBOX], app[INBOX] = db, shared, outbox, inbox
         app[CLICKS] = clicks
+        retention = RetentionJob(db, config.retention, config.retention.check_seconds, kit.posters,
+                                 config.retention.posters_days, clicks)
         await warn_if_not_durable(redis)
         interval = config.inbox.sweep_interval_seconds
         stop = asyncio.Event()
@@ -100,7 +103,7 @@ def create_app(config: Config, commands: CommandTable | None = None,
             asyncio.create_task(outbox.run(interval, stop)),
             asyncio.create_task(clicks.run(stop)),  # writes what is buffered before it ends
             *(asyncio.create_task(run_periodically(job.name, job.run, job.every, stop, job.first_delay))
-              for job in schedule(db, config, commands, outbox.kick, customers)),
+              for job in schedule(db, config, commands, outbox.kick, customers, retention)),
         ]
         try:
             yield

@@ -57,7 +57,8 @@ VISITORS = web.AppKey("visitors", Visitors)
 
 def create_app(config: Config, commands: CommandTable | None = None,
                channels: Sequence[Channel] = CHANNELS) -> web.Application:
-    visitors = Visitors(_ip_hash_salt(config), config.server.trusted_proxies, visitor_secret(config))
+    visitors = Visitors(_ip_hash_salt(config), config.server.trusted_proxies, visitor_secret(config),
+                        secure_cookies=config.server.public_base_url.startswith("https://"))
     # Refused requests are logged with the salted IP hash clicks use, never the address itself.
     admin, require_token = admin_routes(config, lambda request: request.app[DB], visitors.ip_hash)
     admin += stats_routes(config, lambda request: request.app[DB])

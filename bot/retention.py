@@ -59,12 +59,12 @@ class RetentionJob:
         return f"{int(now.timestamp() // max(self.every_seconds, 1))}"
 
     async def _delete_old(self, kind: retention.Kind, now: datetime) -> int:
-        total = 0
+        total, after = 0, 0
         for _ in range(self.settings.max_batches):
             async with self.db.session() as session:
-                count = await retention.delete_batch(session, kind, self.settings, now)
-            total += count
-            if count < self.settings.batch_size:
+                batch = await retention.delete_batch(session, kind, self.settings, now, after)
+            total, after = total + batch.deleted, batch.last_key
+            if not batch.more:
                 break
             await asyncio.sleep(0)  # callbacks get the database between batches
         return total

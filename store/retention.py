@@ -51,55 +51,39 @@ class Kind:
     setting: str  # its days in RetentionSettings
     minimum_days: int
     why_minimum: str
-    statement: Callable[[datetime, int], Any]  # (cut-off, batch size) -> DELETE
+    key: Any  # the integer primary key column; batches go in its order
+    old: Callable[[datetime], list[Any]]  # the conditions of a row to delete, given the cut-off
 
 
-def _inbox(cutoff: datetime, batch: int) -> Any:
+def _inbox(cutoff: datetime) -> list[Any]:
     newer = aliased(InboxMessage)
-    old = select(InboxMessage.id).where(
-        InboxMessage.status.in_(("done", "failed")), InboxMessage.received_at < cutoff,
-        ~exists().where(OutboxMessage.inbox_id == InboxMessage.id),
-        exists().where(newer.channel == InboxMessage.channel, newer.user_id == InboxMessage.user_id,
-                       newer.id > InboxMessage.id),
-    ).order_by(InboxMessage.id).limit(batch)
-    return delete(InboxMessage).where(InboxMessage.id.in_(old.scalar_subquery()))
+    return [InboxMessage.status.in_(("done", "failed")), InboxMessage.received_at < cutoff,
+            ~exists().where(OutboxMessage.inbox_id == InboxMessage.id),
+            exists().where(newer.channel == InboxMessage.channel, newer.user_id == InboxMessage.user_id,
+                           newer.id > InboxMessage.id)]
 
 
-def _outbox(cutoff: datetime, batch: int) -> Any:
+def _outbox(cutoff: datetime) -> list[Any]:
     nurture_reminder = and_(OutboxMessage.purpose == "notice", OutboxMessage.dedupe_key.like("nurture:%"))
-    old = select(OutboxMessage.id).where(
-        OutboxMessage.status.in_(("sent", "failed")), OutboxMessage.created_at < cutoff,
-        OutboxMessage.purpose.not_in((TASK_CARD, REMINDER)), not_(nurture_reminder),
-    ).order_by(OutboxMessage.id).limit(batch)
-    return delete(OutboxMessage).where(OutboxMessage.id.in_(old.scalar_subquery()))
+    return [OutboxMessage.status.in_(("sent", "failed")), OutboxMessage.created_at < cutoff,
+            OutboxMessage.purpose.not_in((TASK_CARD, REMINDER)), not_(nurture_reminder)]
 
 
-def _pending_uploads(cutoff: datetime, batch: int) -> Any:
-    old = select(PendingUpload.member_id).where(PendingUpload.received_at < cutoff) \
-        .order_by(PendingUpload.member_id).limit(batch)
-    return delete(PendingUpload).where(PendingUpload.member_id.in_(old.scalar_subquery()))
-
-
-def _job_runs(cutoff: datetime, batch: int) -> Any:
-    old = select(JobRun.id).where(JobRun.at < cutoff).order_by(JobRun.id).limit(batch)
-    return delete(JobRun).where(JobRun.id.in_(old.scalar_subquery()))
-
-
-def _clicks(cutoff: datetime, batch: int) -> Any:
-    old = select(Click.id).where(
-        Click.at < cutoff, Click.flag_id.is_(None), ~exists().where(LeadTouch.click_id == Click.id),
-    ).order_by(Click.id).limit(batch)
-    return delete(Click).where(Click.id.in_(old.scalar_subquery()))
+def _clicks(cutoff: datetime) -> list[Any]:
+    return [Click.at < cutoff, Click.flag_id.is_(None), ~exists().where(LeadTouch.click_id == Click.id)]
 
 
 # In this order: outbox rows go before the inbox rows they point to.
 KINDS = (
-    Kind("outbox", "outbox_days", 2, "a retried send must still find its row", _outbox),
-    Kind("inbox", "inbox_days", 2, "a platform retry must still meet its message (de-duplication)", _inbox),
-    Kind("pending_uploads", "pending_uploads_days", 3, "`keep` says an upload expired for 3 days", _pending_uploads),
-    Kind("job_runs", "job_runs_days", 62, "this and last month's tiers and statements are claimed there", _job_runs),
+    Kind("outbox", "outbox_days", 2, "a retried send must still find its row", OutboxMessage.id, _outbox),
+    Kind("inbox", "inbox_days", 2, "a platform retry must still meet its message (de-duplication)",
+         InboxMessage.id, _inbox),
+    Kind("pending_uploads", "pending_uploads_days", 3, "`keep` says an upload expired for 3 days",
+         PendingUpload.member_id, lambda cutoff: [PendingUpload.received_at < cutoff]),
+    Kind("job_runs", "job_runs_days", 62, "this and last month's tiers and statements are claimed there",
+         JobRun.id, lambda cutoff: [JobRun.at < cutoff]),
     Kind("clicks", "clicks_days", 35, "fraud rules compare a day with the week before; lead touches "
-         "come from a visitor's earlier clicks", _clicks),
+         "come from a visitor's earlier clicks", Click.id, _clicks),
 )
 
 
@@ -121,10 +105,26 @@ def due_kinds(settings: RetentionSettings) -> list[Kind]:
     return [kind for kind in KINDS if getattr(settings, kind.setting) != KEEP_FOREVER]
 
 
-async def delete_batch(session: AsyncSession, kind: Kind, settings: RetentionSettings, now: datetime) -> int:
-    """Delete up to batch_size rows of `kind` older than its days; how many this call deleted (a
-    row another instance deleted first is not counted here)."""
+@dataclass(frozen=True)
+class Batch:
+    deleted: int  # rows this call deleted (a row another instance deleted first is not counted)
+    last_key: int  # where the next batch starts looking: rows up to here were looked at
+    more: bool  # a whole batch was found: there may be more
+
+
+async def delete_batch(session: AsyncSession, kind: Kind, settings: RetentionSettings, now: datetime,
+                       after: int = 0) -> Batch:
+    """Delete up to batch_size rows of `kind` older than its days, with keys above `after`. Each
+    batch starts where the last one ended, so none walks again over the rows deleted before it
+    (on PostgreSQL they stay in the table as dead rows until vacuumed). The keys are read first and
+    deleted by key: a DELETE ... IN (subquery) scanned the whole inbox per batch on PostgreSQL.
+    What makes a row deletable cannot become untrue again (it is old and finished), so nothing is
+    checked twice."""
     cutoff = now - timedelta(days=getattr(settings, kind.setting))
-    result = await session.execute(kind.statement(cutoff, settings.batch_size),
-                                   execution_options={"synchronize_session": False})
-    return int(result.rowcount or 0)
+    keys = list(await session.scalars(select(kind.key).where(kind.key > after, *kind.old(cutoff))
+                                      .order_by(kind.key).limit(settings.batch_size)))
+    if not keys:
+        return Batch(0, after, False)
+    deleted = await session.execute(delete(kind.key.class_).where(kind.key.in_(keys)),
+                                    execution_options={"synchronize_session": False})
+    return Batch(int(deleted.rowcount or 0), keys[-1], len(keys) == settings.batch_size)

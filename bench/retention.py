@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import time
-from datetime import timedelta
 
 from sqlalchemy import text
 
@@ -22,7 +21,6 @@ from common import BenchDatabase, summary
 from bot.retention import RetentionJob
 from store import inbox as inbox_store
 from store.db import Database
-from store.models import utcnow
 from store.retention import RetentionSettings
 
 FILL = [

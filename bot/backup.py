@@ -65,7 +65,9 @@ def _postgres(url: URL, target: Path) -> str:
     if pg_dump is None:
         raise ConfigError("backup: pg_dump is not installed here; install the PostgreSQL client of your server's "
                           "version, or run `pg_dump --format=custom` where it is (docs/production.md, Backup)")
-    libpq = url.set(drivername="postgresql", password=None).render_as_string(hide_password=False)
+    # URL.set ignores a None password: build the address without it.
+    libpq = URL.create("postgresql", url.username, None, url.host, url.port, url.database, url.query) \
+        .render_as_string(hide_password=False)
     env = {**os.environ, **({"PGPASSWORD": str(url.password)} if url.password else {})}
     partial = target.with_name(f".{target.name}.partial")
     try:

@@ -91,3 +91,30 @@ async def test_postgres_backs_up_with_pg_dump_and_restores(postgres_url: str, tm
     finally:
         await _drop_postgres_database(name)
 
+
+
+def test_the_postgres_password_goes_in_the_environment_not_the_command_line(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import bot.backup
+
+    seen = {}
+
+    def pg_dump(command: list[str], env: dict[str, str], **_kwargs: object) -> subprocess.CompletedProcess[str]:
+        seen["command"], seen["password"] = command, env.get("PGPASSWORD")
+        Path(next(a for a in command if a.startswith("--file=")).removeprefix("--file=")).write_bytes(b"PGDMP")
+        return subprocess.CompletedProcess(command, 0, "", "")
+
+    monkeypatch.setattr(bot.backup.shutil, "which", lambda name: f"/usr/bin/{name}")
+    monkeypatch.setattr(bot.backup.subprocess, "run", pg_dump)
+    url = "postgresql+asyncpg://partnerbot:s3cret-pw@db.internal:5432/partnerbot"
+    target = tmp_path / "b.dump"
+    assert main(["backup", str(target), "--config", str(config_for(tmp_path, url))]) == 0
+    assert seen["password"] == "s3cret-pw"
+    assert not any("s3cret-pw" in word for word in seen["command"])
+    assert "--dbname=postgresql://partnerbot@db.internal:5432/partnerbot" in seen["command"]
+    out = capsys.readouterr().out
+    assert "s3cret-pw" not in out and target.read_bytes() == b"PGDMP"
+
+    monkeypatch.setattr(bot.backup.shutil, "which", lambda name: None)
+    assert main(["backup", str(tmp_path / "c.dump"), "--config", str(config_for(tmp_path, url))]) == 2
+    assert "pg_dump is not installed here" in capsys.readouterr().err

@@ -8,6 +8,8 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 
+from redis.exceptions import RedisError
+
 from bot.metrics import RETENTION_DELETED, RETENTION_LAST_RUN
 from bot.render.posters import PosterRenderer
 from bot.web.clicks import ClickRecorder
@@ -38,20 +40,29 @@ class RetentionJob:
         claims each period (the job's interval) and does them; every instance prunes its own posters."""
         now = now or utcnow()
         deleted: dict[str, int] = {}
+
+        def count(what: str, how_many: int) -> None:
+            deleted[what] = how_many
+            RETENTION_DELETED.labels(what).inc(how_many)  # at once: a later failure keeps what was done
+
         if self.posters is not None and self.posters_days:
-            deleted["poster_files"] = await asyncio.to_thread(self.posters.prune, self.posters_days)
+            count("poster_files", await asyncio.to_thread(self.posters.prune, self.posters_days))
         async with self.db.session() as session:
             claimed = await claim_run(session, "retention", self.period(now))
         if claimed:
             for kind in retention.due_kinds(self.settings):
-                deleted[kind.name] = await self._delete_old(kind, now)
+                count(kind.name, await self._delete_old(kind, now))
             if self.clicks is not None:
-                deleted["click_stream_entries"], deleted["click_stream_consumers"] = await self.clicks.trim_stream()
+                try:
+                    entries, consumers = await self.clicks.trim_stream()
+                except RedisError as err:  # the stream is trimmed next time; the database part is done
+                    log.warning("retention: the click stream was not trimmed (%s)", type(err).__name__)
+                else:
+                    count("click_stream_entries", entries)
+                    count("click_stream_consumers", consumers)
             RETENTION_LAST_RUN.set(now.timestamp())
-        for what, count in deleted.items():
-            RETENTION_DELETED.labels(what).inc(count)
         if any(deleted.values()):
-            log.info("retention deleted %s", ", ".join(f"{count} {what}" for what, count in deleted.items() if count))
+            log.info("retention deleted %s", ", ".join(f"{n} {what}" for what, n in deleted.items() if n))
         return deleted
 
     def period(self, now: datetime) -> str:

@@ -255,3 +255,25 @@ def test_defaults_load(tmp_path: Path) -> None:
     path = tmp_path / "config.toml"
     path.write_text("[retention]\ninbox_days = 14\nclicks_days = 0\n")
     assert load_config(path, environ={}).retention.inbox_days == 14
+
+
+async def test_a_redis_outage_leaves_the_database_part_done_and_counted(sqlite_url: str) -> None:
+    from redis.asyncio import Redis
+
+    from bot.metrics import RETENTION_DELETED, RETENTION_LAST_RUN
+    from bot.web.clicks import ClickRecorder
+
+    await seed(sqlite_url)
+    db = Database(sqlite_url)
+    dead = Redis.from_url("redis://127.0.0.1:1", socket_connect_timeout=1)
+    try:
+        async with db.session() as session:
+            session.add_all([outbox(f"gone-{n}", OLD) for n in range(3)])
+        before = RETENTION_DELETED.labels("outbox")._value.get()
+        deleted = await RetentionJob(db, settings(), 3600, clicks=ClickRecorder(db, dead, "x:", 10)).run(NOW)
+        assert deleted["outbox"] == 3 and "click_stream_entries" not in deleted
+        assert RETENTION_DELETED.labels("outbox")._value.get() == before + 3
+        assert RETENTION_LAST_RUN._value.get() == NOW.timestamp()
+    finally:
+        await dead.aclose()
+        await db.dispose()

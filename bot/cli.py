@@ -68,7 +68,19 @@ def _parser() -> argparse.ArgumentParser:
     lead_import = leads.add_parser("import", parents=[common], help="import leads from CSV into their pools")
     lead_import.add_argument("file", metavar="FILE.csv")
     lead_import.set_defaults(run=cmd_leads_import)
+    backup = sub.add_parser("backup", parents=[common], help="copy the database while the bot runs",
+                            description="SQLite: a consistent copy through the online backup API. PostgreSQL: "
+                                        "pg_dump --format=custom (needs pg_dump). Restore: docs/production.md.")
+    backup.add_argument("file", metavar="FILE", help="where the backup goes (a new file)")
+    backup.set_defaults(run=cmd_backup)
     return parser
+
+
+def cmd_backup(config: Config, args: argparse.Namespace) -> int:
+    from bot.backup import backup
+
+    print(backup(config.database.url, Path(args.file)))
+    return EXIT_OK
 
 
 def _safe_url(url: str) -> str:

@@ -16,6 +16,7 @@ from bot.config_checks import ConfigError, secrets_in_file, unknown_environment,
 from store.fraud import FraudSettings
 from store.points import PointsSettings
 from store.pool_rules import SETTINGS as POOL_SETTINGS, PoolRules
+from store.retention import RetentionSettings
 from store.tiers import TierSettings
 
 # Templates, fonts and pages shipped with the code.
@@ -172,6 +173,15 @@ class FraudConfig(FraudSettings):
 
 
 @dataclass
+class RetentionConfig(RetentionSettings):
+    # How often the retention job runs (one instance deletes the shared rows each time).
+    check_seconds: float = 3600.0
+    # Rendered posters and stamped images nobody asked for in this many days leave the cache
+    # (each instance prunes its own [posters] cache_dir); 0 keeps them.
+    posters_days: int = 30
+
+
+@dataclass
 class InboxConfig:
     # A message claimed by an instance that died is taken over after this lease.
     lease_seconds: int = 30
@@ -236,6 +246,7 @@ class Config:
     tiers: TiersConfig = field(default_factory=TiersConfig)
     points: PointsConfig = field(default_factory=PointsConfig)
     fraud: FraudConfig = field(default_factory=FraudConfig)
+    retention: RetentionConfig = field(default_factory=RetentionConfig)
     inbox: InboxConfig = field(default_factory=InboxConfig)
     outbox: OutboxConfig = field(default_factory=OutboxConfig)
     simulator: SimulatorConfig = field(default_factory=SimulatorConfig)
@@ -268,7 +279,7 @@ class Config:
 
 _SECTION_TYPES = {
     "server": ServerConfig, "database": DatabaseConfig, "redis": RedisConfig, "wecom": WeComConfig,
-    "wechat": WeChatConfig, "admin": AdminConfig, "pool": PoolConfig, "tasks": TasksConfig, "links": LinksConfig, "posters": PostersConfig, "stats": StatsConfig, "tiers": TiersConfig, "points": PointsConfig, "fraud": FraudConfig, "inbox": InboxConfig,
+    "wechat": WeChatConfig, "admin": AdminConfig, "pool": PoolConfig, "tasks": TasksConfig, "links": LinksConfig, "posters": PostersConfig, "stats": StatsConfig, "tiers": TiersConfig, "points": PointsConfig, "fraud": FraudConfig, "retention": RetentionConfig, "inbox": InboxConfig,
     "outbox": OutboxConfig, "simulator": SimulatorConfig, "log": LogConfig,
 }
 

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from store.pool_rules import SETTINGS as POOL_SETTINGS
+from store.retention import problems as retention_problems
 
 if TYPE_CHECKING:  # bot/config.py imports this module to check what it loaded
     from bot.config import Config
@@ -128,6 +129,12 @@ def validate(config: Config) -> None:
     ):
         if value < 1:
             fail(key, f"must be at least 1, got {value}")
+    for key, problem in retention_problems(config.retention):
+        fail(f"[retention] {key}", problem)
+    if not 0 <= config.retention.posters_days <= 36_500:
+        fail("[retention] posters_days", f"must be from 0 (keep) to 36500, got {config.retention.posters_days}")
+    if config.retention.check_seconds < 60:
+        fail("[retention] check_seconds", f"must be at least 60, got {config.retention.check_seconds}")
     # The same bounds as an admin's overrides: beyond them a value is surely a typo.
     for setting in (s for s in POOL_SETTINGS if s.in_config):
         value = getattr(config.pool, setting.name)

@@ -2,6 +2,7 @@
 Cached on disk; `render` is for `asyncio.to_thread`: no shared mutable state but (thread-safe) lru_caches."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -9,6 +10,7 @@ import logging
 import os
 import re
 import tempfile
+import time
 import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
@@ -297,7 +299,7 @@ class PosterRenderer:
                                          request.qr_url, request.member_name, request.partner_name,
                                          request.task_title]).encode()).hexdigest()
         out = self.cache_dir / f"{key}.png"
-        if out.is_file():
+        if _reuse(out):
             return out
         poster = background.copy()
         poster.paste(qr_image(request.qr_url, layout.qr, logo), (layout.qr.x, layout.qr.y))
@@ -326,6 +328,19 @@ class PosterRenderer:
             raise
         return out
 
+    def prune(self, unused_days: float, now: float | None = None) -> int:
+        """Delete cached pictures nobody asked for in `unused_days` (a hit renews its access time), and
+        temporary files a crash left; how many files went. Each instance prunes its own folder."""
+        now = time.time() if now is None else now
+        removed = 0
+        for path in self.cache_dir.glob("*") if self.cache_dir.is_dir() else ():
+            limit = 3600 if path.name.startswith(".") else unused_days * 86400
+            with contextlib.suppress(OSError):  # another instance sharing the folder was faster
+                if path.is_file() and now - max((st := path.stat()).st_atime, st.st_mtime) > limit:
+                    path.unlink()
+                    removed += 1
+        return removed
+
     def stamped_path(self, source_sha256: str, qr_url: str) -> Path:
         """Where the copy of a content image with this QR code is (or will be) cached."""
         key = hashlib.sha256(json.dumps([RENDERER_VERSION, STAMP, source_sha256, qr_url]).encode()).hexdigest()
@@ -335,7 +350,7 @@ class PosterRenderer:
         """A content image with the member's QR code in its bottom-right corner (the poster's QR drawing:
         whole-pixel modules, level H, a white quiet zone), scaled to at most STAMP_MAX px a side; cached."""
         out = self.stamped_path(source_sha256, qr_url)
-        if out.is_file():
+        if _reuse(out):
             return out
         with Image.open(io.BytesIO(source)) as opened:
             picture = ImageOps.exif_transpose(opened)
@@ -353,3 +368,14 @@ class PosterRenderer:
         picture.paste(qr_image(qr_url, QRSpec(0, 0, side)), (picture.width - side - margin,
                                                               picture.height - side - margin))
         return self._save(out, picture)
+
+
+def _reuse(cached: Path) -> bool:
+    """Whether the cached picture is there; if so its access time is renewed (its modification time
+    stays: it says when it was drawn), so pruning keeps what is used."""
+    try:
+        drawn = cached.stat().st_mtime_ns
+        os.utime(cached, ns=(time.time_ns(), drawn))
+    except OSError:
+        return False
+    return True

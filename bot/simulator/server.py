@@ -27,7 +27,9 @@ from wechatpy.enterprise.crypto import WeChatCrypto
 
 from bot.simulator.common import (ChatEntry, ChatLog, Delivery, MsgIds, _error, _is_jpg_or_png, message_xml,
                                   msg_id_field, read_upload)
+from bot.simulator.agent import AgentApp
 from bot.simulator.customers import CustomerContact
+from bot.simulator.faults import fault_routes, wecom_faults
 from bot.simulator.member_media import MemberMedia
 from bot.simulator.sandbox import Sandbox
 from bot.simulator.wecom_rules import check_content
@@ -102,11 +104,14 @@ class WeComSimulator(MemberMedia):
         self._deliveries: set[asyncio.Task[Delivery]] = set()
         # Customer contact (客户联系): members' customers, mass messages, Moments (customers.py).
         self.customers = CustomerContact(self)
+        # The app's visible range (agent/get) and the misconfigurations it can act out (faults.py).
+        self.agent = AgentApp(self)
+        self.faults = wecom_faults(self.agent)
 
     # ----- the aiohttp application -------------------------------------------------------------
     def create_app(self) -> web.Application:
         # A little over the 20 MB file limit, so an oversized upload gets WeCom's 40006, not a 413.
-        app = web.Application(client_max_size=21 * 1024 * 1024, middlewares=[self._outage])
+        app = web.Application(client_max_size=21 * 1024 * 1024, middlewares=[self._outage, self.faults.middleware])
         app.cleanup_ctx.append(self._http_session)
         app.add_routes([
             web.get("/cgi-bin/gettoken", self.api_gettoken),
@@ -117,6 +122,8 @@ class WeComSimulator(MemberMedia):
             web.get("/cgi-bin/user/list", self.api_user_list),
             web.post("/cgi-bin/message/update_template_card", self.api_update_card),
             *self.customers.routes(),
+            *self.agent.routes(),
+            *fault_routes(self.faults, *([self.wechat.faults] if self.wechat is not None else [])),
         ])
         app.add_routes(Sandbox(self, self.wechat).routes())
         if self.wechat is not None:
@@ -278,8 +285,8 @@ class WeComSimulator(MemberMedia):
         if (problem := check_content(msgtype, body, self.live_media)) is not None:
             return problem
         users = [u for u in str(body.get("touser", "")).split("|") if u]
-        valid = [u for u in users if u in self.directory]
-        invalid = [u for u in users if u not in self.directory]
+        valid = [u for u in users if u in self.directory and self.agent.can_reach(u)]
+        invalid = [u for u in users if u not in valid]
         if not valid:
             return _error(81013, "user & party & tag all invalid")
         now = time.time()
@@ -337,7 +344,7 @@ class WeComSimulator(MemberMedia):
         if userid not in self.directory:
             return _error(60111, "userid not found")
         return web.json_response({"errcode": 0, "errmsg": "ok", "userid": userid, "name": self.directory[userid],
-                                  "status": 1})
+                                  "department": self.agent.departments_of(userid), "status": 1})
 
     async def api_user_list(self, request: web.Request) -> web.Response:
         """user/list: a department's members (department_id; fetch_child=1 includes sub-departments)."""

@@ -68,7 +68,7 @@ class LeadForm:
         token = secrets.token_urlsafe(24)
         response = self.render(200, target.task_title, token, {}, {})
         response.set_cookie(CSRF_COOKIE, token, httponly=True, samesite="Strict", path=self._cookie_path(request),
-                            max_age=3600)
+                            max_age=3600, secure=self.visitors.secure_cookies)
         self.visitors.remember(response, self.visitors.visitor_id(request, self.visitors.ip_hash(request)))
         return response
 

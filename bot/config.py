@@ -185,6 +185,8 @@ class InboxConfig:
 class OutboxConfig:
     # How many message/send calls one instance has in flight at once.
     concurrency: int = 16
+    # Queued rows (a broadcast) are claimed, and marked sent, this many at a time: one statement each.
+    claim_batch: int = 200
     lease_seconds: int = 30
     max_attempts: int = 8
     backoff_base_seconds: float = 1.0

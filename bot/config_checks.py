@@ -115,6 +115,7 @@ def validate(config: Config) -> None:
         ("[outbox] lease_seconds", config.outbox.lease_seconds),
         ("[outbox] max_attempts", config.outbox.max_attempts),
         ("[outbox] concurrency", config.outbox.concurrency),
+        ("[outbox] claim_batch", config.outbox.claim_batch),
         ("[wecom] member_messages_per_minute", config.wecom.member_messages_per_minute),
         ("[wecom] member_messages_per_hour", config.wecom.member_messages_per_hour),
         ("[wecom] dedupe_ttl_seconds", config.wecom.dedupe_ttl_seconds),

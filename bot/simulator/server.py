@@ -84,6 +84,8 @@ class WeComSimulator(MemberMedia):
         self.per_member_per_hour = per_member_per_hour
         # Seconds each message/send takes, like a real API round trip.
         self.send_latency = send_latency
+        self.max_concurrent_sends = 0  # 0: any number of message/send calls at once
+        self._sending = 0
         # An Official Account simulated beside the WeCom app: its API is mounted at /mp and both
         # write one conversation log, so the sandbox page shows either channel.
         self.wechat = wechat
@@ -255,6 +257,17 @@ class WeComSimulator(MemberMedia):
 
     async def api_message_send(self, request: web.Request) -> web.Response:
         self.api_calls["message/send"] += 1
+        # WeCom refuses calls over an app's concurrency for one API (45033), without saying the number.
+        if self.max_concurrent_sends and self._sending >= self.max_concurrent_sends:
+            self.api_calls["message/send 45033"] += 1
+            return _error(45033, "api concurrent out of limit")
+        self._sending += 1
+        try:
+            return await self._message_send(request)
+        finally:
+            self._sending -= 1
+
+    async def _message_send(self, request: web.Request) -> web.Response:
         if self.send_latency:
             await asyncio.sleep(self.send_latency)
         if (problem := self._check_token(request)) is not None:

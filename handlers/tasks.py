@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import re
 import shlex
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, time
 from typing import Any
@@ -246,7 +247,7 @@ async def broadcast(ctx: Context, args: BroadcastArgs) -> Text:
         return Text(ctx.say(f"Task #{task.id} has ended; it cannot be sent again.",
                             f"任务 #{task.id} 已结束，不能再下发。"))
     try:
-        members = await task_store.resolve_targets(ctx.session, args.targets)
+        members = await task_store.resolve_recipients(ctx.session, args.targets)
     except task_store.TargetError as err:
         return Text(ctx.say(err.en, err.zh))
     target_text = " ".join(_quoted(t) for t in args.targets)
@@ -302,29 +303,29 @@ async def remind(ctx: Context, task_id: int) -> Text:
         f"已提醒 {queued} 位尚未分享任务 #{task.id} 的成员{f'；{skipped} 人今天已提醒过' if skipped else ''}。"))
 
 
-async def queue_task_cards(ctx: Context, task: Task, members: list[Member], *, reminder: bool,
-                           automatic: bool = False) -> int:
+async def queue_task_cards(ctx: Context, task: Task, members: Sequence[Member | task_store.Recipient], *,
+                           reminder: bool, automatic: bool = False) -> int:
     return await queue_cards(ctx.session, task, members, ctx.commands, ctx.config.server.timezone,
                              reminder=reminder, automatic=automatic, now=ctx.now)
 
 
-async def queue_cards(session: Any, task: Task, members: list[Member], commands: CommandTable, zone: str, *,
-                      reminder: bool, automatic: bool, now: datetime) -> int:
+async def queue_cards(session: Any, task: Task, members: Sequence[Member | task_store.Recipient], commands: CommandTable,
+                      zone: str, *, reminder: bool, automatic: bool, now: datetime) -> int:
     """One card per member; a key per (task, member) — and per day for reminders — means nobody
     gets the same card twice, even if the command or job runs twice."""
     content_ids = tuple(i.id for i in await content_store.attached_to(session, task.id, now))
+    # One card, copied per member with its own id: building 10,000 alike took longer than sending them.
     if reminder:
         day = now.astimezone(ZoneInfo(zone)).strftime("%Y%m%d")
         kind = "autoremind" if automatic else f"remind{day}"
-        rows = [(m.userid, f"task:{task.id}:{kind}:member:{m.id}",
-                 task_card(task, commands, zone, reminder=True, card_id=f"t{task.id}-{kind}-m{m.id}",
-                           content_ids=content_ids))
+        card = task_card(task, commands, zone, reminder=True, card_id="", content_ids=content_ids)
+        rows = [(m.userid, f"task:{task.id}:{kind}:member:{m.id}", {**card, "card_id": f"t{task.id}-{kind}-m{m.id}"})
                 for m in members]
         purpose = task_store.REMINDER
     else:
-        rows = [(m.userid, task_store.card_dedupe_key(task.id, m.id),
-                 task_card(task, commands, zone, reminder=False, card_id=f"t{task.id}-m{m.id}",
-                           content_ids=content_ids)) for m in members]
+        card = task_card(task, commands, zone, reminder=False, card_id="", content_ids=content_ids)
+        rows = [(m.userid, task_store.card_dedupe_key(task.id, m.id), {**card, "card_id": f"t{task.id}-m{m.id}"})
+                for m in members]
         purpose = task_store.TASK_CARD
     return await task_store.queue_messages(session, task_id=task.id, purpose=purpose, rows=rows)
 

@@ -187,6 +187,31 @@ class TargetError(Exception):
 async def resolve_targets(session: AsyncSession, tokens: list[str], only_member_id: int | None = None) -> list[Member]:
     """Members matched by any target (or just whether `only_member_id` is); raise TargetError
     naming an unknown or empty one. Any number of targets: they are looked up in chunks."""
+    found: dict[int, Member] = {}
+    for match in await _target_matches(session, tokens):
+        for member in await session.scalars(select(Member).where(
+                Member.active.is_(True), match, *([Member.id == only_member_id] if only_member_id is not None else []))):
+            found[member.id] = member
+    return sorted(found.values(), key=lambda m: m.id)
+
+
+@dataclass(frozen=True)
+class Recipient:
+    id: int
+    userid: str
+
+
+async def resolve_recipients(session: AsyncSession, tokens: list[str]) -> list[Recipient]:
+    """resolve_targets for a broadcast, which needs only who: plain rows, not ten thousand members
+    with their partner and tags loaded."""
+    found: dict[int, Recipient] = {}
+    for match in await _target_matches(session, tokens):
+        for row in await session.execute(select(Member.id, Member.userid).where(Member.active.is_(True), match)):
+            found[row.id] = Recipient(row.id, row.userid)
+    return sorted(found.values(), key=lambda m: m.id)
+
+
+async def _target_matches(session: AsyncSession, tokens: list[str]) -> list[Any]:
     conditions, users = [], []
     for token in tokens:
         token = token.replace("：", ":")
@@ -205,13 +230,7 @@ async def resolve_targets(session: AsyncSession, tokens: list[str], only_member_
             conditions.append(await _target_condition(session, kind, value))
     users = list(dict.fromkeys(users))
     await _check_users(session, users)
-    matches = [or_(*group) for group in chunked(conditions, 100)] + [Member.userid.in_(group) for group in chunked(users)]
-    found: dict[int, Member] = {}
-    for match in matches:
-        for member in await session.scalars(select(Member).where(
-                Member.active.is_(True), match, *([Member.id == only_member_id] if only_member_id is not None else []))):
-            found[member.id] = member
-    return sorted(found.values(), key=lambda m: m.id)
+    return [or_(*group) for group in chunked(conditions, 100)] + [Member.userid.in_(group) for group in chunked(users)]
 
 
 async def _check_users(session: AsyncSession, userids: list[str]) -> None:

@@ -71,6 +71,10 @@ class WeComConfig:
     # WeCom's per-app, per-member limits for message/send; over them messages vanish silently.
     member_messages_per_minute: int = 30
     member_messages_per_hour: int = 1000
+    # The corp's licensed accounts: the app may send accounts × 200 messages a day (one per recipient).
+    # The broadcast preview shows what a broadcast uses of that and refuses to go past it. 0: count
+    # the bot's active members instead (a lower bound: each of them holds an account).
+    licensed_accounts: int = 0
     # How often each instance reads back what content forwarded to customers (`forward N`) reached.
     forward_check_seconds: float = 600.0
     # `forward N` also makes a Moments (客户朋友圈) task, the member its only sender, for members with

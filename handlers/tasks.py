@@ -13,6 +13,7 @@ from handlers import words
 from handlers.replies import Button, Card, Text, reply_to_payload
 from handlers.context import MARKETER, ADMIN, ArgError, CommandTable, Context, parse_id, shorten
 from store import content as content_store
+from store import outbox as outbox_store
 from store import tasks as task_store
 from store.models import ContentItem, Member, Task
 
@@ -268,13 +269,24 @@ async def broadcast(ctx: Context, args: BroadcastArgs) -> Text:
     if not new:
         return Text(ctx.say(f"All {len(members)} matching members already have task #{task.id}.",
                             f"符合条件的 {len(members)} 人都已收到任务 #{task.id}。"))
+    quota = await outbox_store.send_quota(ctx.session, now=ctx.now, licensed_accounts=ctx.config.wecom.licensed_accounts)
+    if not quota.allows(len(new)):
+        return Text(ctx.say(
+            f"Task #{task.id} would go to {len(new)} member(s), more than is left of today's WeCom send quota: "
+            f"{quota.used} of {quota.limit} used, {quota.left} left. Narrow the target (e.g. partner:NAME, "
+            f"region:NAME) or send it tomorrow.",
+            f"任务 #{task.id} 要发给 {len(new)} 人，超出今天企业微信的发送额度：已用 {quota.used} / 共 {quota.limit}，"
+            f"只剩 {quota.left}。请缩小范围（如 伙伴:名称、区域:名称），或明天再发。"))
     if not args.confirmed:
         return Text(ctx.say(
             f"Task #{task.id} “{task.title}” will go to {len(new)} member(s)"
             f"{f' ({len(members) - len(new)} already have it)' if len(new) < len(members) else ''}.\n"
+            f"Today's WeCom send quota: {quota.used} of {quota.limit} used; this uses {len(new)}, "
+            f"leaving {quota.left - len(new)}.\n"
             f"To send it, reply: {confirm}",
             f"任务 #{task.id}“{task.title}”将发给 {len(new)} 人"
             f"{f'（另有 {len(members) - len(new)} 人已收到）' if len(new) < len(members) else ''}。\n"
+            f"今天企业微信发送额度：已用 {quota.used} / 共 {quota.limit}，本次用 {len(new)}，剩余 {quota.left - len(new)}。\n"
             f"确认下发请回复：{confirm}"))
     queued = await queue_task_cards(ctx, task, new, reminder=False)
     await task_store.record_broadcast(ctx.session, task, target_text, ctx.member, queued)

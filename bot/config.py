@@ -75,6 +75,9 @@ class WeComConfig:
     # The broadcast preview shows what a broadcast uses of that and refuses to go past it. 0: count
     # the bot's active members instead (a lower bound: each of them holds an account).
     licensed_accounts: int = 0
+    # WeCom's per-company limits on media/upload (posters, charts, images), shared by every instance.
+    media_uploads_per_minute: int = 10000
+    media_uploads_per_hour: int = 150000
     # How often each instance reads back what content forwarded to customers (`forward N`) reached.
     forward_check_seconds: float = 600.0
     # `forward N` also makes a Moments (客户朋友圈) task, the member its only sender, for members with

@@ -31,7 +31,7 @@ from bot.simulator.common import (ChatEntry, ChatLog, Delivery, _error, _is_jpg_
 from bot.simulator.customers import CustomerContact
 from bot.simulator.member_media import MemberMedia
 from bot.simulator.sandbox import Sandbox
-from bot.simulator.wecom_rules import check_content
+from bot.simulator.wecom_rules import CallWindows, check_content
 
 if TYPE_CHECKING:
     from bot.simulator.wechat import WeChatSimulator
@@ -97,6 +97,8 @@ class WeComSimulator(MemberMedia):
         self.media_names: dict[str, str] = {}  # media id -> the uploaded file's name
         self._msg_ids = itertools.count(7_000_000_000_000_000_000)
         self._sends: defaultdict[str, deque[float]] = defaultdict(deque)
+        # media/upload per company: 150,000 an hour and 10,000 a minute; over either, 45009.
+        self.media_uploads = CallWindows([(150_000, 3600), (10_000, 60)])
         self._recent: dict[tuple[str, str], float] = {}
         self._forced_errors: deque[int] = deque()
         self.api_available = True
@@ -321,6 +323,9 @@ class WeComSimulator(MemberMedia):
         self.api_calls["media/upload"] += 1
         if (problem := self._check_token(request)) is not None:
             return problem
+        if not self.media_uploads.take(time.time()):
+            self.api_calls["media/upload refused"] += 1
+            return _error(45009, "api freq out of limit")
         kind = request.query.get("type", "")
         if kind not in ("image", "voice", "video", "file"):
             return _error(40004, "invalid media type")

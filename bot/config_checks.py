@@ -109,6 +109,9 @@ def validate(config: Config) -> None:
         fail("[log] format", f"must be text or json, got {config.log.format!r}")
     if config.log.level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         fail("[log] level", f"must be DEBUG, INFO, WARNING or ERROR, got {config.log.level!r}")
+    if config.wecom.licensed_accounts < 0:
+        fail("[wecom] licensed_accounts", f"must be 0 (count the members) or the number of licensed accounts, "
+             f"got {config.wecom.licensed_accounts}")
     for key, value in (
         ("[inbox] lease_seconds", config.inbox.lease_seconds),
         ("[inbox] max_attempts", config.inbox.max_attempts),
@@ -129,9 +132,6 @@ def validate(config: Config) -> None:
     ):
         if value < 1:
             fail(key, f"must be at least 1, got {value}")
-    if config.wecom.licensed_accounts < 0:
-        fail("[wecom] licensed_accounts", f"must be 0 (count the members) or the number of licensed accounts, "
-             f"got {config.wecom.licensed_accounts}")
     # The same bounds as an admin's overrides: beyond them a value is surely a typo.
     for setting in (s for s in POOL_SETTINGS if s.in_config):
         value = getattr(config.pool, setting.name)

@@ -13,9 +13,9 @@ from urllib.parse import urlsplit
 from sqlalchemy import and_, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from store.bindings import MEMBER_CHANNEL
-from store.db import chunked, dialect_insert
+from store.db import chunked
 from store.models import TASK_STATUSES, Broadcast, Member, MemberTag, OutboxMessage, Partner, Share, Task, utcnow
+from store import outbox_queue
 from store.partners import partner_by_name
 from store.text import clean_text
 
@@ -294,24 +294,8 @@ async def already_delivered(session: AsyncSession, task_id: int) -> set[str]:
     return set(rows)
 
 
-async def queue_messages(session: AsyncSession, *, task_id: int | None, purpose: str,
-                         rows: list[tuple[str, str, dict[str, Any]]], chunk: int = 1000) -> int:
-    """Queue (recipient, dedupe_key, payload) rows; a key that was ever queued is skipped, so a
-    member can never get the same thing twice, however often or concurrently this runs."""
-    insert = dialect_insert(session)
-    # One statement compiled once and executed for many rows (SQLAlchemy batches them into multi-row
-    # INSERTs): compiling a 1,000-row VALUES list afresh took a second per chunk.
-    table = OutboxMessage.__table__
-    statement = insert(table).on_conflict_do_nothing(index_elements=["dedupe_key"]).returning(table.c.id)
-    now, queued = utcnow(), 0
-    for start in range(0, len(rows), chunk):
-        values = [{"channel": MEMBER_CHANNEL, "recipient": recipient, "kind": payload["kind"], "payload": payload,
-                   "dedupe_key": key, "purpose": purpose, "task_id": task_id, "status": "pending",
-                   "attempts": 0, "next_attempt_at": now, "created_at": now}
-                  for recipient, key, payload in rows[start:start + chunk]]
-        result = await session.execute(statement, values)
-        queued += len(result.all())
-    return queued
+# Queueing lives in store/outbox_queue.py; jobs and handlers know it as task_store.queue_messages.
+queue_messages = outbox_queue.queue_messages
 
 
 async def delivery_progress(session: AsyncSession, task_id: int, purpose: str = TASK_CARD) -> dict[str, int]:

@@ -15,6 +15,7 @@ from bot.pipeline.ratelimit import MemberRateLimiter, SendSlots
 from store import outbox as outbox_store
 from store.db import Database
 from store.models import OutboxMessage, utcnow
+from store.outbox_queue import queue_messages
 from tests.conftest import eventually
 
 
@@ -177,3 +178,28 @@ async def test_send_slots_halve_on_45033_and_grow_back_slowly() -> None:
     for _ in range(10):
         slots.too_many()
     assert slots.limit == 1  # never none
+
+
+async def test_queueing_many_skips_every_key_ever_queued_and_keeps_payloads_whole(database_url: str) -> None:
+    db = Database(database_url)
+    try:
+        card = {"kind": "card", "title": "新任务 #1：双十二", "buttons": [{"text": "我的海报", "command": "海报 1"}]}
+        first = [(f"m{i}", f"key:{i}", {**card, "card_id": f"t1-m{i}"}) for i in range(3)]
+        again = [(f"m{i}", f"key:{i}", {**card, "card_id": f"t1-m{i}"}) for i in range(1, 5)]
+        async with db.session() as session:
+            assert await outbox_store_queue(session, first) == 3
+        async with db.session() as session:
+            assert await outbox_store_queue(session, again) == 2  # key:1 and key:2 were queued already
+            assert await outbox_store_queue(session, []) == 0
+        async with db.session() as session:
+            rows = (await session.scalars(select(OutboxMessage).order_by(OutboxMessage.id))).all()
+        assert [r.dedupe_key for r in rows] == [f"key:{i}" for i in range(5)]
+        assert rows[4].payload == {**card, "card_id": "t1-m4"} and rows[4].kind == "card"
+        assert {(r.channel, r.status, r.attempts, r.purpose) for r in rows} == {("member", "pending", 0, "notice")}
+        assert all(r.next_attempt_at <= utcnow() for r in rows)
+    finally:
+        await db.dispose()
+
+
+async def outbox_store_queue(session, rows) -> int:  # type: ignore[no-untyped-def]
+    return await queue_messages(session, task_id=None, purpose="notice", rows=rows)

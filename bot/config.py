@@ -72,6 +72,13 @@ class WeComConfig:
     # WeCom's per-app, per-member limits for message/send; over them messages vanish silently.
     member_messages_per_minute: int = 30
     member_messages_per_hour: int = 1000
+    # The corp's licensed accounts: the app may send accounts × 200 messages a day (one per recipient).
+    # The broadcast preview shows what a broadcast uses of that and refuses to go past it. 0: count
+    # the bot's active members instead (a lower bound: each of them holds an account).
+    licensed_accounts: int = 0
+    # WeCom's per-company limits on media/upload (posters, charts, images), shared by every instance.
+    media_uploads_per_minute: int = 10000
+    media_uploads_per_hour: int = 150000
     # How often each instance reads back what content forwarded to customers (`forward N`) reached.
     forward_check_seconds: float = 600.0
     # `forward N` also makes a Moments (客户朋友圈) task, the member its only sender, for members with
@@ -195,6 +202,8 @@ class InboxConfig:
 class OutboxConfig:
     # How many message/send calls one instance has in flight at once.
     concurrency: int = 16
+    # Queued rows (a broadcast) are claimed, and marked sent, this many at a time: one statement each.
+    claim_batch: int = 200
     lease_seconds: int = 30
     max_attempts: int = 8
     backoff_base_seconds: float = 1.0

@@ -112,14 +112,20 @@ def validate(config: Config) -> None:
         fail("[log] format", f"must be text or json, got {config.log.format!r}")
     if config.log.level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         fail("[log] level", f"must be DEBUG, INFO, WARNING or ERROR, got {config.log.level!r}")
+    if config.wecom.licensed_accounts < 0:
+        fail("[wecom] licensed_accounts", f"must be 0 (count the members) or the number of licensed accounts, "
+             f"got {config.wecom.licensed_accounts}")
     for key, value in (
         ("[inbox] lease_seconds", config.inbox.lease_seconds),
         ("[inbox] max_attempts", config.inbox.max_attempts),
         ("[outbox] lease_seconds", config.outbox.lease_seconds),
         ("[outbox] max_attempts", config.outbox.max_attempts),
         ("[outbox] concurrency", config.outbox.concurrency),
+        ("[outbox] claim_batch", config.outbox.claim_batch),
         ("[wecom] member_messages_per_minute", config.wecom.member_messages_per_minute),
         ("[wecom] member_messages_per_hour", config.wecom.member_messages_per_hour),
+        ("[wecom] media_uploads_per_minute", config.wecom.media_uploads_per_minute),
+        ("[wecom] media_uploads_per_hour", config.wecom.media_uploads_per_hour),
         ("[wecom] dedupe_ttl_seconds", config.wecom.dedupe_ttl_seconds),
         ("[wechat] dedupe_ttl_seconds", config.wechat.dedupe_ttl_seconds),
         ("[wecom] max_clock_skew_seconds", config.wecom.max_clock_skew_seconds),

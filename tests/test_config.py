@@ -43,6 +43,10 @@ def test_config_env_variable_names_the_file(tmp_path: Path) -> None:
     ('[database]\nurl = "mysql://x"\n', {}, "[database] url must start with"),
     ('[wecom]\nencoding_aes_key = "short"\n', {}, "[wecom] encoding_aes_key must be the 43-character"),
     ('[server]\npublic_base_url = "javascript:alert(1)"\n', {}, "[server] public_base_url must be an http(s) URL"),
+    ('[wecom]\nlicensed_accounts = -5\n', {}, "[wecom] licensed_accounts must be 0 (count the members)"),
+    ('', {"PARTNERBOT_WECOM_LICENSED_ACCOUNTS": "many"}, "PARTNERBOT_WECOM_LICENSED_ACCOUNTS (environment): must be a whole number"),
+    ('[wecom]\nmedia_uploads_per_minute = 0\n', {}, "[wecom] media_uploads_per_minute must be at least 1"),
+    ('[outbox]\nclaim_batch = 0\n', {}, "[outbox] claim_batch must be at least 1"),
 ])
 def test_bad_values_name_the_key_and_the_file(tmp_path: Path, content: str, env: dict, expected: str) -> None:
     path = tmp_path / "bad.toml"

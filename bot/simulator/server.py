@@ -32,7 +32,7 @@ from bot.simulator.customers import CustomerContact
 from bot.simulator.faults import fault_routes, wecom_faults
 from bot.simulator.member_media import MemberMedia
 from bot.simulator.sandbox import Sandbox
-from bot.simulator.wecom_rules import check_content
+from bot.simulator.wecom_rules import CallWindows, check_content
 
 if TYPE_CHECKING:
     from bot.simulator.wechat import WeChatSimulator
@@ -85,6 +85,8 @@ class WeComSimulator(MemberMedia):
         self.per_member_per_hour = per_member_per_hour
         # Seconds each message/send takes, like a real API round trip.
         self.send_latency = send_latency
+        self.max_concurrent_sends = 0  # 0: any number of message/send calls at once
+        self._sending = 0
         # An Official Account simulated beside the WeCom app: its API is mounted at /mp and both
         # write one conversation log, so the sandbox page shows either channel.
         self.wechat = wechat
@@ -96,6 +98,8 @@ class WeComSimulator(MemberMedia):
         self.media_names: dict[str, str] = {}  # media id -> the uploaded file's name
         self._msg_ids = MsgIds(7_000_000_000_000_000_000)
         self._sends: defaultdict[str, deque[float]] = defaultdict(deque)
+        # media/upload per company: 150,000 an hour and 10,000 a minute; over either, 45009.
+        self.media_uploads = CallWindows([(150_000, 3600), (10_000, 60)])
         self._recent: dict[tuple[str, str], float] = {}
         self._forced_errors: deque[int] = deque()
         self.api_available = True
@@ -261,6 +265,17 @@ class WeComSimulator(MemberMedia):
 
     async def api_message_send(self, request: web.Request) -> web.Response:
         self.api_calls["message/send"] += 1
+        # WeCom refuses calls over an app's concurrency for one API (45033), without saying the number.
+        if self.max_concurrent_sends and self._sending >= self.max_concurrent_sends:
+            self.api_calls["message/send 45033"] += 1
+            return _error(45033, "api concurrent out of limit")
+        self._sending += 1
+        try:
+            return await self._message_send(request)
+        finally:
+            self._sending -= 1
+
+    async def _message_send(self, request: web.Request) -> web.Response:
         if self.send_latency:
             await asyncio.sleep(self.send_latency)
         if (problem := self._check_token(request)) is not None:
@@ -314,6 +329,9 @@ class WeComSimulator(MemberMedia):
         self.api_calls["media/upload"] += 1
         if (problem := self._check_token(request)) is not None:
             return problem
+        if not self.media_uploads.take(time.time()):
+            self.api_calls["media/upload refused"] += 1
+            return _error(45009, "api freq out of limit")
         kind = request.query.get("type", "")
         if kind not in ("image", "voice", "video", "file"):
             return _error(40004, "invalid media type")

@@ -42,6 +42,7 @@ class OutboxMessage(Base):
         Index("ix_outbox_task_purpose", "task_id", "purpose", "status"),
         Index("ix_outbox_recipient_purpose", "recipient", "purpose"),
         Index("ix_outbox_purpose_sent", "purpose", "sent_at"),
+        Index("ix_outbox_sent_at", "sent_at"),  # today's sends against the app's daily quota
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

@@ -2,6 +2,7 @@
 Cached on disk; `render` is for `asyncio.to_thread`: no shared mutable state but (thread-safe) lru_caches."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -9,6 +10,8 @@ import logging
 import os
 import re
 import tempfile
+import time
+import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -22,7 +25,7 @@ from store.tasks import template_names
 
 log = logging.getLogger(__name__)
 
-RENDERER_VERSION = "1"
+RENDERER_VERSION = "2"  # 2: emoji no font here can draw are left out, not drawn as empty boxes
 Face = tuple[Path, int]  # font file, face index in a collection
 FONTS = ASSETS / "fonts"
 BUNDLED: dict[str, Face] = {w: (FONTS / f"NotoSansSC-Subset-{w.title()}.otf", 0) for w in ("regular", "bold")}
@@ -130,6 +133,21 @@ def has_glyph(face: Face, char: str) -> bool:
     return bytes(probe.getmask(char)) != bytes(probe.getmask("\U0010fffd"))  # (plane-16 private use)
 
 
+# Emoji and other pictographs (symbols, modifiers, joiners, variation selectors): neither the bundled
+# subset nor Noto Sans CJK draws most of them, and a missing one shows as an empty box.
+PICTOGRAPH_CATEGORIES = ("So", "Sk", "Cf", "Mn", "Co")
+
+
+def without_undrawable_symbols(text: str, weight: str) -> str:
+    """`text` without the emoji and symbols that no available font draws (🚀, ✨, 👍🏻, flags, ZWJ
+    sequences); letters and hanzi are kept (a missing one falls back to the system font, see
+    choose_face), and ★ or ① stay, since the fonts have them."""
+    faces = (BUNDLED[weight], *[f for f in (SYSTEM[weight],) if f[0].is_file()])
+    kept = "".join(c for c in text if unicodedata.category(c) not in PICTOGRAPH_CATEGORIES
+                   or any(has_glyph(face, c) for face in faces))
+    return " ".join(kept.split())
+
+
 def choose_face(text: str, weight: str) -> Face:
     """The bundled subset if it has every glyph, else the full system font if installed, else warn."""
     drawn = {c for c in text if c.isprintable() and not c.isspace()}
@@ -180,7 +198,7 @@ def wrap(text: str, f: ImageFont.FreeTypeFont, max_width: int, phrases: bool = F
 def fit_text(value: str, spec: TextSpec) -> FittedText:
     """Wrap into `max_lines`, stepping the size down to `min_size`; only then ellipsize the last line.
     Each size tries breaks at spaces/punctuation first; lines are balanced (the narrowest width)."""
-    text = " ".join(value.split())
+    text = without_undrawable_symbols(value, spec.weight)
     face = choose_face(text, spec.weight)
     for size in (*range(spec.size, spec.min_size or spec.size, -2), spec.min_size or spec.size):
         f = font(face, size)
@@ -236,6 +254,7 @@ def draw_avatar(canvas: Image.Image, name: str, spec: AvatarSpec) -> None:
     ImageDraw.Draw(disc).ellipse((ring, ring, big - 1 - ring, big - 1 - ring), fill=spec.fill)
     disc = disc.resize((spec.size, spec.size), Image.Resampling.LANCZOS)
     canvas.paste(disc, (spec.x, spec.y), disc)
+    name = without_undrawable_symbols(name, "bold")  # "Tom 🚀" is T, not "om"
     text = ("".join(c for c in name if c.isalnum())[-2:] if any(ord(c) >= 0x2E80 for c in name)
             else "".join(w[0] for w in name.split()[:2]))
     size, width = int(spec.size * (0.34 if len(text) > 1 else 0.44)), int(spec.size * 0.74)
@@ -280,7 +299,7 @@ class PosterRenderer:
                                          request.qr_url, request.member_name, request.partner_name,
                                          request.task_title]).encode()).hexdigest()
         out = self.cache_dir / f"{key}.png"
-        if out.is_file():
+        if _reuse(out):
             return out
         poster = background.copy()
         poster.paste(qr_image(request.qr_url, layout.qr, logo), (layout.qr.x, layout.qr.y))
@@ -309,6 +328,19 @@ class PosterRenderer:
             raise
         return out
 
+    def prune(self, unused_days: float, now: float | None = None) -> int:
+        """Delete cached pictures nobody asked for in `unused_days` (a hit renews its access time), and
+        temporary files a crash left; how many files went. Each instance prunes its own folder."""
+        now = time.time() if now is None else now
+        removed = 0
+        for path in self.cache_dir.glob("*") if self.cache_dir.is_dir() else ():
+            limit = 3600 if path.name.startswith(".") else unused_days * 86400
+            with contextlib.suppress(OSError):  # another instance sharing the folder was faster
+                if path.is_file() and now - max((st := path.stat()).st_atime, st.st_mtime) > limit:
+                    path.unlink()
+                    removed += 1
+        return removed
+
     def stamped_path(self, source_sha256: str, qr_url: str) -> Path:
         """Where the copy of a content image with this QR code is (or will be) cached."""
         key = hashlib.sha256(json.dumps([RENDERER_VERSION, STAMP, source_sha256, qr_url]).encode()).hexdigest()
@@ -318,7 +350,7 @@ class PosterRenderer:
         """A content image with the member's QR code in its bottom-right corner (the poster's QR drawing:
         whole-pixel modules, level H, a white quiet zone), scaled to at most STAMP_MAX px a side; cached."""
         out = self.stamped_path(source_sha256, qr_url)
-        if out.is_file():
+        if _reuse(out):
             return out
         with Image.open(io.BytesIO(source)) as opened:
             picture = ImageOps.exif_transpose(opened)
@@ -336,3 +368,14 @@ class PosterRenderer:
         picture.paste(qr_image(qr_url, QRSpec(0, 0, side)), (picture.width - side - margin,
                                                               picture.height - side - margin))
         return self._save(out, picture)
+
+
+def _reuse(cached: Path) -> bool:
+    """Whether the cached picture is there; if so its access time is renewed (its modification time
+    stays: it says when it was drawn), so pruning keeps what is used."""
+    try:
+        drawn = cached.stat().st_mtime_ns
+        os.utime(cached, ns=(time.time_ns(), drawn))
+    except OSError:
+        return False
+    return True

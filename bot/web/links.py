@@ -135,11 +135,15 @@ def _signature(secret: bytes, signed: str) -> str:
 class Visitors:
     """Who is visiting, without keeping who they are: a salted IP hash and a signed first-party cookie."""
 
-    def __init__(self, salt: bytes, trusted_proxies: str, secret: bytes, clock: Any = time.time) -> None:
+    def __init__(self, salt: bytes, trusted_proxies: str, secret: bytes, clock: Any = time.time,
+                 secure_cookies: bool = False) -> None:
         self.salt = salt
         self.secret = secret
         self.clock = clock
         self.addresses = ClientAddress(trusted_proxies)
+        # Behind TLS (an https public_base_url) cookies are sent over HTTPS only. Taken from the
+        # configured address, not from X-Forwarded-Proto, which any client can send.
+        self.secure_cookies = secure_cookies
         # The same phone taps many links: its address's hash is kept (bounded) instead of recomputed.
         self._ip_hashes: dict[str, str] = {}
 
@@ -171,7 +175,7 @@ class Visitors:
     def remember(self, response: web.StreamResponse, visitor: str) -> None:
         cookie = sign_visitor(self.secret, visitor, int(self.clock() // 86400))
         response.set_cookie(VISITOR_COOKIE, cookie, max_age=VISITOR_COOKIE_DAYS * 86400, httponly=True,
-                            samesite="Lax", path="/")
+                            samesite="Lax", path="/", secure=self.secure_cookies)
 
 
 class LinkCache:

@@ -3,15 +3,15 @@
 Today's WeCom sends are counted for the broadcast preview's quota line (accounts × 200 a day): an
 index on sent_at keeps that count off a scan of the whole outbox.
 
-Revision ID: 0023
-Revises: 0022
+Revision ID: 0024
+Revises: 0023
 Create Date: 2026-12-01 06:20:00
 """
 from alembic import op
 
 
-revision = '0023'
-down_revision = '0022'
+revision = '0024'
+down_revision = '0023'
 branch_labels = None
 depends_on = None
 

@@ -82,6 +82,10 @@ class SharedRowsPNG:
         self.bands = [((top, bottom), None if changes else band(self.base, (top, bottom), bottom == self.height))
                       for (top, bottom), changes in spans(self.height, changing)]
 
+    def picture(self) -> Image.Image:
+        """A new copy of the base picture, to draw on."""
+        return Image.fromarray(self.base)
+
     def encode(self, picture: Image.Image) -> bytes:
         if picture.mode != "RGB" or picture.size != (self.width, self.height):
             raise ValueError(f"a {picture.mode} {picture.size} picture, not RGB {self.width, self.height}")

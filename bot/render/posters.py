@@ -239,12 +239,11 @@ def overlaps(a: Box, b: Box) -> bool:
 
 @dataclass(frozen=True)
 class TaskLayer:
-    image: Image.Image  # the background with the boxes every member of the task shares
-    drawn: frozenset[str]  # those boxes' names
-    png: SharedRowsPNG | None  # encodes a poster compressing only the rows a member's elements may touch
+    drawn: frozenset[str]  # the boxes every member of the task shares, drawn on the background
+    png: SharedRowsPNG  # holds that picture; encodes a poster compressing only the rows a member's elements touch
 
 
-@lru_cache(maxsize=8)  # a 1080x1920 layer is ~12 MB with its compressed rows; a burst is one task
+@lru_cache(maxsize=4)  # a 1080x1920 layer is ~6 MB; a burst of taps after a broadcast is one task
 def task_layer(folder: Path, files: tuple[tuple[str, int, int], ...], task_title: str) -> TaskLayer:
     """The background with the text boxes that are the same for every member of a task already drawn
     (the title, fixed texts). A box goes in only if its ink touches nothing drawn per member before
@@ -267,7 +266,7 @@ def task_layer(folder: Path, files: tuple[tuple[str, int, int], ...], task_title
             else:
                 draw_text(layer, text, spec)
                 drawn.add(name)
-    return TaskLayer(layer, frozenset(drawn), SharedRowsPNG(layer, [(box[1], box[3]) for box in later]))
+    return TaskLayer(frozenset(drawn), SharedRowsPNG(layer, [(box[1], box[3]) for box in later]))
 
 
 class PosterRenderer:
@@ -309,13 +308,16 @@ class PosterRenderer:
         the same pixels (tests and the benchmark compare both), only slower."""
         files = self._files(request.template)
         _, layout, background, logo = load_template(*files)
-        layer = task_layer(*files, request.task_title) if layered else TaskLayer(background, frozenset(), None)
-        poster = layer.image.copy()
+        if layered:
+            layer = task_layer(*files, request.task_title)
+            poster, drawn = layer.png.picture(), layer.drawn
+        else:
+            poster, drawn = background.copy(), frozenset()
         poster.paste(qr_image(request.qr_url, layout.qr, logo), (layout.qr.x, layout.qr.y))
         if layout.avatar:
             draw_avatar(poster, request.member_name, layout.avatar)
         for name, spec in layout.texts.items():
-            if name not in layer.drawn and (text := box_text(request, name, spec)):
+            if name not in drawn and (text := box_text(request, name, spec)):
                 draw_text(poster, text, spec)
         return poster
 

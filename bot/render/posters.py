@@ -1,5 +1,8 @@
 """Posters: a template (assets/posters/<name>/, see its README) + member name, partner, task title, QR code.
-Cached on disk; `render` is for `asyncio.to_thread`: no shared mutable state but (thread-safe) lru_caches."""
+Cached on disk; `render` is for `asyncio.to_thread`: no shared mutable state but caches (lru_caches, a logo's
+sizes) that only ever gain entries equal to what a racing thread would put there. A task's layer (its
+template with the boxes every member shares) is drawn once per task, so a burst of taps after a
+broadcast draws only each member's own QR code, avatar and name (see `task_layer`)."""
 from __future__ import annotations
 
 import hashlib

@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import signal
 import socket
 import string
 import subprocess
@@ -134,7 +135,12 @@ class BotAndSimulator:
         self.runner = web.AppRunner(self.sim.create_app(), access_log=None)
         await self.runner.setup()
         await web.TCPSite(self.runner, "127.0.0.1", self.sim_port).start()
-        self.bot = subprocess.Popen([sys.executable, "-m", "bot", "serve"], env=self.env, cwd=tempfile.mkdtemp())
+        command = [sys.executable, "-m", "bot", "serve"]
+        self.profile = os.environ.get("BENCH_PROFILE", "")
+        if self.profile:  # where the bot's time goes: py-spy samples `serve` (raw, collapsed stacks)
+            spy = Path(sys.executable).with_name("py-spy")
+            command = [str(spy), "record", "--format", "raw", "--rate", "200", "-o", self.profile, "--", *command]
+        self.bot = subprocess.Popen(command, env=self.env, cwd=tempfile.mkdtemp())
         async with aiohttp.ClientSession() as http:
             for _ in range(150):
                 try:
@@ -148,7 +154,8 @@ class BotAndSimulator:
 
     async def __aexit__(self, *_exc: object) -> None:
         if self.bot is not None:
-            self.bot.terminate()
+            # py-spy writes its profile when interrupted, and passes the interrupt on to `serve`
+            self.bot.send_signal(signal.SIGINT) if self.profile else self.bot.terminate()
             self.bot.wait(60)
         if self.runner is not None:
             await self.runner.cleanup()

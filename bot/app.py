@@ -27,6 +27,7 @@ from bot.config import Config
 from bot.web.clicks import ClickRecorder
 from bot.pipeline.inbox import InboxProcessor
 from bot.jobs import run_periodically, schedule
+from bot.retention import RetentionJob
 from bot.web.invite import invite_routes
 from bot.web.downloads import download_routes, stored_bytes
 from bot.web.landing import LeadForm, landing_routes
@@ -56,7 +57,8 @@ VISITORS = web.AppKey("visitors", Visitors)
 
 def create_app(config: Config, commands: CommandTable | None = None,
                channels: Sequence[Channel] = CHANNELS) -> web.Application:
-    visitors = Visitors(_ip_hash_salt(config), config.server.trusted_proxies, visitor_secret(config))
+    visitors = Visitors(_ip_hash_salt(config), config.server.trusted_proxies, visitor_secret(config),
+                        secure_cookies=config.server.public_base_url.startswith("https://"))
     # Refused requests are logged with the salted IP hash clicks use, never the address itself.
     admin, require_token = admin_routes(config, lambda request: request.app[DB], visitors.ip_hash)
     admin += stats_routes(config, lambda request: request.app[DB])
@@ -92,6 +94,8 @@ def create_app(config: Config, commands: CommandTable | None = None,
                                reclaim_after=config.links.stream_reclaim_seconds)
         app[DB], app[SHARED], app[OUTBOX], app[INBOX] = db, shared, outbox, inbox
         app[CLICKS] = clicks
+        retention = RetentionJob(db, config.retention, config.retention.check_seconds, kit.posters,
+                                 config.retention.posters_days, clicks)
         await warn_if_not_durable(redis)
         interval = config.inbox.sweep_interval_seconds
         stop = asyncio.Event()
@@ -100,7 +104,7 @@ def create_app(config: Config, commands: CommandTable | None = None,
             asyncio.create_task(outbox.run(interval, stop)),
             asyncio.create_task(clicks.run(stop)),  # writes what is buffered before it ends
             *(asyncio.create_task(run_periodically(job.name, job.run, job.every, stop, job.first_delay))
-              for job in schedule(db, config, commands, outbox.kick, customers)),
+              for job in schedule(db, config, commands, outbox.kick, customers, retention)),
         ]
         try:
             yield

@@ -11,6 +11,7 @@ from pathlib import Path
 from aiohttp import web
 from sqlalchemy.engine import make_url
 
+from bot.cli_help import describe, version
 from bot.config import Config, ConfigError, load_config
 
 EXIT_OK, EXIT_BAD_DATA, EXIT_USAGE = 0, 1, 2
@@ -24,6 +25,8 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         config = load_config(args.config)
+        for warning in config.warnings:
+            print(f"partnerbot: warning: {warning}", file=sys.stderr)
         from bot import logs
 
         logs.setup(config.log.level, config.log.format)
@@ -40,10 +43,15 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--config", metavar="PATH",
                         help="configuration file (default: $PARTNERBOT_CONFIG, else ./config.toml)")
     parser = argparse.ArgumentParser(prog="partnerbot", description="WeCom bot for partner co-marketing")
+    parser.add_argument("--version", action="version", version=f"partnerbot {version()}")
     sub = parser.add_subparsers(metavar="COMMAND")
     sub.add_parser("demo", parents=[common], help="run bot + WeCom simulator + sandbox on SQLite").set_defaults(run=cmd_demo)
     sub.add_parser("serve", parents=[common], help="run the production server").set_defaults(run=cmd_serve)
     sub.add_parser("migrate", parents=[common], help="apply database migrations").set_defaults(run=cmd_migrate)
+    check = sub.add_parser("check", parents=[common],
+                           help="try the WeCom app and Official Account for real and explain what is wrong")
+    check.add_argument("--to", default="", metavar="USERID", help="send yourself (your WeCom userid) a test message")
+    check.set_defaults(run=cmd_check)
     simulator = sub.add_parser("simulator", parents=[common], help="run the WeCom simulator alone")
     simulator.add_argument("--members", metavar="FILE.csv", help="members CSV to fill the simulated directory")
     simulator.set_defaults(run=cmd_simulator)
@@ -54,7 +62,8 @@ def _parser() -> argparse.ArgumentParser:
     member_sync = members.add_parser("sync", parents=[common],
                                      help="add or update members from a WeCom department (user/list)")
     member_sync.add_argument("--department", type=int, required=True, metavar="ID", help="WeCom department id")
-    member_sync.add_argument("--partner", default="", metavar="NAME", help="the partner they belong to")
+    member_sync.add_argument("--partner", default="", metavar="NAME",
+                             help="the partner they belong to (required with --role partner, the default)")
     member_sync.add_argument("--role", default="partner", choices=("partner", "marketer", "admin"))
     member_sync.set_defaults(run=cmd_members_sync)
     wechat = sub.add_parser("wechat", help="the WeChat Official Account").add_subparsers(metavar="ACTION")
@@ -64,7 +73,20 @@ def _parser() -> argparse.ArgumentParser:
     lead_import = leads.add_parser("import", parents=[common], help="import leads from CSV into their pools")
     lead_import.add_argument("file", metavar="FILE.csv")
     lead_import.set_defaults(run=cmd_leads_import)
+    backup = sub.add_parser("backup", parents=[common], help="copy the database while the bot runs",
+                            description="SQLite: a consistent copy through the online backup API. PostgreSQL: "
+                                        "pg_dump --format=custom (needs pg_dump). Restore: docs/production.md.")
+    backup.add_argument("file", metavar="FILE", help="where the backup goes (a new file)")
+    backup.set_defaults(run=cmd_backup)
+    describe(parser)
     return parser
+
+
+def cmd_backup(config: Config, args: argparse.Namespace) -> int:
+    from bot.backup import backup
+
+    print(backup(config.database.url, Path(args.file)))
+    return EXIT_OK
 
 
 def _safe_url(url: str) -> str:
@@ -228,6 +250,24 @@ def cmd_leads_import(config: Config, args: argparse.Namespace) -> int:
         return EXIT_OK
 
     return asyncio.run(run())
+
+
+def cmd_check(config: Config, args: argparse.Namespace) -> int:
+    """Exit 0 only when everything a production start needs works (warnings allowed)."""
+    import logging
+
+    from bot.doctor import run_check
+
+    # Its own lines say what happened; "fetched a new access token" would only be noise between them.
+    tokens = logging.getLogger("bot.channels.api_client")
+    level = tokens.level
+    tokens.setLevel(logging.WARNING)
+    try:
+        doctor = asyncio.run(run_check(config, args.to.strip(), lambda finding: print(finding.line(), flush=True)))
+    finally:
+        tokens.setLevel(level)
+    print(doctor.summary())
+    return EXIT_OK if doctor.ready else EXIT_BAD_DATA
 
 
 def cmd_serve(config: Config, _args: argparse.Namespace) -> int:

@@ -12,10 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from bot.config_checks import ConfigError, validate
+from bot.config_checks import ConfigError, secrets_in_file, unknown_environment, validate
 from store.fraud import FraudSettings
 from store.points import PointsSettings
 from store.pool_rules import SETTINGS as POOL_SETTINGS, PoolRules
+from store.retention import RetentionSettings
 from store.tiers import TierSettings
 
 # Templates, fonts and pages shipped with the code.
@@ -71,6 +72,13 @@ class WeComConfig:
     # WeCom's per-app, per-member limits for message/send; over them messages vanish silently.
     member_messages_per_minute: int = 30
     member_messages_per_hour: int = 1000
+    # The corp's licensed accounts: the app may send accounts × 200 messages a day (one per recipient).
+    # The broadcast preview shows what a broadcast uses of that and refuses to go past it. 0: count
+    # the bot's active members instead (a lower bound: each of them holds an account).
+    licensed_accounts: int = 0
+    # WeCom's per-company limits on media/upload (posters, charts, images), shared by every instance.
+    media_uploads_per_minute: int = 10000
+    media_uploads_per_hour: int = 150000
     # How often each instance reads back what content forwarded to customers (`forward N`) reached.
     forward_check_seconds: float = 600.0
     # `forward N` also makes a Moments (客户朋友圈) task, the member its only sender, for members with
@@ -172,6 +180,15 @@ class FraudConfig(FraudSettings):
 
 
 @dataclass
+class RetentionConfig(RetentionSettings):
+    # How often the retention job runs (one instance deletes the shared rows each time).
+    check_seconds: float = 3600.0
+    # Rendered posters and stamped images nobody asked for in this many days leave the cache
+    # (each instance prunes its own [posters] cache_dir); 0 keeps them.
+    posters_days: int = 30
+
+
+@dataclass
 class InboxConfig:
     # A message claimed by an instance that died is taken over after this lease.
     lease_seconds: int = 30
@@ -185,6 +202,8 @@ class InboxConfig:
 class OutboxConfig:
     # How many message/send calls one instance has in flight at once.
     concurrency: int = 16
+    # Queued rows (a broadcast) are claimed, and marked sent, this many at a time: one statement each.
+    claim_batch: int = 200
     lease_seconds: int = 30
     max_attempts: int = 8
     backoff_base_seconds: float = 1.0
@@ -236,11 +255,15 @@ class Config:
     tiers: TiersConfig = field(default_factory=TiersConfig)
     points: PointsConfig = field(default_factory=PointsConfig)
     fraud: FraudConfig = field(default_factory=FraudConfig)
+    retention: RetentionConfig = field(default_factory=RetentionConfig)
     inbox: InboxConfig = field(default_factory=InboxConfig)
     outbox: OutboxConfig = field(default_factory=OutboxConfig)
     simulator: SimulatorConfig = field(default_factory=SimulatorConfig)
     log: LogConfig = field(default_factory=LogConfig)
     source: str = "defaults"
+    # What loading found questionable but not wrong (a secret in the file, an unknown PARTNERBOT_*
+    # variable): one line each, which the command line prints before it runs.
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def pool_rules(self) -> PoolRules:
@@ -265,7 +288,7 @@ class Config:
 
 _SECTION_TYPES = {
     "server": ServerConfig, "database": DatabaseConfig, "redis": RedisConfig, "wecom": WeComConfig,
-    "wechat": WeChatConfig, "admin": AdminConfig, "pool": PoolConfig, "tasks": TasksConfig, "links": LinksConfig, "posters": PostersConfig, "stats": StatsConfig, "tiers": TiersConfig, "points": PointsConfig, "fraud": FraudConfig, "inbox": InboxConfig,
+    "wechat": WeChatConfig, "admin": AdminConfig, "pool": PoolConfig, "tasks": TasksConfig, "links": LinksConfig, "posters": PostersConfig, "stats": StatsConfig, "tiers": TiersConfig, "points": PointsConfig, "fraud": FraudConfig, "retention": RetentionConfig, "inbox": InboxConfig,
     "outbox": OutboxConfig, "simulator": SimulatorConfig, "log": LogConfig,
 }
 
@@ -308,14 +331,17 @@ def load_config(path: str | Path | None = None, environ: Mapping[str, str] | Non
                 )
             setattr(section, key, _coerce(value, known[key].type, f"{path}: [{section_name}] {key}"))
 
+    env_names = []
     for section_name, section_type in _SECTION_TYPES.items():
         section = getattr(config, section_name)
         for f in dataclasses.fields(section_type):
             env_name = f"{ENV_PREFIX}{section_name.upper()}_{f.name.upper()}"
+            env_names.append(env_name)
             if env_name in environ:
                 setattr(section, f.name, _coerce(environ[env_name], f.type, f"{env_name} (environment)"))
 
     validate(config)
+    config.warnings = secrets_in_file(path, raw) + unknown_environment(environ, env_names)
     return config
 
 

@@ -3,13 +3,16 @@ from __future__ import annotations
 
 import base64
 import binascii
+import difflib
 import ipaddress
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from store.pool_rules import SETTINGS as POOL_SETTINGS
+from store.retention import problems as retention_problems
 
 if TYPE_CHECKING:  # bot/config.py imports this module to check what it loaded
     from bot.config import Config
@@ -109,14 +112,20 @@ def validate(config: Config) -> None:
         fail("[log] format", f"must be text or json, got {config.log.format!r}")
     if config.log.level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         fail("[log] level", f"must be DEBUG, INFO, WARNING or ERROR, got {config.log.level!r}")
+    if config.wecom.licensed_accounts < 0:
+        fail("[wecom] licensed_accounts", f"must be 0 (count the members) or the number of licensed accounts, "
+             f"got {config.wecom.licensed_accounts}")
     for key, value in (
         ("[inbox] lease_seconds", config.inbox.lease_seconds),
         ("[inbox] max_attempts", config.inbox.max_attempts),
         ("[outbox] lease_seconds", config.outbox.lease_seconds),
         ("[outbox] max_attempts", config.outbox.max_attempts),
         ("[outbox] concurrency", config.outbox.concurrency),
+        ("[outbox] claim_batch", config.outbox.claim_batch),
         ("[wecom] member_messages_per_minute", config.wecom.member_messages_per_minute),
         ("[wecom] member_messages_per_hour", config.wecom.member_messages_per_hour),
+        ("[wecom] media_uploads_per_minute", config.wecom.media_uploads_per_minute),
+        ("[wecom] media_uploads_per_hour", config.wecom.media_uploads_per_hour),
         ("[wecom] dedupe_ttl_seconds", config.wecom.dedupe_ttl_seconds),
         ("[wechat] dedupe_ttl_seconds", config.wechat.dedupe_ttl_seconds),
         ("[wecom] max_clock_skew_seconds", config.wecom.max_clock_skew_seconds),
@@ -126,8 +135,54 @@ def validate(config: Config) -> None:
     ):
         if value < 1:
             fail(key, f"must be at least 1, got {value}")
+    for key, problem in retention_problems(config.retention):
+        fail(f"[retention] {key}", problem)
+    if not 0 <= config.retention.posters_days <= 36_500:
+        fail("[retention] posters_days", f"must be from 0 (keep) to 36500, got {config.retention.posters_days}")
+    if config.retention.check_seconds < 60:
+        fail("[retention] check_seconds", f"must be at least 60, got {config.retention.check_seconds}")
     # The same bounds as an admin's overrides: beyond them a value is surely a typo.
     for setting in (s for s in POOL_SETTINGS if s.in_config):
         value = getattr(config.pool, setting.name)
         if problem := setting.problem(value):
             fail(f"[pool] {setting.name}", f"{problem}, got {value}")
+
+
+# Keys whose values are secrets: the README and docs/DESIGN.md §7 say they belong in the environment,
+# where they stay out of version control and out of copies of the file.
+SECRET_KEYS = (("wecom", "secret"), ("wecom", "token"), ("wecom", "encoding_aes_key"), ("wechat", "secret"),
+               ("wechat", "token"), ("wechat", "encoding_aes_key"), ("admin", "api_token"),
+               ("server", "ip_hash_salt"), ("links", "visitor_secret"))
+# Environment variables of ours that are no config key: the file's path, and the test suite's servers.
+NOT_KEYS = ("PARTNERBOT_CONFIG", "PARTNERBOT_TEST_")
+
+
+def secrets_in_file(path: Path | str, raw: dict[str, Any]) -> list[str]:
+    """One warning per secret written in the configuration file (and per URL carrying a password)."""
+    warnings = []
+    for section, key in SECRET_KEYS:
+        if (raw.get(section) or {}).get(key):
+            env = f"PARTNERBOT_{section.upper()}_{key.upper()}"
+            warnings.append(f"{path}: [{section}] {key} is a secret written in the file: move it to the "
+                            f"environment ({env}) and remove it from the file")
+    for section in ("database", "redis"):
+        url = (raw.get(section) or {}).get("url")
+        if isinstance(url, str) and urlsplit(url).password:
+            warnings.append(f"{path}: [{section}] url carries a password: set the URL in the environment "
+                            f"(PARTNERBOT_{section.upper()}_URL) instead")
+    return warnings
+
+
+def unknown_environment(environ: Mapping[str, str], known: Iterable[str]) -> list[str]:
+    """One warning per PARTNERBOT_* variable that sets no key (a typo is otherwise silently ignored),
+    naming the closest real one."""
+    prefix = "PARTNERBOT_"
+    keys = sorted(name.removeprefix(prefix) for name in known)  # the shared prefix would make all look close
+    warnings = []
+    for name in sorted(environ):
+        if not name.startswith(prefix) or name.removeprefix(prefix) in keys or name.startswith(NOT_KEYS):
+            continue
+        close = difflib.get_close_matches(name.removeprefix(prefix), keys, n=1, cutoff=0.6)
+        hint = f"did you mean {prefix}{close[0]}?" if close else "no configuration key has this name"
+        warnings.append(f"environment: {name} is not a configuration key and is ignored; {hint}")
+    return warnings

@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 from bot.config import Config
 from bot.forwarding import read_forward_results, send_forwards
 from bot.metrics import JOB_RUNS
+from bot.retention import RetentionJob
 from handlers import notices
 from handlers.context import CommandTable, CustomerContact
 from handlers.replies import reply_to_payload
@@ -28,6 +29,7 @@ from store.models import utcnow
 from store.runs import claim_run
 
 log = logging.getLogger(__name__)
+RETENTION_FIRST_DELAY_SECONDS = 300.0
 
 
 async def send_due_reminders(db: Database, commands: CommandTable, config: Config) -> int:
@@ -213,8 +215,9 @@ class Job:
 
 
 def schedule(db: Database, config: Config, commands: CommandTable, kick_outbox: Callable[[], None],
-             customers: CustomerContact | None = None) -> list[Job]:
+             customers: CustomerContact | None = None, retention: RetentionJob | None = None) -> list[Job]:
     """Every clock-driven job, how often it runs, and whether what it queued should go out now."""
+    retention = retention or RetentionJob(db, config.retention, config.retention.check_seconds)
 
     async def reminders() -> None:
         if await send_due_reminders(db, commands, config):
@@ -244,6 +247,9 @@ def schedule(db: Database, config: Config, commands: CommandTable, kick_outbox: 
             first_delay=config.stats.digest_check_seconds),
         Job("points", lambda: accrue_points(db, config), config.points.accrue_check_seconds),
         Job("fraud scan", fraud_scan, config.fraud.scan_check_seconds),
+        # A few minutes after start-up, not at once: a one-off process deletes nothing.
+        Job("retention", retention.run, config.retention.check_seconds,
+            first_delay=min(RETENTION_FIRST_DELAY_SECONDS, config.retention.check_seconds)),
     ]
     if customers is not None:  # only where the bot has WeCom
         reader = customers

@@ -15,6 +15,10 @@ REDIRECTS = Counter("partnerbot_redirects", "Tracked-link redirects by outcome",
 COMMAND_OUTCOMES = Counter("partnerbot_command_outcomes", "Chat commands by command and outcome (done, bad_input, refused)",
                            ["command", "outcome"], registry=REGISTRY)
 JOB_RUNS = Counter("partnerbot_job_runs", "Periodic job runs by outcome", ["job", "result"], registry=REGISTRY)
+RETENTION_DELETED = Counter("partnerbot_retention_deleted", "Rows, stream entries and cached files the retention job "
+                            "deleted, by what (inbox, outbox, clicks, poster_files, ...)", ["what"], registry=REGISTRY)
+RETENTION_LAST_RUN = Gauge("partnerbot_retention_last_run_timestamp_seconds", "When this instance last ran the "
+                           "retention job for all instances (take the max across instances)", registry=REGISTRY)
 OUTBOX_BACKLOG = Gauge("partnerbot_outbox_backlog", "Outbox rows waiting to be sent", registry=REGISTRY)
 OUTBOX_PARKED = Gauge("partnerbot_outbox_parked", "Outbox rows WeChat refused outside its 48-hour window, "
                       "waiting for the follower to write", registry=REGISTRY)

@@ -106,6 +106,9 @@ class Card:
     # Stable id for WeCom's card task_id: a resend of the same card must be identical for WeCom's
     # duplicate check to recognise it.
     card_id: str = ""
+    # Said instead of `description` where the buttons are shown as the commands they run (WeChat's
+    # message menu lists "海报 2", not a button labelled 我的海报); empty: `description` fits both.
+    menu_description: str = ""
     kind: Literal["card"] = "card"
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import re
 import shlex
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, time
 from typing import Any
@@ -12,6 +13,7 @@ from handlers import words
 from handlers.replies import Button, Card, Text, reply_to_payload
 from handlers.context import MARKETER, ADMIN, ArgError, CommandTable, Context, parse_id, shorten
 from store import content as content_store
+from store import outbox as outbox_store
 from store import tasks as task_store
 from store.models import ContentItem, Member, Task
 
@@ -122,12 +124,15 @@ def attached_lines(ctx: Context, items: list[ContentItem]) -> list[str]:
 def task_card(task: Task, commands: CommandTable, zone: str, *, reminder: bool, card_id: str,
               content_ids: tuple[int, ...] = ()) -> dict[str, Any]:
     deadline = f"截止 {format_time(task.deadline, zone, 'zh')}" if task.deadline else "长期有效"
+    menu_description = ""  # the same text fits WeChat's message menu
     if reminder:
         title, description = f"⏰ 提醒：{task.title}", f"{deadline}，您还没有分享"
     else:
         title, description = f"新任务 #{task.id}：{task.title}", f"{deadline}，点下方按钮获取您的专属物料"
+        # WeChat shows the buttons as the commands they run ("海报 2"), which can also be typed.
+        menu_description = f"{deadline}，点下方指令（或直接发送）获取您的专属物料"
     card = Card(title=title, description=description, buttons=task_buttons(task.id, commands, content_ids),
-                card_id=card_id)
+                card_id=card_id, menu_description=menu_description)
     return reply_to_payload(card) | {"duplicate_check": True}
 
 
@@ -246,7 +251,7 @@ async def broadcast(ctx: Context, args: BroadcastArgs) -> Text:
         return Text(ctx.say(f"Task #{task.id} has ended; it cannot be sent again.",
                             f"任务 #{task.id} 已结束，不能再下发。"))
     try:
-        members = await task_store.resolve_targets(ctx.session, args.targets)
+        members = await task_store.resolve_recipients(ctx.session, args.targets)
     except task_store.TargetError as err:
         return Text(ctx.say(err.en, err.zh))
     target_text = " ".join(_quoted(t) for t in args.targets)
@@ -267,13 +272,24 @@ async def broadcast(ctx: Context, args: BroadcastArgs) -> Text:
     if not new:
         return Text(ctx.say(f"All {len(members)} matching members already have task #{task.id}.",
                             f"符合条件的 {len(members)} 人都已收到任务 #{task.id}。"))
+    quota = await outbox_store.send_quota(ctx.session, now=ctx.now, licensed_accounts=ctx.config.wecom.licensed_accounts)
+    if not quota.allows(len(new)):
+        return Text(ctx.say(
+            f"Task #{task.id} would go to {len(new)} member(s), more than is left of today's WeCom send quota: "
+            f"{quota.used} of {quota.limit} used, {quota.left} left. Narrow the target (e.g. partner:NAME, "
+            f"region:NAME) or send it tomorrow.",
+            f"任务 #{task.id} 要发给 {len(new)} 人，超出今天企业微信的发送额度：已用 {quota.used} / 共 {quota.limit}，"
+            f"只剩 {quota.left}。请缩小范围（如 伙伴:名称、区域:名称），或明天再发。"))
     if not args.confirmed:
         return Text(ctx.say(
             f"Task #{task.id} “{task.title}” will go to {len(new)} member(s)"
             f"{f' ({len(members) - len(new)} already have it)' if len(new) < len(members) else ''}.\n"
+            f"Today's WeCom send quota: {quota.used} of {quota.limit} used; this uses {len(new)}, "
+            f"leaving {quota.left - len(new)}.\n"
             f"To send it, reply: {confirm}",
             f"任务 #{task.id}“{task.title}”将发给 {len(new)} 人"
             f"{f'（另有 {len(members) - len(new)} 人已收到）' if len(new) < len(members) else ''}。\n"
+            f"今天企业微信发送额度：已用 {quota.used} / 共 {quota.limit}，本次用 {len(new)}，剩余 {quota.left - len(new)}。\n"
             f"确认下发请回复：{confirm}"))
     queued = await queue_task_cards(ctx, task, new, reminder=False)
     await task_store.record_broadcast(ctx.session, task, target_text, ctx.member, queued)
@@ -302,29 +318,29 @@ async def remind(ctx: Context, task_id: int) -> Text:
         f"已提醒 {queued} 位尚未分享任务 #{task.id} 的成员{f'；{skipped} 人今天已提醒过' if skipped else ''}。"))
 
 
-async def queue_task_cards(ctx: Context, task: Task, members: list[Member], *, reminder: bool,
-                           automatic: bool = False) -> int:
+async def queue_task_cards(ctx: Context, task: Task, members: Sequence[Member | task_store.Recipient], *,
+                           reminder: bool, automatic: bool = False) -> int:
     return await queue_cards(ctx.session, task, members, ctx.commands, ctx.config.server.timezone,
                              reminder=reminder, automatic=automatic, now=ctx.now)
 
 
-async def queue_cards(session: Any, task: Task, members: list[Member], commands: CommandTable, zone: str, *,
-                      reminder: bool, automatic: bool, now: datetime) -> int:
+async def queue_cards(session: Any, task: Task, members: Sequence[Member | task_store.Recipient], commands: CommandTable,
+                      zone: str, *, reminder: bool, automatic: bool, now: datetime) -> int:
     """One card per member; a key per (task, member) — and per day for reminders — means nobody
     gets the same card twice, even if the command or job runs twice."""
     content_ids = tuple(i.id for i in await content_store.attached_to(session, task.id, now))
+    # One card, copied per member with its own id: building 10,000 alike took longer than sending them.
     if reminder:
         day = now.astimezone(ZoneInfo(zone)).strftime("%Y%m%d")
         kind = "autoremind" if automatic else f"remind{day}"
-        rows = [(m.userid, f"task:{task.id}:{kind}:member:{m.id}",
-                 task_card(task, commands, zone, reminder=True, card_id=f"t{task.id}-{kind}-m{m.id}",
-                           content_ids=content_ids))
+        card = task_card(task, commands, zone, reminder=True, card_id="", content_ids=content_ids)
+        rows = [(m.userid, f"task:{task.id}:{kind}:member:{m.id}", {**card, "card_id": f"t{task.id}-{kind}-m{m.id}"})
                 for m in members]
         purpose = task_store.REMINDER
     else:
-        rows = [(m.userid, task_store.card_dedupe_key(task.id, m.id),
-                 task_card(task, commands, zone, reminder=False, card_id=f"t{task.id}-m{m.id}",
-                           content_ids=content_ids)) for m in members]
+        card = task_card(task, commands, zone, reminder=False, card_id="", content_ids=content_ids)
+        rows = [(m.userid, task_store.card_dedupe_key(task.id, m.id), {**card, "card_id": f"t{task.id}-m{m.id}"})
+                for m in members]
         purpose = task_store.TASK_CARD
     return await task_store.queue_messages(session, task_id=task.id, purpose=purpose, rows=rows)
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import random
 from collections.abc import Mapping, Sequence
-from datetime import timedelta
+from datetime import datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -24,8 +25,9 @@ async def seed(session: AsyncSession, members: list[MemberRow], wechat_only: dic
                leads: list[tuple[str, str, str, str, str, str]], timezone: str,
                content: Sequence[Mapping[str, Any]] = (), files: Sequence[Mapping[str, Any]] = ()) -> None:
     """`members` (upserted), those in `wechat_only` bound to their openid, on a database without
-    content the `content` library (then the `files`: store.content_files.create_file_content's arguments), and, on a fresh database, `leads` in the public and partner pools
-    and two weeks of one campaign's activity, so `统计` and `归因` have something to show."""
+    content the `content` library (then the `files`: store.content_files.create_file_content's
+    arguments), and, on a fresh database, `leads` in the public and partner pools and two weeks of one
+    campaign's activity up to today, so `统计` and `归因` have something to show."""
     await import_members(session, members)
     for userid, openid in wechat_only.items():
         member = await session.scalar(select(Member).where(Member.userid == userid))
@@ -51,10 +53,22 @@ async def seed_content(session: AsyncSession, content: Sequence[Mapping[str, Any
             *[await create_file_content(session, creator=creator, **item) for item in files]]
 
 
+def _today_so_far(now: datetime, timezone: str) -> tuple[datetime, datetime]:
+    """Local midnight (in UTC) and the moment halfway from it to `now`: activity seeded there falls in
+    today, this week and this month whatever the date, so each default view of `统计` and `归因` has
+    something to show, also at 00:30 on the 1st of a month."""
+    zone = ZoneInfo(timezone)
+    local = now.astimezone(zone)
+    midnight = datetime.combine(local.date(), time(0), zone).astimezone(now.tzinfo)
+    return midnight, midnight + (now - midnight) / 2
+
+
 async def _seed_campaign(session: AsyncSession, timezone: str) -> None:
-    """An ended campaign: shares and clicks over the last 14 days (through the real click path, so
-    the daily counts are right), two leads that came in through the links, one of them won."""
+    """A campaign seeded relative to now: shares and clicks over the last 14 days (through the real
+    click path, so the daily counts are right) with another round of shares and clicks today, a lead
+    that came in through a link 6 days ago and was won today, and one that came in today."""
     rng, now = random.Random(2026), utcnow()
+    midnight, today = _today_so_far(now, timezone)
     members = {m.userid: m for m in await session.scalars(select(Member).where(Member.role == "partner"))}
     task = Task(title="秋季新品体验周", target_url="https://brand.example/autumn", status="ended",
                 description="秋季新品体验周，欢迎预约", cost=Decimal(3000), created_at=now - timedelta(days=15))
@@ -68,18 +82,23 @@ async def _seed_campaign(session: AsyncSession, timezone: str) -> None:
         session.add(link)
         await session.flush()
         links[userid] = link
-        session.add(Share(task_id=task.id, member_id=member.id, channel="link", created_at=now - timedelta(days=13)))
+        session.add_all([Share(task_id=task.id, member_id=member.id, channel="link", created_at=now - timedelta(days=13)),
+                         Share(task_id=task.id, member_id=member.id, channel="poster", created_at=today)])
         clicks = [{"event_id": f"demo-{userid}-{i}", "link_id": link.id,
                    "at": now - timedelta(days=rng.uniform(0, 13)), "visitor_id": f"demo{rng.randint(0, 10**6)}",
                    "ip_hash": "demo", "user_agent": "Mozilla/5.0", "referrer": "", "is_bot": rng.random() < 0.1,
                    "is_unique": rng.random() < 0.7} for i in range(weight * 8)]
+        clicks += [{"event_id": f"demo-{userid}-today-{i}", "link_id": link.id,
+                    "at": midnight + (now - midnight) * rng.uniform(0, 1), "visitor_id": f"demo-today-{userid}-{i}",
+                    "ip_hash": "demo", "user_agent": "Mozilla/5.0", "referrer": "", "is_bot": False,
+                    "is_unique": True} for i in range(weight)]
         await link_store.insert_clicks(session, clicks, timezone)
-    for name, phone, sharer, won in (("吴总", "13900000011", "zhangwei", Decimal(26000)), ("郑经理", "13900000012", "chenjie", None)):
+    for name, phone, sharer, won, created in (("吴总", "13900000011", "zhangwei", Decimal(26000), now - timedelta(days=6)),
+                                              ("郑经理", "13900000012", "chenjie", None, today)):
         member, link = members[sharer], links[sharer]
-        created = now - timedelta(days=6)
         lead = Lead(name=name, company=f"{name[0]}氏集团", phone=phone, source="form:link", status="won" if won else "claimed",
                     owner_id=member.id, partner_id=member.partner_id, task_id=task.id, link_id=link.id,
-                    won_amount=won, won_at=now - timedelta(days=2) if won else None, claimed_at=created,
+                    won_amount=won, won_at=today if won else None, claimed_at=created,
                     created_at=created, updated_at=created)
         session.add(lead)
         await session.flush()

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import and_, case, func, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from store.models import OutboxMessage, utcnow
+from store.bindings import MEMBER_CHANNEL
+from store.models import Member, OutboxMessage, utcnow
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,21 @@ async def renew(session: AsyncSession, claim: Claim) -> bool:
         .values(claimed_at=utcnow())
     )
     return result.rowcount == 1
+
+
+async def renew_many(session: AsyncSession, claims: list[Claim]) -> set[int]:
+    """Extend many claims' leases in one statement (a batch still queued here); the ids still ours."""
+    if not claims:
+        return set()
+    result = await session.execute(
+        update(OutboxMessage)
+        .where(tuple_(OutboxMessage.id, OutboxMessage.attempts).in_([(c.id, c.attempts) for c in claims]),
+               OutboxMessage.status == "sending")
+        .values(claimed_at=utcnow())
+        .returning(OutboxMessage.id)
+        .execution_options(synchronize_session=False)
+    )
+    return set(result.scalars().all())
 
 
 async def defer(session: AsyncSession, claim: Claim, until: datetime) -> None:
@@ -157,6 +174,43 @@ async def count_keys(session: AsyncSession, keys: list[str]) -> int:
     """How many of these message keys are queued or sent already (a job's "done today?")."""
     return int(await session.scalar(select(func.count()).select_from(OutboxMessage)
                                      .where(OutboxMessage.dedupe_key.in_(keys))) or 0)
+
+
+# WeCom lets an app send each licensed account this many messages a day, counted per recipient
+# (DESIGN §10): one message to 1,000 people uses 1,000.
+SENDS_PER_ACCOUNT_PER_DAY = 200
+# WeCom's days, and so its daily quota, run on China's clock whatever [server] timezone says.
+WECOM_DAY_ZONE = ZoneInfo("Asia/Shanghai")
+# Channels whose rows go out through WeCom's message/send (a member's rows unless bound elsewhere).
+WECOM_SEND_CHANNELS = ("wecom", MEMBER_CHANNEL)
+
+
+@dataclass(frozen=True)
+class SendQuota:
+    used: int  # sent since the day began, plus queued and not yet sent
+    limit: int
+
+    @property
+    def left(self) -> int:
+        return max(0, self.limit - self.used)
+
+    def allows(self, more: int) -> bool:
+        return self.used + more <= self.limit
+
+
+async def send_quota(session: AsyncSession, *, now: datetime, licensed_accounts: int) -> SendQuota:
+    """Today's use of the app's daily message/send quota. Without the licensed account count (0),
+    the active members stand in for it: everyone the bot sends to holds an account, so that is never
+    more than the real quota. Rows for members bound to WeChat are counted too (on the safe side)."""
+    day_start = datetime.combine(now.astimezone(WECOM_DAY_ZONE).date(), time(0), tzinfo=WECOM_DAY_ZONE)
+    accounts = licensed_accounts or int(await session.scalar(
+        select(func.count()).select_from(Member).where(Member.active.is_(True))) or 0)
+    wecom = OutboxMessage.channel.in_(WECOM_SEND_CHANNELS)
+    sent = await session.scalar(select(func.count()).select_from(OutboxMessage).where(
+        OutboxMessage.sent_at >= day_start, OutboxMessage.status == "sent", wecom))
+    queued = await session.scalar(select(func.count()).select_from(OutboxMessage).where(
+        OutboxMessage.status.in_(("pending", "sending")), wecom))
+    return SendQuota(int(sent or 0) + int(queued or 0), accounts * SENDS_PER_ACCOUNT_PER_DAY)
 
 
 async def backlog(session: AsyncSession) -> dict[str, int]:

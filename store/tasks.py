@@ -13,9 +13,9 @@ from urllib.parse import urlsplit
 from sqlalchemy import and_, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from store.bindings import MEMBER_CHANNEL
-from store.db import chunked, dialect_insert
+from store.db import chunked
 from store.models import TASK_STATUSES, Broadcast, Member, MemberTag, OutboxMessage, Partner, Share, Task, utcnow
+from store import outbox_queue
 from store.partners import partner_by_name
 from store.text import clean_text
 
@@ -187,6 +187,31 @@ class TargetError(Exception):
 async def resolve_targets(session: AsyncSession, tokens: list[str], only_member_id: int | None = None) -> list[Member]:
     """Members matched by any target (or just whether `only_member_id` is); raise TargetError
     naming an unknown or empty one. Any number of targets: they are looked up in chunks."""
+    found: dict[int, Member] = {}
+    for match in await _target_matches(session, tokens):
+        for member in await session.scalars(select(Member).where(
+                Member.active.is_(True), match, *([Member.id == only_member_id] if only_member_id is not None else []))):
+            found[member.id] = member
+    return sorted(found.values(), key=lambda m: m.id)
+
+
+@dataclass(frozen=True)
+class Recipient:
+    id: int
+    userid: str
+
+
+async def resolve_recipients(session: AsyncSession, tokens: list[str]) -> list[Recipient]:
+    """resolve_targets for a broadcast, which needs only who: plain rows, not ten thousand members
+    with their partner and tags loaded."""
+    found: dict[int, Recipient] = {}
+    for match in await _target_matches(session, tokens):
+        for row in await session.execute(select(Member.id, Member.userid).where(Member.active.is_(True), match)):
+            found[row.id] = Recipient(row.id, row.userid)
+    return sorted(found.values(), key=lambda m: m.id)
+
+
+async def _target_matches(session: AsyncSession, tokens: list[str]) -> list[Any]:
     conditions, users = [], []
     for token in tokens:
         token = token.replace("：", ":")
@@ -205,13 +230,7 @@ async def resolve_targets(session: AsyncSession, tokens: list[str], only_member_
             conditions.append(await _target_condition(session, kind, value))
     users = list(dict.fromkeys(users))
     await _check_users(session, users)
-    matches = [or_(*group) for group in chunked(conditions, 100)] + [Member.userid.in_(group) for group in chunked(users)]
-    found: dict[int, Member] = {}
-    for match in matches:
-        for member in await session.scalars(select(Member).where(
-                Member.active.is_(True), match, *([Member.id == only_member_id] if only_member_id is not None else []))):
-            found[member.id] = member
-    return sorted(found.values(), key=lambda m: m.id)
+    return [or_(*group) for group in chunked(conditions, 100)] + [Member.userid.in_(group) for group in chunked(users)]
 
 
 async def _check_users(session: AsyncSession, userids: list[str]) -> None:
@@ -275,24 +294,8 @@ async def already_delivered(session: AsyncSession, task_id: int) -> set[str]:
     return set(rows)
 
 
-async def queue_messages(session: AsyncSession, *, task_id: int | None, purpose: str,
-                         rows: list[tuple[str, str, dict[str, Any]]], chunk: int = 1000) -> int:
-    """Queue (recipient, dedupe_key, payload) rows; a key that was ever queued is skipped, so a
-    member can never get the same thing twice, however often or concurrently this runs."""
-    insert = dialect_insert(session)
-    # One statement compiled once and executed for many rows (SQLAlchemy batches them into multi-row
-    # INSERTs): compiling a 1,000-row VALUES list afresh took a second per chunk.
-    table = OutboxMessage.__table__
-    statement = insert(table).on_conflict_do_nothing(index_elements=["dedupe_key"]).returning(table.c.id)
-    now, queued = utcnow(), 0
-    for start in range(0, len(rows), chunk):
-        values = [{"channel": MEMBER_CHANNEL, "recipient": recipient, "kind": payload["kind"], "payload": payload,
-                   "dedupe_key": key, "purpose": purpose, "task_id": task_id, "status": "pending",
-                   "attempts": 0, "next_attempt_at": now, "created_at": now}
-                  for recipient, key, payload in rows[start:start + chunk]]
-        result = await session.execute(statement, values)
-        queued += len(result.all())
-    return queued
+# Queueing lives in store/outbox_queue.py; jobs and handlers know it as task_store.queue_messages.
+queue_messages = outbox_queue.queue_messages
 
 
 async def delivery_progress(session: AsyncSession, task_id: int, purpose: str = TASK_CARD) -> dict[str, int]:

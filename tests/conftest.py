@@ -81,7 +81,7 @@ def clock(request: pytest.FixtureRequest):  # type: ignore[no-untyped-def]
 @pytest.fixture(autouse=True)
 def logs_keep_secrets(caplog: pytest.LogCaptureFixture):  # type: ignore[no-untyped-def]
     """Every test's log lines (INFO and up, tracebacks included) are scanned: a full mobile number
-    or any configured secret in them fails the test (DEVELOPERS.md: never log secrets or phones)."""
+    or any configured secret in them fails the test (docs/DESIGN.md §12: never log secrets or phones)."""
     caplog.set_level(logging.INFO)
     yield
     for record in [*caplog.get_records("setup"), *caplog.get_records("call")]:

@@ -75,6 +75,17 @@ async def test_throttled_by_wecom_for_a_while_still_exactly_once(crowd_stack: St
     assert crowd_stack.sim.api_calls["message/send"] > 2 + 502  # some calls were refused and retried
 
 
+async def test_wecom_refusing_concurrency_narrows_the_sends_still_exactly_once(crowd_stack: Stack) -> None:
+    crowd_stack.sim.send_latency = 0.005
+    crowd_stack.sim.max_concurrent_sends = 4  # the bot sends 16 at once until WeCom says 45033
+    await broadcast_all(crowd_stack)
+    await eventually(lambda: all_delivered_once(crowd_stack.sim), timeout=90)
+    refused = crowd_stack.sim.api_calls["message/send 45033"]
+    # Refused calls are retried, and the concurrency halves on them and grows back slowly, so
+    # WeCom refuses few (resuming at 16 after every pause would be refused 12 at a time).
+    assert 0 < refused < 502 // 10, refused
+
+
 async def test_two_instances_sending_together_still_exactly_once(crowd_stack: Stack) -> None:
     second = web.AppRunner(create_app(crowd_stack.config), access_log=None)
     await second.setup()

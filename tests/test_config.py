@@ -43,6 +43,10 @@ def test_config_env_variable_names_the_file(tmp_path: Path) -> None:
     ('[database]\nurl = "mysql://x"\n', {}, "[database] url must start with"),
     ('[wecom]\nencoding_aes_key = "short"\n', {}, "[wecom] encoding_aes_key must be the 43-character"),
     ('[server]\npublic_base_url = "javascript:alert(1)"\n', {}, "[server] public_base_url must be an http(s) URL"),
+    ('[wecom]\nlicensed_accounts = -5\n', {}, "[wecom] licensed_accounts must be 0 (count the members)"),
+    ('', {"PARTNERBOT_WECOM_LICENSED_ACCOUNTS": "many"}, "PARTNERBOT_WECOM_LICENSED_ACCOUNTS (environment): must be a whole number"),
+    ('[wecom]\nmedia_uploads_per_minute = 0\n', {}, "[wecom] media_uploads_per_minute must be at least 1"),
+    ('[outbox]\nclaim_batch = 0\n', {}, "[outbox] claim_batch must be at least 1"),
 ])
 def test_bad_values_name_the_key_and_the_file(tmp_path: Path, content: str, env: dict, expected: str) -> None:
     path = tmp_path / "bad.toml"
@@ -77,3 +81,45 @@ def test_cli_bad_value_exit_2_without_traceback(tmp_path: Path) -> None:
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert result.stderr.strip() == f"partnerbot: {path}: [server] port: must be a whole number, got 'x'"
+
+
+def test_a_mistyped_environment_variable_names_the_closest_key(tmp_path: Path) -> None:
+    """PARTNERBOT_POOL_MAXHELD once did nothing, silently: now it is named, with the key it meant."""
+    config = load_config(REPO / "config.toml", environ={"PARTNERBOT_POOL_MAXHELD": "3", "PARTNERBOT_SERVER_PORT": "9100",
+                                                        "PARTNERBOT_CONFIG": "", "PARTNERBOT_TEST_REDIS_URL": "x",
+                                                        "PARTNERBOT_ZZZ": "1", "OTHER_POOL_MAXHELD": "1"})
+    assert config.pool.max_held != 3 and config.server.port == 9100
+    assert config.warnings == [
+        "environment: PARTNERBOT_POOL_MAXHELD is not a configuration key and is ignored; "
+        "did you mean PARTNERBOT_POOL_MAX_HELD?",
+        "environment: PARTNERBOT_ZZZ is not a configuration key and is ignored; no configuration key has this name"]
+
+
+def test_secrets_written_in_the_file_get_a_warning(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text('[wecom]\nsecret = "s3cret"\ntoken = ""\n[admin]\napi_token = "t0ken"\n'
+                    '[links]\nvisitor_secret = "v"\n[wechat]\nencoding_aes_key = ""\n'
+                    '[database]\nurl = "postgresql+asyncpg://bot:pw@db/bot"\n')
+    warnings = load_config(path, environ={}).warnings
+    assert [w.split(" is a secret")[0].split(" url carries")[0] for w in warnings] == [
+        f"{path}: [wecom] secret", f"{path}: [admin] api_token", f"{path}: [links] visitor_secret",
+        f"{path}: [database]"]
+    assert "PARTNERBOT_WECOM_SECRET" in warnings[0] and "s3cret" not in " ".join(warnings)
+    assert "pw" not in warnings[3] and "PARTNERBOT_DATABASE_URL" in warnings[3]
+    assert load_config(REPO / "config.toml", environ={}).warnings == []  # the shipped file holds no secret
+
+
+def test_the_command_line_prints_the_warnings(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text('[admin]\napi_token = "t0ken"\n[server]\nport = "x"\n')
+    result = subprocess.run([sys.executable, "-m", "bot", "migrate", "--config", str(path)], capture_output=True,
+                            text=True, timeout=60, env={"PATH": "/usr/bin:/bin", "PARTNERBOT_OUTBOX_CONCURENCY": "4"})
+    # The bad value still stops it (exit 2); a warning alone would not.
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    path.write_text('[admin]\napi_token = "t0ken"\n' f'[database]\nurl = "sqlite+aiosqlite:///{tmp_path}/x.db"\n')
+    result = subprocess.run([sys.executable, "-m", "bot", "migrate", "--config", str(path)], capture_output=True,
+                            text=True, timeout=60, env={"PATH": "/usr/bin:/bin", "PARTNERBOT_OUTBOX_CONCURENCY": "4"})
+    assert result.returncode == 0, result.stderr
+    assert f"partnerbot: warning: {path}: [admin] api_token is a secret written in the file" in result.stderr
+    assert "PARTNERBOT_OUTBOX_CONCURENCY is not a configuration key and is ignored; did you mean " \
+           "PARTNERBOT_OUTBOX_CONCURRENCY?" in result.stderr

@@ -88,6 +88,8 @@ async def test_bad_input_is_explained_and_nothing_stored(stack: Stack, visitor: 
         assert response.status == 422
         page = await response.text()
     assert re.search(rf'id="error-{field}">[^<]*{message}', page)
+    # The tick stays as the visitor left it (it was once cleared whatever was wrong).
+    assert ('name="consent" value="yes" checked>' in page) == (field != "consent")
     assert "<script>" not in page.split('id="name"')[1].split(">")[0]  # values are escaped
     assert await leads(stack) == []
 

@@ -100,6 +100,13 @@ async def test_a_phone_visitor_follows_the_link_and_leaves_a_lead(stack: Stack, 
     async with stack.bot[DB].session() as session:
         assert list(await session.scalars(select(Lead))) == []
 
+    # Ticked, but the phone is wrong: refused, and the tick is still there (it was once lost).
+    await page.locator("#consent").check()
+    await page.locator("#phone").fill("12345")
+    assert (await submit(page)).status == 422
+    await expect(page.locator("#error-phone")).to_be_visible()
+    await expect(page.locator("#consent")).to_be_checked()
+
     # With consent: accepted.
     before = len(stack.sim.bot_messages("p1"))
     for name, value in LEAD.items():

@@ -76,6 +76,16 @@ async def test_reserve_in_windows_never_gives_out_more_slots_than_the_limit(shar
     assert all(w > 59 for w in waits if w)
 
 
+async def test_reserve_many_answers_each_key_in_order_in_one_call(shared: SharedKeys) -> None:
+    t = 3_000_000.0
+    await shared.reserve_in_windows("full", [(2, 60)], t)
+    # "twice" comes twice: its second reservation sees the first; "full" has one slot left.
+    waits = await shared.reserve_many_in_windows(["a", "twice", "full", "twice", "full"], [(2, 60)], t + 1)
+    assert waits == [0, 0, 0, 0, pytest.approx(59)]
+    assert await shared.reserve_many_in_windows(["twice", "a"], [(2, 60)], t + 2) == [pytest.approx(59), 0]
+    assert await shared.reserve_many_in_windows([], [(2, 60)], t + 3) == []
+
+
 _CLAIM = """
 if not redis.call('SET', KEYS[1], ARGV[1], 'NX') then return -1 end
 return redis.call('INCR', KEYS[2])

@@ -89,6 +89,8 @@ async def test_a_bound_follower_does_the_whole_partner_flow(wx_stack: Stack) -> 
     [card] = (await wechat.wait_for_bot_messages(P2_WX, 2))[1:]
     assert card.msgtype == "msgmenu" and card.body["via"] == "custom"
     assert "新任务 #1：Spring" in card.body["head_content"]
+    # WeChat lists the commands themselves, not buttons: the card says so (it once said "点下方按钮").
+    assert "点下方指令" in card.body["head_content"] and "按钮" not in card.body["head_content"]
     assert [i["content"] for i in card.body["list"]] == ["海报 1", "链接 1", "任务 1"]
     assert not wx_stack.sim.bot_messages("p2")
 

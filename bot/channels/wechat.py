@@ -244,7 +244,7 @@ class WeChatSender(MediaSender):
         if isinstance(reply, Card) and reply.buttons:
             # A message menu: tapping an item sends its text back, i.e. runs the button's command.
             return {"msgtype": "msgmenu", "msgmenu": {
-                "head_content": fit(f"{reply.title}\n{reply.description}".strip()),
+                "head_content": fit(f"{reply.title}\n{reply.menu_description or reply.description}".strip()),
                 "list": [{"id": str(i), "content": b.command} for i, b in enumerate(reply.buttons[:10], 1)],
                 "tail_content": reply.url}}
         if isinstance(reply, (Card, News)) and reply.url:

@@ -10,6 +10,7 @@ from urllib.parse import unquote
 import aiohttp
 
 from bot.channels.api_client import ApiError, ApiUnavailable, TokenClient
+from bot.channels.pacing import CallPacer
 from bot.config import WeComConfig
 from store.redis import SharedKeys
 
@@ -71,6 +72,14 @@ class WeComClient(TokenClient):
         super().__init__(http, shared, base_url=config.api_base_url, timeout=config.api_timeout_seconds,
                          token_key=f"wecom:token:{config.corp_id}:{config.agent_id}")
         self.config = config
+        # media/upload is limited per company (every app and instance together): 10,000 a minute and
+        # 150,000 an hour. Posters for a 10,000-member broadcast would otherwise meet it.
+        self.upload_pacer = CallPacer(shared, f"wecom:pace:{config.corp_id}:media/upload",
+                                      [(config.media_uploads_per_hour, 3600), (config.media_uploads_per_minute, 60)])
+
+    async def upload_media(self, kind: str, filename: str, content: bytes, content_type: str) -> str:
+        await self.upload_pacer.turn()
+        return await super().upload_media(kind, filename, content, content_type)
 
     async def _fetch_token(self) -> dict[str, Any]:
         return await self._request("GET", "/cgi-bin/gettoken",

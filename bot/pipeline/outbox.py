@@ -1,8 +1,10 @@
 """Sends outbox rows through their channel: claim, respect the per-member limit, send, mark.
 
-Broadcast rows are claimed in batches no larger than the free sending capacity (so nothing sits
-claimed long enough for its lease to run out); replies to chat arrive already claimed and go out at
-once. Transient errors back off and retry; other errors are recorded on the row.
+Queued rows (a broadcast) go in batches: one statement claims a batch, one Redis call per chunk of
+sends reserves the members' send slots, the sends run with bounded concurrency (SendSlots, which
+WeCom's 45033 narrows), and one statement marks what was sent. A batch whose sends take long renews
+its lease before it could run out. Replies to chat arrive already claimed and go out at once.
+Transient errors back off and retry; other errors are recorded on the row.
 """
 from __future__ import annotations
 
@@ -12,12 +14,13 @@ import logging
 import random
 import time
 from datetime import timedelta
+from typing import Any
 
 from bot.channels.base import ChannelSender
 from bot.channels.member import MemberAddresses
 from bot.config import OutboxConfig
 from bot.metrics import OUTBOX
-from bot.pipeline.ratelimit import MemberRateLimiter
+from bot.pipeline.ratelimit import MemberRateLimiter, SendSlots
 from store import outbox as outbox_store
 from store.bindings import MEMBER_CHANNEL
 from store.db import Database
@@ -47,6 +50,7 @@ class OutboxSender:
         # WeCom said the app is over a frequency limit (45009) or too concurrent (45033): nobody
         # on this instance sends until then; WeCom blocks a minute limit for 60 s (DESIGN §10).
         self._paused_until = 0.0
+        self.slots = SendSlots(config.concurrency)
         # Sent rows are marked in batches by the run loop: one statement instead of one per row.
         self._sent: list[outbox_store.Claim] = []
 
@@ -81,33 +85,123 @@ class OutboxSender:
             await self._deliver_guarded(claim)
 
     async def run(self, interval: float, stop: asyncio.Event) -> None:
-        """Claim due rows while there is capacity; sleep until kicked, a send ends, or the interval.
-        Ends (between claims, never half-way through one) when `stop` is set."""
+        """Claim due rows a batch at a time and start their sends; sleep until kicked, the last send
+        ends, or the interval. Ends (between batches, never half-way through one) when `stop` is set."""
         stop_task = asyncio.ensure_future(stop.wait())
         stop_task.add_done_callback(lambda _: self._wake.set())
+        batch = self.config.claim_batch
         while not stop.is_set():
             await self._mark_sent()
             pause = self._paused_until - time.monotonic()
             if pause > 0:
                 await asyncio.sleep(pause)
-            capacity = self.config.concurrency - len(self._in_flight)
             claims: list[outbox_store.Claim] = []
-            if capacity > 0:
-                try:
-                    async with self.db.session() as session:
-                        claims = await outbox_store.claim_due(session, self.lease, capacity, self._in_flight)
-                except Exception as err:
-                    log.warning("outbox: cannot claim rows now (%s)", type(err).__name__)
-            for claim in claims:
-                self._spawn(claim)
-            if claims and len(claims) == capacity:
-                continue_soon = self._wake.wait()  # woken when a send finishes
-            else:
-                continue_soon = asyncio.wait_for(self._wake.wait(), interval)
+            try:
+                async with self.db.session() as session:
+                    claims = await outbox_store.claim_due(session, self.lease, batch, self._in_flight)
+            except Exception as err:
+                log.warning("outbox: cannot claim rows now (%s)", type(err).__name__)
+            if claims:
+                await self._dispatch(claims)
+            if len(claims) == batch:
+                continue  # more are due; the batch's last sends are under way meanwhile
             with contextlib.suppress(asyncio.TimeoutError):
-                await continue_soon
+                await asyncio.wait_for(self._wake.wait(), interval)
             self._wake.clear()
         stop_task.cancel()
+
+    async def _dispatch(self, claims: list[outbox_store.Claim]) -> None:
+        """Start the sends of a claimed batch, a chunk at a time: the chunk's send slots are reserved
+        in one call just before its sends start, so a reservation precedes its send by about one
+        round trip, as it would one at a time. Returns when the last send has started."""
+        self._in_flight.update(c.id for c in claims)
+        routed: list[tuple[outbox_store.Claim, str, str]] = []
+        for claim in claims:
+            try:
+                channel, recipient = await self._route(claim)
+            except Exception as err:
+                await self._settle(claim, self._failed(claim, err))
+                continue
+            routed.append((claim, channel, recipient))
+        leased_at = time.monotonic()
+        while routed:
+            if self._paused_until > time.monotonic():
+                # WeCom asked the app to slow down: the rest wait, untried.
+                await self._defer_all([c for c, _, _ in routed], self._paused_until - time.monotonic())
+                return
+            if time.monotonic() - leased_at > self.lease.total_seconds() / 3:
+                # Slow sends today: mark what went out (its lease is as old) and keep the rest ours.
+                await self._mark_sent()
+                routed = await self._renew(routed)
+                leased_at = time.monotonic()
+            chunk, routed = routed[:self.slots.limit], routed[self.slots.limit:]
+            waits = await self._reserve(chunk)
+            for (claim, channel, recipient), wait in zip(chunk, waits):
+                if wait > 0:
+                    await self._settle(claim, self._defer(claim, wait))
+                    continue
+                await self.slots.acquire()
+                task = asyncio.create_task(self._send_in_slot(claim, channel, recipient))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+
+    async def _reserve(self, chunk: list[tuple[outbox_store.Claim, str, str]]) -> list[float]:
+        """Each send's slot under its channel's per-member limits: one call per channel."""
+        waits = [0.0] * len(chunk)
+        for channel, limiter in self.limiters.items():
+            places = [i for i, (_, routed_to, _) in enumerate(chunk) if routed_to == channel]
+            if places:
+                for i, wait in zip(places, await limiter.reserve_many([chunk[i][2] for i in places])):
+                    waits[i] = wait
+        return waits
+
+    async def _renew(self, routed: list[tuple[outbox_store.Claim, str, str]]) -> list[tuple[outbox_store.Claim, str, str]]:
+        """Sends are slow today: keep the rest of the batch ours, or leave to another sender what it took."""
+        try:
+            async with self.db.session() as session:
+                ours = await outbox_store.renew_many(session, [c for c, _, _ in routed])
+        except Exception as err:
+            log.warning("outbox: cannot renew a batch's lease (%s)", type(err).__name__)
+            ours = set()
+        for claim, _, _ in routed:
+            if claim.id not in ours:
+                self._in_flight.discard(claim.id)
+        return [r for r in routed if r[0].id in ours]
+
+    async def _defer_all(self, claims: list[outbox_store.Claim], seconds: float) -> None:
+        try:
+            async with self.db.session() as session:
+                for claim in claims:
+                    await outbox_store.defer(session, claim, utcnow() + timedelta(seconds=seconds + 0.05))
+        except Exception as err:  # the lease runs out and they are taken again
+            log.warning("outbox: cannot put %d rows back now (%s)", len(claims), type(err).__name__)
+        finally:
+            self._in_flight.difference_update(c.id for c in claims)
+            self._wake.set()
+
+    async def _settle(self, claim: outbox_store.Claim, recording: Any) -> None:
+        """Record what became of a row that is not sent now, and let it go."""
+        try:
+            await recording
+        except Exception:
+            log.exception("outbox row %d: could not be recorded", claim.id)
+        finally:
+            self._in_flight.discard(claim.id)
+
+    async def _send_in_slot(self, claim: outbox_store.Claim, channel: str, recipient: str) -> None:
+        try:
+            pause = self._paused_until - time.monotonic()
+            if pause > 0:  # a send of this chunk was just told to slow down
+                await self._defer(claim, pause)
+            else:
+                await self._send(claim, channel, recipient)
+        except Exception:
+            log.exception("outbox row %d: could not be recorded", claim.id)
+        finally:
+            self.slots.release()
+            self._in_flight.discard(claim.id)
+            if not self.slots.busy:
+                self._wake.set()  # the batch is done: mark it without waiting for the interval
 
     async def drain(self) -> None:
         if self._tasks:
@@ -126,14 +220,6 @@ class OutboxSender:
             # resent with WeCom's duplicate check on, so members still see each message once.
             log.warning("outbox: cannot mark %d sent rows now (%s)", len(sent), type(err).__name__)
             self._sent = sent + self._sent
-
-    def _spawn(self, claim: outbox_store.Claim) -> None:
-        if claim.id in self._in_flight:
-            return
-        self._in_flight.add(claim.id)
-        task = asyncio.create_task(self._deliver_guarded(claim))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
     async def _deliver_guarded(self, claim: outbox_store.Claim) -> None:
         try:
@@ -163,6 +249,9 @@ class OutboxSender:
         if wait > 0:
             await self._defer(claim, wait)
             return
+        await self._send(claim, channel, recipient)
+
+    async def _send(self, claim: outbox_store.Claim, channel: str, recipient: str) -> None:
         sender = self.senders.get(channel)
         try:
             if sender is None:
@@ -185,12 +274,15 @@ class OutboxSender:
                 seconds = getattr(self.config, throttle)
                 if self._paused_until <= time.monotonic():
                     log.warning("%s: pausing sends for %.1f s", err, seconds)
+                    if throttle == "concurrency_pause_seconds":
+                        self.slots.too_many()  # once per pause: the sends under way all hear it
                 self._paused_until = max(self._paused_until, time.monotonic() + seconds)
                 await self._defer(claim, seconds)
                 return
             await self._failed(claim, err)
             return
         OUTBOX.labels("sent").inc()
+        self.slots.succeeded()
         self._sent.append(claim)
 
     async def _failed(self, claim: outbox_store.Claim, err: Exception) -> None:

@@ -5,6 +5,7 @@ template with the boxes every member shares) is drawn once per task, so a burst 
 broadcast draws only each member's own QR code, avatar and name (see `task_layer`)."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -13,21 +14,23 @@ import math
 import os
 import re
 import tempfile
+import time
+import unicodedata
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 
-import qrcode
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 from bot.config import ASSETS
 from bot.render.png import SharedRowsPNG
 from bot.render.poster_layout import VALUES, WEIGHTS, AvatarSpec, Layout, PosterRequest, QRSpec, TextSpec
+from bot.render.qr import Logo, qr_image
 from store.tasks import template_names
 
 log = logging.getLogger(__name__)
 
-RENDERER_VERSION = "1"
+RENDERER_VERSION = "2"  # 2: emoji no font here can draw are left out, not drawn as empty boxes
 Face = tuple[Path, int]  # font file, face index in a collection
 FONTS = ASSETS / "fonts"
 BUNDLED: dict[str, Face] = {w: (FONTS / f"NotoSansSC-Subset-{w.title()}.otf", 0) for w in WEIGHTS}
@@ -65,6 +68,21 @@ def has_glyph(face: Face, char: str) -> bool:
     # A real glyph draws differently from .notdef (which is blank in Noto: a missing glyph would vanish).
     probe = font(face, 24)
     return bytes(probe.getmask(char)) != bytes(probe.getmask("\U0010fffd"))  # (plane-16 private use)
+
+
+# Emoji and other pictographs (symbols, modifiers, joiners, variation selectors): neither the bundled
+# subset nor Noto Sans CJK draws most of them, and a missing one shows as an empty box.
+PICTOGRAPH_CATEGORIES = ("So", "Sk", "Cf", "Mn", "Co")
+
+
+def without_undrawable_symbols(text: str, weight: str) -> str:
+    """`text` without the emoji and symbols that no available font draws (🚀, ✨, 👍🏻, flags, ZWJ
+    sequences); letters and hanzi are kept (a missing one falls back to the system font, see
+    choose_face), and ★ or ① stay, since the fonts have them."""
+    faces = (BUNDLED[weight], *[f for f in (SYSTEM[weight],) if f[0].is_file()])
+    kept = "".join(c for c in text if unicodedata.category(c) not in PICTOGRAPH_CATEGORIES
+                   or any(has_glyph(face, c) for face in faces))
+    return " ".join(kept.split())
 
 
 def choose_face(text: str, weight: str) -> Face:
@@ -118,7 +136,7 @@ def wrap(text: str, f: ImageFont.FreeTypeFont, max_width: int, phrases: bool = F
 def fit_text(value: str, spec: TextSpec) -> FittedText:
     """Wrap into `max_lines`, stepping the size down to `min_size`; only then ellipsize the last line.
     Each size tries breaks at spaces/punctuation first; lines are balanced (the narrowest width)."""
-    text = " ".join(value.split())
+    text = without_undrawable_symbols(value, spec.weight)
     face = choose_face(text, spec.weight)
     for size in (*range(spec.size, spec.min_size or spec.size, -2), spec.min_size or spec.size):
         f = font(face, size)
@@ -147,41 +165,6 @@ def draw_text(canvas: Image.Image, value: str, spec: TextSpec) -> None:
         draw.text((round(x), round(top + line_h * (i + 0.5))), line, font=f, fill=spec.color, anchor="lm")
 
 
-def qr_image(url: str, spec: QRSpec, logo: Image.Image | Logo | None = None) -> Image.Image:
-    """The QR code as a `size`-px square: whole-pixel modules (no resampling blur), centred."""
-    qr = qrcode.QRCode(error_correction=qrcode.constants.ERROR_CORRECT_H, box_size=1, border=spec.quiet_zone)
-    qr.add_data(url)
-    n = len(matrix := qr.get_matrix())  # (makes the code, fitting the version to the data)
-    if (module := spec.size // n) < 2:
-        raise ValueError(f"a {spec.size}px QR box is too small for {n} modules (a {len(url)}-char URL)")
-    marks = Image.frombytes("L", (n, n), bytes(255 if dark else 0 for row in matrix for dark in row))
-    out = Image.new("RGB", (spec.size, spec.size), spec.bg)
-    at, side = (spec.size - n * module) // 2, n * module
-    out.paste(spec.fg, (at, at, at + side, at + side), marks.resize((side, side), Image.Resampling.NEAREST))
-    if logo is not None:
-        cells = int((n - 2 * spec.quiet_zone) * spec.logo_ratio) // 2 * 2 + n % 2  # n's parity: on the grid
-        pad, end = at + (n - cells - 2) // 2 * module, at + (n + cells + 2) // 2 * module - 1  # 1-module margin
-        ImageDraw.Draw(out).rounded_rectangle((pad, pad, end, end), radius=module, fill=spec.bg)
-        mark = logo.scaled(cells * module) if isinstance(logo, Logo) else \
-            logo.resize((cells * module, cells * module), Image.Resampling.LANCZOS)
-        out.paste(mark, (pad + module, pad + module), mark)
-    return out
-
-
-class Logo:
-    """A template's logo with its resized copies: a QR code's logo has one size per code version, and
-    resizing (LANCZOS) for every poster cost ~8 ms of it."""
-
-    def __init__(self, image: Image.Image) -> None:
-        self.image = image
-        self._sizes: dict[int, Image.Image] = {}  # (a race only resizes twice: same result)
-
-    def scaled(self, side: int) -> Image.Image:
-        if (mark := self._sizes.get(side)) is None:
-            mark = self._sizes[side] = self.image.resize((side, side), Image.Resampling.LANCZOS)
-        return mark
-
-
 @lru_cache(maxsize=16)
 def avatar_disc(spec: AvatarSpec) -> Image.Image:
     """The avatar's ringed disc, the same for every member (only read once made)."""
@@ -195,6 +178,7 @@ def avatar_disc(spec: AvatarSpec) -> Image.Image:
 def draw_avatar(canvas: Image.Image, name: str, spec: AvatarSpec) -> None:
     disc = avatar_disc(spec)
     canvas.paste(disc, (spec.x, spec.y), disc)
+    name = without_undrawable_symbols(name, "bold")  # "Tom 🚀" is T, not "om"
     text = ("".join(c for c in name if c.isalnum())[-2:] if any(ord(c) >= 0x2E80 for c in name)
             else "".join(w[0] for w in name.split()[:2]))
     size, width = int(spec.size * (0.34 if len(text) > 1 else 0.44)), int(spec.size * 0.74)
@@ -292,7 +276,7 @@ class PosterRenderer:
                                          request.qr_url, request.member_name, request.partner_name,
                                          request.task_title]).encode()).hexdigest()
         out = self.cache_dir / f"{key}.png"
-        if out.is_file():
+        if _reuse(out):
             return out
         return self._write(out, self.png(request))
 
@@ -345,6 +329,19 @@ class PosterRenderer:
             raise
         return out
 
+    def prune(self, unused_days: float, now: float | None = None) -> int:
+        """Delete cached pictures nobody asked for in `unused_days` (a hit renews its access time), and
+        temporary files a crash left; how many files went. Each instance prunes its own folder."""
+        now = time.time() if now is None else now
+        removed = 0
+        for path in self.cache_dir.glob("*") if self.cache_dir.is_dir() else ():
+            limit = 3600 if path.name.startswith(".") else unused_days * 86400
+            with contextlib.suppress(OSError):  # another instance sharing the folder was faster
+                if path.is_file() and now - max((st := path.stat()).st_atime, st.st_mtime) > limit:
+                    path.unlink()
+                    removed += 1
+        return removed
+
     def stamped_path(self, source_sha256: str, qr_url: str) -> Path:
         """Where the copy of a content image with this QR code is (or will be) cached."""
         key = hashlib.sha256(json.dumps([RENDERER_VERSION, STAMP, source_sha256, qr_url]).encode()).hexdigest()
@@ -354,7 +351,7 @@ class PosterRenderer:
         """A content image with the member's QR code in its bottom-right corner (the poster's QR drawing:
         whole-pixel modules, level H, a white quiet zone), scaled to at most STAMP_MAX px a side; cached."""
         out = self.stamped_path(source_sha256, qr_url)
-        if out.is_file():
+        if _reuse(out):
             return out
         with Image.open(io.BytesIO(source)) as opened:
             picture = ImageOps.exif_transpose(opened)
@@ -374,3 +371,14 @@ class PosterRenderer:
         buffer = io.BytesIO()
         picture.save(buffer, "JPEG", quality=90)
         return self._write(out, buffer.getvalue())
+
+
+def _reuse(cached: Path) -> bool:
+    """Whether the cached picture is there; if so its access time is renewed (its modification time
+    stays: it says when it was drawn), so pruning keeps what is used."""
+    try:
+        drawn = cached.stat().st_mtime_ns
+        os.utime(cached, ns=(time.time_ns(), drawn))
+    except OSError:
+        return False
+    return True

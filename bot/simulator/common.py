@@ -116,5 +116,24 @@ def message_xml(to: str, sender: str, create_time: int, **fields: str | int) -> 
     return f"<xml>{''.join(parts)}</xml>"
 
 
+class MsgIds:
+    """MsgIds that never repeat, also across restarts of the simulator: each is the larger of the
+    last one plus one and `base` plus the microseconds since the epoch. The bot keeps the MsgIds it
+    has seen (a retry is de-duplicated on them), so a counter that started again at `base` after a
+    restart would repeat ids already in its inbox, and those messages would get no reply. Unique as
+    long as fewer than a million messages a second are sent, which no simulator run comes near."""
+
+    def __init__(self, base: int) -> None:
+        self.base = base
+        self._last = 0
+
+    def __iter__(self) -> "MsgIds":
+        return self
+
+    def __next__(self) -> int:
+        self._last = max(self._last + 1, self.base + time.time_ns() // 1000)
+        return self._last
+
+
 def msg_id_field(msg_id: str) -> str | int:
     return int(msg_id) if msg_id.isascii() and msg_id.isdigit() else msg_id

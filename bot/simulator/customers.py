@@ -1,6 +1,7 @@
 """WeCom's customer contact (客户联系) in the simulator: each member's customers, customer mass messages
 and Moments tasks, with WeCom's shapes and error codes.
 
+- externalcontact/get_follow_user_list: the members in the customer-contact scope (使用范围).
 - externalcontact/list: a member's customers (external_userid). A member outside the customer-contact
   scope gets 84074 (no external contact privilege); one with no customers 84061 (not external contact).
 - externalcontact/add_msg_template: creates a mass message the sender must confirm in WeCom's
@@ -103,6 +104,7 @@ class CustomerContact:
     def routes(self) -> list[web.RouteDef]:
         api = "/cgi-bin/externalcontact/"
         return [web.get(api + "list", self._guard(self.api_list)),
+                web.get(api + "get_follow_user_list", self._guard(self.api_follow_users)),
                 web.post(api + "add_msg_template", self._guard(self.api_add_msg_template, body=True)),
                 web.post(api + "get_groupmsg_send_result", self._guard(self.api_send_result, body=True)),
                 web.post(api + "add_moment_task", self._guard(self.api_add_moment_task, body=True)),
@@ -139,6 +141,10 @@ class CustomerContact:
         if not self.customers.get(userid):
             return _error(84061, "not external contact")
         return web.json_response({"errcode": 0, "errmsg": "ok", "external_userid": list(self.customers[userid])})
+
+    def api_follow_users(self, _query: Any) -> web.Response:
+        return web.json_response({"errcode": 0, "errmsg": "ok",
+                                  "follow_user": [u for u in self.sim.directory if u not in self.no_permission]})
 
     def api_add_msg_template(self, body: dict[str, Any]) -> web.Response:
         if body.get("chat_type", "single") != "single":

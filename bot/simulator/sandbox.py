@@ -6,6 +6,7 @@ sees exactly what a member or follower would.
 """
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import re
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from bot.config import ASSETS
+from bot.simulator import webfont
 
 if TYPE_CHECKING:
     from bot.simulator.server import WeComSimulator
@@ -22,6 +24,8 @@ if TYPE_CHECKING:
 SANDBOX_PAGE = ASSETS / "pages" / "sandbox.html"
 CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
        "script-src 'self' 'unsafe-inline'")
+# The fonts change only with the code: a day in the browser's cache, then asked again.
+FONT_HEADERS = {"Cache-Control": "public, max-age=86400"}
 USERID_PATTERN = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
 # WeChat openids are 28 characters of base64url ("o" + 27), e.g. oR5Gjjl_eiZoUpGozMo7dbBJ362A.
 OPENID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{28}$")
@@ -36,6 +40,7 @@ class Sandbox:
     def __init__(self, wecom: WeComSimulator, wechat: WeChatSimulator | None = None) -> None:
         self.wecom = wecom
         self.wechat = wechat
+        self._font: asyncio.Future[bytes] | None = None
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -48,6 +53,8 @@ class Sandbox:
             web.post("/sandbox/api/click", self.click),
             web.post("/sandbox/api/follow", self.follow),
             web.get("/sandbox/media/{media_id}", self.media),
+            web.get("/sandbox/fonts/page.woff", self.page_font),
+            web.get("/sandbox/fonts/full.otf", self.full_font),
         ]
 
     @property
@@ -55,8 +62,17 @@ class Sandbox:
         return ["wecom", "wechat"] if self.wechat is not None else ["wecom"]
 
     async def page(self, _request: web.Request) -> web.Response:
+        # The page's web font takes seconds to build the first time: begin now, not when CSS asks.
+        self._font = self._font or asyncio.ensure_future(asyncio.to_thread(webfont.page_font))
         return web.Response(text=SANDBOX_PAGE.read_text(encoding="utf-8"), content_type="text/html",
                             headers={"Content-Security-Policy": CSP})
+
+    async def page_font(self, _request: web.Request) -> web.Response:
+        return web.Response(body=await asyncio.to_thread(webfont.page_font), content_type="font/woff",
+                            headers=FONT_HEADERS)
+
+    async def full_font(self, _request: web.Request) -> web.FileResponse:
+        return web.FileResponse(webfont.SOURCE_FONT, headers={**FONT_HEADERS, "Content-Type": "font/otf"})
 
     async def members(self, _request: web.Request) -> web.Response:
         people: list[dict[str, str]] = [{"userid": u, "name": n, "channel": "wecom"}

@@ -12,7 +12,6 @@ WeChatSimulator is passed in (wechat.py), as any follower of the simulated Offic
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
 import logging
 import re
@@ -26,12 +25,14 @@ import aiohttp
 from aiohttp import web
 from wechatpy.enterprise.crypto import WeChatCrypto
 
-from bot.simulator.common import (ChatEntry, ChatLog, Delivery, _error, _is_jpg_or_png, message_xml,
+from bot.simulator.common import (ChatEntry, ChatLog, Delivery, MsgIds, _error, _is_jpg_or_png, message_xml,
                                   msg_id_field, read_upload)
+from bot.simulator.agent import AgentApp
 from bot.simulator.customers import CustomerContact
+from bot.simulator.faults import fault_routes, wecom_faults
 from bot.simulator.member_media import MemberMedia
 from bot.simulator.sandbox import Sandbox
-from bot.simulator.wecom_rules import check_content
+from bot.simulator.wecom_rules import CallWindows, check_content
 
 if TYPE_CHECKING:
     from bot.simulator.wechat import WeChatSimulator
@@ -84,6 +85,8 @@ class WeComSimulator(MemberMedia):
         self.per_member_per_hour = per_member_per_hour
         # Seconds each message/send takes, like a real API round trip.
         self.send_latency = send_latency
+        self.max_concurrent_sends = 0  # 0: any number of message/send calls at once
+        self._sending = 0
         # An Official Account simulated beside the WeCom app: its API is mounted at /mp and both
         # write one conversation log, so the sandbox page shows either channel.
         self.wechat = wechat
@@ -93,8 +96,10 @@ class WeComSimulator(MemberMedia):
         self.tokens: dict[str, float] = {}
         self.media: dict[str, tuple[bytes, str, float]] = {}
         self.media_names: dict[str, str] = {}  # media id -> the uploaded file's name
-        self._msg_ids = itertools.count(7_000_000_000_000_000_000)
+        self._msg_ids = MsgIds(7_000_000_000_000_000_000)
         self._sends: defaultdict[str, deque[float]] = defaultdict(deque)
+        # media/upload per company: 150,000 an hour and 10,000 a minute; over either, 45009.
+        self.media_uploads = CallWindows([(150_000, 3600), (10_000, 60)])
         self._recent: dict[tuple[str, str], float] = {}
         self._forced_errors: deque[int] = deque()
         self.api_available = True
@@ -103,11 +108,14 @@ class WeComSimulator(MemberMedia):
         self._deliveries: set[asyncio.Task[Delivery]] = set()
         # Customer contact (客户联系): members' customers, mass messages, Moments (customers.py).
         self.customers = CustomerContact(self)
+        # The app's visible range (agent/get) and the misconfigurations it can act out (faults.py).
+        self.agent = AgentApp(self)
+        self.faults = wecom_faults(self.agent)
 
     # ----- the aiohttp application -------------------------------------------------------------
     def create_app(self) -> web.Application:
         # A little over the 20 MB file limit, so an oversized upload gets WeCom's 40006, not a 413.
-        app = web.Application(client_max_size=21 * 1024 * 1024, middlewares=[self._outage])
+        app = web.Application(client_max_size=21 * 1024 * 1024, middlewares=[self._outage, self.faults.middleware])
         app.cleanup_ctx.append(self._http_session)
         app.add_routes([
             web.get("/cgi-bin/gettoken", self.api_gettoken),
@@ -118,6 +126,8 @@ class WeComSimulator(MemberMedia):
             web.get("/cgi-bin/user/list", self.api_user_list),
             web.post("/cgi-bin/message/update_template_card", self.api_update_card),
             *self.customers.routes(),
+            *self.agent.routes(),
+            *fault_routes(self.faults, *([self.wechat.faults] if self.wechat is not None else [])),
         ])
         app.add_routes(Sandbox(self, self.wechat).routes())
         if self.wechat is not None:
@@ -255,6 +265,17 @@ class WeComSimulator(MemberMedia):
 
     async def api_message_send(self, request: web.Request) -> web.Response:
         self.api_calls["message/send"] += 1
+        # WeCom refuses calls over an app's concurrency for one API (45033), without saying the number.
+        if self.max_concurrent_sends and self._sending >= self.max_concurrent_sends:
+            self.api_calls["message/send 45033"] += 1
+            return _error(45033, "api concurrent out of limit")
+        self._sending += 1
+        try:
+            return await self._message_send(request)
+        finally:
+            self._sending -= 1
+
+    async def _message_send(self, request: web.Request) -> web.Response:
         if self.send_latency:
             await asyncio.sleep(self.send_latency)
         if (problem := self._check_token(request)) is not None:
@@ -279,8 +300,8 @@ class WeComSimulator(MemberMedia):
         if (problem := check_content(msgtype, body, self.live_media)) is not None:
             return problem
         users = [u for u in str(body.get("touser", "")).split("|") if u]
-        valid = [u for u in users if u in self.directory]
-        invalid = [u for u in users if u not in self.directory]
+        valid = [u for u in users if u in self.directory and self.agent.can_reach(u)]
+        invalid = [u for u in users if u not in valid]
         if not valid:
             return _error(81013, "user & party & tag all invalid")
         now = time.time()
@@ -308,6 +329,9 @@ class WeComSimulator(MemberMedia):
         self.api_calls["media/upload"] += 1
         if (problem := self._check_token(request)) is not None:
             return problem
+        if not self.media_uploads.take(time.time()):
+            self.api_calls["media/upload refused"] += 1
+            return _error(45009, "api freq out of limit")
         kind = request.query.get("type", "")
         if kind not in ("image", "voice", "video", "file"):
             return _error(40004, "invalid media type")
@@ -338,7 +362,7 @@ class WeComSimulator(MemberMedia):
         if userid not in self.directory:
             return _error(60111, "userid not found")
         return web.json_response({"errcode": 0, "errmsg": "ok", "userid": userid, "name": self.directory[userid],
-                                  "status": 1})
+                                  "department": self.agent.departments_of(userid), "status": 1})
 
     async def api_user_list(self, request: web.Request) -> web.Response:
         """user/list: a department's members (department_id; fetch_child=1 includes sub-departments)."""

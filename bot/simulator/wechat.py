@@ -12,7 +12,6 @@ The protocol's pure parts (signatures, payload rules, replies) are in wechat_pro
 from __future__ import annotations
 
 import asyncio
-import itertools
 import secrets
 import time
 from collections import defaultdict, deque
@@ -23,8 +22,9 @@ import aiohttp
 from aiohttp import web
 from wechatpy.crypto import WeChatCrypto
 
-from bot.simulator.common import (ChatEntry, ChatLog, Delivery, _error, _is_jpg_or_png, message_xml,
+from bot.simulator.common import (ChatEntry, ChatLog, Delivery, MsgIds, _error, _is_jpg_or_png, message_xml,
                                   msg_id_field, read_upload)
+from bot.simulator.faults import wechat_faults
 from bot.simulator.wechat_protocol import (KEY_TYPES, check_custom_message, check_menu, interaction_kind,
                                            menu_as_stored, open_reply, parse_passive_reply, parse_xml, signature,
                                            xml_field)
@@ -71,13 +71,15 @@ class WeChatSimulator:
         self.api_available = True
         self.log = ChatLog()
         self._forced_errors: deque[int] = deque()
-        self._msg_ids = itertools.count(24_100_000_000_000_001)  # 64-bit MsgIds, like WeChat's
+        self._msg_ids = MsgIds(24_100_000_000_000_001)  # 64-bit MsgIds, like WeChat's
         self._http: aiohttp.ClientSession | None = None
         self._deliveries: set[asyncio.Task[Any]] = set()
+        self.faults = wechat_faults(self)
 
     # ----- the aiohttp application -------------------------------------------------------------
     def api_app(self) -> web.Application:
-        app = web.Application(client_max_size=MAX_IMAGE_BYTES + 1024 * 1024, middlewares=[self._outage])
+        app = web.Application(client_max_size=MAX_IMAGE_BYTES + 1024 * 1024,
+                              middlewares=[self._outage, self.faults.middleware])
         app.cleanup_ctx.append(self._http_session)
         app.add_routes([
             web.get("/cgi-bin/token", self.api_token),

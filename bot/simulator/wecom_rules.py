@@ -2,6 +2,7 @@
 and news articles, with WeCom's error codes."""
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -53,3 +54,21 @@ def _check_news(part: dict[str, Any]) -> web.Response | None:
             if len(str(article.get(key) or "").encode("utf-8")) > MAX_URL_BYTES:
                 return _error(45005 if key == "url" else 45006, f"{key} size out of limit")
     return None
+
+
+class CallWindows:
+    """WeCom's per-company limits on one API: a call is taken if every (calls, window seconds)
+    sliding window has room."""
+
+    def __init__(self, limits: list[tuple[int, float]]) -> None:
+        self.limits = limits
+        self._calls: deque[float] = deque()
+
+    def take(self, now: float) -> bool:
+        longest = max(window for _, window in self.limits)
+        while self._calls and self._calls[0] <= now - longest:
+            self._calls.popleft()
+        if any(sum(1 for t in self._calls if t > now - window) >= limit for limit, window in self.limits):
+            return False
+        self._calls.append(now)
+        return True

@@ -203,6 +203,33 @@ class ClickRecorder:
         await self.redis.xdel(self.stream, *ids)
         return len(rows)
 
+    async def trim_stream(self, consumer_idle_seconds: float = 86400.0) -> tuple[int, int]:
+        """Drop what the stream holds that is already in the database, and the group's consumers
+        that have been idle this long with nothing pending (one is left by every process that ever
+        ran): (entries trimmed, consumers removed). Entries are deleted once written, so this finds
+        only what a crash between acknowledging and deleting left behind."""
+        if self.redis is None:
+            return 0, 0
+        try:
+            groups = {_text(g["name"]): g for g in await self.redis.xinfo_groups(self.stream)}
+        except ResponseError:  # no stream yet: nothing was ever clicked through Redis
+            return 0, 0
+        if GROUP not in groups:
+            return 0, 0
+        # Below the oldest entry still pending, and up to the last one handed out, everything was
+        # acknowledged: written to the database. Later entries were never handed out.
+        pending = await self.redis.xpending(self.stream, GROUP)
+        keep_from = pending["min"] if pending["pending"] else groups[GROUP]["last-delivered-id"]
+        trimmed = int(await self.redis.xtrim(self.stream, minid=keep_from, approximate=False))
+        removed = 0
+        for consumer in await self.redis.xinfo_consumers(self.stream, GROUP):
+            # A live writer touches the group every flush interval, so a day's idleness means it is gone.
+            name = _text(consumer["name"])
+            if name != self.consumer and not consumer["pending"] and consumer["idle"] >= consumer_idle_seconds * 1000:
+                await self.redis.xgroup_delconsumer(self.stream, GROUP, name)
+                removed += 1
+        return trimmed, removed
+
     async def lag(self) -> int:
         """Clicks recorded but not yet in the database."""
         pending = len(self._local)
@@ -210,3 +237,7 @@ class ClickRecorder:
             with contextlib.suppress(RedisError):
                 pending += int(await self.redis.xlen(self.stream))
         return pending
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

@@ -46,8 +46,11 @@ class LeadForm:
         errors = {f"e_{k}": escape(problems.get(k, "")) for k in (*FORM_FIELDS, "consent")}
         link = f'<a class="download" id="download" href="{escape(download)}">{escape(pages.DOWNLOAD_NOW)}</a>' \
             if done and download else ""
+        # A form refused for another field keeps the visitor's tick (values["consent"] == "yes").
+        consent = "checked" if values.get("consent") == "yes" else ""
         body = self.template.substitute(title=escape(title), csrf=escape(token), form_hidden="hidden" if done else "",
-                                        done_hidden="" if done else "hidden", download=link, **fields, **errors)
+                                        done_hidden="" if done else "hidden", download=link,
+                                        consent_checked=consent, **fields, **errors)
         return web.Response(status=status, text=body, content_type="text/html",
                             headers={"Cache-Control": "no-store", "X-Frame-Options": "DENY",
                                      "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
@@ -65,7 +68,7 @@ class LeadForm:
         token = secrets.token_urlsafe(24)
         response = self.render(200, target.task_title, token, {}, {})
         response.set_cookie(CSRF_COOKIE, token, httponly=True, samesite="Strict", path=self._cookie_path(request),
-                            max_age=3600)
+                            max_age=3600, secure=self.visitors.secure_cookies)
         self.visitors.remember(response, self.visitors.visitor_id(request, self.visitors.ip_hash(request)))
         return response
 
@@ -83,9 +86,11 @@ class LeadForm:
             log.warning("landing form refused: CSRF token missing or wrong (link %d)", target.link_id)
             return page(403, pages.FORM_EXPIRED)
         values = {k: str(form.get(k, ""))[:200] for k in FORM_FIELDS}
-        lead_form, problems = lead_store.validate_form(values, consent=form.get("consent") == "yes")
+        consent = form.get("consent") == "yes"
+        lead_form, problems = lead_store.validate_form(values, consent=consent)
         if lead_form is None:
-            return self.render(422, target.task_title, cookie_token, values, problems)
+            return self.render(422, target.task_title, cookie_token, {**values, "consent": "yes" if consent else ""},
+                               problems)
         # Only accepted submissions count, per address and link: typos and shared carrier IPs
         # (common on mobile networks) must not lock real people out.
         ip_hash = self.visitors.ip_hash(request)

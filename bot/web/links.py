@@ -108,11 +108,15 @@ def sign_visitor(secret: bytes, visitor: str) -> str:
 class Visitors:
     """Who is visiting, without keeping who they are: a salted IP hash and a signed first-party cookie."""
 
-    def __init__(self, salt: bytes, trusted_proxies: str, secret: bytes, clock: Any = time.time) -> None:
+    def __init__(self, salt: bytes, trusted_proxies: str, secret: bytes, clock: Any = time.time,
+                 secure_cookies: bool = False) -> None:
         self.salt = salt
         self.secret = secret
         self.clock = clock
         self.addresses = ClientAddress(trusted_proxies)
+        # Behind TLS (an https public_base_url) cookies are sent over HTTPS only. Taken from the
+        # configured address, not from X-Forwarded-Proto, which any client can send.
+        self.secure_cookies = secure_cookies
 
     def ip_hash(self, request: web.Request) -> str:
         return hmac.new(self.salt, self.addresses.of(request).encode(), hashlib.sha256).hexdigest()
@@ -128,7 +132,7 @@ class Visitors:
 
     def remember(self, response: web.StreamResponse, visitor: str) -> None:
         response.set_cookie(VISITOR_COOKIE, sign_visitor(self.secret, visitor), max_age=365 * 86400, httponly=True,
-                            samesite="Lax", path="/")
+                            samesite="Lax", path="/", secure=self.secure_cookies)
 
 
 class LinkCache:

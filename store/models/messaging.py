@@ -14,7 +14,10 @@ class InboxMessage(Base):
     """A received callback, stored before it is acknowledged so that it is never lost."""
 
     __tablename__ = "inbox"
-    __table_args__ = (Index("ix_inbox_status_received", "status", "received_at"),)
+    # (channel, user_id, id): whether someone ever wrote on a channel, and each sender's newest
+    # message, which retention keeps (store/retention.py).
+    __table_args__ = (Index("ix_inbox_status_received", "status", "received_at"),
+                      Index("ix_inbox_sender", "channel", "user_id", "id"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     channel: Mapped[str] = mapped_column(String(16))
@@ -39,6 +42,7 @@ class OutboxMessage(Base):
         Index("ix_outbox_task_purpose", "task_id", "purpose", "status"),
         Index("ix_outbox_recipient_purpose", "recipient", "purpose"),
         Index("ix_outbox_purpose_sent", "purpose", "sent_at"),
+        Index("ix_outbox_sent_at", "sent_at"),  # today's sends against the app's daily quota
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

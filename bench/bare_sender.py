@@ -1,0 +1,32 @@
+"""The broadcast benchmark's baseline in a process of its own, as the bot is: a bare aiohttp loop
+sending the given bodies to the simulator at the given concurrency. Reads a JSON job on stdin and
+prints the seconds from the first send to the last answer."""
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+
+import aiohttp
+
+
+async def main() -> None:
+    job = json.load(sys.stdin)
+    queue = [tuple(item) for item in job["items"]]
+    async with aiohttp.ClientSession() as http:
+        async def worker() -> None:
+            while queue:
+                user, card = queue.pop()
+                async with http.post(job["url"], params={"access_token": job["token"]},
+                                     json={"touser": user, "agentid": job["agent"], "msgtype": "template_card",
+                                           "template_card": card}) as response:
+                    await response.read()
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(job["concurrency"])))
+        print(time.perf_counter() - started)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -2,8 +2,10 @@
 
 The data is generated in the database (PostgreSQL by default) over the last 90 days; the daily
 click counts are then built by the same code `partnerbot migrate` uses. Prints the time of the
-queries behind `report` (funnel, leaderboards, 14-day trend) and `roi` (linear attribution), the
-chart rendering, and the ratio of each to one `SELECT count(*)` over the clicks in the same run.
+queries behind `report` (funnel, leaderboards, top content, 14-day trend) and `roi` (linear
+attribution), the chart rendering, and the ratio of each to one `SELECT count(*)` over the clicks in
+the same run. The reply's text goes as soon as the queries are done (time to text); its chart is drawn
+after that (time to chart = the whole reply).
 
     python bench/stats.py --database postgresql+asyncpg://root@127.0.0.1:5432/test
 """
@@ -54,8 +56,9 @@ async def run(args: argparse.Namespace) -> None:
         month = stats.Period(today - timedelta(days=29), today, ZONE, "30 days")
         fortnight = stats.Period(today - timedelta(days=13), today, ZONE, "14 days")
         timings: dict[str, list[float]] = {"count(*) over clicks": [], "report (queries)": [], "  of which funnel": [],
-                                           "  of which leaderboards": [], "  of which 14-day trend": [],
-                                           "roi linear": [], "chart rendering": []}
+                                           "  of which leaderboards": [], "  of which top content": [],
+                                           "  of which 14-day trend": [], "roi linear": [], "chart rendering": [],
+                                           "whole reply (text + chart)": []}
         for _ in range(args.repeat):
             async with store.session() as session:
                 t0 = time.perf_counter()
@@ -66,6 +69,8 @@ async def run(args: argparse.Namespace) -> None:
                 standings = await stats.member_standings(session, month)
                 partners = stats.ranked(await stats.partner_standings(session, standings), "unique_clicks")[:10]
                 f2 = time.perf_counter()
+                await stats.content_standings(session, stats.Scope(), month)
+                f3 = time.perf_counter()
                 series = await stats.trend(session, stats.Scope(), fortnight)
                 t2 = time.perf_counter()
                 credited = await attribution.attribute(session, month, "linear")
@@ -76,7 +81,8 @@ async def run(args: argparse.Namespace) -> None:
             t4 = time.perf_counter()
             png = await asyncio.to_thread(render_report, spec)
             t5 = time.perf_counter()
-            for name, seconds in zip(timings, (t1 - t0, t2 - t1, f1 - t1, f2 - f1, t2 - f2, t3 - t2, t5 - t4)):
+            for name, seconds in zip(timings, (t1 - t0, t2 - t1, f1 - t1, f2 - f1, f3 - f2, t2 - f3, t3 - t2, t5 - t4,
+                                               t2 - t1 + t5 - t4)):
                 timings[name].append(seconds)
     finally:
         await store.dispose()
@@ -92,7 +98,9 @@ async def run(args: argparse.Namespace) -> None:
     for name, samples in timings.items():
         print(f"  {name:28s} {median_time(samples):10.1f} {median_time(samples) / baseline:11.2f}x")
     print(f"  chart PNG {len(png):,} bytes")
-    for name, label in (("report (queries)", "report, a month"), ("roi linear", "roi linear, a month")):
+    for name, label in (("report (queries)", "report, a month: time to text"),
+                        ("whole reply (text + chart)", "report, a month: whole reply with chart"),
+                        ("roi linear", "roi linear, a month")):
         summary(f"{label} ({args.clicks:,} clicks)", median_time(timings[name]), "ms", baseline, "ms count(*) clicks",
                 median_time(timings[name]) / baseline)
 

@@ -13,11 +13,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, exists, false, func, or_, select, update
+from sqlalchemy import and_, bindparam, exists, false, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.elements import BindParameter
+from sqlalchemy.sql.visitors import replacement_traverse
 
 from store.errors import Refusal
 from store.models import Lead, LeadEvent, Member, Partner, PoolSettings, TrackedLink, utcnow
@@ -32,10 +35,6 @@ CLOSED_ZH = {"won": "成交", "lost": "丢单"}
 REASON_MAX = 500
 
 
-def _same_pool(pool_partner_id: int | None):  # type: ignore[no-untyped-def]
-    return Lead.pool_partner_id.is_(None) if pool_partner_id is None else Lead.pool_partner_id == pool_partner_id
-
-
 def _unprotected(now: datetime):  # type: ignore[no-untyped-def]
     return or_(Lead.protected_until.is_(None), Lead.protected_until <= now)
 
@@ -46,15 +45,34 @@ def _open_to(member: Member, now: datetime):  # type: ignore[no-untyped-def]
     return or_(_unprotected(now), Lead.link_id.in_(own_links))
 
 
-def _claimable_in(pool_partner_id: int | None, member: Member, rules: PoolRules, now: datetime):  # type: ignore[no-untyped-def]
-    """Unowned new leads of one pool, past that pool's embargo, not in this member's cooldown, not
-    protected for another member's share."""
+@lru_cache(maxsize=2)
+def _claimable_template(public: bool):  # type: ignore[no-untyped-def]
+    """Unowned new leads of one pool (the public one, or the pool of `claimable_pool`), past that pool's
+    embargo, not in this member's cooldown, not protected for another member's share; its values are
+    bind parameters (`_claimable_values`), so a claim does not build this expression again each time."""
+    member, now = bindparam("claimable_member"), bindparam("claimable_now")
     recent_give_backs = select(LeadEvent.lead_id).where(
-        LeadEvent.member_id == member.id, LeadEvent.kind.in_(("returned", "recycled")),
-        LeadEvent.at > now - timedelta(days=rules.cooldown_days))
-    return and_(_same_pool(pool_partner_id), Lead.status == "new", Lead.owner_id.is_(None),
-                Lead.created_at <= now - timedelta(hours=rules.embargo_hours), Lead.id.not_in(recent_give_backs),
-                _open_to(member, now))
+        LeadEvent.member_id == member, LeadEvent.kind.in_(("returned", "recycled")),
+        LeadEvent.at > bindparam("claimable_given_back_after"))
+    own_links = select(TrackedLink.id).where(TrackedLink.member_id == member)
+    return and_(Lead.pool_partner_id.is_(None) if public else Lead.pool_partner_id == bindparam("claimable_pool"),
+                Lead.status == "new", Lead.owner_id.is_(None), Lead.created_at <= bindparam("claimable_created_by"),
+                Lead.id.not_in(recent_give_backs),
+                or_(Lead.protected_until.is_(None), Lead.protected_until <= now, Lead.link_id.in_(own_links)))
+
+
+def _claimable_values(pool_partner_id: int | None, member: Member, rules: PoolRules, now: datetime) -> dict[str, Any]:
+    return {"claimable_member": member.id, "claimable_now": now, "claimable_pool": pool_partner_id,
+            "claimable_given_back_after": now - timedelta(days=rules.cooldown_days),
+            "claimable_created_by": now - timedelta(hours=rules.embargo_hours)}
+
+
+def _claimable_in(pool_partner_id: int | None, member: Member, rules: PoolRules, now: datetime):  # type: ignore[no-untyped-def]
+    """The leads of one pool this member may claim now (`_claimable_template` with its values)."""
+    values = _claimable_values(pool_partner_id, member, rules, now)
+    # Each parameter made anonymous with its value, so two pools' conditions can sit in one query.
+    return replacement_traverse(_claimable_template(pool_partner_id is None), {}, lambda e: bindparam(
+        None, values[e.key], type_=e.type, unique=True) if isinstance(e, BindParameter) and e.key in values else None)
 
 
 def _tier_of(member: Member) -> str:
@@ -122,32 +140,44 @@ def _start_of_day(now: datetime, zone: str) -> datetime:
     return datetime.combine(local.date(), time(0), tzinfo=ZoneInfo(zone))
 
 
+@lru_cache(maxsize=1)
+def _limits():  # type: ignore[no-untyped-def]
+    """A lead's pool, and how many open leads a member holds and claimed since a day's start: one statement."""
+    member = bindparam("limits_member")
+    return select(
+        select(Lead.pool_partner_id).where(Lead.id == bindparam("limits_lead")).scalar_subquery(),
+        select(func.count()).select_from(Lead).where(Lead.owner_id == member, Lead.status.in_(OPEN)).scalar_subquery(),
+        select(func.count()).select_from(LeadEvent).where(
+            LeadEvent.member_id == member, LeadEvent.kind == "claimed", LeadEvent.at >= bindparam("limits_day_start"))
+        .scalar_subquery())
+
+
 async def claim(session: AsyncSession, member: Member, lead_id: int, book: RuleBook) -> Lead:
     now = utcnow()
-    pool_of_lead = await session.scalar(select(Lead.pool_partner_id).where(Lead.id == lead_id))
+    # Serialise this member's own claims, so two at once cannot both slip under a limit: what they hold
+    # and claimed today is read after this lock, in one round trip with the lead's pool (a claim was
+    # seven round trips; each costs more than the SQL on a busy machine).
+    await session.execute(update(Member).where(Member.id == member.id).values(updated_at=now))
+    day_start = _start_of_day(now, book.default.timezone)  # (not a pool's rule: always the server's zone)
+    pool_of_lead, held, today = (await session.execute(
+        _limits(), {"limits_lead": lead_id, "limits_member": member.id, "limits_day_start": day_start})).one()
     rules = book.of(pool_of_lead)
     if pool_of_lead not in (None, member.partner_id):
         raise await _why_not_claimable(session, member, lead_id, rules, now)
     if not at_least(_tier_of(member), rules.min_tier):
         raise Refusal(f"leads in this pool are for {rules.min_tier} partners and above",
                       f"该线索池仅限{TIER_NAMES.get(rules.min_tier, rules.min_tier)}及以上伙伴领取")
-    # Serialise this member's own claims, so two at once cannot both slip under a limit.
-    await session.execute(update(Member).where(Member.id == member.id).values(updated_at=now))
-    held = await session.scalar(select(func.count()).select_from(Lead).where(
-        Lead.owner_id == member.id, Lead.status.in_(OPEN)))
     if held >= rules.max_held:
         raise Refusal(f"you already hold {held} open leads, the most allowed ({rules.max_held}); "
                       "win, lose or return one first",
                       f"您已持有 {held} 条未结束线索，已达上限 {rules.max_held}；请先成交、丢单或退回")
-    today = await session.scalar(select(func.count()).select_from(LeadEvent).where(
-        LeadEvent.member_id == member.id, LeadEvent.kind == "claimed",
-        LeadEvent.at >= _start_of_day(now, rules.timezone)))
     if today >= rules.daily_claim_limit:
         raise Refusal(f"you have claimed {today} leads today, the daily limit; try again tomorrow",
                       f"您今天已领取 {today} 条线索，达到每日上限，请明天再来")
+    values = _claimable_values(pool_of_lead, member, rules, now)
     lead = await hand_over(session, lead_id, member, kind="claimed", member_id=member.id, note="", now=now,
                            # Still in the pool whose rules were applied: a lead moved meanwhile is refused, not misjudged.
-                           only_if=[_claimable_in(pool_of_lead, member, rules, now)])
+                           only_if=[_claimable_template(pool_of_lead is None)], params=values)
     if lead is None:
         raise await _why_not_claimable(session, member, lead_id, rules, now)
     return lead

@@ -14,12 +14,12 @@ date as clicks are stored), never from the click table itself.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, time
 from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import exists, false, func, select, union
+from sqlalchemy import case, false, func, literal, select, union
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from store.links import DAILY_COUNTS, bump_daily, daily_click_rows
@@ -91,8 +91,10 @@ class Funnel:
 
 def _was_taken() -> Any:
     """Someone took the lead on at some point: claimed it, was assigned it, or kept it as its sharer."""
-    return exists().where(LeadEvent.lead_id == Lead.id, LeadEvent.kind.in_(("claimed", "assigned")),
-                          LeadEvent.member_id.is_not(None))
+    # A semi-join (hashed once) rather than EXISTS: that probed the events' index once per lead, the
+    # costliest part of a month's funnel at 100,000 leads.
+    return Lead.id.in_(select(LeadEvent.lead_id).where(LeadEvent.kind.in_(("claimed", "assigned")),
+                                                       LeadEvent.member_id.is_not(None)))
 
 
 def _in(column: Any, start: datetime, end: datetime) -> list[Any]:
@@ -320,18 +322,26 @@ async def trend(session: AsyncSession, scope: Scope, period: Period) -> dict[str
     days = period.days()
     index = {day: i for i, day in enumerate(days)}
     series = {"shares": [0] * len(days), "unique_clicks": [0] * len(days), "leads": [0] * len(days)}
-    zone = ZoneInfo(period.timezone)
-    share_times = await session.scalars(select(Share.created_at).where(*_share_conditions(scope, period)))
-    for at in share_times:
-        series["shares"][index[at.astimezone(zone).date()]] += 1
+    series["shares"] = await _per_day(session, Share.created_at, _share_conditions(scope, period), period)
     for day, count in await session.execute(
             select(ClickDaily.day, func.sum(ClickDaily.unique_clicks)).join(TrackedLink, TrackedLink.id == ClickDaily.link_id)
             .where(ClickDaily.day >= period.first_day, ClickDaily.day <= period.last_day, *_link_conditions(scope))
             .group_by(ClickDaily.day)):
         series["unique_clicks"][index[day]] = int(count or 0)
-    for at in await session.scalars(select(Lead.created_at).where(*_lead_conditions(scope, period))):
-        series["leads"][index[at.astimezone(zone).date()]] += 1
+    series["leads"] = await _per_day(session, Lead.created_at, _lead_conditions(scope, period), period)
     return series
+
+
+async def _per_day(session: AsyncSession, at: Any, conditions: list[Any], period: Period) -> list[int]:
+    """Rows per local day of the period, counted by the database (the rows themselves stay there):
+    each row's day is found by comparing `at` with the days' starts, which works alike everywhere."""
+    zone, days = ZoneInfo(period.timezone), period.days()
+    starts = [datetime.combine(day, time(0), tzinfo=zone) for day in days[1:]]
+    day = case(*((at < start, i) for i, start in enumerate(starts)), else_=len(starts)) if starts else literal(0)
+    counts = [0] * len(days)
+    for i, count in await session.execute(select(day.label("day"), func.count()).where(*conditions).group_by("day")):
+        counts[int(i)] = int(count)
+    return counts
 
 
 async def fill_click_daily(session: AsyncSession, zone: str) -> int:

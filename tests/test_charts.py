@@ -100,3 +100,11 @@ def test_charts_render_in_parallel_threads() -> None:
     for png in together:
         Image.open(io.BytesIO(png)).verify()
     assert together == alone  # each thread drew its own chart, untouched by the others
+
+
+def test_a_chart_is_the_same_whatever_was_drawn_before_it_on_the_thread() -> None:
+    """Each thread keeps its Agg renderer from chart to chart: nothing of one chart shows in the next."""
+    first = np.asarray(Image.open(io.BytesIO(render_report(SPEC))))
+    render_report({**SPEC, "title": "另一张 · 完全不同的标题", "funnel": [["送达", 9999999]], "leaderboard": {}})
+    again = np.asarray(Image.open(io.BytesIO(render_report(SPEC))))
+    assert first.shape == again.shape and (first == again).all()

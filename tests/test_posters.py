@@ -3,6 +3,7 @@ every template renders, and the disk cache hits, invalidates and writes atomical
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import logging
 import shutil
@@ -234,9 +235,9 @@ def test_a_layout_box_with_nothing_to_show_is_refused(own_templates: Path, tmp_p
 
 def test_a_failed_write_leaves_neither_a_poster_nor_a_temp_file(renderer: PosterRenderer,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    def broken_save(self: Image.Image, *args: object, **kwargs: object) -> None:
+    def broken_fsync(fd: int) -> None:
         raise OSError("disk full")
-    monkeypatch.setattr(Image.Image, "save", broken_save)
+    monkeypatch.setattr(posters.os, "fsync", broken_fsync)
     with pytest.raises(OSError, match="disk full"):
         renderer.render(request())
     assert list(renderer.cache_dir.iterdir()) == []
@@ -249,3 +250,60 @@ async def test_concurrent_renders_in_threads(renderer: PosterRenderer) -> None:
     for path in set(paths):
         with Image.open(path) as poster:
             assert decode(poster) == [URL]
+
+
+@pytest.mark.parametrize("template", ["classic", "festive", "minimal"])
+def test_the_task_layer_gives_the_same_pixels_as_drawing_everything(renderer: PosterRenderer, template: str) -> None:
+    cases = [request(template, member_name=name, partner_name=partner, task_title=title)
+             for name, partner, title in [("王子涵", PARTNER, TITLE), ("迪丽热巴·迪力木拉提" * 3, PARTNER * 4, TITLE),
+                                          ("Alexandra Johnson-Smith", "", "Q4 Growth Summit"), ("", "", ""),
+                                          ("胡鑫", "Blue Ocean Systems Ltd.", TITLE)]]
+    for case in cases:
+        layered, whole = renderer.draw(case), renderer.draw(case, layered=False)
+        assert ImageChops.difference(layered, whole).getbbox() is None, case
+    drawn = posters.task_layer(*renderer._files(template), TITLE).drawn
+    assert "task_title" in drawn and not drawn & {"member_name", "partner_name"}
+    for case in cases:  # the file written (rows shared with the layer compressed once) holds those pixels
+        with Image.open(renderer.render(case)) as saved:
+            assert ImageChops.difference(saved, renderer.draw(case, layered=False)).getbbox() is None
+
+
+def test_a_fixed_box_over_a_members_box_is_drawn_per_poster_in_its_place(own_templates: Path, tmp_path: Path) -> None:
+    path = own_templates / "classic" / "layout.json"
+    layout = json.loads(path.read_text(encoding="utf-8"))
+    # "invite" moved onto the member's name, drawn after it: it must stay on top, as without the layer.
+    layout["invite"].update(x=layout["member_name"]["x"], y=layout["member_name"]["y"] + 10, color="#ff0000")
+    path.write_text(json.dumps(layout), encoding="utf-8")
+    renderer = PosterRenderer(own_templates, tmp_path / "cache")
+    case = request(member_name="欧阳娜娜王子涵李梓萱")
+    drawn = posters.task_layer(*renderer._files("classic"), case.task_title).drawn
+    assert "invite" not in drawn and {"footer", "task_title"} <= drawn
+    layered, whole = renderer.draw(case), renderer.draw(case, layered=False)
+    assert ImageChops.difference(layered, whole).getbbox() is None
+    # And the order matters here (the test could fail): the name drawn over the box differs.
+    moved = {k: v for k, v in layout.items() if k != "invite"}
+    moved = {"invite": layout["invite"], **moved}
+    path.write_text(json.dumps(moved), encoding="utf-8")
+    reordered = PosterRenderer(own_templates, tmp_path / "cache2").draw(case, layered=False)
+    assert ImageChops.difference(reordered, whole).getbbox() is not None
+
+
+def test_posters_encoded_with_shared_rows_decode_to_their_exact_pixels() -> None:
+    import zlib
+
+    import numpy as np
+
+    from bot.render import png
+
+    rng = np.random.default_rng(7)
+    base = Image.fromarray(rng.integers(0, 256, (300, 200, 3), dtype=np.uint8))
+    encoder = png.SharedRowsPNG(base, [(40, 90), (85, 120), (250, 400)])
+    assert [rows for rows, _ in png.spans(300, [(40, 90), (85, 120), (250, 400)])] == [(0, 40), (40, 120), (120, 250), (250, 300)]
+    same_rows, elsewhere = base.copy(), base.copy()
+    same_rows.paste((255, 0, 0), (10, 50, 190, 110))
+    elsewhere.paste((0, 0, 255), (0, 0, 200, 5))  # outside the rows meant to change: still right
+    for picture in (base, same_rows, elsewhere, Image.new("RGB", (200, 300), "#123456")):
+        with Image.open(io.BytesIO(encoder.encode(picture))) as decoded:
+            assert decoded.mode == "RGB" and ImageChops.difference(decoded, picture).getbbox() is None
+    a, b = b"poster rows" * 1000, b"and more rows" * 3000
+    assert png.adler32_combine(zlib.adler32(a), zlib.adler32(b), len(b)) == zlib.adler32(a + b)

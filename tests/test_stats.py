@@ -340,6 +340,10 @@ async def test_every_figure_matches_a_brute_force_recount(database_url: str, see
         whole = Recount(h, period).funnel(Scope())
         assert sum(trend["unique_clicks"]) == whole["unique_clicks"] and sum(trend["shares"]) == whole["shares"]
         assert sum(trend["leads"]) == whole["leads"]
+        for i, day in enumerate(period.days()):  # and each local day's figures are that day's recount
+            one_day = Recount(h, stats.Period(day, day, ZONE, "")).funnel(Scope())
+            assert [trend[k][i] for k in ("shares", "unique_clicks", "leads")] == \
+                [one_day[k] for k in ("shares", "unique_clicks", "leads")], day
         async with db.session() as session:  # recounting from the click table gives the same daily rows
             before = (await stats.funnel(session, Scope(), period)).as_dict()
             await stats.rebuild_click_daily(session, ZONE)

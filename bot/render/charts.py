@@ -7,12 +7,13 @@ Noto Sans SC subset explicitly, so Chinese never falls back to DejaVu's empty bo
 """
 import io
 import math
+import threading
 import unicodedata
 from functools import lru_cache
 from typing import Any
 
 from matplotlib.axes import Axes
-from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.backends.backend_agg import FigureCanvasAgg, RendererAgg
 from matplotlib.figure import Figure
 from matplotlib.font_manager import FontProperties
 from matplotlib.ft2font import FT2Font
@@ -26,6 +27,22 @@ COLORS = ("#2f6fde", "#f08c2e", "#2ca46b", "#d64545", "#8a5cd6")
 LABEL_CHARS = 14
 
 
+class _Canvas(FigureCanvasAgg):
+    """Draws with its thread's Agg renderer, kept from chart to chart: a new one allocates the whole
+    picture, and matplotlib caches text measurements per renderer, so labels every chart has (titles,
+    steps, days, ticks) are measured once per thread instead of once per chart."""
+
+    _local = threading.local()
+
+    def get_renderer(self) -> RendererAgg:
+        key = (*self.figure.bbox.size, self.figure.dpi)
+        if getattr(self._local, "key", None) != key:
+            self._local.renderer, self._local.key = RendererAgg(*key), key
+        self.renderer = self._local.renderer
+        return self.renderer
+
+
+@lru_cache(maxsize=32)  # (matplotlib copies the properties it is given; these are never changed)
 def _font(size: float, bold: bool = False) -> FontProperties:
     return FontProperties(fname=str(BOLD if bold else REGULAR), size=size)
 
@@ -163,5 +180,6 @@ def render_report(spec: dict[str, Any]) -> bytes:
     ranked = [(f"{i}. {name}", v) for i, (name, v) in enumerate(rows, 1)]
     _bars(axes[2], ranked, [_fmt(v) for _, v in rows], COLORS[2]) if rows else _no_data(axes[2], no_data)
     buffer = io.BytesIO()
-    FigureCanvasAgg(fig).print_png(buffer)
+    # zlib level 1 instead of 6: the encode was ~60 of ~250 ms CPU a chart, now ~40; ~10 % bigger.
+    _Canvas(fig).print_png(buffer, pil_kwargs={"compress_level": 1})
     return buffer.getvalue()

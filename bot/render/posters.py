@@ -1,5 +1,8 @@
 """Posters: a template (assets/posters/<name>/, see its README) + member name, partner, task title, QR code.
-Cached on disk; `render` is for `asyncio.to_thread`: no shared mutable state but (thread-safe) lru_caches."""
+Cached on disk; `render` is for `asyncio.to_thread`: no shared mutable state but caches (lru_caches, a logo's
+sizes) that only ever gain entries equal to what a racing thread would put there. A task's layer (its
+template with the boxes every member shares) is drawn once per task, so a burst of taps after a
+broadcast draws only each member's own QR code, avatar and name (see `task_layer`)."""
 from __future__ import annotations
 
 import contextlib
@@ -7,20 +10,22 @@ import hashlib
 import io
 import json
 import logging
+import math
 import os
 import re
 import tempfile
 import time
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
 
-import qrcode
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 from bot.config import ASSETS
+from bot.render.png import SharedRowsPNG
+from bot.render.poster_layout import VALUES, WEIGHTS, AvatarSpec, Layout, PosterRequest, QRSpec, TextSpec
+from bot.render.qr import Logo, qr_image
 from store.tasks import template_names
 
 log = logging.getLogger(__name__)
@@ -28,7 +33,7 @@ log = logging.getLogger(__name__)
 RENDERER_VERSION = "2"  # 2: emoji no font here can draw are left out, not drawn as empty boxes
 Face = tuple[Path, int]  # font file, face index in a collection
 FONTS = ASSETS / "fonts"
-BUNDLED: dict[str, Face] = {w: (FONTS / f"NotoSansSC-Subset-{w.title()}.otf", 0) for w in ("regular", "bold")}
+BUNDLED: dict[str, Face] = {w: (FONTS / f"NotoSansSC-Subset-{w.title()}.otf", 0) for w in WEIGHTS}
 # The full Noto Sans CJK of Debian's fonts-noto-cjk (face 2 = SC), for characters the subset lacks.
 SYSTEM: dict[str, Face] = {w: (Path(f"/usr/share/fonts/opentype/noto/NotoSansCJK-{w.title()}.ttc"), 2) for w in BUNDLED}
 NO_LINE_START = set("，。、；：？！）》」』】〕〉”’…—·%,.;:?!)]}")  # kinsoku: never begin a line
@@ -39,78 +44,10 @@ TRIM = " ，、,;；：:·"  # dropped before an ellipsis
 # A content image with a member's QR code: the longest side at most STAMP_MAX, the shortest at least STAMP_MIN
 # (a small picture is enlarged so its code scans), the code a quarter of the shortest side.
 STAMP, STAMP_MAX, STAMP_MIN, STAMP_QR_MIN = "stamp-1", 2048, 640, 160
-VALUES = ("member_name", "partner_name", "task_title")  # the request's fields a layout places
 
 
 class UnknownTemplate(ValueError):
     """No poster template of that name; the message lists the available ones."""
-
-
-@dataclass(frozen=True)
-class PosterRequest:
-    template: str
-    qr_url: str
-    member_name: str
-    partner_name: str
-    task_title: str
-
-
-@dataclass(frozen=True)
-class TextSpec:  # a text box: top-left x,y; max_width wide; max_lines lines of size px at most
-    x: int
-    y: int
-    max_width: int
-    size: int
-    min_size: int = 0  # shrink down to this before ellipsizing; 0 = never shrink
-    max_lines: int = 1
-    weight: str = "regular"  # regular | bold
-    color: str = "#000000"
-    align: str = "left"  # left | center | right, within [x, x + max_width]
-    valign: str = "top"  # top | middle | bottom, within max_lines * size * line_height
-    line_height: float = 1.3
-    text: str = ""  # fixed text (a footer, a label), or the default for a request field left empty
-
-    def __post_init__(self) -> None:
-        if self.weight not in BUNDLED or self.align not in ("left", "center", "right") or self.max_lines < 1 \
-                or self.valign not in ("top", "middle", "bottom") or not 0 <= self.min_size <= self.size:
-            raise ValueError(f"bad text box {self}")
-
-
-@dataclass(frozen=True)
-class QRSpec:
-    x: int
-    y: int
-    size: int
-    fg: str = "#000000"
-    bg: str = "#ffffff"
-    quiet_zone: int = 4  # modules of margin, inside `size`
-    logo: str = ""  # an image file in the template folder, drawn in the middle
-    logo_ratio: float = 0.22  # logo width / code width; level H restores 30 % of the code
-
-
-@dataclass(frozen=True)
-class AvatarSpec:  # a circle with the member's initials (like WeCom: a Chinese name's last two characters)
-    x: int
-    y: int
-    size: int
-    fill: str = "#3a6df0"
-    color: str = "#ffffff"
-    ring: str = "#ffffff"
-    ring_width: int = 0
-
-
-@dataclass(frozen=True)
-class Layout:
-    qr: QRSpec
-    avatar: AvatarSpec | None
-    texts: dict[str, TextSpec]  # member_name, partner_name, task_title show the request's; others their `text`
-
-    @classmethod
-    def parse(cls, data: dict[str, Any]) -> Layout:
-        texts = {k: TextSpec(**v) for k, v in data.items() if k not in ("qr", "avatar") and not k.startswith("$")}
-        if bad := [k for k, v in texts.items() if k not in VALUES and not v.text]:
-            raise ValueError(f"text boxes {bad} have no text (the request fills only {', '.join(VALUES)})")
-        return cls(QRSpec(**data["qr"]), AvatarSpec(**data["avatar"]) if "avatar" in data else None, texts)
 
 
 @dataclass(frozen=True)
@@ -195,6 +132,7 @@ def wrap(text: str, f: ImageFont.FreeTypeFont, max_width: int, phrases: bool = F
     return lines + [line.rstrip()] if line.strip() else lines
 
 
+@lru_cache(maxsize=4096)  # a partner's name, a member's initials: the same fit for many posters
 def fit_text(value: str, spec: TextSpec) -> FittedText:
     """Wrap into `max_lines`, stepping the size down to `min_size`; only then ellipsize the last line.
     Each size tries breaks at spaces/punctuation first; lines are balanced (the narrowest width)."""
@@ -227,32 +165,18 @@ def draw_text(canvas: Image.Image, value: str, spec: TextSpec) -> None:
         draw.text((round(x), round(top + line_h * (i + 0.5))), line, font=f, fill=spec.color, anchor="lm")
 
 
-def qr_image(url: str, spec: QRSpec, logo: Image.Image | None = None) -> Image.Image:
-    """The QR code as a `size`-px square: whole-pixel modules (no resampling blur), centred."""
-    qr = qrcode.QRCode(error_correction=qrcode.constants.ERROR_CORRECT_H, box_size=1, border=spec.quiet_zone)
-    qr.add_data(url)
-    n = len(matrix := qr.get_matrix())  # (makes the code, fitting the version to the data)
-    if (module := spec.size // n) < 2:
-        raise ValueError(f"a {spec.size}px QR box is too small for {n} modules (a {len(url)}-char URL)")
-    marks = Image.frombytes("L", (n, n), bytes(255 if dark else 0 for row in matrix for dark in row))
-    out = Image.new("RGB", (spec.size, spec.size), spec.bg)
-    at, side = (spec.size - n * module) // 2, n * module
-    out.paste(spec.fg, (at, at, at + side, at + side), marks.resize((side, side), Image.Resampling.NEAREST))
-    if logo is not None:
-        cells = int((n - 2 * spec.quiet_zone) * spec.logo_ratio) // 2 * 2 + n % 2  # n's parity: on the grid
-        pad, end = at + (n - cells - 2) // 2 * module, at + (n + cells + 2) // 2 * module - 1  # 1-module margin
-        ImageDraw.Draw(out).rounded_rectangle((pad, pad, end, end), radius=module, fill=spec.bg)
-        mark = logo.resize((cells * module, cells * module), Image.Resampling.LANCZOS)
-        out.paste(mark, (pad + module, pad + module), mark)
-    return out
-
-
-def draw_avatar(canvas: Image.Image, name: str, spec: AvatarSpec) -> None:
+@lru_cache(maxsize=16)
+def avatar_disc(spec: AvatarSpec) -> Image.Image:
+    """The avatar's ringed disc, the same for every member (only read once made)."""
     big, ring = spec.size * 4, spec.ring_width * 4  # drawn 4x and shrunk: Pillow's ellipse is aliased
     disc = Image.new("RGBA", (big, big), (0, 0, 0, 0))
     ImageDraw.Draw(disc).ellipse((0, 0, big - 1, big - 1), fill=spec.ring)
     ImageDraw.Draw(disc).ellipse((ring, ring, big - 1 - ring, big - 1 - ring), fill=spec.fill)
-    disc = disc.resize((spec.size, spec.size), Image.Resampling.LANCZOS)
+    return disc.resize((spec.size, spec.size), Image.Resampling.LANCZOS)
+
+
+def draw_avatar(canvas: Image.Image, name: str, spec: AvatarSpec) -> None:
+    disc = avatar_disc(spec)
     canvas.paste(disc, (spec.x, spec.y), disc)
     name = without_undrawable_symbols(name, "bold")  # "Tom 🚀" is T, not "om"
     text = ("".join(c for c in name if c.isalnum())[-2:] if any(ord(c) >= 0x2E80 for c in name)
@@ -265,7 +189,7 @@ def draw_avatar(canvas: Image.Image, name: str, spec: AvatarSpec) -> None:
 
 @lru_cache(maxsize=8)
 def load_template(folder: Path, files: tuple[tuple[str, int, int], ...]) -> tuple[str, Layout, Image.Image,
-                                                                                 Image.Image | None]:
+                                                                                 Logo | None]:
     """(digest of the files, layout, background, logo), read once per `files` (name, size, mtime)."""
     digest = hashlib.sha256(json.dumps([(name, hashlib.sha256((folder / name).read_bytes()).hexdigest())
                                         for name, _, _ in files]).encode())
@@ -273,8 +197,63 @@ def load_template(folder: Path, files: tuple[tuple[str, int, int], ...]) -> tupl
         layout = Layout.parse(json.loads((folder / "layout.json").read_text(encoding="utf-8")))
     except (TypeError, ValueError, KeyError) as exc:
         raise ValueError(f"poster template {folder.name!r}: bad layout.json: {exc}") from exc
-    logo = Image.open(folder / layout.qr.logo).convert("RGBA") if layout.qr.logo else None  # (load closes)
+    logo = Logo(Image.open(folder / layout.qr.logo).convert("RGBA")) if layout.qr.logo else None  # (load closes)
     return digest.hexdigest(), layout, Image.open(folder / "background.png").convert("RGB"), logo
+
+
+def box_text(request: PosterRequest, name: str, spec: TextSpec) -> str:
+    """What a text box shows: the request's field (member, partner, task), else the box's own text."""
+    return (getattr(request, name) if name in VALUES else "").strip() or spec.text
+
+
+Box = tuple[int, int, int, int]  # left, top, right, bottom (exclusive)
+
+
+def reach(spec: TextSpec | QRSpec | AvatarSpec) -> Box:
+    """Where a member's own element may put ink, whatever their name: a text box's lines stay inside
+    it but for glyph overhang (a font size each way is ample); the QR code and avatar are squares."""
+    if isinstance(spec, TextSpec):
+        return (spec.x - spec.size, spec.y - spec.size, spec.x + spec.max_width + spec.size,
+                spec.y + math.ceil(spec.max_lines * spec.size * spec.line_height) + spec.size)
+    if isinstance(spec, AvatarSpec):  # (its initials are drawn inside the disc)
+        return (spec.x - spec.size // 2, spec.y - spec.size // 2, spec.x + spec.size * 3 // 2, spec.y + spec.size * 3 // 2)
+    return spec.x, spec.y, spec.x + spec.size, spec.y + spec.size
+
+
+def overlaps(a: Box, b: Box) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+@dataclass(frozen=True)
+class TaskLayer:
+    drawn: frozenset[str]  # the boxes every member of the task shares, drawn on the background
+    png: SharedRowsPNG  # holds that picture; encodes a poster compressing only the rows a member's elements touch
+
+
+@lru_cache(maxsize=4)  # a 1080x1920 layer is ~6 MB; a burst of taps after a broadcast is one task
+def task_layer(folder: Path, files: tuple[tuple[str, int, int], ...], task_title: str) -> TaskLayer:
+    """The background with the text boxes that are the same for every member of a task already drawn
+    (the title, fixed texts). A box goes in only if its ink touches nothing drawn per member before
+    it (QR code, avatar, member and partner boxes, a box left out): drawing it first then gives
+    exactly the pixels of drawing everything in order."""
+    _, layout, background, _ = load_template(folder, files)
+    request = PosterRequest(folder.name, "", "", "", task_title)
+    layer, drawn = background.copy(), set()
+    later: list[Box] = [reach(layout.qr), *([reach(layout.avatar)] if layout.avatar else [])]
+    for name, spec in layout.texts.items():
+        if name in ("member_name", "partner_name"):
+            later.append(reach(spec))
+        elif not (text := box_text(request, name, spec)):
+            drawn.add(name)  # nothing to draw
+        else:
+            ink = Image.new("L", layer.size)
+            draw_text(ink, text, replace(spec, color="white"))
+            if (box := ink.getbbox()) is not None and any(overlaps(box, other) for other in later):
+                later.append(box)
+            else:
+                draw_text(layer, text, spec)
+                drawn.add(name)
+    return TaskLayer(frozenset(drawn), SharedRowsPNG(layer, [(box[1], box[3]) for box in later]))
 
 
 class PosterRenderer:
@@ -291,35 +270,57 @@ class PosterRenderer:
         if request.template not in (available := self.templates()):
             raise UnknownTemplate(f"unknown poster template {request.template!r}; "
                                   f"available: {', '.join(available) or 'none'}")
-        folder = self.templates_dir / request.template
-        digest, layout, background, logo = load_template(folder, tuple(
-            (p.name, (st := p.stat()).st_size, st.st_mtime_ns) for p in sorted(folder.iterdir())
-            if p.is_file() and not p.name.startswith(".")))
+        files = self._files(request.template)
+        digest = load_template(*files)[0]
         key = hashlib.sha256(json.dumps([RENDERER_VERSION, self._fonts, digest, request.template,
                                          request.qr_url, request.member_name, request.partner_name,
                                          request.task_title]).encode()).hexdigest()
         out = self.cache_dir / f"{key}.png"
         if _reuse(out):
             return out
-        poster = background.copy()
+        return self._write(out, self.png(request))
+
+    def png(self, request: PosterRequest, layered: bool = True) -> bytes:
+        """The poster's PNG file. `layered=False`: drawn whole and encoded by Pillow, the way before the
+        task's layer (the same pixels; the benchmark's baseline)."""
+        if not layered:
+            buffer = io.BytesIO()
+            self.draw(request, layered=False).save(buffer, "PNG", optimize=False, compress_level=3)
+            return buffer.getvalue()
+        return task_layer(*self._files(request.template), request.task_title).png.encode(self.draw(request))
+
+    def draw(self, request: PosterRequest, layered: bool = True) -> Image.Image:
+        """The poster: the task's layer (template and the boxes every member shares, cached) plus this
+        member's QR code, avatar and boxes. `layered=False` draws everything on the bare background:
+        the same pixels (tests and the benchmark compare both), only slower."""
+        files = self._files(request.template)
+        _, layout, background, logo = load_template(*files)
+        if layered:
+            layer = task_layer(*files, request.task_title)
+            poster, drawn = layer.png.picture(), layer.drawn
+        else:
+            poster, drawn = background.copy(), frozenset()
         poster.paste(qr_image(request.qr_url, layout.qr, logo), (layout.qr.x, layout.qr.y))
         if layout.avatar:
             draw_avatar(poster, request.member_name, layout.avatar)
         for name, spec in layout.texts.items():
-            if text := (getattr(request, name) if name in VALUES else "").strip() or spec.text:
+            if name not in drawn and (text := box_text(request, name, spec)):
                 draw_text(poster, text, spec)
-        return self._save(out, poster)
+        return poster
 
-    def _save(self, out: Path, picture: Image.Image) -> Path:
+    def _files(self, template: str) -> tuple[Path, tuple[tuple[str, int, int], ...]]:
+        """The template's folder and its files' (name, size, mtime): what its caches are keyed by."""
+        folder = self.templates_dir / template
+        return folder, tuple((p.name, (st := p.stat()).st_size, st.st_mtime_ns) for p in sorted(folder.iterdir())
+                             if p.is_file() and not p.name.startswith("."))
+
+    def _write(self, out: Path, content: bytes) -> Path:
         """Write atomically into the cache: readers see the whole picture or none."""
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=self.cache_dir, prefix=f".{out.stem[:12]}-", suffix=".tmp")
         try:
             with os.fdopen(fd, "wb") as fh:
-                if out.suffix == ".jpg":
-                    picture.save(fh, "JPEG", quality=90)
-                else:
-                    picture.save(fh, "PNG", optimize=False, compress_level=3)
+                fh.write(content)
                 fh.flush()
                 os.fsync(fh.fileno())
             os.replace(tmp, out)
@@ -367,7 +368,9 @@ class PosterRenderer:
         margin = side // 12
         picture.paste(qr_image(qr_url, QRSpec(0, 0, side)), (picture.width - side - margin,
                                                               picture.height - side - margin))
-        return self._save(out, picture)
+        buffer = io.BytesIO()
+        picture.save(buffer, "JPEG", quality=90)
+        return self._write(out, buffer.getvalue())
 
 
 def _reuse(cached: Path) -> bool:

@@ -96,7 +96,7 @@ async def test_old_rows_go_and_the_rest_stays(database_url: str) -> None:
     try:
         await fill(db)
         before = await survivors(db)
-        deleted = await RetentionJob(db, settings(), 3600).run()
+        deleted = await RetentionJob(db, settings(), 3600).run(NOW)
         after = await survivors(db)
         for table, keys in before.items():
             assert after[table] == {key for key in keys if not key.startswith("gone")}, table
@@ -115,7 +115,7 @@ async def test_zero_days_keeps_everything(database_url: str) -> None:
         await fill(db)
         before = await survivors(db)
         keep = RetentionConfig(inbox_days=0, outbox_days=0, pending_uploads_days=0, job_runs_days=0, clicks_days=0)
-        assert await RetentionJob(db, keep, 3600).run() == {}
+        assert await RetentionJob(db, keep, 3600).run(NOW) == {}
         assert await survivors(db) == before
     finally:
         await db.dispose()
@@ -128,7 +128,7 @@ async def test_small_batches_work_off_a_backlog_over_runs(database_url: str) -> 
         async with db.session() as session:
             session.add_all([outbox(f"gone-{n}", OLD) for n in range(7)])
         bounded = settings(batch_size=2, max_batches=2)
-        first = await RetentionJob(db, bounded, 3600).run()
+        first = await RetentionJob(db, bounded, 3600).run(NOW)
         assert first["outbox"] == 4  # two statements of two rows, then the run stops
         second = await RetentionJob(db, bounded, 3600).run(NOW + timedelta(hours=1))
         assert second["outbox"] == 3
@@ -188,7 +188,7 @@ async def test_raw_clicks_go_but_the_figures_stay(database_url: str) -> None:
         period = Period(OLD.date() - timedelta(days=1), date.today() + timedelta(days=1), zone, "all")
         async with db.session() as session:
             before = await stats.funnel(session, stats.Scope(), period)
-        deleted = await RetentionJob(db, settings(clicks_days=35), 3600).run()
+        deleted = await RetentionJob(db, settings(clicks_days=35), 3600).run(NOW)
         assert deleted["clicks"] == 2
         async with db.session() as session:
             assert set(await session.scalars(select(Click.event_id))) == {"e0", "e3"}

@@ -6,6 +6,7 @@ marks the inbox row done, so a crash at any point either redoes everything or no
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -16,11 +17,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.config import Config
 from bot.logs import REQUEST_ID
-from bot.metrics import COMMANDS, REPLY_SECONDS
+from bot.metrics import COMMANDS, REPLIES, REPLY_SECONDS
 from bot.pipeline.outbox import OutboxSender
 from bot.pipeline.router import Router
 from handlers import answers
-from handlers.replies import Incoming, Reply, reply_to_payload
+from handlers.replies import ButtonLabel, Incoming, Reply, reply_to_payload
 from store import inbox as inbox_store
 from store import outbox as outbox_store
 from store.db import Database, left_for_after_commit
@@ -121,6 +122,8 @@ class InboxProcessor:
         if waiter is not None and not waiter.done():
             waiter.set_result(claims)
         else:
+            for claim in claims:
+                REPLIES.labels(claim.channel, "active").inc()
             self.outbox.submit_claimed(claims)
 
     def submit(self, inbox_id: int) -> None:
@@ -207,5 +210,14 @@ class InboxProcessor:
         return [
             await outbox_store.add(session, channel=message.channel, recipient=message.user_id,
                                    payload=reply_to_payload(reply), inbox_id=inbox_id, claimed=True)
-            for reply in replies
+            for reply in bind_button_labels(message, replies)
         ]
+
+
+def bind_button_labels(message: Incoming, replies: list[Reply]) -> list[Reply]:
+    """A button label belongs to the card tap it answers (its response code); a message that was not
+    a tap on a platform card (typed, or a WeChat menu item) has no button to relabel."""
+    if message.kind != "card_event" or not message.response_code:
+        return [r for r in replies if not isinstance(r, ButtonLabel)]
+    return [dataclasses.replace(r, response_code=message.response_code) if isinstance(r, ButtonLabel) else r
+            for r in replies]

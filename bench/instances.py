@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 
 import aiohttp
 from sqlalchemy import func, select
@@ -54,8 +55,10 @@ async def start_extra(stack: BotAndSimulator) -> tuple[subprocess.Popen, str]:
     raise SystemExit("an extra instance did not start")
 
 
-async def spread(urls: list[str], requests: list[tuple[str, str, dict, bytes | None]], concurrency: int) -> float:
-    """Send (method, path, headers, body) requests round-robin over the instances; seconds taken."""
+async def spread(urls: list[str], requests: list[tuple[str, str, dict, bytes | None]], concurrency: int,
+                 answers: Callable[[str, bytes], object] | None = None) -> float:
+    """Send (method, path, headers, body) requests round-robin over the instances; seconds taken.
+    `answers(path, body)` gets each answer (a callback's may carry a passive reply, as WeCom's do)."""
     targets = itertools.cycle(urls)
     queue = list(requests)
     async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar(),
@@ -65,8 +68,10 @@ async def spread(urls: list[str], requests: list[tuple[str, str, dict, bytes | N
                 method, path, headers, body = queue.pop()
                 async with http.request(method, next(targets) + path, headers=headers, data=body,
                                         allow_redirects=False) as response:
-                    await response.read()
+                    answer = await response.read()
                     assert response.status in (200, 302), response.status
+                if answers is not None:
+                    answers(path, answer)
 
         started = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
@@ -92,12 +97,13 @@ async def measure(instances: int, args: argparse.Namespace) -> dict[str, float]:
                 extras.append(process)
                 urls.append(url)
             sim, now = stack.sim, int(time.time())
-            callbacks = []
+            callbacks, senders = [], {}
             for i in range(args.messages):
                 query, body = sim.encrypt_callback(sim.text_xml(members[i % len(members)].userid, "help", str(10**15 + i), now))
                 callbacks.append(("POST", f"/wecom/callback?{query}", {"Content-Type": "text/xml"}, body))
+                senders[callbacks[-1][1]] = members[i % len(members)].userid
             started = time.perf_counter()
-            await spread(urls, callbacks, args.concurrency)
+            await spread(urls, callbacks, args.concurrency, lambda path, answer: sim.take_answer(senders[path], answer))
             while len(sim.bot_messages()) < args.messages:
                 if time.perf_counter() - started > 600:
                     raise SystemExit(f"only {len(sim.bot_messages())} of {args.messages} replies arrived")
@@ -139,14 +145,15 @@ async def claim_phase(store: Database, sim, urls: list[str], members: list[Membe
     rng, now = random.Random(7), int(time.time())
     async with store.session() as session:
         first = int(await session.scalar(select(func.min(Lead.id))))
-    requests = []
+    requests, senders = [], {}
     for i in range(args.claims):
         xml = sim.text_xml(members[i % len(members)].userid, f"领取 {first + rng.randrange(leads)}", str(2 * 10**15 + i), now)
         query, body = sim.encrypt_callback(xml)
         requests.append(("POST", f"/wecom/callback?{query}", {"Content-Type": "text/xml"}, body))
+        senders[requests[-1][1]] = members[i % len(members)].userid
     before = len(sim.bot_messages())
     started = time.perf_counter()
-    await spread(urls, requests, args.concurrency)
+    await spread(urls, requests, args.concurrency, lambda path, answer: sim.take_answer(senders[path], answer))
     while len(sim.bot_messages()) < before + args.claims:
         if time.perf_counter() - started > 600:
             raise SystemExit(f"only {len(sim.bot_messages()) - before} of {args.claims} claim replies arrived")

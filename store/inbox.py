@@ -25,14 +25,17 @@ class Claim:
 
 
 async def add(session: AsyncSession, *, channel: str, dedupe_key: str, user_id: str,
-              payload: dict[str, Any]) -> int | None:
-    """Store a received message; None when the same key was stored before (a platform retry)."""
+              payload: dict[str, Any], claimed_at: datetime | None = None) -> int | None:
+    """Store a received message; None when the same key was stored before (a platform retry).
+    `claimed_at`: store it already claimed (attempts 1) by the caller, who processes it right away
+    (saving a claim's round trips); should the caller die, the lease hands it to others."""
     # One statement, no savepoint: this runs on every callback before it is acknowledged.
     insert = dialect_insert(session)
     statement = (
         insert(InboxMessage)
-        .values(channel=channel, dedupe_key=dedupe_key, user_id=user_id, payload=payload, status="pending",
-                attempts=0, received_at=utcnow())
+        .values(channel=channel, dedupe_key=dedupe_key, user_id=user_id, payload=payload,
+                status="processing" if claimed_at else "pending", attempts=1 if claimed_at else 0,
+                claimed_at=claimed_at, received_at=claimed_at or utcnow())
         .on_conflict_do_nothing(index_elements=["dedupe_key"])
         .returning(InboxMessage.id)
     )

@@ -43,7 +43,7 @@ class ReplyHandoff:
 def reply_handoff(channel: str, pipeline: Pipeline) -> ReplyHandoff:
     async def mark_passive(claim: outbox_store.Claim) -> bool:
         try:
-            async with pipeline.db().session() as session:
+            async with pipeline.db().single_statement() as session:
                 if not await outbox_store.mark_sent(session, [claim]):
                     return False  # another instance took the row over (our lease ran out): it sends it
         except Exception as err:

@@ -77,22 +77,23 @@ class InboxProcessor:
 
     async def receive(self, channel: str, dedupe_key: str, message: Incoming) -> bool:
         """Durably store a received message and start on it; False when it is a platform retry."""
-        inbox_id = await self._store(channel, dedupe_key, message)
-        if inbox_id is None:
+        claim = await self._store(channel, dedupe_key, message)
+        if claim is None:
             return False
-        self.submit(inbox_id)
+        self.submit(claim.id, claim)
         return True
 
     async def receive_and_wait(self, channel: str, dedupe_key: str, message: Incoming,
                                deadline: float) -> tuple[bool, list[outbox_store.Claim] | None]:
         """Like receive, but when the message is answered before `deadline` (time.monotonic()) its
         replies are handed back unsent (for a passive reply) instead of to the outbox; None when not."""
-        inbox_id = await self._store(channel, dedupe_key, message)
-        if inbox_id is None:
+        claim = await self._store(channel, dedupe_key, message)
+        if claim is None:
             return False, None
+        inbox_id = claim.id
         waiter: asyncio.Future[list[outbox_store.Claim]] = asyncio.get_running_loop().create_future()
         self._waiters[inbox_id] = waiter
-        self.submit(inbox_id)
+        self.submit(inbox_id, claim)
         try:
             return True, await asyncio.wait_for(asyncio.shield(waiter), max(deadline - time.monotonic(), 0))
         except asyncio.TimeoutError:
@@ -104,17 +105,21 @@ class InboxProcessor:
             if waiter.done() and asyncio.current_task() is not None and asyncio.current_task().cancelling():
                 self.outbox.submit_claimed(waiter.result())
 
-    async def _store(self, channel: str, dedupe_key: str, message: Incoming) -> int | None:
+    async def _store(self, channel: str, dedupe_key: str, message: Incoming) -> inbox_store.Claim | None:
         """Redis only ever remembers keys the database has committed, so "seen" can never
-        acknowledge a message that was not stored; the database's unique key decides races."""
+        acknowledge a message that was not stored; the database's unique key decides races.
+        The row is stored already claimed by this instance, which processes it right away."""
         redis_key = f"dedupe:{dedupe_key}"
         if await self.shared.exists(redis_key):
             return None
-        async with self.db.session() as session:
+        payload, now = message.to_payload(), utcnow()
+        async with self.db.single_statement() as session:
             inbox_id = await inbox_store.add(session, channel=channel, dedupe_key=dedupe_key,
-                                             user_id=message.user_id, payload=message.to_payload())
+                                             user_id=message.user_id, payload=payload, claimed_at=now)
+        if inbox_id is None:
+            return None
         await self.shared.set(redis_key, "1", self.dedupe_seconds.get(channel, DEFAULT_DEDUPE_SECONDS))
-        return inbox_id
+        return inbox_store.Claim(inbox_id, 1, payload, now)
 
     def _hand_over(self, inbox_id: int, claims: list[outbox_store.Claim]) -> None:
         """Replies go to a callback still waiting for them, or else straight to the outbox."""
@@ -126,11 +131,12 @@ class InboxProcessor:
                 REPLIES.labels(claim.channel, "active").inc()
             self.outbox.submit_claimed(claims)
 
-    def submit(self, inbox_id: int) -> None:
+    def submit(self, inbox_id: int, claim: inbox_store.Claim | None = None) -> None:
+        """`claim`: the row is claimed by us already (stored so)."""
         if inbox_id in self._in_flight:
             return
         self._in_flight.add(inbox_id)
-        task = asyncio.create_task(self._process_guarded(inbox_id))
+        task = asyncio.create_task(self._process_guarded(inbox_id, claim))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -145,19 +151,21 @@ class InboxProcessor:
         if self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
-    async def _process_guarded(self, inbox_id: int) -> None:
+    async def _process_guarded(self, inbox_id: int, claim: inbox_store.Claim | None = None) -> None:
         try:
             async with self._concurrency:
-                await self.process(inbox_id)
+                await self.process(inbox_id, claim)
         except Exception:
             log.exception("inbox row %d: could not be processed now; the sweeper will retry", inbox_id)
         finally:
             self._in_flight.discard(inbox_id)
 
-    async def process(self, inbox_id: int) -> None:
+    async def process(self, inbox_id: int, claim: inbox_store.Claim | None = None) -> None:
+        """`claim`: ours already (the row was stored claimed); else claimed here first."""
         REQUEST_ID.set(f"in-{inbox_id}")  # this task's log lines name the message they are about
-        async with self.db.session() as session:
-            claim = await inbox_store.claim(session, inbox_id, self.lease)
+        if claim is None:
+            async with self.db.single_statement() as session:
+                claim = await inbox_store.claim(session, inbox_id, self.lease)
         if claim is None:
             return
         message = Incoming.from_payload(claim.payload)

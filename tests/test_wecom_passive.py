@@ -215,3 +215,51 @@ async def test_the_simulator_takes_only_encrypted_and_signed_answers(passive_sta
         open_passive_reply(tampered.encode(), crypto)
     assert open_passive_reply(b"", crypto) is None
     assert open_passive_reply(sealed.encode(), crypto) == {"MsgType": "text"}
+
+
+async def test_a_reply_picked_for_the_answer_that_cannot_be_written_is_sent_once(
+        passive_stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The picked reply is recorded sent with the others; if the answer cannot carry it after all,
+    it goes through message/send, once."""
+    import bot.channels.wecom as wecom
+
+    def broken(*_args: Any) -> str:
+        raise RuntimeError("cannot render")
+
+    monkeypatch.setattr(wecom, "passive_xml", broken)
+    sim = passive_stack.sim
+    delivery = await sim.send_text("p2", "help")
+    assert delivery.reply is None and delivery.acknowledged
+    [reply] = await sim.wait_for_bot_messages("p2", 1)
+    assert "via" not in reply.body
+    await asyncio.sleep(0.5)
+    assert sim.api_calls["message/send"] == 1 and len(sim.bot_messages("p2")) == 1
+    [row] = await outbox_rows(passive_stack)
+    assert (row.status, row.attempts) == ("sent", 1)
+
+
+async def test_a_callback_that_stopped_waiting_meanwhile_gets_no_reply_and_the_member_one(
+        sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The reply was picked while the callback waited, but the transaction ended after its deadline:
+    the answer is plain and the reply goes through message/send, once."""
+    from store import inbox as inbox_store
+
+    finish = inbox_store.finish
+
+    async def slow_finish(*args: Any, **kwargs: Any) -> bool:
+        await asyncio.sleep(0.6)
+        return await finish(*args, **kwargs)
+
+    stack = await start(sqlite_url, passive_seconds=0.3)
+    monkeypatch.setattr(inbox_store, "finish", slow_finish)
+    try:
+        delivery = await stack.sim.send_text("p2", "help")
+        assert delivery.reply is None and delivery.attempts == ["200"]
+        [reply] = await stack.sim.wait_for_bot_messages("p2", 1)
+        assert "via" not in reply.body
+        await asyncio.sleep(0.5)
+        assert stack.sim.api_calls["message/send"] == 1 and len(stack.sim.bot_messages("p2")) == 1
+        [row] = await outbox_rows(stack)
+        assert (row.status, row.attempts) == ("sent", 1)
+    finally:
+        await stack.stop()

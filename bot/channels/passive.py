@@ -14,7 +14,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from aiohttp import web
 
@@ -25,83 +25,81 @@ from store import outbox as outbox_store
 
 log = logging.getLogger(__name__)
 
-# receive(key, message, deadline): stored?, and the replies if they were queued before the deadline.
-Receive = Callable[[str, Incoming, float], Awaitable[tuple[bool, "list[outbox_store.Claim] | None"]]]
-# The claim to answer with and its answer body (sealed XML), or None when none of them fits.
-Render = Callable[[list[outbox_store.Claim]], "tuple[outbox_store.Claim, str] | None"]
+# Which of a message's replies (as outbox payloads) the channel can put into the callback's answer.
+PickPassive = Callable[[list[dict[str, Any]]], "int | None"]
 
 
 @dataclass(frozen=True)
-class ReplyHandoff:
-    """How the callback passes on replies it got in time: `mark_passive(claim)` records one as sent
-    in the answer (False: it could not), `submit(claims)` gives the others to the outbox."""
+class Answered:
+    """A message's replies, queued claimed and handed to the callback waiting for them. `passive`, if
+    any, is one of them, recorded sent in the same transaction as the replies themselves (no round
+    trip of its own): the callback puts it into its answer or, if it cannot, sends it as a message."""
 
-    mark_passive: Callable[[outbox_store.Claim], Awaitable[bool]]
-    submit: Callable[[list[outbox_store.Claim]], None]
+    claims: list[outbox_store.Claim]
+    passive: outbox_store.Claim | None = None
 
 
-def reply_handoff(channel: str, pipeline: Pipeline) -> ReplyHandoff:
-    async def mark_passive(claim: outbox_store.Claim) -> bool:
-        try:
-            async with pipeline.db().single_statement() as session:
-                if not await outbox_store.mark_sent(session, [claim]):
-                    return False  # another instance took the row over (our lease ran out): it sends it
-        except Exception as err:
-            log.warning("%s: cannot record a passive reply (%s); sending it as a message", channel,
-                        type(err).__name__)
-            return False
-        OUTBOX.labels("passive").inc()
-        return True
+# receive(key, message, deadline): stored?, and the replies if they were queued before the deadline.
+Receive = Callable[[str, Incoming, float], Awaitable[tuple[bool, "Answered | None"]]]
+# The answer body (sealed XML) for the reply `Answered.passive`.
+Render = Callable[[outbox_store.Claim], str]
+Submit = Callable[[list[outbox_store.Claim]], None]
+
+
+def submitter(channel: str, pipeline: Pipeline) -> Submit:
+    """Gives replies that are not in the answer to the outbox, which sends them in order."""
 
     def submit(claims: list[outbox_store.Claim]) -> None:
         if claims:
             REPLIES.labels(channel, "active").inc(len(claims))
             pipeline.outbox().submit_claimed(claims)
 
-    return ReplyHandoff(mark_passive, submit)
+    return submit
 
 
 class PassiveSettings(Protocol):
     passive_reply_seconds: float  # 0: off
 
 
-def receiver(channel: str, pipeline: Pipeline, settings: PassiveSettings) -> Receive:
+def receiver(channel: str, pipeline: Pipeline, settings: PassiveSettings, pick: PickPassive) -> Receive:
     """The inbox's receive for a channel's callback: with a budget, wait until the deadline for the replies."""
 
-    async def receive(dedupe_key: str, message: Incoming,
-                      deadline: float) -> tuple[bool, list[outbox_store.Claim] | None]:
+    async def receive(dedupe_key: str, message: Incoming, deadline: float) -> tuple[bool, Answered | None]:
         if settings.passive_reply_seconds <= 0:  # passive replies are off: the inbox sends everything itself
             return await pipeline.inbox().receive(channel, dedupe_key, message), None
-        return await pipeline.inbox().receive_and_wait(channel, dedupe_key, message, deadline)
+        return await pipeline.inbox().receive_and_wait(channel, dedupe_key, message, deadline, pick)
 
     return receive
 
 
-async def respond(request: web.Request, channel: str, replies: list[outbox_store.Claim] | None, deadline: float,
-                  handoff: ReplyHandoff, render: Render, acknowledgement: str) -> web.StreamResponse:
-    """The callback's answer: one reply in it if one fits and it is still in time, else the plain
+async def respond(request: web.Request, channel: str, answered: Answered | None, deadline: float,
+                  submit: Submit, render: Render, acknowledgement: str) -> web.StreamResponse:
+    """The callback's answer: the reply picked for it if it is still in time, else the plain
     acknowledgement; every other reply goes to the outbox, in order, after the answer is written."""
-    if not replies:
+    if answered is None or not answered.claims:
         return web.Response(text=acknowledgement)
-    passive: outbox_store.Claim | None = None
+    passive = answered.passive
     try:
+        if passive is None or time.monotonic() > deadline:
+            # Too late, the platform has hung up and will retry (and the retry is a duplicate): a message.
+            passive = None
+            return web.Response(text=acknowledgement)
         try:
-            rendered = render(replies)
+            body = render(passive)
         except Exception:  # a reply we cannot put in the answer still goes out as a message
             log.exception("%s: cannot render a passive reply; sending it as a message", channel)
-            rendered = None
-        # Too late, the platform has hung up and will retry (and the retry is a duplicate): send it as a message.
-        if rendered is None or time.monotonic() > deadline or not await handoff.mark_passive(rendered[0]):
+            passive = None
             return web.Response(text=acknowledgement)
-        passive, body = rendered
+        OUTBOX.labels("passive").inc()
         REPLIES.labels(channel, "passive").inc()
         answer = web.Response(text=body, content_type="application/xml")
         # Answer first, so the passive reply reaches the member before the ones that follow it.
         await answer.prepare(request)
         await answer.write_eof()
         return answer
-    finally:  # also when the platform hung up meanwhile: the others still go out
-        handoff.submit([c for c in replies if c is not passive])
+    finally:  # also when the platform hung up meanwhile: the others still go out (a passive reply
+        # not put into the answer too: recorded sent, it is sent, and recorded sent again)
+        submit([c for c in answered.claims if c is not passive])
 
 
 _XML_INVALID = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")

@@ -26,7 +26,7 @@ from wechatpy.replies import TextReply
 from wechatpy.utils import WeChatSigner
 
 from bot.channels.base import Pipeline, SendingKit
-from bot.channels.passive import Receive, ReplyHandoff, receiver, reply_handoff, respond, xml_text
+from bot.channels.passive import Answered, Receive, Submit, receiver, respond, submitter, xml_text
 from bot.channels.media import MediaSender
 from bot.channels.wechat_api import WeChatClient
 from bot.channels.envelope import (CALLBACK_MAX_BYTES, CallbackRejected, ascii_int, check_timestamp, ciphertext_of,
@@ -155,10 +155,15 @@ def as_text(reply: Reply) -> str | None:
     return None
 
 
-def callback_routes(codec: WeChatCodec, receive: Receive, handoff: ReplyHandoff, config: WeChatConfig,
+def pick_passive(payloads: list[dict[str, Any]]) -> int | None:
+    """The first reply, if it is text at heart (WeChat's passive reply here is always text)."""
+    return 0 if payloads and as_text(reply_from_payload(payloads[0])) is not None else None
+
+
+def callback_routes(codec: WeChatCodec, receive: Receive, submit: Submit, config: WeChatConfig,
                     max_body_bytes: int) -> list[web.RouteDef]:
     """`receive(key, message, deadline)` stores the message (False: a retry) and, when its replies are
-    queued before `deadline` (time.monotonic()), returns them still unsent."""
+    queued before `deadline` (time.monotonic()), returns them (`Answered`)."""
 
     verify = url_verification(codec, CHANNEL)
 
@@ -183,22 +188,21 @@ def callback_routes(codec: WeChatCodec, receive: Receive, handoff: ReplyHandoff,
         if received.message is None:
             return web.Response(text="success")
         try:
-            stored, replies = await receive(received.dedupe_key, received.message, deadline)
+            stored, answered = await receive(received.dedupe_key, received.message, deadline)
         except Exception as err:
             log.error("wechat callback not stored (%s); answering 503", type(err).__name__)
             CALLBACKS.labels("failed").inc()
             return web.Response(status=503, text="try again")
         CALLBACKS.labels("accepted" if stored else "duplicate").inc()
 
-        def render(claims: list[outbox_store.Claim]) -> tuple[outbox_store.Claim, str] | None:
-            content = as_text(reply_from_payload(claims[0].payload))
-            if content is None:
-                return None
+        def render(claim: outbox_store.Claim) -> str:
+            content = as_text(reply_from_payload(claim.payload))
+            assert content is not None  # pick_passive chose it for being text
             reply = TextReply(source=received.account, target=received.message.user_id, content=xml_text(content))
-            return claims[0], codec.seal(reply.render(), envelope)
+            return codec.seal(reply.render(), envelope)
 
         # "success": received, the answer comes later.
-        return await respond(request, CHANNEL, replies, deadline, handoff, render, "success")
+        return await respond(request, CHANNEL, answered, deadline, submit, render, "success")
 
     return [web.get("/wechat/callback", verify), web.post("/wechat/callback", callback)]
 
@@ -256,17 +260,17 @@ class WeChatChannel:
             except Exception as err:  # they are released the next time the follower writes
                 log.warning("wechat: cannot release waiting messages now (%s)", type(err).__name__)
 
-        wait_for_replies = receiver(CHANNEL, pipeline, config.wechat)
+        wait_for_replies = receiver(CHANNEL, pipeline, config.wechat, pick_passive)
 
         async def receive(dedupe_key: str, message: Incoming,
-                          deadline: float) -> tuple[bool, list[outbox_store.Claim] | None]:
+                          deadline: float) -> tuple[bool, Answered | None]:
             # Beside the callback, not in its way: the passive reply has a deadline.
             task = asyncio.create_task(release_parked(message.user_id))
             background.add(task)
             task.add_done_callback(background.discard)
             return await wait_for_replies(dedupe_key, message, deadline)
 
-        return callback_routes(WeChatCodec(config.wechat), receive, reply_handoff(CHANNEL, pipeline), config.wechat,
+        return callback_routes(WeChatCodec(config.wechat), receive, submitter(CHANNEL, pipeline), config.wechat,
                                config.server.max_body_bytes)
 
     def sender(self, config: Config, kit: SendingKit) -> WeChatSender:

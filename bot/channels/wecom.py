@@ -22,7 +22,7 @@ from wechatpy.enterprise.replies import ArticlesReply, TextReply
 from wechatpy.exceptions import InvalidSignatureException
 
 from bot.channels.base import Pipeline, SendingKit, SendLimits
-from bot.channels.passive import Receive, ReplyHandoff, receiver, reply_handoff, respond, xml_text
+from bot.channels.passive import Receive, Submit, receiver, respond, submitter, xml_text
 from bot.channels.envelope import (CALLBACK_MAX_BYTES, CallbackRejected, ascii_int, check_timestamp, ciphertext_of,
                                    read_body, refuse_oversized, url_verification)
 from bot.channels.wecom_api import WeComClient
@@ -143,43 +143,47 @@ def read_message(plaintext: str) -> Received:
     return Received(dedupe_key, message)
 
 
-def passive_reply(claims: list[outbox_store.Claim], corp_id: str, agent_id: int) -> tuple[outbox_store.Claim, str] | None:
-    """The reply WeCom can take in the callback's answer, as plaintext XML: a card button's new label
-    (update_button, only ever queued for a card click) wherever it is among the replies, else the first
-    reply if it is text or news. Markdown, cards and pictures (which need an upload) go as messages."""
-    labels = [c for c in claims if c.payload.get("kind") == "button_label"]
-    claim = labels[0] if labels else claims[0]
+def pick_passive(payloads: list[dict[str, Any]]) -> int | None:
+    """Which reply WeCom can take in the callback's answer: a card button's new label (update_button,
+    only ever queued for a card tap) wherever it is among the replies, else the first reply if it is
+    text or news. Markdown, cards and pictures (which need an upload) go as messages."""
+    kinds = [p.get("kind") for p in payloads]
+    if "button_label" in kinds:
+        return kinds.index("button_label")
+    return 0 if kinds and kinds[0] in ("text", "news") else None
+
+
+def passive_xml(claim: outbox_store.Claim, corp_id: str, agent_id: int) -> str:
+    """A reply `pick_passive` chose, as WeCom's plaintext passive-reply XML."""
     reply = reply_from_payload(claim.payload)
     user_id = claim.recipient
     if isinstance(reply, ButtonLabel):
         # WeCom's "更新点击用户的按钮文案": the tapping member's card shows its buttons as this, greyed out.
-        return claim, (f"<xml><ToUserName><![CDATA[{xml_text(user_id)}]]></ToUserName>"
-                       f"<FromUserName><![CDATA[{xml_text(corp_id)}]]></FromUserName>"
-                       f"<CreateTime>{int(time.time())}</CreateTime><MsgType><![CDATA[update_button]]></MsgType>"
-                       f"<Button><ReplaceName><![CDATA[{xml_text(reply.label[:MAX_LABEL_CHARS])}]]></ReplaceName></Button></xml>")
+        return (f"<xml><ToUserName><![CDATA[{xml_text(user_id)}]]></ToUserName>"
+                f"<FromUserName><![CDATA[{xml_text(corp_id)}]]></FromUserName>"
+                f"<CreateTime>{int(time.time())}</CreateTime><MsgType><![CDATA[update_button]]></MsgType>"
+                f"<Button><ReplaceName><![CDATA[{xml_text(reply.label[:MAX_LABEL_CHARS])}]]></ReplaceName></Button></xml>")
     if isinstance(reply, Text):
-        return claim, TextReply(source=corp_id, target=user_id, agent=agent_id,
-                                content=xml_text(fit(reply.content))).render()
+        return str(TextReply(source=corp_id, target=user_id, agent=agent_id, content=xml_text(fit(reply.content))).render())
     if isinstance(reply, News):
         article = {"title": xml_text(fit(reply.title, NEWS_TITLE_BYTES)),
                    "description": xml_text(fit(reply.description, NEWS_DESCRIPTION_BYTES)),
                    "image": xml_text(reply.picurl), "url": xml_text(reply.url)}
-        return claim, ArticlesReply(source=corp_id, target=user_id, agent=agent_id, articles=[article]).render()
-    return None
+        return str(ArticlesReply(source=corp_id, target=user_id, agent=agent_id, articles=[article]).render())
+    raise ValueError(f"a {reply.kind} reply does not fit in a passive answer")
 
 
-def callback_routes(codec: WeComCodec, receive: Receive, handoff: ReplyHandoff, config: WeComConfig,
+def callback_routes(codec: WeComCodec, receive: Receive, submit: Submit, config: WeComConfig,
                     max_body_bytes: int) -> list[web.RouteDef]:
     """`receive(key, message, deadline)` stores the message durably (False: a retry) and, when its
-    replies are queued before `deadline` (time.monotonic()), returns them still unsent."""
+    replies are queued before `deadline` (time.monotonic()), returns them (`Answered`)."""
 
     verify = url_verification(codec, CHANNEL)
 
     limit = min(max_body_bytes, CALLBACK_MAX_BYTES)
 
-    def render(claims: list[outbox_store.Claim]) -> tuple[outbox_store.Claim, str] | None:
-        chosen = passive_reply(claims, config.corp_id, config.agent_id)
-        return None if chosen is None else (chosen[0], codec.seal(chosen[1]))
+    def render(claim: outbox_store.Claim) -> str:
+        return codec.seal(passive_xml(claim, config.corp_id, config.agent_id))
 
     async def callback(request: web.Request) -> web.StreamResponse:
         # WeCom waits 5 s for the answer, counted from its request: so is our passive-reply budget.
@@ -201,7 +205,7 @@ def callback_routes(codec: WeComCodec, receive: Receive, handoff: ReplyHandoff, 
         if received.message is None:
             return web.Response(text="")
         try:
-            stored, replies = await receive(received.dedupe_key, received.message, deadline)
+            stored, answered = await receive(received.dedupe_key, received.message, deadline)
         except Exception as err:
             # Not stored, so not acknowledged: WeCom will retry.
             log.error("wecom callback not stored (%s); answering 503", type(err).__name__)
@@ -211,7 +215,7 @@ def callback_routes(codec: WeComCodec, receive: Receive, handoff: ReplyHandoff, 
         if not stored:
             log.info("wecom retry de-duplicated: %s", received.dedupe_key.split(":", 2)[1])
         # An empty 200 is WeCom's "received": the answer goes out later through message/send.
-        return await respond(request, CHANNEL, replies, deadline, handoff, render, "")
+        return await respond(request, CHANNEL, answered, deadline, submit, render, "")
 
     return [web.get("/wecom/callback", verify), web.post("/wecom/callback", callback)]
 
@@ -291,8 +295,8 @@ class WeComChannel:
         return SendLimits(config.wecom.member_messages_per_minute, config.wecom.member_messages_per_hour)
 
     def routes(self, config: Config, pipeline: Pipeline) -> list[web.RouteDef]:
-        return callback_routes(WeComCodec(config.wecom), receiver(CHANNEL, pipeline, config.wecom),
-                               reply_handoff(CHANNEL, pipeline), config.wecom, config.server.max_body_bytes)
+        return callback_routes(WeComCodec(config.wecom), receiver(CHANNEL, pipeline, config.wecom, pick_passive),
+                               submitter(CHANNEL, pipeline), config.wecom, config.server.max_body_bytes)
 
     def sender(self, config: Config, kit: SendingKit) -> WeComSender:
         return WeComSender(WeComClient(config.wecom, kit.http, kit.shared), kit.posters, kit.shared, kit.sources)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+from dataclasses import dataclass
 import time
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
@@ -15,6 +16,7 @@ from datetime import timedelta
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.channels.passive import Answered, PickPassive
 from bot.config import Config
 from bot.logs import REQUEST_ID
 from bot.metrics import COMMANDS, REPLIES, REPLY_SECONDS
@@ -49,6 +51,15 @@ def is_transient(err: BaseException) -> bool:
 DEFAULT_DEDUPE_SECONDS = 86400
 
 
+@dataclass(frozen=True)
+class _Waiter:
+    """A callback waiting for its message's replies until `deadline`, to answer with one (`pick`)."""
+
+    answered: asyncio.Future[Answered]
+    deadline: float
+    pick: PickPassive
+
+
 class LostClaim(Exception):
     """Another worker took the message over (our lease ran out); our work is rolled back."""
 
@@ -71,7 +82,7 @@ class InboxProcessor:
         self.lease = timedelta(seconds=config.inbox.lease_seconds)
         self._in_flight: set[int] = set()
         self._tasks: set[asyncio.Task[None]] = set()
-        self._waiters: dict[int, asyncio.Future[list[outbox_store.Claim]]] = {}
+        self._waiters: dict[int, _Waiter] = {}
         # Fewer workers than pooled connections, so callbacks always find a connection to store with.
         self._concurrency = asyncio.Semaphore(8)
 
@@ -83,27 +94,28 @@ class InboxProcessor:
         self.submit(claim.id, claim)
         return True
 
-    async def receive_and_wait(self, channel: str, dedupe_key: str, message: Incoming,
-                               deadline: float) -> tuple[bool, list[outbox_store.Claim] | None]:
+    async def receive_and_wait(self, channel: str, dedupe_key: str, message: Incoming, deadline: float,
+                               pick: PickPassive) -> tuple[bool, Answered | None]:
         """Like receive, but when the message is answered before `deadline` (time.monotonic()) its
-        replies are handed back unsent (for a passive reply) instead of to the outbox; None when not."""
+        replies are handed back (one of them, chosen by `pick`, recorded sent for the callback's
+        answer) instead of to the outbox; None when not."""
         claim = await self._store(channel, dedupe_key, message)
         if claim is None:
             return False, None
         inbox_id = claim.id
-        waiter: asyncio.Future[list[outbox_store.Claim]] = asyncio.get_running_loop().create_future()
+        waiter = _Waiter(asyncio.get_running_loop().create_future(), deadline, pick)
         self._waiters[inbox_id] = waiter
         self.submit(inbox_id, claim)
         try:
-            return True, await asyncio.wait_for(asyncio.shield(waiter), max(deadline - time.monotonic(), 0))
+            return True, await asyncio.wait_for(asyncio.shield(waiter.answered), max(deadline - time.monotonic(), 0))
         except asyncio.TimeoutError:
-            return True, (waiter.result() if waiter.done() else None)
+            return True, (waiter.answered.result() if waiter.answered.done() else None)
         finally:
             # From here on the processor sends them itself; if it handed them over while we were
             # cancelled (a shutdown), they go to the outbox now rather than wait for their lease.
             self._waiters.pop(inbox_id, None)
-            if waiter.done() and asyncio.current_task() is not None and asyncio.current_task().cancelling():
-                self.outbox.submit_claimed(waiter.result())
+            if waiter.answered.done() and asyncio.current_task() is not None and asyncio.current_task().cancelling():
+                self.outbox.submit_claimed(waiter.answered.result().claims)
 
     async def _store(self, channel: str, dedupe_key: str, message: Incoming) -> inbox_store.Claim | None:
         """Redis only ever remembers keys the database has committed, so "seen" can never
@@ -121,11 +133,23 @@ class InboxProcessor:
         await self.shared.set(redis_key, "1", self.dedupe_seconds.get(channel, DEFAULT_DEDUPE_SECONDS))
         return inbox_store.Claim(inbox_id, 1, payload, now)
 
-    def _hand_over(self, inbox_id: int, claims: list[outbox_store.Claim]) -> None:
-        """Replies go to a callback still waiting for them, or else straight to the outbox."""
+    def _passive_choice(self, inbox_id: int, replies: list[Reply]) -> int | None:
+        """Which reply goes into the answer of a callback still waiting in time, if one fits."""
+        waiter = self._waiters.get(inbox_id)
+        if waiter is None or waiter.answered.done() or time.monotonic() >= waiter.deadline or not replies:
+            return None
+        try:
+            return waiter.pick([reply_to_payload(r) for r in replies])
+        except Exception:
+            log.exception("inbox row %d: cannot pick a passive reply; all go as messages", inbox_id)
+            return None
+
+    def _hand_over(self, inbox_id: int, claims: list[outbox_store.Claim], passive: int | None = None) -> None:
+        """Replies go to a callback still waiting for them, or else straight to the outbox (a reply
+        recorded sent for an answer that is no longer waiting is sent, and recorded sent again)."""
         waiter = self._waiters.pop(inbox_id, None)
-        if waiter is not None and not waiter.done():
-            waiter.set_result(claims)
+        if waiter is not None and not waiter.answered.done():
+            waiter.answered.set_result(Answered(claims, claims[passive] if passive is not None else None))
         else:
             for claim in claims:
                 REPLIES.labels(claim.channel, "active").inc()
@@ -174,9 +198,10 @@ class InboxProcessor:
             return
         try:
             async with self.db.session() as session:
-                replies = await self.router.dispatch(session, message, claim.id)
+                replies = bind_button_labels(message, await self.router.dispatch(session, message, claim.id))
                 left_behind = left_for_after_commit(session)
-                outbox_claims = await self._enqueue(session, message, replies, claim.id)
+                passive = self._passive_choice(claim.id, replies)
+                outbox_claims = await self._enqueue(session, message, replies, claim.id, passive)
                 if not await inbox_store.finish(session, claim, "done"):
                     raise LostClaim()
         except LostClaim:
@@ -202,23 +227,26 @@ class InboxProcessor:
                 log.exception("inbox row %d: its side effects failed; the periodic job retries them", inbox_id)
         if claim.received_at is not None:
             REPLY_SECONDS.observe(max((utcnow() - claim.received_at).total_seconds(), 0.0))
-        self._hand_over(claim.id, outbox_claims)
+        self._hand_over(claim.id, outbox_claims, passive)
         self.outbox.kick()  # the handler may have queued more (a broadcast)
 
     async def _give_up(self, claim: inbox_store.Claim, message: Incoming, error: str) -> None:
         async with self.db.session() as session:
             if not await inbox_store.finish(session, claim, "failed", error[:1000]):
                 return
-            outbox_claims = await self._enqueue(session, message, [answers.APOLOGY], claim.id)
-        self._hand_over(claim.id, outbox_claims)
+            passive = self._passive_choice(claim.id, [answers.APOLOGY])
+            outbox_claims = await self._enqueue(session, message, [answers.APOLOGY], claim.id, passive)
+        self._hand_over(claim.id, outbox_claims, passive)
 
     @staticmethod
-    async def _enqueue(session: AsyncSession, message: Incoming, replies: list[Reply],
-                       inbox_id: int) -> list[outbox_store.Claim]:
+    async def _enqueue(session: AsyncSession, message: Incoming, replies: list[Reply], inbox_id: int,
+                       passive: int | None = None) -> list[outbox_store.Claim]:
+        """The replies queued claimed by us; `passive` (an index) recorded sent, for the callback's answer."""
         return [
             await outbox_store.add(session, channel=message.channel, recipient=message.user_id,
-                                   payload=reply_to_payload(reply), inbox_id=inbox_id, claimed=True)
-            for reply in bind_button_labels(message, replies)
+                                   payload=reply_to_payload(reply), inbox_id=inbox_id, claimed=True,
+                                   sent=i == passive)
+            for i, reply in enumerate(replies)
         ]
 
 

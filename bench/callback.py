@@ -1,8 +1,10 @@
 """Benchmark: encrypted `help` callbacks through the full path of a real `partnerbot serve` process.
 
-verify → decrypt → de-duplicate → inbox row → acknowledge → route → outbox → message/send to the
-WeCom simulator. Prints messages/s, acknowledgement latency (p50/p99) and the ratio to a
-decrypt-and-parse-only loop over the same callbacks, measured in the same run.
+verify → decrypt → de-duplicate → inbox row → route → outbox → the reply in the callback's answer (a
+passive reply, when ready within [wecom] passive_reply_seconds) or message/send to the WeCom
+simulator. Prints messages/s, acknowledgement latency (p50/p99), how many replies went passive and
+active (the simulator's count and the bot's /metrics), and the ratio to a decrypt-and-parse-only loop
+over the same callbacks, measured in the same run. `--passive-seconds 0` measures without passive replies.
 
     python bench/callback.py --database postgresql+asyncpg://root@127.0.0.1:5432/test \\
                              --redis redis://127.0.0.1:6379/0
@@ -38,28 +40,35 @@ async def run(args: argparse.Namespace) -> None:
                for i in range(max(100, args.messages // 20))]
     await db.seed(members)
     try:
-        async with BotAndSimulator(db.url, args.redis, {m.userid: m.name for m in members}) as stack:
+        env = {} if args.passive_seconds is None else {"PARTNERBOT_WECOM_PASSIVE_REPLY_SECONDS": str(args.passive_seconds)}
+        async with BotAndSimulator(db.url, args.redis, {m.userid: m.name for m in members}, **env) as stack:
             sim = stack.sim
             now = int(time.time())
-            callbacks = [sim.encrypt_callback(sim.text_xml(members[i % len(members)].userid, "help",
-                                                           str(10**15 + i), now)) for i in range(args.messages)]
+            senders = [members[i % len(members)].userid for i in range(args.messages)]
+            callbacks = [sim.encrypt_callback(sim.text_xml(senders[i], "help", str(10**15 + i), now))
+                         for i in range(args.messages)]
             url = f"{stack.bot_url}/wecom/callback"
             async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=args.concurrency)) as http:
-                for query, body in callbacks[:20]:  # warm up: connections, token, caches
+                for (query, body), userid in zip(callbacks[:20], senders):  # warm up: connections, token, caches
                     async with http.post(f"{url}?{query}", data=body) as response:
                         assert response.status == 200
+                        sim.take_answer(userid, await response.read())
                 await wait_for_replies(sim, 20)
 
-                queue, latencies, statuses = list(callbacks[20:]), [], {}
+                queue, latencies, statuses = list(zip(callbacks[20:], senders[20:])), [], {}
 
                 async def worker() -> None:
                     while queue:
-                        query, body = queue.pop()
+                        (query, body), userid = queue.pop()
                         started = time.perf_counter()
                         async with http.post(f"{url}?{query}", data=body) as response:
-                            await response.read()
+                            answer = await response.read()
                             statuses[response.status] = statuses.get(response.status, 0) + 1
                         latencies.append(time.perf_counter() - started)
+                        # As WeCom does: a passive reply in the answer is shown to the member.
+                        error, _ = sim.take_answer(userid, answer)
+                        if error:
+                            raise SystemExit(error)
 
                 measured = len(queue)
                 started = time.perf_counter()
@@ -67,7 +76,10 @@ async def run(args: argparse.Namespace) -> None:
                 acked = time.perf_counter() - started
                 await wait_for_replies(sim, args.messages)
                 replied = time.perf_counter() - started
+                async with http.get(f"{stack.bot_url}/metrics") as response:
+                    metrics = await response.text()
             replies, dropped = len(sim.bot_messages()), len(sim.dropped)
+            passive, active = sim.api_calls["passive"], sim.api_calls["message/send"]
     finally:
         await db.drop()
 
@@ -92,6 +104,12 @@ async def run(args: argparse.Namespace) -> None:
     print(f"  ratio full path/baseline  {full_rate / base_rate:10.3f}")
     summary("callbacks answered", full_rate, "msg/s", base_rate, "msg/s decrypt+parse", full_rate / base_rate)
     print(f"  replies {replies} (duplicates {replies - args.messages}, dropped by WeCom limits {dropped})")
+    print(f"  passive replies           {passive:10d}   (in the callback's answer)")
+    print(f"  active replies            {active:10d}   (message/send)")
+    counted = {line.split("how=\"")[1].split("\"")[0]: float(line.rsplit(" ", 1)[1])
+               for line in metrics.splitlines() if line.startswith('partnerbot_replies_total{channel="wecom"')}
+    print(f"  /metrics replies          passive {counted.get('passive', 0):.0f}, active {counted.get('active', 0):.0f}")
+    summary("callback replies passive", passive / max(passive + active, 1), "share")
 
 
 def main() -> None:
@@ -100,6 +118,8 @@ def main() -> None:
     parser.add_argument("--redis", default="", help="Redis URL, or empty for none")
     parser.add_argument("--messages", type=int, default=3000)
     parser.add_argument("--concurrency", type=int, default=50)
+    parser.add_argument("--passive-seconds", type=float, default=None,
+                        help="[wecom] passive_reply_seconds for the bot (default: its own default; 0 = off)")
     asyncio.run(run(parser.parse_args()))
 
 

@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 
 import aiohttp
 from sqlalchemy import func, select
@@ -59,8 +60,10 @@ async def start_extra(stack: BotAndSimulator) -> tuple[subprocess.Popen, str]:
     raise SystemExit("an extra instance did not start")
 
 
-async def spread(urls: list[str], requests: list[tuple[str, str, dict, bytes | None]], concurrency: int) -> float:
-    """Send (method, path, headers, body) requests round-robin over the instances; seconds taken."""
+async def spread(urls: list[str], requests: list[tuple[str, str, dict, bytes | None]], concurrency: int,
+                 answers: Callable[[str, bytes], object] | None = None) -> float:
+    """Send (method, path, headers, body) requests round-robin over the instances; seconds taken.
+    `answers(path, body)` gets each answer (a callback's may carry a passive reply, as WeCom's do)."""
     targets = itertools.cycle(urls)
     queue = list(requests)
     async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar(),
@@ -71,9 +74,11 @@ async def spread(urls: list[str], requests: list[tuple[str, str, dict, bytes | N
                 for attempt in range(4):  # a 503 (the database busy) is retried, as WeCom retries a callback
                     async with http.request(method, next(targets) + path, headers=headers, data=body,
                                             allow_redirects=False) as response:
-                        await response.read()
+                        answer = await response.read()
                         if response.status != 503 or attempt == 3:
                             assert response.status in (200, 302), response.status
+                            if answers is not None:
+                                answers(path, answer)
                             break
                     RETRIED[0] += 1
                     await asyncio.sleep(1.0)
@@ -115,13 +120,19 @@ async def measure(instances: int, args: argparse.Namespace) -> dict[str, float]:
             idle_rate = (cpu() - cpu_before) / (time.perf_counter() - idle_started)
             sim, now = stack.sim, int(time.time())
 
+            senders: dict[str, str] = {}  # callback path -> who sent it, to hand the answer to the simulator
+
             def callbacks_of(first: int, count: int) -> list[tuple[str, str, dict, bytes | None]]:
                 made = []
                 for i in range(first, first + count):
                     xml = sim.text_xml(members[i % len(members)].userid, "help", str(10**15 + i), now)
                     query, body = sim.encrypt_callback(xml)
                     made.append(("POST", f"/wecom/callback?{query}", {"Content-Type": "text/xml"}, body))
+                    senders[made[-1][1]] = members[i % len(members)].userid
                 return made
+
+            def take_answer(path: str, answer: bytes) -> None:
+                sim.take_answer(senders[path], answer)
 
             async def replies(expected: int, started: float) -> None:
                 while len(sim.bot_messages()) < expected:
@@ -141,7 +152,7 @@ async def measure(instances: int, args: argparse.Namespace) -> dict[str, float]:
             # Warm up every instance (connections, prepared statements, the token, each link in its
             # link cache) so that the figures are the steady state's, not each process's first minute.
             warm = 50 * len(urls)
-            await spread(urls, callbacks_of(args.messages, warm), args.concurrency)
+            await spread(urls, callbacks_of(args.messages, warm), args.concurrency, take_answer)
             await replies(warm, time.perf_counter())
             warm_redirects = [("GET", f"/t/{codes[i % len(codes)]}", {"Cookie": stack.visitor_cookie(10**6 + i),
                                                                       "User-Agent": BROWSER}, None)
@@ -154,7 +165,7 @@ async def measure(instances: int, args: argparse.Namespace) -> dict[str, float]:
             callbacks = callbacks_of(0, args.messages)
             cpu_before = cpu()
             started = time.perf_counter()
-            await spread(urls, callbacks, args.concurrency)
+            await spread(urls, callbacks, args.concurrency, take_answer)
             await replies(before + args.messages, started)
             answered = args.messages / (time.perf_counter() - started)
             callback_cpu = (cpu() - cpu_before) / args.messages
@@ -198,14 +209,15 @@ async def claim_phase(store: Database, sim, urls: list[str], members: list[Membe
     rng, now = random.Random(7), int(time.time())
     async with store.session() as session:
         first = int(await session.scalar(select(func.min(Lead.id))))
-    requests = []
+    requests, senders = [], {}
     for i in range(args.claims):
         xml = sim.text_xml(members[i % len(members)].userid, f"领取 {first + rng.randrange(leads)}", str(2 * 10**15 + i), now)
         query, body = sim.encrypt_callback(xml)
         requests.append(("POST", f"/wecom/callback?{query}", {"Content-Type": "text/xml"}, body))
+        senders[requests[-1][1]] = members[i % len(members)].userid
     before = len(sim.bot_messages())
     started = time.perf_counter()
-    await spread(urls, requests, args.concurrency)
+    await spread(urls, requests, args.concurrency, lambda path, answer: sim.take_answer(senders[path], answer))
     while len(sim.bot_messages()) < before + args.claims:
         if time.perf_counter() - started > 600:
             raise SystemExit(f"only {len(sim.bot_messages()) - before} of {args.claims} claim replies arrived")

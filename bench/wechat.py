@@ -55,6 +55,8 @@ async def run(args: argparse.Namespace) -> None:
         config.database.url = url
         config.posters.cache_dir = tempfile.mkdtemp()
         config.wecom.member_messages_per_minute = config.wecom.member_messages_per_hour = 10**6
+        # The WeCom side is the acknowledgement-only baseline: its replies through message/send.
+        config.wecom.passive_reply_seconds = 0
         w, c = config.wecom, config.wechat
         w.corp_id, w.agent_id, w.secret, w.token, w.encoding_aes_key = "wwbench", 1000002, "s", "t", key()
         c.app_id, c.secret, c.token, c.encoding_aes_key = "wxbench", "s", "t", key()

@@ -79,6 +79,10 @@ class WeComConfig:
     # WeCom's per-company limits on media/upload (posters, charts, images), shared by every instance.
     media_uploads_per_minute: int = 10000
     media_uploads_per_hour: int = 150000
+    # WeCom waits 5 s for the callback's answer: a reply ready within this many seconds goes back in it
+    # (a passive reply: one round trip less, and not counted against the app's daily message quota);
+    # later ones, and the rest of a multi-reply answer, through message/send. 0 turns it off.
+    passive_reply_seconds: float = 3.0
     # How often each instance reads back what content forwarded to customers (`forward N`) reached.
     forward_check_seconds: float = 600.0
     # `forward N` also makes a Moments (客户朋友圈) task, the member its only sender, for members with

@@ -69,9 +69,11 @@ def validate(config: Config) -> None:
                  f"console (letters and digits), got {len(key)} characters")
     if config.wechat.enabled and not config.wechat.token:
         fail("[wechat] token", "must be set when [wechat] app_id is (it signs every callback)")
-    if not 0 <= config.wechat.passive_reply_seconds <= 4.5:
-        fail("[wechat] passive_reply_seconds", "must be from 0 to 4.5 (WeChat waits 5 s for the answer), "
-             f"got {config.wechat.passive_reply_seconds}")
+    for section, console in (("wecom", "WeCom"), ("wechat", "WeChat")):
+        seconds = getattr(config, section).passive_reply_seconds
+        if not 0 <= seconds <= 4.5:
+            fail(f"[{section}] passive_reply_seconds", f"must be from 0 to 4.5 ({console} waits 5 s for the answer), "
+                 f"got {seconds}")
     if not Path(config.posters.templates_dir).is_dir():
         fail("[posters] templates_dir", f"is not a folder: {config.posters.templates_dir!r}")
     for proxy in filter(None, (p.strip() for p in config.server.trusted_proxies.split(","))):

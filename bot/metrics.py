@@ -11,6 +11,9 @@ COMMANDS = Counter("partnerbot_commands", "Chat messages processed by outcome", 
 REPLY_SECONDS = Histogram("partnerbot_reply_seconds", "From a message being stored to its replies being queued",
                           buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30), registry=REGISTRY)
 OUTBOX = Counter("partnerbot_outbox_messages", "Outbox deliveries by outcome", ["result"], registry=REGISTRY)
+REPLIES = Counter("partnerbot_replies", "Replies to chat messages by channel and how they went: passive (in the "
+                  "callback's own answer) or active (through the platform's send API)", ["channel", "how"],
+                  registry=REGISTRY)
 REDIRECTS = Counter("partnerbot_redirects", "Tracked-link redirects by outcome", ["result"], registry=REGISTRY)
 COMMAND_OUTCOMES = Counter("partnerbot_command_outcomes", "Chat commands by command and outcome (done, bad_input, refused)",
                            ["command", "outcome"], registry=REGISTRY)

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
-from handlers.replies import Text
+from handlers.replies import ButtonLabel, Reply, Text
 from handlers import words
 from handlers.context import ArgError, Context, parse_id
 from store import pool
@@ -52,11 +52,13 @@ async def show_pool(ctx: Context, words: list[str]) -> Text:
     return Text("\n".join(lines))
 
 
-async def claim_lead(ctx: Context, lead_id: int) -> Text:
+async def claim_lead(ctx: Context, lead_id: int) -> list[Reply]:
     lead = await pool.claim(ctx.session, ctx.member, lead_id, await ctx.pool_rules())
-    return Text(ctx.say(
+    return [Text(ctx.say(
         f"Lead #{lead.id} is yours: {_line(lead, full_phone=True)}\nLog what happens: follow {lead.id} called, sends quote",
-        f"线索 #{lead.id} 已归您：{_line(lead, full_phone=True)}\n记录跟进：跟进 {lead.id} 已电话沟通，发报价"))
+        f"线索 #{lead.id} 已归您：{_line(lead, full_phone=True)}\n记录跟进：跟进 {lead.id} 已电话沟通，发报价")),
+        # Claimed for good: a card's claim button that was tapped is done (refusals leave it tappable).
+        ButtonLabel(ctx.say("Claimed", "已领取"))]
 
 
 async def return_lead(ctx: Context, args: LeadText) -> Text:

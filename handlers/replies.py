@@ -124,9 +124,21 @@ class News:
     kind: Literal["news"] = "news"
 
 
-Reply = Union[Text, Markdown, Image, Poster, Stamped, Chart, Card, News]
+@dataclass(frozen=True)
+class ButtonLabel:
+    """What the card button the member tapped reads from now on (e.g. "已领取"): WeCom greys the card's
+    buttons out under this label, so only a handler whose action is done for good returns one. It
+    changes the card only when the message was a tap on a card button (the inbox fills in the tap's
+    `response_code`); after a typed command, or on a channel without cards, there is none to change."""
+
+    label: str
+    response_code: str = ""
+    kind: Literal["button_label"] = "button_label"
+
+
+Reply = Union[Text, Markdown, Image, Poster, Stamped, Chart, Card, News, ButtonLabel]
 _REPLY_TYPES: dict[str, type] = {"text": Text, "markdown": Markdown, "image": Image, "poster": Poster, "stamped": Stamped,
-                                 "chart": Chart, "card": Card, "news": News}
+                                 "chart": Chart, "card": Card, "news": News, "button_label": ButtonLabel}
 
 
 def reply_to_payload(reply: Reply) -> dict[str, Any]:

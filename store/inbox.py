@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, bindparam, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from store.db import dialect_insert
@@ -24,19 +24,36 @@ class Claim:
     received_at: datetime | None = None
 
 
-async def add(session: AsyncSession, *, channel: str, dedupe_key: str, user_id: str,
-              payload: dict[str, Any]) -> int | None:
-    """Store a received message; None when the same key was stored before (a platform retry)."""
-    # One statement, no savepoint: this runs on every callback before it is acknowledged.
-    insert = dialect_insert(session)
-    statement = (
+def _insert_statement(insert: Any) -> Any:
+    return (
         insert(InboxMessage)
-        .values(channel=channel, dedupe_key=dedupe_key, user_id=user_id, payload=payload, status="pending",
-                attempts=0, received_at=utcnow())
+        .values(channel=bindparam("channel"), dedupe_key=bindparam("dedupe_key"), user_id=bindparam("user_id"),
+                payload=bindparam("payload", type_=InboxMessage.payload.type), status=bindparam("status"),
+                attempts=bindparam("attempts"), claimed_at=bindparam("claimed_at", type_=InboxMessage.claimed_at.type),
+                received_at=bindparam("received_at", type_=InboxMessage.received_at.type))
         .on_conflict_do_nothing(index_elements=["dedupe_key"])
         .returning(InboxMessage.id)
     )
-    return await session.scalar(statement)
+
+
+# Built once per dialect: building a statement costs more than running it on this path (every callback).
+_INSERTS: dict[Any, Any] = {}
+
+
+async def add(session: AsyncSession, *, channel: str, dedupe_key: str, user_id: str,
+              payload: dict[str, Any], claimed_at: datetime | None = None) -> int | None:
+    """Store a received message; None when the same key was stored before (a platform retry).
+    `claimed_at`: store it already claimed (attempts 1) by the caller, who processes it right away
+    (saving a claim's round trips); should the caller die, the lease hands it to others."""
+    # One statement, no savepoint: this runs on every callback before it is acknowledged.
+    insert = dialect_insert(session)
+    statement = _INSERTS.get(insert)
+    if statement is None:
+        statement = _INSERTS[insert] = _insert_statement(insert)
+    return await session.scalar(statement, {
+        "channel": channel, "dedupe_key": dedupe_key, "user_id": user_id, "payload": payload,
+        "status": "processing" if claimed_at else "pending", "attempts": 1 if claimed_at else 0,
+        "claimed_at": claimed_at, "received_at": claimed_at or utcnow()})
 
 
 def _claimable(now: datetime, lease: timedelta):  # type: ignore[no-untyped-def]
@@ -58,14 +75,20 @@ async def claim(session: AsyncSession, inbox_id: int, lease: timedelta) -> Claim
     return Claim(inbox_id, row.attempts, row.payload, row.received_at) if row else None
 
 
+_FINISH = (
+    update(InboxMessage)
+    .where(InboxMessage.id == bindparam("claim_id"), InboxMessage.status == "processing",
+           InboxMessage.attempts == bindparam("claim_attempts"))
+    .values(status=bindparam("new_status"), processed_at=bindparam("now", type_=InboxMessage.processed_at.type),
+            error=bindparam("error"))
+    .execution_options(synchronize_session=False)
+)
+
+
 async def finish(session: AsyncSession, claim: Claim, status: str, error: str | None = None) -> bool:
     """Mark done/failed if this claim is still the latest; False means someone took it over."""
-    result = await session.execute(
-        update(InboxMessage)
-        .where(InboxMessage.id == claim.id, InboxMessage.status == "processing",
-               InboxMessage.attempts == claim.attempts)
-        .values(status=status, processed_at=utcnow(), error=error)
-    )
+    result = await session.execute(_FINISH, {"claim_id": claim.id, "claim_attempts": claim.attempts,
+                                             "new_status": status, "now": utcnow(), "error": error})
     return result.rowcount == 1
 
 

@@ -29,14 +29,19 @@ class Claim:
 
 
 async def add(session: AsyncSession, *, channel: str, recipient: str, payload: dict[str, Any],
-              inbox_id: int | None = None, dedupe_key: str | None = None, claimed: bool = False) -> Claim:
+              inbox_id: int | None = None, dedupe_key: str | None = None, claimed: bool = False,
+              sent: bool = False) -> Claim:
     """Queue a message. `claimed` queues it already claimed by the caller, who sends it right after
-    the commit (saving a claim round trip); should the caller die, the lease hands it to others."""
+    the commit (saving a claim round trip); should the caller die, the lease hands it to others.
+    `sent` records it sent already (with `claimed`): a passive reply, which goes out in the answer to
+    the callback once this commits; should that fail, the caller sends it and marks it again."""
     now = utcnow()
+    claimed = claimed or sent
     row = OutboxMessage(channel=channel, recipient=recipient, kind=payload["kind"], payload=payload,
-                        inbox_id=inbox_id, dedupe_key=dedupe_key, status="sending" if claimed else "pending",
+                        inbox_id=inbox_id, dedupe_key=dedupe_key,
+                        status="sent" if sent else "sending" if claimed else "pending",
                         attempts=1 if claimed else 0, claimed_at=now if claimed else None,
-                        next_attempt_at=now, created_at=now)
+                        next_attempt_at=now, created_at=now, sent_at=now if sent else None)
     session.add(row)
     await session.flush()
     return Claim(row.id, row.attempts, channel, recipient, payload)

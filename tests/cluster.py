@@ -126,6 +126,8 @@ class Cluster:
                 async with http.post(f"{url}/wecom/callback?{query}", data=body,
                                      timeout=aiohttp.ClientTimeout(total=5)) as response:
                     if response.status == 200:
+                        # As WeCom: a passive reply in the answer is shown to the member.
+                        self.sim.take_answer(userid, await response.read())
                         return True
             except (aiohttp.ClientError, asyncio.TimeoutError):
                 pass

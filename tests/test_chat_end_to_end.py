@@ -119,6 +119,7 @@ async def test_url_verification_get(stack: Stack) -> None:
 
 
 async def test_transient_wecom_errors_are_retried_once_delivered(stack: Stack) -> None:
+    stack.config.wecom.passive_reply_seconds = 0  # every reply through message/send
     stack.sim.fail_next_sends(-1, 2)  # system busy twice, then fine
     [reply] = await stack.ask("p2", "help")
     assert reply.startswith("Hi Li Na")
@@ -128,6 +129,7 @@ async def test_transient_wecom_errors_are_retried_once_delivered(stack: Stack) -
 
 
 async def test_a_permanent_wecom_error_is_recorded_not_retried(stack: Stack) -> None:
+    stack.config.wecom.passive_reply_seconds = 0  # every reply through message/send
     stack.sim.fail_next_sends(40056, 1)  # invalid agentid: a configuration error
     await stack.sim.send_text("p2", "help")
     row = await eventually(lambda: outbox_row(stack, "failed"))
@@ -137,7 +139,8 @@ async def test_a_permanent_wecom_error_is_recorded_not_retried(stack: Stack) -> 
 
 
 async def test_slow_handling_does_not_delay_the_acknowledgement(sqlite_url: str) -> None:
-    """WeCom retries after 5 s without a 200: a slow command must not hold the answer to the callback."""
+    """WeCom retries after 5 s without a 200: a slow command holds the answer to the callback no longer
+    than the passive-reply budget (well inside the 5 s), and its reply goes through message/send."""
     from handlers.replies import Text
     from handlers.context import EVERY_ROLE, Command, CommandTable
     from tests.conftest import make_config, seed, start_stack
@@ -152,10 +155,11 @@ async def test_slow_handling_does_not_delay_the_acknowledgement(sqlite_url: str)
     try:
         started = time.monotonic()
         delivery = await stack.sim.send_text("p2", "slow")
-        assert delivery.attempts == ["200"]
-        assert time.monotonic() - started < 1.0
+        assert delivery.attempts == ["200"] and delivery.reply is None
+        assert time.monotonic() - started < stack.config.wecom.passive_reply_seconds + 1.0
         [reply] = await stack.sim.wait_for_bot_messages("p2", 1, timeout=15)
-        assert reply.body["content"] == "done at last"
+        assert reply.body["content"] == "done at last" and "via" not in reply.body
+        assert stack.sim.api_calls["message/send"] == 1
     finally:
         for runner in reversed(stack.runners):
             await runner.cleanup()

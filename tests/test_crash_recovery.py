@@ -46,7 +46,9 @@ async def test_inbox_rows_left_by_a_dead_instance_are_answered_once(sqlite_url: 
 
 async def test_outbox_row_whose_sender_died_is_resent_with_wecoms_duplicate_check(sqlite_url: str) -> None:
     await seed(sqlite_url)
-    stack = await start_stack(make_config(sqlite_url))
+    config = make_config(sqlite_url)
+    config.wecom.passive_reply_seconds = 0  # the reply goes through message/send, whose sender dies
+    stack = await start_stack(config)
     db = Database(sqlite_url)
     try:
         await stack.sim.send_text("p2", "help")
@@ -85,7 +87,9 @@ async def test_kill_9_between_acknowledgement_and_reply(tmp_path: Path) -> None:
     bot = ServeProcess(serve_env(config, bot_port, PARTNERBOT_INBOX_LEASE_SECONDS="2",
                                  PARTNERBOT_INBOX_SWEEP_INTERVAL_SECONDS="0.2", PARTNERBOT_OUTBOX_LEASE_SECONDS="2",
                                  PARTNERBOT_OUTBOX_BACKOFF_BASE_SECONDS="0.2",
-                                 PARTNERBOT_OUTBOX_BACKOFF_MAX_SECONDS="0.5"), tmp_path, bot_port)
+                                 PARTNERBOT_OUTBOX_BACKOFF_MAX_SECONDS="0.5",
+                                 # The reply must wait for the API (a passive one would not).
+                                 PARTNERBOT_WECOM_PASSIVE_REPLY_SECONDS="0"), tmp_path, bot_port)
     try:
         await bot.start()
         sim.api_available = False  # WeCom's API fails: the reply cannot go out yet

@@ -109,6 +109,7 @@ async def test_slow_wecom_api_means_a_retry_but_one_message(sqlite_url: str) -> 
     await seed(sqlite_url)
     config = make_config(sqlite_url)
     config.wecom.api_timeout_seconds = 0.3
+    config.wecom.passive_reply_seconds = 0  # the reply goes through the slow message/send
     stack = await start_stack(config)
     try:
         stack.sim.send_latency = 0.6

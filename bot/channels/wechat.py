@@ -17,7 +17,7 @@ import re
 import secrets
 import time
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
 from wechatpy.crypto import WeChatCrypto
@@ -26,13 +26,14 @@ from wechatpy.replies import TextReply
 from wechatpy.utils import WeChatSigner
 
 from bot.channels.base import Pipeline, SendingKit
+from bot.channels.passive import Answered, Receive, Submit, receiver, respond, submitter, xml_text
 from bot.channels.media import MediaSender
 from bot.channels.wechat_api import WeChatClient
 from bot.channels.envelope import (CALLBACK_MAX_BYTES, CallbackRejected, ascii_int, check_timestamp, ciphertext_of,
                                    read_body, refuse_oversized, url_verification)
 from bot.channels.wecom import Received, fit, parse_xml
 from bot.config import Config, WeChatConfig
-from bot.metrics import CALLBACKS, OUTBOX
+from bot.metrics import CALLBACKS
 from handlers.replies import Card, Incoming, News, Reply, reply_from_payload
 from store import bindings
 from store import outbox as outbox_store
@@ -77,8 +78,10 @@ class WeChatCodec:
             raise CallbackRejected(400, "missing echostr")
         return str(echo)
 
-    def open(self, query: Any, body: bytes, now: float | None = None) -> Envelope:
-        timestamp, nonce = self.check_query(query, now)
+    def open(self, query: Any, body: bytes, now: float | None = None,
+             checked: tuple[str, str] | None = None) -> Envelope:
+        """`checked`: what check_query returned for this query (so it is not checked twice)."""
+        timestamp, nonce = checked or self.check_query(query, now)
         if query.get("encrypt_type", "raw") != "aes":
             # In plaintext mode `signature` covers only the timestamp and nonce, not the body: an
             # account that has an AES key takes nothing it did not encrypt.
@@ -152,32 +155,15 @@ def as_text(reply: Reply) -> str | None:
     return None
 
 
-_XML_INVALID = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+def pick_passive(payloads: list[dict[str, Any]]) -> int | None:
+    """The first reply, if it is text at heart (WeChat's passive reply here is always text)."""
+    return 0 if payloads and as_text(reply_from_payload(payloads[0])) is not None else None
 
 
-def xml_text(text: str) -> str:
-    """Text that survives inside wechatpy's CDATA section: no ']]>' (split across two sections) and
-    no characters XML 1.0 forbids. Followers' own words, lead names and task titles can hold either."""
-    return _XML_INVALID.sub("", text).replace("]]>", "]]]]><![CDATA[>")
-
-
-# receive(key, message, deadline): stored?, and the replies if they were queued before the deadline.
-Receive = Callable[[str, Incoming, float], Awaitable[tuple[bool, list[outbox_store.Claim] | None]]]
-
-
-@dataclass(frozen=True)
-class ReplyHandoff:
-    """How the callback passes on replies it got in time: `mark_passive(claim)` records one as sent
-    in the answer (False: it could not), `submit(claims)` gives the others to the outbox."""
-
-    mark_passive: Callable[[outbox_store.Claim], Awaitable[bool]]
-    submit: Callable[[list[outbox_store.Claim]], None]
-
-
-def callback_routes(codec: WeChatCodec, receive: Receive, handoff: ReplyHandoff, config: WeChatConfig,
+def callback_routes(codec: WeChatCodec, receive: Receive, submit: Submit, config: WeChatConfig,
                     max_body_bytes: int) -> list[web.RouteDef]:
     """`receive(key, message, deadline)` stores the message (False: a retry) and, when its replies are
-    queued before `deadline` (time.monotonic()), returns them still unsent."""
+    queued before `deadline` (time.monotonic()), returns them (`Answered`)."""
 
     verify = url_verification(codec, CHANNEL)
 
@@ -189,8 +175,8 @@ def callback_routes(codec: WeChatCodec, receive: Receive, handoff: ReplyHandoff,
         try:
             # Cheapest first: the query and its signature, then a bounded read, then real work.
             refuse_oversized(request, limit)
-            codec.check_query(request.query)
-            envelope = codec.open(request.query, await read_body(request, limit))
+            checked = codec.check_query(request.query)
+            envelope = codec.open(request.query, await read_body(request, limit), checked=checked)
             received = read_message(envelope.plaintext)
         except CallbackRejected as err:
             log.warning("wechat callback refused: %s", err.reason)
@@ -202,29 +188,21 @@ def callback_routes(codec: WeChatCodec, receive: Receive, handoff: ReplyHandoff,
         if received.message is None:
             return web.Response(text="success")
         try:
-            stored, replies = await receive(received.dedupe_key, received.message, deadline)
+            stored, answered = await receive(received.dedupe_key, received.message, deadline)
         except Exception as err:
             log.error("wechat callback not stored (%s); answering 503", type(err).__name__)
             CALLBACKS.labels("failed").inc()
             return web.Response(status=503, text="try again")
         CALLBACKS.labels("accepted" if stored else "duplicate").inc()
-        if not replies:
-            return web.Response(text="success")  # "success": received, the answer comes later
-        first, sent_passively = replies[0], False
-        try:
-            content = as_text(reply_from_payload(first.payload))
-            # Too late, WeChat has hung up and will retry (and the retry is a duplicate): send it as a message.
-            if content is None or time.monotonic() > deadline or not await handoff.mark_passive(first):
-                return web.Response(text="success")
-            sent_passively = True
+
+        def render(claim: outbox_store.Claim) -> str:
+            content = as_text(reply_from_payload(claim.payload))
+            assert content is not None  # pick_passive chose it for being text
             reply = TextReply(source=received.account, target=received.message.user_id, content=xml_text(content))
-            answer = web.Response(text=codec.seal(reply.render(), envelope), content_type="application/xml")
-            # Answer first, so the passive reply reaches the follower before the ones that follow it.
-            await answer.prepare(request)
-            await answer.write_eof()
-            return answer
-        finally:  # also when WeChat hung up meanwhile: the others still go out
-            handoff.submit(replies[1:] if sent_passively else replies)
+            return codec.seal(reply.render(), envelope)
+
+        # "success": received, the answer comes later.
+        return await respond(request, CHANNEL, answered, deadline, submit, render, "success")
 
     return [web.get("/wechat/callback", verify), web.post("/wechat/callback", callback)]
 
@@ -282,27 +260,17 @@ class WeChatChannel:
             except Exception as err:  # they are released the next time the follower writes
                 log.warning("wechat: cannot release waiting messages now (%s)", type(err).__name__)
 
+        wait_for_replies = receiver(CHANNEL, pipeline, config.wechat, pick_passive)
+
         async def receive(dedupe_key: str, message: Incoming,
-                          deadline: float) -> tuple[bool, list[outbox_store.Claim] | None]:
+                          deadline: float) -> tuple[bool, Answered | None]:
             # Beside the callback, not in its way: the passive reply has a deadline.
             task = asyncio.create_task(release_parked(message.user_id))
             background.add(task)
             task.add_done_callback(background.discard)
-            return await pipeline.inbox().receive_and_wait(CHANNEL, dedupe_key, message, deadline)
+            return await wait_for_replies(dedupe_key, message, deadline)
 
-        async def mark_passive(claim: outbox_store.Claim) -> bool:
-            try:
-                async with pipeline.db().session() as session:
-                    if not await outbox_store.mark_sent(session, [claim]):
-                        return False  # another instance took the row over (our lease ran out): it sends it
-            except Exception as err:
-                log.warning("wechat: cannot record a passive reply (%s); sending it as a message", type(err).__name__)
-                return False
-            OUTBOX.labels("passive").inc()
-            return True
-
-        handoff = ReplyHandoff(mark_passive, lambda claims: pipeline.outbox().submit_claimed(claims))
-        return callback_routes(WeChatCodec(config.wechat), receive, handoff, config.wechat,
+        return callback_routes(WeChatCodec(config.wechat), receive, submitter(CHANNEL, pipeline), config.wechat,
                                config.server.max_body_bytes)
 
     def sender(self, config: Config, kit: SendingKit) -> WeChatSender:

@@ -1,30 +1,36 @@
 """The WeCom channel: callback verification, decryption and parsing (wechatpy), and replies.
 
 Inbound: GET /wecom/callback answers URL verification; POST checks the timestamp and the body
-size, verifies msg_signature (bot/channels/envelope.py: before any parsing), decrypts, parses, and hands one Incoming to the inbox, which stores it before we
-answer 200. Outbound: Reply payloads become message/send bodies.
+size, verifies msg_signature (bot/channels/envelope.py: before any parsing), decrypts, parses, and
+hands one Incoming to the inbox, which stores it before we answer 200. If the first reply is ready
+within [wecom] passive_reply_seconds it goes back in that answer (a passive reply, bot/channels/passive.py;
+for a card button click, the button's new label as update_button). Outbound: Reply payloads become
+message/send bodies (a button label: message/update_template_card with the click's response code).
 """
 from __future__ import annotations
 
 import logging
+import secrets
+import time
 from dataclasses import dataclass
 from typing import Any
 
 import xmltodict
 from aiohttp import web
-from wechatpy.enterprise import parse_message
 from wechatpy.enterprise.crypto import WeChatCrypto
+from wechatpy.enterprise.replies import ArticlesReply, TextReply
 from wechatpy.exceptions import InvalidSignatureException
-from wechatpy.messages import UnknownMessage
 
 from bot.channels.base import Pipeline, SendingKit, SendLimits
+from bot.channels.passive import Receive, Submit, receiver, respond, submitter, xml_text
 from bot.channels.envelope import (CALLBACK_MAX_BYTES, CallbackRejected, ascii_int, check_timestamp, ciphertext_of,
                                    read_body, refuse_oversized, url_verification)
 from bot.channels.wecom_api import WeComClient
 from bot.config import Config, WeComConfig
 from bot.metrics import CALLBACKS
 from bot.channels.media import MediaSender
-from handlers.replies import Incoming, Reply
+from handlers.replies import ButtonLabel, Incoming, News, Reply, Text, reply_from_payload
+from store import outbox as outbox_store
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +39,7 @@ CHANNEL = "wecom"
 # its description over 512.
 MAX_CONTENT_BYTES = 2048
 NEWS_TITLE_BYTES, NEWS_DESCRIPTION_BYTES = 128, 512
+MAX_LABEL_CHARS = 10  # a template card button's text
 _MEDIA_TYPES = {"image", "voice", "video", "file", "location", "link"}
 # Event fields that tell two events of one second apart (DESIGN §10).
 _EVENT_KEY_FIELDS = ("Event", "EventKey", "TaskId", "ResponseCode", "ChangeType", "CardType")
@@ -70,8 +77,9 @@ class WeComCodec:
         except Exception as err:  # corrupt echostr: base64, padding or receive id
             raise CallbackRejected(400, f"undecryptable echostr ({type(err).__name__})") from None
 
-    def decrypt(self, query: Any, body: bytes, now: float | None = None) -> str:
-        signature, timestamp, nonce = self.check_query(query, now=now)
+    def decrypt(self, query: Any, body: bytes, now: float | None = None, checked: list[str] | None = None) -> str:
+        """`checked`: what check_query returned for this query (so it is not checked twice)."""
+        signature, timestamp, nonce = checked or self.check_query(query, now=now)
         encrypted = ciphertext_of(body)
         try:  # wechatpy checks msg_signature before it decrypts; only then is anything parsed
             return str(self.crypto.decrypt_message({"Encrypt": encrypted}, signature, timestamp, nonce))
@@ -79,6 +87,10 @@ class WeComCodec:
             raise CallbackRejected(403, "bad signature") from None
         except Exception as err:
             raise CallbackRejected(400, f"undecryptable message ({type(err).__name__})") from None
+
+    def seal(self, reply_xml: str) -> str:
+        """A passive reply, encrypted and signed like a callback (WeCom takes nothing in plaintext)."""
+        return str(self.crypto.encrypt_message(reply_xml, secrets.token_hex(8), str(int(time.time()))))
 
 
 def parse_xml(data: bytes | str) -> dict[str, Any]:
@@ -111,12 +123,11 @@ def read_message(plaintext: str) -> Received:
         key = f"msg:{msg_id}" if msg_id else f"msg:{user_id}:{create_time}:{msg_type}"
     dedupe_key = f"{CHANNEL}:{key}"[:255]
 
-    parsed = parse_message(plaintext)
+    # The fields are read from the one parse above (wechatpy's parse_message would parse it again, and
+    # has no class for template_card_event anyway).
     if msg_type == "text":
-        message = Incoming(CHANNEL, user_id, "text", text=str(parsed.content or ""), create_time=create_time)
+        message = Incoming(CHANNEL, user_id, "text", text=str(raw.get("Content") or ""), create_time=create_time)
     elif msg_type == "event" and str(raw.get("Event") or "").lower() == "template_card_event":
-        # wechatpy has no class for this event (UnknownMessage), so read the raw fields.
-        assert isinstance(parsed, UnknownMessage)
         message = Incoming(CHANNEL, user_id, "card_event", event_key=str(raw.get("EventKey") or ""),
                            card_task_id=str(raw.get("TaskId") or ""),
                            response_code=str(raw.get("ResponseCode") or ""), create_time=create_time)
@@ -132,20 +143,57 @@ def read_message(plaintext: str) -> Received:
     return Received(dedupe_key, message)
 
 
-def callback_routes(codec: WeComCodec, receive: Any, max_body_bytes: int) -> list[web.RouteDef]:
-    """`receive(dedupe_key, message) -> bool` stores the message durably (False: a retry)."""
+def pick_passive(payloads: list[dict[str, Any]]) -> int | None:
+    """Which reply WeCom can take in the callback's answer: a card button's new label (update_button,
+    only ever queued for a card tap) wherever it is among the replies, else the first reply if it is
+    text or news. Markdown, cards and pictures (which need an upload) go as messages."""
+    kinds = [p.get("kind") for p in payloads]
+    if "button_label" in kinds:
+        return kinds.index("button_label")
+    return 0 if kinds and kinds[0] in ("text", "news") else None
+
+
+def passive_xml(claim: outbox_store.Claim, corp_id: str, agent_id: int) -> str:
+    """A reply `pick_passive` chose, as WeCom's plaintext passive-reply XML."""
+    reply = reply_from_payload(claim.payload)
+    user_id = claim.recipient
+    if isinstance(reply, ButtonLabel):
+        # WeCom's "更新点击用户的按钮文案": the tapping member's card shows its buttons as this, greyed out.
+        return (f"<xml><ToUserName><![CDATA[{xml_text(user_id)}]]></ToUserName>"
+                f"<FromUserName><![CDATA[{xml_text(corp_id)}]]></FromUserName>"
+                f"<CreateTime>{int(time.time())}</CreateTime><MsgType><![CDATA[update_button]]></MsgType>"
+                f"<Button><ReplaceName><![CDATA[{xml_text(reply.label[:MAX_LABEL_CHARS])}]]></ReplaceName></Button></xml>")
+    if isinstance(reply, Text):
+        return str(TextReply(source=corp_id, target=user_id, agent=agent_id, content=xml_text(fit(reply.content))).render())
+    if isinstance(reply, News):
+        article = {"title": xml_text(fit(reply.title, NEWS_TITLE_BYTES)),
+                   "description": xml_text(fit(reply.description, NEWS_DESCRIPTION_BYTES)),
+                   "image": xml_text(reply.picurl), "url": xml_text(reply.url)}
+        return str(ArticlesReply(source=corp_id, target=user_id, agent=agent_id, articles=[article]).render())
+    raise ValueError(f"a {reply.kind} reply does not fit in a passive answer")
+
+
+def callback_routes(codec: WeComCodec, receive: Receive, submit: Submit, config: WeComConfig,
+                    max_body_bytes: int) -> list[web.RouteDef]:
+    """`receive(key, message, deadline)` stores the message durably (False: a retry) and, when its
+    replies are queued before `deadline` (time.monotonic()), returns them (`Answered`)."""
 
     verify = url_verification(codec, CHANNEL)
 
     limit = min(max_body_bytes, CALLBACK_MAX_BYTES)
 
-    async def callback(request: web.Request) -> web.Response:
+    def render(claim: outbox_store.Claim) -> str:
+        return codec.seal(passive_xml(claim, config.corp_id, config.agent_id))
+
+    async def callback(request: web.Request) -> web.StreamResponse:
+        # WeCom waits 5 s for the answer, counted from its request: so is our passive-reply budget.
+        deadline = time.monotonic() + config.passive_reply_seconds
         try:
             # Cheapest first: the query, then a bounded read, then the signature, then real work.
             refuse_oversized(request, limit)
-            codec.check_query(request.query)
+            checked = codec.check_query(request.query)
             body = await read_body(request, limit)
-            received = read_message(codec.decrypt(request.query, body))
+            received = read_message(codec.decrypt(request.query, body, checked=checked))
         except CallbackRejected as err:
             log.warning("wecom callback refused: %s", err.reason)
             CALLBACKS.labels("rejected").inc()
@@ -157,7 +205,7 @@ def callback_routes(codec: WeComCodec, receive: Any, max_body_bytes: int) -> lis
         if received.message is None:
             return web.Response(text="")
         try:
-            stored = await receive(received.dedupe_key, received.message)
+            stored, answered = await receive(received.dedupe_key, received.message, deadline)
         except Exception as err:
             # Not stored, so not acknowledged: WeCom will retry.
             log.error("wecom callback not stored (%s); answering 503", type(err).__name__)
@@ -167,7 +215,7 @@ def callback_routes(codec: WeComCodec, receive: Any, max_body_bytes: int) -> lis
         if not stored:
             log.info("wecom retry de-duplicated: %s", received.dedupe_key.split(":", 2)[1])
         # An empty 200 is WeCom's "received": the answer goes out later through message/send.
-        return web.Response(text="")
+        return await respond(request, CHANNEL, answered, deadline, submit, render, "")
 
     return [web.get("/wecom/callback", verify), web.post("/wecom/callback", callback)]
 
@@ -194,6 +242,9 @@ class WeComSender(MediaSender):
 
     async def send(self, recipient: str, payload: dict[str, Any], *, message_id: int, duplicate_check: bool,
                    duplicate_window: int) -> None:
+        if payload.get("kind") == "button_label":  # not a message: the tapped card changes
+            await self.client.update_button(recipient, payload["response_code"], payload["label"][:MAX_LABEL_CHARS])
+            return
         body = await self.body_of(payload, message_id)
         body["touser"] = recipient
         if duplicate_check:
@@ -244,10 +295,8 @@ class WeComChannel:
         return SendLimits(config.wecom.member_messages_per_minute, config.wecom.member_messages_per_hour)
 
     def routes(self, config: Config, pipeline: Pipeline) -> list[web.RouteDef]:
-        async def receive(dedupe_key: str, message: Incoming) -> bool:
-            return await pipeline.inbox().receive(CHANNEL, dedupe_key, message)
-
-        return callback_routes(WeComCodec(config.wecom), receive, config.server.max_body_bytes)
+        return callback_routes(WeComCodec(config.wecom), receiver(CHANNEL, pipeline, config.wecom, pick_passive),
+                               submitter(CHANNEL, pipeline), config.wecom, config.server.max_body_bytes)
 
     def sender(self, config: Config, kit: SendingKit) -> WeComSender:
         return WeComSender(WeComClient(config.wecom, kit.http, kit.shared), kit.posters, kit.shared, kit.sources)

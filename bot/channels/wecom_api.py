@@ -88,6 +88,13 @@ class WeComClient(TokenClient):
     async def send_message(self, body: dict[str, Any]) -> dict[str, Any]:
         return await self.call("POST", "/cgi-bin/message/send", json={**body, "agentid": self.config.agent_id})
 
+    async def update_button(self, userid: str, response_code: str, label: str) -> dict[str, Any]:
+        """Grey out the buttons of the card a member tapped, reading `label` (the click's response
+        code works once, for 72 hours)."""
+        return await self.call("POST", "/cgi-bin/message/update_template_card", json={
+            "userids": [userid], "agentid": self.config.agent_id, "response_code": response_code,
+            "button": {"replace_name": label}})
+
     async def list_users(self, department_id: int, *, fetch_child: bool = True) -> list[dict[str, Any]]:
         """user/list: a department's members (the app needs read access to the contacts)."""
         data = await self.call("GET", "/cgi-bin/user/list",

@@ -6,7 +6,9 @@ marks the inbox row done, so a crash at any point either redoes everything or no
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
+from dataclasses import dataclass
 import time
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
@@ -14,13 +16,14 @@ from datetime import timedelta
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.channels.passive import Answered, PickPassive
 from bot.config import Config
 from bot.logs import REQUEST_ID
-from bot.metrics import COMMANDS, REPLY_SECONDS
+from bot.metrics import COMMANDS, REPLIES, REPLY_SECONDS
 from bot.pipeline.outbox import OutboxSender
 from bot.pipeline.router import Router
 from handlers import answers
-from handlers.replies import Incoming, Reply, reply_to_payload
+from handlers.replies import ButtonLabel, Incoming, Reply, reply_to_payload
 from store import inbox as inbox_store
 from store import outbox as outbox_store
 from store.db import Database, left_for_after_commit
@@ -48,6 +51,15 @@ def is_transient(err: BaseException) -> bool:
 DEFAULT_DEDUPE_SECONDS = 86400
 
 
+@dataclass(frozen=True)
+class _Waiter:
+    """A callback waiting for its message's replies until `deadline`, to answer with one (`pick`)."""
+
+    answered: asyncio.Future[Answered]
+    deadline: float
+    pick: PickPassive
+
+
 class LostClaim(Exception):
     """Another worker took the message over (our lease ran out); our work is rolled back."""
 
@@ -70,64 +82,85 @@ class InboxProcessor:
         self.lease = timedelta(seconds=config.inbox.lease_seconds)
         self._in_flight: set[int] = set()
         self._tasks: set[asyncio.Task[None]] = set()
-        self._waiters: dict[int, asyncio.Future[list[outbox_store.Claim]]] = {}
+        self._waiters: dict[int, _Waiter] = {}
         # Fewer workers than pooled connections, so callbacks always find a connection to store with.
         self._concurrency = asyncio.Semaphore(8)
 
     async def receive(self, channel: str, dedupe_key: str, message: Incoming) -> bool:
         """Durably store a received message and start on it; False when it is a platform retry."""
-        inbox_id = await self._store(channel, dedupe_key, message)
-        if inbox_id is None:
+        claim = await self._store(channel, dedupe_key, message)
+        if claim is None:
             return False
-        self.submit(inbox_id)
+        self.submit(claim.id, claim)
         return True
 
-    async def receive_and_wait(self, channel: str, dedupe_key: str, message: Incoming,
-                               deadline: float) -> tuple[bool, list[outbox_store.Claim] | None]:
+    async def receive_and_wait(self, channel: str, dedupe_key: str, message: Incoming, deadline: float,
+                               pick: PickPassive) -> tuple[bool, Answered | None]:
         """Like receive, but when the message is answered before `deadline` (time.monotonic()) its
-        replies are handed back unsent (for a passive reply) instead of to the outbox; None when not."""
-        inbox_id = await self._store(channel, dedupe_key, message)
-        if inbox_id is None:
+        replies are handed back (one of them, chosen by `pick`, recorded sent for the callback's
+        answer) instead of to the outbox; None when not."""
+        claim = await self._store(channel, dedupe_key, message)
+        if claim is None:
             return False, None
-        waiter: asyncio.Future[list[outbox_store.Claim]] = asyncio.get_running_loop().create_future()
+        inbox_id = claim.id
+        waiter = _Waiter(asyncio.get_running_loop().create_future(), deadline, pick)
         self._waiters[inbox_id] = waiter
-        self.submit(inbox_id)
+        self.submit(inbox_id, claim)
         try:
-            return True, await asyncio.wait_for(asyncio.shield(waiter), max(deadline - time.monotonic(), 0))
+            return True, await asyncio.wait_for(asyncio.shield(waiter.answered), max(deadline - time.monotonic(), 0))
         except asyncio.TimeoutError:
-            return True, (waiter.result() if waiter.done() else None)
+            return True, (waiter.answered.result() if waiter.answered.done() else None)
         finally:
             # From here on the processor sends them itself; if it handed them over while we were
             # cancelled (a shutdown), they go to the outbox now rather than wait for their lease.
             self._waiters.pop(inbox_id, None)
-            if waiter.done() and asyncio.current_task() is not None and asyncio.current_task().cancelling():
-                self.outbox.submit_claimed(waiter.result())
+            if waiter.answered.done() and asyncio.current_task() is not None and asyncio.current_task().cancelling():
+                self.outbox.submit_claimed(waiter.answered.result().claims)
 
-    async def _store(self, channel: str, dedupe_key: str, message: Incoming) -> int | None:
+    async def _store(self, channel: str, dedupe_key: str, message: Incoming) -> inbox_store.Claim | None:
         """Redis only ever remembers keys the database has committed, so "seen" can never
-        acknowledge a message that was not stored; the database's unique key decides races."""
+        acknowledge a message that was not stored; the database's unique key decides races.
+        The row is stored already claimed by this instance, which processes it right away."""
         redis_key = f"dedupe:{dedupe_key}"
         if await self.shared.exists(redis_key):
             return None
-        async with self.db.session() as session:
+        payload, now = message.to_payload(), utcnow()
+        async with self.db.single_statement() as session:
             inbox_id = await inbox_store.add(session, channel=channel, dedupe_key=dedupe_key,
-                                             user_id=message.user_id, payload=message.to_payload())
+                                             user_id=message.user_id, payload=payload, claimed_at=now)
+        if inbox_id is None:
+            return None
         await self.shared.set(redis_key, "1", self.dedupe_seconds.get(channel, DEFAULT_DEDUPE_SECONDS))
-        return inbox_id
+        return inbox_store.Claim(inbox_id, 1, payload, now)
 
-    def _hand_over(self, inbox_id: int, claims: list[outbox_store.Claim]) -> None:
-        """Replies go to a callback still waiting for them, or else straight to the outbox."""
+    def _passive_choice(self, inbox_id: int, replies: list[Reply]) -> int | None:
+        """Which reply goes into the answer of a callback still waiting in time, if one fits."""
+        waiter = self._waiters.get(inbox_id)
+        if waiter is None or waiter.answered.done() or time.monotonic() >= waiter.deadline or not replies:
+            return None
+        try:
+            return waiter.pick([reply_to_payload(r) for r in replies])
+        except Exception:
+            log.exception("inbox row %d: cannot pick a passive reply; all go as messages", inbox_id)
+            return None
+
+    def _hand_over(self, inbox_id: int, claims: list[outbox_store.Claim], passive: int | None = None) -> None:
+        """Replies go to a callback still waiting for them, or else straight to the outbox (a reply
+        recorded sent for an answer that is no longer waiting is sent, and recorded sent again)."""
         waiter = self._waiters.pop(inbox_id, None)
-        if waiter is not None and not waiter.done():
-            waiter.set_result(claims)
+        if waiter is not None and not waiter.answered.done():
+            waiter.answered.set_result(Answered(claims, claims[passive] if passive is not None else None))
         else:
+            for claim in claims:
+                REPLIES.labels(claim.channel, "active").inc()
             self.outbox.submit_claimed(claims)
 
-    def submit(self, inbox_id: int) -> None:
+    def submit(self, inbox_id: int, claim: inbox_store.Claim | None = None) -> None:
+        """`claim`: the row is claimed by us already (stored so)."""
         if inbox_id in self._in_flight:
             return
         self._in_flight.add(inbox_id)
-        task = asyncio.create_task(self._process_guarded(inbox_id))
+        task = asyncio.create_task(self._process_guarded(inbox_id, claim))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -142,19 +175,21 @@ class InboxProcessor:
         if self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
-    async def _process_guarded(self, inbox_id: int) -> None:
+    async def _process_guarded(self, inbox_id: int, claim: inbox_store.Claim | None = None) -> None:
         try:
             async with self._concurrency:
-                await self.process(inbox_id)
+                await self.process(inbox_id, claim)
         except Exception:
             log.exception("inbox row %d: could not be processed now; the sweeper will retry", inbox_id)
         finally:
             self._in_flight.discard(inbox_id)
 
-    async def process(self, inbox_id: int) -> None:
+    async def process(self, inbox_id: int, claim: inbox_store.Claim | None = None) -> None:
+        """`claim`: ours already (the row was stored claimed); else claimed here first."""
         REQUEST_ID.set(f"in-{inbox_id}")  # this task's log lines name the message they are about
-        async with self.db.session() as session:
-            claim = await inbox_store.claim(session, inbox_id, self.lease)
+        if claim is None:
+            async with self.db.single_statement() as session:
+                claim = await inbox_store.claim(session, inbox_id, self.lease)
         if claim is None:
             return
         message = Incoming.from_payload(claim.payload)
@@ -163,9 +198,10 @@ class InboxProcessor:
             return
         try:
             async with self.db.session() as session:
-                replies = await self.router.dispatch(session, message, claim.id)
+                replies = bind_button_labels(message, await self.router.dispatch(session, message, claim.id))
                 left_behind = left_for_after_commit(session)
-                outbox_claims = await self._enqueue(session, message, replies, claim.id)
+                passive = self._passive_choice(claim.id, replies)
+                outbox_claims = await self._enqueue(session, message, replies, claim.id, passive)
                 if not await inbox_store.finish(session, claim, "done"):
                     raise LostClaim()
         except LostClaim:
@@ -191,21 +227,33 @@ class InboxProcessor:
                 log.exception("inbox row %d: its side effects failed; the periodic job retries them", inbox_id)
         if claim.received_at is not None:
             REPLY_SECONDS.observe(max((utcnow() - claim.received_at).total_seconds(), 0.0))
-        self._hand_over(claim.id, outbox_claims)
+        self._hand_over(claim.id, outbox_claims, passive)
         self.outbox.kick()  # the handler may have queued more (a broadcast)
 
     async def _give_up(self, claim: inbox_store.Claim, message: Incoming, error: str) -> None:
         async with self.db.session() as session:
             if not await inbox_store.finish(session, claim, "failed", error[:1000]):
                 return
-            outbox_claims = await self._enqueue(session, message, [answers.APOLOGY], claim.id)
-        self._hand_over(claim.id, outbox_claims)
+            passive = self._passive_choice(claim.id, [answers.APOLOGY])
+            outbox_claims = await self._enqueue(session, message, [answers.APOLOGY], claim.id, passive)
+        self._hand_over(claim.id, outbox_claims, passive)
 
     @staticmethod
-    async def _enqueue(session: AsyncSession, message: Incoming, replies: list[Reply],
-                       inbox_id: int) -> list[outbox_store.Claim]:
+    async def _enqueue(session: AsyncSession, message: Incoming, replies: list[Reply], inbox_id: int,
+                       passive: int | None = None) -> list[outbox_store.Claim]:
+        """The replies queued claimed by us; `passive` (an index) recorded sent, for the callback's answer."""
         return [
             await outbox_store.add(session, channel=message.channel, recipient=message.user_id,
-                                   payload=reply_to_payload(reply), inbox_id=inbox_id, claimed=True)
-            for reply in replies
+                                   payload=reply_to_payload(reply), inbox_id=inbox_id, claimed=True,
+                                   sent=i == passive)
+            for i, reply in enumerate(replies)
         ]
+
+
+def bind_button_labels(message: Incoming, replies: list[Reply]) -> list[Reply]:
+    """A button label belongs to the card tap it answers (its response code); a message that was not
+    a tap on a platform card (typed, or a WeChat menu item) has no button to relabel."""
+    if message.kind != "card_event" or not message.response_code:
+        return [r for r in replies if not isinstance(r, ButtonLabel)]
+    return [dataclasses.replace(r, response_code=message.response_code) if isinstance(r, ButtonLabel) else r
+            for r in replies]

@@ -22,10 +22,14 @@ class ChatEntry:
     time: float
     status: str = "ok"  # user entries: delivering / delivered / failed
     channel: str = "wecom"  # or "wechat" (the Official Account)
+    # The log's id when this entry last changed after it was recorded (a card whose buttons were
+    # relabelled), so a page polling with `after=<last id>` sees the change: 0 = never.
+    revision: int = 0
 
     def as_json(self) -> dict[str, Any]:
         return {"id": self.id, "userid": self.userid, "direction": self.direction, "msgtype": self.msgtype,
-                "body": self.body, "time": self.time, "status": self.status, "channel": self.channel}
+                "body": self.body, "time": self.time, "status": self.status, "channel": self.channel,
+                "revision": self.revision}
 
 
 @dataclass
@@ -60,6 +64,10 @@ class ChatLog:
         self.entries.append(entry)
         self.changed.set()
         return entry
+
+    def revised(self, entry: ChatEntry) -> None:
+        entry.revision = next(self._ids)
+        self.changed.set()
 
     def bot_messages(self, channel: str, userid: str | None = None) -> list[ChatEntry]:
         return [e for e in self.entries

@@ -88,7 +88,7 @@ class Sandbox:
         userid = request.query.get("userid", "")
         after = int(request.query["after"]) if request.query.get("after", "").isdecimal() else 0
         entries = [e.as_json() for e in self.wecom.log.entries
-                   if e.channel == channel and e.userid == userid and e.id > after]
+                   if e.channel == channel and e.userid == userid and (e.id > after or e.revision > after)]
         return web.json_response({"messages": entries})
 
     async def menu(self, _request: web.Request) -> web.Response:

@@ -32,6 +32,8 @@ from bot.simulator.customers import CustomerContact
 from bot.simulator.faults import fault_routes, wecom_faults
 from bot.simulator.member_media import MemberMedia
 from bot.simulator.sandbox import Sandbox
+from bot.simulator.wechat_protocol import xml_field
+from bot.simulator.wecom_passive import Cards, PassiveAnswers
 from bot.simulator.wecom_rules import CallWindows, check_content
 
 if TYPE_CHECKING:
@@ -64,7 +66,7 @@ class _FailureWindow:
         return time.monotonic() < self.until
 
 
-class WeComSimulator(MemberMedia):
+class WeComSimulator(MemberMedia, PassiveAnswers):
     def __init__(self, *, corp_id: str, agent_id: int, secret: str, token: str, encoding_aes_key: str,
                  callback_url: str, callback_timeout: float = 5.0, callback_retries: int = 3,
                  directory: dict[str, str] | None = None, per_member_per_minute: int = PER_MEMBER_PER_MINUTE,
@@ -111,6 +113,8 @@ class WeComSimulator(MemberMedia):
         # The app's visible range (agent/get) and the misconfigurations it can act out (faults.py).
         self.agent = AgentApp(self)
         self.faults = wecom_faults(self.agent)
+        # Template cards sent, and the response codes of taps on them (wecom_passive.py).
+        self.cards = Cards(self.log.revised)
 
     # ----- the aiohttp application -------------------------------------------------------------
     def create_app(self) -> web.Application:
@@ -173,10 +177,11 @@ class WeComSimulator(MemberMedia):
         return message_xml(self.corp_id, userid, create_time, MsgType="text", Content=text,
                            MsgId=msg_id_field(msg_id), AgentID=self.agent_id)
 
-    def card_event_xml(self, userid: str, key: str, task_id: str, create_time: int) -> str:
+    def card_event_xml(self, userid: str, key: str, task_id: str, create_time: int,
+                       response_code: str | None = None) -> str:
         return message_xml(self.corp_id, userid, create_time, MsgType="event", Event="template_card_event",
                            EventKey=key, TaskId=task_id, CardType="button_interaction",
-                           ResponseCode=secrets.token_hex(16), AgentID=self.agent_id)
+                           ResponseCode=response_code or secrets.token_hex(16), AgentID=self.agent_id)
 
     def encrypt_callback(self, plaintext: str, timestamp: int | None = None) -> tuple[str, bytes]:
         """The query string and body WeCom POSTs for one message."""
@@ -192,18 +197,22 @@ class WeComSimulator(MemberMedia):
         return query, body
 
     async def deliver(self, plaintext: str, msg_id: str) -> Delivery:
-        """POST one callback like WeCom: wait up to the timeout for a 200, else retry."""
+        """POST one callback like WeCom: wait up to the timeout for a 200, else retry; then show the
+        member any passive reply in the answer."""
         assert self._http is not None, "the simulator app is not running"
         delivery = Delivery(msg_id)
+        userid = xml_field(plaintext, "FromUserName")
+        card_task_id = xml_field(plaintext, "TaskId") if xml_field(plaintext, "Event") == "template_card_event" else ""
         for _attempt in range(1 + self.callback_retries):
             query, body = self.encrypt_callback(plaintext)
             try:
                 async with self._http.post(f"{self.callback_url}?{query}", data=body,
                                            headers={"Content-Type": "text/xml"},
                                            timeout=aiohttp.ClientTimeout(total=self.callback_timeout)) as response:
-                    await response.read()
+                    answer = await response.read()
                     delivery.attempts.append(str(response.status))
                     if response.status == 200:
+                        delivery.error, delivery.reply = self.take_answer(userid, answer, card_task_id)
                         return delivery
             except (asyncio.TimeoutError, aiohttp.ClientError) as err:
                 delivery.attempts.append("timeout" if isinstance(err, asyncio.TimeoutError) else "error")
@@ -222,7 +231,10 @@ class WeComSimulator(MemberMedia):
 
     async def click(self, userid: str, key: str, task_id: str) -> Delivery:
         entry = self.record(userid, "user", "click", {"key": key, "task_id": task_id}, status="delivering")
-        delivery = await self.deliver(self.card_event_xml(userid, key, task_id, int(time.time())), f"click:{task_id}")
+        response_code = secrets.token_hex(16)
+        self.cards.tapped(userid, task_id, response_code)
+        delivery = await self.deliver(self.card_event_xml(userid, key, task_id, int(time.time()), response_code),
+                                      f"click:{task_id}")
         entry.status = "delivered" if delivery.acknowledged else "failed"
         self.log.changed.set()
         return delivery
@@ -321,7 +333,9 @@ class WeComSimulator(MemberMedia):
                 continue
             sends.append(now)
             self._recent[(user, content)] = now
-            self.record(user, "bot", msgtype, self._as_shown(msgtype, body.get(msgtype) or {}))
+            entry = self.record(user, "bot", msgtype, self._as_shown(msgtype, body.get(msgtype) or {}))
+            if msgtype == "template_card":
+                self.cards.sent(entry)
         return web.json_response({"errcode": 0, "errmsg": "ok", "invaliduser": "|".join(invalid),
                                   "msgid": secrets.token_hex(12)})
 
@@ -381,17 +395,6 @@ class WeComSimulator(MemberMedia):
         return web.json_response({"errcode": 0, "errmsg": "ok", "userlist": [
             {"userid": u, "name": self.directory[u], "department": [department], "status": 2 if u in self.disabled else 1}
             for u in userids]})
-
-    async def api_update_card(self, request: web.Request) -> web.Response:
-        if (problem := self._check_token(request)) is not None:
-            return problem
-        try:
-            body = await request.json()
-        except ValueError:
-            return _error(47001, "data format error")
-        if not isinstance(body, dict) or not body.get("response_code"):
-            return _error(40078, "invalid response_code")
-        return web.json_response({"errcode": 0, "errmsg": "ok"})
 
     def live_media(self, media_id: Any) -> bool:
         """Uploaded, and younger than WeCom's 3 days."""

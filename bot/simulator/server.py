@@ -19,14 +19,13 @@ import secrets
 import time
 from collections import defaultdict, deque
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, urlencode
+from urllib.parse import urlencode
 
 import aiohttp
 from aiohttp import web
 from wechatpy.enterprise.crypto import WeChatCrypto
 
-from bot.simulator.common import (ChatEntry, ChatLog, Delivery, MsgIds, _error, _is_jpg_or_png, message_xml,
-                                  msg_id_field, read_upload)
+from bot.simulator.common import ChatEntry, ChatLog, Delivery, MsgIds, _error, message_xml, msg_id_field
 from bot.simulator.agent import AgentApp
 from bot.simulator.customers import CustomerContact
 from bot.simulator.faults import fault_routes, wecom_faults
@@ -41,14 +40,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# media/upload sizes per type (bytes); every file is at least 5 bytes.
-MEDIA_MAX_BYTES = {"image": 10 * 1024 * 1024, "voice": 2 * 1024 * 1024, "video": 10 * 1024 * 1024,
-                   "file": 20 * 1024 * 1024}
-MEDIA_MIN_BYTES = 5
 # WeCom's per-app, per-member limits for message/send; excess is dropped without an error (§10).
 PER_MEMBER_PER_MINUTE = 30
 PER_MEMBER_PER_HOUR = 1000
-MEDIA_LIFETIME_SECONDS = 3 * 86400
 
 
 class _FailureWindow:
@@ -339,36 +333,6 @@ class WeComSimulator(MemberMedia, PassiveAnswers):
         return web.json_response({"errcode": 0, "errmsg": "ok", "invaliduser": "|".join(invalid),
                                   "msgid": secrets.token_hex(12)})
 
-    async def api_media_upload(self, request: web.Request) -> web.Response:
-        self.api_calls["media/upload"] += 1
-        if (problem := self._check_token(request)) is not None:
-            return problem
-        if not self.media_uploads.take(time.time()):
-            self.api_calls["media/upload refused"] += 1
-            return _error(45009, "api freq out of limit")
-        kind = request.query.get("type", "")
-        if kind not in ("image", "voice", "video", "file"):
-            return _error(40004, "invalid media type")
-        upload = await read_upload(request)
-        if isinstance(upload, web.Response):
-            return upload
-        content, content_type, filename = upload
-        if kind == "image" and (len(content) > MEDIA_MAX_BYTES["image"] or not _is_jpg_or_png(content)):
-            return _error(40005, "invalid file type or size")
-        if not MEDIA_MIN_BYTES <= len(content) <= MEDIA_MAX_BYTES[kind]:
-            return _error(40006, "invalid file size")
-        media_id = secrets.token_urlsafe(32)
-        self.media[media_id] = (content, content_type, time.time())
-        self.media_names[media_id] = filename
-        return web.json_response({"errcode": 0, "errmsg": "ok", "type": kind, "media_id": media_id,
-                                  "created_at": str(int(time.time()))})
-
-    async def api_media_get(self, request: web.Request) -> web.Response:
-        self.api_calls["media/get"] += 1
-        if (problem := self._check_token(request)) is not None:
-            return problem
-        return self.media_response(request.query.get("media_id", ""))
-
     async def api_user_get(self, request: web.Request) -> web.Response:
         if (problem := self._check_token(request)) is not None:
             return problem
@@ -395,28 +359,5 @@ class WeComSimulator(MemberMedia, PassiveAnswers):
         return web.json_response({"errcode": 0, "errmsg": "ok", "userlist": [
             {"userid": u, "name": self.directory[u], "department": [department], "status": 2 if u in self.disabled else 1}
             for u in userids]})
-
-    def live_media(self, media_id: Any) -> bool:
-        """Uploaded, and younger than WeCom's 3 days."""
-        item = self.media.get(media_id) if isinstance(media_id, str) else None
-        return item is not None and item[2] >= time.time() - MEDIA_LIFETIME_SECONDS
-
-    def _as_shown(self, msgtype: str, part: dict[str, Any]) -> dict[str, Any]:
-        """What the member's WeCom shows: a file message names the file and its size."""
-        if msgtype != "file":
-            return part
-        media_id = part["media_id"]
-        return {**part, "name": self.media_names.get(media_id, "file"), "size": len(self.media[media_id][0])}
-
-    def media_response(self, media_id: str) -> web.Response:
-        if not self.live_media(media_id):
-            return _error(40007, "invalid media_id")
-        content, content_type, _ = self.media[media_id]
-        headers = {}
-        if media_id in self.media_names:
-            # media/get answers with the uploaded file's name, as WeCom does.
-            headers["Content-Disposition"] = f"attachment; filename*=UTF-8''{quote(self.media_names[media_id])}"
-        return web.Response(body=content, content_type=content_type, headers=headers)
-
 
 __all__ = ["WeComSimulator", "Delivery", "ChatEntry", "ChatLog"]

@@ -69,8 +69,8 @@ async def test_a_phone_visitor_follows_the_link_and_leaves_a_lead(stack: Stack, 
     assert redirect.status == 302
     assert redirect.headers["location"].startswith("https://brand.example")
     [cookie] = [c["value"] for c in await phone.context.cookies(stack.bot_url) if c["name"] == "pb_vid"]
-    visitor, _, signature = cookie.partition(".")  # the id, signed by the bot
-    assert len(visitor) == len(signature) == 32
+    visitor, day, signature = cookie.split(".")  # the id and the day it was signed, signed by the bot
+    assert len(visitor) == len(signature) == 32 and day.isdigit()
     await stack.bot[CLICKS].flush_all()
 
     response = await page.goto(f"{stack.bot_url}/l/{code}")

@@ -40,6 +40,7 @@ async def test_the_bot_holds_back_what_wecom_would_drop(sqlite_url: str) -> None
     await seed(sqlite_url)
     config = make_config(sqlite_url)
     config.wecom.member_messages_per_minute = 3
+    config.wecom.passive_reply_seconds = 0  # replies in the callback's answer are not message/send calls
     stack = await start_stack(config, per_member_per_minute=3)
     try:
         for _ in range(5):

@@ -103,6 +103,7 @@ async def run(args: argparse.Namespace) -> None:
     print(f"  baseline decrypt+parse    {base_rate:10.0f} msg/s")
     print(f"  ratio full path/baseline  {full_rate / base_rate:10.3f}")
     summary("callbacks answered", full_rate, "msg/s", base_rate, "msg/s decrypt+parse", full_rate / base_rate)
+    summary("callback ack p99", percentile(latencies, 0.99) * 1000, "ms")
     print(f"  replies {replies} (duplicates {replies - args.messages}, dropped by WeCom limits {dropped})")
     print(f"  passive replies           {passive:10d}   (in the callback's answer)")
     print(f"  active replies            {active:10d}   (message/send)")

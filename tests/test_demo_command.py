@@ -3,6 +3,7 @@ import asyncio
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import aiohttp
@@ -29,6 +30,9 @@ async def test_demo_answers_help_through_the_sandbox(tmp_path: Path) -> None:
 
         url = await eventually(printed_url, timeout=60)
         assert url == f"http://127.0.0.1:{sim_port}/"
+        # Keep reading what the demo prints: a full pipe would block its logging, and so its exit.
+        reader = threading.Thread(target=lambda: lines.extend(demo.stdout), daemon=True)
+        reader.start()
         async with aiohttp.ClientSession() as http:
             async with http.get(url) as page:
                 assert page.status == 200 and "<html" in (await page.text()).lower()
@@ -83,7 +87,12 @@ async def test_demo_answers_help_through_the_sandbox(tmp_path: Path) -> None:
             assert "王芳，您好" in await eventually(wechat_reply, timeout=15)
     finally:
         demo.terminate()
-        assert demo.wait(30) == 0
+        try:
+            assert demo.wait(30) == 0
+        except subprocess.TimeoutExpired:
+            demo.kill()
+            raise AssertionError("the demo did not stop within 30 s of SIGTERM; it printed:\n"
+                                 + "".join(lines[-40:])) from None
 
 
 @pytest.mark.clock_edges

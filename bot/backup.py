@@ -25,10 +25,16 @@ def backup(database_url: str, target: Path) -> str:
     if not target.parent.is_dir():
         raise ConfigError(f"{target.parent}: no such folder")
     url = make_url(database_url)
-    if url.get_backend_name() == "sqlite":
-        return _sqlite(url, target)
-    if url.get_backend_name() == "postgresql":
-        return _postgres(url, target)
+    try:
+        if url.get_backend_name() == "sqlite":
+            return _sqlite(url, target)
+        if url.get_backend_name() == "postgresql":
+            return _postgres(url, target)
+    except (sqlite3.Error, OSError) as err:  # locked for too long, disk full, no permission: one line
+        raise ConfigError(f"backup: nothing written to {target} ({type(err).__name__}: {err})") from None
+    except subprocess.TimeoutExpired:
+        raise ConfigError(f"backup: pg_dump took longer than {PG_DUMP_TIMEOUT_SECONDS // 3600} h; "
+                          f"nothing written to {target}") from None
     raise ConfigError(f"[database] url: cannot back up a {url.get_backend_name()} database")
 
 
@@ -66,7 +72,7 @@ def _postgres(url: URL, target: Path) -> str:
         raise ConfigError("backup: pg_dump is not installed here; install the PostgreSQL client of your server's "
                           "version, or run `pg_dump --format=custom` where it is (docs/production.md, Backup)")
     # URL.set ignores a None password: build the address without it.
-    libpq = URL.create("postgresql", url.username, None, url.host, url.port, url.database, url.query) \
+    libpq = URL.create("postgresql", url.username, None, url.host, url.port, url.database, _libpq_query(url.query)) \
         .render_as_string(hide_password=False)
     env = {**os.environ, **({"PGPASSWORD": str(url.password)} if url.password else {})}
     partial = target.with_name(f".{target.name}.partial")
@@ -81,3 +87,16 @@ def _postgres(url: URL, target: Path) -> str:
         partial.unlink(missing_ok=True)
     shown = url.set(drivername="postgresql").render_as_string(hide_password=True)
     return f"backed up {shown} to {target} ({target.stat().st_size:,} bytes, pg_dump custom format: pg_restore reads it)"
+
+
+# asyncpg's ssl=<mode> is libpq's sslmode; its other options (statement caches, timeouts) mean
+# nothing to pg_dump, which refuses an address with a parameter it does not know.
+_LIBPQ_KEYS = {"sslmode", "sslrootcert", "sslcert", "sslkey", "application_name", "options", "target_session_attrs",
+               "connect_timeout", "host", "port"}
+
+
+def _libpq_query(query: dict) -> dict:  # type: ignore[type-arg]
+    kept = {key: value for key, value in query.items() if key in _LIBPQ_KEYS}
+    if "ssl" in query and "sslmode" not in kept:
+        kept["sslmode"] = query["ssl"]
+    return kept

@@ -26,6 +26,8 @@ class Claim:
     channel: str
     recipient: str
     payload: dict[str, Any]
+    # Recorded sent already (a passive reply): no other sender can take it, so it needs no renewal.
+    recorded_sent: bool = False
 
 
 async def add(session: AsyncSession, *, channel: str, recipient: str, payload: dict[str, Any],
@@ -44,7 +46,7 @@ async def add(session: AsyncSession, *, channel: str, recipient: str, payload: d
                         next_attempt_at=now, created_at=now, sent_at=now if sent else None)
     session.add(row)
     await session.flush()
-    return Claim(row.id, row.attempts, channel, recipient, payload)
+    return Claim(row.id, row.attempts, channel, recipient, payload, recorded_sent=sent)
 
 
 def _claimable(now: datetime, lease: timedelta):  # type: ignore[no-untyped-def]

@@ -118,3 +118,35 @@ def test_the_postgres_password_goes_in_the_environment_not_the_command_line(
     monkeypatch.setattr(bot.backup.shutil, "which", lambda name: None)
     assert main(["backup", str(tmp_path / "c.dump"), "--config", str(config_for(tmp_path, url))]) == 2
     assert "pg_dump is not installed here" in capsys.readouterr().err
+
+
+def test_a_backup_that_cannot_be_written_is_one_line(sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    import bot.backup
+
+    def full_disk(*_args: object, **_kwargs: object) -> int:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(bot.backup.tempfile, "mkstemp", full_disk)
+    target = tmp_path / "b.db"
+    assert main(["backup", str(target), "--config", str(config_for(tmp_path, sqlite_url))]) == 2
+    err = capsys.readouterr().err
+    assert "nothing written" in err and "No space left on device" in err and "Traceback" not in err
+    assert not target.exists()
+
+
+def test_asyncpg_options_become_what_pg_dump_understands(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import bot.backup
+
+    seen = {}
+
+    def pg_dump(command: list[str], **_kwargs: object) -> subprocess.CompletedProcess[str]:
+        seen["command"] = command
+        Path(next(a for a in command if a.startswith("--file=")).removeprefix("--file=")).write_bytes(b"PGDMP")
+        return subprocess.CompletedProcess(command, 0, "", "")
+
+    monkeypatch.setattr(bot.backup.shutil, "which", lambda name: f"/usr/bin/{name}")
+    monkeypatch.setattr(bot.backup.subprocess, "run", pg_dump)
+    url = "postgresql+asyncpg://partnerbot@db.internal/partnerbot?ssl=require&prepared_statement_cache_size=0"
+    assert main(["backup", str(tmp_path / "b.dump"), "--config", str(config_for(tmp_path, url))]) == 0
+    assert "--dbname=postgresql://partnerbot@db.internal/partnerbot?sslmode=require" in seen["command"]

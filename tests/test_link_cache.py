@@ -68,6 +68,32 @@ async def test_a_cached_link_costs_no_target_read(db: Database) -> None:
     assert counting.sessions == 2  # the change check and the one read of the link
 
 
+class AwayDatabase:
+    """The database, until `away` is set: then every session fails as a lost connection would."""
+
+    def __init__(self, db: Database) -> None:
+        self.db, self.away, self.attempts = db, False, 0
+
+    def session(self):  # type: ignore[no-untyped-def]
+        if self.away:
+            self.attempts += 1
+            raise ConnectionRefusedError("database away")
+        return self.db.session()
+
+
+async def test_cached_links_keep_redirecting_while_the_database_is_away(db: Database) -> None:
+    _, code = await a_task_link(db)
+    flaky = AwayDatabase(db)
+    cache = LinkCache(lambda _: flaky, check_every=0.01)
+    assert (await cache.lookup(REQUEST, code)) is not None
+    flaky.away = True
+    await asyncio.sleep(0.02)
+    for _ in range(20):  # the change check fails: the cached entry still answers
+        target = await cache.lookup(REQUEST, code)
+        assert target is not None and not target.ended
+    assert flaky.attempts == 1  # one failed check, not one per redirect
+
+
 async def test_ending_a_task_ends_its_links_on_every_instance(db: Database) -> None:
     task, code = await a_task_link(db)
     first, second = two_instances(db)

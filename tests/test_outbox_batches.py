@@ -203,3 +203,24 @@ async def test_queueing_many_skips_every_key_ever_queued_and_keeps_payloads_whol
 
 async def outbox_store_queue(session, rows) -> int:  # type: ignore[no-untyped-def]
     return await queue_messages(session, task_id=None, purpose="notice", rows=rows)
+
+
+async def test_a_passive_reply_that_fell_back_behind_a_slow_send_still_goes_out(database_url: str) -> None:
+    """A reply recorded sent for the callback's answer but not put into it (too late) is sent by this
+    instance; waiting behind a slow send past a third of the lease must not make it give the row up
+    (no other sender can take a row recorded sent, so it would be lost)."""
+    db = Database(database_url)
+    try:
+        slow = Recorder(delay=0.5)
+        outbox = sender(db, slow, lease=1)
+        async with db.session() as session:
+            first = await outbox_store.add(session, channel="wecom", recipient="p1", claimed=True,
+                                           payload={"kind": "text", "content": "slow one"})
+            fallen_back = await outbox_store.add(session, channel="wecom", recipient="p1", sent=True,
+                                                 payload={"kind": "text", "content": "was to be passive"})
+        assert fallen_back.recorded_sent and not first.recorded_sent
+        outbox.submit_claimed([first, fallen_back])
+        await outbox.drain()
+        assert [message_id for _, message_id, _ in slow.sends] == [first.id, fallen_back.id]
+    finally:
+        await db.dispose()

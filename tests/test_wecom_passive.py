@@ -263,3 +263,28 @@ async def test_a_callback_that_stopped_waiting_meanwhile_gets_no_reply_and_the_m
         assert (row.status, row.attempts) == ("sent", 1)
     finally:
         await stack.stop()
+
+
+async def test_a_passive_reply_whose_answer_cannot_be_written_goes_out_as_a_message(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Recorded sent for the answer, but the connection broke while it was written: the platform
+    retries, the retry is a duplicate, so the reply must go through the outbox or it is lost."""
+    import time
+
+    from aiohttp import web
+    from aiohttp.test_utils import make_mocked_request
+
+    from bot.channels.passive import Answered, respond
+    from store.outbox import Claim
+
+    picked = Claim(1, 1, "wecom", "p1", {"kind": "text", "content": "first"}, recorded_sent=True)
+    other = Claim(2, 1, "wecom", "p1", {"kind": "text", "content": "second"})
+    submitted: list[Claim] = []
+
+    async def connection_reset(self, request):  # type: ignore[no-untyped-def]
+        raise ConnectionResetError("peer went away")
+
+    monkeypatch.setattr(web.Response, "prepare", connection_reset)
+    with pytest.raises(ConnectionResetError):
+        await respond(make_mocked_request("POST", "/wecom/callback"), "wecom", Answered([picked, other], picked),
+                      time.monotonic() + 5, submitted.extend, lambda claim: "<xml/>", "success")
+    assert submitted == [picked, other]

@@ -90,12 +90,15 @@ async def respond(request: web.Request, channel: str, answered: Answered | None,
             log.exception("%s: cannot render a passive reply; sending it as a message", channel)
             passive = None
             return web.Response(text=acknowledgement)
-        OUTBOX.labels("passive").inc()
-        REPLIES.labels(channel, "passive").inc()
         answer = web.Response(text=body, content_type="application/xml")
         # Answer first, so the passive reply reaches the member before the ones that follow it.
+        written = passive
+        passive = None  # until the answer is written: a connection reset mid-answer sends it as a message
         await answer.prepare(request)
         await answer.write_eof()
+        passive = written
+        OUTBOX.labels("passive").inc()
+        REPLIES.labels(channel, "passive").inc()
         return answer
     finally:  # also when the platform hung up meanwhile: the others still go out (a passive reply
         # not put into the answer too: recorded sent, it is sent, and recorded sent again)

@@ -72,7 +72,7 @@ class OutboxSender:
     async def _deliver_in_order(self, claims: list[outbox_store.Claim]) -> None:
         started = time.monotonic()
         for claim in claims:
-            if time.monotonic() - started > self.lease.total_seconds() / 3:
+            if not claim.recorded_sent and time.monotonic() - started > self.lease.total_seconds() / 3:
                 # It waited behind a slow one (a poster upload): keep it ours, or leave it to the taker.
                 try:
                     async with self.db.session() as session:

@@ -199,8 +199,15 @@ class LinkCache:
             return
         self._checking = True  # one check at a time; other redirects meanwhile use the cache
         try:
-            async with self.db_of(request).session() as session:
-                version = await link_store.targets_version(session)
+            try:
+                async with self.db_of(request).session() as session:
+                    version = await link_store.targets_version(session)
+            except Exception as err:
+                # The database is away: cached links keep redirecting until their entries expire,
+                # and the next check waits its turn instead of costing every redirect a timeout.
+                log.warning("link cache: cannot check for changed links (%s)", type(err).__name__)
+                self._checked = time.monotonic()
+                return
             self._checked = time.monotonic()
             if version != self._version:
                 self._version = version

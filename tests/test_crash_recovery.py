@@ -11,7 +11,7 @@ from handlers.replies import Incoming
 from store import inbox
 from store.db import Database
 from store.models import InboxMessage, OutboxMessage, utcnow
-from tests.conftest import (ServeProcess, acknowledged, eventually, free_port, make_config, migrated_sqlite, seed, serve_env,
+from tests.conftest import (ServeProcess, eventually, free_port, make_config, migrated_sqlite, seed, serve_env,
                             simulator_for, start_stack)
 
 
@@ -108,30 +108,3 @@ async def test_kill_9_between_acknowledgement_and_reply(tmp_path: Path) -> None:
     finally:
         bot.kill()
         await runner.cleanup()
-
-
-async def test_a_message_waiting_for_a_busy_worker_is_not_leased_yet(stack) -> None:  # type: ignore[no-untyped-def]
-    """A message stored while every worker is busy is stored pending, not already claimed: its lease
-    would run out while it queues, and other instances' sweepers would take it over (each takeover
-    spends one of its attempts) while this instance still means to process it."""
-    from bot.app import DB, INBOX
-
-    inbox_processor = stack.bot[INBOX]
-    slots = inbox_processor._concurrency
-    held = 0
-    while not slots.locked():
-        await slots.acquire()
-        held += 1
-    try:
-        acknowledged(await stack.sim.send_text("p1", "help"))
-
-        async def stored() -> list[InboxMessage]:
-            async with stack.bot[DB].session() as session:
-                return list(await session.scalars(select(InboxMessage)))
-
-        [row] = await eventually(stored)
-        assert (row.status, row.attempts, row.claimed_at) == ("pending", 0, None)
-    finally:
-        for _ in range(held):
-            slots.release()
-    assert len(await stack.sim.wait_for_bot_messages("p1", 1)) == 1

@@ -88,10 +88,10 @@ class InboxProcessor:
 
     async def receive(self, channel: str, dedupe_key: str, message: Incoming) -> bool:
         """Durably store a received message and start on it; False when it is a platform retry."""
-        stored = await self._store(channel, dedupe_key, message)
-        if stored is None:
+        claim = await self._store(channel, dedupe_key, message)
+        if claim is None:
             return False
-        self.submit(*stored)
+        self.submit(claim.id, claim)
         return True
 
     async def receive_and_wait(self, channel: str, dedupe_key: str, message: Incoming, deadline: float,
@@ -99,13 +99,13 @@ class InboxProcessor:
         """Like receive, but when the message is answered before `deadline` (time.monotonic()) its
         replies are handed back (one of them, chosen by `pick`, recorded sent for the callback's
         answer) instead of to the outbox; None when not."""
-        stored = await self._store(channel, dedupe_key, message)
-        if stored is None:
+        claim = await self._store(channel, dedupe_key, message)
+        if claim is None:
             return False, None
-        inbox_id = stored[0]
+        inbox_id = claim.id
         waiter = _Waiter(asyncio.get_running_loop().create_future(), deadline, pick)
         self._waiters[inbox_id] = waiter
-        self.submit(*stored)
+        self.submit(inbox_id, claim)
         try:
             return True, await asyncio.wait_for(asyncio.shield(waiter.answered), max(deadline - time.monotonic(), 0))
         except asyncio.TimeoutError:
@@ -117,26 +117,21 @@ class InboxProcessor:
             if waiter.answered.done() and asyncio.current_task() is not None and asyncio.current_task().cancelling():
                 self.outbox.submit_claimed(waiter.answered.result().claims)
 
-    async def _store(self, channel: str, dedupe_key: str,
-                     message: Incoming) -> tuple[int, inbox_store.Claim | None] | None:
+    async def _store(self, channel: str, dedupe_key: str, message: Incoming) -> inbox_store.Claim | None:
         """Redis only ever remembers keys the database has committed, so "seen" can never
         acknowledge a message that was not stored; the database's unique key decides races.
-        The row is stored already claimed by this instance when a worker is free to process it right
-        away; else pending, and claimed when a worker takes it, so its lease does not run out while
-        it queues (another instance would take it over, and each takeover spends an attempt).
-        None for a platform retry; else the row's id and, when stored claimed, the claim."""
+        The row is stored already claimed by this instance, which processes it right away."""
         redis_key = f"dedupe:{dedupe_key}"
         if await self.shared.exists(redis_key):
             return None
         payload, now = message.to_payload(), utcnow()
-        claimed = not self._concurrency.locked()
         async with self.db.single_statement() as session:
-            inbox_id = await inbox_store.add(session, channel=channel, dedupe_key=dedupe_key, user_id=message.user_id,
-                                             payload=payload, claimed_at=now if claimed else None)
+            inbox_id = await inbox_store.add(session, channel=channel, dedupe_key=dedupe_key,
+                                             user_id=message.user_id, payload=payload, claimed_at=now)
         if inbox_id is None:
             return None
         await self.shared.set(redis_key, "1", self.dedupe_seconds.get(channel, DEFAULT_DEDUPE_SECONDS))
-        return inbox_id, (inbox_store.Claim(inbox_id, 1, payload, now) if claimed else None)
+        return inbox_store.Claim(inbox_id, 1, payload, now)
 
     def _passive_choice(self, inbox_id: int, replies: list[Reply]) -> int | None:
         """Which reply goes into the answer of a callback still waiting in time, if one fits."""
@@ -225,16 +220,14 @@ class InboxProcessor:
             await self._give_up(claim, message, f"{type(err).__name__}: {err}")
             return
         COMMANDS.labels("answered").inc()
-        if claim.received_at is not None:
-            REPLY_SECONDS.observe(max((utcnow() - claim.received_at).total_seconds(), 0.0))
-        # The replies first: a passive one is recorded sent and lives only in the waiting callback
-        # until it is written, so nothing slow (the side effects call WeCom) may come in between.
-        self._hand_over(claim.id, outbox_claims, passive)
         if self.after_commit is not None and left_behind:
             try:
                 await self.after_commit(claim.id)
             except Exception:
                 log.exception("inbox row %d: its side effects failed; the periodic job retries them", inbox_id)
+        if claim.received_at is not None:
+            REPLY_SECONDS.observe(max((utcnow() - claim.received_at).total_seconds(), 0.0))
+        self._hand_over(claim.id, outbox_claims, passive)
         self.outbox.kick()  # the handler may have queued more (a broadcast)
 
     async def _give_up(self, claim: inbox_store.Claim, message: Incoming, error: str) -> None:

@@ -97,7 +97,8 @@ async def test_a_retry_after_a_lost_passive_answer_carries_the_reply(passive_sta
     await proxy.start()
     try:
         sim.callback_url = f"http://127.0.0.1:{proxy.port}/wecom/callback"
-        proxy.lose_answers(1)  # WeCom waits its 5 s for the answer, then retries
+        sim.callback_timeout = 1.0
+        proxy.lose_answers(1)
         delivery = await sim.send_text("p2", "help")
         assert delivery.attempts == ["timeout", "200"]
         assert delivery.reply is not None and delivery.reply["msgtype"] == "text"

@@ -55,9 +55,6 @@ _ANSWERED_MEMORY_SECONDS = 600
 # A retried callback replays a passive reply once the first answer's deadline has passed by this
 # much (two instances' clocks may differ), or at the latest this long before its own deadline.
 _CLOCK_SKEW_SECONDS = 0.5
-# WeCom and WeChat wait 5 s for an answer; a retry this long after the message (clock skew allowed
-# for) means they did not get the first answer, even one that was written.
-_PLATFORM_GAVE_UP_SECONDS = 4.0
 _REPLAY_LAST_CHANCE_SECONDS = 0.2
 _REPLAY_POLL_SECONDS = 0.05
 
@@ -110,10 +107,10 @@ class InboxProcessor:
         """Like receive, but when the message is answered before `deadline` (time.monotonic()) its
         replies are handed back (one of them, chosen by `pick`, recorded sent for the callback's
         answer) instead of to the outbox; None when not."""
-        budget = deadline - time.monotonic()
+        arrived, budget = time.time(), deadline - time.monotonic()
         claim = await self._store(channel, dedupe_key, message)
         if claim is None:
-            return False, self._noting_written(dedupe_key, await self._replay(dedupe_key, budget, deadline))
+            return False, self._noting_written(dedupe_key, await self._replay(dedupe_key, arrived, budget, deadline))
         inbox_id = claim.id
         waiter = _Waiter(asyncio.get_running_loop().create_future(), deadline, pick)
         self._waiters[inbox_id] = waiter
@@ -152,17 +149,17 @@ class InboxProcessor:
             return answered
 
         async def written() -> None:
-            await self.shared.set(f"answered:{dedupe_key}", "1", _ANSWERED_MEMORY_SECONDS)
+            await self.shared.set(f"answered:{dedupe_key}", repr(time.time()), _ANSWERED_MEMORY_SECONDS)
 
         return dataclasses.replace(answered, written=written)
 
-    async def _replay(self, dedupe_key: str, budget: float, deadline: float) -> Answered | None:
+    async def _replay(self, dedupe_key: str, arrived: float, budget: float, deadline: float) -> Answered | None:
         """A retried callback whose message was answered passively. The platform retries only an
         answer it did not get: the instance died before writing it, or it came too late, or was lost
         on the way. So this answer carries the reply (and the first one's fallback can no longer send
-        it) once the first answer cannot come any more: not written and past its deadline (it writes
-        nothing after it), or so long after the message that the platform had given up on it. A
-        duplicate arriving while the message is still being answered waits to see how that ends."""
+        it) once the first answer cannot come any more: written before this retry was sent (`arrived`,
+        time.time()), or not written and past its deadline (it writes nothing after it). A duplicate
+        sent while the message was still being answered waits to see how that ends."""
         try:
             while True:
                 async with self.db.single_statement() as session:
@@ -171,16 +168,18 @@ class InboxProcessor:
                     return None  # its replies went (or go) as messages
                 last_chance = time.monotonic() >= deadline - _REPLAY_LAST_CHANCE_SECONDS
                 if state.answered_at is not None:
-                    now = utcnow()
-                    written = await self.shared.get(f"answered:{dedupe_key}") is not None
-                    given_up = now >= state.received_at + timedelta(seconds=_PLATFORM_GAVE_UP_SECONDS)
-                    too_late = now >= state.answered_at + timedelta(seconds=budget + _CLOCK_SKEW_SECONDS)
-                    if given_up or (not written and (too_late or last_chance)):
+                    written_at = await self.shared.get(f"answered:{dedupe_key}")
+                    if written_at is not None:
+                        lost = float(written_at) < arrived
+                    else:
+                        lost = last_chance or utcnow() >= state.answered_at + timedelta(
+                            seconds=budget + _CLOCK_SKEW_SECONDS)
+                    if lost:
                         async with self.db.single_statement() as session:
                             replayed = await outbox_store.replay_answered(session, dedupe_key)
                         return Answered([replayed], replayed) if replayed is not None else None
-                    if written:
-                        return None
+                    if written_at is not None:
+                        return None  # the answer went out after this duplicate was sent
                 if last_chance:
                     return None  # still being processed: its replies go as messages
                 await asyncio.sleep(_REPLAY_POLL_SECONDS)

@@ -281,7 +281,9 @@ async def send_quota(session: AsyncSession, *, now: datetime, licensed_accounts:
 
 
 async def backlog(session: AsyncSession) -> dict[str, int]:
-    """Messages not yet delivered, by status (pending, sending, waiting), for the metrics."""
+    """Messages not yet delivered, by status (pending, sending, waiting, and deferred: waiting for room
+    in WeCom's daily quota, store/quota.py), for the metrics."""
     return dict((await session.execute(
-        select(OutboxMessage.status, func.count()).where(OutboxMessage.status.in_(("pending", "sending", "waiting")))
+        select(OutboxMessage.status, func.count())
+        .where(OutboxMessage.status.in_(("pending", "sending", "waiting", "deferred")))
         .group_by(OutboxMessage.status))).all())

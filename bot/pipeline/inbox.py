@@ -105,8 +105,9 @@ class InboxProcessor:
     async def receive_and_wait(self, channel: str, dedupe_key: str, message: Incoming, deadline: float,
                                pick: PickPassive) -> tuple[bool, Answered | None]:
         """Like receive, but when the message is answered before `deadline` (time.monotonic()) its
-        replies are handed back (one of them, chosen by `pick`, recorded sent for the callback's
-        answer) instead of to the outbox; None when not."""
+        replies are handed back (one of them, chosen by `pick`, recorded answered for the callback's
+        answer) instead of to the outbox; None when not. A retry gets the passive reply its first
+        answer should have carried, if that never arrived (_replay)."""
         arrived, budget = time.time(), deadline - time.monotonic()
         claim = await self._store(channel, dedupe_key, message)
         if claim is None:

@@ -10,6 +10,7 @@ from typing import TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
 
 from store.db import chunked
 from store.models import ROLES, Member, MemberTag, Partner
@@ -189,7 +190,8 @@ async def import_members(session: AsyncSession, rows: list[MemberRow]) -> Import
     partners = {p.name: p for p in await session.scalars(select(Partner))}
     existing: dict[str, Member] = {}
     for group in chunked([r.userid for r in rows]):  # a 40,000-row file is over asyncpg's argument limit
-        existing.update((m.userid, m) for m in await session.scalars(select(Member).where(Member.userid.in_(group))))
+        existing.update((m.userid, m) for m in await session.scalars(
+            select(Member).where(Member.userid.in_(group)).options(selectinload(Member.tags))))
     for row in rows:
         row = _cleaned(row)  # the sync from WeCom comes here without parse_members_csv
         partner = None

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from functools import lru_cache
+from typing import Any, NamedTuple
 
-from sqlalchemy import update
+from sqlalchemy import Integer, bindparam, insert, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql import ColumnElement, Executable
 
-from store.models import Lead, LeadEvent, Member, utcnow
+from store.models import Lead, LeadEvent, Member, UTCDateTime, utcnow
 
 
 async def hand_over(session: AsyncSession, lead_id: int, to: Member | None, *, kind: str, member_id: int | None,
@@ -41,3 +43,60 @@ async def hand_over(session: AsyncSession, lead_id: int, to: Member | None, *, k
     session.add(LeadEvent(lead_id=lead_id, kind=kind, member_id=member_id, note=note, at=now))
     await session.flush()
     return lead
+
+
+class Claimed(NamedTuple):
+    """What the reply to a claim shows of the lead taken, read back by the claim's own statement."""
+
+    id: int
+    name: str
+    company: str
+    phone: str
+    region: str
+    industry: str
+
+
+_LEADS, _EVENTS = Lead.__table__, LeadEvent.__table__
+
+
+@lru_cache(maxsize=8)
+def _take_statement(condition: ColumnElement[bool], postgres: bool) -> Executable:
+    """The lead `take_lead` to `take_member` if `condition` still holds. Core, built once per condition:
+    a claim is the busiest write in the pool, and building and loading ORM objects cost it more CPU than
+    the database's work. On PostgreSQL the audit event is written by the same statement (a data-modifying
+    CTE), so a claim is one round trip; SQLite has no such CTE and writes it with a second statement."""
+    member, now = bindparam("take_member", type_=Integer()), bindparam("take_now", type_=UTCDateTime())
+    taken = (update(_LEADS).where(_LEADS.c.id == bindparam("take_lead"), condition)
+             .values(owner_id=member, status="claimed", claimed_at=now, updated_at=now)
+             .returning(*(_LEADS.c[name] for name in Claimed._fields)))
+    if not postgres:
+        return taken
+    taken_cte = taken.cte("taken")
+    event = insert(_EVENTS).from_select(
+        ["lead_id", "kind", "member_id", "note", "at"],
+        select(taken_cte.c.id, literal("claimed"), member, literal(""), now)).cte("taken_event")
+    return select(taken_cte).add_cte(event)
+
+
+_EVENT = insert(_EVENTS).values(lead_id=bindparam("take_lead"), kind="claimed", member_id=bindparam("take_member"),
+                                note="", at=bindparam("take_now"))
+
+
+async def take(session: AsyncSession, lead_id: int, member_id: int, *, condition: ColumnElement[bool],
+               params: dict[str, Any], now: datetime) -> Claimed | None:
+    """Claim the lead for `member_id`: owner, status "claimed" and its "claimed" event, if `condition`
+    (a statement built once, its values in `params`) holds when the UPDATE runs; None if it does
+    not (nothing written). A conditional UPDATE as in hand_over: of two at once, exactly one wins."""
+    if session.new or session.dirty or session.deleted:
+        await session.flush()  # pending changes go first, not over the UPDATE
+    postgres = session.bind.dialect.name == "postgresql"
+    values = {**params, "take_lead": lead_id, "take_member": member_id, "take_now": now}
+    row = (await session.execute(_take_statement(condition, postgres), values)).first()
+    if row is None:
+        return None
+    if not postgres:
+        await session.execute(_EVENT, values)
+    stale = session.identity_map.get(session.identity_key(Lead, lead_id))
+    if stale is not None:  # a Lead this session already holds shows the change when next read
+        session.expire(stale)
+    return Claimed(*row)

@@ -17,7 +17,7 @@ from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import bindparam, exists, func, or_, select, update
+from sqlalchemy import bindparam, exists, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from store.claimable import (OPEN, claim_condition, claim_pools, claim_values, claimable_by, open_to, tier_of,
@@ -99,18 +99,11 @@ def _limits():  # type: ignore[no-untyped-def]
         .scalar_subquery())
 
 
-# What a claim locks: its member's own row (see the module's docstring).
-_LOCK_MEMBER = update(Member.__table__).where(Member.__table__.c.id == bindparam("member")).values(
-    updated_at=bindparam("now"))
-
-
 async def claim(session: AsyncSession, member: Member, lead_id: int, book: RuleBook) -> Claimed:
     now = utcnow()
-    # Serialise this member's own claims, so two at once cannot both slip under a limit: what they hold
-    # and claimed today is read after this lock. The claim itself is then one statement with every rule
-    # of both pools in it (each round trip costs more than the SQL on a busy machine); only a refusal
-    # reads more, to say why.
-    await session.execute(_LOCK_MEMBER, {"member": member.id, "now": now})
+    # One statement with every rule of both of the member's pools in it (each round trip costs more
+    # than the SQL on a busy machine). `take` serialises the member's own claims, so two at once cannot
+    # both slip under a limit; only a refusal reads more, to say why (after that lock, so consistently).
     day_start = _start_of_day(now, book.default.timezone)  # (not a pool's rule: always the server's zone)
     pools = claim_pools(member, book)
     lead = None if not pools else await take(session, lead_id, member.id, now=now,

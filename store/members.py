@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
@@ -68,8 +68,12 @@ async def active_admins(session: AsyncSession) -> list[Member]:
                                       .order_by(Member.id)))
 
 
+# Built once, as store/bindings.py's lookup for chat messages: building a statement costs more than running it.
+_ACTIVE_MEMBER = select(Member).where(Member.userid == bindparam("userid"), Member.active.is_(True))
+
+
 async def get_member(session: AsyncSession, userid: str) -> Member | None:
-    return await session.scalar(select(Member).where(Member.userid == userid, Member.active.is_(True)))
+    return await session.scalar(_ACTIVE_MEMBER, {"userid": userid})
 
 
 async def member_by_id(session: AsyncSession, member_id: int) -> Member | None:

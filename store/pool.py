@@ -17,7 +17,7 @@ from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import bindparam, exists, func, or_, select
+from sqlalchemy import bindparam, exists, func, literal, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from store.claimable import (OPEN, claim_condition, claim_pools, claim_values, claimable_by, open_to, tier_of,
@@ -88,15 +88,19 @@ def _start_of_day(now: datetime, zone: str) -> datetime:
 
 
 @lru_cache(maxsize=1)
-def _limits():  # type: ignore[no-untyped-def]
-    """A lead's pool, and how many open leads a member holds and claimed since a day's start: one statement."""
-    member = bindparam("limits_member")
-    return select(
-        select(Lead.pool_partner_id).where(Lead.id == bindparam("limits_lead")).scalar_subquery(),
-        select(func.count()).select_from(Lead).where(Lead.owner_id == member, Lead.status.in_(OPEN)).scalar_subquery(),
-        select(func.count()).select_from(LeadEvent).where(
-            LeadEvent.member_id == member, LeadEvent.kind == "claimed", LeadEvent.at >= bindparam("limits_day_start"))
-        .scalar_subquery())
+def _lead_and_limits():  # type: ignore[no-untyped-def]
+    """A lead as it is now (None if there is none), and how many open leads a member holds and claimed
+    since a day's start: one statement, to explain a refusal."""
+    member, held_leads = bindparam("limits_member"), Lead.__table__.alias("held")  # (not correlated to the lead)
+    return (select(Lead,
+                   select(func.count()).select_from(held_leads).where(
+                       held_leads.c.owner_id == member, held_leads.c.status.in_(OPEN)).scalar_subquery(),
+                   select(func.count()).select_from(LeadEvent).where(
+                       LeadEvent.member_id == member, LeadEvent.kind == "claimed",
+                       LeadEvent.at >= bindparam("limits_day_start")).scalar_subquery())
+            .select_from(select(literal(1).label("one")).subquery("one"))
+            .outerjoin(Lead, Lead.id == bindparam("limits_lead"))
+            .execution_options(populate_existing=True))
 
 
 async def claim(session: AsyncSession, member: Member, lead_id: int, book: RuleBook) -> Claimed:
@@ -117,11 +121,12 @@ async def claim(session: AsyncSession, member: Member, lead_id: int, book: RuleB
 async def _why_not_taken(session: AsyncSession, member: Member, lead_id: int, book: RuleBook, now: datetime,
                          day_start: datetime) -> Refusal:
     """Why a claim took nothing, checked in the order members are told: the pool, its tier, the limits, the lead."""
-    pool_of_lead, held, today = (await session.execute(
-        _limits(), {"limits_lead": lead_id, "limits_member": member.id, "limits_day_start": day_start})).one()
+    lead, held, today = (await session.execute(
+        _lead_and_limits(), {"limits_lead": lead_id, "limits_member": member.id, "limits_day_start": day_start})).one()
+    pool_of_lead = None if lead is None else lead.pool_partner_id
     rules = book.of(pool_of_lead)
     if pool_of_lead not in (None, member.partner_id):
-        return await _why_not_claimable(session, member, lead_id, rules, now)
+        return await _why_not_claimable(session, member, lead, lead_id, rules, now)
     if not at_least(tier_of(member), rules.min_tier):
         return Refusal(f"leads in this pool are for {rules.min_tier} partners and above",
                        f"该线索池仅限{TIER_NAMES.get(rules.min_tier, rules.min_tier)}及以上伙伴领取")
@@ -132,12 +137,11 @@ async def _why_not_taken(session: AsyncSession, member: Member, lead_id: int, bo
     if today >= rules.daily_claim_limit:
         return Refusal(f"you have claimed {today} leads today, the daily limit; try again tomorrow",
                        f"您今天已领取 {today} 条线索，达到每日上限，请明天再来")
-    return await _why_not_claimable(session, member, lead_id, rules, now)
+    return await _why_not_claimable(session, member, lead, lead_id, rules, now)
 
 
-async def _why_not_claimable(session: AsyncSession, member: Member, lead_id: int, rules: PoolRules,
-                             now: datetime) -> Refusal:
-    lead = await session.get(Lead, lead_id, populate_existing=True)
+async def _why_not_claimable(session: AsyncSession, member: Member, lead: Lead | None, lead_id: int,
+                             rules: PoolRules, now: datetime) -> Refusal:
     if lead is None or (lead.pool_partner_id not in (None, member.partner_id) and lead.owner_id != member.id):
         return Refusal(f"there is no lead #{lead_id} in your pools", f"您的线索池里没有线索 #{lead_id}")
     if lead.owner_id == member.id:

@@ -113,8 +113,7 @@ async def take(session: AsyncSession, lead_id: int, member_id: int, *, condition
         if not locked:  # their row changed since the snapshot: wait for its lock, then again (it holds now)
             await session.execute(_LOCK_MEMBER, values)
             locked, *row = (await session.execute(statement, values)).one()
-            assert locked, "a member row this transaction wrote is locked by it"
-        if row[0] is None:
+        if not locked or row[0] is None:  # (not locked twice: no such member row, so nothing to serialise)
             return None
     else:
         await session.execute(_LOCK_MEMBER, values)

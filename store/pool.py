@@ -1,8 +1,9 @@
 """The lead pool's rules (DESIGN §5), enforced in the database so they hold across instances.
 
-A member's claims are serialised by first writing their own member row (a row lock on PostgreSQL,
+A member's claims are serialised by writing their own member row first (a row lock on PostgreSQL,
 the write lock on SQLite); the claim itself is a conditional UPDATE (store/ownership.py, which
-writes every change of hands), so of two members claiming one lead at once exactly one wins.
+writes every change of hands), so of two members claiming one lead at once exactly one wins. On
+PostgreSQL the lock, the UPDATE and its audit event are one statement (store/ownership.py's `take`).
 
 `protect_days`: a lead from a partner's own link is its sharer's until `protected_until`. That is
 part of the same conditional UPDATEs (claim and recycle), so it holds under races too. The sharer

@@ -1,6 +1,7 @@
 """The report chart: a valid phone-sized PNG, Chinese drawn with the bundled font (never empty boxes),
 any spec drawn without raising, and several charts drawn at once in threads."""
 import io
+import threading
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -66,7 +67,7 @@ def test_chinese_is_drawn_with_real_glyphs() -> None:
     assert (first[90:] == second[90:]).all()  # the rest of the chart is the same
 
 
-@pytest.mark.parametrize("spec", [
+ODD_SPECS = [
     pytest.param({}, id="empty spec"),
     pytest.param({"title": "统计", "funnel": [], "trend": {"days": [], "series": {}},
                   "leaderboard": {"title": "伙伴排行", "rows": []}}, id="empty panels"),
@@ -86,7 +87,10 @@ def test_chinese_is_drawn_with_real_glyphs() -> None:
                   "trend": {"days": [f"2026-11-{d:02d}" for d in range(1, 31)], "series": {"$y$": list(range(30))}},
                   "leaderboard": {"title": "🏆", "rows": [["🚀 $a$ 堃", 3], ["bad row"], None]}},
                  id="dollars, emoji, rare hanzi, odd values, 30 days"),
-])
+]
+
+
+@pytest.mark.parametrize("spec", ODD_SPECS)
 def test_any_spec_renders(spec: dict[str, Any]) -> None:
     assert (render(spec) < 200).sum() > 3_000
 
@@ -99,7 +103,9 @@ def test_charts_render_in_parallel_threads() -> None:
         together = list(pool.map(render_report, specs))
     for png in together:
         Image.open(io.BytesIO(png)).verify()
-    assert together == alone  # each thread drew its own chart, untouched by the others
+    # Each thread drew its own chart, untouched by the others (compared as booleans: pytest's diff of two
+    # unequal PNGs runs for minutes).
+    assert [png == want for png, want in zip(together, alone)] == [True] * len(specs)
 
 
 def test_a_chart_is_the_same_whatever_was_drawn_before_it_on_the_thread() -> None:
@@ -108,3 +114,25 @@ def test_a_chart_is_the_same_whatever_was_drawn_before_it_on_the_thread() -> Non
     render_report({**SPEC, "title": "另一张 · 完全不同的标题", "funnel": [["送达", 9999999]], "leaderboard": {}})
     again = np.asarray(Image.open(io.BytesIO(render_report(SPEC))))
     assert first.shape == again.shape and (first == again).all()
+
+
+def on_a_new_thread(specs: list[dict[str, Any]]) -> list[bytes]:
+    """`specs` drawn one after another on a thread of their own (so on a figure of its own)."""
+    drawn: list[bytes] = []
+    thread = threading.Thread(target=lambda: drawn.extend(render_report(spec) for spec in specs))
+    thread.start()
+    thread.join()
+    return drawn
+
+
+def test_a_reused_figure_keeps_nothing_of_the_chart_before() -> None:
+    """Each thread keeps its figure and changes only what a chart shows: every chart, drawn after
+    another of a different kind (panels with data, empty frames, "no data" words, long and odd labels),
+    is byte for byte the chart a fresh figure draws."""
+    specs = [SPEC, *(param.values[0] for param in ODD_SPECS)]
+    fresh = [on_a_new_thread([spec])[0] for spec in specs]
+    after_the_one_before = on_a_new_thread(specs)
+    after_the_one_after = on_a_new_thread(specs[::-1])[::-1]
+    assert len(set(fresh)) == len(specs)  # (the specs do draw different charts)
+    assert [png == want for png, want in zip(after_the_one_before, fresh)] == [True] * len(specs)
+    assert [png == want for png, want in zip(after_the_one_after, fresh)] == [True] * len(specs)

@@ -18,6 +18,7 @@ from sqlalchemy import select, update
 
 from store import attribution
 from store import links as link_store
+from store import report_figures
 from store import stats
 from store.db import Database
 from store.members import MemberRow
@@ -266,9 +267,31 @@ async def points_match(db: Database, h: History) -> None:
     assert got == expected
 
 
+async def report_figures_match(db: Database, scopes: list[Scope], period: stats.Period, fortnight: stats.Period,
+                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """`report` gets its funnel, leaderboards and trend at once (on PostgreSQL each on a connection of
+    its own, while spare ones are free; else one after another): the same figures either way."""
+    borrowed, on_its_own = [], report_figures._on_a_connection_of_its_own
+    monkeypatch.setattr(report_figures, "_on_a_connection_of_its_own", lambda s, q: borrowed.append(q) or on_its_own(s, q))
+    for scope in scopes:
+        for taken in (0, report_figures.SPARE_CONNECTIONS):  # all spare connections free, then none
+            monkeypatch.setattr(report_figures._Spare, "in_use", taken)
+            async with db.session() as session:
+                figures = await report_figures.report_figures(session, scope, period, fortnight)
+                members = await stats.member_standings(session, period, scope.partner_id, scope.task_id, scope.content_id)
+                partners = [] if scope.partner_id else await stats.partner_standings(session, members)
+                assert (figures.funnel, figures.members, figures.partners, figures.trend) == (
+                    await stats.funnel(session, scope, period), members, partners,
+                    await stats.trend(session, scope, fortnight)), scope
+            assert report_figures._Spare.in_use == taken  # what was borrowed is given back
+    # Leaderboards and trend each on a connection of their own, only on PostgreSQL and only while free.
+    assert len(borrowed) == (2 * len(scopes) if db.dialect == "postgresql" else 0)
+
+
 @pytest.mark.clock_edges
 @pytest.mark.parametrize("seed_value", [1, 2])
-async def test_every_figure_matches_a_brute_force_recount(database_url: str, seed_value: int) -> None:
+async def test_every_figure_matches_a_brute_force_recount(database_url: str, seed_value: int,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     await seed(database_url, [*MEMBERS, *MORE])
     db = Database(database_url)
     try:
@@ -334,6 +357,7 @@ async def test_every_figure_matches_a_brute_force_recount(database_url: str, see
         assert content_covered > 100  # content items' figures and credits too
 
         await points_match(db, h)
+        await report_figures_match(db, scopes, periods[3], periods[-1], monkeypatch)
         period = periods[-1]
         async with db.session() as session:
             trend = await stats.trend(session, Scope(), period)

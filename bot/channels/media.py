@@ -29,9 +29,9 @@ class ImageUploads:
         if isinstance(reply, Image):
             return await self._upload(Path(reply.path))
         if isinstance(reply, Chart):
-            from bot.render.charts import render_report  # matplotlib loads on the first chart, not at start-up
+            from bot.render.charts import render_report_async  # matplotlib loads on the first chart, not at start-up
 
-            png = await asyncio.to_thread(render_report, reply.spec)  # CPU-bound: off the event loop
+            png = await render_report_async(reply.spec)  # CPU-bound: off the event loop
             return await self.client.upload_media("image", f"report-{message_id}.png", png, "image/png")
         if isinstance(reply, Stamped):
             path = await self._stamped(reply)

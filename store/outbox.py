@@ -12,7 +12,7 @@ from datetime import datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, case, func, or_, select, tuple_, update
+from sqlalchemy import and_, bindparam, case, func, insert, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from store.bindings import MEMBER_CHANNEL
@@ -46,14 +46,24 @@ async def add(session: AsyncSession, *, channel: str, recipient: str, payload: d
     callback once this commits; should that fail, the caller takes it (take_answered) and sends it."""
     now = utcnow()
     claimed = claimed or sent
-    row = OutboxMessage(channel=channel, recipient=recipient, kind=payload["kind"], payload=payload,
-                        inbox_id=inbox_id, dedupe_key=dedupe_key,
-                        status=ANSWERED if sent else "sending" if claimed else "pending",
-                        attempts=1 if claimed else 0, claimed_at=now if claimed else None,
-                        next_attempt_at=now, created_at=now, sent_at=now if sent else None)
-    session.add(row)
-    await session.flush()
-    return Claim(row.id, row.attempts, channel, recipient, payload, recorded_sent=sent)
+    # A Core statement built once, not an ORM object and a flush: every chat reply passes here.
+    statement = _ADD.get(session.bind.dialect.name)
+    if statement is None:
+        statement = _ADD[session.bind.dialect.name] = insert(OutboxMessage).values(
+            {column: bindparam(column, type_=OutboxMessage.__table__.c[column].type) for column in _ADD_COLUMNS}
+        ).returning(OutboxMessage.id)
+    row_id = await session.scalar(statement, {
+        "channel": channel, "recipient": recipient, "kind": payload["kind"], "payload": payload,
+        "inbox_id": inbox_id, "dedupe_key": dedupe_key, "purpose": "reply",
+        "status": ANSWERED if sent else "sending" if claimed else "pending",
+        "attempts": 1 if claimed else 0, "claimed_at": now if claimed else None,
+        "next_attempt_at": now, "created_at": now, "sent_at": now if sent else None})
+    return Claim(row_id, 1 if claimed else 0, channel, recipient, payload, recorded_sent=sent)
+
+
+_ADD_COLUMNS = ("channel", "recipient", "kind", "payload", "inbox_id", "dedupe_key", "purpose", "status", "attempts",
+                "claimed_at", "next_attempt_at", "created_at", "sent_at")
+_ADD: dict[str, Any] = {}
 
 
 def _claimable(now: datetime, lease: timedelta):  # type: ignore[no-untyped-def]

@@ -129,9 +129,17 @@ def sign_visitor(secret: bytes, visitor: str, day: int | None = None) -> str:
     return f"{signed}.{_signature(secret, signed)}"
 
 
+@lru_cache(maxsize=8)
+def _keyed(secret: bytes) -> hmac.HMAC:
+    return hmac.new(secret, digestmod="sha256")
+
+
 def _signature(secret: bytes, signed: str) -> str:
-    # hmac.digest is one call into OpenSSL; an hmac.new object costs several µs more per redirect.
-    return hmac.digest(secret, signed.encode(), "sha256").hex()[:32]
+    # A copy of an HMAC already keyed: OpenSSL 3 sets a key up again in every hmac.digest or
+    # hmac.new call, which costs more than the signature (~3.5 vs ~5.5 µs here, timeit).
+    keyed = _keyed(secret).copy()
+    keyed.update(signed.encode())
+    return keyed.hexdigest()[:32]
 
 
 class Visitors:

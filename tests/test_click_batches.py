@@ -66,6 +66,9 @@ async def test_a_burst_is_classified_as_one_click_at_a_time_would_be(recorder: C
         entries = await recorder.redis.xrange(recorder.stream)
         assert 1 < len(entries) < 150  # batched: several clicks per entry (at most 100 each)
         assert sum(len(stream_clicks(fields)) for _, fields in entries) == 150
+        # The keys instances share (older ones too, during a rolling restart) keep their names.
+        for kind in ("flood", "uniq"):
+            assert await recorder.redis.exists(f"{recorder.prefix}clk:{kind}:{link_id}:w{0:019d}")
     # Recorded again after the flood window has passed: kept, but no longer unique.
     await asyncio.sleep(1.05)
     again = await asyncio.gather(*(recorder.record(link_id, f"v{i:019d}", "h" * 64, BROWSER, "", False)

@@ -53,6 +53,7 @@ OUTBOX = web.AppKey("outbox", OutboxSender)
 INBOX = web.AppKey("inbox", InboxProcessor)
 CLICKS = web.AppKey("clicks", ClickRecorder)
 VISITORS = web.AppKey("visitors", Visitors)
+ADMIN_PREFIX = "/api"
 
 
 def create_app(config: Config, commands: CommandTable | None = None,
@@ -60,11 +61,17 @@ def create_app(config: Config, commands: CommandTable | None = None,
     visitors = Visitors(_ip_hash_salt(config), config.server.trusted_proxies, visitor_secret(config),
                         secure_cookies=config.server.public_base_url.startswith("https://"))
     # Refused requests are logged with the salted IP hash clicks use, never the address itself.
-    admin, require_token = admin_routes(config, lambda request: request.app[DB], visitors.ip_hash)
-    admin += stats_routes(config, lambda request: request.app[DB])
-    admin += partner_routes(config, lambda request: request.app[DB])
-    admin += content_routes(config, lambda request: request.app[DB])
-    app = web.Application(client_max_size=config.server.max_body_bytes, middlewares=[request_ids, require_token])
+    # (config_dict: in the admin sub-application below, request.app is that sub-application.)
+    admin, require_token = admin_routes(config, lambda request: request.config_dict[DB], visitors.ip_hash)
+    admin += stats_routes(config, lambda request: request.config_dict[DB])
+    admin += partner_routes(config, lambda request: request.config_dict[DB])
+    admin += content_routes(config, lambda request: request.config_dict[DB])
+    # Every request passes through each middleware of its application: the admin API's token check
+    # guards only its own sub-application, so a tracked redirect (the hot path) does not pay for it.
+    app = web.Application(client_max_size=config.server.max_body_bytes, middlewares=[request_ids])
+    admin_app = web.Application(client_max_size=config.server.max_body_bytes, middlewares=[require_token])
+    admin_app.add_routes([web.RouteDef(r.method, r.path.removeprefix(ADMIN_PREFIX), r.handler, r.kwargs)
+                          for r in admin])
     app[CONFIG] = config
     commands = commands or command_table()
     channels = [channel for channel in channels if channel.enabled(config)]
@@ -140,7 +147,8 @@ def create_app(config: Config, commands: CommandTable | None = None,
     app.add_routes(download_routes(links, visitors, form, lambda request: request.app[DB],
                                    lambda request: request.app[CLICKS], visitors.secret))
     app.add_routes(invite_routes(config, lambda request: request.app[DB]))
-    app.add_routes([web.get("/healthz", healthz), web.get("/metrics", metrics), *admin])
+    app.add_routes([web.get("/healthz", healthz), web.get("/metrics", metrics)])
+    app.add_subapp(ADMIN_PREFIX, admin_app)
     return app
 
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 from collections import defaultdict
-from datetime import date, datetime
+from datetime import date, datetime, timezone as utc_zone
+from collections.abc import Iterable, Sequence
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from store.db import dialect_insert
@@ -132,3 +133,88 @@ async def insert_clicks(session: AsyncSession, clicks: list[dict[str, Any]], tim
         dialect_insert(session)(Click).on_conflict_do_nothing(index_elements=["event_id"])
         .returning(Click.link_id, Click.at, Click.is_bot, Click.is_unique), clicks)).all()
     await bump_daily(session, stored, timezone)
+
+
+
+# A click as the recorder hands it over: its fields as text, in this order (event_id, link_id, at in
+# seconds since 1970, visitor_id, ip_hash, user_agent, referrer, is_bot, is_unique; the flags "1" or
+# "0"). Text because that is how clicks come back from the Redis stream, and what costs least to send.
+ClickRow = Sequence[str]
+CLICK_ROW_SEPARATOR = "\x1f"  # never inside a field (the recorder makes sure)
+
+# PostgreSQL: a batch goes as one separated text per column, is split by the database, and is stored
+# and its daily counts grown by one statement (atomic by itself, so it may run in autocommit). Per
+# click that costs ~1/10 of an executemany through the ORM (~21 µs CPU per click there), whose
+# per-value work (and asyncpg's, for arrays) was most of it. The local day of each click comes from
+# Python (ZoneInfo, as everywhere else). A click already stored (same event id: a batch written
+# twice) is skipped and counted nowhere. Rows are sorted by day and link as daily_click_rows sorts
+# them: two instances lock click_daily rows in one order.
+_STORE_CLICK_ROWS = text("""
+WITH given AS (
+    SELECT DISTINCT ON (event_id) * FROM unnest(
+        string_to_array(:event_ids, E'\\x1f'), CAST(string_to_array(:link_ids, E'\\x1f') AS integer[]),
+        CAST(string_to_array(:ats, E'\\x1f') AS float8[]), string_to_array(:visitor_ids, E'\\x1f'),
+        string_to_array(:ip_hashes, E'\\x1f'), string_to_array(:user_agents, E'\\x1f'),
+        string_to_array(:referrers, E'\\x1f'), CAST(string_to_array(:is_bots, E'\\x1f') AS boolean[]),
+        CAST(string_to_array(:is_uniques, E'\\x1f') AS boolean[]), CAST(string_to_array(:days, E'\\x1f') AS date[]))
+        AS g(event_id, link_id, at, visitor_id, ip_hash, user_agent, referrer, is_bot, is_unique, day)
+), stored AS (
+    -- An empty text splits into no values at all: a batch whose every user agent or referrer is
+    -- empty leaves that column NULL here.
+    INSERT INTO clicks (event_id, link_id, at, visitor_id, ip_hash, user_agent, referrer, is_bot, is_unique, held)
+    SELECT event_id, link_id, to_timestamp(at), visitor_id, ip_hash, coalesce(user_agent, ''),
+           coalesce(referrer, ''), is_bot, is_unique, false
+    FROM given
+    ON CONFLICT (event_id) DO NOTHING
+    RETURNING event_id
+)
+INSERT INTO click_daily (day, link_id, clicks, unique_clicks, bot_clicks, held_clicks)
+SELECT g.day, g.link_id, count(*) FILTER (WHERE NOT g.is_bot), count(*) FILTER (WHERE NOT g.is_bot AND g.is_unique),
+       count(*) FILTER (WHERE g.is_bot), 0
+FROM stored JOIN given g USING (event_id)
+GROUP BY g.day, g.link_id
+ORDER BY g.day, g.link_id
+ON CONFLICT (day, link_id) DO UPDATE SET clicks = click_daily.clicks + excluded.clicks,
+    unique_clicks = click_daily.unique_clicks + excluded.unique_clicks,
+    bot_clicks = click_daily.bot_clicks + excluded.bot_clicks
+""")
+
+
+def local_days(instants: Iterable[float], timezone: str) -> list[date]:
+    """The local date of each instant. Zone offsets and their changes fall on whole quarter hours
+    (for any time a click can have), so a date is found once per UTC quarter hour, not per click."""
+    zone = ZoneInfo(timezone)
+    found: dict[int, date] = {}
+    days = []
+    for at in instants:
+        quarter = int(at // 900)
+        day = found.get(quarter)
+        if day is None:
+            day = found[quarter] = datetime.fromtimestamp(quarter * 900, zone).date()
+        days.append(day)
+    return days
+
+
+def click_rows_in_one_statement(dialect: str) -> bool:
+    """Whether store_click_rows is one statement on this database (it may then run in
+    Database.single_statement: no BEGIN and COMMIT round trips)."""
+    return dialect == "postgresql"
+
+
+async def store_click_rows(session: AsyncSession, rows: Sequence[ClickRow], timezone: str = "UTC") -> None:
+    """insert_clicks for the recorder's batches (ClickRow): the same rows stored, the same counts grown."""
+    if not rows:
+        return
+    if not click_rows_in_one_statement(session.bind.dialect.name):
+        await insert_clicks(session, [
+            {"event_id": r[0], "link_id": int(r[1]), "at": datetime.fromtimestamp(float(r[2]), utc_zone.utc),
+             "visitor_id": r[3], "ip_hash": r[4], "user_agent": r[5], "referrer": r[6], "is_bot": r[7] == "1",
+             "is_unique": r[8] == "1"} for r in rows], timezone)
+        return
+    columns = list(zip(*rows))
+    days = local_days(map(float, columns[2]), timezone)
+    await session.execute(_STORE_CLICK_ROWS, {
+        **{name: CLICK_ROW_SEPARATOR.join(column) for name, column in zip(
+            ("event_ids", "link_ids", "ats", "visitor_ids", "ip_hashes", "user_agents", "referrers", "is_bots",
+             "is_uniques"), columns)},
+        "days": CLICK_ROW_SEPARATOR.join(map(date.isoformat, days))})

@@ -134,3 +134,12 @@ def test_with_redis_an_empty_salt_or_visitor_secret_is_a_config_error(missing: s
     with pytest.raises(ConfigError, match=r"must be set when \[redis\] url is"):
         load_config(environ={**env, missing: ""})
     assert load_config(environ={missing: ""}).redis.url == ""  # one instance: fine
+
+
+def test_a_cookie_is_signed_with_hmac_sha256_so_cookies_signed_before_stay_valid() -> None:
+    import hashlib
+    import hmac
+    from bot.web.links import sign_visitor
+    for secret in (b"k", b"s" * 32, b"long" * 40):  # shorter than, as long as and longer than a block
+        expected = hmac.new(secret, b"visitor0000000001.20000", hashlib.sha256).hexdigest()[:32]
+        assert sign_visitor(secret, "visitor0000000001", 20000) == f"visitor0000000001.20000.{expected}"

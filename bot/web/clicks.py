@@ -15,8 +15,7 @@ import os
 import secrets
 import socket
 import time
-from dataclasses import dataclass, replace
-from datetime import datetime, timezone
+from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis
@@ -34,17 +33,27 @@ GROUP = "writers"
 # Clicks that arrive while a batch is with Redis wait for the next one: one round trip per batch,
 # not per click (one round trip per click was a third of a redirect's CPU under load).
 RECORD_BATCH = 100
+# A click travels as its fields joined by FIELD (store.links.ClickRow's order, without is_unique,
+# which the script decides), and a batch as its clicks joined by CLICK: splitting them back costs a
+# fraction of JSON per click. Neither character can be in a field (see _packed).
+FIELD, CLICK = "\x1f", "\x1e"
 # One round trip for a batch of redirects: per click (in order) the flood check and the unique
-# check, then one stream entry with the clicks kept. KEYS: the stream, the buffered-clicks counter,
-# then a flood key and a unique key per click; ARGV: the two windows in ms, then each click's JSON.
-# Answers one character per click: '-' dropped as part of a flood, '1' unique, '0' not.
+# check, then one stream entry with the clicks kept. KEYS: the stream, the buffered-clicks counter;
+# ARGV: the two windows in ms, the key prefix, then each click's "<link id>:<visitor id>" and each
+# packed click, joined by CLICK. The per-click flood and unique keys (prefix + clk:flood:<link id>:
+# <visitor id>, clk:uniq:...) are made here rather than passed in KEYS: redis-py packs each argument
+# in Python (~1.5 µs each, three per click before), and partnerbot runs one Redis, not a cluster
+# (where a script must name every key it touches in KEYS). Answers one character per click: '-'
+# dropped as part of a flood, '1' unique, '0' not.
 _RECORD_BATCH = """
+local who, clicks = {}, {}
+for w in string.gmatch(ARGV[4], '[^\\30]+') do who[#who + 1] = w end
+for c in string.gmatch(ARGV[5], '[^\\30]+') do clicks[#clicks + 1] = c end
 local kept, flags, kept_flags = {}, {}, {}
-for i = 3, #ARGV do
-  local k = 2 * (i - 3) + 3
-  if redis.call('SET', KEYS[k], '1', 'NX', 'PX', ARGV[1]) then
-    local unique = redis.call('SET', KEYS[k + 1], '1', 'NX', 'PX', ARGV[2]) and '1' or '0'
-    kept[#kept + 1] = ARGV[i]
+for i = 1, #who do
+  if redis.call('SET', ARGV[3] .. 'clk:flood:' .. who[i], '1', 'NX', 'PX', ARGV[1]) then
+    local unique = redis.call('SET', ARGV[3] .. 'clk:uniq:' .. who[i], '1', 'NX', 'PX', ARGV[2]) and '1' or '0'
+    kept[#kept + 1] = clicks[i]
     kept_flags[#kept_flags + 1] = unique
     flags[#flags + 1] = unique
   else
@@ -52,7 +61,7 @@ for i = 3, #ARGV do
   end
 end
 if #kept > 0 then
-  redis.call('XADD', KEYS[1], '*', 'b', '[' .. table.concat(kept, ',') .. ']', 'u', table.concat(kept_flags))
+  redis.call('XADD', KEYS[1], '*', 'c', table.concat(kept, '\\30'), 'u', table.concat(kept_flags))
   redis.call('INCRBY', KEYS[2], #kept)
 end
 return table.concat(flags)
@@ -69,10 +78,14 @@ end
 if removed > 0 then redis.call('DECRBY', KEYS[2], removed) end
 return removed
 """
+# What a redirect hands over: (link_id, visitor_id, ip_hash, user_agent, referrer, is_bot, at). A
+# plain tuple; the event id, packing and classification are done per batch, after the response.
+Answered = tuple[int, str, str, str, str, bool, float]
 
 
 @dataclass(frozen=True)
 class ClickEvent:
+    """A recorded click, for whoever waits for one (ClickRecorder.record)."""
     event_id: str
     link_id: int
     at: float
@@ -83,26 +96,41 @@ class ClickEvent:
     is_bot: bool
     is_unique: bool
 
-    def row(self) -> dict[str, Any]:
-        # Spelled out: dataclasses.asdict deep-copies field by field, a visible cost per stored click.
-        return {"event_id": self.event_id, "link_id": self.link_id, "at": datetime.fromtimestamp(self.at, timezone.utc),
-                "visitor_id": self.visitor_id, "ip_hash": self.ip_hash, "user_agent": self.user_agent,
-                "referrer": self.referrer, "is_bot": self.is_bot, "is_unique": self.is_unique}
-
-    def packed(self) -> str:
-        """The click as the stream keeps it (its unique flag travels beside it): a JSON list, not
-        an object, so a batch of clicks costs little to write and to read back."""
-        return json.dumps([self.event_id, self.link_id, self.at, self.visitor_id, self.ip_hash, self.user_agent,
-                           self.referrer, self.is_bot], ensure_ascii=False)
+    @classmethod
+    def of(cls, row: link_store.ClickRow) -> ClickEvent:
+        return cls(row[0], int(row[1]), float(row[2]), row[3], row[4], row[5], row[6], row[7] == "1", row[8] == "1")
 
 
-def stream_clicks(fields: dict[bytes, bytes]) -> list[ClickEvent]:
-    """The clicks of one stream entry: a batch ('b', 'u': one unique flag per click), or a single
-    click as instances before batching wrote it ('e', 'u')."""
+def _clean(value: str, limit: int) -> str:
+    value = value[:limit]
+    if FIELD in value or CLICK in value:  # a header cannot carry them; a defence, not a case
+        value = value.replace(FIELD, " ").replace(CLICK, " ")
+    return value
+
+
+def _packed(event_id: str, click: Answered) -> str:
+    link_id, visitor_id, ip_hash, user_agent, referrer, is_bot, at = click
+    return FIELD.join((event_id, str(link_id), repr(at), visitor_id, ip_hash, _clean(user_agent, 512),
+                       _clean(referrer, 1024), "1" if is_bot else "0"))
+
+
+def stream_clicks(fields: dict[bytes, bytes]) -> list[link_store.ClickRow]:
+    """The clicks of one stream entry: a batch ('c' packed, or 'b' JSON as instances before packing
+    wrote it; 'u': one unique flag per click), or a single click as instances before batching wrote
+    it ('e', 'u')."""
+    flags = fields.get(b"u", b"").decode()
+    if b"c" in fields:
+        return [[*click.split(FIELD), flag] for click, flag in zip(fields[b"c"].decode().split(CLICK), flags)]
     if b"b" in fields:
-        flags = fields.get(b"u", b"").decode()
-        return [ClickEvent(*values, is_unique=flag == "1") for values, flag in zip(json.loads(fields[b"b"]), flags)]
-    return [replace(ClickEvent(**json.loads(fields[b"e"])), is_unique=fields.get(b"u") == b"1")]
+        return [[*_old_click(values), flag] for values, flag in zip(json.loads(fields[b"b"]), flags)]
+    old = json.loads(fields[b"e"])
+    return [[*_old_click([old[name] for name in ("event_id", "link_id", "at", "visitor_id", "ip_hash", "user_agent",
+                                                  "referrer", "is_bot")]), "1" if flags == "1" else "0"]]
+
+
+def _old_click(values: list[Any]) -> list[str]:
+    event_id, link_id, at, visitor_id, ip_hash, user_agent, referrer, is_bot = values
+    return [event_id, str(link_id), repr(float(at)), visitor_id, ip_hash, user_agent, referrer, "1" if is_bot else "0"]
 
 
 class ClickRecorder:
@@ -119,12 +147,12 @@ class ClickRecorder:
         self.batch_size = batch_size
         self.flush_interval = flush_interval
         self.consumer = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
-        self._local: list[ClickEvent] = []
+        self._local: list[link_store.ClickRow] = []
         # Its own in-process keys: a burst of clicks must not push other state out of a shared bound.
         self.shared = SharedKeys(redis, prefix, LocalKeys(max_items=200_000))
         self._group_ready = False
         # Clicks answered but not yet classified, each with the future of whoever waits for it.
-        self._queue: list[tuple[ClickEvent, asyncio.Future[ClickEvent | None] | None]] = []
+        self._queue: list[tuple[Answered, asyncio.Future[ClickEvent | None] | None]] = []
         self._recording: asyncio.Task[None] | None = None
         self._clicks_per_entry = RECORD_BATCH  # judged again by every read of the stream
         self._done: AsyncScript | None = None
@@ -134,67 +162,65 @@ class ClickRecorder:
         # Stream entries a dead writer read but never acknowledged are taken over after this.
         self.claim_idle_ms = int(reclaim_after * 1000)
 
-    def _event(self, link_id: int, visitor_id: str, ip_hash: str, user_agent: str, referrer: str,
-               is_bot: bool) -> ClickEvent:
-        return ClickEvent(os.urandom(16).hex(), link_id, time.time(), visitor_id, ip_hash, user_agent[:512],
-                          referrer[:1024], is_bot, False)
-
     def record_soon(self, link_id: int, visitor_id: str, ip_hash: str, user_agent: str, referrer: str,
                     is_bot: bool) -> None:
         """Record after the response has gone: a slow Redis must not slow the redirect."""
-        self._enqueue(self._event(link_id, visitor_id, ip_hash, user_agent, referrer, is_bot), None)
+        self._queue.append(((link_id, visitor_id, ip_hash, user_agent, referrer, is_bot, time.time()), None))
+        if self._recording is None or self._recording.done():
+            self._recording = asyncio.create_task(self._record_queued())
 
     async def record(self, link_id: int, visitor_id: str, ip_hash: str, user_agent: str, referrer: str,
                      is_bot: bool) -> ClickEvent | None:
         """Classify and buffer one click; None when it is part of a flood from one visitor."""
         done: asyncio.Future[ClickEvent | None] = asyncio.get_running_loop().create_future()
-        self._enqueue(self._event(link_id, visitor_id, ip_hash, user_agent, referrer, is_bot), done)
-        return await done
-
-    def _enqueue(self, event: ClickEvent, done: asyncio.Future[ClickEvent | None] | None) -> None:
-        self._queue.append((event, done))
+        self._queue.append(((link_id, visitor_id, ip_hash, user_agent, referrer, is_bot, time.time()), done))
         if self._recording is None or self._recording.done():
             self._recording = asyncio.create_task(self._record_queued())
+        return await done
 
     async def _record_queued(self) -> None:
         """Classify and buffer what is queued, a batch per round trip, until the queue is empty."""
         while self._queue:
             batch, self._queue = self._queue[:RECORD_BATCH], self._queue[RECORD_BATCH:]
             try:
-                kept = await self._record_batch([event for event, _ in batch])
+                packed, flags = await self._record_batch([click for click, _ in batch])
             except Exception as err:  # never leave a waiter hanging; the redirect has long been answered
                 log.error("%d click(s) were not recorded: %s", len(batch), type(err).__name__)
                 for _, done in batch:
                     if done is not None and not done.done():
                         done.set_exception(err)
                 continue
-            for (_, done), event in zip(batch, kept):
+            for (_, done), click, flag in zip(batch, packed, flags):
                 if done is not None and not done.done():
-                    done.set_result(event)
+                    done.set_result(None if flag == "-" else ClickEvent.of([*click.split(FIELD), flag]))
 
-    async def _record_batch(self, events: list[ClickEvent]) -> list[ClickEvent | None]:
+    async def _record_batch(self, clicks: list[Answered]) -> tuple[list[str], str]:
+        """(the clicks packed, their flags: '-' dropped as part of a flood, '1' kept and unique, '0' kept)."""
         now = time.time()
-        keys = [f"clk:{kind}:{event.link_id}:{event.visitor_id}" for event in events for kind in ("flood", "uniq")]
+        ids = os.urandom(16 * len(clicks)).hex()  # one random 128-bit event id per click, one call per batch
+        packed = [_packed(ids[32 * i:32 * i + 32], click) for i, click in enumerate(clicks)]
+        who = [f"{link_id}:{visitor_id}" for link_id, visitor_id, *_ in clicks]
 
-        def parse(flags: Any) -> list[ClickEvent | None]:
-            flags = flags.decode() if isinstance(flags, bytes) else str(flags)
-            return [None if flag == "-" else replace(event, is_unique=flag == "1") for event, flag in zip(events, flags)]
+        def parse(flags: Any) -> str:
+            return flags.decode() if isinstance(flags, bytes) else str(flags)
 
-        def locally(local: LocalKeys) -> list[ClickEvent | None]:
-            kept: list[ClickEvent | None] = []
-            for event, flood_key, unique_key in zip(events, keys[::2], keys[1::2]):
-                if not local.add_once(flood_key, self.flood_window, now):
-                    kept.append(None)
+        def locally(local: LocalKeys) -> str:
+            flags = []
+            for click, link_and_visitor in zip(packed, who):
+                if not local.add_once(f"clk:flood:{link_and_visitor}", self.flood_window, now):
+                    flags.append("-")
                     continue
-                buffered = replace(event, is_unique=local.add_once(unique_key, UNIQUE_WINDOW_SECONDS, now))
-                self._local.append(buffered)
-                kept.append(buffered)
-            return kept
+                flag = "1" if local.add_once(f"clk:uniq:{link_and_visitor}", UNIQUE_WINDOW_SECONDS, now) else "0"
+                self._local.append([*click.split(FIELD), flag])
+                flags.append(flag)
+            return "".join(flags)
 
-        return await self.shared.run_script(
-            _RECORD_BATCH, ["clicks", self.buffered_key, *keys],
-            [int(self.flood_window * 1000) or 1, UNIQUE_WINDOW_SECONDS * 1000, *(event.packed() for event in events)],
+        flags = await self.shared.run_script(
+            _RECORD_BATCH, ["clicks", self.buffered_key],
+            [int(self.flood_window * 1000) or 1, UNIQUE_WINDOW_SECONDS * 1000, self.prefix, CLICK.join(who),
+             CLICK.join(packed)],
             parse=parse, locally=locally, degraded="clicks buffered in this process")
+        return packed, flags
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -235,12 +261,16 @@ class ClickRecorder:
         if not batch:
             return 0
         try:
-            async with self.db.session() as session:
-                await link_store.insert_clicks(session, [e.row() for e in batch], self.timezone)
+            await self._store(batch)
         except Exception:
             self._local = batch + self._local
             raise
         return len(batch)
+
+    async def _store(self, clicks: list[link_store.ClickRow]) -> None:
+        one_statement = link_store.click_rows_in_one_statement(self.db.dialect)
+        async with self.db.single_statement() if one_statement else self.db.session() as session:
+            await link_store.store_click_rows(session, clicks, self.timezone)
 
     async def _flush_stream(self) -> int:
         try:
@@ -282,15 +312,13 @@ class ClickRecorder:
                 break
         if not entries:
             return 0
-        async with self.db.session() as session:
-            await link_store.insert_clicks(session, [click.row() for *_, batch in entries for click in batch],
-                                           self.timezone)
+        await self._store([click for *_, batch in entries for click in batch])
         if self._done is None:
             self._done = self.redis.register_script(_DONE)
         done_args: list[Any] = [GROUP]
         for entry_id, fields, batch in entries:
             # A single click an instance wrote before batching never went into the counter.
-            done_args += [entry_id, len(batch) if b"b" in fields else 0]
+            done_args += [entry_id, len(batch) if b"c" in fields or b"b" in fields else 0]
         await self._done(keys=[self.stream, self.prefix + self.buffered_key], args=done_args)
         return clicks
 

@@ -123,7 +123,8 @@ class OutboxSender:
         """Up to `batch` due rows, and when (time.monotonic()) their lease began."""
         claimed_at = time.monotonic()
         try:
-            async with self.db.session() as session:
+            # One statement, atomic by itself: in autocommit it costs one round trip, not three.
+            async with self.db.single_statement() as session:
                 return await outbox_store.claim_due(session, self.lease, batch, self._in_flight), claimed_at
         except Exception as err:
             log.warning("outbox: cannot claim rows now (%s)", type(err).__name__)
@@ -245,7 +246,7 @@ class OutboxSender:
         if not sent:
             return
         try:
-            async with self.db.session() as session:
+            async with self.db.single_statement() as session:  # one statement, as the claim
                 await outbox_store.mark_sent(session, sent)
         except Exception as err:
             # Keep them for the next round; were we to die first, the lease expires and they are

@@ -18,9 +18,11 @@ async def main() -> None:
         async def worker() -> None:
             while queue:
                 user, card = queue.pop()
-                async with http.post(job["url"], params={"access_token": job["token"]},
-                                     json={"touser": user, "agentid": job["agent"], "msgtype": "template_card",
-                                           "template_card": card}) as response:
+                # The bytes the bot sends: UTF-8 JSON, not \u escapes (aiohttp's json=).
+                body = json.dumps({"touser": user, "agentid": job["agent"], "msgtype": "template_card",
+                                   "template_card": card}, ensure_ascii=False).encode()
+                async with http.post(job["url"], params={"access_token": job["token"]}, data=body,
+                                     headers={"Content-Type": "application/json"}) as response:
                     await response.read()
 
         started, cpu = time.perf_counter(), time.process_time()

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import aiohttp
 from aiohttp import web
-from sqlalchemy import text
+from sqlalchemy import make_url, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 REPO = Path(__file__).resolve().parents[1]
@@ -67,7 +67,8 @@ class BenchDatabase:
         async with admin.connect() as conn:
             await conn.execute(text(f'CREATE DATABASE "{name}"'))
         await admin.dispose()
-        return cls(f"{server_url.rpartition('/')[0]}/{name}", server_url, name)
+        # make_url keeps a query such as ?host=/var/run/postgresql (PostgreSQL over its Unix socket)
+        return cls(make_url(server_url).set(database=name).render_as_string(hide_password=False), server_url, name)
 
     async def seed(self, members: list[MemberRow]) -> None:
         await asyncio.to_thread(migrate, self.url)

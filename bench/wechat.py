@@ -13,7 +13,6 @@ import secrets
 import string
 import tempfile
 import time
-from pathlib import Path
 
 import aiohttp
 from aiohttp import web
@@ -23,7 +22,7 @@ from common import BenchDatabase, MemberRow, free_port, percentile, summary
 from bot.app import create_app
 from bot.config import Config
 from bot.simulator import WeChatSimulator, WeComSimulator
-from store.db import Database, migrate
+from store.db import Database
 from store.members import get_member
 
 OPENID = "oBench00000000000000000000p1"
@@ -34,21 +33,14 @@ def key() -> str:
 
 
 async def run(args: argparse.Namespace) -> None:
-    bench_db = None
-    if args.database == "sqlite":
-        url = f"sqlite+aiosqlite:///{Path(tempfile.mkdtemp()) / 'bench.db'}"
-        await asyncio.to_thread(migrate, url)
-    else:
-        bench_db = await BenchDatabase.create(args.database)
-        url = bench_db.url
-    members = [MemberRow(0, "p1", "Member 1", "partner", "Partner", "", ())]
+    bench_db = await BenchDatabase.create(args.database)  # "sqlite": a file of its own
+    await bench_db.seed([MemberRow(0, "p1", "Member 1", "partner", "Partner", "", ())])
+    url = bench_db.url
     db = Database(url)
     try:
         from store.bindings import WECHAT, attach
-        from store.members import import_members
 
         async with db.session() as session:
-            await import_members(session, members)
             member = await get_member(session, "p1")
             await attach(session, member, WECHAT, OPENID, push_there=False)
         config = Config(source="bench")
@@ -94,8 +86,7 @@ async def run(args: argparse.Namespace) -> None:
                 await runner.cleanup()
     finally:
         await db.dispose()
-        if bench_db is not None:
-            await bench_db.drop()
+        await bench_db.drop()
     ms = 1000
     print(f"wechat benchmark: {args.messages} messages one at a time, {args.database.split(':')[0]}")
     print(f"  WeChat, reply in the answer: p50 {percentile(wechat_times, 0.5) * ms:.1f} ms, "

@@ -33,7 +33,7 @@ from bot.web.downloads import download_routes, stored_bytes
 from bot.web.landing import LeadForm, landing_routes
 from bot.web.links import LinkCache, Visitors, redirect_routes, visitor_secret
 from bot.logs import request_ids
-from bot.metrics import CLICK_LAG, OUTBOX_BACKLOG, OUTBOX_PARKED, exposition
+from bot.metrics import CLICK_LAG, OUTBOX_BACKLOG, OUTBOX_DEFERRED, OUTBOX_PARKED, exposition
 from bot.pipeline.outbox import OutboxSender
 from bot.render.posters import PosterRenderer
 from bot.pipeline.ratelimit import MemberRateLimiter
@@ -163,6 +163,7 @@ async def metrics(request: web.Request) -> web.Response:
         by_status = await outbox_store.backlog(session)
     OUTBOX_BACKLOG.set(by_status.get("pending", 0) + by_status.get("sending", 0))
     OUTBOX_PARKED.set(by_status.get("waiting", 0))
+    OUTBOX_DEFERRED.set(by_status.get("deferred", 0))
     CLICK_LAG.set(await request.app[CLICKS].lag())
     body, content_type = exposition()
     return web.Response(body=body, headers={"Content-Type": content_type})

@@ -13,14 +13,15 @@ from zoneinfo import ZoneInfo
 
 from bot.config import Config
 from bot.forwarding import read_forward_results, send_forwards
-from bot.metrics import JOB_RUNS
+from bot.metrics import JOB_RUNS, QUOTA_DEFERRED, QUOTA_DEFERRED_DROPPED
 from bot.retention import RetentionJob
 from handlers import notices
 from handlers.context import CommandTable, CustomerContact
 from handlers.replies import reply_to_payload
-from handlers.tasks import queue_cards
+from handlers.tasks import card_rows
 from store import fraud, points, pool, stats, tiers
 from store import outbox as outbox_store
+from store import quota as quota_store
 from store import tasks as task_store
 from store.db import Database
 from store.members import active_admins, active_members_of, member_by_id, members_by_ids
@@ -33,24 +34,55 @@ RETENTION_FIRST_DELAY_SECONDS = 300.0
 
 
 async def send_due_reminders(db: Database, commands: CommandTable, config: Config) -> int:
-    """Remind members who have not shared, once per task, a configured time before its deadline."""
+    """Remind members who have not shared, once per task, a configured time before its deadline,
+    earliest deadline first, as far as WeCom's daily send quota goes: the rest are deferred (kept in
+    the outbox, sent by release_deferred_messages when the quota has room). How many were queued now."""
     reminded = 0
     horizon = utcnow() + timedelta(hours=config.tasks.remind_before_hours)
     async with db.session() as session:
-        due = [task.id for task in await task_store.tasks_due_for_auto_reminder(session, horizon)]
-    for task_id in due:
+        due = sorted(await task_store.tasks_due_for_auto_reminder(session, horizon), key=lambda t: (t.deadline, t.id))
+    for task_id in [task.id for task in due]:
         async with db.session() as session:
             # A card that arrived minutes ago needs no reminder yet: wait (the next tick looks again).
             members = await task_store.unshared_recipients(
                 session, task_id, sent_before=utcnow() - timedelta(hours=config.tasks.reminder_min_age_hours))
-            if not members or not await task_store.claim_auto_reminder(session, task_id):
-                continue  # nobody to remind yet, or another instance took it
+            if not members:
+                continue
+            # The quota's lock before the claim: every transaction that spends the quota takes it first.
+            quota = await quota_store.hold_quota(session, now=utcnow(), licensed_accounts=config.wecom.licensed_accounts)
+            if not await task_store.claim_auto_reminder(session, task_id):
+                continue  # another instance took it
             task = await task_store.get_task(session, task_id)
-            queued = await queue_cards(session, task, members, commands, config.server.timezone,
-                                       reminder=True, automatic=True, now=utcnow())
+            purpose, rows = await card_rows(session, task, members, commands, config.server.timezone,
+                                            reminder=True, automatic=True, now=utcnow())
+            queued, deferred = await quota_store.queue_within(session, quota.left, task_id=task_id, purpose=purpose,
+                                                              rows=rows)
         log.info("automatic reminder for task %d queued for %d member(s)", task_id, queued)
+        if deferred:
+            QUOTA_DEFERRED.labels(purpose).inc(deferred)
+            log.warning("automatic reminder for task %d: %d member(s) deferred, past today's WeCom send quota "
+                        "(%d of %d used); they go when it has room", task_id, deferred, quota.used + queued, quota.limit)
         reminded += queued
     return reminded
+
+
+async def release_deferred_messages(db: Database, config: Config) -> int:
+    """Messages deferred past WeCom's daily send quota go out as it has room again (the next day in
+    China, or sooner if sends failed), earliest task deadline first; those no longer worth sending
+    (task over, or the member has shared since) are dropped with the reason. How many were released."""
+    now = utcnow()
+    async with db.session() as session:
+        if not await quota_store.any_deferred(session):
+            return 0
+        quota = await quota_store.hold_quota(session, now=now, licensed_accounts=config.wecom.licensed_accounts)
+        dropped = await quota_store.drop_stale_deferred(session, now)
+        released = await quota_store.release_deferred(session, quota.left, now)
+    if dropped:
+        QUOTA_DEFERRED_DROPPED.inc(dropped)
+        log.warning("%d deferred message(s) dropped: their task ended or was shared before the quota had room", dropped)
+    if released:
+        log.info("%d deferred message(s) released within today's WeCom send quota", released)
+    return released
 
 
 async def expire_parked_messages(db: Database, config: Config) -> int:
@@ -220,7 +252,7 @@ def schedule(db: Database, config: Config, commands: CommandTable, kick_outbox: 
     retention = retention or RetentionJob(db, config.retention, config.retention.check_seconds)
 
     async def reminders() -> None:
-        if await send_due_reminders(db, commands, config):
+        if await release_deferred_messages(db, config) + await send_due_reminders(db, commands, config):
             kick_outbox()
 
     async def recycling() -> None:

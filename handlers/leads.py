@@ -35,7 +35,7 @@ def parse_words(text: str) -> list[str]:
     return [w[:20] for w in text.split()[:5]]
 
 
-def _line(lead: Lead, *, full_phone: bool) -> str:
+def _line(lead: Lead | pool.Claimed, *, full_phone: bool) -> str:
     phone = lead.phone if full_phone else mask_phone(lead.phone)
     where = " · ".join(p for p in (lead.region, lead.industry) if p)
     return f"#{lead.id} {lead.name}（{lead.company or '—'}）{phone}" + (f" · {where}" if where else "")

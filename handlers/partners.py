@@ -7,9 +7,11 @@ from zoneinfo import ZoneInfo
 
 from handlers.replies import Poster, Reply, Text
 from handlers.context import ArgError, Context
-from handlers.tasks import queue_cards
+from handlers.tasks import card_rows
 from store import onboarding
+from store import quota as quota_store
 from store import tasks as task_store
+from store.models import Member
 from store.partners import partner_by_name
 
 DEFAULT_DAYS, DEFAULT_USES = 7, 50
@@ -110,10 +112,27 @@ def parse_code(text: str) -> str:
 async def join(ctx: Context, code: str) -> Text:
     member, partner = await onboarding.join(ctx.session, code, ctx.member.userid, ctx.member.name,
                                             ctx.config.server.timezone)
-    # Tasks already broadcast to people like them (all, their partner, region) come as cards now.
-    for task in await task_store.open_tasks_targeting(ctx.session, member):
-        await queue_cards(ctx.session, task, [member], ctx.commands, ctx.config.server.timezone,
-                          reminder=False, automatic=False, now=ctx.now)
+    deferred = await queue_onboarding_cards(ctx, member)
+    later = ctx.say(f"\n{deferred} task card(s) will follow when WeCom's daily message quota has room; "
+                    f"tasks shows them now.", f"\n另有 {deferred} 张任务卡片将在企业微信每日发送额度有余量时送达，"
+                    f"发送“任务”可先查看。") if deferred else ""
     return Text(ctx.say(
         f"Welcome to {partner.name}'s partner programme! Send tasks to see your co-marketing tasks, help for everything else.",
-        f"欢迎加入 {partner.name} 伙伴计划！发送“任务”查看联合推广任务，发送“帮助”查看全部命令。"))
+        f"欢迎加入 {partner.name} 伙伴计划！发送“任务”查看联合推广任务，发送“帮助”查看全部命令。") + later)
+
+
+async def queue_onboarding_cards(ctx: Context, member: Member) -> int:
+    """Tasks already broadcast to people like them (all, their partner, region) come as cards now,
+    as far as today's WeCom send quota goes, earliest deadline first; the rest are deferred (sent
+    when the quota has room, bot/jobs.py). How many were deferred."""
+    tasks = await task_store.open_tasks_targeting(ctx.session, member)
+    if not tasks:
+        return 0
+    quota = await quota_store.hold_quota(ctx.session, now=ctx.now, licensed_accounts=ctx.config.wecom.licensed_accounts)
+    room, deferred = quota.left, 0
+    for task in sorted(tasks, key=lambda t: (t.deadline is None, t.deadline or ctx.now, t.id)):
+        purpose, rows = await card_rows(ctx.session, task, [member], ctx.commands, ctx.config.server.timezone,
+                                        reminder=False, automatic=False, now=ctx.now)
+        queued, later = await quota_store.queue_within(ctx.session, room, task_id=task.id, purpose=purpose, rows=rows)
+        room, deferred = room - queued, deferred + later
+    return deferred

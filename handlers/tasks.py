@@ -12,8 +12,9 @@ from zoneinfo import ZoneInfo
 from handlers import words
 from handlers.replies import Button, Card, Text, reply_to_payload
 from handlers.context import MARKETER, ADMIN, ArgError, CommandTable, Context, parse_id, shorten
+from handlers.quota import over_quota, quota_use
 from store import content as content_store
-from store import outbox as outbox_store
+from store import quota as quota_store
 from store import tasks as task_store
 from store.models import ContentItem, Member, Task
 
@@ -207,6 +208,9 @@ async def show_task(ctx: Context, task_id: int) -> Text:
     lines.append(ctx.say(f"Link: {task.target_url}", f"链接：{task.target_url}"))
     waiting_en = f" {progress['waiting']} wait for WeChat followers to write." if progress["waiting"] else ""
     waiting_zh = f"{progress['waiting']} 张等待微信关注者发消息后送达。" if progress["waiting"] else ""
+    if deferred := progress.get(quota_store.DEFERRED, 0):  # cards of people who joined on a day the quota ran out
+        waiting_en += f" {deferred} wait for room in WeCom's daily send quota."
+        waiting_zh += f"{deferred} 张等待企业微信每日发送额度有余量时发出。"
     status = words.word(words.TASK_STATUSES, task.status, ctx.lang)
     lines.append(ctx.say(
         f"Status: {status}. Cards: {progress['pending'] + progress['sending']} queued, {progress['sent']} sent, "
@@ -272,25 +276,18 @@ async def broadcast(ctx: Context, args: BroadcastArgs) -> Text:
     if not new:
         return Text(ctx.say(f"All {len(members)} matching members already have task #{task.id}.",
                             f"符合条件的 {len(members)} 人都已收到任务 #{task.id}。"))
-    quota = await outbox_store.send_quota(ctx.session, now=ctx.now, licensed_accounts=ctx.config.wecom.licensed_accounts)
+    quota = await quota_store.hold_quota(ctx.session, now=ctx.now, licensed_accounts=ctx.config.wecom.licensed_accounts)
     if not quota.allows(len(new)):
-        return Text(ctx.say(
-            f"Task #{task.id} would go to {len(new)} member(s), more than is left of today's WeCom send quota: "
-            f"{quota.used} of {quota.limit} used, {quota.left} left. Narrow the target (e.g. partner:NAME, "
-            f"region:NAME) or send it tomorrow.",
-            f"任务 #{task.id} 要发给 {len(new)} 人，超出今天企业微信的发送额度：已用 {quota.used} / 共 {quota.limit}，"
-            f"只剩 {quota.left}。请缩小范围（如 伙伴:名称、区域:名称），或明天再发。"))
+        return Text(over_quota(ctx, quota, len(new), what=(f"Task #{task.id}", f"任务 #{task.id} "), advice=(
+            "Narrow the target (e.g. partner:NAME, region:NAME) or send it tomorrow.",
+            "请缩小范围（如 伙伴:名称、区域:名称），或明天再发。")))
     if not args.confirmed:
         return Text(ctx.say(
             f"Task #{task.id} “{task.title}” will go to {len(new)} member(s)"
-            f"{f' ({len(members) - len(new)} already have it)' if len(new) < len(members) else ''}.\n"
-            f"Today's WeCom send quota: {quota.used} of {quota.limit} used; this uses {len(new)}, "
-            f"leaving {quota.left - len(new)}.\n"
-            f"To send it, reply: {confirm}",
+            f"{f' ({len(members) - len(new)} already have it)' if len(new) < len(members) else ''}.",
             f"任务 #{task.id}“{task.title}”将发给 {len(new)} 人"
-            f"{f'（另有 {len(members) - len(new)} 人已收到）' if len(new) < len(members) else ''}。\n"
-            f"今天企业微信发送额度：已用 {quota.used} / 共 {quota.limit}，本次用 {len(new)}，剩余 {quota.left - len(new)}。\n"
-            f"确认下发请回复：{confirm}"))
+            f"{f'（另有 {len(members) - len(new)} 人已收到）' if len(new) < len(members) else ''}。")
+            + f"\n{quota_use(ctx, quota, len(new))}\n" + ctx.say(f"To send it, reply: {confirm}", f"确认下发请回复：{confirm}"))
     queued = await queue_task_cards(ctx, task, new, reminder=False)
     await task_store.record_broadcast(ctx.session, task, target_text, ctx.member, queued)
     return Text(ctx.say(f"Task #{task.id} is on its way to {queued} member(s). Progress: task {task.id}",
@@ -307,15 +304,24 @@ async def remind(ctx: Context, task_id: int) -> Text:
     if not members:
         return Text(ctx.say(f"Everyone who got task #{task.id} has shared it (or it was not sent yet).",
                             f"收到任务 #{task.id} 的人都已分享（或任务还未下发）。"))
-    queued = await queue_task_cards(ctx, task, members, reminder=True)
-    skipped = len(members) - queued
-    if not queued:
+    purpose, rows = await card_rows(ctx.session, task, members, ctx.commands, ctx.config.server.timezone,
+                                    reminder=True, automatic=False, now=ctx.now)
+    fresh = await quota_store.new_rows(ctx.session, rows)  # not reminded of it today yet
+    skipped = len(members) - len(fresh)
+    if not fresh:
         return Text(ctx.say(f"All {skipped} member(s) who have not shared task #{task.id} were already reminded today.",
                             f"尚未分享任务 #{task.id} 的 {skipped} 人今天都已提醒过。"))
+    quota = await quota_store.hold_quota(ctx.session, now=ctx.now, licensed_accounts=ctx.config.wecom.licensed_accounts)
+    if not quota.allows(len(fresh)):
+        return Text(over_quota(ctx, quota, len(fresh), what=(f"A reminder of task #{task.id}", f"任务 #{task.id} 的提醒"),
+                               advice=("Nobody was reminded; remind again tomorrow (China time), when the quota "
+                                       "starts afresh.", "未发送任何提醒；请明天（北京时间）额度恢复后再催办。")))
+    queued = await task_store.queue_messages(ctx.session, task_id=task.id, purpose=purpose, rows=fresh)
     return Text(ctx.say(
         f"Reminding {queued} member(s) who have not shared task #{task.id}"
         f"{f'; {skipped} were already reminded today' if skipped else ''}.",
-        f"已提醒 {queued} 位尚未分享任务 #{task.id} 的成员{f'；{skipped} 人今天已提醒过' if skipped else ''}。"))
+        f"已提醒 {queued} 位尚未分享任务 #{task.id} 的成员{f'；{skipped} 人今天已提醒过' if skipped else ''}。")
+        + "\n" + quota_use(ctx, quota, queued))
 
 
 async def queue_task_cards(ctx: Context, task: Task, members: Sequence[Member | task_store.Recipient], *,
@@ -326,21 +332,25 @@ async def queue_task_cards(ctx: Context, task: Task, members: Sequence[Member | 
 
 async def queue_cards(session: Any, task: Task, members: Sequence[Member | task_store.Recipient], commands: CommandTable,
                       zone: str, *, reminder: bool, automatic: bool, now: datetime) -> int:
-    """One card per member; a key per (task, member) — and per day for reminders — means nobody
-    gets the same card twice, even if the command or job runs twice."""
+    purpose, rows = await card_rows(session, task, members, commands, zone, reminder=reminder, automatic=automatic,
+                                    now=now)
+    return await task_store.queue_messages(session, task_id=task.id, purpose=purpose, rows=rows)
+
+
+async def card_rows(session: Any, task: Task, members: Sequence[Member | task_store.Recipient], commands: CommandTable,
+                    zone: str, *, reminder: bool, automatic: bool, now: datetime) -> tuple[str, list[quota_store.Row]]:
+    """One card per member, as (purpose, outbox rows); a key per (task, member) — and per day for
+    reminders — means nobody gets the same card twice, even if the command or job runs twice."""
     content_ids = tuple(i.id for i in await content_store.attached_to(session, task.id, now))
     # One card, copied per member with its own id: building 10,000 alike took longer than sending them.
     if reminder:
         day = now.astimezone(ZoneInfo(zone)).strftime("%Y%m%d")
         kind = "autoremind" if automatic else f"remind{day}"
         card = task_card(task, commands, zone, reminder=True, card_id="", content_ids=content_ids)
-        rows = [(m.userid, f"task:{task.id}:{kind}:member:{m.id}", {**card, "card_id": f"t{task.id}-{kind}-m{m.id}"})
-                for m in members]
-        purpose = task_store.REMINDER
-    else:
-        card = task_card(task, commands, zone, reminder=False, card_id="", content_ids=content_ids)
-        rows = [(m.userid, task_store.card_dedupe_key(task.id, m.id), {**card, "card_id": f"t{task.id}-m{m.id}"})
-                for m in members]
-        purpose = task_store.TASK_CARD
-    return await task_store.queue_messages(session, task_id=task.id, purpose=purpose, rows=rows)
-
+        return task_store.REMINDER, [
+            (m.userid, f"task:{task.id}:{kind}:member:{m.id}", {**card, "card_id": f"t{task.id}-{kind}-m{m.id}"})
+            for m in members]
+    card = task_card(task, commands, zone, reminder=False, card_id="", content_ids=content_ids)
+    return task_store.TASK_CARD, [
+        (m.userid, task_store.card_dedupe_key(task.id, m.id), {**card, "card_id": f"t{task.id}-m{m.id}"})
+        for m in members]

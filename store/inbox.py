@@ -92,6 +92,17 @@ async def finish(session: AsyncSession, claim: Claim, status: str, error: str | 
     return result.rowcount == 1
 
 
+async def renew(session: AsyncSession, claim: Claim) -> bool:
+    """Restart a claim's lease (its message waited for a free worker); False if it was taken over."""
+    result = await session.execute(
+        update(InboxMessage)
+        .where(InboxMessage.id == claim.id, InboxMessage.status == "processing",
+               InboxMessage.attempts == claim.attempts)
+        .values(claimed_at=utcnow())
+        .execution_options(synchronize_session=False))
+    return result.rowcount == 1
+
+
 async def release(session: AsyncSession, claim: Claim, error: str) -> None:
     """Give a claimed message back for another try (after a transient failure)."""
     await session.execute(

@@ -8,8 +8,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
 
 from store.db import chunked
 from store.models import ROLES, Member, MemberTag, Partner
@@ -67,8 +68,12 @@ async def active_admins(session: AsyncSession) -> list[Member]:
                                       .order_by(Member.id)))
 
 
+# Built once, as store/bindings.py's lookup for chat messages: building a statement costs more than running it.
+_ACTIVE_MEMBER = select(Member).where(Member.userid == bindparam("userid"), Member.active.is_(True))
+
+
 async def get_member(session: AsyncSession, userid: str) -> Member | None:
-    return await session.scalar(select(Member).where(Member.userid == userid, Member.active.is_(True)))
+    return await session.scalar(_ACTIVE_MEMBER, {"userid": userid})
 
 
 async def member_by_id(session: AsyncSession, member_id: int) -> Member | None:
@@ -189,7 +194,8 @@ async def import_members(session: AsyncSession, rows: list[MemberRow]) -> Import
     partners = {p.name: p for p in await session.scalars(select(Partner))}
     existing: dict[str, Member] = {}
     for group in chunked([r.userid for r in rows]):  # a 40,000-row file is over asyncpg's argument limit
-        existing.update((m.userid, m) for m in await session.scalars(select(Member).where(Member.userid.in_(group))))
+        existing.update((m.userid, m) for m in await session.scalars(
+            select(Member).where(Member.userid.in_(group)).options(selectinload(Member.tags))))
     for row in rows:
         row = _cleaned(row)  # the sync from WeCom comes here without parse_members_csv
         partner = None

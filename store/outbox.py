@@ -17,7 +17,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from store.bindings import MEMBER_CHANNEL
-from store.models import Member, OutboxMessage, utcnow
+from store.models import InboxMessage, Member, OutboxMessage, utcnow
 
 
 @dataclass(frozen=True)
@@ -27,8 +27,15 @@ class Claim:
     channel: str
     recipient: str
     payload: dict[str, Any]
-    # Recorded sent already (a passive reply): no other sender can take it, so it needs no renewal.
+    # Recorded sent already, in a callback's answer (a passive reply, status ANSWERED): no sender
+    # takes it over, so it needs no renewal; sending it as a message first takes it (take_answered).
     recorded_sent: bool = False
+
+
+# A passive reply: written into the answer to the member's callback, not sent through the API. It
+# stays so for good (it costs none of the app's send quota) unless the platform's retry of that
+# callback shows the answer never arrived (replay_answered) or it could not be written (take_answered).
+ANSWERED = "answered"
 
 
 async def add(session: AsyncSession, *, channel: str, recipient: str, payload: dict[str, Any],
@@ -36,13 +43,13 @@ async def add(session: AsyncSession, *, channel: str, recipient: str, payload: d
               sent: bool = False) -> Claim:
     """Queue a message. `claimed` queues it already claimed by the caller, who sends it right after
     the commit (saving a claim round trip); should the caller die, the lease hands it to others.
-    `sent` records it sent already (with `claimed`): a passive reply, which goes out in the answer to
-    the callback once this commits; should that fail, the caller sends it and marks it again."""
+    `sent` records it ANSWERED (with `claimed`): a passive reply, which goes out in the answer to the
+    callback once this commits; should that fail, the caller takes it (take_answered) and sends it."""
     now = utcnow()
     claimed = claimed or sent
     row = OutboxMessage(channel=channel, recipient=recipient, kind=payload["kind"], payload=payload,
                         inbox_id=inbox_id, dedupe_key=dedupe_key,
-                        status="sent" if sent else "sending" if claimed else "pending",
+                        status=ANSWERED if sent else "sending" if claimed else "pending",
                         attempts=1 if claimed else 0, claimed_at=now if claimed else None,
                         next_attempt_at=now, created_at=now, sent_at=now if sent else None)
     session.add(row)
@@ -83,6 +90,59 @@ async def claim_due(session: AsyncSession, lease: timedelta, limit: int, busy: C
         .returning(c.id, c.attempts, c.channel, c.recipient, c.payload)
     )
     return [Claim(*row) for row in result.all()]
+
+
+async def take_answered(session: AsyncSession, claim: Claim) -> Claim | None:
+    """A passive reply that did not go into an answer, claimed to be sent as a message instead; None
+    when a retry of its callback has taken it meanwhile (replay_answered), which answers with it."""
+    attempts = await session.scalar(
+        update(OutboxMessage)
+        .where(OutboxMessage.id == claim.id, OutboxMessage.attempts == claim.attempts,
+               OutboxMessage.status == ANSWERED)
+        .values(status="sending", claimed_at=utcnow(), sent_at=None, attempts=OutboxMessage.attempts + 1)
+        .returning(OutboxMessage.attempts)
+        .execution_options(synchronize_session=False))
+    if attempts is None:
+        return None
+    return Claim(claim.id, attempts, claim.channel, claim.recipient, claim.payload)
+
+
+@dataclass(frozen=True)
+class PassiveState:
+    """Where a received message's passive reply stands: `finished`, the message was processed (its
+    replies are queued); `answered_at`, when its reply was recorded for an answer and is still so."""
+
+    received_at: datetime
+    finished: bool
+    answered_at: datetime | None
+
+
+async def passive_state(session: AsyncSession, inbox_dedupe_key: str) -> PassiveState | None:
+    """None when no such message is stored (any more)."""
+    row = (await session.execute(
+        select(InboxMessage.received_at, InboxMessage.status, OutboxMessage.claimed_at)
+        .outerjoin(OutboxMessage, and_(OutboxMessage.inbox_id == InboxMessage.id, OutboxMessage.status == ANSWERED))
+        .where(InboxMessage.dedupe_key == inbox_dedupe_key).limit(1))).first()
+    if row is None:
+        return None
+    return PassiveState(row.received_at, row.status in ("done", "failed"), row.claimed_at)
+
+
+async def replay_answered(session: AsyncSession, inbox_dedupe_key: str) -> Claim | None:
+    """The passive reply to a callback the platform retries: its answer never arrived (the instance
+    died before writing it, or it came too late), so the retry's answer carries it. The claim token
+    moves on, so the first answer's fallback (take_answered) cannot send it as well."""
+    inbox_id = select(InboxMessage.id).where(InboxMessage.dedupe_key == inbox_dedupe_key).scalar_subquery()
+    row = (await session.execute(
+        update(OutboxMessage)
+        .where(OutboxMessage.inbox_id == inbox_id, OutboxMessage.status == ANSWERED)
+        .values(claimed_at=utcnow(), attempts=OutboxMessage.attempts + 1)
+        .returning(OutboxMessage.id, OutboxMessage.attempts, OutboxMessage.channel, OutboxMessage.recipient,
+                   OutboxMessage.payload)
+        .execution_options(synchronize_session=False))).first()
+    if row is None:
+        return None
+    return Claim(row.id, row.attempts, row.channel, row.recipient, row.payload, recorded_sent=True)
 
 
 async def renew(session: AsyncSession, claim: Claim) -> bool:
@@ -234,7 +294,9 @@ async def send_quota(session: AsyncSession, *, now: datetime, licensed_accounts:
 
 
 async def backlog(session: AsyncSession) -> dict[str, int]:
-    """Messages not yet delivered, by status (pending, sending, waiting), for the metrics."""
+    """Messages not yet delivered, by status (pending, sending, waiting, and deferred: waiting for room
+    in WeCom's daily quota, store/quota.py), for the metrics."""
     return dict((await session.execute(
-        select(OutboxMessage.status, func.count()).where(OutboxMessage.status.in_(("pending", "sending", "waiting")))
+        select(OutboxMessage.status, func.count())
+        .where(OutboxMessage.status.in_(("pending", "sending", "waiting", "deferred")))
         .group_by(OutboxMessage.status))).all())

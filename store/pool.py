@@ -1,8 +1,9 @@
 """The lead pool's rules (DESIGN §5), enforced in the database so they hold across instances.
 
-A member's claims are serialised by first writing their own member row (a row lock on PostgreSQL,
+A member's claims are serialised by writing their own member row first (a row lock on PostgreSQL,
 the write lock on SQLite); the claim itself is a conditional UPDATE (store/ownership.py, which
-writes every change of hands), so of two members claiming one lead at once exactly one wins.
+writes every change of hands), so of two members claiming one lead at once exactly one wins. On
+PostgreSQL the lock, the UPDATE and its audit event are one statement (store/ownership.py's `take`).
 
 `protect_days`: a lead from a partner's own link is its sharer's until `protected_until`. That is
 part of the same conditional UPDATEs (claim and recycle), so it holds under races too. The sharer
@@ -17,81 +18,28 @@ from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, bindparam, exists, false, func, or_, select, update
+from sqlalchemy import bindparam, exists, func, literal, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.sql.elements import BindParameter
-from sqlalchemy.sql.visitors import replacement_traverse
 
+from store.claimable import (OPEN, claim_condition, claim_pools, claim_values, claimable_by, open_to, tier_of,
+                             unprotected)
 from store.errors import Refusal
-from store.models import Lead, LeadEvent, Member, Partner, PoolSettings, TrackedLink, utcnow
-from store.ownership import hand_over
+from store.models import Lead, LeadEvent, Member, Partner, PoolSettings, utcnow
+from store.ownership import Claimed, hand_over, take
 from store.pool_rules import TIER_NAMES, PoolRules, RuleBook, at_least  # noqa: F401 (the pool API)
 from store.pool_rules import EDITABLE, rule_book, set_overrides
 from store.text import clean_text
 
-OPEN = ("claimed", "following", "nurturing")  # held by someone, not finished
 WORKING = ("claimed", "following")  # what goes idle; a nurturing lead waits for its date instead
 CLOSED_ZH = {"won": "成交", "lost": "丢单"}
 REASON_MAX = 500
-
-
-def _unprotected(now: datetime):  # type: ignore[no-untyped-def]
-    return or_(Lead.protected_until.is_(None), Lead.protected_until <= now)
-
-
-def _open_to(member: Member, now: datetime):  # type: ignore[no-untyped-def]
-    """Not protected for someone else: no protection running, or this member shared the lead."""
-    own_links = select(TrackedLink.id).where(TrackedLink.member_id == member.id)
-    return or_(_unprotected(now), Lead.link_id.in_(own_links))
-
-
-@lru_cache(maxsize=2)
-def _claimable_template(public: bool):  # type: ignore[no-untyped-def]
-    """Unowned new leads of one pool (the public one, or the pool of `claimable_pool`), past that pool's
-    embargo, not in this member's cooldown, not protected for another member's share; its values are
-    bind parameters (`_claimable_values`), so a claim does not build this expression again each time."""
-    member, now = bindparam("claimable_member"), bindparam("claimable_now")
-    recent_give_backs = select(LeadEvent.lead_id).where(
-        LeadEvent.member_id == member, LeadEvent.kind.in_(("returned", "recycled")),
-        LeadEvent.at > bindparam("claimable_given_back_after"))
-    own_links = select(TrackedLink.id).where(TrackedLink.member_id == member)
-    return and_(Lead.pool_partner_id.is_(None) if public else Lead.pool_partner_id == bindparam("claimable_pool"),
-                Lead.status == "new", Lead.owner_id.is_(None), Lead.created_at <= bindparam("claimable_created_by"),
-                Lead.id.not_in(recent_give_backs),
-                or_(Lead.protected_until.is_(None), Lead.protected_until <= now, Lead.link_id.in_(own_links)))
-
-
-def _claimable_values(pool_partner_id: int | None, member: Member, rules: PoolRules, now: datetime) -> dict[str, Any]:
-    return {"claimable_member": member.id, "claimable_now": now, "claimable_pool": pool_partner_id,
-            "claimable_given_back_after": now - timedelta(days=rules.cooldown_days),
-            "claimable_created_by": now - timedelta(hours=rules.embargo_hours)}
-
-
-def _claimable_in(pool_partner_id: int | None, member: Member, rules: PoolRules, now: datetime):  # type: ignore[no-untyped-def]
-    """The leads of one pool this member may claim now (`_claimable_template` with its values)."""
-    values = _claimable_values(pool_partner_id, member, rules, now)
-    # Each parameter made anonymous with its value, so two pools' conditions can sit in one query.
-    return replacement_traverse(_claimable_template(pool_partner_id is None), {}, lambda e: bindparam(
-        None, values[e.key], type_=e.type, unique=True) if isinstance(e, BindParameter) and e.key in values else None)
-
-
-def _tier_of(member: Member) -> str:
-    return member.partner.tier if member.partner is not None else "registered"
-
-
-def _claimable_by(member: Member, book: RuleBook, now: datetime):  # type: ignore[no-untyped-def]
-    """A member sees the public pool and their own partner's pool, each under its own rules (and
-    only if their partner's tier is high enough for it)."""
-    pools = [p for p in ([None] if member.partner_id is None else [None, member.partner_id])
-             if at_least(_tier_of(member), book.of(p).min_tier)]
-    return or_(false(), *(_claimable_in(p, member, book.of(p), now) for p in pools))
 
 
 async def visible_pool(session: AsyncSession, member: Member, book: RuleBook, words: list[str],
                        limit: int = 10) -> list[Lead]:
     """Leads this member may claim now: their pools, past the embargo, not in their cooldown."""
     now = utcnow()
-    query = select(Lead).where(_claimable_by(member, book, now))
+    query = select(Lead).where(claimable_by(member, book, now))
     for word in words:
         pattern = f"%{word.replace('%', '').replace('_', '')}%"
         query = query.where(or_(Lead.region.like(pattern), Lead.industry.like(pattern), Lead.company.like(pattern)))
@@ -141,51 +89,60 @@ def _start_of_day(now: datetime, zone: str) -> datetime:
 
 
 @lru_cache(maxsize=1)
-def _limits():  # type: ignore[no-untyped-def]
-    """A lead's pool, and how many open leads a member holds and claimed since a day's start: one statement."""
-    member = bindparam("limits_member")
-    return select(
-        select(Lead.pool_partner_id).where(Lead.id == bindparam("limits_lead")).scalar_subquery(),
-        select(func.count()).select_from(Lead).where(Lead.owner_id == member, Lead.status.in_(OPEN)).scalar_subquery(),
-        select(func.count()).select_from(LeadEvent).where(
-            LeadEvent.member_id == member, LeadEvent.kind == "claimed", LeadEvent.at >= bindparam("limits_day_start"))
-        .scalar_subquery())
+def _lead_and_limits():  # type: ignore[no-untyped-def]
+    """A lead as it is now (None if there is none), and how many open leads a member holds and claimed
+    since a day's start: one statement, to explain a refusal."""
+    member, held_leads = bindparam("limits_member"), Lead.__table__.alias("held")  # (not correlated to the lead)
+    return (select(Lead,
+                   select(func.count()).select_from(held_leads).where(
+                       held_leads.c.owner_id == member, held_leads.c.status.in_(OPEN)).scalar_subquery(),
+                   select(func.count()).select_from(LeadEvent).where(
+                       LeadEvent.member_id == member, LeadEvent.kind == "claimed",
+                       LeadEvent.at >= bindparam("limits_day_start")).scalar_subquery())
+            .select_from(select(literal(1).label("one")).subquery("one"))
+            .outerjoin(Lead, Lead.id == bindparam("limits_lead"))
+            .execution_options(populate_existing=True))
 
 
-async def claim(session: AsyncSession, member: Member, lead_id: int, book: RuleBook) -> Lead:
+async def claim(session: AsyncSession, member: Member, lead_id: int, book: RuleBook) -> Claimed:
     now = utcnow()
-    # Serialise this member's own claims, so two at once cannot both slip under a limit: what they hold
-    # and claimed today is read after this lock, in one round trip with the lead's pool (a claim was
-    # seven round trips; each costs more than the SQL on a busy machine).
-    await session.execute(update(Member).where(Member.id == member.id).values(updated_at=now))
+    # One statement with every rule of both of the member's pools in it (each round trip costs more
+    # than the SQL on a busy machine). `take` serialises the member's own claims, so two at once cannot
+    # both slip under a limit; only a refusal reads more, to say why (after that lock, so consistently).
     day_start = _start_of_day(now, book.default.timezone)  # (not a pool's rule: always the server's zone)
-    pool_of_lead, held, today = (await session.execute(
-        _limits(), {"limits_lead": lead_id, "limits_member": member.id, "limits_day_start": day_start})).one()
-    rules = book.of(pool_of_lead)
-    if pool_of_lead not in (None, member.partner_id):
-        raise await _why_not_claimable(session, member, lead_id, rules, now)
-    if not at_least(_tier_of(member), rules.min_tier):
-        raise Refusal(f"leads in this pool are for {rules.min_tier} partners and above",
-                      f"该线索池仅限{TIER_NAMES.get(rules.min_tier, rules.min_tier)}及以上伙伴领取")
-    if held >= rules.max_held:
-        raise Refusal(f"you already hold {held} open leads, the most allowed ({rules.max_held}); "
-                      "win, lose or return one first",
-                      f"您已持有 {held} 条未结束线索，已达上限 {rules.max_held}；请先成交、丢单或退回")
-    if today >= rules.daily_claim_limit:
-        raise Refusal(f"you have claimed {today} leads today, the daily limit; try again tomorrow",
-                      f"您今天已领取 {today} 条线索，达到每日上限，请明天再来")
-    values = _claimable_values(pool_of_lead, member, rules, now)
-    lead = await hand_over(session, lead_id, member, kind="claimed", member_id=member.id, note="", now=now,
-                           # Still in the pool whose rules were applied: a lead moved meanwhile is refused, not misjudged.
-                           only_if=[_claimable_template(pool_of_lead is None)], params=values)
+    pools = claim_pools(member, book)
+    lead = None if not pools else await take(session, lead_id, member.id, now=now,
+                                             condition=claim_condition("public" in pools, "own" in pools),
+                                             params=claim_values(pools, member, book, now, day_start))
     if lead is None:
-        raise await _why_not_claimable(session, member, lead_id, rules, now)
+        raise await _why_not_taken(session, member, lead_id, book, now, day_start)
     return lead
 
 
-async def _why_not_claimable(session: AsyncSession, member: Member, lead_id: int, rules: PoolRules,
-                             now: datetime) -> Refusal:
-    lead = await session.get(Lead, lead_id, populate_existing=True)
+async def _why_not_taken(session: AsyncSession, member: Member, lead_id: int, book: RuleBook, now: datetime,
+                         day_start: datetime) -> Refusal:
+    """Why a claim took nothing, checked in the order members are told: the pool, its tier, the limits, the lead."""
+    lead, held, today = (await session.execute(
+        _lead_and_limits(), {"limits_lead": lead_id, "limits_member": member.id, "limits_day_start": day_start})).one()
+    pool_of_lead = None if lead is None else lead.pool_partner_id
+    rules = book.of(pool_of_lead)
+    if pool_of_lead not in (None, member.partner_id):
+        return await _why_not_claimable(session, member, lead, lead_id, rules, now)
+    if not at_least(tier_of(member), rules.min_tier):
+        return Refusal(f"leads in this pool are for {rules.min_tier} partners and above",
+                       f"该线索池仅限{TIER_NAMES.get(rules.min_tier, rules.min_tier)}及以上伙伴领取")
+    if held >= rules.max_held:
+        return Refusal(f"you already hold {held} open leads, the most allowed ({rules.max_held}); "
+                       "win, lose or return one first",
+                       f"您已持有 {held} 条未结束线索，已达上限 {rules.max_held}；请先成交、丢单或退回")
+    if today >= rules.daily_claim_limit:
+        return Refusal(f"you have claimed {today} leads today, the daily limit; try again tomorrow",
+                       f"您今天已领取 {today} 条线索，达到每日上限，请明天再来")
+    return await _why_not_claimable(session, member, lead, lead_id, rules, now)
+
+
+async def _why_not_claimable(session: AsyncSession, member: Member, lead: Lead | None, lead_id: int,
+                             rules: PoolRules, now: datetime) -> Refusal:
     if lead is None or (lead.pool_partner_id not in (None, member.partner_id) and lead.owner_id != member.id):
         return Refusal(f"there is no lead #{lead_id} in your pools", f"您的线索池里没有线索 #{lead_id}")
     if lead.owner_id == member.id:
@@ -193,7 +150,7 @@ async def _why_not_claimable(session: AsyncSession, member: Member, lead_id: int
     if lead.owner_id is not None or lead.status != "new":
         return Refusal(f"lead #{lead_id} is held by someone else", f"线索 #{lead_id} 已被他人领取")
     if lead.protected_until is not None and not await session.scalar(
-            select(exists().where(Lead.id == lead_id, _open_to(member, now)))):
+            select(exists().where(Lead.id == lead_id, open_to(member, now)))):
         until = local_time(lead.protected_until, rules.timezone)
         return Refusal(f"lead #{lead_id} is protected for its sharer until {until}; only they may follow it up",
                        f"线索 #{lead_id} 受保护至 {until}，仅原分享人可跟进")
@@ -323,7 +280,7 @@ async def idle_leads(session: AsyncSession, idle_before: datetime, protected_bef
     (long-protected leads would otherwise fill the batch and starve the ones due now)."""
     return list(await session.scalars(select(Lead).where(
         Lead.status.in_(WORKING), Lead.owner_id.is_not(None), _last_activity() <= idle_before,
-        _unprotected(protected_before))
+        unprotected(protected_before))
         .order_by(_last_activity()).limit(limit)))
 
 
@@ -341,7 +298,7 @@ async def recycle(session: AsyncSession, lead: Lead, idle_before: datetime) -> b
     recycled = await hand_over(
         session, lead.id, None, kind="recycled", member_id=lead.owner_id, note="no follow-up", now=now,
         only_if=[Lead.owner_id == lead.owner_id, Lead.status.in_(WORKING), _last_activity() <= idle_before,
-                 _unprotected(now)],
+                 unprotected(now)],
         protected_until=None, pool_partner_id=func.coalesce(Lead.pool_partner_id, Lead.partner_id))
     return recycled is not None
 

@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from store.models import Click, InboxMessage, JobRun, LeadTouch, OutboxMessage, PendingUpload
+from store.outbox import ANSWERED
 from store.tasks import REMINDER, TASK_CARD
 
 # A kind's days set to this: nothing of it is ever deleted.
@@ -65,7 +66,7 @@ def _inbox(cutoff: datetime) -> list[Any]:
 
 def _outbox(cutoff: datetime) -> list[Any]:
     nurture_reminder = and_(OutboxMessage.purpose == "notice", OutboxMessage.dedupe_key.like("nurture:%"))
-    return [OutboxMessage.status.in_(("sent", "failed")), OutboxMessage.created_at < cutoff,
+    return [OutboxMessage.status.in_(("sent", ANSWERED, "failed")), OutboxMessage.created_at < cutoff,
             OutboxMessage.purpose.not_in((TASK_CARD, REMINDER)), not_(nurture_reminder)]
 
 

@@ -41,11 +41,7 @@ FAST = {"PARTNERBOT_INBOX_LEASE_SECONDS": "3", "PARTNERBOT_INBOX_SWEEP_INTERVAL_
         "PARTNERBOT_LINKS_FLOOD_WINDOW_SECONDS": "0.001",
         # Every once-a-day and once-a-month job is due at once, on every instance.
         "PARTNERBOT_STATS_DIGEST_HOUR": "0", "PARTNERBOT_STATS_DIGEST_CHECK_SECONDS": "0.5",
-        "PARTNERBOT_SERVER_IP_HASH_SALT": "cluster-test-salt",
-        # Replies through message/send. A passive reply is recorded sent before its answer is written,
-        # so a kill -9 in between loses it (the platform's retry is a duplicate): a known gap of
-        # passive replies (issue 17's note), which this exactly-once proof does not cover yet.
-        "PARTNERBOT_WECOM_PASSIVE_REPLY_SECONDS": "0"}
+        "PARTNERBOT_SERVER_IP_HASH_SALT": "cluster-test-salt"}
 
 
 def need_redis_server() -> str:

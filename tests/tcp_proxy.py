@@ -17,6 +17,12 @@ class TcpProxy:
         self._server: asyncio.base_events.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self._frozen = False
+        self._answers_to_lose = 0
+
+    def lose_answers(self, connections: int = 1) -> None:
+        """The next `connections` connections carry their requests but lose every answer on the way
+        back (the server did its work and answered; the client only sees silence)."""
+        self._answers_to_lose = connections
 
     async def start(self) -> None:
         self.mode = "open"
@@ -71,6 +77,8 @@ class TcpProxy:
             writer.transport.abort()
             return
         self._writers.add(up_writer)
+        deaf = self._answers_to_lose > 0
+        self._answers_to_lose -= deaf
 
         async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
             with contextlib.suppress(Exception):
@@ -80,4 +88,9 @@ class TcpProxy:
                         await sink.drain()
             sink.transport.abort()
 
-        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+        async def lose(source: asyncio.StreamReader) -> None:
+            with contextlib.suppress(Exception):
+                while await source.read(65536):
+                    pass
+
+        await asyncio.gather(pipe(reader, up_writer), lose(up_reader) if deaf else pipe(up_reader, writer))

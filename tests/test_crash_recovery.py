@@ -108,3 +108,37 @@ async def test_kill_9_between_acknowledgement_and_reply(tmp_path: Path) -> None:
     finally:
         bot.kill()
         await runner.cleanup()
+
+
+async def test_a_message_waiting_for_a_free_worker_keeps_its_lease(sqlite_url: str) -> None:
+    """A message is stored claimed as it arrives; when every worker is busy its lease runs while it
+    waits, so it is renewed when a worker takes it, and another instance's sweeper leaves it alone."""
+    from bot.app import INBOX
+
+    await seed(sqlite_url)
+    config = make_config(sqlite_url)
+    config.inbox.lease_seconds = 1
+    config.wecom.passive_reply_seconds = 0  # the callback returns once the message is stored
+    stack = await start_stack(config)
+    processor = stack.bot[INBOX]
+    processor._concurrency = asyncio.Semaphore(1)
+    try:
+        await processor._concurrency.acquire()  # the only worker is busy
+        delivery = await stack.sim.send_text("p2", "help")
+        assert delivery.acknowledged
+        db = Database(sqlite_url)
+        try:
+            async with db.session() as s:
+                stored = await s.scalar(select(InboxMessage))
+            await asyncio.sleep(0.5)  # > a third of the lease
+            processor._concurrency.release()
+            [reply] = await stack.sim.wait_for_bot_messages("p2", 1)
+            assert reply.body["content"].startswith("Hi Li Na")
+            async with db.session() as s:
+                done = await s.scalar(select(InboxMessage))
+            assert (done.status, done.attempts) == ("done", 1)
+            assert done.claimed_at >= stored.claimed_at + timedelta(seconds=0.5)  # renewed when taken up
+        finally:
+            await db.dispose()
+    finally:
+        await _stop(stack)

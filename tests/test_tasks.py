@@ -137,7 +137,9 @@ async def test_remind_reaches_only_those_who_have_not_shared_once_a_day(stack: S
         from store.members import get_member
         session.add(Share(task_id=task_id, member_id=(await get_member(session, "p1")).id, channel="link"))
     [reply] = await stack.ask("mkt1", f"催办 {task_id}")
-    assert reply == f"已提醒 1 位尚未分享任务 #{task_id} 的成员。"
+    done, quota = reply.split("\n")
+    assert done == f"已提醒 1 位尚未分享任务 #{task_id} 的成员。"
+    assert quota.startswith("今天企业微信发送额度：已用 ") and "本次用 1，" in quota  # tests/test_broadcast_quota.py: the numbers
     [reminder] = (await stack.sim.wait_for_bot_messages("p2", 2))[1:]
     assert reminder.body["main_title"]["title"] == "⏰ 提醒：Spring launch"
     [again] = await stack.ask("mkt1", f"remind {task_id}")

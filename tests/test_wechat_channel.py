@@ -231,13 +231,18 @@ async def test_callback_security(wx_stack: Stack) -> None:
     async with wx_stack.bot[DB].session() as session:
         assert await session.scalar(select(func.count()).select_from(InboxMessage)) == 0
 
-    # The same MsgId three times (WeChat's retries): stored and answered once.
+    # The same MsgId three times, one after the other. WeChat retries only an answer it did not get,
+    # so each retry's answer carries the reply the one before should have: stored and processed once,
+    # one reply queued, never sent as a message too.
     for _ in range(3):
         delivery = await wechat.deliver(plaintext, "990001")
         assert delivery.attempts == ["200"]
     async with wx_stack.bot[DB].session() as session:
         assert await session.scalar(select(func.count()).select_from(InboxMessage)) == 1
-    assert len(wechat.bot_messages(STRANGER_WX)) == 1
+        assert await session.scalar(select(func.count()).select_from(OutboxMessage)) == 1
+    answers = wechat.bot_messages(STRANGER_WX)
+    assert len(answers) == 3 and all(m.body == answers[0].body and m.body["via"] == "passive" for m in answers)
+    assert wechat.api_calls["custom/send"] == 0
 
 
 @pytest.mark.parametrize("mode", ["plain", "compatible"])

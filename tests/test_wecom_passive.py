@@ -16,7 +16,7 @@ from handlers import COMMANDS
 from handlers.context import EVERY_ROLE, Command, CommandTable, parse_id
 from handlers.replies import Button, ButtonLabel, Card, Text
 from store.db import Database
-from store.models import Lead, OutboxMessage
+from store.models import Lead, OutboxMessage, utcnow
 from tests.conftest import Stack, eventually, make_config, seed, start_stack
 
 
@@ -84,18 +84,102 @@ async def test_a_command_is_answered_in_the_callbacks_answer(passive_stack: Stac
     await asyncio.sleep(0.5)
     assert sim.api_calls["message/send"] == 0 and sim.api_calls["passive"] == 1
     [row] = await outbox_rows(passive_stack)
-    assert (row.status, row.attempts) == ("sent", 1)
+    assert (row.status, row.attempts) == ("answered", 1)  # passive: none of the app's send quota
 
 
-async def test_a_retried_callback_after_a_passive_answer_is_not_answered_again(passive_stack: Stack) -> None:
+async def test_a_retry_after_a_lost_passive_answer_carries_the_reply(passive_stack: Stack) -> None:
+    """The bot answered with the reply but the answer never reached WeCom (an instance killed after its
+    commit, a network cut): WeCom's retry is a duplicate, and its answer carries the reply instead."""
+    from tests.tcp_proxy import TcpProxy
+
     sim = passive_stack.sim
-    xml = sim.text_xml("p2", "help", "424242", int(time.time()))
-    first = await sim.deliver(xml, "424242")
-    again = await sim.deliver(xml, "424242")  # WeCom did not get the answer in time, say, and retries
-    assert first.reply is not None and again.reply is None and again.acknowledged
-    await asyncio.sleep(0.5)
+    proxy = TcpProxy(int(passive_stack.bot_url.rsplit(":", 1)[1]))
+    await proxy.start()
+    try:
+        sim.callback_url = f"http://127.0.0.1:{proxy.port}/wecom/callback"
+        sim.callback_timeout = 1.0
+        proxy.lose_answers(1)
+        delivery = await sim.send_text("p2", "help")
+        assert delivery.attempts == ["timeout", "200"]
+        assert delivery.reply is not None and delivery.reply["msgtype"] == "text"
+        [shown] = sim.bot_messages("p2")
+        assert shown.body["via"] == "passive" and shown.body["content"].startswith("Hi Li Na")
+        await asyncio.sleep(0.5)
+        assert sim.api_calls["message/send"] == 0
+        [row] = await outbox_rows(passive_stack)
+        assert (row.status, row.attempts) == ("answered", 2)  # answered twice, delivered once
+    finally:
+        await proxy.stop()
+
+
+async def test_a_retry_after_the_answering_instance_died_carries_the_reply(passive_stack: Stack) -> None:
+    """Another instance stored the message, committed its reply recorded for the answer, and was
+    killed before writing it: WeCom's retry reaches this one, which answers with that reply once the
+    dead one's deadline has passed, and only once."""
+    from store import inbox as inbox_store
+    from store import outbox as outbox_store
+
+    sim = passive_stack.sim
+    xml = sim.text_xml("p2", "help", "515151", int(time.time()))
+    db = Database(passive_stack.config.database.url)
+    try:
+        async with db.session() as session:
+            inbox_id = await inbox_store.add(session, channel="wecom", dedupe_key="wecom:msg:515151", user_id="p2",
+                                             payload={}, claimed_at=utcnow())
+            await inbox_store.finish(session, inbox_store.Claim(inbox_id, 1, {}), "done")
+            await outbox_store.add(session, channel="wecom", recipient="p2", inbox_id=inbox_id,
+                                   payload={"kind": "text", "content": "the dead one's reply"}, sent=True)
+    finally:
+        await db.dispose()
+    started = time.monotonic()
+    retry = await sim.deliver(xml, "515151")
+    waited = time.monotonic() - started
+    assert retry.reply is not None and [m.body["content"] for m in sim.bot_messages("p2")] == ["the dead one's reply"]
+    assert waited < passive_stack.config.wecom.passive_reply_seconds  # within its own answer
+    await asyncio.sleep(0.3)
     assert len(sim.bot_messages("p2")) == 1 and sim.api_calls["message/send"] == 0
-    assert len(await outbox_rows(passive_stack)) == 1
+
+
+async def test_a_retry_of_a_message_answered_by_message_send_is_only_acknowledged(sqlite_url: str) -> None:
+    stack = await start(sqlite_url, passive_seconds=0.2)  # the handler takes 0.6 s: no passive reply
+    try:
+        xml = stack.sim.text_xml("p2", "slow", "424242", int(time.time()))
+        first = await stack.sim.deliver(xml, "424242")
+        await stack.sim.wait_for_bot_messages("p2", 1)
+        again = await stack.sim.deliver(xml, "424242")
+        assert first.reply is None and again.reply is None and again.acknowledged
+        await asyncio.sleep(0.5)
+        assert len(stack.sim.bot_messages("p2")) == 1 and stack.sim.api_calls["message/send"] == 1
+    finally:
+        await stack.stop()
+
+
+async def test_a_passive_reply_is_taken_once_by_the_retry_or_by_its_fallback(sqlite_url: str) -> None:
+    """The first answer came too late and its reply goes out as a message (take_answered) while
+    WeCom's retry answers with it (replay_answered): whichever comes second finds it gone."""
+    from store import inbox as inbox_store
+    from store import outbox as outbox_store
+
+    await seed(sqlite_url)
+    db = Database(sqlite_url)
+    try:
+        for first in ("retry", "fallback"):
+            key = f"wecom:{first}:1"
+            async with db.session() as session:
+                inbox_id = await inbox_store.add(session, channel="wecom", dedupe_key=key, user_id="p2",
+                                                 payload={}, claimed_at=None)
+                picked = await outbox_store.add(session, channel="wecom", recipient="p2", inbox_id=inbox_id,
+                                                payload={"kind": "text", "content": "hi"}, sent=True)
+            async with db.session() as session:
+                if first == "retry":
+                    assert await outbox_store.replay_answered(session, key) is not None
+                    assert await outbox_store.take_answered(session, picked) is None
+                else:
+                    taken = await outbox_store.take_answered(session, picked)
+                    assert taken is not None and not taken.recorded_sent
+                    assert await outbox_store.replay_answered(session, key) is None
+    finally:
+        await db.dispose()
 
 
 async def test_the_first_reply_is_passive_the_rest_follow_in_order(passive_stack: Stack) -> None:
@@ -105,7 +189,7 @@ async def test_the_first_reply_is_passive_the_rest_follow_in_order(passive_stack
     assert vias == ["passive", None, None]
     await asyncio.sleep(0.3)
     assert sim.api_calls["message/send"] == 2
-    assert [r.status for r in await outbox_rows(passive_stack)] == ["sent"] * 3
+    assert [r.status for r in await outbox_rows(passive_stack)] == ["answered", "sent", "sent"]
 
 
 async def test_a_reply_later_than_the_budget_goes_through_message_send_once(sqlite_url: str) -> None:
@@ -159,7 +243,7 @@ async def test_claiming_from_a_card_relabels_its_button_in_the_answer(passive_st
     await asyncio.sleep(0.3)
     assert sim.api_calls["message/update_template_card"] == 0
     statuses = [(r.kind, r.status) for r in await outbox_rows(passive_stack)]
-    assert ("button_label", "sent") in statuses and statuses.count(("text", "sent")) == 1
+    assert ("button_label", "answered") in statuses and statuses.count(("text", "sent")) == 1
 
 
 async def test_a_label_goes_first_wherever_the_handler_put_it(passive_stack: Stack) -> None:
@@ -235,7 +319,7 @@ async def test_a_reply_picked_for_the_answer_that_cannot_be_written_is_sent_once
     await asyncio.sleep(0.5)
     assert sim.api_calls["message/send"] == 1 and len(sim.bot_messages("p2")) == 1
     [row] = await outbox_rows(passive_stack)
-    assert (row.status, row.attempts) == ("sent", 1)
+    assert (row.status, row.attempts) == ("sent", 2)  # taken from the answer, then sent
 
 
 async def test_a_callback_that_stopped_waiting_meanwhile_gets_no_reply_and_the_member_one(
@@ -260,7 +344,7 @@ async def test_a_callback_that_stopped_waiting_meanwhile_gets_no_reply_and_the_m
         await asyncio.sleep(0.5)
         assert stack.sim.api_calls["message/send"] == 1 and len(stack.sim.bot_messages("p2")) == 1
         [row] = await outbox_rows(stack)
-        assert (row.status, row.attempts) == ("sent", 1)
+        assert (row.status, row.attempts) == ("sent", 2)
     finally:
         await stack.stop()
 

@@ -3,9 +3,13 @@
 WeCom and WeChat both let the app put one reply into the answer to the callback (encrypted like the
 callback), if it comes within their 5 s. The inbox hands a waiting callback the message's replies
 still unsent (store.outbox.add(claimed=True)) when they are queued before its deadline; one of them
-is marked sent in the outbox *before* it is written into the answer, so it is sent exactly once: a
-reply that cannot be marked, or is too late, goes through the outbox with the others. How a reply
-looks in the answer (and which one is fit for it) is the channel's own business (`Render`).
+is recorded ANSWERED in the outbox, in the same transaction, *before* it is written into the answer.
+It reaches the member exactly once: a picked reply that cannot go into the answer, or is too late,
+is taken back from the answer (store.outbox.take_answered) and goes through the outbox with the
+others; an answer that never arrived (the instance died after its commit, the network cut it) makes
+the platform retry, and the retry's answer carries the reply (store.outbox.replay_answered), only
+one of the two. How a reply looks in the answer (and which one is fit for it) is the channel's own
+business (`Render`).
 """
 from __future__ import annotations
 
@@ -32,11 +36,14 @@ PickPassive = Callable[[list[dict[str, Any]]], "int | None"]
 @dataclass(frozen=True)
 class Answered:
     """A message's replies, queued claimed and handed to the callback waiting for them. `passive`, if
-    any, is one of them, recorded sent in the same transaction as the replies themselves (no round
-    trip of its own): the callback puts it into its answer or, if it cannot, sends it as a message."""
+    any, is one of them, recorded answered in the same transaction as the replies themselves (no
+    round trip of its own): the callback puts it into its answer or, if it cannot, sends it as a
+    message. A retried callback gets only the passive reply its first answer should have carried."""
 
     claims: list[outbox_store.Claim]
     passive: outbox_store.Claim | None = None
+    # Called once `passive` is written into the answer, so the platform's retries leave it there.
+    written: Callable[[], Awaitable[None]] | None = None
 
 
 # receive(key, message, deadline): stored?, and the replies if they were queued before the deadline.
@@ -99,9 +106,14 @@ async def respond(request: web.Request, channel: str, answered: Answered | None,
         passive = written
         OUTBOX.labels("passive").inc()
         REPLIES.labels(channel, "passive").inc()
+        if answered.written is not None:
+            try:
+                await answered.written()
+            except Exception:  # a retry, were there one, would answer with the reply again
+                log.exception("%s: cannot note a passive reply as written", channel)
         return answer
     finally:  # also when the platform hung up meanwhile: the others still go out (a passive reply
-        # not put into the answer too: recorded sent, it is sent, and recorded sent again)
+        # not put into the answer too, unless the platform's retry has taken it for its own answer)
         submit([c for c in answered.claims if c is not passive])
 
 

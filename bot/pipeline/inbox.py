@@ -49,6 +49,14 @@ def is_transient(err: BaseException) -> bool:
 
 # The database's unique key catches a retry whatever this is; Redis only saves it the insert.
 DEFAULT_DEDUPE_SECONDS = 86400
+# A passive reply written into its answer is remembered this long: the platform's retries of one
+# callback end within about 20 s.
+_ANSWERED_MEMORY_SECONDS = 600
+# A retried callback replays a passive reply once the first answer's deadline has passed by this
+# much (two instances' clocks may differ), or at the latest this long before its own deadline.
+_CLOCK_SKEW_SECONDS = 0.5
+_REPLAY_LAST_CHANCE_SECONDS = 0.2
+_REPLAY_POLL_SECONDS = 0.05
 
 
 @dataclass(frozen=True)
@@ -97,19 +105,23 @@ class InboxProcessor:
     async def receive_and_wait(self, channel: str, dedupe_key: str, message: Incoming, deadline: float,
                                pick: PickPassive) -> tuple[bool, Answered | None]:
         """Like receive, but when the message is answered before `deadline` (time.monotonic()) its
-        replies are handed back (one of them, chosen by `pick`, recorded sent for the callback's
-        answer) instead of to the outbox; None when not."""
+        replies are handed back (one of them, chosen by `pick`, recorded answered for the callback's
+        answer) instead of to the outbox; None when not. A retry gets the passive reply its first
+        answer should have carried, if that never arrived (_replay)."""
+        arrived, budget = time.time(), deadline - time.monotonic()
         claim = await self._store(channel, dedupe_key, message)
         if claim is None:
-            return False, None
+            return False, self._noting_written(dedupe_key, await self._replay(dedupe_key, arrived, budget, deadline))
         inbox_id = claim.id
         waiter = _Waiter(asyncio.get_running_loop().create_future(), deadline, pick)
         self._waiters[inbox_id] = waiter
         self.submit(inbox_id, claim)
         try:
-            return True, await asyncio.wait_for(asyncio.shield(waiter.answered), max(deadline - time.monotonic(), 0))
+            answered = await asyncio.wait_for(asyncio.shield(waiter.answered), max(deadline - time.monotonic(), 0))
         except asyncio.TimeoutError:
-            return True, (waiter.answered.result() if waiter.answered.done() else None)
+            answered = waiter.answered.result() if waiter.answered.done() else None
+        try:
+            return True, self._noting_written(dedupe_key, answered)
         finally:
             # From here on the processor sends them itself; if it handed them over while we were
             # cancelled (a shutdown), they go to the outbox now rather than wait for their lease.
@@ -132,6 +144,49 @@ class InboxProcessor:
             return None
         await self.shared.set(redis_key, "1", self.dedupe_seconds.get(channel, DEFAULT_DEDUPE_SECONDS))
         return inbox_store.Claim(inbox_id, 1, payload, now)
+
+    def _noting_written(self, dedupe_key: str, answered: Answered | None) -> Answered | None:
+        if answered is None or answered.passive is None:
+            return answered
+
+        async def written() -> None:
+            await self.shared.set(f"answered:{dedupe_key}", repr(time.time()), _ANSWERED_MEMORY_SECONDS)
+
+        return dataclasses.replace(answered, written=written)
+
+    async def _replay(self, dedupe_key: str, arrived: float, budget: float, deadline: float) -> Answered | None:
+        """A retried callback whose message was answered passively. The platform retries only an
+        answer it did not get: the instance died before writing it, or it came too late, or was lost
+        on the way. So this answer carries the reply (and the first one's fallback can no longer send
+        it) once the first answer cannot come any more: written before this retry was sent (`arrived`,
+        time.time()), or not written and past its deadline (it writes nothing after it). A duplicate
+        sent while the message was still being answered waits to see how that ends."""
+        try:
+            while True:
+                async with self.db.single_statement() as session:
+                    state = await outbox_store.passive_state(session, dedupe_key)
+                if state is None or (state.finished and state.answered_at is None):
+                    return None  # its replies went (or go) as messages
+                last_chance = time.monotonic() >= deadline - _REPLAY_LAST_CHANCE_SECONDS
+                if state.answered_at is not None:
+                    written_at = await self.shared.get(f"answered:{dedupe_key}")
+                    if written_at is not None:
+                        lost = float(written_at) < arrived
+                    else:
+                        lost = last_chance or utcnow() >= state.answered_at + timedelta(
+                            seconds=budget + _CLOCK_SKEW_SECONDS)
+                    if lost:
+                        async with self.db.single_statement() as session:
+                            replayed = await outbox_store.replay_answered(session, dedupe_key)
+                        return Answered([replayed], replayed) if replayed is not None else None
+                    if written_at is not None:
+                        return None  # the answer went out after this duplicate was sent
+                if last_chance:
+                    return None  # still being processed: its replies go as messages
+                await asyncio.sleep(_REPLAY_POLL_SECONDS)
+        except Exception as err:
+            log.warning("cannot look up the passive reply of a retried callback (%s)", type(err).__name__)
+            return None
 
     def _passive_choice(self, inbox_id: int, replies: list[Reply]) -> int | None:
         """Which reply goes into the answer of a callback still waiting in time, if one fits."""
@@ -177,7 +232,14 @@ class InboxProcessor:
 
     async def _process_guarded(self, inbox_id: int, claim: inbox_store.Claim | None = None) -> None:
         try:
+            waiting_since = time.monotonic()
             async with self._concurrency:
+                if claim is not None and time.monotonic() - waiting_since > self.lease.total_seconds() / 3:
+                    # Stored claimed, then queued behind busy workers: its lease has been running
+                    # meanwhile, so another instance's sweeper would take it over mid-work.
+                    async with self.db.single_statement() as session:
+                        if not await inbox_store.renew(session, claim):
+                            return
                 await self.process(inbox_id, claim)
         except Exception:
             log.exception("inbox row %d: could not be processed now; the sweeper will retry", inbox_id)

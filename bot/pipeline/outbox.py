@@ -74,7 +74,12 @@ class OutboxSender:
     async def _deliver_in_order(self, claims: list[outbox_store.Claim]) -> None:
         started = time.monotonic()
         for claim in claims:
-            if not claim.recorded_sent and time.monotonic() - started > self.lease.total_seconds() / 3:
+            if claim.recorded_sent:  # a passive reply that did not go into its answer
+                taken = await self._take_answered(claim)
+                if taken is None:
+                    continue
+                claim = taken
+            elif time.monotonic() - started > self.lease.total_seconds() / 3:
                 # It waited behind a slow one (a poster upload): keep it ours, or leave it to the taker.
                 try:
                     async with self.db.session() as session:
@@ -85,6 +90,18 @@ class OutboxSender:
                     self._in_flight.discard(claim.id)
                     continue
             await self._deliver_guarded(claim)
+
+    async def _take_answered(self, claim: outbox_store.Claim) -> outbox_store.Claim | None:
+        """The message's own retry may be answering with it (store.outbox.replay_answered): only one may."""
+        try:
+            async with self.db.single_statement() as session:
+                taken = await outbox_store.take_answered(session, claim)
+        except Exception:  # only a retry of its callback can still deliver it
+            log.exception("outbox row %d: cannot take a passive reply to send it as a message", claim.id)
+            taken = None
+        if taken is None:
+            self._in_flight.discard(claim.id)
+        return taken
 
     async def run(self, interval: float, stop: asyncio.Event) -> None:
         """Claim due rows a batch at a time and start their sends; sleep until kicked, the last send

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import secrets
 import time
+from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 
 from aiohttp import web
+from wechatpy.exceptions import InvalidSignatureException
 
 
 @dataclass
@@ -115,6 +118,73 @@ async def read_upload(request: web.Request) -> tuple[bytes, str, str] | web.Resp
     return media.file.read(), media.content_type or "application/octet-stream", unquote(media.filename or "") or "file"
 
 
+# Both platforms keep temporary media (media/upload, what a member sends) for 3 days, then 40007.
+MEDIA_LIFETIME_SECONDS = 3 * 86400
+
+
+class TemporaryMedia:
+    """Temporary media as WeCom and WeChat keep it, mixed into both simulators: media/upload's common
+    steps, media/get, and the 3-day lifetime. Each simulator sets `media`, `media_names`, `api_calls`."""
+
+    media: dict[str, tuple[bytes, str, float]]  # media id -> (content, content type, when uploaded)
+    media_names: dict[str, str]  # media id -> the uploaded file's name (media/get answers with it)
+    api_calls: defaultdict[str, int]
+
+    def _check_token(self, request: web.Request) -> web.Response | None:
+        raise NotImplementedError
+
+    def keep_media(self, content: bytes, content_type: str, *, id_bytes: int = 32, name: str | None = None) -> str:
+        """Store media as uploaded now; its new media id."""
+        media_id = secrets.token_urlsafe(id_bytes)
+        self.media[media_id] = (content, content_type, time.time())
+        if name is not None:
+            self.media_names[media_id] = name
+        return media_id
+
+    def live_media(self, media_id: Any) -> bool:
+        """Uploaded, and younger than the platform's 3 days."""
+        item = self.media.get(media_id) if isinstance(media_id, str) else None
+        return item is not None and item[2] >= time.time() - MEDIA_LIFETIME_SECONDS
+
+    def age_media(self, media_id: str, seconds: float) -> None:
+        """Make media look `seconds` older (past 3 days, media/get answers 40007)."""
+        content, content_type, at = self.media[media_id]
+        self.media[media_id] = (content, content_type, at - seconds)
+
+    def _upload_refused(self) -> web.Response | None:
+        """The platform's media/upload pacing, once the token is good: None lets the upload through."""
+        return None
+
+    async def read_media_upload(self, request: web.Request,
+                                kinds: tuple[str, ...]) -> tuple[str, bytes, str, str] | web.Response:
+        """media/upload up to its content checks: the call counted, the token, the pacing, the type,
+        the multipart field; (type, content, content type, file name), or the platform's answer."""
+        self.api_calls["media/upload"] += 1
+        if (problem := self._check_token(request) or self._upload_refused()) is not None:
+            return problem
+        kind = request.query.get("type", "")
+        if kind not in kinds:
+            return _error(40004, "invalid media type")
+        upload = await read_upload(request)
+        return upload if isinstance(upload, web.Response) else (kind, *upload)
+
+    async def api_media_get(self, request: web.Request) -> web.Response:
+        self.api_calls["media/get"] += 1
+        if (problem := self._check_token(request)) is not None:
+            return problem
+        return self.media_response(request.query.get("media_id", ""))
+
+    def media_response(self, media_id: str) -> web.Response:
+        if not self.live_media(media_id):
+            return _error(40007, "invalid media_id")
+        content, content_type, _ = self.media[media_id]
+        headers = {}
+        if media_id in self.media_names:
+            # media/get answers with the uploaded file's name, as the platforms do.
+            headers["Content-Disposition"] = f"attachment; filename*=UTF-8''{quote(self.media_names[media_id])}"
+        return web.Response(body=content, content_type=content_type, headers=headers)
+
+
 def message_xml(to: str, sender: str, create_time: int, **fields: str | int) -> str:
     """A callback message as WeCom and WeChat write it: text in CDATA, numbers (MsgId, AgentID) bare."""
     parts = [f"<ToUserName><![CDATA[{_cdata(to)}]]></ToUserName>",
@@ -145,3 +215,18 @@ class MsgIds:
 
 def msg_id_field(msg_id: str) -> str | int:
     return int(msg_id) if msg_id.isascii() and msg_id.isdigit() else msg_id
+
+
+def decrypt_reply(crypto: Any, envelope: dict[str, Any], wrong_receiver: type[Exception], wrong_receiver_text: str) -> str:
+    """The plaintext of an encrypted reply after its MsgSignature is checked, as WeCom and WeChat
+    both check it (wechatpy's crypto for either); ValueError names what the platform would refuse.
+    `wrong_receiver` is the crypto's error for a reply encrypted for another corp or AppID."""
+    try:
+        return crypto.decrypt_message(envelope, str(envelope.get("MsgSignature")), str(envelope.get("TimeStamp")),
+                                      str(envelope.get("Nonce")))
+    except InvalidSignatureException:
+        raise ValueError("MsgSignature does not match") from None
+    except wrong_receiver:
+        raise ValueError(wrong_receiver_text) from None
+    except Exception as err:  # bad base64, padding or key: the platform cannot read it either
+        raise ValueError(f"cannot decrypt ({type(err).__name__})") from None

@@ -22,8 +22,8 @@ import aiohttp
 from aiohttp import web
 from wechatpy.crypto import WeChatCrypto
 
-from bot.simulator.common import (ChatEntry, ChatLog, Delivery, MsgIds, _error, _is_jpg_or_png, message_xml,
-                                  msg_id_field, read_upload)
+from bot.simulator.common import (ChatEntry, ChatLog, Delivery, MsgIds, TemporaryMedia, _error, _is_jpg_or_png,
+                                  message_xml, msg_id_field)
 from bot.simulator.faults import wechat_faults
 from bot.simulator.wechat_protocol import (KEY_TYPES, check_custom_message, check_menu, interaction_kind,
                                            menu_as_stored, open_reply, parse_passive_reply, parse_xml, signature,
@@ -37,14 +37,13 @@ WINDOW_SECONDS = 48 * 3600
 # Since 2023 each interaction allows only so many customer-service messages, for so long.
 QUOTAS = {"message": (5, WINDOW_SECONDS), "click": (3, 60), "subscribe": (3, 60)}
 MAX_IMAGE_BYTES = 10 * 1024 * 1024
-MEDIA_LIFETIME_SECONDS = 3 * 86400
 INVALID_TOKEN = "invalid credential, access_token is invalid or not latest"
 FORCED_ERRMSG = {-1: "system error", 45009: "reach max api daily quota limit", 45047: "out of response count limit",
                  45015: "response out of time limit or subscription is canceled", 43004: "require subscribe"}
 SERVICE_FAILURE = "该公众号提供的服务出现故障，请稍后再试"
 
 
-class WeChatSimulator:
+class WeChatSimulator(TemporaryMedia):
     def __init__(self, *, app_id: str, secret: str, token: str, encoding_aes_key: str, callback_url: str,
                  mode: str = "safe", original_id: str = "gh_partnerbot0001", callback_timeout: float = 5.0,
                  callback_retries: int = 2, followers: dict[str, str] | None = None,
@@ -68,6 +67,7 @@ class WeChatSimulator:
         self.api_calls: defaultdict[str, int] = defaultdict(int)
         self.tokens: dict[str, float] = {}  # access_token -> expiry (epoch seconds)
         self.media: dict[str, tuple[bytes, str, float]] = {}
+        self.media_names: dict[str, str] = {}  # none: the bot's uploads need no name on WeChat
         self.api_available = True
         self.log = ChatLog()
         self._forced_errors: deque[int] = deque()
@@ -238,7 +238,7 @@ class WeChatSimulator:
             if text in ("", "success"):
                 return  # acknowledged, nothing to show
             reply = parse_passive_reply(open_reply(parse_xml(text), self.crypto, self.mode), openid, self.original_id,
-                                        self._media_ok, max_articles)
+                                        self.live_media, max_articles)
         except (ValueError, UnicodeDecodeError) as err:
             delivery.error = f"bad passive reply: {err}"
             return
@@ -306,7 +306,7 @@ class WeChatSimulator:
             return _error(43004, "require subscribe")
         if not isinstance(openid, str) or openid not in self.followers:
             return _error(40003, "invalid openid")
-        if (problem := check_custom_message(body, self._media_ok)) is not None:
+        if (problem := check_custom_message(body, self.live_media)) is not None:
             return _error(*problem)
         if (problem := self._spend_quota(openid)) is not None:
             return _error(*problem)
@@ -334,41 +334,17 @@ class WeChatSimulator:
         return None
 
     async def api_media_upload(self, request: web.Request) -> web.Response:
-        self.api_calls["media/upload"] += 1
-        if (problem := self._check_token(request)) is not None:
-            return problem
-        kind = request.query.get("type", "")
-        if kind not in ("image", "voice", "video", "thumb"):
-            return _error(40004, "invalid media type")
-        upload = await read_upload(request)
+        upload = await self.read_media_upload(request, ("image", "voice", "video", "thumb"))
         if isinstance(upload, web.Response):
             return upload
-        content, content_type, _filename = upload
+        kind, content, content_type, _filename = upload
         # Only images are checked closely: they are all the bot uploads.
         if kind == "image" and not (_is_jpg_or_png(content) or content.startswith((b"GIF87a", b"GIF89a"))):
             return _error(40005, "invalid file type")
         if len(content) > MAX_IMAGE_BYTES:
             return _error(40009, "invalid image size" if kind == "image" else "invalid media size")
-        media_id = secrets.token_urlsafe(48)
-        now = time.time()
-        self.media[media_id] = (content, content_type, now)
-        return web.json_response({"type": kind, "media_id": media_id, "created_at": int(now)})
-
-    async def api_media_get(self, request: web.Request) -> web.Response:
-        self.api_calls["media/get"] += 1
-        if (problem := self._check_token(request)) is not None:
-            return problem
-        return self.media_response(request.query.get("media_id", ""))
-
-    def _media_ok(self, media_id: Any) -> bool:
-        item = self.media.get(media_id) if isinstance(media_id, str) else None
-        return item is not None and item[2] >= time.time() - MEDIA_LIFETIME_SECONDS
-
-    def media_response(self, media_id: str) -> web.Response:
-        if not self._media_ok(media_id):
-            return _error(40007, "invalid media_id")
-        content, content_type, _created = self.media[media_id]
-        return web.Response(body=content, content_type=content_type)
+        media_id = self.keep_media(content, content_type, id_bytes=48)
+        return web.json_response({"type": kind, "media_id": media_id, "created_at": int(self.media[media_id][2])})
 
     async def api_menu_create(self, request: web.Request) -> web.Response:
         self.api_calls["menu/create"] += 1

@@ -9,7 +9,9 @@ from urllib.parse import urlsplit
 
 import xmltodict
 from wechatpy.crypto import WeChatCrypto
-from wechatpy.exceptions import InvalidAppIdException, InvalidSignatureException
+from wechatpy.exceptions import InvalidAppIdException
+
+from bot.simulator.common import decrypt_reply
 
 MAX_TEXT_BYTES = 2048
 # Menu button types whose click reaches the bot as an event with the button's key.
@@ -182,16 +184,7 @@ def open_reply(xml: dict[str, Any], crypto: WeChatCrypto, mode: str) -> dict[str
         return xml
     if mode == "plain":
         raise ValueError("an encrypted reply in plaintext mode")
-    try:
-        plaintext = crypto.decrypt_message(xml, str(xml.get("MsgSignature")), str(xml.get("TimeStamp")),
-                                           str(xml.get("Nonce")))
-    except InvalidSignatureException:
-        raise ValueError("MsgSignature does not match") from None
-    except InvalidAppIdException:
-        raise ValueError("encrypted for another AppID") from None
-    except Exception as err:  # bad base64, padding or key: WeChat cannot read it either
-        raise ValueError(f"cannot decrypt ({type(err).__name__})") from None
-    return parse_xml(plaintext)
+    return parse_xml(decrypt_reply(crypto, xml, InvalidAppIdException, "encrypted for another AppID"))
 
 
 def signature(*parts: str) -> str:

@@ -17,9 +17,8 @@ from typing import Any, Callable
 from aiohttp import web
 from wechatpy.enterprise.crypto import WeChatCrypto
 from wechatpy.enterprise.exceptions import InvalidCorpIdException
-from wechatpy.exceptions import InvalidSignatureException
 
-from bot.simulator.common import ChatEntry, _error
+from bot.simulator.common import ChatEntry, _error, decrypt_reply
 from bot.simulator.wechat_protocol import parse_xml
 
 log = logging.getLogger(__name__)
@@ -37,16 +36,7 @@ def open_passive_reply(answer: bytes, crypto: WeChatCrypto) -> dict[str, Any] | 
     envelope = parse_xml(text)
     if "Encrypt" not in envelope:
         raise ValueError("a plaintext reply (WeCom takes only encrypted ones)")
-    try:
-        plaintext = crypto.decrypt_message(envelope, str(envelope.get("MsgSignature")), str(envelope.get("TimeStamp")),
-                                           str(envelope.get("Nonce")))
-    except InvalidSignatureException:
-        raise ValueError("MsgSignature does not match") from None
-    except InvalidCorpIdException:
-        raise ValueError("encrypted for another corp") from None
-    except Exception as err:  # bad base64, padding or key: WeCom cannot read it either
-        raise ValueError(f"cannot decrypt ({type(err).__name__})") from None
-    return parse_xml(plaintext)
+    return parse_xml(decrypt_reply(crypto, envelope, InvalidCorpIdException, "encrypted for another corp"))
 
 
 def read_passive_reply(xml: dict[str, Any], userid: str, corp_id: str, media_ok: Callable[[Any], bool],

@@ -46,7 +46,9 @@ class Member(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
     partner: Mapped[Partner | None] = relationship(back_populates="members", lazy="joined")
-    tags: Mapped[list[MemberTag]] = relationship(cascade="all, delete-orphan", lazy="selectin",
+    # Loaded only where asked for (selectinload): every chat message loads its member, and almost
+    # none needs the tags (a second SELECT, one more round trip, on each message).
+    tags: Mapped[list[MemberTag]] = relationship(cascade="all, delete-orphan", lazy="raise",
                                                  order_by="MemberTag.tag")
 
     @property

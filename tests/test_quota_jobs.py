@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy import select
 
 from bot.app import DB, OUTBOX
+from bot.metrics import REGISTRY
 from bot.jobs import (recalculate_tiers, recycle_idle_leads, release_deferred_messages, remind_nurturing,
                       scan_for_fraud, send_daily_digest, send_monthly_statements)
 from store import outbox as outbox_store
@@ -93,9 +94,15 @@ async def test_every_job_defers_past_the_quota_and_its_messages_follow_when_it_h
     stack.config.wecom.licensed_accounts = 1
     await leave_room(stack, 0)
 
+    def counted() -> dict[str, float]:  # partnerbot_quota_deferred_total{purpose}
+        return {p: REGISTRY.get_sample_value("partnerbot_quota_deferred_total", {"purpose": p}) or 0
+                for p in JOB_PURPOSES}
+
+    before = counted()
     await run_every_job(stack)
     waiting = await rows_by_purpose(stack)
     assert set(waiting) == JOB_PURPOSES  # every job queued something, and all of it waits
+    assert {p: counted()[p] - before[p] for p in JOB_PURPOSES} == {p: len(s) for p, s in waiting.items()}
     assert {status for statuses in waiting.values() for status in statuses} == {quota_store.DEFERRED}
     assert (await quota_now(stack)).left == 0  # none of it was counted against today's quota
     assert await release_deferred_messages(stack.bot[DB], stack.config) == 0  # still no room

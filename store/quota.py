@@ -156,17 +156,20 @@ async def drop_stale_deferred(session: AsyncSession, now: datetime, zone: str) -
     return dropped
 
 
-async def release_deferred(session: AsyncSession, room: int, now: datetime) -> int:
-    """Let up to `room` deferred rows go now; how many. Task cards and reminders of tasks with a
-    deadline go first, earliest deadline first; then everything else — cards of tasks without one,
-    nurturing prompts, idle warnings, recycling notices, digests, tier changes, statements, fraud
-    notices — in the order it was queued (what waited longest goes first)."""
-    if room <= 0:
+async def release_deferred(session: AsyncSession, room: int, now: datetime, keys: Sequence[str] | None = None) -> int:
+    """Let up to `room` deferred rows go now (only those with these message `keys`, if given); how
+    many. Task cards and reminders of tasks with a deadline go first, earliest deadline first; then
+    everything else — cards of tasks without one, nurturing prompts, idle warnings, recycling
+    notices, digests, tier changes, statements, fraud notices — in the order it was queued (what
+    waited longest goes first)."""
+    if room <= 0 or keys == []:
         return 0
     deadline = select(Task.deadline).where(Task.id == OutboxMessage.task_id).scalar_subquery()
+    chosen = OutboxMessage.status == DEFERRED
+    if keys is not None:
+        chosen = and_(chosen, OutboxMessage.dedupe_key.in_(keys))
     picked = list(await session.scalars(
-        select(OutboxMessage.id).where(OutboxMessage.status == DEFERRED)
-        .order_by(deadline.is_(None), deadline, OutboxMessage.id).limit(room)))
+        select(OutboxMessage.id).where(chosen).order_by(deadline.is_(None), deadline, OutboxMessage.id).limit(room)))
     for group in chunked(picked):
         await session.execute(update(OutboxMessage).where(OutboxMessage.id.in_(group), OutboxMessage.status == DEFERRED)
                               .values(status="pending", next_attempt_at=now)

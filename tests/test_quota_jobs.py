@@ -213,3 +213,22 @@ async def test_without_a_share_for_replies_jobs_may_use_the_whole_quota(stack: S
     tomorrow = utcnow().astimezone(zone).date() + timedelta(days=1)
     when = datetime.combine(tomorrow, time(stack.config.stats.digest_hour, 5), tzinfo=zone)
     assert await send_daily_digest(stack.bot[DB], stack.config, now=when) == 1  # admin1's, in the last place
+
+
+async def test_release_by_key_lets_only_those_rows_go(database_url: str) -> None:
+    """The recycling job writes its notices deferred with each recycle, then lets go of its own."""
+    await seed(database_url)
+    db = Database(database_url)
+    try:
+        async with db.session() as session:
+            rows = [(f"u{i}", f"recycled:{i}", {"kind": "text", "content": "x"}) for i in range(3)]
+            assert await quota_store.queue_within(session, 0, task_id=None, purpose=quota_store.RECYCLED,
+                                                  rows=rows) == (0, 3)
+        async with db.session() as session:
+            assert await quota_store.release_deferred(session, 5, utcnow(), keys=["recycled:2", "recycled:0"]) == 2
+            assert await quota_store.release_deferred(session, 5, utcnow(), keys=[]) == 0
+        async with db.session() as session:
+            assert dict((await session.execute(select(OutboxMessage.dedupe_key, OutboxMessage.status))).all()) == {
+                "recycled:0": "pending", "recycled:1": quota_store.DEFERRED, "recycled:2": "pending"}
+    finally:
+        await db.dispose()

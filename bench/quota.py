@@ -102,14 +102,17 @@ async def run(args: argparse.Namespace) -> None:
         half_task = await due_task(db, "half")
         accounts = max(1, n // 200)
         config.wecom.licensed_accounts = accounts
-        async with db.session() as session:  # today's quota used up but for room for half the reminders
+        async with db.session() as session:  # today's quota used up but for half the reminders (and the replies' share)
             await session.execute(update(OutboxMessage).where(OutboxMessage.status == "pending")
                                   .values(status="sent", sent_at=utcnow() - timedelta(days=2)))
             await task_store.queue_messages(session, task_id=None, purpose="notice", rows=[
-                (f"x{i}", f"fill:{i}", {"kind": "text", "content": "x"}) for i in range(200 * accounts - n // 2)])
+                (f"x{i}", f"fill:{i}", {"kind": "text", "content": "x"})
+                for i in range(200 * accounts - quota_store.kept_for_replies(200 * accounts, config.wecom.reply_headroom)
+                               - n // 2)])
             await session.execute(update(OutboxMessage).where(OutboxMessage.status == "pending")
                                   .values(status="sent", sent_at=utcnow()))
-            assert (await quota_store.hold_quota(session, now=utcnow(), licensed_accounts=accounts)).left == n // 2
+            assert (await quota_store.hold_quota(session, now=utcnow(), licensed_accounts=accounts,
+                                                 reply_headroom=config.wecom.reply_headroom)).left == n // 2
         defer_wall, defer_cpu, queued = await timed(send_due_reminders(db, command_table(), config))
         async with db.session() as session:
             deferred = (await session.execute(select(OutboxMessage.id).where(

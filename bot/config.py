@@ -76,6 +76,10 @@ class WeComConfig:
     # The broadcast preview shows what a broadcast uses of that and refuses to go past it. 0: count
     # the bot's active members instead (a lower bound: each of them holds an account).
     licensed_accounts: int = 0
+    # The share of that daily quota kept free for replies to a member's own message that go through
+    # message/send (not passive): automatic messages and marketers' broadcast/remind leave it alone,
+    # so a busy day of reminders cannot starve the answers people wait for. 0 to 0.5.
+    reply_headroom: float = 0.1
     # WeCom's per-company limits on media/upload (posters, charts, images), shared by every instance.
     media_uploads_per_minute: int = 10000
     media_uploads_per_hour: int = 150000

@@ -117,6 +117,9 @@ def validate(config: Config) -> None:
     if config.wecom.licensed_accounts < 0:
         fail("[wecom] licensed_accounts", f"must be 0 (count the members) or the number of licensed accounts, "
              f"got {config.wecom.licensed_accounts}")
+    if not 0 <= config.wecom.reply_headroom <= 0.5:
+        fail("[wecom] reply_headroom", f"must be a share of the daily send quota from 0 to 0.5 (0.1 = 10 % kept "
+             f"for replies; more would leave too little for tasks and notices), got {config.wecom.reply_headroom}")
     for key, value in (
         ("[inbox] lease_seconds", config.inbox.lease_seconds),
         ("[inbox] max_attempts", config.inbox.max_attempts),

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from bot.config import Config
 from bot.forwarding import read_forward_results, send_forwards
 from bot.metrics import JOB_RUNS, QUOTA_DEFERRED, QUOTA_DEFERRED_DROPPED
@@ -33,6 +35,26 @@ log = logging.getLogger(__name__)
 RETENTION_FIRST_DELAY_SECONDS = 300.0
 
 
+def _count_deferred(purpose: str, deferred: int, quota: quota_store.Allowance, queued: int, what: str) -> None:
+    # Counted when queued: a rollback after it (the job then fails, logged) would overcount, rarely.
+    if deferred:
+        QUOTA_DEFERRED.labels(purpose).inc(deferred)
+        log.warning("%s: %d message(s) deferred, past today's WeCom send quota (%d of %d used, %d kept for "
+                    "replies); they go when it has room", what, deferred, quota.used + queued, quota.limit, quota.kept)
+
+
+async def queue_unasked(session: AsyncSession, config: Config, purpose: str, rows: list[quota_store.Row],
+                        what: str) -> int:
+    """Queue what a job sends by itself within WeCom's daily send quota, less the share kept for
+    replies ([wecom] reply_headroom); the rest is deferred (store/quota.py) and sent by
+    release_deferred_messages when there is room. How many were queued now."""
+    queued, deferred, quota = await quota_store.queue_unasked(
+        session, now=utcnow(), licensed_accounts=config.wecom.licensed_accounts,
+        reply_headroom=config.wecom.reply_headroom, purpose=purpose, rows=rows)
+    _count_deferred(purpose, deferred, quota, queued, what)
+    return queued
+
+
 async def send_due_reminders(db: Database, commands: CommandTable, config: Config) -> int:
     """Remind members who have not shared, once per task, a configured time before its deadline,
     earliest deadline first, as far as WeCom's daily send quota goes: the rest are deferred (kept in
@@ -49,7 +71,8 @@ async def send_due_reminders(db: Database, commands: CommandTable, config: Confi
             if not members:
                 continue
             # The quota's lock before the claim: every transaction that spends the quota takes it first.
-            quota = await quota_store.hold_quota(session, now=utcnow(), licensed_accounts=config.wecom.licensed_accounts)
+            quota = await quota_store.hold_quota(session, now=utcnow(), licensed_accounts=config.wecom.licensed_accounts,
+                                                 reply_headroom=config.wecom.reply_headroom)
             if not await task_store.claim_auto_reminder(session, task_id):
                 continue  # another instance took it
             task = await task_store.get_task(session, task_id)
@@ -58,28 +81,28 @@ async def send_due_reminders(db: Database, commands: CommandTable, config: Confi
             queued, deferred = await quota_store.queue_within(session, quota.left, task_id=task_id, purpose=purpose,
                                                               rows=rows)
         log.info("automatic reminder for task %d queued for %d member(s)", task_id, queued)
-        if deferred:
-            QUOTA_DEFERRED.labels(purpose).inc(deferred)
-            log.warning("automatic reminder for task %d: %d member(s) deferred, past today's WeCom send quota "
-                        "(%d of %d used); they go when it has room", task_id, deferred, quota.used + queued, quota.limit)
+        _count_deferred(purpose, deferred, quota, queued, f"automatic reminder for task {task_id}")
         reminded += queued
     return reminded
 
 
 async def release_deferred_messages(db: Database, config: Config) -> int:
     """Messages deferred past WeCom's daily send quota go out as it has room again (the next day in
-    China, or sooner if sends failed), earliest task deadline first; those no longer worth sending
-    (task over, or the member has shared since) are dropped with the reason. How many were released."""
+    China, or sooner if sends failed), in store.quota.release_deferred's order; those no longer worth
+    sending (store.quota's rules: task over, shared since, a past day's digest, ...) are dropped with
+    the reason. How many were released."""
     now = utcnow()
     async with db.session() as session:
         if not await quota_store.any_deferred(session):
             return 0
-        quota = await quota_store.hold_quota(session, now=now, licensed_accounts=config.wecom.licensed_accounts)
-        dropped = await quota_store.drop_stale_deferred(session, now)
+        quota = await quota_store.hold_quota(session, now=now, licensed_accounts=config.wecom.licensed_accounts,
+                                             reply_headroom=config.wecom.reply_headroom)
+        dropped = await quota_store.drop_stale_deferred(session, now, config.server.timezone)
         released = await quota_store.release_deferred(session, quota.left, now)
     if dropped:
         QUOTA_DEFERRED_DROPPED.inc(dropped)
-        log.warning("%d deferred message(s) dropped: their task ended or was shared before the quota had room", dropped)
+        log.warning("%d deferred message(s) dropped, no longer worth sending when the quota had room "
+                    "(the reason is on each outbox row)", dropped)
     if released:
         log.info("%d deferred message(s) released within today's WeCom send quota", released)
     return released
@@ -96,7 +119,8 @@ async def recycle_idle_leads(db: Database, config: Config) -> int:
     """Leads without a follow-up for their pool's `idle_days` go back to that pool (holder told); a
     warning goes out a day before. A lead protected for its sharer (`protect_days`) stays theirs
     until the protection ends, and the warning comes the day before that instead. Conditional
-    updates and unique message keys make each happen once."""
+    updates and unique message keys make each happen once. Both notices are within WeCom's daily
+    send quota (queue_unasked)."""
     now = utcnow()
     async with db.session() as session:
         book = await rule_book(session, config.pool_rules)
@@ -104,7 +128,7 @@ async def recycle_idle_leads(db: Database, config: Config) -> int:
         candidates = await pool.idle_leads(session, now - timedelta(days=book.shortest_idle_days - 1),
                                            protected_before=now + timedelta(days=1))
         holders = await members_by_ids(session, [lead.owner_id for lead in candidates])
-    recycled, warnings = 0, []
+    recycled, warnings, told = 0, [], []
     for lead in candidates:
         rules = book.of(pool.home_pool(lead))
         idle_days, idle_before = rules.idle_days, now - timedelta(days=rules.idle_days)
@@ -120,19 +144,30 @@ async def recycle_idle_leads(db: Database, config: Config) -> int:
             if not await pool.recycle(session, lead, idle_before):
                 continue
             if holder is not None:
-                await task_store.queue_messages(session, task_id=None, purpose="notice", rows=[
-                    (holder.userid, f"recycled:{lead.id}:{now.isoformat()}",
-                     reply_to_payload(notices.recycled(lead, idle_days)))])
+                # Written deferred with the recycle (so never lost), and let go below in one count of
+                # the quota for the whole run: a count per lead took ~40 ms with 20,000 sends today.
+                key = f"recycled:{lead.id}:{now.isoformat()}"
+                if await task_store.queue_messages(session, task_id=None, purpose=quota_store.RECYCLED, rows=[
+                        (holder.userid, key, reply_to_payload(notices.recycled(lead, idle_days)))],
+                        status=quota_store.DEFERRED):
+                    told.append(key)
             recycled += 1
+    if told:
+        async with db.session() as session:
+            quota = await quota_store.hold_quota(session, now=utcnow(), licensed_accounts=config.wecom.licensed_accounts,
+                                                 reply_headroom=config.wecom.reply_headroom)
+            released = await quota_store.release_deferred(session, quota.left, utcnow(), keys=told)
+        _count_deferred(quota_store.RECYCLED, len(told) - released, quota, released, "recycled-lead notices")
     if warnings:
         async with db.session() as session:
-            await task_store.queue_messages(session, task_id=None, purpose="notice", rows=warnings)
+            await queue_unasked(session, config, quota_store.IDLE_WARNING, warnings, "idle-lead warnings")
     return recycled
 
 
 async def remind_nurturing(db: Database, config: Config) -> int:
     """On a nurturing lead's next-contact date, tell its holder, with its recent history and the
-    open tasks whose content they could send (once per date: the message key names it)."""
+    open tasks whose content they could send (once per date: the message key names it), within
+    WeCom's daily send quota (queue_unasked). How many prompts were due."""
     now = utcnow()
     rows = []
     async with db.session() as session:
@@ -144,14 +179,14 @@ async def remind_nurturing(db: Database, config: Config) -> int:
             tasks = [task for task, _ in await task_store.tasks_for_member(session, holder)][:3]
             text = notices.time_to_contact(lead, recent, tasks, config.server.timezone)
             rows.append((holder.userid, f"nurture:{lead.id}:{lead.next_contact_at.isoformat()}", reply_to_payload(text)))
-        if rows:
-            await task_store.queue_messages(session, task_id=None, purpose="notice", rows=rows)
+        await queue_unasked(session, config, quota_store.NURTURE, rows, "nurturing prompts")
     return len(rows)
 
 
 async def send_daily_digest(db: Database, config: Config, now: datetime | None = None) -> int:
     """Yesterday's funnel and top partners to every admin, from [stats] digest_hour on; the
-    message keys name the day, so it goes out once a day however many instances run this."""
+    message keys name the day, so it goes out once a day however many instances run this. Within
+    WeCom's daily send quota (queue_unasked); how many were queued now."""
     now = now or utcnow()
     local = now.astimezone(ZoneInfo(config.server.timezone))
     if not config.stats.digest_enabled or local.hour < config.stats.digest_hour:
@@ -167,8 +202,8 @@ async def send_daily_digest(db: Database, config: Config, now: datetime | None =
         partners = stats.ranked(await stats.partner_standings(session, await stats.member_standings(session, period)),
                                 "unique_clicks")[:5]
         text = notices.daily_digest(day, funnel, partners)
-        return await task_store.queue_messages(session, task_id=None, purpose="digest", rows=[
-            (admin.userid, keys[admin.id], reply_to_payload(text)) for admin in admins])
+        return await queue_unasked(session, config, quota_store.DIGEST, [
+            (admin.userid, keys[admin.id], reply_to_payload(text)) for admin in admins], f"digest of {day}")
 
 
 async def recalculate_tiers(db: Database, config: Config, now: datetime | None = None) -> int:
@@ -192,7 +227,7 @@ async def recalculate_tiers(db: Database, config: Config, now: datetime | None =
             summary = notices.tier_summary(month, changes)
             admins = await active_admins(session)
             rows += [(a.userid, f"tier:{month}:admin:{a.id}", reply_to_payload(summary)) for a in admins]
-            await task_store.queue_messages(session, task_id=None, purpose="notice", rows=rows)
+            await queue_unasked(session, config, quota_store.TIER, rows, f"tier changes of {month}")
     log.info("tiers for %s: %d change(s)", month, len(changes))
     return len(changes)
 
@@ -221,8 +256,7 @@ async def send_monthly_statements(db: Database, config: Config, now: datetime | 
         for member_id, userid, earned, commission in await points.totals_by_member(session, start, end):
             text = notices.monthly_statement(key, earned, commission)
             rows.append((userid, f"statement:{key}:{member_id}", reply_to_payload(text)))
-        if rows:
-            await task_store.queue_messages(session, task_id=None, purpose="notice", rows=rows)
+        await queue_unasked(session, config, quota_store.STATEMENT, rows, f"statements of {key}")
     return len(rows)
 
 
@@ -233,8 +267,8 @@ async def scan_for_fraud(db: Database, config: Config) -> int:
         if flags:
             text = notices.new_flags(len(flags))
             admins = await active_admins(session)
-            await task_store.queue_messages(session, task_id=None, purpose="notice", rows=[
-                (a.userid, f"flags:{flags[0].id}:{a.id}", reply_to_payload(text)) for a in admins])
+            await queue_unasked(session, config, quota_store.FRAUD_FLAGS, [
+                (a.userid, f"flags:{flags[0].id}:{a.id}", reply_to_payload(text)) for a in admins], "fraud notice")
     return len(flags)
 
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, exists, not_, select
+from sqlalchemy import delete, exists, not_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -65,7 +65,9 @@ def _inbox(cutoff: datetime) -> list[Any]:
 
 
 def _outbox(cutoff: datetime) -> list[Any]:
-    nurture_reminder = and_(OutboxMessage.purpose == "notice", OutboxMessage.dedupe_key.like("nurture:%"))
+    # Kept: their key stops a second prompt for the same date. By key, since those queued before
+    # nurturing prompts had a purpose of their own (store.quota.NURTURE) are "notice".
+    nurture_reminder = OutboxMessage.dedupe_key.like("nurture:%")
     return [OutboxMessage.status.in_(("sent", ANSWERED, "failed")), OutboxMessage.created_at < cutoff,
             OutboxMessage.purpose.not_in((TASK_CARD, REMINDER)), not_(nurture_reminder)]
 

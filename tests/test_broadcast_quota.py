@@ -57,15 +57,15 @@ async def test_the_preview_says_what_the_broadcast_uses_of_todays_quota(stack: S
     task_id = int(created.split("#")[1].split(" ")[0])
     [preview] = await stack.ask("mkt1", f"下发 {task_id} 全部")
     line = next(s for s in preview.splitlines() if s.startswith("今天企业微信发送额度"))
-    used, limit, uses, left = numbers(line)
-    assert (limit, uses) == (200, 2) and left == limit - used - uses
+    used, limit, kept, uses, left = numbers(line)  # "left" is after the 10 % kept for replies
+    assert (limit, kept, uses) == (200, 20, 2) and left == limit - kept - used - uses
     async with stack.bot[DB].session() as session:
         statuses = list(await session.scalars(select(OutboxMessage.status).where(OutboxMessage.channel == "wecom")))
     # The replies to mkt1 in its callbacks' answers (passive) cost none of the quota; the others do.
     assert "answered" in statuses and used == statuses.count("sent") - (statuses[-1] == "sent")
     [english] = await stack.ask("mkt1", f"broadcast {task_id} all")
     used_now = statuses.count("sent")
-    assert f"{used_now} of 200 used; this uses 2, leaving {200 - used_now - 2}" in english
+    assert f"{used_now} of 200 used, 20 kept for replies; this uses 2, leaving {180 - used_now - 2}" in english
 
 
 async def test_a_broadcast_past_todays_quota_is_refused_with_the_numbers(stack: Stack) -> None:
@@ -75,12 +75,13 @@ async def test_a_broadcast_past_todays_quota_is_refused_with_the_numbers(stack: 
     db = stack.bot[DB]
     async with db.session() as session:
         before = await outbox_store.send_quota(session, now=datetime.now(SHANGHAI), licensed_accounts=1)
-    await sent_rows(db, 199 - before.used, datetime.now(SHANGHAI))  # one left (then the preview's reply)
+    # One left besides the 20 kept for replies (then the preview's reply may take it).
+    await sent_rows(db, 179 - before.used, datetime.now(SHANGHAI))
 
     [refused] = await stack.ask("mkt1", f"下发 {task_id} 全部")
     assert refused.startswith(f"任务 #{task_id} 要发给 2 人，超出今天企业微信的发送额度：已用 ")
-    used, limit, left = numbers(refused.split("：", 1)[1])[:3]
-    assert (limit, left) == (200, limit - used) and left < 2
+    used, limit, kept, left = numbers(refused.split("：", 1)[1])[:4]
+    assert (limit, kept, left) == (200, 20, max(0, limit - kept - used)) and left < 2
     [confirmed] = await stack.ask("mkt1", f"broadcast {task_id} all confirm")
     assert "more than is left of today's WeCom send quota" in confirmed and "of 200 used" in confirmed
     async with db.session() as session:

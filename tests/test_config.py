@@ -46,6 +46,10 @@ def test_config_env_variable_names_the_file(tmp_path: Path) -> None:
     ('[wecom]\nlicensed_accounts = -5\n', {}, "[wecom] licensed_accounts must be 0 (count the members)"),
     ('', {"PARTNERBOT_WECOM_LICENSED_ACCOUNTS": "many"}, "PARTNERBOT_WECOM_LICENSED_ACCOUNTS (environment): must be a whole number"),
     ('[wecom]\nmedia_uploads_per_minute = 0\n', {}, "[wecom] media_uploads_per_minute must be at least 1"),
+    ('[wecom]\nreply_headroom = 0.6\n', {}, "[wecom] reply_headroom must be a share of the daily send quota from 0 to 0.5"),
+    ('[wecom]\nreply_headroom = -0.1\n', {}, "[wecom] reply_headroom must be a share of the daily send quota from 0 to 0.5"),
+    ('[wecom]\nreply_headroom = 10\n', {}, "got 10"),  # a count where a share belongs: refused, not 1000 %
+    ('', {"PARTNERBOT_WECOM_REPLY_HEADROOM": "10%"}, "PARTNERBOT_WECOM_REPLY_HEADROOM (environment): must be a number"),
     ('[outbox]\nclaim_batch = 0\n', {}, "[outbox] claim_batch must be at least 1"),
 ])
 def test_bad_values_name_the_key_and_the_file(tmp_path: Path, content: str, env: dict, expected: str) -> None:

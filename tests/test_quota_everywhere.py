@@ -22,14 +22,16 @@ from tests.test_broadcast_quota import SHANGHAI, sent_rows
 from tests.test_onboarding import invite_code
 
 
-async def quota_now(stack: Stack) -> outbox_store.SendQuota:
+async def quota_now(stack: Stack) -> quota_store.Allowance:
+    """Today's quota as automatic sends and commands see it: less the share kept for replies."""
     async with stack.bot[DB].session() as session:
-        return await outbox_store.send_quota(session, now=datetime.now(SHANGHAI),
-                                             licensed_accounts=stack.config.wecom.licensed_accounts)
+        return await quota_store.hold_quota(session, now=datetime.now(SHANGHAI),
+                                            licensed_accounts=stack.config.wecom.licensed_accounts,
+                                            reply_headroom=stack.config.wecom.reply_headroom)
 
 
 async def leave_room(stack: Stack, room: int) -> None:
-    """Fill today's quota with sent rows until exactly `room` is left."""
+    """Fill today's quota with sent rows until exactly `room` is left (besides the replies' share)."""
     before = await quota_now(stack)
     await sent_rows(stack.bot[DB], before.left - room, datetime.now(SHANGHAI))
     assert (await quota_now(stack)).left == room
@@ -69,23 +71,24 @@ async def deferred(stack: Stack, purpose: str) -> list[tuple[int, str, bool]]:
 async def test_remind_says_what_it_uses_and_is_refused_past_the_quota_with_the_numbers(stack: Stack) -> None:
     task_id = await broadcast_task(stack, "Spring")
     stack.config.wecom.licensed_accounts = 1  # 200 a day
-    await leave_room(stack, 1)  # two have not shared: one place is not enough
+    await leave_room(stack, 1)  # two have not shared: one place is not enough (20 are kept for replies)
 
     [refused] = await stack.ask("mkt1", f"催办 {task_id}")
-    assert refused == (f"任务 #{task_id} 的提醒要发给 2 人，超出今天企业微信的发送额度：已用 199 / 共 200，只剩 1。"
-                       f"未发送任何提醒；请明天（北京时间）额度恢复后再催办。")
+    assert refused == (f"任务 #{task_id} 的提醒要发给 2 人，超出今天企业微信的发送额度：已用 179 / 共 200，留给回复 20，"
+                       f"只剩 1。未发送任何提醒；请明天（北京时间）额度恢复后再催办。")
     used = (await quota_now(stack)).used  # the refusal went through message/send too
     [english] = await stack.ask("mkt1", f"remind {task_id}")
     assert english == (f"A reminder of task #{task_id} would go to 2 member(s), more than is left of today's WeCom "
-                       f"send quota: {used} of 200 used, {200 - used} left. Nobody was reminded; remind again "
-                       f"tomorrow (China time), when the quota starts afresh.")
+                       f"send quota: {used} of 200 used, 20 kept for replies, {max(0, 180 - used)} left. Nobody was "
+                       f"reminded; remind again tomorrow (China time), when the quota starts afresh.")
     assert await statuses(stack, "reminder") == []  # nothing queued
 
     stack.config.wecom.licensed_accounts = 2  # 400
     used = (await quota_now(stack)).used
     [done] = await stack.ask("mkt1", f"remind {task_id}")
     assert done == (f"Reminding 2 member(s) who have not shared task #{task_id}.\n"
-                    f"Today's WeCom send quota: {used} of 400 used; this uses 2, leaving {400 - used - 2}.")
+                    f"Today's WeCom send quota: {used} of 400 used, 40 kept for replies; this uses 2, "
+                    f"leaving {400 - 40 - used - 2}.")
     [again] = await stack.ask("mkt1", f"催办 {task_id}")  # already reminded today: uses nothing, says so
     assert again == f"尚未分享任务 #{task_id} 的 2 人今天都已提醒过。"
 
@@ -204,7 +207,7 @@ async def test_the_quota_lock_keeps_concurrent_spenders_within_it(database_url: 
 
         async def spend(n: int) -> tuple[int, int]:
             async with db.session() as session:
-                quota = await quota_store.hold_quota(session, now=now, licensed_accounts=1)
+                quota = await quota_store.hold_quota(session, now=now, licensed_accounts=1, reply_headroom=0)
                 await asyncio.sleep(0.05)  # the others reach their count meanwhile, but for the lock
                 rows = [(f"u{n}-{i}", f"spend:{n}:{i}", {"kind": "text", "content": "x"}) for i in range(10)]
                 return await quota_store.queue_within(session, quota.left, task_id=None, purpose="notice", rows=rows)

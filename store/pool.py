@@ -21,8 +21,8 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import bindparam, exists, func, literal, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from store.claimable import (OPEN, claim_condition, claim_pools, claim_values, claimable_by, open_to, tier_of,
-                             unprotected)
+from store.claimable import (OPEN, claim_condition, claim_pools, claim_values, claimable_by, one_of, open_to,
+                             tier_of, unprotected)
 from store.errors import Refusal
 from store.models import Lead, LeadEvent, Member, Partner, PoolSettings, utcnow
 from store.ownership import Claimed, hand_over, take
@@ -95,7 +95,7 @@ def _lead_and_limits():  # type: ignore[no-untyped-def]
     member, held_leads = bindparam("limits_member"), Lead.__table__.alias("held")  # (not correlated to the lead)
     return (select(Lead,
                    select(func.count()).select_from(held_leads).where(
-                       held_leads.c.owner_id == member, held_leads.c.status.in_(OPEN)).scalar_subquery(),
+                       held_leads.c.owner_id == member, one_of(held_leads.c.status, OPEN)).scalar_subquery(),
                    select(func.count()).select_from(LeadEvent).where(
                        LeadEvent.member_id == member, LeadEvent.kind == "claimed",
                        LeadEvent.at >= bindparam("limits_day_start")).scalar_subquery())

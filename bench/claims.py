@@ -5,6 +5,9 @@ uses; prints claims/s, refusals, p50/p99 latency, double claims (must be 0), and
 costs this process: statements sent (each a round trip) and CPU time, which a busy machine disturbs
 less than the rates.
 
+Each attempt loads the member and claims between BEGIN and COMMIT, as a chat message's claim does
+(there the inbox's transaction also writes the reply).
+
     python bench/claims.py --database postgresql+asyncpg://root@127.0.0.1:5432/test
 """
 from __future__ import annotations
@@ -29,7 +32,10 @@ async def run(args: argparse.Namespace) -> None:
     db = await BenchDatabase.create(args.database)
     members = [MemberRow(0, f"m{i:04d}", f"成员{i}", "partner", f"伙伴{i % 20}", "", ()) for i in range(args.members)]
     await db.seed(members)
-    store = Database(db.url)
+    # One engine per instance, each with the app's pool (store/db.py) for its 8 messages at once: one
+    # engine for all 16 would open and close overflow connections all along, which no instance does.
+    stores = [Database(db.url) for _ in range(args.instances)]
+    store = stores[0]
     try:
         async with store.session() as session:
             session.add_all([Lead(name=f"客户{i}", company=f"公司{i}", phone=f"139{i:08d}", source="bench")
@@ -39,22 +45,23 @@ async def run(args: argparse.Namespace) -> None:
         latencies: list[float] = []
         outcomes = {"claimed": 0, "refused": 0}
         sent = [0]
-        event.listen(store.engine.sync_engine, "before_cursor_execute", lambda *_: sent.__setitem__(0, sent[0] + 1))
+        for each in stores:
+            event.listen(each.engine.sync_engine, "before_cursor_execute", lambda *_: sent.__setitem__(0, sent[0] + 1))
 
         # As in the app: each instance works on 8 messages at once; --instances of them.
-        workers = asyncio.Semaphore(8 * args.instances)
+        workers = [asyncio.Semaphore(8) for _ in stores]
 
-        async def member_loop(userid: str) -> None:
-            rng = random.Random(userid)
+        async def member_loop(number: int, userid: str) -> None:
+            rng, instance = random.Random(userid), number % len(stores)
             for _ in range(args.attempts):
                 lead_id = rng.randint(1, args.leads)
-                async with workers:
+                async with workers[instance]:
                     started = time.perf_counter()
-                    await claim_once(userid, lead_id)
+                    await claim_once(stores[instance], userid, lead_id)
                 latencies.append(time.perf_counter() - started)
 
-        async def claim_once(userid: str, lead_id: int) -> None:
-            async with store.session() as session:
+        async def claim_once(instance: Database, userid: str, lead_id: int) -> None:
+            async with instance.session() as session:
                 member = await get_member(session, userid)
                 try:
                     await pool.claim(session, member, lead_id, rules)
@@ -63,7 +70,7 @@ async def run(args: argparse.Namespace) -> None:
                     outcomes["refused"] += 1
 
         started, cpu = time.perf_counter(), time.process_time()
-        await asyncio.gather(*(member_loop(m.userid) for m in members))
+        await asyncio.gather(*(member_loop(i, m.userid) for i, m in enumerate(members)))
         wall, cpu = time.perf_counter() - started, time.process_time() - cpu
         async with store.session() as session:
             events = await session.execute(select(LeadEvent.lead_id, func.count()).where(LeadEvent.kind == "claimed")
@@ -71,7 +78,8 @@ async def run(args: argparse.Namespace) -> None:
             doubles = len(events.all())
             owned = await session.scalar(select(func.count()).select_from(Lead).where(Lead.owner_id.is_not(None)))
     finally:
-        await store.dispose()
+        for each in stores:
+            await each.dispose()
         await db.drop()
     attempts = len(latencies)
     print(f"claims benchmark: {args.members} members, {args.leads} leads, {attempts} claim attempts, "

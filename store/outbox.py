@@ -30,6 +30,15 @@ class Claim:
     # Recorded sent already, in a callback's answer (a passive reply, status ANSWERED): no sender
     # takes it over, so it needs no renewal; sending it as a message first takes it (take_answered).
     recorded_sent: bool = False
+    # Taken from an answer that never carried it (take_answered): its attempts so far were that
+    # answer, not message/send, so nothing of it can have reached the member yet.
+    taken_from_answer: bool = False
+
+    @property
+    def may_have_been_delivered(self) -> bool:
+        """Whether an earlier attempt may have reached the member (a send that timed out, an
+        instance that died mid-send): the platform is then asked to drop a duplicate."""
+        return self.attempts > 1 and not self.taken_from_answer
 
 
 # A passive reply: written into the answer to the member's callback, not sent through the API. It
@@ -114,7 +123,7 @@ async def take_answered(session: AsyncSession, claim: Claim) -> Claim | None:
         .execution_options(synchronize_session=False))
     if attempts is None:
         return None
-    return Claim(claim.id, attempts, claim.channel, claim.recipient, claim.payload)
+    return Claim(claim.id, attempts, claim.channel, claim.recipient, claim.payload, taken_from_answer=True)
 
 
 @dataclass(frozen=True)

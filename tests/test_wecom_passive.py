@@ -351,6 +351,35 @@ async def test_a_callback_that_stopped_waiting_meanwhile_gets_no_reply_and_the_m
         await stack.stop()
 
 
+async def test_a_reply_taken_from_a_late_answer_is_not_dropped_as_a_duplicate(
+        sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same command twice, each reply too late for its answer: both go through message/send as
+    first sends. Sent as retries (WeCom's duplicate check on), WeCom would drop the second as a copy
+    of the first, and the member's second question would go unanswered."""
+    from store import inbox as inbox_store
+
+    finish = inbox_store.finish
+
+    async def slow_finish(*args: Any, **kwargs: Any) -> bool:
+        await asyncio.sleep(0.6)
+        return await finish(*args, **kwargs)
+
+    stack = await start(sqlite_url, passive_seconds=0.3)
+    monkeypatch.setattr(inbox_store, "finish", slow_finish)
+    try:
+        for count in (1, 2):
+            assert (await stack.sim.send_text("p2", "help")).reply is None
+            await stack.sim.wait_for_bot_messages("p2", count)
+        assert stack.sim.dropped == []
+
+        async def both_sent() -> bool:
+            return [row.status for row in await outbox_rows(stack)] == ["sent", "sent"]
+
+        await eventually(both_sent)
+    finally:
+        await stack.stop()
+
+
 async def test_a_passive_reply_whose_answer_cannot_be_written_goes_out_as_a_message(monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """Recorded sent for the answer, but the connection broke while it was written: the platform
     retries, the retry is a duplicate, so the reply must go through the outbox or it is lost."""

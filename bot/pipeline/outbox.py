@@ -321,7 +321,7 @@ class OutboxSender:
                 raise LookupError(f"no sender for channel {channel!r}")
             # A second attempt may follow a send that reached WeCom before we crashed or timed out.
             await sender.send(recipient, claim.payload, message_id=claim.id,
-                              duplicate_check=claim.attempts > 1 or bool(claim.payload.get("duplicate_check")),
+                              duplicate_check=claim.may_have_been_delivered or bool(claim.payload.get("duplicate_check")),
                               duplicate_window=self.config.duplicate_check_interval_seconds)
         except Exception as err:
             if getattr(err, "waits_for_member", False):

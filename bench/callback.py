@@ -19,17 +19,19 @@ from urllib.parse import parse_qsl
 
 import aiohttp
 
-from common import BenchDatabase, BotAndSimulator, MemberRow, percentile, summary
+from common import BenchDatabase, BotAndSimulator, MemberRow, cpu_seconds, percentile, summary
 
 from bot.channels.wecom import WeComCodec, read_message
 from bot.config import WeComConfig
 
 
-async def wait_for_replies(sim, count: int, timeout: float = 300) -> None:  # type: ignore[no-untyped-def]
+async def wait_for_replies(sim, count: int, timeout: float = 60) -> None:  # type: ignore[no-untyped-def]
+    """Until `count` replies arrived; a run that lost some still prints its figures, and how many."""
     deadline = time.monotonic() + timeout
     while len(sim.bot_messages()) < count:
         if time.monotonic() > deadline:
-            raise SystemExit(f"only {len(sim.bot_messages())} of {count} replies arrived")
+            print(f"  MISSING: only {len(sim.bot_messages())} of {count} replies arrived within {timeout:.0f} s")
+            return
         await asyncio.sleep(0.02)
 
 
@@ -71,11 +73,14 @@ async def run(args: argparse.Namespace) -> None:
                             raise SystemExit(error)
 
                 measured = len(queue)
+                # `serve`'s own CPU (not the simulator's, PostgreSQL's or Redis's): noise-resistant on a shared box
+                cpu_started = cpu_seconds(stack.bot.pid)
                 started = time.perf_counter()
                 await asyncio.gather(*(worker() for _ in range(args.concurrency)))
                 acked = time.perf_counter() - started
                 await wait_for_replies(sim, args.messages)
                 replied = time.perf_counter() - started
+                serve_cpu = cpu_seconds(stack.bot.pid) - cpu_started
                 async with http.get(f"{stack.bot_url}/metrics") as response:
                     metrics = await response.text()
             replies, dropped = len(sim.bot_messages()), len(sim.dropped)
@@ -100,10 +105,12 @@ async def run(args: argparse.Namespace) -> None:
     print(f"  ack latency p50           {statistics.median(latencies) * 1000:10.1f} ms")
     print(f"  ack latency p99           {percentile(latencies, 0.99) * 1000:10.1f} ms")
     print(f"  ack latency max           {max(latencies) * 1000:10.1f} ms")
+    print(f"  serve CPU per callback    {serve_cpu / measured * 1000:10.2f} ms")
     print(f"  baseline decrypt+parse    {base_rate:10.0f} msg/s")
     print(f"  ratio full path/baseline  {full_rate / base_rate:10.3f}")
     summary("callbacks answered", full_rate, "msg/s", base_rate, "msg/s decrypt+parse", full_rate / base_rate)
     summary("callback ack p99", percentile(latencies, 0.99) * 1000, "ms")
+    summary("callback serve CPU", serve_cpu / measured * 1000, "ms/msg")
     print(f"  replies {replies} (duplicates {replies - args.messages}, dropped by WeCom limits {dropped})")
     print(f"  passive replies           {passive:10d}   (in the callback's answer)")
     print(f"  active replies            {active:10d}   (message/send)")

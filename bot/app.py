@@ -94,7 +94,6 @@ def create_app(config: Config, commands: CommandTable | None = None,
         customers = WeComCustomers(wecom) if wecom is not None else None
         media = WeComDownloads(wecom) if wecom is not None else None
         inbox = InboxProcessor(db, shared, Router(commands, config, customers, media), outbox, config,
-                               {channel.name: channel.dedupe_seconds(config) for channel in channels},
                                after_commit=partial(send_forwards, db, customers) if customers is not None else None)
         clicks = ClickRecorder(db, redis, config.redis.key_prefix, config.links.flood_window_seconds,
                                flush_interval=config.links.flush_interval_seconds, timezone=config.server.timezone,

@@ -25,17 +25,21 @@ class Claim:
 
 
 def _insert_statement(insert: Any) -> Any:
+    # On the table (Core), not the mapped class: an ORM insert goes through the ORM's bulk-insert
+    # machinery on every execution, about a third of this statement's CPU in the callback profile.
+    c = _INBOX.c
     return (
-        insert(InboxMessage)
+        insert(_INBOX)
         .values(channel=bindparam("channel"), dedupe_key=bindparam("dedupe_key"), user_id=bindparam("user_id"),
-                payload=bindparam("payload", type_=InboxMessage.payload.type), status=bindparam("status"),
-                attempts=bindparam("attempts"), claimed_at=bindparam("claimed_at", type_=InboxMessage.claimed_at.type),
-                received_at=bindparam("received_at", type_=InboxMessage.received_at.type))
+                payload=bindparam("payload", type_=c.payload.type), status=bindparam("status"),
+                attempts=bindparam("attempts"), claimed_at=bindparam("claimed_at", type_=c.claimed_at.type),
+                received_at=bindparam("received_at", type_=c.received_at.type))
         .on_conflict_do_nothing(index_elements=["dedupe_key"])
-        .returning(InboxMessage.id)
+        .returning(c.id)
     )
 
 
+_INBOX = InboxMessage.__table__
 # Built once per dialect: building a statement costs more than running it on this path (every callback).
 _INSERTS: dict[Any, Any] = {}
 

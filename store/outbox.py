@@ -56,12 +56,14 @@ async def add(session: AsyncSession, *, channel: str, recipient: str, payload: d
     callback once this commits; should that fail, the caller takes it (take_answered) and sends it."""
     now = utcnow()
     claimed = claimed or sent
-    # A Core statement built once, not an ORM object and a flush: every chat reply passes here.
+    # A Core statement on the table, built once: not an ORM object and a flush, and not an insert of
+    # the mapped class either, which runs the ORM's bulk-insert machinery on every execution (a third
+    # of this statement's CPU in the callback profile). Every chat reply passes here.
     statement = _ADD.get(session.bind.dialect.name)
     if statement is None:
-        statement = _ADD[session.bind.dialect.name] = insert(OutboxMessage).values(
-            {column: bindparam(column, type_=OutboxMessage.__table__.c[column].type) for column in _ADD_COLUMNS}
-        ).returning(OutboxMessage.id)
+        statement = _ADD[session.bind.dialect.name] = insert(_OUTBOX).values(
+            {column: bindparam(column, type_=_OUTBOX.c[column].type) for column in _ADD_COLUMNS}
+        ).returning(_OUTBOX.c.id)
     row_id = await session.scalar(statement, {
         "channel": channel, "recipient": recipient, "kind": payload["kind"], "payload": payload,
         "inbox_id": inbox_id, "dedupe_key": dedupe_key, "purpose": "reply",

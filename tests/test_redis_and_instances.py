@@ -39,7 +39,8 @@ async def test_help_on_postgres_and_redis(pg_redis_stack: Stack) -> None:
     assert "帮助 — 查看可用命令" in reply.body["content"]
 
 
-async def test_retries_are_deduplicated_in_redis(pg_redis_stack: Stack, redis_url: str) -> None:
+async def test_retries_are_deduplicated_with_redis(pg_redis_stack: Stack) -> None:
+    """The inbox's unique key spots them (Redis keeps no "seen" key in front of it any more)."""
     sim = pg_redis_stack.sim
     xml = sim.text_xml("p2", "help", "5550001", int(time.time()))
     deliveries = await asyncio.gather(*(sim.deliver(xml, "5550001") for _ in range(3)))
@@ -47,11 +48,6 @@ async def test_retries_are_deduplicated_in_redis(pg_redis_stack: Stack, redis_ur
     await sim.wait_for_bot_messages("p2", 1)
     await asyncio.sleep(0.6)
     assert len(sim.bot_messages("p2")) == 1
-    redis = Redis.from_url(redis_url)
-    try:
-        assert await redis.exists(f"{pg_redis_stack.config.redis.key_prefix}dedupe:wecom:msg:5550001") == 1
-    finally:
-        await redis.aclose()
 
 
 async def test_two_instances_receiving_the_same_retry_answer_once(pg_redis_stack: Stack) -> None:

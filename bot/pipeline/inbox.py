@@ -47,8 +47,6 @@ def is_transient(err: BaseException) -> bool:
     return not any(marker in driver_message for marker in _STATEMENT_ERRORS)
 
 
-# The database's unique key catches a retry whatever this is; Redis only saves it the insert.
-DEFAULT_DEDUPE_SECONDS = 86400
 # A passive reply written into its answer is remembered this long: the platform's retries of one
 # callback end within about 20 s.
 _ANSWERED_MEMORY_SECONDS = 600
@@ -74,10 +72,8 @@ class LostClaim(Exception):
 
 class InboxProcessor:
     def __init__(self, db: Database, shared: SharedKeys, router: Router, outbox: OutboxSender,
-                 config: Config, dedupe_seconds: dict[str, int] | None = None,
-                 after_commit: Callable[[int], Awaitable[object]] | None = None) -> None:
-        """`dedupe_seconds`: per channel, how long a callback key is remembered to spot retries.
-        `after_commit(inbox_id)`: what a handler recorded for another system (a `forward N`), done once
+                 config: Config, after_commit: Callable[[int], Awaitable[object]] | None = None) -> None:
+        """`after_commit(inbox_id)`: what a handler recorded for another system (a `forward N`), done once
         its message is committed and before its replies go out — only for messages whose unit of work
         noted such a thing (store.db.leave_for_after_commit); a periodic job finishes what it missed."""
         self.db = db
@@ -85,7 +81,6 @@ class InboxProcessor:
         self.router = router
         self.outbox = outbox
         self.config = config
-        self.dedupe_seconds = dedupe_seconds or {}
         self.after_commit = after_commit
         self.lease = timedelta(seconds=config.inbox.lease_seconds)
         self._in_flight: set[int] = set()
@@ -130,19 +125,16 @@ class InboxProcessor:
                 self.outbox.submit_claimed(waiter.answered.result().claims)
 
     async def _store(self, channel: str, dedupe_key: str, message: Incoming) -> inbox_store.Claim | None:
-        """Redis only ever remembers keys the database has committed, so "seen" can never
-        acknowledge a message that was not stored; the database's unique key decides races.
-        The row is stored already claimed by this instance, which processes it right away."""
-        redis_key = f"dedupe:{dedupe_key}"
-        if await self.shared.exists(redis_key):
-            return None
+        """The database's unique key alone spots a retry (and decides races between instances): a
+        Redis "seen" key in front of it cost every message two round trips (EXISTS, SET) to save the
+        rare retry one INSERT. The row is stored already claimed by this instance, which processes
+        it right away."""
         payload, now = message.to_payload(), utcnow()
         async with self.db.single_statement() as session:
             inbox_id = await inbox_store.add(session, channel=channel, dedupe_key=dedupe_key,
                                              user_id=message.user_id, payload=payload, claimed_at=now)
         if inbox_id is None:
             return None
-        await self.shared.set(redis_key, "1", self.dedupe_seconds.get(channel, DEFAULT_DEDUPE_SECONDS))
         return inbox_store.Claim(inbox_id, 1, payload, now)
 
     def _noting_written(self, dedupe_key: str, answered: Answered | None) -> Answered | None:

@@ -23,6 +23,11 @@ from store.tiers import TierSettings
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 
 ENV_PREFIX = "PARTNERBOT_"
+# Keys an older version knew: a file that still sets one loads, with a warning saying why it is gone.
+RETIRED_KEYS = {
+    ("wecom", "dedupe_ttl_seconds"): "the database alone spots the platform's retried callbacks",
+    ("wechat", "dedupe_ttl_seconds"): "the database alone spots the platform's retried callbacks",
+}
 CONFIG_ENV = "PARTNERBOT_CONFIG"
 
 
@@ -66,8 +71,6 @@ class WeComConfig:
     api_base_url: str = "https://qyapi.weixin.qq.com"
     # Callbacks whose timestamp is further than this from our clock are refused as replays.
     max_clock_skew_seconds: int = 300
-    # How long a callback key is remembered for retry de-duplication.
-    dedupe_ttl_seconds: int = 86400
     api_timeout_seconds: float = 10.0
     # WeCom's per-app, per-member limits for message/send; over them messages vanish silently.
     member_messages_per_minute: int = 30
@@ -107,8 +110,6 @@ class WeChatConfig:
     max_clock_skew_seconds: int = 300
     api_timeout_seconds: float = 10.0
     binding_code_hours: int = 72
-    # How long a callback key is remembered for retry de-duplication.
-    dedupe_ttl_seconds: int = 86400
     # Messages WeChat refused outside its 48-hour window wait for the follower to write; after this
     # many days they are dropped instead (an old task card or reminder is no longer news).
     waiting_days: int = 7
@@ -322,6 +323,7 @@ def load_config(path: str | Path | None = None, environ: Mapping[str, str] | Non
         raise ConfigError(f"{path}: configuration file not found")
 
     config = Config(source=str(path))
+    retired: list[str] = []
     for section_name, section_values in raw.items():
         section_type = _SECTION_TYPES.get(section_name)
         if section_type is None:
@@ -333,6 +335,10 @@ def load_config(path: str | Path | None = None, environ: Mapping[str, str] | Non
         section = getattr(config, section_name)
         known = {f.name: f for f in dataclasses.fields(section_type)}
         for key, value in section_values.items():
+            if (section_name, key) in RETIRED_KEYS:  # an older file still starts, and says what to remove
+                retired.append(f"{path}: [{section_name}] {key} is no longer used and is ignored "
+                               f"({RETIRED_KEYS[section_name, key]}); remove it")
+                continue
             if key not in known:
                 raise ConfigError(
                     f"{path}: [{section_name}] {key} is not a known key; known: {', '.join(known)}"
@@ -349,7 +355,7 @@ def load_config(path: str | Path | None = None, environ: Mapping[str, str] | Non
                 setattr(section, f.name, _coerce(environ[env_name], f.type, f"{env_name} (environment)"))
 
     validate(config)
-    config.warnings = secrets_in_file(path, raw) + unknown_environment(environ, env_names)
+    config.warnings = retired + secrets_in_file(path, raw) + unknown_environment(environ, env_names)
     return config
 
 

@@ -131,8 +131,6 @@ def validate(config: Config) -> None:
         ("[wecom] member_messages_per_hour", config.wecom.member_messages_per_hour),
         ("[wecom] media_uploads_per_minute", config.wecom.media_uploads_per_minute),
         ("[wecom] media_uploads_per_hour", config.wecom.media_uploads_per_hour),
-        ("[wecom] dedupe_ttl_seconds", config.wecom.dedupe_ttl_seconds),
-        ("[wechat] dedupe_ttl_seconds", config.wechat.dedupe_ttl_seconds),
         ("[wecom] max_clock_skew_seconds", config.wecom.max_clock_skew_seconds),
         ("[wechat] max_clock_skew_seconds", config.wechat.max_clock_skew_seconds),
         ("[wechat] binding_code_hours", config.wechat.binding_code_hours),

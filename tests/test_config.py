@@ -113,6 +113,17 @@ def test_secrets_written_in_the_file_get_a_warning(tmp_path: Path) -> None:
     assert load_config(REPO / "config.toml", environ={}).warnings == []  # the shipped file holds no secret
 
 
+def test_a_retired_key_still_loads_with_a_warning(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text("[wecom]\ndedupe_ttl_seconds = 100\n[wechat]\ndedupe_ttl_seconds = 100\n")
+    warnings = load_config(path, environ={}).warnings
+    assert warnings == [f"{path}: [{section}] dedupe_ttl_seconds is no longer used and is ignored (the database "
+                        "alone spots the platform's retried callbacks); remove it" for section in ("wecom", "wechat")]
+    path.write_text("[wecom]\ndedupe_seconds = 100\n")  # not retired, just wrong: still refused
+    with pytest.raises(ConfigError, match="not a known key"):
+        load_config(path, environ={})
+
+
 def test_the_command_line_prints_the_warnings(tmp_path: Path) -> None:
     path = tmp_path / "c.toml"
     path.write_text('[admin]\napi_token = "t0ken"\n[server]\nport = "x"\n')

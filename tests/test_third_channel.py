@@ -31,9 +31,6 @@ class TestChatChannel:
     def enabled(self, config: Config) -> bool:
         return True
 
-    def dedupe_seconds(self, config: Config) -> int:
-        return 60
-
     def send_limits(self, config: Config) -> SendLimits:
         return SendLimits(per_minute=self.per_minute, per_hour=100)
 

@@ -241,9 +241,6 @@ class WeChatChannel:
     def enabled(self, config: Config) -> bool:
         return config.wechat.enabled
 
-    def dedupe_seconds(self, config: Config) -> int:
-        return config.wechat.dedupe_ttl_seconds
-
     def send_limits(self, config: Config) -> None:
         return None  # WeChat's limit is its 48-hour window, which the sender reports per message
 

@@ -288,9 +288,6 @@ class WeComChannel:
     def enabled(self, config: Config) -> bool:
         return True
 
-    def dedupe_seconds(self, config: Config) -> int:
-        return config.wecom.dedupe_ttl_seconds
-
     def send_limits(self, config: Config) -> SendLimits:
         return SendLimits(config.wecom.member_messages_per_minute, config.wecom.member_messages_per_hour)
 

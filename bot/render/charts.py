@@ -10,7 +10,8 @@ Speed (issue 17: the whole `统计` reply, chart included, within 200 ms): the f
 their ticks are built once per thread and only their data changes from chart to chart; the panels
 are placed by measuring their labels here rather than by matplotlib's constrained layout (which
 measured every artist twice, ~a quarter of a chart); the PNG is encoded without Pillow's per-row
-filter search (bot/render/png.py).
+filter search (bot/render/png.py); text is drawn from the layouts and glyph bitmaps the
+thread's canvas kept (bot/render/glyphs.py: ~0.75x the chart's CPU, the same pixels).
 """
 import asyncio
 import math
@@ -23,7 +24,7 @@ from typing import Any
 
 import numpy as np
 from matplotlib.axes import Axes
-from matplotlib.backends.backend_agg import FigureCanvasAgg, RendererAgg
+from matplotlib.backends.backend_agg import RendererAgg
 from matplotlib.figure import Figure
 from matplotlib.font_manager import FontProperties
 from matplotlib.ft2font import FT2Font
@@ -31,6 +32,7 @@ from matplotlib.ticker import MaxNLocator
 from PIL import Image
 
 from bot.config import ASSETS
+from bot.render.glyphs import GlyphCachingCanvas
 from bot.render.png import encode_unfiltered
 
 FONTS = ASSETS / "fonts"
@@ -240,7 +242,7 @@ class _Page:
 
     def __init__(self) -> None:
         self.figure = Figure(figsize=(WIDTH, HEIGHT), dpi=DPI, facecolor="white")
-        self.canvas = FigureCanvasAgg(self.figure)
+        self.canvas = GlyphCachingCanvas(self.figure)  # its text drawn from cached layouts and glyphs
         self.title = self.figure.text(0.5, 1, "", ha="center", va="top", fontproperties=_font(21, True),
                                       parse_math=False)
         self.headings = [self.figure.text(0.01, 1, "", ha="left", va="top", fontproperties=_font(17, True),

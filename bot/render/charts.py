@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 from matplotlib.axes import Axes
+from matplotlib.collections import PolyCollection
 from matplotlib.backends.backend_agg import RendererAgg
 from matplotlib.figure import Figure
 from matplotlib.font_manager import FontProperties
@@ -45,6 +46,7 @@ PAD = 0.12 * DPI  # pixels around the title and panels
 SIDE = 3 * PX  # pixels kept free at the left and right edges
 TICK_PAD = 3.5 * PX  # matplotlib's default gap between a tick and its label (and a tick's length)
 BAR_LABEL_GAP = 5  # points between a bar's end and its label
+BAR_HALF = 0.31  # half a bar's height, in rows
 
 
 @lru_cache(maxsize=32)  # (matplotlib copies the properties it is given; these are never changed)
@@ -165,7 +167,11 @@ def _no_data(ax: Axes, text: str) -> _Fit:
 def _bars(ax: Axes, renderer: RendererAgg, rows: list[tuple[str, float]], labels: list[str], color: str) -> _Fit:
     """Horizontal bars, first row on top, each labelled at its end."""
     ys, values, names = range(len(rows)), [v for _, v in rows], [name for name, _ in rows]
-    ax.barh(ys, values, color=color, height=0.62)
+    # One collection of rectangles, not barh's patches: each patch updated the data limits (set just
+    # below anyway) and went through the artist machinery on its own, ~10 % of a chart's CPU.
+    ax.add_collection(PolyCollection([((0, y - BAR_HALF), (0, y + BAR_HALF), (v, y + BAR_HALF), (v, y - BAR_HALF))
+                                      for y, v in zip(ys, values)], facecolors=color, edgecolors="none",
+                                     linewidths=0), autolim=False)
     ax.set_yticks(ys, names, fontproperties=_font(15), parse_math=False)
     ax.set_ylim(max(len(rows), 5) - 0.5, -0.5)  # first row on top; a single bar stays bar-sized
     low, high = min(0.0, *values), max(values) * 1.45 if max(values) > 0 else 1  # room for the labels

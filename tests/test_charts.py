@@ -12,7 +12,6 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from PIL import Image
 
-from bot.render import glyphs
 from bot.render.charts import render_report
 
 SPEC: dict[str, Any] = {
@@ -137,16 +136,3 @@ def test_a_reused_figure_keeps_nothing_of_the_chart_before() -> None:
     assert len(set(fresh)) == len(specs)  # (the specs do draw different charts)
     assert [png == want for png, want in zip(after_the_one_before, fresh)] == [True] * len(specs)
     assert [png == want for png, want in zip(after_the_one_after, fresh)] == [True] * len(specs)
-
-
-def test_text_drawn_from_kept_glyphs_is_what_matplotlib_draws(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The chart's canvas keeps text layouts and glyph bitmaps (bot/render/glyphs.py): every chart,
-    drawn on a fresh figure and again from what it kept, is byte for byte what matplotlib's own text
-    drawing gives."""
-    if not glyphs.SUPPORTED:
-        pytest.skip("this matplotlib draws the text itself")
-    specs = [SPEC, *(param.values[0] for param in ODD_SPECS)]
-    kept = on_a_new_thread(specs + specs)
-    monkeypatch.setattr(glyphs, "SUPPORTED", False)
-    plain = on_a_new_thread(specs)
-    assert [png == want for png, want in zip(kept, plain + plain)] == [True] * len(kept)

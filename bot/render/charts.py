@@ -10,8 +10,7 @@ Speed (issue 17: the whole `统计` reply, chart included, within 200 ms): the f
 their ticks are built once per thread and only their data changes from chart to chart; the panels
 are placed by measuring their labels here rather than by matplotlib's constrained layout (which
 measured every artist twice, ~a quarter of a chart); the PNG is encoded without Pillow's per-row
-filter search (bot/render/png.py); text is drawn from the layouts and glyph bitmaps the
-thread's canvas kept (bot/render/glyphs.py: ~0.75x the chart's CPU, the same pixels).
+filter search (bot/render/png.py).
 """
 import asyncio
 import math
@@ -24,8 +23,7 @@ from typing import Any
 
 import numpy as np
 from matplotlib.axes import Axes
-from matplotlib.collections import PolyCollection
-from matplotlib.backends.backend_agg import RendererAgg
+from matplotlib.backends.backend_agg import FigureCanvasAgg, RendererAgg
 from matplotlib.figure import Figure
 from matplotlib.font_manager import FontProperties
 from matplotlib.ft2font import FT2Font
@@ -33,7 +31,6 @@ from matplotlib.ticker import MaxNLocator
 from PIL import Image
 
 from bot.config import ASSETS
-from bot.render.glyphs import GlyphCachingCanvas
 from bot.render.png import encode_unfiltered
 
 FONTS = ASSETS / "fonts"
@@ -46,7 +43,6 @@ PAD = 0.12 * DPI  # pixels around the title and panels
 SIDE = 3 * PX  # pixels kept free at the left and right edges
 TICK_PAD = 3.5 * PX  # matplotlib's default gap between a tick and its label (and a tick's length)
 BAR_LABEL_GAP = 5  # points between a bar's end and its label
-BAR_HALF = 0.31  # half a bar's height, in rows
 
 
 @lru_cache(maxsize=32)  # (matplotlib copies the properties it is given; these are never changed)
@@ -167,11 +163,7 @@ def _no_data(ax: Axes, text: str) -> _Fit:
 def _bars(ax: Axes, renderer: RendererAgg, rows: list[tuple[str, float]], labels: list[str], color: str) -> _Fit:
     """Horizontal bars, first row on top, each labelled at its end."""
     ys, values, names = range(len(rows)), [v for _, v in rows], [name for name, _ in rows]
-    # One collection of rectangles, not barh's patches: each patch updated the data limits (set just
-    # below anyway) and went through the artist machinery on its own, ~10 % of a chart's CPU.
-    ax.add_collection(PolyCollection([((0, y - BAR_HALF), (0, y + BAR_HALF), (v, y + BAR_HALF), (v, y - BAR_HALF))
-                                      for y, v in zip(ys, values)], facecolors=color, edgecolors="none",
-                                     linewidths=0), autolim=False)
+    ax.barh(ys, values, color=color, height=0.62)
     ax.set_yticks(ys, names, fontproperties=_font(15), parse_math=False)
     ax.set_ylim(max(len(rows), 5) - 0.5, -0.5)  # first row on top; a single bar stays bar-sized
     low, high = min(0.0, *values), max(values) * 1.45 if max(values) > 0 else 1  # room for the labels
@@ -248,7 +240,7 @@ class _Page:
 
     def __init__(self) -> None:
         self.figure = Figure(figsize=(WIDTH, HEIGHT), dpi=DPI, facecolor="white")
-        self.canvas = GlyphCachingCanvas(self.figure)  # its text drawn from cached layouts and glyphs
+        self.canvas = FigureCanvasAgg(self.figure)
         self.title = self.figure.text(0.5, 1, "", ha="center", va="top", fontproperties=_font(21, True),
                                       parse_math=False)
         self.headings = [self.figure.text(0.01, 1, "", ha="left", va="top", fontproperties=_font(17, True),

@@ -231,8 +231,7 @@ async def report(ctx: Context, args: ReportArgs) -> list[Reply]:
         if board and board[0].unique_clicks + board[0].shares + board[0].leads:
             shown = " · ".join(f"{i}. {s.name} {s.unique_clicks}" for i, s in enumerate(board[:5], 1))
             lines.append(ctx.say(f"{name_en} by unique clicks: {shown}", f"{name_zh}（独立点击）：{shown}"))
-    if scope.content_id is None:
-        lines += await top_content(ctx, scope, period)
+    lines += top_content(ctx, figures.content)
     if ctx.may_use("roi"):
         lines.append(ctx.say("Revenue by attribution model: roi linear", "归因分析：归因 线性"))
     board = top_partners or top_members
@@ -250,10 +249,10 @@ async def report(ctx: Context, args: ReportArgs) -> list[Reply]:
     return [Text("\n".join(lines)), Chart(spec)]
 
 
-async def top_content(ctx: Context, scope: Scope, period: Period) -> list[str]:
+def top_content(ctx: Context, standings: list[stats.ContentStanding]) -> list[str]:
     """The five content items that did best in the period (nothing when none was copied, clicked or
     brought a lead), with the command for one item's funnel for those who may send it."""
-    board = (await stats.content_standings(ctx.session, scope, period))[:5]
+    board = standings[:5]
     if not board:
         return []
     shown = " · ".join(ctx.say(f"{i}. #{s.key} {s.title} {s.unique_clicks} (copies {s.shares}, leads {s.leads})",

@@ -273,17 +273,19 @@ async def report_figures_match(db: Database, scopes: list[Scope], period: stats.
     its own, while spare ones are free; else one after another): the same figures either way."""
     borrowed, on_its_own = [], report_figures._on_a_connection_of_its_own
     monkeypatch.setattr(report_figures, "_on_a_connection_of_its_own", lambda s, q: borrowed.append(q) or on_its_own(s, q))
+    pool = db.engine.sync_engine.pool
     for scope in scopes:
         for taken in (0, report_figures.SPARE_CONNECTIONS):  # all spare connections free, then none
-            monkeypatch.setattr(report_figures._Spare, "in_use", taken)
+            monkeypatch.setitem(report_figures._Spare.in_use, pool, taken)
             async with db.session() as session:
                 figures = await report_figures.report_figures(session, scope, period, fortnight)
                 members = await stats.member_standings(session, period, scope.partner_id, scope.task_id, scope.content_id)
                 partners = [] if scope.partner_id else await stats.partner_standings(session, members)
-                assert (figures.funnel, figures.members, figures.partners, figures.trend) == (
+                content = [] if scope.content_id else await stats.content_standings(session, scope, period)
+                assert (figures.funnel, figures.members, figures.partners, figures.trend, figures.content) == (
                     await stats.funnel(session, scope, period), members, partners,
-                    await stats.trend(session, scope, fortnight)), scope
-            assert report_figures._Spare.in_use == taken  # what was borrowed is given back
+                    await stats.trend(session, scope, fortnight), content), scope
+            assert report_figures._Spare.in_use[pool] == taken  # what was borrowed is given back
     # Leaderboards and trend each on a connection of their own, only on PostgreSQL and only while free.
     assert len(borrowed) == (2 * len(scopes) if db.dialect == "postgresql" else 0)
 

@@ -31,7 +31,7 @@ from bot.retention import RetentionJob
 from bot.web.invite import invite_routes
 from bot.web.downloads import download_routes, stored_bytes
 from bot.web.landing import LeadForm, landing_routes
-from bot.web.links import LinkCache, Visitors, redirect_routes, visitor_secret
+from bot.web.links import LinkCache, Visitors, redirect_routes, unavailable_page, visitor_secret
 from bot.logs import request_ids
 from bot.metrics import CLICK_LAG, OUTBOX_BACKLOG, OUTBOX_DEFERRED, OUTBOX_PARKED, exposition
 from bot.pipeline.outbox import OutboxSender
@@ -68,7 +68,7 @@ def create_app(config: Config, commands: CommandTable | None = None,
     admin += content_routes(config, lambda request: request.config_dict[DB])
     # Every request passes through each middleware of its application: the admin API's token check
     # guards only its own sub-application, so a tracked redirect (the hot path) does not pay for it.
-    app = web.Application(client_max_size=config.server.max_body_bytes, middlewares=[request_ids])
+    app = web.Application(client_max_size=config.server.max_body_bytes, middlewares=[request_ids(unavailable_page)])
     admin_app = web.Application(client_max_size=config.server.max_body_bytes, middlewares=[require_token])
     admin_app.add_routes([web.RouteDef(r.method, r.path.removeprefix(ADMIN_PREFIX), r.handler, r.kwargs)
                           for r in admin])

@@ -7,9 +7,14 @@ import json
 import logging
 import random
 import secrets
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 # "-" outside any request or message (start-up, periodic jobs).
 REQUEST_ID: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
@@ -45,15 +50,33 @@ def setup(level: str, form: str) -> None:
 _ids = random.Random(secrets.randbits(128))
 
 
-@web.middleware
-async def request_ids(request: web.Request, handler: Any) -> web.StreamResponse:
-    """Take the proxy's X-Request-Id when it is sane, else make one; echo it in the response."""
-    given = request.headers.get("X-Request-Id")
-    request_id = given if given and len(given) <= 64 and set(given) <= _VALID else f"{_ids.getrandbits(48):012x}"
-    token = REQUEST_ID.set(request_id)
-    try:
-        response = await handler(request)
-        response.headers["X-Request-Id"] = request_id
-        return response
-    finally:
-        REQUEST_ID.reset(token)
+# A database or Redis that does not answer (down, restarting, every pooled connection busy): the
+# request may succeed in a moment, so it is answered 503, not with aiohttp's bare 500.
+UNAVAILABLE = (OperationalError, InterfaceError, PoolTimeout, RedisConnectionError, RedisTimeoutError,
+               ConnectionError, TimeoutError)
+
+
+def request_ids(unavailable: Callable[[], web.StreamResponse]) -> Any:
+    """The middleware every request passes: it takes the proxy's X-Request-Id when it is sane, else
+    makes one, and echoes it in the response; a request that finds the database or Redis away gets
+    `unavailable()` (a friendly 503 page) and one log line. One middleware for both: each costs the
+    hot redirect a wrapper call."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+        given = request.headers.get("X-Request-Id")
+        request_id = given if given and len(given) <= 64 and set(given) <= _VALID else f"{_ids.getrandbits(48):012x}"
+        token = REQUEST_ID.set(request_id)
+        try:
+            try:
+                response = await handler(request)
+            except UNAVAILABLE as err:
+                logging.getLogger("bot.web").warning("%s %s: the database or Redis did not answer (%s); answering 503",
+                                                     request.method, request.path, type(err).__name__)
+                response = unavailable()
+            response.headers["X-Request-Id"] = request_id
+            return response
+        finally:
+            REQUEST_ID.reset(token)
+
+    return middleware

@@ -25,6 +25,8 @@ FORM_TOO_OFTEN = PageText("提交太频繁 / Too many submissions", "请稍后�
 DOWNLOAD_NOW = "下载文件 / Download the file"
 DOWNLOAD_EXPIRED = PageText("下载链接已过期 / This download link has expired",
                             "请重新打开分享给您的链接。Please open the link you were given again.")
+# The database or Redis did not answer in time (down, restarting, or every connection busy).
+UNAVAILABLE = PageText("服务繁忙 / Busy right now", "请稍后刷新重试。Please reload the page in a moment.")
 INVITE_INVALID = PageText("邀请码无效 / Invalid invite", "请核对二维码或邀请码。Please check the code.")
 
 

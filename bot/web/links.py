@@ -58,6 +58,13 @@ def page(status: int, words: PageText) -> web.Response:
                         content_type="text/html", headers={"Cache-Control": "no-store"})
 
 
+def unavailable_page() -> web.Response:
+    """What a request that found the database or Redis away is answered (bot.logs.request_ids)."""
+    response = page(503, pages.UNAVAILABLE)
+    response.headers["Retry-After"] = "5"
+    return response
+
+
 UTM_KEYS = ("utm_source", "utm_medium", "utm_campaign")
 
 

@@ -70,7 +70,7 @@ async def test_a_crash_between_the_sends_and_the_batch_mark_resends_once_with_du
         async with db.session() as session:
             claims = await outbox_store.claim_due(session, dying.lease, 200)
         await dying._dispatch(claims)
-        await asyncio.gather(*dying._tasks)
+        await dying._sends.join()
         # WeCom took all 30; the instance dies before its batch mark: nothing is marked sent.
         assert len(first.sends) == 30 and await statuses(db) == Counter(sending=30)
 

@@ -1,4 +1,4 @@
-"""The outbox sends queued rows in batches (one claim, one reservation call per chunk, one mark per
+"""The outbox sends queued rows in batches (one claim, one reservation call per 64 cards, one mark per
 batch) and stays exactly once: a crash between the sends and the batch's mark, a batch slower than
 its lease, the per-member limit inside one batch, and WeCom's 45033 narrowing the concurrency."""
 from __future__ import annotations
@@ -105,10 +105,22 @@ async def test_four_hundred_rows_take_a_handful_of_statements(database_url: str)
         async def all_sent() -> bool:
             return await statuses(db) == Counter(sent=400)
 
-        await run_until(sender(db, channel, concurrency=8, batch=100), all_sent)
+        outbox = sender(db, channel, concurrency=8, batch=100)
+        limiter, reservations = outbox.limiters["wecom"], []
+        reserve_many = limiter.reserve_many
+
+        async def counted(recipients: list[str], now: float | None = None) -> list[float]:
+            reservations.append(len(recipients))
+            return await reserve_many(recipients, now)
+
+        limiter.reserve_many = counted  # type: ignore[method-assign]
+        await run_until(outbox, all_sent)
         assert len(channel.sends) == 400
         # Claims and marks a batch at a time (one row at a time would be 800 statements).
         assert len(statements) <= 20, len(statements)
+        # The send slots of 64 cards a call, not of a slots' worth (8): 8 calls at the most (64 + 36
+        # for each 100-row batch), not 52.
+        assert sum(reservations) == 400 and max(reservations) == 64 and len(reservations) <= 8, reservations
     finally:
         event.remove(db.engine.sync_engine, "before_cursor_execute", count)
         await db.dispose()

@@ -1,8 +1,8 @@
 """Sends outbox rows through their channel: claim, respect the per-member limit, send, mark.
 
-Queued rows (a broadcast) go in batches: one statement claims a batch, one Redis call per chunk of
-sends reserves the members' send slots, the sends run with bounded concurrency (SendSlots, which
-WeCom's 45033 narrows), and one statement marks what was sent. A batch whose sends take long renews
+Queued rows (a broadcast) go in batches: one statement claims a batch, one Redis call per 64 sends
+reserves the members' send slots, a fixed set of sender coroutines sends with bounded concurrency
+(SendSlots, which WeCom's 45033 narrows), and one statement marks what was sent. A batch whose sends take long renews
 its lease before it could run out. Replies to chat arrive already claimed and go out at once.
 Transient errors back off and retry; other errors are recorded on the row.
 """

@@ -126,6 +126,20 @@ async def test_four_hundred_rows_take_a_handful_of_statements(database_url: str)
         await db.dispose()
 
 
+async def test_a_claim_takes_at_most_its_batch(database_url: str) -> None:
+    db = Database(database_url)
+    try:
+        await queue(db, [f"m{i}" for i in range(250)])
+        sizes = []
+        for _ in range(4):
+            async with db.single_statement() as session:
+                sizes.append(len(await outbox_store.claim_due(session, timedelta(seconds=30), 100)))
+        # PostgreSQL once ran the claim's subquery again for each row it updated: one claim took all.
+        assert sizes == [100, 100, 50, 0]
+    finally:
+        await db.dispose()
+
+
 async def test_the_member_limit_holds_inside_one_batch(database_url: str) -> None:
     db = Database(database_url)
     try:

@@ -103,10 +103,13 @@ async def claim_due(session: AsyncSession, lease: timedelta, limit: int, busy: C
     if busy:
         due = due.where(c.id != all_(_int_array("busy", list(busy))) if postgresql else c.id.not_in(list(busy)))
     if postgresql:
-        due = due.with_for_update(skip_locked=True)
+        # Materialized, so it runs once: as a plain subquery PostgreSQL may run it again for each
+        # row it updates, each run skipping the rows the statement has just updated (locked by it)
+        # and bringing the next `limit`, so one claim took every due row (all 10,000 of a broadcast).
+        due = select(due.with_for_update(skip_locked=True).cte("due").prefix_with("MATERIALIZED").c.id)
     result = await session.execute(
         update(_OUTBOX)
-        .where(c.id.in_(due.scalar_subquery()), _claimable(now, lease))
+        .where(c.id.in_(due), _claimable(now, lease))
         .values(status="sending", claimed_at=now, attempts=c.attempts + 1)
         .returning(c.id, c.attempts, c.channel, c.recipient, c.payload)
     )

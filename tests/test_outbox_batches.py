@@ -1,4 +1,4 @@
-"""The outbox sends queued rows in batches (one claim, one reservation call per chunk, one mark per
+"""The outbox sends queued rows in batches (one claim, one reservation call per 64 cards, one mark per
 batch) and stays exactly once: a crash between the sends and the batch's mark, a batch slower than
 its lease, the per-member limit inside one batch, and WeCom's 45033 narrowing the concurrency."""
 from __future__ import annotations
@@ -70,7 +70,7 @@ async def test_a_crash_between_the_sends_and_the_batch_mark_resends_once_with_du
         async with db.session() as session:
             claims = await outbox_store.claim_due(session, dying.lease, 200)
         await dying._dispatch(claims)
-        await asyncio.gather(*dying._tasks)
+        await dying._sends.join()
         # WeCom took all 30; the instance dies before its batch mark: nothing is marked sent.
         assert len(first.sends) == 30 and await statuses(db) == Counter(sending=30)
 
@@ -105,12 +105,38 @@ async def test_four_hundred_rows_take_a_handful_of_statements(database_url: str)
         async def all_sent() -> bool:
             return await statuses(db) == Counter(sent=400)
 
-        await run_until(sender(db, channel, concurrency=8, batch=100), all_sent)
+        outbox = sender(db, channel, concurrency=8, batch=100)
+        limiter, reservations = outbox.limiters["wecom"], []
+        reserve_many = limiter.reserve_many
+
+        async def counted(recipients: list[str], now: float | None = None) -> list[float]:
+            reservations.append(len(recipients))
+            return await reserve_many(recipients, now)
+
+        limiter.reserve_many = counted  # type: ignore[method-assign]
+        await run_until(outbox, all_sent)
         assert len(channel.sends) == 400
         # Claims and marks a batch at a time (one row at a time would be 800 statements).
         assert len(statements) <= 20, len(statements)
+        # The send slots of 64 cards a call, not of a slots' worth (8): 8 calls at the most (64 + 36
+        # for each 100-row batch), not 52.
+        assert sum(reservations) == 400 and max(reservations) == 64 and len(reservations) <= 8, reservations
     finally:
         event.remove(db.engine.sync_engine, "before_cursor_execute", count)
+        await db.dispose()
+
+
+async def test_a_claim_takes_at_most_its_batch(database_url: str) -> None:
+    db = Database(database_url)
+    try:
+        await queue(db, [f"m{i}" for i in range(250)])
+        sizes = []
+        for _ in range(4):
+            async with db.single_statement() as session:
+                sizes.append(len(await outbox_store.claim_due(session, timedelta(seconds=30), 100)))
+        # PostgreSQL once ran the claim's subquery again for each row it updated: one claim took all.
+        assert sizes == [100, 100, 50, 0]
+    finally:
         await db.dispose()
 
 

@@ -324,10 +324,9 @@ async def test_a_reply_picked_for_the_answer_that_cannot_be_written_is_sent_once
     assert row.status == "sent" and row.attempts >= 2  # taken from the answer, then sent
 
 
-async def test_a_callback_that_stopped_waiting_meanwhile_gets_no_reply_and_the_member_one(
-        sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The reply was picked while the callback waited, but the transaction ended after its deadline:
-    the answer is plain and the reply goes through message/send, once."""
+@pytest.fixture
+async def late_stack(sqlite_url: str, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    """Every message's transaction ends 0.6 s in, after its 0.3 s budget for a passive reply."""
     from store import inbox as inbox_store
 
     finish = inbox_store.finish
@@ -338,46 +337,36 @@ async def test_a_callback_that_stopped_waiting_meanwhile_gets_no_reply_and_the_m
 
     stack = await start(sqlite_url, passive_seconds=0.3)
     monkeypatch.setattr(inbox_store, "finish", slow_finish)
-    try:
-        delivery = await stack.sim.send_text("p2", "help")
-        assert delivery.reply is None and delivery.attempts == ["200"]
-        [reply] = await stack.sim.wait_for_bot_messages("p2", 1)
-        assert "via" not in reply.body
-        await asyncio.sleep(0.5)
-        assert stack.sim.api_calls["message/send"] == 1 and len(stack.sim.bot_messages("p2")) == 1
-        [row] = await outbox_rows(stack)
-        assert (row.status, row.attempts) == ("sent", 2)
-    finally:
-        await stack.stop()
+    yield stack
+    await stack.stop()
 
 
-async def test_a_reply_taken_from_a_late_answer_is_not_dropped_as_a_duplicate(
-        sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_callback_that_stopped_waiting_meanwhile_gets_no_reply_and_the_member_one(late_stack: Stack) -> None:
+    """The reply was picked while the callback waited, but the transaction ended after its deadline:
+    the answer is plain and the reply goes through message/send, once."""
+    delivery = await late_stack.sim.send_text("p2", "help")
+    assert delivery.reply is None and delivery.attempts == ["200"]
+    [reply] = await late_stack.sim.wait_for_bot_messages("p2", 1)
+    assert "via" not in reply.body
+    await asyncio.sleep(0.5)
+    assert late_stack.sim.api_calls["message/send"] == 1 and len(late_stack.sim.bot_messages("p2")) == 1
+    [row] = await outbox_rows(late_stack)
+    assert (row.status, row.attempts) == ("sent", 2)
+
+
+async def test_a_reply_taken_from_a_late_answer_is_not_dropped_as_a_duplicate(late_stack: Stack) -> None:
     """The same command twice, each reply too late for its answer: both go through message/send as
     first sends. Sent as retries (WeCom's duplicate check on), WeCom would drop the second as a copy
     of the first, and the member's second question would go unanswered."""
-    from store import inbox as inbox_store
+    for count in (1, 2):
+        assert (await late_stack.sim.send_text("p2", "help")).reply is None
+        await late_stack.sim.wait_for_bot_messages("p2", count)
+    assert late_stack.sim.dropped == []
 
-    finish = inbox_store.finish
+    async def both_sent() -> bool:
+        return [row.status for row in await outbox_rows(late_stack)] == ["sent", "sent"]
 
-    async def slow_finish(*args: Any, **kwargs: Any) -> bool:
-        await asyncio.sleep(0.6)
-        return await finish(*args, **kwargs)
-
-    stack = await start(sqlite_url, passive_seconds=0.3)
-    monkeypatch.setattr(inbox_store, "finish", slow_finish)
-    try:
-        for count in (1, 2):
-            assert (await stack.sim.send_text("p2", "help")).reply is None
-            await stack.sim.wait_for_bot_messages("p2", count)
-        assert stack.sim.dropped == []
-
-        async def both_sent() -> bool:
-            return [row.status for row in await outbox_rows(stack)] == ["sent", "sent"]
-
-        await eventually(both_sent)
-    finally:
-        await stack.stop()
+    await eventually(both_sent)
 
 
 async def test_a_passive_reply_whose_answer_cannot_be_written_goes_out_as_a_message(monkeypatch) -> None:  # type: ignore[no-untyped-def]

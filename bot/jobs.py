@@ -49,8 +49,7 @@ async def queue_unasked(session: AsyncSession, config: Config, purpose: str, row
     replies ([wecom] reply_headroom); the rest is deferred (store/quota.py) and sent by
     release_deferred_messages when there is room. How many were queued now."""
     queued, deferred, quota = await quota_store.queue_unasked(
-        session, now=utcnow(), licensed_accounts=config.wecom.licensed_accounts,
-        reply_headroom=config.wecom.reply_headroom, purpose=purpose, rows=rows)
+        session, now=utcnow(), rules=config.wecom, purpose=purpose, rows=rows)
     _count_deferred(purpose, deferred, quota, queued, what)
     return queued
 
@@ -71,8 +70,7 @@ async def send_due_reminders(db: Database, commands: CommandTable, config: Confi
             if not members:
                 continue
             # The quota's lock before the claim: every transaction that spends the quota takes it first.
-            quota = await quota_store.hold_quota(session, now=utcnow(), licensed_accounts=config.wecom.licensed_accounts,
-                                                 reply_headroom=config.wecom.reply_headroom)
+            quota = await quota_store.hold_quota(session, now=utcnow(), rules=config.wecom)
             if not await task_store.claim_auto_reminder(session, task_id):
                 continue  # another instance took it
             task = await task_store.get_task(session, task_id)
@@ -95,8 +93,7 @@ async def release_deferred_messages(db: Database, config: Config) -> int:
     async with db.session() as session:
         if not await quota_store.any_deferred(session):
             return 0
-        quota = await quota_store.hold_quota(session, now=now, licensed_accounts=config.wecom.licensed_accounts,
-                                             reply_headroom=config.wecom.reply_headroom)
+        quota = await quota_store.hold_quota(session, now=now, rules=config.wecom)
         dropped = await quota_store.drop_stale_deferred(session, now, config.server.timezone)
         released = await quota_store.release_deferred(session, quota.left, now)
     if dropped:
@@ -154,8 +151,7 @@ async def recycle_idle_leads(db: Database, config: Config) -> int:
             recycled += 1
     if told:
         async with db.session() as session:
-            quota = await quota_store.hold_quota(session, now=utcnow(), licensed_accounts=config.wecom.licensed_accounts,
-                                                 reply_headroom=config.wecom.reply_headroom)
+            quota = await quota_store.hold_quota(session, now=utcnow(), rules=config.wecom)
             released = await quota_store.release_deferred(session, quota.left, utcnow(), keys=told)
         _count_deferred(quota_store.RECYCLED, len(told) - released, quota, released, "recycled-lead notices")
     if warnings:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
-from typing import Any
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Text, and_, bindparam, cast, exists, func, or_, select, update
@@ -66,13 +66,18 @@ class Allowance:
         return self.used + more <= self.limit - self.kept
 
 
+class QuotaRules(Protocol):
+    """How the day's quota is reckoned: [wecom]'s settings (bot.config.WeComConfig is one)."""
+    licensed_accounts: int  # 0: count the members
+    reply_headroom: float  # the share kept for replies
+
+
 def kept_for_replies(limit: int, reply_headroom: float) -> int:
     # round, not ceil: 200 × 0.1 is 20.000000000000004 in floating point, and ceil would keep 21.
     return min(limit, round(limit * reply_headroom))
 
 
-async def hold_quota(session: AsyncSession, *, now: datetime, licensed_accounts: int,
-                     reply_headroom: float) -> Allowance:
+async def hold_quota(session: AsyncSession, *, now: datetime, rules: QuotaRules) -> Allowance:
     """Today's quota, less the share kept for replies, counted after taking a lock this transaction
     holds until it ends: two instances (or a command and a job) spending the quota at once would
     otherwise both see the same room."""
@@ -82,8 +87,8 @@ async def hold_quota(session: AsyncSession, *, now: datetime, licensed_accounts:
         # SQLite reads outside a transaction until the first write: a write of nothing takes the
         # database's one write lock now (others wait, busy_timeout), so the count below stays true.
         await session.execute(update(OutboxMessage).where(OutboxMessage.id == -1).values(status=OutboxMessage.status))
-    quota = await send_quota(session, now=now, licensed_accounts=licensed_accounts)
-    return Allowance(quota.used, quota.limit, kept_for_replies(quota.limit, reply_headroom))
+    quota = await send_quota(session, now=now, licensed_accounts=rules.licensed_accounts)
+    return Allowance(quota.used, quota.limit, kept_for_replies(quota.limit, rules.reply_headroom))
 
 
 async def new_rows(session: AsyncSession, rows: Sequence[Row]) -> list[Row]:
@@ -111,13 +116,12 @@ async def queue_within(session: AsyncSession, room: int, *, task_id: int | None,
     return now, later
 
 
-async def queue_unasked(session: AsyncSession, *, now: datetime, licensed_accounts: int, reply_headroom: float,
-                        purpose: str, rows: Sequence[Row], task_id: int | None = None) -> tuple[int, int, Allowance]:
+async def queue_unasked(session: AsyncSession, *, now: datetime, rules: QuotaRules, purpose: str, rows: Sequence[Row], task_id: int | None = None) -> tuple[int, int, Allowance]:
     """What the bot sends by itself: what fits of today's quota (less the replies' share) queued now,
     the rest deferred; (queued now, deferred, the allowance it had). Nothing to queue takes no lock."""
     if not rows:
         return 0, 0, Allowance(0, 0, 0)
-    quota = await hold_quota(session, now=now, licensed_accounts=licensed_accounts, reply_headroom=reply_headroom)
+    quota = await hold_quota(session, now=now, rules=rules)
     queued, deferred = await queue_within(session, quota.left, task_id=task_id, purpose=purpose, rows=rows)
     return queued, deferred, quota
 

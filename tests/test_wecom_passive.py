@@ -387,8 +387,11 @@ async def test_a_passive_reply_whose_answer_cannot_be_written_goes_out_as_a_mess
     async def connection_reset(self, request):  # type: ignore[no-untyped-def]
         raise ConnectionResetError("peer went away")
 
+    async def render(_claim: Claim) -> str:
+        return "<xml/>"
+
     monkeypatch.setattr(web.Response, "prepare", connection_reset)
     with pytest.raises(ConnectionResetError):
         await respond(make_mocked_request("POST", "/wecom/callback"), "wecom", Answered([picked, other], picked),
-                      time.monotonic() + 5, submitted.extend, lambda claim: "<xml/>", "success")
+                      time.monotonic() + 5, submitted.extend, render, "success")
     assert submitted == [picked, other]

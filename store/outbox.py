@@ -27,18 +27,20 @@ class Claim:
     channel: str
     recipient: str
     payload: dict[str, Any]
-    # Recorded sent already, in a callback's answer (a passive reply, status ANSWERED): no sender
-    # takes it over, so it needs no renewal; sending it as a message first takes it (take_answered).
-    recorded_sent: bool = False
-    # Taken from an answer that never carried it (take_answered): its attempts so far were that
-    # answer, not message/send, so nothing of it can have reached the member yet.
-    taken_from_answer: bool = False
+    # When it was recorded sent in a callback's answer (a passive reply, status ANSWERED), else None.
+    # No sender takes such a row over, so it needs no renewal; sending it as a message first takes it
+    # (take_answered). Answers are not sends and leave attempts alone: this is their claim token.
+    answered_at: datetime | None = None
+
+    @property
+    def recorded_sent(self) -> bool:
+        return self.answered_at is not None
 
     @property
     def may_have_been_delivered(self) -> bool:
         """Whether an earlier attempt may have reached the member (a send that timed out, an
         instance that died mid-send): the platform is then asked to drop a duplicate."""
-        return self.attempts > 1 and not self.taken_from_answer
+        return self.attempts > 1
 
 
 # A passive reply: written into the answer to the member's callback, not sent through the API. It
@@ -56,6 +58,7 @@ async def add(session: AsyncSession, *, channel: str, recipient: str, payload: d
     callback once this commits; should that fail, the caller takes it (take_answered) and sends it."""
     now = utcnow()
     claimed = claimed or sent
+    attempts = 1 if claimed and not sent else 0
     # A Core statement on the table, built once: not an ORM object and a flush, and not an insert of
     # the mapped class either, which runs the ORM's bulk-insert machinery on every execution (a third
     # of this statement's CPU in the callback profile). Every chat reply passes here.
@@ -68,9 +71,9 @@ async def add(session: AsyncSession, *, channel: str, recipient: str, payload: d
         "channel": channel, "recipient": recipient, "kind": payload["kind"], "payload": payload,
         "inbox_id": inbox_id, "dedupe_key": dedupe_key, "purpose": "reply",
         "status": ANSWERED if sent else "sending" if claimed else "pending",
-        "attempts": 1 if claimed else 0, "claimed_at": now if claimed else None,
+        "attempts": attempts, "claimed_at": now if claimed else None,
         "next_attempt_at": now, "created_at": now, "sent_at": now if sent else None})
-    return Claim(row_id, 1 if claimed else 0, channel, recipient, payload, recorded_sent=sent)
+    return Claim(row_id, attempts, channel, recipient, payload, answered_at=now if sent else None)
 
 
 _ADD_COLUMNS = ("channel", "recipient", "kind", "payload", "inbox_id", "dedupe_key", "purpose", "status", "attempts",
@@ -121,14 +124,14 @@ async def take_answered(session: AsyncSession, claim: Claim) -> Claim | None:
     when a retry of its callback has taken it meanwhile (replay_answered), which answers with it."""
     attempts = await session.scalar(
         update(OutboxMessage)
-        .where(OutboxMessage.id == claim.id, OutboxMessage.attempts == claim.attempts,
+        .where(OutboxMessage.id == claim.id, OutboxMessage.claimed_at == claim.answered_at,
                OutboxMessage.status == ANSWERED)
         .values(status="sending", claimed_at=utcnow(), sent_at=None, attempts=OutboxMessage.attempts + 1)
         .returning(OutboxMessage.attempts)
         .execution_options(synchronize_session=False))
     if attempts is None:
         return None
-    return Claim(claim.id, attempts, claim.channel, claim.recipient, claim.payload, taken_from_answer=True)
+    return Claim(claim.id, attempts, claim.channel, claim.recipient, claim.payload)
 
 
 @dataclass(frozen=True)
@@ -154,18 +157,18 @@ async def passive_state(session: AsyncSession, inbox_dedupe_key: str) -> Passive
 async def replay_answered(session: AsyncSession, inbox_dedupe_key: str) -> Claim | None:
     """The passive reply to a callback the platform retries: its answer never arrived (the instance
     died before writing it, or it came too late), so the retry's answer carries it. The claim token
-    moves on, so the first answer's fallback (take_answered) cannot send it as well."""
+    (when it was answered) moves on, so the first answer's fallback (take_answered) cannot send it as well."""
     inbox_id = select(InboxMessage.id).where(InboxMessage.dedupe_key == inbox_dedupe_key).scalar_subquery()
     row = (await session.execute(
         update(OutboxMessage)
         .where(OutboxMessage.inbox_id == inbox_id, OutboxMessage.status == ANSWERED)
-        .values(claimed_at=utcnow(), attempts=OutboxMessage.attempts + 1)
+        .values(claimed_at=utcnow())
         .returning(OutboxMessage.id, OutboxMessage.attempts, OutboxMessage.channel, OutboxMessage.recipient,
-                   OutboxMessage.payload)
+                   OutboxMessage.payload, OutboxMessage.claimed_at)
         .execution_options(synchronize_session=False))).first()
     if row is None:
         return None
-    return Claim(row.id, row.attempts, row.channel, row.recipient, row.payload, recorded_sent=True)
+    return Claim(row.id, row.attempts, row.channel, row.recipient, row.payload, answered_at=row.claimed_at)
 
 
 async def renew(session: AsyncSession, claim: Claim) -> bool:

@@ -57,6 +57,8 @@ class OutboxMessage(Base):
     purpose: Mapped[str] = mapped_column(String(16), default="reply", server_default="reply")
     task_id: Mapped[int | None] = mapped_column(ForeignKey("tasks.id"))
     status: Mapped[str] = mapped_column(String(16), default="pending")  # pending/sending/sent/failed
+    # Claims to send it through the API (one put back untried is taken off; a passive reply's answer
+    # is none): the claim token, and the backoff's step.
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -193,7 +193,7 @@ async def remind_nurturing(db: Database, config: Config) -> int:
             recent = (await pool.history(session, lead.id))[-3:]
             tasks = [task for task, _ in await task_store.tasks_for_member(session, holder)][:3]
             text = notices.time_to_contact(lead, recent, tasks, config.server.timezone)
-            rows.append((holder.userid, f"nurture:{lead.id}:{lead.next_contact_at.isoformat()}", reply_to_payload(text)))
+            rows.append((holder.userid, pool.nurture_key(lead.id, lead.next_contact_at), reply_to_payload(text)))
         queued = await queue_unasked(session, config, quota_store.NURTURE, rows, "nurturing prompts")
     count_deferred(queued)
     return len(rows)

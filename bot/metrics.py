@@ -29,7 +29,8 @@ QUOTA_DEFERRED = Counter("partnerbot_quota_deferred", "Messages periodic jobs de
                          "partnerbot_outbox_deferred)", ["purpose"], registry=REGISTRY)
 QUOTA_DEFERRED_DROPPED = Counter("partnerbot_quota_deferred_dropped", "Deferred messages dropped before the quota had "
                                  "room, no longer worth sending (task over, shared since, a past day's digest, a "
-                                 "superseded tier change, a late idle warning)", registry=REGISTRY)
+                                 "superseded tier change, a late idle warning, an outdated nurturing prompt)",
+                                 registry=REGISTRY)
 OUTBOX_DEFERRED = Gauge("partnerbot_outbox_deferred", "Outbox rows waiting for room in WeCom's daily send quota",
                         registry=REGISTRY)
 OUTBOX_PARKED = Gauge("partnerbot_outbox_parked", "Outbox rows WeChat refused outside its 48-hour window, "

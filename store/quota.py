@@ -2,12 +2,13 @@
 
 A share of the day's quota ([wecom] reply_headroom) is kept for replies to a member's own message:
 those are never held back, and nothing else may spend that share (`hold_quota`'s Allowance). A
-marketer's command past the rest is refused with the numbers (handlers say so). What the bot sends by
-itself — automatic reminders, a newcomer's task cards, nurturing prompts, idle-lead warnings and
-recycling notices, the daily digest, tier changes, monthly statements, fraud notices — sends what fits
-today and queues the rest `deferred`: in the outbox (so it is not lost, and its message key still makes
-it exactly-once) but not sent and not counted, until `release_deferred` finds room. Deferred rows no
-longer worth sending are dropped with the reason on the row (`STALE`, one rule per purpose).
+marketer's command past the rest is refused with the numbers (handlers say so). What the bot sends
+by itself — automatic reminders, a newcomer's task cards, nurturing prompts, idle-lead warnings and
+recycling notices, the daily digest, tier changes, monthly statements, fraud notices, a new lead's
+notice (bot/web/lead_notices.py) — sends what fits today and queues the rest `deferred`: in the
+outbox (so it is not lost, and its message key still makes it exactly-once) but not sent and not
+counted, until `release_deferred` finds room. Deferred rows no longer worth sending are dropped with
+the reason on the row (`STALE`, one rule per purpose).
 """
 from __future__ import annotations
 
@@ -43,6 +44,7 @@ NURTURE_OUTDATED = ("not sent: the lead was followed up, closed, handed on or gi
 
 # What the bot sends unasked, besides task cards and reminders (store/tasks.py), as outbox purposes.
 NURTURE = "nurture"  # a nurturing lead's next-contact date has come
+LEAD_NOTICE = "lead_notice"  # a new lead from the salesperson's link (never stale: they must learn of the lead)
 IDLE_WARNING = "idle_warning"  # a lead is recycled tomorrow unless followed up
 RECYCLED = "recycled"  # a lead went back to its pool (never stale: the holder should learn it)
 DIGEST = "digest"  # yesterday's funnel, to admins
@@ -131,7 +133,7 @@ async def queue_unasked(session: AsyncSession, *, now: datetime, rules: QuotaRul
 
 def _stale_rules(now: datetime, zone: str) -> list[tuple[Any, str]]:
     """(condition, reason) for each kind of deferred row no longer worth sending; a purpose not named
-    here (recycled, statement, fraud_flags) is never stale; nurturing prompts have a rule
+    here (recycled, statement, fraud_flags, lead_notice) is never stale; nurturing prompts have a rule
     of their own (`_outdated_nurture_prompts`)."""
     task_over = OutboxMessage.task_id.in_(select(Task.id).where(or_(Task.status == "ended", Task.deadline <= now)))
     shared = exists().where(Share.task_id == OutboxMessage.task_id, Share.member_id == Member.id,
@@ -205,6 +207,12 @@ async def release_deferred(session: AsyncSession, room: int, now: datetime, keys
                               .values(status="pending", next_attempt_at=now)
                               .execution_options(synchronize_session=False))
     return len(picked)
+
+
+async def still_deferred(session: AsyncSession, keys: Sequence[str]) -> int:
+    """How many of the rows with these message keys wait for the quota."""
+    return int(await session.scalar(select(func.count()).select_from(OutboxMessage).where(
+        OutboxMessage.status == DEFERRED, OutboxMessage.dedupe_key.in_(keys))) or 0)
 
 
 async def any_deferred(session: AsyncSession) -> bool:

@@ -215,32 +215,30 @@ METRICS = ("shares", "unique_clicks", "leads", "revenue")
 async def member_standings(session: AsyncSession, period: Period, partner_id: int | None = None,
                            task_id: int | None = None, content_id: int | None = None) -> dict[int, Standing]:
     """Every partner member's figures (zeros included, so ranks count everyone; see `active`)."""
-    member_query = select(Member.id, Member.name, Member.partner_id, Member.active).where(Member.role == "partner")
-    if partner_id is not None:
-        member_query = member_query.where(Member.partner_id == partner_id)
-    table = {row.id: Standing(row.id, row.name, row.partner_id, active=row.active) for row in await session.execute(member_query)}
     everyone = Scope(task_id=task_id, content_id=content_id)
-    for member_id, count in await session.execute(
-            select(Share.member_id, func.count()).where(*_share_conditions(everyone, period)).group_by(Share.member_id)):
-        if member_id in table:
-            table[member_id].shares = count
-    for member_id, count in await session.execute(
-            select(TrackedLink.member_id, func.sum(ClickDaily.unique_clicks)).join(TrackedLink, TrackedLink.id == ClickDaily.link_id)
-            .where(ClickDaily.day >= period.first_day, ClickDaily.day <= period.last_day, *_link_conditions(everyone))
-            .group_by(TrackedLink.member_id)):
-        if member_id in table:
-            table[member_id].unique_clicks = int(count or 0)
-    for member_id, count in await session.execute(
-            select(TrackedLink.member_id, func.count()).select_from(Lead).join(TrackedLink, TrackedLink.id == Lead.link_id)
-            .where(*_lead_conditions(everyone, period)).group_by(TrackedLink.member_id)):
-        if member_id in table:
-            table[member_id].leads = count
-    for member_id, won, revenue in await session.execute(
-            select(Lead.owner_id, func.count(), func.coalesce(func.sum(Lead.won_amount), 0))
-            .where(*_deal_conditions(everyone, period)).group_by(Lead.owner_id)):
-        if member_id in table:
-            table[member_id].won, table[member_id].revenue = won, Decimal(revenue)
-    return table
+    # One statement, each figure summed per member first and joined to the members: as five they
+    # cost five round trips and ~8,000 rows through SQLAlchemy at 2,000 members, the leaderboards'
+    # Python CPU on the event loop the funnel and the trend share.
+    shares = (select(Share.member_id, func.count().label("n")).where(*_share_conditions(everyone, period))
+              .group_by(Share.member_id).subquery())
+    clicks = (select(TrackedLink.member_id, func.sum(ClickDaily.unique_clicks).label("n"))
+              .join(TrackedLink, TrackedLink.id == ClickDaily.link_id)
+              .where(ClickDaily.day >= period.first_day, ClickDaily.day <= period.last_day, *_link_conditions(everyone))
+              .group_by(TrackedLink.member_id).subquery())
+    leads = (select(TrackedLink.member_id, func.count().label("n")).select_from(Lead)
+             .join(TrackedLink, TrackedLink.id == Lead.link_id).where(*_lead_conditions(everyone, period))
+             .group_by(TrackedLink.member_id).subquery())
+    deals = (select(Lead.owner_id.label("member_id"), func.count().label("n"),
+                    func.coalesce(func.sum(Lead.won_amount), 0).label("revenue"))
+             .where(*_deal_conditions(everyone, period)).group_by(Lead.owner_id).subquery())
+    query = (select(Member.id, Member.name, Member.partner_id, Member.active, shares.c.n, clicks.c.n, leads.c.n,
+                    deals.c.n, deals.c.revenue)
+             .outerjoin(shares, shares.c.member_id == Member.id).outerjoin(clicks, clicks.c.member_id == Member.id)
+             .outerjoin(leads, leads.c.member_id == Member.id).outerjoin(deals, deals.c.member_id == Member.id)
+             .where(Member.role == "partner", *([Member.partner_id == partner_id] if partner_id is not None else [])))
+    return {key: Standing(key, name, partner, int(shared or 0), int(clicked or 0), int(brought or 0), int(won or 0),
+                          Decimal(revenue or 0), active)
+            for key, name, partner, active, shared, clicked, brought, won, revenue in await session.execute(query)}
 
 
 async def claims(session: AsyncSession, member_id: int, period: Period) -> int:

@@ -9,7 +9,7 @@ from store.models import Click, Lead, TrackedLink
 from tests.conftest import Stack, eventually, visitor_cookie
 from tests.test_content import add, code_in
 from tests.test_csv_exports import fetch_csv
-from tests.test_landing import GOOD, open_form
+from tests.test_landing import GOOD, lead_notice_reached, open_form
 from tests.test_links import BROWSER
 
 
@@ -51,6 +51,7 @@ async def copy_clicked_and_a_lead(stack: Stack) -> tuple[int, int]:
         [lead] = await session.scalars(select(Lead).join(TrackedLink, TrackedLink.id == Lead.link_id)
                                        .where(TrackedLink.code == code))
     assert (lead.task_id, lead.owner_id is not None) == (None, True)  # the sharer keeps it
+    await lead_notice_reached(stack, "p1")  # (so no later question of p1's takes it for its answer)
     return item, lead.id
 
 

@@ -79,14 +79,21 @@ async def claim(session: AsyncSession, inbox_id: int, lease: timedelta) -> Claim
     return Claim(inbox_id, row.attempts, row.payload, row.received_at) if row else None
 
 
-_FINISH = (
-    update(InboxMessage)
-    .where(InboxMessage.id == bindparam("claim_id"), InboxMessage.status == "processing",
-           InboxMessage.attempts == bindparam("claim_attempts"))
-    .values(status=bindparam("new_status"), processed_at=bindparam("now", type_=InboxMessage.processed_at.type),
-            error=bindparam("error"))
-    .execution_options(synchronize_session=False)
-)
+def finish_statement(new_status: str | None = None) -> Any:
+    """The UPDATE that finishes a claim (`new_status` fixed, or a parameter), for finish and for a
+    statement that finishes a message along with writing its reply (outbox.add_finishing)."""
+    return (
+        update(InboxMessage)
+        .where(InboxMessage.id == bindparam("claim_id"), InboxMessage.status == "processing",
+               InboxMessage.attempts == bindparam("claim_attempts"))
+        .values(status=new_status or bindparam("new_status"),
+                processed_at=bindparam("now", type_=InboxMessage.processed_at.type),
+                error=None if new_status else bindparam("error"))
+        .execution_options(synchronize_session=False)
+    )
+
+
+_FINISH = finish_statement()
 
 
 async def finish(session: AsyncSession, claim: Claim, status: str, error: str | None = None) -> bool:

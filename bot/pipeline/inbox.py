@@ -255,9 +255,7 @@ class InboxProcessor:
                 replies = bind_button_labels(message, await self.router.dispatch(session, message, claim.id))
                 left_behind = left_for_after_commit(session)
                 passive = self._passive_choice(claim.id, replies)
-                outbox_claims = await self._enqueue(session, message, replies, claim.id, passive)
-                if not await inbox_store.finish(session, claim, "done"):
-                    raise LostClaim()
+                outbox_claims = await self._enqueue(session, message, replies, claim.id, passive, finishing=claim)
         except LostClaim:
             log.warning("inbox row %d was taken over by another worker", inbox_id)
             COMMANDS.labels("taken_over").inc()
@@ -294,14 +292,23 @@ class InboxProcessor:
 
     @staticmethod
     async def _enqueue(session: AsyncSession, message: Incoming, replies: list[Reply], inbox_id: int,
-                       passive: int | None = None) -> list[outbox_store.Claim]:
-        """The replies queued claimed by us; `passive` (an index) recorded sent, for the callback's answer."""
-        return [
-            await outbox_store.add(session, channel=message.channel, recipient=message.user_id,
-                                   payload=reply_to_payload(reply), inbox_id=inbox_id, claimed=True,
-                                   sent=i == passive)
-            for i, reply in enumerate(replies)
-        ]
+                       passive: int | None = None, finishing: inbox_store.Claim | None = None
+                       ) -> list[outbox_store.Claim]:
+        """The replies queued claimed by us; `passive` (an index) recorded sent, for the callback's answer.
+        `finishing`: the message's claim, marked done along with the last reply (LostClaim if taken over)."""
+        queued = []
+        for i, reply in enumerate(replies):
+            fields = dict(channel=message.channel, recipient=message.user_id, payload=reply_to_payload(reply),
+                          claimed=True, sent=i == passive)
+            if finishing is not None and i == len(replies) - 1:
+                queued.append(await outbox_store.add_finishing(session, finishing, **fields))
+            else:
+                queued.append(await outbox_store.add(session, inbox_id=inbox_id, **fields))
+        if finishing is not None:
+            finished = queued[-1] is not None if replies else await inbox_store.finish(session, finishing, "done")
+            if not finished:
+                raise LostClaim()
+        return queued  # type: ignore[return-value]
 
 
 def bind_button_labels(message: Incoming, replies: list[Reply]) -> list[Reply]:

@@ -1,21 +1,28 @@
 """Processing a chat message in few round trips (issue 17) without giving up exactly-once: the reply
-and the message's end written in one statement."""
+and the message's end written in one statement, the sender read along with storing the message."""
+import dataclasses
+import time
 from datetime import timedelta
 
-from handlers.replies import Incoming
+from bot.config import Config
+from bot.pipeline.inbox import _SENDER_FRESH_SECONDS, InboxProcessor
+from bot.pipeline.router import Router
+from handlers.context import ADMIN, EVERY_ROLE, MARKETER, Command, CommandTable, Context
+from handlers.replies import Incoming, Text
 from store import inbox, outbox
+from store.bindings import member_for
 from store.db import Database
 from store.models import utcnow
-from tests.conftest import sql_rows
+from tests.conftest import seed, sql_rows, sql_run
 
 
 async def _store(db: Database, userid: str, text: str, key: str) -> inbox.Claim:
     message, now = Incoming("wecom", userid, "text", text=text), utcnow()
     async with db.single_statement() as session:
-        row_id = await inbox.add(session, channel="wecom", dedupe_key=key, user_id=userid,
-                                 payload=message.to_payload(), claimed_at=now)
+        row_id, sender = await inbox.add_reading_sender(session, channel="wecom", dedupe_key=key, user_id=userid,
+                                                        payload=message.to_payload(), claimed_at=now)
     assert row_id is not None
-    return inbox.Claim(row_id, 1, message.to_payload(), now)
+    return inbox.Claim(row_id, 1, message.to_payload(), now, sender)
 
 
 async def test_a_reply_is_queued_with_the_messages_end_only_while_the_claim_holds(database_url: str) -> None:
@@ -35,5 +42,75 @@ async def test_a_reply_is_queued_with_the_messages_end_only_while_the_claim_hold
             (queued.id, first.id, "sending")]
         assert await sql_rows(database_url, "SELECT id, status FROM inbox ORDER BY id") == [
             (first.id, "done"), (second.id, "processing")]
+    finally:
+        await db.dispose()
+
+
+async def test_the_sender_read_with_the_message_is_the_member_lookups(database_url: str) -> None:
+    await seed(database_url)
+    db = Database(database_url)
+    try:
+        for userid in ("p1", "admin1", "stranger"):
+            claim = await _store(db, userid, "help", f"k-{userid}")
+            async with db.session() as session:
+                looked_up = await member_for(session, "wecom", userid)
+            if database_url.startswith("sqlite"):
+                assert claim.sender is None  # read by the router, as before
+                continue
+            assert claim.sender is not None
+            read = claim.sender.member
+            assert (read and (read.id, read.role, read.partner and read.partner.name)) == \
+                   (looked_up and (looked_up.id, looked_up.role, looked_up.partner and looked_up.partner.name))
+        async with db.single_statement() as session:  # a platform retry stores nothing, reads nobody
+            assert await inbox.add_reading_sender(session, channel="wecom", dedupe_key="k-p1", user_id="p1",
+                                                  payload={}, claimed_at=utcnow()) == (None, None)
+    finally:
+        await db.dispose()
+
+
+async def _plain(ctx: Context, _args: object) -> Text:
+    return Text(f"{ctx.member.role} {ctx.member.partner.name if ctx.member.partner else '-'}")
+
+
+TABLE = CommandTable([
+    Command("plain", "平常", EVERY_ROLE, _plain, "plain — x", "平常 — x"),
+    Command("broadcast", "下发", frozenset({MARKETER, ADMIN}), _plain, "broadcast — x", "下发 — x"),
+])
+
+
+class _Outbox:
+    """Where the processor hands the replies it queued (the real sender would send them)."""
+
+    def __init__(self) -> None:
+        self.handed: list[outbox.Claim] = []
+
+    def submit_claimed(self, claims: list[outbox.Claim]) -> None:
+        self.handed.extend(claims)
+
+    def kick(self) -> None:
+        pass
+
+
+def _processor(db: Database, sent: _Outbox) -> InboxProcessor:
+    return InboxProcessor(db, None, Router(TABLE, Config()), sent, Config())  # type: ignore[arg-type]
+
+
+async def test_a_demoted_admin_keeps_admin_commands_at_most_a_second(database_url: str) -> None:
+    await seed(database_url)
+    db = Database(database_url)
+    sent = _Outbox()
+    try:
+        fresh, stale = await _store(db, "admin1", "broadcast", "k1"), await _store(db, "admin1", "broadcast", "k2")
+        await sql_run(database_url, "UPDATE members SET role = 'partner' WHERE userid = 'admin1'")
+        if stale.sender is not None:  # read before the demotion, longer ago than it may be trusted
+            stale = dataclasses.replace(stale, sender=dataclasses.replace(
+                stale.sender, read_at=time.monotonic() - _SENDER_FRESH_SECONDS - 0.1))
+        await _processor(db, sent).process(stale.id, stale)
+        [refused] = sent.handed
+        assert not refused.payload["content"].startswith("admin"), refused.payload
+        await _processor(db, sent).process(fresh.id, fresh)
+        # Within the second, the role read with the message counts (as for a handler already running).
+        expected = "admin -" if fresh.sender is not None else None
+        assert expected is None or sent.handed[1].payload["content"] == expected
     finally:
         await db.dispose()

@@ -111,8 +111,7 @@ async def run(args: argparse.Namespace) -> None:
                                - n // 2)])
             await session.execute(update(OutboxMessage).where(OutboxMessage.status == "pending")
                                   .values(status="sent", sent_at=utcnow()))
-            assert (await quota_store.hold_quota(session, now=utcnow(), licensed_accounts=accounts,
-                                                 reply_headroom=config.wecom.reply_headroom)).left == n // 2
+            assert (await quota_store.hold_quota(session, now=utcnow(), rules=config.wecom)).left == n // 2
         defer_wall, defer_cpu, queued = await timed(send_due_reminders(db, command_table(), config))
         async with db.session() as session:
             deferred = (await session.execute(select(OutboxMessage.id).where(

@@ -87,8 +87,9 @@ class WeComConfig:
     media_uploads_per_minute: int = 10000
     media_uploads_per_hour: int = 150000
     # WeCom waits 5 s for the callback's answer: a reply ready within this many seconds goes back in it
-    # (a passive reply: one round trip less, and not counted against the app's daily message quota);
-    # later ones, and the rest of a multi-reply answer, through message/send. 0 turns it off.
+    # (a passive reply: one round trip less, and not counted against the app's daily message quota; a
+    # picture must be uploaded within it too); later ones, and the rest of a multi-reply answer,
+    # through message/send. 0 turns it off.
     passive_reply_seconds: float = 3.0
     # How often each instance reads back what content forwarded to customers (`forward N`) reached.
     forward_check_seconds: float = 600.0

@@ -35,24 +35,41 @@ log = logging.getLogger(__name__)
 RETENTION_FIRST_DELAY_SECONDS = 300.0
 
 
-def _count_deferred(purpose: str, deferred: int, quota: quota_store.Allowance, queued: int, what: str) -> None:
-    # Counted when queued: a rollback after it (the job then fails, logged) would overcount, rarely.
-    if deferred:
-        QUOTA_DEFERRED.labels(purpose).inc(deferred)
+@dataclass(frozen=True)
+class Queued:
+    """What one transaction queued of what a job sends by itself: `queued_now` within the quota, `deferred`
+    past it, and the quota as it was counted (for the log)."""
+    purpose: str
+    queued_now: int
+    deferred: int
+    quota: quota_store.Allowance
+    what: str
+
+
+NOTHING_QUEUED = Queued("", 0, 0, quota_store.Allowance(0, 0, 0), "")
+
+
+def count_deferred(queued: Queued) -> int:
+    """Count and log the deferred rows once their transaction has committed (so call it after the
+    session block): counted while queueing, a rollback after it would have counted rows that never
+    were. How many were queued now."""
+    if queued.deferred:
+        QUOTA_DEFERRED.labels(queued.purpose).inc(queued.deferred)
+        quota = queued.quota
         log.warning("%s: %d message(s) deferred, past today's WeCom send quota (%d of %d used, %d kept for "
-                    "replies); they go when it has room", what, deferred, quota.used + queued, quota.limit, quota.kept)
+                    "replies); they go when it has room", queued.what, queued.deferred, quota.used + queued.queued_now,
+                    quota.limit, quota.kept)
+    return queued.queued_now
 
 
 async def queue_unasked(session: AsyncSession, config: Config, purpose: str, rows: list[quota_store.Row],
-                        what: str) -> int:
+                        what: str) -> Queued:
     """Queue what a job sends by itself within WeCom's daily send quota, less the share kept for
     replies ([wecom] reply_headroom); the rest is deferred (store/quota.py) and sent by
-    release_deferred_messages when there is room. How many were queued now."""
-    queued, deferred, quota = await quota_store.queue_unasked(
-        session, now=utcnow(), licensed_accounts=config.wecom.licensed_accounts,
-        reply_headroom=config.wecom.reply_headroom, purpose=purpose, rows=rows)
-    _count_deferred(purpose, deferred, quota, queued, what)
-    return queued
+    release_deferred_messages when there is room. Pass the result to count_deferred after the commit."""
+    queued_now, deferred, quota = await quota_store.queue_unasked(
+        session, now=utcnow(), rules=config.wecom, purpose=purpose, rows=rows)
+    return Queued(purpose, queued_now, deferred, quota, what)
 
 
 async def send_due_reminders(db: Database, commands: CommandTable, config: Config) -> int:
@@ -71,18 +88,17 @@ async def send_due_reminders(db: Database, commands: CommandTable, config: Confi
             if not members:
                 continue
             # The quota's lock before the claim: every transaction that spends the quota takes it first.
-            quota = await quota_store.hold_quota(session, now=utcnow(), licensed_accounts=config.wecom.licensed_accounts,
-                                                 reply_headroom=config.wecom.reply_headroom)
+            quota = await quota_store.hold_quota(session, now=utcnow(), rules=config.wecom)
             if not await task_store.claim_auto_reminder(session, task_id):
                 continue  # another instance took it
             task = await task_store.get_task(session, task_id)
             purpose, rows = await card_rows(session, task, members, commands, config.server.timezone,
                                             reminder=True, automatic=True, now=utcnow())
-            queued, deferred = await quota_store.queue_within(session, quota.left, task_id=task_id, purpose=purpose,
-                                                              rows=rows)
-        log.info("automatic reminder for task %d queued for %d member(s)", task_id, queued)
-        _count_deferred(purpose, deferred, quota, queued, f"automatic reminder for task {task_id}")
-        reminded += queued
+            queued_now, deferred = await quota_store.queue_within(session, quota.left, task_id=task_id,
+                                                                  purpose=purpose, rows=rows)
+        log.info("automatic reminder for task %d queued for %d member(s)", task_id, queued_now)
+        what = f"automatic reminder for task {task_id}"
+        reminded += count_deferred(Queued(purpose, queued_now, deferred, quota, what))
     return reminded
 
 
@@ -95,8 +111,7 @@ async def release_deferred_messages(db: Database, config: Config) -> int:
     async with db.session() as session:
         if not await quota_store.any_deferred(session):
             return 0
-        quota = await quota_store.hold_quota(session, now=now, licensed_accounts=config.wecom.licensed_accounts,
-                                             reply_headroom=config.wecom.reply_headroom)
+        quota = await quota_store.hold_quota(session, now=now, rules=config.wecom)
         dropped = await quota_store.drop_stale_deferred(session, now, config.server.timezone)
         released = await quota_store.release_deferred(session, quota.left, now)
     if dropped:
@@ -154,13 +169,13 @@ async def recycle_idle_leads(db: Database, config: Config) -> int:
             recycled += 1
     if told:
         async with db.session() as session:
-            quota = await quota_store.hold_quota(session, now=utcnow(), licensed_accounts=config.wecom.licensed_accounts,
-                                                 reply_headroom=config.wecom.reply_headroom)
+            quota = await quota_store.hold_quota(session, now=utcnow(), rules=config.wecom)
             released = await quota_store.release_deferred(session, quota.left, utcnow(), keys=told)
-        _count_deferred(quota_store.RECYCLED, len(told) - released, quota, released, "recycled-lead notices")
+        count_deferred(Queued(quota_store.RECYCLED, released, len(told) - released, quota, "recycled-lead notices"))
     if warnings:
         async with db.session() as session:
-            await queue_unasked(session, config, quota_store.IDLE_WARNING, warnings, "idle-lead warnings")
+            queued = await queue_unasked(session, config, quota_store.IDLE_WARNING, warnings, "idle-lead warnings")
+        count_deferred(queued)
     return recycled
 
 
@@ -178,8 +193,9 @@ async def remind_nurturing(db: Database, config: Config) -> int:
             recent = (await pool.history(session, lead.id))[-3:]
             tasks = [task for task, _ in await task_store.tasks_for_member(session, holder)][:3]
             text = notices.time_to_contact(lead, recent, tasks, config.server.timezone)
-            rows.append((holder.userid, f"nurture:{lead.id}:{lead.next_contact_at.isoformat()}", reply_to_payload(text)))
-        await queue_unasked(session, config, quota_store.NURTURE, rows, "nurturing prompts")
+            rows.append((holder.userid, pool.nurture_key(lead.id, lead.next_contact_at), reply_to_payload(text)))
+        queued = await queue_unasked(session, config, quota_store.NURTURE, rows, "nurturing prompts")
+    count_deferred(queued)
     return len(rows)
 
 
@@ -202,8 +218,9 @@ async def send_daily_digest(db: Database, config: Config, now: datetime | None =
         partners = stats.ranked(await stats.partner_standings(session, await stats.member_standings(session, period)),
                                 "unique_clicks")[:5]
         text = notices.daily_digest(day, funnel, partners)
-        return await queue_unasked(session, config, quota_store.DIGEST, [
+        queued = await queue_unasked(session, config, quota_store.DIGEST, [
             (admin.userid, keys[admin.id], reply_to_payload(text)) for admin in admins], f"digest of {day}")
+    return count_deferred(queued)
 
 
 async def recalculate_tiers(db: Database, config: Config, now: datetime | None = None) -> int:
@@ -218,7 +235,7 @@ async def recalculate_tiers(db: Database, config: Config, now: datetime | None =
         if not await claim_run(session, "tiers", month):
             return 0  # another instance did this month's (a failure rolls the claim back with it)
         changes = await tiers.recalculate(session, config.tiers, config.server.timezone, local.date())
-        rows = []
+        rows, queued = [], NOTHING_QUEUED
         for change in changes:
             text = notices.tier_changed(change, config.tiers.window_days)
             members = await active_members_of(session, change.partner.id)
@@ -227,7 +244,8 @@ async def recalculate_tiers(db: Database, config: Config, now: datetime | None =
             summary = notices.tier_summary(month, changes)
             admins = await active_admins(session)
             rows += [(a.userid, f"tier:{month}:admin:{a.id}", reply_to_payload(summary)) for a in admins]
-            await queue_unasked(session, config, quota_store.TIER, rows, f"tier changes of {month}")
+            queued = await queue_unasked(session, config, quota_store.TIER, rows, f"tier changes of {month}")
+    count_deferred(queued)
     log.info("tiers for %s: %d change(s)", month, len(changes))
     return len(changes)
 
@@ -256,19 +274,22 @@ async def send_monthly_statements(db: Database, config: Config, now: datetime | 
         for member_id, userid, earned, commission in await points.totals_by_member(session, start, end):
             text = notices.monthly_statement(key, earned, commission)
             rows.append((userid, f"statement:{key}:{member_id}", reply_to_payload(text)))
-        await queue_unasked(session, config, quota_store.STATEMENT, rows, f"statements of {key}")
+        queued = await queue_unasked(session, config, quota_store.STATEMENT, rows, f"statements of {key}")
+    count_deferred(queued)
     return len(rows)
 
 
 async def scan_for_fraud(db: Database, config: Config) -> int:
     """Run the fraud rules; admins hear about new flags (at most one notice per scan)."""
+    queued = NOTHING_QUEUED
     async with db.session() as session:
         flags = await fraud.scan(session, config.fraud, config.server.timezone)
         if flags:
             text = notices.new_flags(len(flags))
             admins = await active_admins(session)
-            await queue_unasked(session, config, quota_store.FRAUD_FLAGS, [
+            queued = await queue_unasked(session, config, quota_store.FRAUD_FLAGS, [
                 (a.userid, f"flags:{flags[0].id}:{a.id}", reply_to_payload(text)) for a in admins], "fraud notice")
+    count_deferred(queued)
     return len(flags)
 
 

@@ -23,13 +23,14 @@ RETENTION_DELETED = Counter("partnerbot_retention_deleted", "Rows, stream entrie
 RETENTION_LAST_RUN = Gauge("partnerbot_retention_last_run_timestamp_seconds", "When this instance last ran the "
                            "retention job for all instances (take the max across instances)", registry=REGISTRY)
 OUTBOX_BACKLOG = Gauge("partnerbot_outbox_backlog", "Outbox rows waiting to be sent", registry=REGISTRY)
-QUOTA_DEFERRED = Counter("partnerbot_quota_deferred", "Messages periodic jobs deferred past WeCom's daily send quota "
-                         "(less the share kept for replies), by purpose: reminder, nurture, idle_warning, recycled, "
-                         "digest, tier, statement, fraud_flags (a newcomer's deferred cards show in "
-                         "partnerbot_outbox_deferred)", ["purpose"], registry=REGISTRY)
+QUOTA_DEFERRED = Counter("partnerbot_quota_deferred", "Messages the bot sends by itself deferred past WeCom's daily "
+                         "send quota (less the share kept for replies), by purpose: reminder, nurture, idle_warning, "
+                         "recycled, digest, tier, statement, fraud_flags, lead_notice (a newcomer's deferred cards "
+                         "show in partnerbot_outbox_deferred)", ["purpose"], registry=REGISTRY)
 QUOTA_DEFERRED_DROPPED = Counter("partnerbot_quota_deferred_dropped", "Deferred messages dropped before the quota had "
                                  "room, no longer worth sending (task over, shared since, a past day's digest, a "
-                                 "superseded tier change, a late idle warning)", registry=REGISTRY)
+                                 "superseded tier change, a late idle warning, an outdated nurturing prompt)",
+                                 registry=REGISTRY)
 OUTBOX_DEFERRED = Gauge("partnerbot_outbox_deferred", "Outbox rows waiting for room in WeCom's daily send quota",
                         registry=REGISTRY)
 OUTBOX_PARKED = Gauge("partnerbot_outbox_parked", "Outbox rows WeChat refused outside its 48-hour window, "

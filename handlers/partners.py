@@ -128,8 +128,7 @@ async def queue_onboarding_cards(ctx: Context, member: Member) -> int:
     tasks = await task_store.open_tasks_targeting(ctx.session, member)
     if not tasks:
         return 0
-    quota = await quota_store.hold_quota(ctx.session, now=ctx.now, licensed_accounts=ctx.config.wecom.licensed_accounts,
-                                         reply_headroom=ctx.config.wecom.reply_headroom)
+    quota = await quota_store.hold_quota(ctx.session, now=ctx.now, rules=ctx.config.wecom)
     room, deferred = quota.left, 0
     for task in sorted(tasks, key=lambda t: (t.deadline is None, t.deadline or ctx.now, t.id)):
         purpose, rows = await card_rows(ctx.session, task, [member], ctx.commands, ctx.config.server.timezone,

@@ -137,11 +137,17 @@ class ButtonLabel:
 
 
 Reply = Union[Text, Markdown, Image, Poster, Stamped, Chart, Card, News, ButtonLabel]
+Picture = Union[Image, Poster, Stamped, Chart]  # sent as the platform's uploaded media
+PICTURES = (Image, Poster, Stamped, Chart)
 _REPLY_TYPES: dict[str, type] = {"text": Text, "markdown": Markdown, "image": Image, "poster": Poster, "stamped": Stamped,
                                  "chart": Chart, "card": Card, "news": News, "button_label": ButtonLabel}
 # Each kind's field names, looked up once: a broadcast rebuilds thousands of replies from payloads.
 _FIELD_NAMES: dict[str, frozenset[str]] = {kind: frozenset(f.name for f in dataclasses.fields(cls))
                                            for kind, cls in _REPLY_TYPES.items()}
+
+
+def is_picture(payload: dict[str, Any]) -> bool:
+    return _REPLY_TYPES.get(payload.get("kind", "")) in PICTURES
 
 
 def reply_to_payload(reply: Reply) -> dict[str, Any]:

@@ -276,8 +276,7 @@ async def broadcast(ctx: Context, args: BroadcastArgs) -> Text:
     if not new:
         return Text(ctx.say(f"All {len(members)} matching members already have task #{task.id}.",
                             f"符合条件的 {len(members)} 人都已收到任务 #{task.id}。"))
-    quota = await quota_store.hold_quota(ctx.session, now=ctx.now, licensed_accounts=ctx.config.wecom.licensed_accounts,
-                                         reply_headroom=ctx.config.wecom.reply_headroom)
+    quota = await quota_store.hold_quota(ctx.session, now=ctx.now, rules=ctx.config.wecom)
     if not quota.allows(len(new)):
         return Text(over_quota(ctx, quota, len(new), what=(f"Task #{task.id}", f"任务 #{task.id} "), advice=(
             "Narrow the target (e.g. partner:NAME, region:NAME) or send it tomorrow.",
@@ -312,8 +311,7 @@ async def remind(ctx: Context, task_id: int) -> Text:
     if not fresh:
         return Text(ctx.say(f"All {skipped} member(s) who have not shared task #{task.id} were already reminded today.",
                             f"尚未分享任务 #{task.id} 的 {skipped} 人今天都已提醒过。"))
-    quota = await quota_store.hold_quota(ctx.session, now=ctx.now, licensed_accounts=ctx.config.wecom.licensed_accounts,
-                                         reply_headroom=ctx.config.wecom.reply_headroom)
+    quota = await quota_store.hold_quota(ctx.session, now=ctx.now, rules=ctx.config.wecom)
     if not quota.allows(len(fresh)):
         return Text(over_quota(ctx, quota, len(fresh), what=(f"A reminder of task #{task.id}", f"任务 #{task.id} 的提醒"),
                                advice=("Nobody was reminded; remind again tomorrow (China time), when the quota "

@@ -2,7 +2,10 @@
 
 Senders claim rows with a conditional UPDATE (attempts is the claim token), send, then mark them.
 A row whose sender died is taken over after its lease and resent with the platform's duplicate
-check on, so a crash between sending and marking does not show the member the message twice.
+check on, so a crash between sending and marking does not show the member the message twice. So is
+a row whose send had no answer (a timeout): the row records that it may have been delivered. A
+retry after the platform's error answer goes without the check, or the platform would drop it as
+a copy of an identical message the member got earlier (the same question asked twice).
 """
 from __future__ import annotations
 
@@ -28,18 +31,17 @@ class Claim:
     channel: str
     recipient: str
     payload: dict[str, Any]
-    # Recorded sent already, in a callback's answer (a passive reply, status ANSWERED): no sender
-    # takes it over, so it needs no renewal; sending it as a message first takes it (take_answered).
-    recorded_sent: bool = False
-    # Taken from an answer that never carried it (take_answered): its attempts so far were that
-    # answer, not message/send, so nothing of it can have reached the member yet.
-    taken_from_answer: bool = False
+    # An earlier attempt may have reached the member (a send that timed out, an instance that died
+    # mid-send): the platform is then asked to drop a duplicate.
+    may_have_been_delivered: bool = False
+    # When it was recorded sent in a callback's answer (a passive reply, status ANSWERED), else None.
+    # No sender takes such a row over, so it needs no renewal; sending it as a message first takes it
+    # (take_answered). Answers are not sends and leave attempts alone: this is their claim token.
+    answered_at: datetime | None = None
 
     @property
-    def may_have_been_delivered(self) -> bool:
-        """Whether an earlier attempt may have reached the member (a send that timed out, an
-        instance that died mid-send): the platform is then asked to drop a duplicate."""
-        return self.attempts > 1 and not self.taken_from_answer
+    def recorded_sent(self) -> bool:
+        return self.answered_at is not None
 
 
 # A passive reply: written into the answer to the member's callback, not sent through the API. It
@@ -106,13 +108,14 @@ def _row(channel: str, recipient: str, payload: dict[str, Any], inbox_id: int | 
     return {"channel": channel, "recipient": recipient, "kind": payload["kind"], "payload": payload,
             "inbox_id": inbox_id, "dedupe_key": dedupe_key, "purpose": "reply",
             "status": ANSWERED if sent else "sending" if claimed else "pending",
-            "attempts": 1 if claimed else 0, "claimed_at": now if claimed else None,
+            # attempts counts sends through the API: a passive reply (ANSWERED) has had none
+            "attempts": 1 if claimed and not sent else 0, "claimed_at": now if claimed else None,
             "next_attempt_at": now, "created_at": now, "sent_at": now if sent else None}
 
 
 def _claim_of(row_id: int, values: dict[str, Any], payload: dict[str, Any]) -> Claim:
     return Claim(row_id, values["attempts"], values["channel"], values["recipient"], payload,
-                 recorded_sent=values["status"] == ANSWERED)
+                 answered_at=values["claimed_at"] if values["status"] == ANSWERED else None)
 
 
 _ADD_COLUMNS = ("channel", "recipient", "kind", "payload", "inbox_id", "dedupe_key", "purpose", "status", "attempts",
@@ -139,7 +142,8 @@ def _int_array(name: str, values: list[int]):  # type: ignore[no-untyped-def]
 
 async def claim_due(session: AsyncSession, lease: timedelta, limit: int, busy: Collection[int] = ()) -> list[Claim]:
     """Claim up to `limit` due rows in one statement (on PostgreSQL, skipping rows another instance
-    is claiming right now instead of waiting for them). `busy`: rows this instance is sending."""
+    is claiming right now instead of waiting for them). `busy`: rows this instance is sending.
+    A row taken over from status "sending" may have been delivered: its sender may have died mid-send."""
     now, c = utcnow(), _OUTBOX.c
     postgresql = session.bind.dialect.name == "postgresql"
     due = select(c.id).where(_claimable(now, lease)).order_by(c.id).limit(limit)
@@ -153,8 +157,9 @@ async def claim_due(session: AsyncSession, lease: timedelta, limit: int, busy: C
     result = await session.execute(
         update(_OUTBOX)
         .where(c.id.in_(due), _claimable(now, lease))
-        .values(status="sending", claimed_at=now, attempts=c.attempts + 1)
-        .returning(c.id, c.attempts, c.channel, c.recipient, c.payload)
+        .values(status="sending", claimed_at=now, attempts=c.attempts + 1,
+                may_have_been_delivered=or_(c.may_have_been_delivered, c.status == "sending"))
+        .returning(c.id, c.attempts, c.channel, c.recipient, c.payload, c.may_have_been_delivered)
     )
     return [Claim(*row) for row in result.all()]
 
@@ -162,16 +167,16 @@ async def claim_due(session: AsyncSession, lease: timedelta, limit: int, busy: C
 async def take_answered(session: AsyncSession, claim: Claim) -> Claim | None:
     """A passive reply that did not go into an answer, claimed to be sent as a message instead; None
     when a retry of its callback has taken it meanwhile (replay_answered), which answers with it."""
-    attempts = await session.scalar(
+    row = (await session.execute(
         update(OutboxMessage)
-        .where(OutboxMessage.id == claim.id, OutboxMessage.attempts == claim.attempts,
+        .where(OutboxMessage.id == claim.id, OutboxMessage.claimed_at == claim.answered_at,
                OutboxMessage.status == ANSWERED)
         .values(status="sending", claimed_at=utcnow(), sent_at=None, attempts=OutboxMessage.attempts + 1)
-        .returning(OutboxMessage.attempts)
-        .execution_options(synchronize_session=False))
-    if attempts is None:
+        .returning(OutboxMessage.attempts, OutboxMessage.may_have_been_delivered)
+        .execution_options(synchronize_session=False))).first()
+    if row is None:
         return None
-    return Claim(claim.id, attempts, claim.channel, claim.recipient, claim.payload, taken_from_answer=True)
+    return Claim(claim.id, row.attempts, claim.channel, claim.recipient, claim.payload, row.may_have_been_delivered)
 
 
 @dataclass(frozen=True)
@@ -197,18 +202,18 @@ async def passive_state(session: AsyncSession, inbox_dedupe_key: str) -> Passive
 async def replay_answered(session: AsyncSession, inbox_dedupe_key: str) -> Claim | None:
     """The passive reply to a callback the platform retries: its answer never arrived (the instance
     died before writing it, or it came too late), so the retry's answer carries it. The claim token
-    moves on, so the first answer's fallback (take_answered) cannot send it as well."""
+    (when it was answered) moves on, so the first answer's fallback (take_answered) cannot send it as well."""
     inbox_id = select(InboxMessage.id).where(InboxMessage.dedupe_key == inbox_dedupe_key).scalar_subquery()
     row = (await session.execute(
         update(OutboxMessage)
         .where(OutboxMessage.inbox_id == inbox_id, OutboxMessage.status == ANSWERED)
-        .values(claimed_at=utcnow(), attempts=OutboxMessage.attempts + 1)
+        .values(claimed_at=utcnow())
         .returning(OutboxMessage.id, OutboxMessage.attempts, OutboxMessage.channel, OutboxMessage.recipient,
-                   OutboxMessage.payload)
+                   OutboxMessage.payload, OutboxMessage.claimed_at)
         .execution_options(synchronize_session=False))).first()
     if row is None:
         return None
-    return Claim(row.id, row.attempts, row.channel, row.recipient, row.payload, recorded_sent=True)
+    return Claim(row.id, row.attempts, row.channel, row.recipient, row.payload, answered_at=row.claimed_at)
 
 
 async def renew(session: AsyncSession, claim: Claim) -> bool:
@@ -238,7 +243,8 @@ async def renew_many(session: AsyncSession, claims: list[Claim]) -> set[int]:
 
 
 async def defer(session: AsyncSession, claim: Claim, until: datetime) -> None:
-    """Put a claimed row back untried (the member's send limit is reached until `until`)."""
+    """Put a claimed row back untried (the member's send limit is reached until `until`). Whether an
+    earlier attempt may have been delivered stays as it was."""
     await session.execute(
         update(OutboxMessage)
         .where(OutboxMessage.id == claim.id, OutboxMessage.attempts == claim.attempts)
@@ -263,13 +269,17 @@ async def mark_sent(session: AsyncSession, claims: list[Claim]) -> int:
     return result.rowcount
 
 
-async def mark_failed(session: AsyncSession, claim: Claim, error: str, retry_at: datetime | None) -> None:
-    """Record the error; with retry_at the row goes back to pending, without it it fails for good."""
+async def mark_failed(session: AsyncSession, claim: Claim, error: str, retry_at: datetime | None, *,
+                      may_have_been_delivered: bool) -> None:
+    """Record the error; with retry_at the row goes back to pending, without it it fails for good.
+    `may_have_been_delivered`: this attempt's outcome is unknown (no answer from the platform). A
+    definite error leaves the row as it was: an earlier attempt's unknown outcome still counts."""
+    unknown = {"may_have_been_delivered": True} if may_have_been_delivered else {}
     await session.execute(
         update(OutboxMessage)
         .where(OutboxMessage.id == claim.id, OutboxMessage.attempts == claim.attempts)
         .values(status="pending" if retry_at else "failed", last_error=error[:1000],
-                next_attempt_at=retry_at or utcnow())
+                next_attempt_at=retry_at or utcnow(), **unknown)
     )
 
 

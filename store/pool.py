@@ -333,6 +333,18 @@ async def nurture(session: AsyncSession, member: Member, lead_id: int, until: da
     return lead
 
 
+def nurture_key(lead_id: int, next_contact_at: datetime) -> str:
+    """The message key of the holder's prompt for a nurturing lead's next-contact date: one prompt
+    per lead and date."""
+    return f"nurture:{lead_id}:{next_contact_at.isoformat()}"
+
+
+def nurtured_lead_id(key: str | None) -> int | None:
+    """The lead a nurture_key names (None for any other key)."""
+    parts = (key or "").split(":")
+    return int(parts[1]) if len(parts) > 2 and parts[0] == "nurture" and parts[1].isdigit() else None
+
+
 async def due_for_contact(session: AsyncSession, now: datetime, limit: int = 500) -> list[Lead]:
     return list(await session.scalars(select(Lead).where(
         Lead.status == "nurturing", Lead.owner_id.is_not(None), Lead.next_contact_at <= now).limit(limit)))

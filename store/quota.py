@@ -2,19 +2,20 @@
 
 A share of the day's quota ([wecom] reply_headroom) is kept for replies to a member's own message:
 those are never held back, and nothing else may spend that share (`hold_quota`'s Allowance). A
-marketer's command past the rest is refused with the numbers (handlers say so). What the bot sends by
-itself — automatic reminders, a newcomer's task cards, nurturing prompts, idle-lead warnings and
-recycling notices, the daily digest, tier changes, monthly statements, fraud notices — sends what fits
-today and queues the rest `deferred`: in the outbox (so it is not lost, and its message key still makes
-it exactly-once) but not sent and not counted, until `release_deferred` finds room. Deferred rows no
-longer worth sending are dropped with the reason on the row (`STALE`, one rule per purpose).
+marketer's command past the rest is refused with the numbers (handlers say so). What the bot sends
+by itself — automatic reminders, a newcomer's task cards, nurturing prompts, idle-lead warnings and
+recycling notices, the daily digest, tier changes, monthly statements, fraud notices, a new lead's
+notice (bot/web/lead_notices.py) — sends what fits today and queues the rest `deferred`: in the
+outbox (so it is not lost, and its message key still makes it exactly-once) but not sent and not
+counted, until `release_deferred` finds room. Deferred rows no longer worth sending are dropped with
+the reason on the row (`STALE`, one rule per purpose).
 """
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
-from typing import Any
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Text, and_, bindparam, cast, exists, func, or_, select, update
@@ -24,8 +25,9 @@ from sqlalchemy.orm import aliased
 
 from store import outbox_queue
 from store.db import chunked
-from store.models import Member, OutboxMessage, Share, Task
+from store.models import Lead, Member, OutboxMessage, Share, Task
 from store.outbox import send_quota
+from store.pool import nurture_key, nurtured_lead_id
 from store.tasks import REMINDER
 
 # An outbox status: queued, waiting for room in WeCom's daily quota (the sender does not claim it).
@@ -37,9 +39,12 @@ SHARED_SINCE = "not sent: the member shared the task while the reminder waited f
 PAST_DAY = "not sent: a digest of a day long gone by the time WeCom's daily quota had room (a newer one is due)"
 SUPERSEDED = "not sent: a later tier change to the same person replaced it while it waited for WeCom's daily quota"
 WARNED_TOO_LATE = "not sent: the lead was recycled or followed up while the warning waited for WeCom's daily quota"
+NURTURE_OUTDATED = ("not sent: the lead was followed up, closed, handed on or given another date while the prompt "
+                    "waited for WeCom's daily quota")
 
 # What the bot sends unasked, besides task cards and reminders (store/tasks.py), as outbox purposes.
-NURTURE = "nurture"  # a nurturing lead's next-contact date has come (never stale: its key is never queued again)
+NURTURE = "nurture"  # a nurturing lead's next-contact date has come
+LEAD_NOTICE = "lead_notice"  # a new lead from the salesperson's link (never stale: they must learn of the lead)
 IDLE_WARNING = "idle_warning"  # a lead is recycled tomorrow unless followed up
 RECYCLED = "recycled"  # a lead went back to its pool (never stale: the holder should learn it)
 DIGEST = "digest"  # yesterday's funnel, to admins
@@ -66,13 +71,18 @@ class Allowance:
         return self.used + more <= self.limit - self.kept
 
 
+class QuotaRules(Protocol):
+    """How the day's quota is reckoned: [wecom]'s settings (bot.config.WeComConfig is one)."""
+    licensed_accounts: int  # 0: count the members
+    reply_headroom: float  # the share kept for replies
+
+
 def kept_for_replies(limit: int, reply_headroom: float) -> int:
     # round, not ceil: 200 × 0.1 is 20.000000000000004 in floating point, and ceil would keep 21.
     return min(limit, round(limit * reply_headroom))
 
 
-async def hold_quota(session: AsyncSession, *, now: datetime, licensed_accounts: int,
-                     reply_headroom: float) -> Allowance:
+async def hold_quota(session: AsyncSession, *, now: datetime, rules: QuotaRules) -> Allowance:
     """Today's quota, less the share kept for replies, counted after taking a lock this transaction
     holds until it ends: two instances (or a command and a job) spending the quota at once would
     otherwise both see the same room."""
@@ -82,8 +92,8 @@ async def hold_quota(session: AsyncSession, *, now: datetime, licensed_accounts:
         # SQLite reads outside a transaction until the first write: a write of nothing takes the
         # database's one write lock now (others wait, busy_timeout), so the count below stays true.
         await session.execute(update(OutboxMessage).where(OutboxMessage.id == -1).values(status=OutboxMessage.status))
-    quota = await send_quota(session, now=now, licensed_accounts=licensed_accounts)
-    return Allowance(quota.used, quota.limit, kept_for_replies(quota.limit, reply_headroom))
+    quota = await send_quota(session, now=now, licensed_accounts=rules.licensed_accounts)
+    return Allowance(quota.used, quota.limit, kept_for_replies(quota.limit, rules.reply_headroom))
 
 
 async def new_rows(session: AsyncSession, rows: Sequence[Row]) -> list[Row]:
@@ -111,20 +121,20 @@ async def queue_within(session: AsyncSession, room: int, *, task_id: int | None,
     return now, later
 
 
-async def queue_unasked(session: AsyncSession, *, now: datetime, licensed_accounts: int, reply_headroom: float,
-                        purpose: str, rows: Sequence[Row], task_id: int | None = None) -> tuple[int, int, Allowance]:
+async def queue_unasked(session: AsyncSession, *, now: datetime, rules: QuotaRules, purpose: str, rows: Sequence[Row], task_id: int | None = None) -> tuple[int, int, Allowance]:
     """What the bot sends by itself: what fits of today's quota (less the replies' share) queued now,
     the rest deferred; (queued now, deferred, the allowance it had). Nothing to queue takes no lock."""
     if not rows:
         return 0, 0, Allowance(0, 0, 0)
-    quota = await hold_quota(session, now=now, licensed_accounts=licensed_accounts, reply_headroom=reply_headroom)
+    quota = await hold_quota(session, now=now, rules=rules)
     queued, deferred = await queue_within(session, quota.left, task_id=task_id, purpose=purpose, rows=rows)
     return queued, deferred, quota
 
 
 def _stale_rules(now: datetime, zone: str) -> list[tuple[Any, str]]:
     """(condition, reason) for each kind of deferred row no longer worth sending; a purpose not named
-    here (nurture, recycled, statement, fraud_flags) is never stale."""
+    here (recycled, statement, fraud_flags, lead_notice) is never stale; nurturing prompts have a rule
+    of their own (`_outdated_nurture_prompts`)."""
     task_over = OutboxMessage.task_id.in_(select(Task.id).where(or_(Task.status == "ended", Task.deadline <= now)))
     shared = exists().where(Share.task_id == OutboxMessage.task_id, Share.member_id == Member.id,
                             Member.userid == OutboxMessage.recipient)
@@ -144,16 +154,38 @@ def _stale_rules(now: datetime, zone: str) -> list[tuple[Any, str]]:
              WARNED_TOO_LATE)]
 
 
+async def _outdated_nurture_prompts(session: AsyncSession) -> list[int]:
+    """Deferred nurturing prompts whose lead is no longer nurturing for that date in the recipient's
+    hands (followed up, won, lost, returned, recycled, given another date): its key is compared with
+    the key the lead would have now, built by the same function (no date parsed back out of it)."""
+    prompts = (await session.execute(select(OutboxMessage.id, OutboxMessage.dedupe_key, OutboxMessage.recipient)
+                                     .where(OutboxMessage.status == DEFERRED, OutboxMessage.purpose == NURTURE))).all()
+    lead_ids = sorted({lead_id for _, key, _ in prompts if (lead_id := nurtured_lead_id(key)) is not None})
+    current: set[tuple[str, str]] = set()  # (key, holder) of every prompt still due
+    for group in chunked(lead_ids):
+        for lead_id, next_contact_at, holder in await session.execute(
+                select(Lead.id, Lead.next_contact_at, Member.userid).join(Member, Member.id == Lead.owner_id)
+                .where(Lead.id.in_(group), Lead.status == "nurturing", Lead.next_contact_at.is_not(None))):
+            current.add((nurture_key(lead_id, next_contact_at), holder))
+    return [row_id for row_id, key, recipient in prompts if (key, recipient) not in current]
+
+
 async def drop_stale_deferred(session: AsyncSession, now: datetime, zone: str) -> int:
-    """Deferred rows no longer worth sending (`_stale_rules`), marked failed with the reason; how many.
-    `zone`: [server] timezone, whose days the digest counts."""
+    """Deferred rows no longer worth sending (`_stale_rules`, `_outdated_nurture_prompts`), marked
+    failed with the reason; how many. `zone`: [server] timezone, whose days the digest counts."""
     dropped = 0
     for condition, reason in _stale_rules(now, zone):
-        result = await session.execute(update(OutboxMessage).where(OutboxMessage.status == DEFERRED, condition)
-                                       .values(status="failed", last_error=reason)
-                                       .execution_options(synchronize_session=False))
-        dropped += result.rowcount
+        dropped += await _drop(session, condition, reason)
+    for group in chunked(await _outdated_nurture_prompts(session)):
+        dropped += await _drop(session, OutboxMessage.id.in_(group), NURTURE_OUTDATED)
     return dropped
+
+
+async def _drop(session: AsyncSession, condition: Any, reason: str) -> int:
+    result = await session.execute(update(OutboxMessage).where(OutboxMessage.status == DEFERRED, condition)
+                                   .values(status="failed", last_error=reason)
+                                   .execution_options(synchronize_session=False))
+    return result.rowcount
 
 
 async def release_deferred(session: AsyncSession, room: int, now: datetime, keys: Sequence[str] | None = None) -> int:
@@ -175,6 +207,12 @@ async def release_deferred(session: AsyncSession, room: int, now: datetime, keys
                               .values(status="pending", next_attempt_at=now)
                               .execution_options(synchronize_session=False))
     return len(picked)
+
+
+async def still_deferred(session: AsyncSession, keys: Sequence[str]) -> int:
+    """How many of the rows with these message keys wait for the quota."""
+    return int(await session.scalar(select(func.count()).select_from(OutboxMessage).where(
+        OutboxMessage.status == DEFERRED, OutboxMessage.dedupe_key.in_(keys))) or 0)
 
 
 async def any_deferred(session: AsyncSession) -> bool:

@@ -136,3 +136,17 @@ def test_a_reused_figure_keeps_nothing_of_the_chart_before() -> None:
     assert len(set(fresh)) == len(specs)  # (the specs do draw different charts)
     assert [png == want for png, want in zip(after_the_one_before, fresh)] == [True] * len(specs)
     assert [png == want for png, want in zip(after_the_one_after, fresh)] == [True] * len(specs)
+
+
+def test_the_fonts_read_from_memory_draw_what_matplotlib_draws_from_the_files(monkeypatch: pytest.MonkeyPatch) -> None:
+    """bot/render/charts.py opens the bundled fonts from memory and works out their line metrics once
+    (for speed): byte for byte the charts matplotlib draws opening the fonts itself."""
+    from bot.render import charts
+
+    specs = [SPEC, *(param.values[0] for param in ODD_SPECS)]
+    from_memory = on_a_new_thread(specs)
+    assert charts._font_in_memory.cache_info().currsize > 0  # (it was used)
+    monkeypatch.setattr(charts, "_font_in_memory", lambda path, thread: None)
+    monkeypatch.setattr(charts, "_height_metrics", lambda *args: (None, None, None))
+    from_files = on_a_new_thread(specs)
+    assert [png == want for png, want in zip(from_memory, from_files)] == [True] * len(specs)

@@ -17,7 +17,7 @@ from bot.jobs import accrue_points
 from store.members import import_members, parse_members_csv
 from store.models import Lead, PointsEntry
 from tests.conftest import ADMIN_TOKEN, MEMBERS, Stack, admin_http, make_config, seed, start_stack
-from tests.test_landing import GOOD, open_form
+from tests.test_landing import GOOD, lead_notice_reached, open_form
 from tests.test_links import BROWSER, link_code
 
 REPO = Path(__file__).resolve().parents[1]
@@ -78,6 +78,7 @@ async def test_formulas_in_titles_and_names_are_neutralised_in_every_export(evil
         token = await open_form(s, visitor, code)
         async with visitor.post(f"{s.bot_url}/l/{code}", data={**GOOD, "csrf": token}) as response:
             assert response.status == 200
+    await lead_notice_reached(s, "p1")
     async with s.bot[DB].session() as session:
         [lead_id] = await session.scalars(select(Lead.id))
     [won] = await s.ask("p1", f"won {lead_id} 500")

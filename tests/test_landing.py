@@ -10,7 +10,7 @@ from bot.app import CLICKS, DB
 from store import pool
 from store.leads import mask_phone, normalize_phone
 from store.models import Lead, LeadEvent, LeadTouch
-from tests.conftest import Stack
+from tests.conftest import Stack, eventually
 from tests.test_links import BROWSER, link_code, task_for_p1
 
 GOOD = {"name": "王女士", "company": "华星制造", "phone": "138 0013 8000", "region": "上海", "industry": "制造",
@@ -33,6 +33,15 @@ async def open_form(stack: Stack, http: aiohttp.ClientSession, code: str) -> str
 async def leads(stack: Stack) -> list[Lead]:
     async with stack.bot[DB].session() as session:
         return list(await session.scalars(select(Lead)))
+
+
+async def lead_notice_reached(stack: Stack, userid: str) -> None:
+    """Wait for the new lead's notice (let go after the form's commit, bot/web/lead_notices.py): a test
+    that then asks `userid` something must not take the notice for the answer."""
+    async def arrived() -> bool:
+        return any(m.body.get("content", "").startswith("🎉 新线索！") for m in stack.sim.bot_messages(userid))
+
+    await eventually(arrived)
 
 
 @pytest.mark.parametrize("raw, expected", [("13800138000", "13800138000"), ("+86 138-0013-8000", "13800138000"),
@@ -196,3 +205,48 @@ async def test_one_lead_per_phone_and_task_and_local_day(sqlite_url: str) -> Non
         assert [await submit_at(t) for t in ("2026-12-02T23:30:00+08:00", "2026-12-03T00:30:00+08:00")] == [True, True]
     finally:
         await db.dispose()
+
+
+async def test_past_the_quota_the_lead_notice_waits_and_follows_when_it_has_room(
+        stack: Stack, visitor: aiohttp.ClientSession) -> None:
+    """The new lead's notice spends WeCom's daily quota like every message the bot sends by itself:
+    past it (less the replies' share) the lead is stored, the notice deferred and counted, and it goes
+    out once the quota has room, however long it waited (the salesperson must learn of the lead)."""
+    import asyncio
+    from datetime import timedelta
+
+    from bot.app import OUTBOX
+    from bot.jobs import release_deferred_messages
+    from bot.metrics import REGISTRY
+    from store import quota as quota_store
+    from store.models import OutboxMessage, utcnow
+    from tests.test_quota_everywhere import leave_room
+
+    def counted() -> float:
+        return REGISTRY.get_sample_value("partnerbot_quota_deferred_total", {"purpose": quota_store.LEAD_NOTICE}) or 0
+
+    await task_for_p1(stack)
+    code = await link_code(stack)
+    stack.config.wecom.licensed_accounts = 1
+    await leave_room(stack, 0)
+    before = counted()
+    token = await open_form(stack, visitor, code)
+    async with visitor.post(f"{stack.bot_url}/l/{code}", data={**GOOD, "csrf": token}) as response:
+        assert response.status == 200
+    [lead] = await leads(stack)
+    async with stack.bot[DB].session() as session:
+        [(purpose, status)] = (await session.execute(select(OutboxMessage.purpose, OutboxMessage.status)
+                                                     .where(OutboxMessage.dedupe_key == f"newlead:{lead.id}"))).all()
+        await session.execute(OutboxMessage.__table__.update().where(OutboxMessage.purpose == purpose)
+                              .values(created_at=utcnow() - timedelta(days=3)))  # never too old to tell
+    assert (purpose, status) == (quota_store.LEAD_NOTICE, quota_store.DEFERRED)
+    await eventually(lambda: asyncio.sleep(0, counted() == before + 1))  # once the form's release found no room
+    await asyncio.sleep(0.3)
+    assert len(stack.sim.bot_messages("p1")) == 2  # the card and the link reply
+
+    assert await release_deferred_messages(stack.bot[DB], stack.config) == 0  # still no room
+    stack.config.wecom.licensed_accounts = 2  # room again (as on the next day in China)
+    assert await release_deferred_messages(stack.bot[DB], stack.config) == 1
+    stack.bot[OUTBOX].kick()
+    [note] = (await stack.sim.wait_for_bot_messages("p1", 3))[2:]
+    assert note.body["content"].startswith("🎉 新线索！王女士（华星制造，138****8000）")

@@ -12,7 +12,7 @@ from store import pool
 from store.members import MemberRow, get_member
 from store.models import Lead, LeadEvent, utcnow
 from tests.conftest import Stack, admin_http, eventually, seed
-from tests.test_landing import GOOD, open_form
+from tests.test_landing import GOOD, lead_notice_reached, open_form
 from tests.test_links import BROWSER, link_code, task_for_p1
 
 COLLEAGUE = MemberRow(0, "p3", "王芳", "partner", "星河科技", "华东", ())  # p1's colleague at 星河科技
@@ -28,6 +28,7 @@ async def shared_lead(stack: Stack) -> int:
         token = await open_form(stack, visitor, code)
         async with visitor.post(f"{stack.bot_url}/l/{code}", data={**GOOD, "csrf": token}) as response:
             assert response.status == 200
+    await lead_notice_reached(stack, "p1")
     async with stack.bot[DB].session() as session:
         [lead] = await session.scalars(select(Lead))
         assert lead.protected_until is not None and lead.protected_until > utcnow() + timedelta(days=13)

@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select
 
 from bot.app import DB, OUTBOX
+from bot.config import WeComConfig
 from bot.jobs import release_deferred_messages, send_due_reminders
 from handlers import command_table
 from store import outbox as outbox_store
@@ -25,9 +26,7 @@ from tests.test_onboarding import invite_code
 async def quota_now(stack: Stack) -> quota_store.Allowance:
     """Today's quota as automatic sends and commands see it: less the share kept for replies."""
     async with stack.bot[DB].session() as session:
-        return await quota_store.hold_quota(session, now=datetime.now(SHANGHAI),
-                                            licensed_accounts=stack.config.wecom.licensed_accounts,
-                                            reply_headroom=stack.config.wecom.reply_headroom)
+        return await quota_store.hold_quota(session, now=datetime.now(SHANGHAI), rules=stack.config.wecom)
 
 
 async def leave_room(stack: Stack, room: int) -> None:
@@ -207,7 +206,7 @@ async def test_the_quota_lock_keeps_concurrent_spenders_within_it(database_url: 
 
         async def spend(n: int) -> tuple[int, int]:
             async with db.session() as session:
-                quota = await quota_store.hold_quota(session, now=now, licensed_accounts=1, reply_headroom=0)
+                quota = await quota_store.hold_quota(session, now=now, rules=WeComConfig(licensed_accounts=1, reply_headroom=0))
                 await asyncio.sleep(0.05)  # the others reach their count meanwhile, but for the lock
                 rows = [(f"u{n}-{i}", f"spend:{n}:{i}", {"kind": "text", "content": "x"}) for i in range(10)]
                 return await quota_store.queue_within(session, quota.left, task_id=None, purpose="notice", rows=rows)

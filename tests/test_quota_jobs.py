@@ -11,9 +11,11 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
+from sqlalchemy.orm import Session
 
 from bot.app import DB, OUTBOX
+from bot.config import Config
 from bot.metrics import REGISTRY
 from bot.jobs import (recalculate_tiers, recycle_idle_leads, release_deferred_messages, remind_nurturing,
                       scan_for_fraud, send_daily_digest, send_monthly_statements)
@@ -23,7 +25,7 @@ from store.db import Database
 from store.members import get_member
 from store.models import Lead, OutboxMessage, PointsEntry, utcnow
 from tests.conftest import Stack, eventually, make_config, seed, start_stack
-from tests.test_broadcast_quota import SHANGHAI
+from tests.test_broadcast_quota import SHANGHAI, sent_rows
 from tests.test_fraud import add_clicks, links_for
 from tests.test_pool import add_leads
 from tests.test_quota_everywhere import leave_room, quota_now
@@ -139,8 +141,8 @@ async def test_a_job_queues_what_fits_and_defers_only_the_rest(stack: Stack) -> 
 
 async def test_deferred_rows_no_longer_worth_sending_are_dropped_with_the_reason(database_url: str) -> None:
     """A past day's digest, a tier change a later one replaced, an idle warning a day old are dropped;
-    today's digest, the latest tier change, a fresh warning, statements, recycling notices and
-    nurturing prompts (however old) are kept."""
+    today's digest, the latest tier change, a fresh warning, statements and recycling notices (however
+    old) are kept. Nurturing prompts: test_a_deferred_nurturing_prompt_is_dropped_once_its_lead_moved_on."""
     await seed(database_url)
     db = Database(database_url)
     now = utcnow()
@@ -153,7 +155,7 @@ async def test_deferred_rows_no_longer_worth_sending_are_dropped_with_the_reason
         ("tier-other", quota_store.TIER, "p2", 40),
         ("warn-old", quota_store.IDLE_WARNING, "p1", 25), ("warn-new", quota_store.IDLE_WARNING, "p2", 2),
         ("statement-old", quota_store.STATEMENT, "p1", 24 * 40), ("recycled-old", quota_store.RECYCLED, "p1", 24 * 9),
-        ("nurture-old", quota_store.NURTURE, "p1", 24 * 9), ("flags-old", quota_store.FRAUD_FLAGS, "admin1", 24 * 9)]
+        ("flags-old", quota_store.FRAUD_FLAGS, "admin1", 24 * 9)]
     try:
         async with db.session() as session:
             for key, purpose, recipient, hours in queued:
@@ -172,7 +174,80 @@ async def test_deferred_rows_no_longer_worth_sending_are_dropped_with_the_reason
             "digest-old": ("failed", quota_store.PAST_DAY), "digest-today": kept,
             "tier-may": ("failed", quota_store.SUPERSEDED), "tier-jun": kept, "tier-other": kept,
             "warn-old": ("failed", quota_store.WARNED_TOO_LATE), "warn-new": kept,
-            "statement-old": kept, "recycled-old": kept, "nurture-old": kept, "flags-old": kept}
+            "statement-old": kept, "recycled-old": kept, "flags-old": kept}
+    finally:
+        await db.dispose()
+
+
+async def nurturing_leads_of_p1(db: Database, count: int) -> None:
+    """Leads 1..count held by p1, nurturing, their next-contact date just come."""
+    async with db.session() as session:
+        p1 = await get_member(session, "p1")
+        for lead_id in range(1, count + 1):
+            lead = await session.get(Lead, lead_id)
+            lead.owner_id, lead.status, lead.next_contact_at = p1.id, "nurturing", utcnow() - timedelta(minutes=1)
+
+
+async def no_room_today(db: Database, config: Config) -> None:
+    config.wecom.licensed_accounts = 1
+    await sent_rows(db, 200, datetime.now(SHANGHAI))
+
+
+async def test_a_deferred_nurturing_prompt_is_dropped_once_its_lead_moved_on(database_url: str) -> None:
+    """Prompts deferred for four of p1's nurturing leads; meanwhile one was won, one given another date,
+    one handed to p2. Only the untouched lead's prompt goes when the quota has room; the others are
+    dropped with the reason."""
+    await seed(database_url)
+    await add_leads(database_url)
+    config, db = make_config(database_url), Database(database_url)
+    try:
+        await nurturing_leads_of_p1(db, 4)
+        await no_room_today(db, config)
+        assert await remind_nurturing(db, config) == 4
+        async with db.session() as session:
+            (await session.get(Lead, 2)).status = "won"
+            (await session.get(Lead, 3)).next_contact_at = utcnow() + timedelta(days=30)
+            (await session.get(Lead, 4)).owner_id = (await get_member(session, "p2")).id
+        config.wecom.licensed_accounts = 2
+        assert await release_deferred_messages(db, config) == 1
+        async with db.session() as session:
+            rows = (await session.execute(
+                select(OutboxMessage.dedupe_key, OutboxMessage.status, OutboxMessage.last_error)
+                .where(OutboxMessage.purpose == quota_store.NURTURE).order_by(OutboxMessage.dedupe_key))).all()
+        assert [(key.split(":")[1], status, error) for key, status, error in rows] == [
+            ("1", "pending", None), *[(str(i), "failed", quota_store.NURTURE_OUTDATED) for i in (2, 3, 4)]]
+    finally:
+        await db.dispose()
+
+
+async def test_deferred_messages_are_counted_only_once_their_transaction_commits(database_url: str) -> None:
+    """partnerbot_quota_deferred_total: a job whose transaction rolls back after queueing counts nothing."""
+    await seed(database_url)
+    await add_leads(database_url)
+    config, db = make_config(database_url), Database(database_url)
+
+    def counted() -> float:
+        return REGISTRY.get_sample_value("partnerbot_quota_deferred_total", {"purpose": quota_store.NURTURE}) or 0
+
+    def refuse(session: Session) -> None:
+        raise RuntimeError("the commit fails")
+
+    try:
+        await nurturing_leads_of_p1(db, 1)
+        await no_room_today(db, config)
+        before = counted()
+        event.listen(Session, "before_commit", refuse)
+        try:
+            with pytest.raises(RuntimeError, match="the commit fails"):
+                await remind_nurturing(db, config)
+        finally:
+            event.remove(Session, "before_commit", refuse)
+        assert counted() == before
+        async with db.session() as session:
+            nurture_rows = select(OutboxMessage.id).where(OutboxMessage.purpose == quota_store.NURTURE)
+            assert await session.scalar(nurture_rows) is None
+        assert await remind_nurturing(db, config) == 1
+        assert counted() == before + 1
     finally:
         await db.dispose()
 

@@ -399,3 +399,29 @@ def test_periods() -> None:
     period = stats.parse_period("2026-11-1~2026-11-03", ZONE, today)
     assert (period.first_day, period.last_day, len(period.days())) == (date(2026, 11, 1), date(2026, 11, 3), 3)
     assert period.start.isoformat() == "2026-11-01T00:00:00+08:00"
+
+
+async def test_a_lead_taken_after_its_period_still_counts_as_taken(database_url: str) -> None:
+    """The funnel follows the period's leads "so far": a take long after the period ended counts, one
+    stamped a moment before its lead (another instance's clock) too; a take of an older lead does not
+    make it one of the period's (the funnel reads only the takes since the period began)."""
+    await seed(database_url, [*MEMBERS, *MORE])
+    db = Database(database_url)
+    today = utcnow().astimezone(ZoneInfo(ZONE)).date()
+    period = stats.Period(today - timedelta(days=30), today - timedelta(days=20), ZONE, "")
+    try:
+        async with db.session() as session:
+            member = await session.scalar(select(Member).where(Member.userid == "p1"))
+            first, older = period.start, period.start - timedelta(days=5)
+            leads = [Lead(name=f"L{i}", phone=f"139{i:08d}", source="import", created_at=at, owner_id=member.id,
+                          status="claimed") for i, at in enumerate((first, first + timedelta(days=1), older))]
+            session.add_all(leads)
+            await session.flush()
+            session.add_all([LeadEvent(lead_id=leads[0].id, kind="claimed", member_id=member.id, at=first - timedelta(seconds=2)),
+                             LeadEvent(lead_id=leads[1].id, kind="assigned", member_id=member.id, at=period.end + timedelta(days=15)),
+                             LeadEvent(lead_id=leads[2].id, kind="claimed", member_id=member.id, at=first + timedelta(days=2))])
+        async with db.session() as session:
+            got = await stats.funnel(session, Scope(), period)
+        assert (got.leads, got.taken) == (2, 2)
+    finally:
+        await db.dispose()

@@ -78,7 +78,7 @@ async def test_outbox_batch_claims_never_overlap_and_retries_wait(database_url: 
         first, second = claimed[0], claimed[1]
         from store.models import utcnow
         async with db.session() as s:
-            await outbox.mark_failed(s, first, "busy", utcnow() + timedelta(hours=1))
+            await outbox.mark_failed(s, first, "busy", utcnow() + timedelta(hours=1), may_have_been_delivered=False)
         assert await claim_some() == []  # the retry is not due yet; the rest are claimed
         async with db.session() as s:
             await outbox.defer(s, second, utcnow() - timedelta(seconds=1))

@@ -84,7 +84,7 @@ async def test_a_command_is_answered_in_the_callbacks_answer(passive_stack: Stac
     await asyncio.sleep(0.5)
     assert sim.api_calls["message/send"] == 0 and sim.api_calls["passive"] == 1
     [row] = await outbox_rows(passive_stack)
-    assert (row.status, row.attempts) == ("answered", 1)  # passive: none of the app's send quota
+    assert (row.status, row.attempts) == ("answered", 0)  # passive: no send through the API, none of its quota
 
 
 async def test_a_retry_after_a_lost_passive_answer_carries_the_reply(passive_stack: Stack) -> None:
@@ -107,7 +107,8 @@ async def test_a_retry_after_a_lost_passive_answer_carries_the_reply(passive_sta
         await asyncio.sleep(0.5)
         assert sim.api_calls["message/send"] == 0
         [row] = await outbox_rows(passive_stack)
-        assert (row.status, row.attempts) == ("answered", 2)  # answered twice, delivered once
+        assert (row.status, row.attempts) == ("answered", 0)  # answered twice, delivered once, never sent
+        assert row.claimed_at > row.created_at  # the retry's answer took it over (replay_answered)
     finally:
         await proxy.stop()
 
@@ -154,14 +155,14 @@ async def test_a_retry_of_a_message_answered_by_message_send_is_only_acknowledge
         await stack.stop()
 
 
-async def test_a_passive_reply_is_taken_once_by_the_retry_or_by_its_fallback(sqlite_url: str) -> None:
+async def test_a_passive_reply_is_taken_once_by_the_retry_or_by_its_fallback(database_url: str) -> None:
     """The first answer came too late and its reply goes out as a message (take_answered) while
     WeCom's retry answers with it (replay_answered): whichever comes second finds it gone."""
     from store import inbox as inbox_store
     from store import outbox as outbox_store
 
-    await seed(sqlite_url)
-    db = Database(sqlite_url)
+    await seed(database_url)
+    db = Database(database_url)
     try:
         for first in ("retry", "fallback"):
             key = f"wecom:{first}:1"
@@ -172,11 +173,16 @@ async def test_a_passive_reply_is_taken_once_by_the_retry_or_by_its_fallback(sql
                                                 payload={"kind": "text", "content": "hi"}, sent=True)
             async with db.session() as session:
                 if first == "retry":
-                    assert await outbox_store.replay_answered(session, key) is not None
+                    replayed = await outbox_store.replay_answered(session, key)
+                    assert replayed is not None
                     assert await outbox_store.take_answered(session, picked) is None
+                    # Should the retry's answer fail as well, its own fallback sends it, as a first send.
+                    taken = await outbox_store.take_answered(session, replayed)
+                    assert taken is not None and (taken.attempts, taken.may_have_been_delivered) == (1, False)
                 else:
                     taken = await outbox_store.take_answered(session, picked)
                     assert taken is not None and not taken.recorded_sent
+                    assert (taken.attempts, taken.may_have_been_delivered) == (1, False)
                     assert await outbox_store.replay_answered(session, key) is None
     finally:
         await db.dispose()
@@ -321,7 +327,7 @@ async def test_a_reply_picked_for_the_answer_that_cannot_be_written_is_sent_once
     await asyncio.sleep(0.5)
     assert sim.api_calls["message/send"] == 1 and len(sim.bot_messages("p2")) == 1
     [row] = await outbox_rows(passive_stack)
-    assert row.status == "sent" and row.attempts >= 2  # taken from the answer, then sent
+    assert (row.status, row.attempts) == ("sent", 1)  # taken from the answer, then sent once
 
 
 @pytest.fixture
@@ -351,7 +357,7 @@ async def test_a_callback_that_stopped_waiting_meanwhile_gets_no_reply_and_the_m
     await asyncio.sleep(0.5)
     assert late_stack.sim.api_calls["message/send"] == 1 and len(late_stack.sim.bot_messages("p2")) == 1
     [row] = await outbox_rows(late_stack)
-    assert (row.status, row.attempts) == ("sent", 2)
+    assert (row.status, row.attempts) == ("sent", 1)  # the answer it missed was no send
 
 
 async def test_a_reply_taken_from_a_late_answer_is_not_dropped_as_a_duplicate(late_stack: Stack) -> None:
@@ -380,15 +386,18 @@ async def test_a_passive_reply_whose_answer_cannot_be_written_goes_out_as_a_mess
     from bot.channels.passive import Answered, respond
     from store.outbox import Claim
 
-    picked = Claim(1, 1, "wecom", "p1", {"kind": "text", "content": "first"}, recorded_sent=True)
+    picked = Claim(1, 0, "wecom", "p1", {"kind": "text", "content": "first"}, answered_at=utcnow())
     other = Claim(2, 1, "wecom", "p1", {"kind": "text", "content": "second"})
     submitted: list[Claim] = []
 
     async def connection_reset(self, request):  # type: ignore[no-untyped-def]
         raise ConnectionResetError("peer went away")
 
+    async def render(_claim: Claim) -> str:
+        return "<xml/>"
+
     monkeypatch.setattr(web.Response, "prepare", connection_reset)
     with pytest.raises(ConnectionResetError):
         await respond(make_mocked_request("POST", "/wecom/callback"), "wecom", Answered([picked, other], picked),
-                      time.monotonic() + 5, submitted.extend, lambda claim: "<xml/>", "success")
+                      time.monotonic() + 5, submitted.extend, render, "success")
     assert submitted == [picked, other]

@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 
 
 class ChannelSender(Protocol):
+    images: Any  # bot/channels/media.ImageUploads: pictures as the platform's uploaded media (passive ones too)
+
     async def send(self, recipient: str, payload: dict[str, Any], *, message_id: int, duplicate_check: bool,
                    duplicate_window: int) -> None: ...
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from bot.channels.api_client import TokenClient
 from bot.render.posters import PosterRenderer, PosterRequest
-from handlers.replies import Chart, Image, Poster, Reply, Stamped, reply_from_payload
+from handlers.replies import PICTURES, Chart, Image, Picture, Reply, Stamped, reply_from_payload
 from store.redis import SharedKeys
 
 MEDIA_REUSE_SECONDS = int(2.5 * 86400)
@@ -25,7 +25,7 @@ class ImageUploads:
         self.shared = shared
         self.namespace = namespace  # media ids of one platform (or app) mean nothing to another
 
-    async def media_id(self, reply: Image | Poster | Stamped | Chart, message_id: int) -> str:
+    async def media_id(self, reply: Picture, message_id: int) -> str:
         if isinstance(reply, Image):
             return await self._upload(Path(reply.path))
         if isinstance(reply, Chart):
@@ -74,7 +74,7 @@ class MediaSender:
 
     async def body_of(self, payload: dict[str, Any], message_id: int) -> dict[str, Any]:
         reply = reply_from_payload(payload)
-        if isinstance(reply, (Image, Poster, Stamped, Chart)):
+        if isinstance(reply, PICTURES):
             return {"msgtype": "image", "image": {"media_id": await self.images.media_id(reply, message_id)}}
         return await self._body(reply, message_id)
 

@@ -9,10 +9,12 @@ is taken back from the answer (store.outbox.take_answered) and goes through the 
 others; an answer that never arrived (the instance died after its commit, the network cut it) makes
 the platform retry, and the retry's answer carries the reply (store.outbox.replay_answered), only
 one of the two. How a reply looks in the answer (and which one is fit for it) is the channel's own
-business (`Render`).
+business (`Render`). A picture (poster, chart, stamped copy) goes into the answer too when it is drawn
+and uploaded before the deadline (`picture_media`); if not, it is sent as a message, as any late reply.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
@@ -24,7 +26,7 @@ from aiohttp import web
 
 from bot.channels.base import Pipeline
 from bot.metrics import OUTBOX, REPLIES
-from handlers.replies import Incoming
+from handlers.replies import PICTURES, Incoming, reply_from_payload
 from store import outbox as outbox_store
 
 log = logging.getLogger(__name__)
@@ -48,8 +50,10 @@ class Answered:
 
 # receive(key, message, deadline): stored?, and the replies if they were queued before the deadline.
 Receive = Callable[[str, Incoming, float], Awaitable[tuple[bool, "Answered | None"]]]
-# The answer body (sealed XML) for the reply `Answered.passive`.
-Render = Callable[[outbox_store.Claim], str]
+# The answer body (sealed XML) for the reply `Answered.passive` (a picture is uploaded first).
+Render = Callable[[outbox_store.Claim], Awaitable[str]]
+# A picture reply's uploaded media id (drawn and uploaded by the channel's sender, as for a message).
+PictureMedia = Callable[[outbox_store.Claim], Awaitable[str]]
 Submit = Callable[[list[outbox_store.Claim]], None]
 
 
@@ -62,6 +66,19 @@ def submitter(channel: str, pipeline: Pipeline) -> Submit:
             pipeline.outbox().submit_claimed(claims)
 
     return submit
+
+
+def picture_media(channel: str, pipeline: Pipeline) -> PictureMedia:
+    """Uploads a picture reply as the channel's sender would for message/send (a poster's upload is
+    reused from then on, shared.MEDIA_REUSE_SECONDS), so the answer can carry its media id."""
+
+    async def media_id(claim: outbox_store.Claim) -> str:
+        reply = reply_from_payload(claim.payload)
+        if not isinstance(reply, PICTURES):
+            raise TypeError(f"a {reply.kind} reply is not a picture")
+        return await pipeline.outbox().senders[channel].images.media_id(reply, claim.id)
+
+    return media_id
 
 
 class PassiveSettings(Protocol):
@@ -92,7 +109,12 @@ async def respond(request: web.Request, channel: str, answered: Answered | None,
             passive = None
             return web.Response(text=acknowledgement)
         try:
-            body = render(passive)
+            # A picture's drawing and upload must fit in what is left of the budget (text takes no time).
+            body = await asyncio.wait_for(render(passive), timeout=deadline - time.monotonic())
+        except asyncio.TimeoutError:
+            log.info("%s: a picture reply was not uploaded in time; sending it as a message", channel)
+            passive = None
+            return web.Response(text=acknowledgement)
         except Exception:  # a reply we cannot put in the answer still goes out as a message
             log.exception("%s: cannot render a passive reply; sending it as a message", channel)
             passive = None

@@ -22,11 +22,12 @@ from typing import Any
 from aiohttp import web
 from wechatpy.crypto import WeChatCrypto
 from wechatpy.exceptions import InvalidSignatureException
-from wechatpy.replies import TextReply
+from wechatpy.replies import ImageReply, TextReply
 from wechatpy.utils import WeChatSigner
 
 from bot.channels.base import Pipeline, SendingKit
-from bot.channels.passive import Answered, Receive, Submit, receiver, respond, submitter, xml_text
+from bot.channels.passive import (Answered, PictureMedia, Receive, Submit, picture_media, receiver, respond, submitter,
+                                  xml_text)
 from bot.channels.media import MediaSender
 from bot.channels.wechat_api import WeChatClient
 from bot.channels.envelope import (CALLBACK_MAX_BYTES, CallbackRejected, ascii_int, check_timestamp, ciphertext_of,
@@ -34,7 +35,7 @@ from bot.channels.envelope import (CALLBACK_MAX_BYTES, CallbackRejected, ascii_i
 from bot.channels.wecom import Received, fit, parse_xml
 from bot.config import Config, WeChatConfig
 from bot.metrics import CALLBACKS
-from handlers.replies import Card, Incoming, News, Reply, reply_from_payload
+from handlers.replies import Card, Incoming, News, Reply, is_picture, reply_from_payload
 from store import bindings
 from store import outbox as outbox_store
 
@@ -156,12 +157,14 @@ def as_text(reply: Reply) -> str | None:
 
 
 def pick_passive(payloads: list[dict[str, Any]]) -> int | None:
-    """The first reply, if it is text at heart (WeChat's passive reply here is always text)."""
-    return 0 if payloads and as_text(reply_from_payload(payloads[0])) is not None else None
+    """The first reply, if it is text at heart or a picture (uploaded first, if there is time)."""
+    if not payloads:
+        return None
+    return 0 if is_picture(payloads[0]) or as_text(reply_from_payload(payloads[0])) is not None else None
 
 
 def callback_routes(codec: WeChatCodec, receive: Receive, submit: Submit, config: WeChatConfig,
-                    max_body_bytes: int) -> list[web.RouteDef]:
+                    max_body_bytes: int, pictures: PictureMedia) -> list[web.RouteDef]:
     """`receive(key, message, deadline)` stores the message (False: a retry) and, when its replies are
     queued before `deadline` (time.monotonic()), returns them (`Answered`)."""
 
@@ -195,10 +198,14 @@ def callback_routes(codec: WeChatCodec, receive: Receive, submit: Submit, config
             return web.Response(status=503, text="try again")
         CALLBACKS.labels("accepted" if stored else "duplicate").inc()
 
-        def render(claim: outbox_store.Claim) -> str:
-            content = as_text(reply_from_payload(claim.payload))
-            assert content is not None  # pick_passive chose it for being text
-            reply = TextReply(source=received.account, target=received.message.user_id, content=xml_text(content))
+        async def render(claim: outbox_store.Claim) -> str:
+            user_id = received.message.user_id
+            if is_picture(claim.payload):
+                reply: Any = ImageReply(source=received.account, target=user_id, media_id=await pictures(claim))
+            else:
+                content = as_text(reply_from_payload(claim.payload))
+                assert content is not None  # pick_passive chose it for being text
+                reply = TextReply(source=received.account, target=user_id, content=xml_text(content))
             return codec.seal(reply.render(), envelope)
 
         # "success": received, the answer comes later.
@@ -268,7 +275,7 @@ class WeChatChannel:
             return await wait_for_replies(dedupe_key, message, deadline)
 
         return callback_routes(WeChatCodec(config.wechat), receive, submitter(CHANNEL, pipeline), config.wechat,
-                               config.server.max_body_bytes)
+                               config.server.max_body_bytes, picture_media(CHANNEL, pipeline))
 
     def sender(self, config: Config, kit: SendingKit) -> WeChatSender:
         return WeChatSender(WeChatClient(config.wechat, kit.http, kit.shared), kit.posters, kit.shared, kit.sources)

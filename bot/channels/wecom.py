@@ -18,18 +18,18 @@ from typing import Any
 import xmltodict
 from aiohttp import web
 from wechatpy.enterprise.crypto import WeChatCrypto
-from wechatpy.enterprise.replies import ArticlesReply, TextReply
+from wechatpy.enterprise.replies import ArticlesReply, ImageReply, TextReply
 from wechatpy.exceptions import InvalidSignatureException
 
 from bot.channels.base import Pipeline, SendingKit, SendLimits
-from bot.channels.passive import Receive, Submit, receiver, respond, submitter, xml_text
+from bot.channels.passive import PictureMedia, Receive, Submit, picture_media, receiver, respond, submitter, xml_text
 from bot.channels.envelope import (CALLBACK_MAX_BYTES, CallbackRejected, ascii_int, check_timestamp, ciphertext_of,
                                    read_body, refuse_oversized, url_verification)
 from bot.channels.wecom_api import WeComClient
 from bot.config import Config, WeComConfig
 from bot.metrics import CALLBACKS
 from bot.channels.media import MediaSender
-from handlers.replies import ButtonLabel, Incoming, News, Reply, Text, reply_from_payload
+from handlers.replies import ButtonLabel, Incoming, News, Reply, Text, is_picture, reply_from_payload
 from store import outbox as outbox_store
 
 log = logging.getLogger(__name__)
@@ -146,15 +146,15 @@ def read_message(plaintext: str) -> Received:
 def pick_passive(payloads: list[dict[str, Any]]) -> int | None:
     """Which reply WeCom can take in the callback's answer: a card button's new label (update_button,
     only ever queued for a card tap) wherever it is among the replies, else the first reply if it is
-    text or news. Markdown, cards and pictures (which need an upload) go as messages."""
+    text, news or a picture (uploaded first, if there is time). Markdown and cards go as messages."""
     kinds = [p.get("kind") for p in payloads]
     if "button_label" in kinds:
         return kinds.index("button_label")
-    return 0 if kinds and kinds[0] in ("text", "news") else None
+    return 0 if kinds and (kinds[0] in ("text", "news") or is_picture(payloads[0])) else None
 
 
-def passive_xml(claim: outbox_store.Claim, corp_id: str, agent_id: int) -> str:
-    """A reply `pick_passive` chose, as WeCom's plaintext passive-reply XML."""
+def passive_xml(claim: outbox_store.Claim, corp_id: str, agent_id: int, media_id: str | None = None) -> str:
+    """A reply `pick_passive` chose, as WeCom's plaintext passive-reply XML (a picture by its uploaded `media_id`)."""
     reply = reply_from_payload(claim.payload)
     user_id = claim.recipient
     if isinstance(reply, ButtonLabel):
@@ -170,11 +170,13 @@ def passive_xml(claim: outbox_store.Claim, corp_id: str, agent_id: int) -> str:
                    "description": xml_text(fit(reply.description, NEWS_DESCRIPTION_BYTES)),
                    "image": xml_text(reply.picurl), "url": xml_text(reply.url)}
         return str(ArticlesReply(source=corp_id, target=user_id, agent=agent_id, articles=[article]).render())
+    if media_id is not None:
+        return str(ImageReply(source=corp_id, target=user_id, agent=agent_id, media_id=media_id).render())
     raise ValueError(f"a {reply.kind} reply does not fit in a passive answer")
 
 
 def callback_routes(codec: WeComCodec, receive: Receive, submit: Submit, config: WeComConfig,
-                    max_body_bytes: int) -> list[web.RouteDef]:
+                    max_body_bytes: int, pictures: PictureMedia) -> list[web.RouteDef]:
     """`receive(key, message, deadline)` stores the message durably (False: a retry) and, when its
     replies are queued before `deadline` (time.monotonic()), returns them (`Answered`)."""
 
@@ -182,8 +184,9 @@ def callback_routes(codec: WeComCodec, receive: Receive, submit: Submit, config:
 
     limit = min(max_body_bytes, CALLBACK_MAX_BYTES)
 
-    def render(claim: outbox_store.Claim) -> str:
-        return codec.seal(passive_xml(claim, config.corp_id, config.agent_id))
+    async def render(claim: outbox_store.Claim) -> str:
+        media_id = await pictures(claim) if is_picture(claim.payload) else None
+        return codec.seal(passive_xml(claim, config.corp_id, config.agent_id, media_id))
 
     async def callback(request: web.Request) -> web.StreamResponse:
         # WeCom waits 5 s for the answer, counted from its request: so is our passive-reply budget.
@@ -293,7 +296,8 @@ class WeComChannel:
 
     def routes(self, config: Config, pipeline: Pipeline) -> list[web.RouteDef]:
         return callback_routes(WeComCodec(config.wecom), receiver(CHANNEL, pipeline, config.wecom, pick_passive),
-                               submitter(CHANNEL, pipeline), config.wecom, config.server.max_body_bytes)
+                               submitter(CHANNEL, pipeline), config.wecom, config.server.max_body_bytes,
+                               picture_media(CHANNEL, pipeline))
 
     def sender(self, config: Config, kit: SendingKit) -> WeComSender:
         return WeComSender(WeComClient(config.wecom, kit.http, kit.shared), kit.posters, kit.shared, kit.sources)

@@ -166,7 +166,7 @@ class OutboxSender:
             try:
                 channel, recipient = await self._route(claim)
             except Exception as err:
-                await self._settle(claim, self._failed(claim, err))
+                await self._settle(claim, self._failed(claim, err, tried_to_send=False))
                 continue
             routed.append((claim, channel, recipient))
         leased_at = time.monotonic() if claimed_at is None else claimed_at
@@ -335,7 +335,7 @@ class OutboxSender:
         try:
             channel, recipient = await self._route(claim)
         except Exception as err:
-            await self._failed(claim, err)
+            await self._failed(claim, err, tried_to_send=False)
             return
         pause = self._paused_until - time.monotonic()
         limiter = self.limiters.get(channel)
@@ -350,7 +350,7 @@ class OutboxSender:
         try:
             if sender is None:
                 raise LookupError(f"no sender for channel {channel!r}")
-            # A second attempt may follow a send that reached WeCom before we crashed or timed out.
+            # A retry after a send that may have reached WeCom (a crash, a timeout; not an error answer).
             await sender.send(recipient, claim.payload, message_id=claim.id,
                               duplicate_check=claim.may_have_been_delivered or bool(claim.payload.get("duplicate_check")),
                               duplicate_window=self.config.duplicate_check_interval_seconds)
@@ -373,21 +373,24 @@ class OutboxSender:
                 self._paused_until = max(self._paused_until, time.monotonic() + seconds)
                 await self._defer(claim, seconds)
                 return
-            await self._failed(claim, err)
+            await self._failed(claim, err, tried_to_send=True)
             return
         SENT.inc()
         self.slots.succeeded()
         self._sent.append(claim)
 
-    async def _failed(self, claim: outbox_store.Claim, err: Exception) -> None:
+    async def _failed(self, claim: outbox_store.Claim, err: Exception, *, tried_to_send: bool) -> None:
         retry = is_transient(err) and claim.attempts < self.config.max_attempts
         retry_at = utcnow() + timedelta(seconds=self._backoff(claim.attempts)) if retry else None
         if is_transient(err) or hasattr(err, "errcode"):
             log.warning("outbox row %d: %s (%s)", claim.id, err, "will retry" if retry else "giving up")
         else:
             log.exception("outbox row %d failed", claim.id)
+        # An error code is the platform's answer: it took nothing. Any other failure of a send (a
+        # timeout, a dropped connection) may have come after the platform took the message.
+        unknown = tried_to_send and getattr(err, "errcode", None) is None
         async with self.db.session() as session:
-            await outbox_store.mark_failed(session, claim, str(err), retry_at)
+            await outbox_store.mark_failed(session, claim, str(err), retry_at, may_have_been_delivered=unknown)
         OUTBOX.labels("retry" if retry else "failed").inc()
 
     async def _defer(self, claim: outbox_store.Claim, seconds: float) -> None:

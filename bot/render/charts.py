@@ -9,11 +9,14 @@ back to DejaVu's empty boxes.
 Speed (issue 17: the whole `统计` reply, chart included, within 200 ms): the figure, its axes and
 their ticks are built once per thread and only their data changes from chart to chart; the panels
 are placed by measuring their labels here rather than by matplotlib's constrained layout (which
-measured every artist twice, ~a quarter of a chart); the PNG is encoded without Pillow's per-row
-filter search (bot/render/png.py).
+measured every artist twice, ~a quarter of a chart); the bundled fonts are read from memory, not
+their files (see `_Renderer`); the PNG is encoded without Pillow's per-row filter search
+(bot/render/png.py), straight from the renderer's buffer.
 """
 import asyncio
+import io
 import math
+import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 import unicodedata
@@ -22,13 +25,14 @@ from functools import lru_cache
 from typing import Any
 
 import numpy as np
+import matplotlib
+from matplotlib import cbook
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg, RendererAgg
 from matplotlib.figure import Figure
 from matplotlib.font_manager import FontProperties
 from matplotlib.ft2font import FT2Font
 from matplotlib.ticker import MaxNLocator
-from PIL import Image
 
 from bot.config import ASSETS
 from bot.render.png import encode_unfiltered
@@ -48,6 +52,72 @@ BAR_LABEL_GAP = 5  # points between a bar's end and its label
 @lru_cache(maxsize=32)  # (matplotlib copies the properties it is given; these are never changed)
 def _font(size: float, bold: bool = False) -> FontProperties:
     return FontProperties(fname=str(BOLD if bold else REGULAR), size=size)
+
+
+@lru_cache(maxsize=32)  # per font and thread: an FT2Font is not to be shared between threads (matplotlib's rule too)
+def _font_in_memory(path: str, thread: int) -> FT2Font | None:
+    """The bundled font as matplotlib's get_font opens it (the Last Resort font behind it, so a missing
+    glyph still warns), but read from bytes in memory rather than from its file. None with a matplotlib
+    that builds its fonts otherwise (this is 3.11's way, through its private arguments): its own then."""
+    try:
+        kerning = matplotlib.rcParams["text.kerning_factor"]
+        fallback = []
+        if matplotlib.rcParams["font.enable_last_resort"]:
+            last_resort = FT2Font(cbook._get_data_path("fonts", "ttf", "LastResortHE-Regular.ttf"),
+                                  _kerning_factor=kerning, _warn_if_used=True)
+            last_resort.set_charmap(0)  # (its Unicode charmap is empty; matplotlib picks this one too)
+            fallback.append(last_resort)
+        with open(path, "rb") as file:
+            return FT2Font(io.BytesIO(file.read()), _fallback_list=fallback, _kerning_factor=kerning)
+    except (KeyError, TypeError):
+        return None
+
+
+# Nor between processes: a forked child opens its own (as matplotlib empties its font cache in one).
+os.register_at_fork(after_in_child=_font_in_memory.cache_clear)
+
+
+@lru_cache(maxsize=64)
+def _height_metrics(path: str, fontsize: float, dpi: float) -> tuple[float | None, float | None, float | None]:
+    """Ascent, descent and line gap of the font at this size, as matplotlib.text.Text._get_layout works
+    them out from the OS/2 table."""
+    font = _font_in_memory(path, threading.get_ident())
+    table = font.get_sfnt_table("OS/2") if font is not None else None
+    if table is None:  # matplotlib's own way then (from the hhea table, for a font without this one)
+        return None, None, None
+    units_per_em = font.get_sfnt_table("head")["unitsPerEm"]
+    scale = 1 / units_per_em * fontsize * dpi / 72
+    return table["sTypoAscender"] * scale, -table["sTypoDescender"] * scale, table["sTypoLineGap"] * scale
+
+
+class _Renderer(RendererAgg):
+    """Agg, with the bundled fonts read from memory. FreeType reads a glyph of these CFF fonts in ~20
+    small reads, and from a file each is a seek and a read called back into Python: half the time of
+    laying out and drawing a line of text (which every label is, twice: measured, then drawn)."""
+
+    def _prepare_font(self, font_prop: FontProperties) -> FT2Font:
+        font = _font_in_memory(font_prop.get_file(), threading.get_ident()) \
+            if font_prop.get_file() in (str(REGULAR), str(BOLD)) else None
+        if font is None:
+            return super()._prepare_font(font_prop)
+        font.clear()
+        font.set_size(font_prop.get_size_in_points(), self.dpi)
+        return font
+
+    def _get_font_height_metrics(self, font_prop: FontProperties) -> tuple[float | None, float | None, float | None]:
+        """What matplotlib's Text otherwise looks up (the font, then three of its tables) for every
+        layout of a text, worked out once per font and size, the same way."""
+        if font_prop.get_file() not in (str(REGULAR), str(BOLD)):
+            return None, None, None  # (matplotlib reads them itself)
+        return _height_metrics(font_prop.get_file(), font_prop.get_size_in_points(), self.dpi)
+
+
+class _Canvas(FigureCanvasAgg):
+    def get_renderer(self) -> RendererAgg:  # FigureCanvasAgg's, with the renderer above
+        key = (*self.get_width_height(physical=True), self.figure.dpi)
+        if self._lastKey != key:
+            self.renderer, self._lastKey = _Renderer(*key), key
+        return self.renderer
 
 
 @lru_cache(maxsize=1)
@@ -240,7 +310,7 @@ class _Page:
 
     def __init__(self) -> None:
         self.figure = Figure(figsize=(WIDTH, HEIGHT), dpi=DPI, facecolor="white")
-        self.canvas = FigureCanvasAgg(self.figure)
+        self.canvas = _Canvas(self.figure)
         self.title = self.figure.text(0.5, 1, "", ha="center", va="top", fontproperties=_font(21, True),
                                       parse_math=False)
         self.headings = [self.figure.text(0.01, 1, "", ha="left", va="top", fontproperties=_font(17, True),
@@ -262,9 +332,8 @@ class _Page:
 
     def png(self) -> bytes:
         self.canvas.draw()
-        rgba = self.canvas.get_renderer().buffer_rgba()  # the figure is opaque: alpha is 255 everywhere
-        rgb = Image.frombuffer("RGBA", self.canvas.get_width_height(), rgba, "raw", "RGBA", 0, 1).convert("RGB")
-        return encode_unfiltered(np.asarray(rgb))
+        rgba = np.asarray(self.canvas.get_renderer().buffer_rgba())  # the renderer's own buffer, not a copy
+        return encode_unfiltered(rgba[..., :3])  # the figure is opaque: alpha is 255 everywhere
 
 
 def render_report(spec: dict[str, Any]) -> bytes:

@@ -109,14 +109,18 @@ def encode(picture: Image.Image) -> bytes:
 
 
 def encode_unfiltered(pixels: np.ndarray, level: int = 1) -> bytes:
-    """An RGB array (height x width x 3, uint8) as PNG, every row unfiltered. For flat drawings such as
-    charts: large areas of one colour deflate well as they are (a chart came out ~15 % smaller than with
-    "up"), and skipping Pillow's try-every-filter pass halves the encode (~40 -> ~20 ms a 1080x1800 chart)."""
+    """An RGB array (height x width x 3, uint8; a view such as an RGBA picture's first three channels
+    will do) as PNG, every row unfiltered. For flat drawings such as charts: large areas of one colour
+    deflate well as they are (a chart came out ~15 % smaller than with "up"), and skipping Pillow's
+    try-every-filter pass halves the encode (~40 -> ~20 ms a 1080x1800 chart)."""
     height, width, channels = pixels.shape
     if channels != 3 or pixels.dtype != np.uint8:
         raise ValueError(f"an RGB uint8 array, not {pixels.dtype} with {channels} channels")
-    rows = np.zeros((height, width * 3 + 1), np.uint8)  # each row: filter byte 0 ("none"), then its pixels
-    rows[:, 1:] = pixels.reshape(height, width * 3)
+    rows = np.empty((height, width * 3 + 1), np.uint8)  # each row: filter byte 0 ("none"), then its pixels
+    rows[:, 0] = 0
+    # One pass from wherever the pixels are (a view is copied once) and zlib reads the rows in place:
+    # a copy to bytes of 5.8 MB a chart, and the RGBA -> RGB conversion before it, were ~a fifth of a chart.
+    rows[:, 1:].reshape(height, width, 3)[...] = pixels
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit RGB, not interlaced
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows.tobytes(), level))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows, level))
             + chunk(b"IEND", b""))

@@ -12,14 +12,15 @@ from typing import Any
 from aiohttp import web
 
 from bot.config import ASSETS, Config
+from bot.web.lead_notices import LeadNotices, notice_key
 from bot.web.links import LinkCache, Visitors, live_target, page
 from handlers import notices, pages
 from handlers.replies import reply_to_payload
 from store import leads as lead_store
 from store.links import LinkTarget
-from store import outbox as outbox_store
-from store.bindings import MEMBER_CHANNEL
+from store import quota as quota_store
 from store.members import member_by_id
+from store.outbox_queue import queue_messages
 from store.pool_rules import rule_book
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,7 @@ class LeadForm:
         self.template = Template(PAGE.read_text(encoding="utf-8"))
         self.visitors, self.config, self.db_of, self.outbox_of, self.shared_of = \
             visitors, config, db_of, outbox_of, shared_of
+        self.notices = LeadNotices(config.wecom)
 
     def render(self, status: int, title: str, token: str, values: dict[str, str], problems: dict[str, str],
                done: bool = False, download: str = "") -> web.Response:
@@ -97,7 +99,7 @@ class LeadForm:
         if await self.too_many(request, f"{ip_hash}:{target.link_id}"):
             return page(429, pages.FORM_TOO_OFTEN)
         visitor = self.visitors.visitor_id(request, ip_hash)
-        claims: list[outbox_store.Claim] = []
+        notice: str | None = None
         async with self.db_of(request).session() as session:
             sharer = await member_by_id(session, target.member_id)
             owner = sharer if sharer is not None and sharer.active else None  # one who left: to the pool
@@ -109,10 +111,11 @@ class LeadForm:
                 log.info("lead %d from link %d (phone %s)", lead.id, target.link_id, lead_store.mask_phone(lead.phone))
             if lead is not None and owner is not None:
                 note = notices.new_lead(lead, target.task_id, target.channel, target.content_id)
-                claims.append(await outbox_store.add(session, channel=MEMBER_CHANNEL, recipient=owner.userid,
-                                                     payload=reply_to_payload(note), claimed=True))
-        if claims:
-            self.outbox_of(request).submit_claimed(claims)
+                notice = notice_key(lead.id)
+                await queue_messages(session, task_id=None, purpose=quota_store.LEAD_NOTICE,
+                                     rows=[(owner.userid, notice, reply_to_payload(note))], status=quota_store.DEFERRED)
+        if notice is not None:  # within the quota, after the commit (bot/web/lead_notices.py)
+            self.notices.committed(notice, self.db_of(request), self.outbox_of(request))
         response = self.render(200, target.task_title, cookie_token, {}, {}, done=True, download=download)
         self.visitors.remember(response, visitor)
         return response

@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from store.models.base import Base, UTCDateTime, utcnow
@@ -57,7 +57,12 @@ class OutboxMessage(Base):
     purpose: Mapped[str] = mapped_column(String(16), default="reply", server_default="reply")
     task_id: Mapped[int | None] = mapped_column(ForeignKey("tasks.id"))
     status: Mapped[str] = mapped_column(String(16), default="pending")  # pending/sending/sent/failed
+    # Claims to send it through the API (one put back untried is taken off; a passive reply's answer
+    # is none): the claim token, and the backoff's step.
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # An earlier send's outcome is unknown (no answer from the platform, or its sender's lease ran
+    # out mid-send): a retry asks the platform to drop it should the member have it already.
+    may_have_been_delivered: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -110,7 +110,8 @@ def _row(channel: str, recipient: str, payload: dict[str, Any], inbox_id: int | 
             "status": ANSWERED if sent else "sending" if claimed else "pending",
             # attempts counts sends through the API: a passive reply (ANSWERED) has had none
             "attempts": 1 if claimed and not sent else 0, "claimed_at": now if claimed else None,
-            "next_attempt_at": now, "created_at": now, "sent_at": now if sent else None}
+            "next_attempt_at": now, "created_at": now, "sent_at": now if sent else None,
+            "may_have_been_delivered": False}
 
 
 def _claim_of(row_id: int, values: dict[str, Any], payload: dict[str, Any]) -> Claim:
@@ -119,7 +120,7 @@ def _claim_of(row_id: int, values: dict[str, Any], payload: dict[str, Any]) -> C
 
 
 _ADD_COLUMNS = ("channel", "recipient", "kind", "payload", "inbox_id", "dedupe_key", "purpose", "status", "attempts",
-                "claimed_at", "next_attempt_at", "created_at", "sent_at")
+                "claimed_at", "next_attempt_at", "created_at", "sent_at", "may_have_been_delivered")
 # Per dialect, and the PostgreSQL statement that also finishes an inbox message ("finishing").
 _ADD: dict[str, Any] = {}
 

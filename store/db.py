@@ -11,6 +11,7 @@ from sqlalchemy import event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import Session
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 # Values per `IN (...)` list or terms per OR: SQLite allows 999 bound variables per statement before
@@ -80,11 +81,25 @@ def create_engine(url: str, statement_timeout: float | None = None) -> AsyncEngi
                                hide_parameters=True, connect_args=connect_args)
 
 
+class _UnitOfWork(Session):
+    """A session that notes when it first reaches the database (used_database)."""
+
+
+@event.listens_for(_UnitOfWork, "after_begin")
+def _note_database_used(session: Session, _transaction: Any, _connection: Any) -> None:
+    session.info["used_database"] = True
+
+
+def used_database(session: AsyncSession) -> bool:
+    """Whether a unit of work has read or written anything yet, or holds changes that it will write."""
+    return bool(session.info.get("used_database") or session.new or session.dirty or session.deleted)
+
+
 class Database:
     def __init__(self, url: str, statement_timeout: float | None = None) -> None:
         self.url = url
         self.engine = create_engine(url, statement_timeout)
-        self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        self.sessions = async_sessionmaker(self.engine, expire_on_commit=False, sync_session_class=_UnitOfWork)
         # The same pool; a connection is switched to autocommit while it is out (no round trip).
         self.autocommit_sessions = async_sessionmaker(self.engine.execution_options(isolation_level="AUTOCOMMIT"),
                                                       expire_on_commit=False)

@@ -26,7 +26,8 @@ from handlers import answers
 from handlers.replies import ButtonLabel, Incoming, Reply, reply_to_payload
 from store import inbox as inbox_store
 from store import outbox as outbox_store
-from store.db import Database, left_for_after_commit
+from store.bindings import HOME
+from store.db import Database, left_for_after_commit, used_database
 from store.models import utcnow
 from store.redis import SharedKeys
 
@@ -55,6 +56,10 @@ _ANSWERED_MEMORY_SECONDS = 600
 _CLOCK_SKEW_SECONDS = 0.5
 _REPLAY_LAST_CHANCE_SECONDS = 0.2
 _REPLAY_POLL_SECONDS = 0.05
+# A sender's member as read when their message was stored is used for at most this long after: a
+# role changed or a member removed meanwhile applies from the next message (as it would to a message
+# whose handler was already running), never later than this.
+_SENDER_FRESH_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -128,14 +133,19 @@ class InboxProcessor:
         """The database's unique key alone spots a retry (and decides races between instances): a
         Redis "seen" key in front of it cost every message two round trips (EXISTS, SET) to save the
         rare retry one INSERT. The row is stored already claimed by this instance, which processes
-        it right away."""
-        payload, now = message.to_payload(), utcnow()
+        it right away; a WeCom sender's member is read along with it (the router's first lookup)."""
+        payload, now, sender = message.to_payload(), utcnow(), None
         async with self.db.single_statement() as session:
-            inbox_id = await inbox_store.add(session, channel=channel, dedupe_key=dedupe_key,
-                                             user_id=message.user_id, payload=payload, claimed_at=now)
+            if message.channel == HOME:
+                inbox_id, sender = await inbox_store.add_reading_sender(
+                    session, channel=channel, dedupe_key=dedupe_key, user_id=message.user_id, payload=payload,
+                    claimed_at=now)
+            else:
+                inbox_id = await inbox_store.add(session, channel=channel, dedupe_key=dedupe_key,
+                                                 user_id=message.user_id, payload=payload, claimed_at=now)
         if inbox_id is None:
             return None
-        return inbox_store.Claim(inbox_id, 1, payload, now)
+        return inbox_store.Claim(inbox_id, 1, payload, now, sender)
 
     def _noting_written(self, dedupe_key: str, answered: Answered | None) -> Answered | None:
         if answered is None or answered.passive is None:
@@ -252,12 +262,21 @@ class InboxProcessor:
             return
         try:
             async with self.db.session() as session:
-                replies = bind_button_labels(message, await self.router.dispatch(session, message, claim.id))
+                replies = bind_button_labels(message, await self.router.dispatch(
+                    session, message, claim.id, self._fresh_sender(claim)))
                 left_behind = left_for_after_commit(session)
                 passive = self._passive_choice(claim.id, replies)
-                outbox_claims = await self._enqueue(session, message, replies, claim.id, passive)
-                if not await inbox_store.finish(session, claim, "done"):
-                    raise LostClaim()
+                touched = used_database(session)
+                if len(replies) <= 1 and self.db.dialect == "postgresql" and not touched:
+                    # Nothing read or written so far: the reply and the message's end, one statement on
+                    # PostgreSQL (outbox.add_finishing), are the whole unit of work, atomic without a
+                    # transaction around it, which would cost a BEGIN and a COMMIT round trip.
+                    async with self.db.single_statement() as alone:
+                        outbox_claims = await self._enqueue(alone, message, replies, claim.id, passive,
+                                                            finishing=claim)
+                else:
+                    outbox_claims = await self._enqueue(session, message, replies, claim.id, passive,
+                                                        finishing=claim)
         except LostClaim:
             log.warning("inbox row %d was taken over by another worker", inbox_id)
             COMMANDS.labels("taken_over").inc()
@@ -282,7 +301,18 @@ class InboxProcessor:
         if claim.received_at is not None:
             REPLY_SECONDS.observe(max((utcnow() - claim.received_at).total_seconds(), 0.0))
         self._hand_over(claim.id, outbox_claims, passive)
-        self.outbox.kick()  # the handler may have queued more (a broadcast)
+        if touched:
+            # The handler may have queued more (a broadcast). One that did not reach the database
+            # queued nothing, and a look for due rows after each such message cost a round trip.
+            self.outbox.kick()
+
+    @staticmethod
+    def _fresh_sender(claim: inbox_store.Claim) -> inbox_store.Sender | None:
+        """The sender read when the message was stored, unless that was long enough ago (it waited
+        for a worker) that a member's role or leaving since then matters: then the router reads it."""
+        if claim.sender is None or time.monotonic() - claim.sender.read_at > _SENDER_FRESH_SECONDS:
+            return None
+        return claim.sender
 
     async def _give_up(self, claim: inbox_store.Claim, message: Incoming, error: str) -> None:
         async with self.db.session() as session:
@@ -294,14 +324,23 @@ class InboxProcessor:
 
     @staticmethod
     async def _enqueue(session: AsyncSession, message: Incoming, replies: list[Reply], inbox_id: int,
-                       passive: int | None = None) -> list[outbox_store.Claim]:
-        """The replies queued claimed by us; `passive` (an index) recorded sent, for the callback's answer."""
-        return [
-            await outbox_store.add(session, channel=message.channel, recipient=message.user_id,
-                                   payload=reply_to_payload(reply), inbox_id=inbox_id, claimed=True,
-                                   sent=i == passive)
-            for i, reply in enumerate(replies)
-        ]
+                       passive: int | None = None, finishing: inbox_store.Claim | None = None
+                       ) -> list[outbox_store.Claim]:
+        """The replies queued claimed by us; `passive` (an index) recorded sent, for the callback's answer.
+        `finishing`: the message's claim, marked done along with the last reply (LostClaim if taken over)."""
+        queued = []
+        for i, reply in enumerate(replies):
+            fields = dict(channel=message.channel, recipient=message.user_id, payload=reply_to_payload(reply),
+                          claimed=True, sent=i == passive)
+            if finishing is not None and i == len(replies) - 1:
+                queued.append(await outbox_store.add_finishing(session, finishing, **fields))
+            else:
+                queued.append(await outbox_store.add(session, inbox_id=inbox_id, **fields))
+        if finishing is not None:
+            finished = queued[-1] is not None if replies else await inbox_store.finish(session, finishing, "done")
+            if not finished:
+                raise LostClaim()
+        return queued  # type: ignore[return-value]
 
 
 def bind_button_labels(message: Incoming, replies: list[Reply]) -> list[Reply]:

@@ -17,6 +17,7 @@ from handlers.context import (FOLLOWER, GUEST, ArgError, CommandTable, Context, 
 from handlers.replies import Incoming, Reply
 from store.errors import Refusal
 from store.bindings import HOME, member_for
+from store.inbox import Sender
 from store.models import Member
 
 log = logging.getLogger(__name__)
@@ -30,11 +31,18 @@ class Router:
         self.customers = customers
         self.media = media
 
-    async def dispatch(self, session: AsyncSession, message: Incoming, message_id: int | None = None) -> list[Reply]:
-        """`message_id`: the inbox row being answered, handed to the handler (Context.message_id)."""
+    async def dispatch(self, session: AsyncSession, message: Incoming, message_id: int | None = None,
+                       sender: Sender | None = None) -> list[Reply]:
+        """`message_id`: the inbox row being answered, handed to the handler (Context.message_id).
+        `sender`: its member as read just before (store.inbox.add_reading_sender), instead of reading it here."""
         line = message.event_key if message.kind == "card_event" else message.text
         line = line.replace("\u3000", " ").strip()
-        member = await member_for(session, message.channel, message.user_id)
+        if sender is None:
+            member = await member_for(session, message.channel, message.user_id)
+        else:
+            # Into this session as it was read, without reading it again; changes handlers make to it
+            # are written when the session commits, as those to a member it loaded itself.
+            member = await session.merge(sender.member, load=False) if sender.member is not None else None
         if member is None:
             # Strangers in WeCom may join with an invite; elsewhere they may bind to a member.
             stranger = GUEST if message.channel == HOME else FOLLOWER

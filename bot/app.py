@@ -126,6 +126,7 @@ def create_app(config: Config, commands: CommandTable | None = None,
                     log.error("a background loop ended with %s during shutdown", type(failure).__name__)
             # Let work in progress finish, so a graceful stop leaves nothing half-done.
             await inbox.drain()
+            await form.notices.drain()  # it may wake the outbox: before the outbox drains
             await outbox.drain()
             await http.close()
             if redis is not None:

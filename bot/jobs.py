@@ -15,7 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.config import Config
 from bot.forwarding import read_forward_results, send_forwards
-from bot.metrics import JOB_RUNS, QUOTA_DEFERRED, QUOTA_DEFERRED_DROPPED
+from bot.deferred import NOTHING_QUEUED, Queued, count_deferred
+from bot.metrics import JOB_RUNS, QUOTA_DEFERRED_DROPPED
 from bot.retention import RetentionJob
 from handlers import notices
 from handlers.context import CommandTable, CustomerContact
@@ -33,33 +34,6 @@ from store.runs import claim_run
 
 log = logging.getLogger(__name__)
 RETENTION_FIRST_DELAY_SECONDS = 300.0
-
-
-@dataclass(frozen=True)
-class Queued:
-    """What one transaction queued of what a job sends by itself: `queued_now` within the quota, `deferred`
-    past it, and the quota as it was counted (for the log)."""
-    purpose: str
-    queued_now: int
-    deferred: int
-    quota: quota_store.Allowance
-    what: str
-
-
-NOTHING_QUEUED = Queued("", 0, 0, quota_store.Allowance(0, 0, 0), "")
-
-
-def count_deferred(queued: Queued) -> int:
-    """Count and log the deferred rows once their transaction has committed (so call it after the
-    session block): counted while queueing, a rollback after it would have counted rows that never
-    were. How many were queued now."""
-    if queued.deferred:
-        QUOTA_DEFERRED.labels(queued.purpose).inc(queued.deferred)
-        quota = queued.quota
-        log.warning("%s: %d message(s) deferred, past today's WeCom send quota (%d of %d used, %d kept for "
-                    "replies); they go when it has room", queued.what, queued.deferred, quota.used + queued.queued_now,
-                    quota.limit, quota.kept)
-    return queued.queued_now
 
 
 async def queue_unasked(session: AsyncSession, config: Config, purpose: str, rows: list[quota_store.Row],

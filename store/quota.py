@@ -121,7 +121,8 @@ async def queue_within(session: AsyncSession, room: int, *, task_id: int | None,
     return now, later
 
 
-async def queue_unasked(session: AsyncSession, *, now: datetime, rules: QuotaRules, purpose: str, rows: Sequence[Row], task_id: int | None = None) -> tuple[int, int, Allowance]:
+async def queue_unasked(session: AsyncSession, *, now: datetime, rules: QuotaRules, purpose: str,
+                        rows: Sequence[Row], task_id: int | None = None) -> tuple[int, int, Allowance]:
     """What the bot sends by itself: what fits of today's quota (less the replies' share) queued now,
     the rest deferred; (queued now, deferred, the allowance it had). Nothing to queue takes no lock."""
     if not rows:

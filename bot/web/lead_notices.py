@@ -13,7 +13,7 @@ import asyncio
 import logging
 from typing import Any
 
-from bot.metrics import QUOTA_DEFERRED
+from bot.deferred import Queued, count_deferred
 from store import quota as quota_store
 from store.db import Database
 from store.models import utcnow
@@ -60,8 +60,4 @@ class LeadNotices:
                 continue
             if released:
                 outbox.kick()
-            if deferred:
-                QUOTA_DEFERRED.labels(quota_store.LEAD_NOTICE).inc(deferred)
-                log.warning("%d lead notice(s) deferred, past today's WeCom send quota (%d of %d used, %d kept "
-                            "for replies); they go when it has room", deferred, quota.used + released,
-                            quota.limit, quota.kept)
+            count_deferred(Queued(quota_store.LEAD_NOTICE, released, deferred, quota, "lead notices"))
